@@ -1,0 +1,280 @@
+//! The council data model shared by specialists and synthesizers, the JSON
+//! Schemas they declare, and the typed traits that hide the raw bindings.
+
+use crate::bindings::Guest;
+use crate::{Descriptor, Envelope, Kind, RunError, error, ok_envelope, parse_input};
+use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
+
+/// One finding of a specialist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    pub title: String,
+    pub recommendation: String,
+    /// 0.0 – 1.0: how strong the signal behind the finding is.
+    pub confidence: f64,
+    /// `path:line` references or other evidence, possibly empty.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+/// Input of a specialist's `run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialistInput {
+    pub topic: String,
+    #[serde(default)]
+    pub context: Vec<String>,
+    /// Guest path of the read-only workspace grant (`/workspace`), if any.
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+/// Payload of a specialist's envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialistOutput {
+    pub findings: Vec<Finding>,
+    pub notes: String,
+}
+
+/// One specialist's report as the host hands it to the synthesizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub specialist: String,
+    /// `ok` or `error`.
+    pub status: String,
+    pub findings: Vec<Finding>,
+    pub notes: String,
+}
+
+/// Input of a synthesizer's `run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthInput {
+    pub topic: String,
+    pub max_findings: usize,
+    pub reports: Vec<Report>,
+}
+
+/// A finding after ranking, with the specialist it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankedFinding {
+    pub title: String,
+    pub recommendation: String,
+    pub confidence: f64,
+    pub source_specialist: String,
+    pub evidence: Vec<String>,
+}
+
+/// The council output: payload of a synthesizer and of `council.v1`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CouncilOutput {
+    pub topic: String,
+    pub summary: String,
+    pub ranked_findings: Vec<RankedFinding>,
+    pub participating_specialists: Vec<String>,
+    pub failed_specialists: Vec<String>,
+    pub reports: Vec<Report>,
+}
+
+const FINDING_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"required":["title","recommendation","confidence"],"properties":{"title":{"type":"string","minLength":1},"recommendation":{"type":"string"},"confidence":{"type":"number","minimum":0,"maximum":1},"evidence":{"type":"array","items":{"type":"string"}}}}"#;
+const RANKED_SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"required":["title","recommendation","confidence","source_specialist","evidence"],"properties":{"title":{"type":"string","minLength":1},"recommendation":{"type":"string"},"confidence":{"type":"number","minimum":0,"maximum":1},"source_specialist":{"type":"string"},"evidence":{"type":"array","items":{"type":"string"}}}}"#;
+
+/// JSON Schema of [`SpecialistInput`].
+pub fn specialist_input_schema() -> String {
+    r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["topic"],"properties":{"topic":{"type":"string","minLength":1},"context":{"type":"array","items":{"type":"string"}},"workspace":{"type":["string","null"]}}}"#.to_string()
+}
+
+/// JSON Schema of [`SpecialistOutput`].
+pub fn specialist_output_schema() -> String {
+    format!(
+        r#"{{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["findings","notes"],"properties":{{"findings":{{"type":"array","items":{FINDING_SCHEMA}}},"notes":{{"type":"string"}}}}}}"#
+    )
+}
+
+fn report_schema() -> String {
+    format!(
+        r#"{{"type":"object","additionalProperties":false,"required":["specialist","status","findings","notes"],"properties":{{"specialist":{{"type":"string"}},"status":{{"enum":["ok","error"]}},"findings":{{"type":"array","items":{FINDING_SCHEMA}}},"notes":{{"type":"string"}}}}}}"#
+    )
+}
+
+/// JSON Schema of [`SynthInput`].
+pub fn synth_input_schema() -> String {
+    format!(
+        r#"{{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["topic","max_findings","reports"],"properties":{{"topic":{{"type":"string","minLength":1}},"max_findings":{{"type":"integer","minimum":1,"maximum":20}},"reports":{{"type":"array","items":{}}}}}}}"#,
+        report_schema()
+    )
+}
+
+/// JSON Schema of [`CouncilOutput`].
+pub fn council_output_schema() -> String {
+    format!(
+        r#"{{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["topic","summary","ranked_findings","participating_specialists","failed_specialists","reports"],"properties":{{"topic":{{"type":"string"}},"summary":{{"type":"string"}},"ranked_findings":{{"type":"array","items":{RANKED_SCHEMA}}},"participating_specialists":{{"type":"array","items":{{"type":"string"}}}},"failed_specialists":{{"type":"array","items":{{"type":"string"}}}},"reports":{{"type":"array","items":{}}}}}}}"#,
+        report_schema()
+    )
+}
+
+/// The deterministic reduce of `council.v1`: findings of `ok` reports sorted
+/// by (−confidence, source_specialist, title), the first `max_findings`
+/// kept, and the fixed summary sentence.
+pub fn rank(input: &SynthInput) -> CouncilOutput {
+    let mut ranked: Vec<RankedFinding> = input
+        .reports
+        .iter()
+        .filter(|r| r.status == "ok")
+        .flat_map(|r| {
+            r.findings.iter().map(move |f| RankedFinding {
+                title: f.title.clone(),
+                recommendation: f.recommendation.clone(),
+                confidence: f.confidence,
+                source_specialist: r.specialist.clone(),
+                evidence: f.evidence.clone(),
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then_with(|| a.source_specialist.cmp(&b.source_specialist))
+            .then_with(|| a.title.cmp(&b.title))
+    });
+    ranked.truncate(input.max_findings);
+    let participating: Vec<String> = input.reports.iter().map(|r| r.specialist.clone()).collect();
+    let failed: Vec<String> = input.reports.iter().filter(|r| r.status != "ok").map(|r| r.specialist.clone()).collect();
+    CouncilOutput {
+        topic: input.topic.clone(),
+        summary: format!(
+            "Council reviewed '{}' with {} specialists; {} ranked findings generated.",
+            input.topic,
+            participating.len(),
+            ranked.len()
+        ),
+        ranked_findings: ranked,
+        participating_specialists: participating,
+        failed_specialists: failed,
+        reports: input.reports.clone(),
+    }
+}
+
+/// A specialist: reviews a topic (and, if granted, `/workspace`).
+pub trait Specialist {
+    const ID: &'static str;
+    const VERSION: &'static str;
+    const SUMMARY: &'static str;
+    fn review(input: &SpecialistInput) -> Result<SpecialistOutput, RunError>;
+}
+
+/// A synthesizer: turns specialist reports into the council output.
+pub trait Synthesizer {
+    const ID: &'static str;
+    const VERSION: &'static str;
+    const SUMMARY: &'static str;
+    /// [`Kind::Synthesizer`] for deterministic ones, [`Kind::Llm`] for
+    /// model-backed ones.
+    const KIND: Kind = Kind::Synthesizer;
+    fn synthesize(input: &SynthInput) -> Result<CouncilOutput, RunError>;
+}
+
+/// Adapts a [`Specialist`] to the raw [`Guest`] exports.
+pub struct SpecialistAdapter<T>(PhantomData<T>);
+
+impl<T: Specialist + 'static> Guest for SpecialistAdapter<T> {
+    fn describe() -> Descriptor {
+        Descriptor {
+            id: T::ID.to_string(),
+            version: T::VERSION.to_string(),
+            summary: T::SUMMARY.to_string(),
+            kind: Kind::Specialist,
+            input_schema: specialist_input_schema(),
+            output_schema: specialist_output_schema(),
+        }
+    }
+
+    fn run(input: String) -> Result<Envelope, RunError> {
+        let input: SpecialistInput = parse_input(&input)?;
+        if input.topic.trim().is_empty() {
+            return Err(error("invalid_input", "topic must not be empty"));
+        }
+        let out = T::review(&input)?;
+        ok_envelope(&out, Vec::new(), Vec::new())
+    }
+}
+
+/// Adapts a [`Synthesizer`] to the raw [`Guest`] exports.
+pub struct SynthesizerAdapter<T>(PhantomData<T>);
+
+impl<T: Synthesizer + 'static> Guest for SynthesizerAdapter<T> {
+    fn describe() -> Descriptor {
+        Descriptor {
+            id: T::ID.to_string(),
+            version: T::VERSION.to_string(),
+            summary: T::SUMMARY.to_string(),
+            kind: T::KIND,
+            input_schema: synth_input_schema(),
+            output_schema: council_output_schema(),
+        }
+    }
+
+    fn run(input: String) -> Result<Envelope, RunError> {
+        let input: SynthInput = parse_input(&input)?;
+        let out = T::synthesize(&input)?;
+        let refs = out.participating_specialists.clone();
+        ok_envelope(&out, Vec::new(), refs)
+    }
+}
+
+/// Export a [`Specialist`] as this component's `describe` / `run`.
+#[macro_export]
+macro_rules! export_specialist {
+    ($t:ty) => {
+        $crate::export_runnable!($crate::SpecialistAdapter<$t>);
+    };
+}
+
+/// Export a [`Synthesizer`] as this component's `describe` / `run`.
+#[macro_export]
+macro_rules! export_synthesizer {
+    ($t:ty) => {
+        $crate::export_runnable!($crate::SynthesizerAdapter<$t>);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str, status: &str, findings: &[(&str, f64)]) -> Report {
+        Report {
+            specialist: id.into(),
+            status: status.into(),
+            findings: findings
+                .iter()
+                .map(|(t, c)| Finding { title: (*t).into(), recommendation: "r".into(), confidence: *c, evidence: vec![] })
+                .collect(),
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn ranks_by_confidence_then_specialist_then_title_and_truncates() {
+        let input = SynthInput {
+            topic: "t".into(),
+            max_findings: 3,
+            reports: vec![
+                report("b", "ok", &[("z", 0.5), ("a", 0.9)]),
+                report("a", "ok", &[("y", 0.5), ("x", 0.5)]),
+                report("c", "error", &[("ignored", 1.0)]),
+            ],
+        };
+        let out = rank(&input);
+        let got: Vec<(&str, &str)> = out.ranked_findings.iter().map(|f| (f.source_specialist.as_str(), f.title.as_str())).collect();
+        assert_eq!(got, vec![("b", "a"), ("a", "x"), ("a", "y")]);
+        assert_eq!(out.failed_specialists, vec!["c"]);
+        assert_eq!(out.summary, "Council reviewed 't' with 3 specialists; 3 ranked findings generated.");
+    }
+}

@@ -1,0 +1,76 @@
+//! Guest SDK for Lily runnables (Run Contract R0, `lily:runnable@0.1.0`).
+//!
+//! Implement [`Specialist`] or [`Synthesizer`] and export it with
+//! [`export_specialist!`] / [`export_synthesizer!`]; `describe`, the JSON
+//! Schemas, input parsing, event emission and effect proposal come for free.
+//! For anything else implement [`bindings::Guest`] directly and export it
+//! with [`export_runnable!`].
+
+pub mod council;
+pub mod workspace;
+
+/// Raw bindings generated from `wit/` by wit-bindgen.
+#[allow(clippy::all, missing_docs, unsafe_op_in_unsafe_fn)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "runnable",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_runnable",
+        default_bindings_module: "::lily_guest::bindings",
+    });
+}
+
+pub use bindings::Guest;
+pub use bindings::lily::runnable::events::Level;
+pub use bindings::lily::runnable::types::{Artifact, Descriptor, Envelope, Kind, RunError, RunStatus};
+pub use council::*;
+
+/// Export a raw [`Guest`] implementation (a type name or path).
+#[macro_export]
+macro_rules! export_runnable {
+    ($t:ty) => {
+        type __LilyExport = $t;
+        $crate::bindings::__export_runnable!(__LilyExport with_types_in $crate::bindings);
+    };
+}
+
+/// Emit a structured event into the run's `events.jsonl`.
+pub fn emit(level: Level, kind: &str, fields: &serde_json::Value) {
+    bindings::lily::runnable::events::emit(level, kind, &fields.to_string());
+}
+
+/// Propose writing `contents` to `path` (relative to the Lily root). The host
+/// records an approval request and returns its id; nothing is written now.
+pub fn propose_write(path: &str, contents: &[u8], reason: &str) -> Result<String, String> {
+    use bindings::lily::runnable::effects::{Effect, WriteFile, propose};
+    propose(&Effect::WriteFile(WriteFile { path: path.to_string(), contents: contents.to_vec() }), reason)
+}
+
+/// Propose publishing an artifact of this run to a destination.
+pub fn propose_publish(artifact: &str, to: &str, reason: &str) -> Result<String, String> {
+    use bindings::lily::runnable::effects::{Effect, Publish, propose};
+    propose(&Effect::Publish(Publish { artifact: artifact.to_string(), to: to.to_string() }), reason)
+}
+
+/// Propose sending a message on a named channel.
+pub fn propose_send(channel: &str, message: &str, reason: &str) -> Result<String, String> {
+    use bindings::lily::runnable::effects::{Effect, Send, propose};
+    propose(&Effect::Send(Send { channel: channel.to_string(), message: message.to_string() }), reason)
+}
+
+/// A run error with `retryable: false`.
+pub fn error(code: &str, message: impl Into<String>) -> RunError {
+    RunError { code: code.to_string(), message: message.into(), retryable: false }
+}
+
+/// An `ok` envelope whose payload is `payload` serialised as JSON.
+pub fn ok_envelope<T: serde::Serialize>(payload: &T, artifacts: Vec<Artifact>, references: Vec<String>) -> Result<Envelope, RunError> {
+    let payload = serde_json::to_string(payload).map_err(|e| error("serialize_failed", e.to_string()))?;
+    Ok(Envelope { status: RunStatus::Ok, artifacts, approvals_requested: Vec::new(), references, payload })
+}
+
+/// Parse the JSON input of `run`, turning a parse error into `invalid_input`.
+pub fn parse_input<T: serde::de::DeserializeOwned>(input: &str) -> Result<T, RunError> {
+    serde_json::from_str(input).map_err(|e| error("invalid_input", format!("input does not match the input schema: {e}")))
+}
