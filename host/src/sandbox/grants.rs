@@ -1,0 +1,52 @@
+//! Grants: the only capabilities a step gets. Turned into a WASI context and
+//! nothing else — no preopen, env var or network address that is not listed
+//! here reaches the guest.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Perms {
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+/// A host directory preopened at a guest path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub perms: Perms,
+}
+
+/// Everything a step may touch. `Default` grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Env vars (name, value). Values never leave the sandbox: receipts and
+    /// events record names only (see [`Grants::redacted`]).
+    #[serde(default, skip_serializing)]
+    pub env: Vec<(String, String)>,
+    /// Allowed outbound `host:port` pairs (resolved by the host); empty = no network.
+    #[serde(default)]
+    pub network: Vec<String>,
+}
+
+impl Grants {
+    /// A JSON view safe for receipts: env values removed.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dirs": self.dirs.iter().map(|d| serde_json::json!({
+                "host": d.host.display().to_string(),
+                "guest": d.guest,
+                "perms": match d.perms { Perms::ReadOnly => "ro", Perms::ReadWrite => "rw" },
+            })).collect::<Vec<_>>(),
+            "env": self.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            "network": self.network,
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! Per-store state and the host side of the Run Contract imports (`events`,
+//! `effects`), plus capped stdout/stderr capture.
+
+use super::grants::{Grants, Perms};
+use super::limits::{Limiter, Limits};
+use super::wit::lily::runnable::{effects, events, types};
+use super::{Cause, StepEnvelope, StepReport, StepRequest};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// One structured event a guest emitted.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestEvent {
+    pub level: &'static str,
+    pub kind: String,
+    pub fields: serde_json::Value,
+}
+
+/// A side effect a guest proposed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposedEffect {
+    WriteFile {
+        path: String,
+        #[serde(skip)]
+        contents: Vec<u8>,
+    },
+    Publish { artifact: String, to: String },
+    Send {
+        channel: String,
+        #[serde(skip)]
+        message: String,
+    },
+}
+
+impl ProposedEffect {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProposedEffect::WriteFile { .. } => "write_file",
+            ProposedEffect::Publish { .. } => "publish",
+            ProposedEffect::Send { .. } => "send",
+        }
+    }
+}
+
+/// A recorded proposal (an approval request to be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposal {
+    pub id: String,
+    pub effect: ProposedEffect,
+    pub reason: String,
+}
+
+/// Store data of one step.
+pub struct StepState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) deadline_hit: Arc<AtomicBool>,
+    limits: Limits,
+    events: Vec<GuestEvent>,
+    events_dropped: u64,
+    proposals: Vec<Proposal>,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    denied: Arc<Mutex<Vec<String>>>,
+    effects_root: Option<std::path::PathBuf>,
+}
+
+impl StepState {
+    pub(crate) fn new(req: &StepRequest) -> wasmtime::Result<StepState> {
+        let limits = req.limits.clone();
+        let stdout = CappedPipe::new(limits.max_stdio_bytes as usize);
+        let stderr = CappedPipe::new(limits.max_stdio_bytes as usize);
+        let denied = Arc::new(Mutex::new(Vec::new()));
+        let wasi = build_wasi(&req.grants, req.seeds, stdout.clone(), stderr.clone(), denied.clone())?;
+        Ok(StepState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                table_elements: limits.max_table_elements,
+                instances: limits.max_instances,
+                memory_hit: false,
+                table_hit: false,
+            },
+            deadline_hit: Arc::new(AtomicBool::new(false)),
+            limits,
+            events: Vec::new(),
+            events_dropped: 0,
+            proposals: Vec::new(),
+            stdout,
+            stderr,
+            denied,
+            effects_root: req.effects_root.clone(),
+        })
+    }
+
+    pub(crate) fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    pub(crate) fn proposal_ids(&self) -> Vec<String> {
+        self.proposals.iter().map(|p| p.id.clone()).collect()
+    }
+
+    pub(crate) fn into_report(self, outcome: Result<StepEnvelope, Cause>, duration: Duration, fuel_used: u64) -> StepReport {
+        let truncated = self.stdout.truncated() || self.stderr.truncated();
+        let denied = self.denied.lock().map(|d| d.clone()).unwrap_or_default();
+        StepReport {
+            outcome,
+            duration,
+            fuel_used,
+            events: self.events,
+            events_dropped: self.events_dropped,
+            proposals: self.proposals,
+            stdout: String::from_utf8_lossy(&self.stdout.contents()).into_owned(),
+            stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
+            stdio_truncated: truncated,
+            denied_connections: denied,
+        }
+    }
+}
+
+fn build_wasi(
+    grants: &Grants,
+    seeds: Option<super::Seeds>,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    denied: Arc<Mutex<Vec<String>>>,
+) -> wasmtime::Result<WasiCtx> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(stdout).stderr(stderr);
+    for d in &grants.dirs {
+        let perms = match d.perms {
+            Perms::ReadOnly => FsPerms::ReadOnly,
+            Perms::ReadWrite => FsPerms::ReadWrite,
+        };
+        b.preopened_dir(&d.host, &d.guest, perms)
+            .map_err(|e| wasmtime::format_err!("cannot open granted directory {}: {e}", d.host.display()))?;
+    }
+    for (k, v) in &grants.env {
+        b.env(k, v);
+    }
+    if let Some(s) = seeds {
+        b.wall_clock(FixedStartClock::new(s.wall_clock_start_ns));
+        b.insecure_random_seed(u128::from(s.random_seed));
+        b.secure_random(StdRng::seed_from_u64(s.random_seed ^ 0x9E37_79B9_7F4A_7C15));
+        b.insecure_random(StdRng::seed_from_u64(s.random_seed));
+    }
+    // Network: TCP is allowed at the WASI level only so that every address
+    // passes the check below, which says yes to granted `host:port` pairs
+    // and records everything else as a denied capability.
+    let allowed: Vec<SocketAddr> = grants.network.iter().flat_map(|hp| hp.to_socket_addrs().into_iter().flatten()).collect();
+    b.allow_tcp(true);
+    b.allow_udp(false);
+    b.allow_ip_name_lookup(!grants.network.is_empty());
+    b.socket_addr_check(move |addr, use_| {
+        let ok = match use_ {
+            SocketAddrUse::TcpConnect => allowed.contains(&addr),
+            // The implicit bind before a connect: harmless on its own, and
+            // letting it through means the connect itself is checked (and
+            // recorded with the address the guest wanted).
+            SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+            _ => false,
+        };
+        if !ok && let Ok(mut d) = denied.lock() {
+            d.push(format!("{addr} ({use_:?})"));
+        }
+        Box::pin(async move { ok })
+    });
+    Ok(b.build())
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for StepState {}
+
+impl events::Host for StepState {
+    fn emit(&mut self, level: events::Level, kind: String, fields: String) {
+        if self.events.len() as u64 >= self.limits.max_events || fields.len() as u64 > self.limits.max_event_bytes || kind.len() > 64 {
+            self.events_dropped += 1;
+            return;
+        }
+        let fields = match serde_json::from_str::<serde_json::Value>(&fields) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(other) => serde_json::json!({ "value": other }),
+            Err(_) => serde_json::json!({ "invalid_fields": true }),
+        };
+        let level = match level {
+            events::Level::Debug => "debug",
+            events::Level::Info => "info",
+            events::Level::Warn => "warn",
+            events::Level::Error => "error",
+        };
+        self.events.push(GuestEvent { level, kind, fields });
+    }
+}
+
+/// Hard cap on proposals per step.
+const MAX_PROPOSALS: usize = 64;
+
+impl effects::Host for StepState {
+    fn propose(&mut self, effect: effects::Effect, reason: String) -> Result<String, String> {
+        if self.proposals.len() >= MAX_PROPOSALS {
+            return Err(format!("at most {MAX_PROPOSALS} effects may be proposed per step"));
+        }
+        let effect = match effect {
+            effects::Effect::WriteFile(w) => {
+                crate::policy::effects::check_relative_path(&w.path)?;
+                if w.contents.len() as u64 > self.limits.max_output_bytes {
+                    return Err(format!("contents of {} bytes exceed the output cap", w.contents.len()));
+                }
+                let _ = &self.effects_root;
+                ProposedEffect::WriteFile { path: w.path, contents: w.contents }
+            }
+            effects::Effect::Publish(p) => ProposedEffect::Publish { artifact: p.artifact, to: p.to },
+            effects::Effect::Send(s) => ProposedEffect::Send { channel: s.channel, message: s.message },
+        };
+        let id = format!("apr-{}", crate::util::random_hex(8));
+        self.proposals.push(Proposal { id: id.clone(), effect, reason: reason.chars().take(500).collect() });
+        Ok(id)
+    }
+}
+
+/// A wall clock that starts at a recorded instant and advances with real
+/// time (so replays see the same start).
+struct FixedStartClock {
+    start_ns: u64,
+    origin: std::time::Instant,
+}
+
+impl FixedStartClock {
+    fn new(start_ns: u64) -> Self {
+        FixedStartClock { start_ns, origin: std::time::Instant::now() }
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for FixedStartClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        let _ = self.origin;
+        // Frozen at the recorded start: a replay observes identical time.
+        Duration::from_nanos(self.start_ns)
+    }
+}
+
+/// stdout/stderr capture that keeps the first `cap` bytes and silently drops
+/// the rest (counted), so a chatty guest neither traps nor floods the host.
+#[derive(Clone)]
+pub(crate) struct CappedPipe {
+    inner: Arc<Mutex<(Vec<u8>, bool)>>,
+    cap: usize,
+}
+
+impl CappedPipe {
+    fn new(cap: usize) -> Self {
+        CappedPipe { inner: Arc::new(Mutex::new((Vec::new(), false))), cap }
+    }
+    fn contents(&self) -> Vec<u8> {
+        self.inner.lock().map(|g| g.0.clone()).unwrap_or_default()
+    }
+    fn truncated(&self) -> bool {
+        self.inner.lock().map(|g| g.1).unwrap_or(false)
+    }
+    fn push(&self, bytes: &[u8]) {
+        if let Ok(mut g) = self.inner.lock() {
+            let room = self.cap.saturating_sub(g.0.len());
+            let n = room.min(bytes.len());
+            g.0.extend_from_slice(&bytes[..n]);
+            if n < bytes.len() {
+                g.1 = true;
+            }
+        }
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CappedPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedPipe {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_stream_error_used(_: StreamError) {}

@@ -1,0 +1,424 @@
+//! The sandbox: one shared wasmtime [`Engine`], a compile cache, and a fresh
+//! [`Store`] per step whose only capabilities are the explicit [`Grants`]
+//! and whose runtime is capped by [`Limits`].
+//!
+//! Public surface: [`Sandbox`], [`Loaded`], [`StepRequest`], [`StepReport`],
+//! [`Cause`]. Everything wasmtime-specific stays behind it.
+
+mod builtins;
+mod cache;
+mod grants;
+mod host;
+mod limits;
+mod outcome;
+
+pub use builtins::{BUILTIN_IDS, builtin_bytes};
+pub use grants::{DirGrant, Grants, Perms};
+pub use host::{GuestEvent, Proposal, ProposedEffect};
+pub use limits::Limits;
+pub use outcome::{Cause, StepReport};
+
+use crate::sandbox::host::StepState;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+/// Bindings generated from `wit/` (Run Contract R0).
+mod wit {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "runnable",
+        exports: { default: async },
+    });
+}
+
+use wit::lily::runnable::types::Kind as WitKind;
+use wit::{Runnable, RunnablePre};
+
+/// How often the epoch ticker advances the engine's epoch.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What a runnable says about itself (`describe`), in host types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    pub id: String,
+    pub version: String,
+    pub summary: String,
+    pub kind: RunnableKind,
+    pub input_schema: serde_json::Value,
+    pub output_schema: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunnableKind {
+    Specialist,
+    Synthesizer,
+    Llm,
+    Generic,
+}
+
+impl RunnableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnableKind::Specialist => "specialist",
+            RunnableKind::Synthesizer => "synthesizer",
+            RunnableKind::Llm => "llm",
+            RunnableKind::Generic => "generic",
+        }
+    }
+}
+
+/// The envelope a runnable returned, in host types, after validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepEnvelope {
+    pub status: String,
+    pub artifacts: Vec<StepArtifact>,
+    pub approvals_requested: Vec<String>,
+    pub references: Vec<String>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepArtifact {
+    pub name: String,
+    pub media_type: String,
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// A component compiled, linked and described once, reused for every run.
+pub struct Loaded {
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub descriptor: Descriptor,
+    /// Interfaces the component imports (the capabilities it could ask for).
+    pub imports: Vec<String>,
+    pub size: usize,
+    pre: RunnablePre<StepState>,
+    output_validator: Arc<jsonschema::Validator>,
+    input_validator: Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("digest", &self.digest).field("descriptor", &self.descriptor).finish()
+    }
+}
+
+/// One step to run.
+#[derive(Debug, Clone, Default)]
+pub struct StepRequest {
+    pub input: serde_json::Value,
+    pub grants: Grants,
+    pub limits: Limits,
+    /// Root under which effect targets must stay (for early refusal).
+    pub effects_root: Option<PathBuf>,
+    /// Clock and random seeds; `None` = real clocks, fresh seed.
+    pub seeds: Option<Seeds>,
+}
+
+/// The nondeterminism a step can observe, recorded for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seeds {
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub wall_clock_start_ns: u64,
+    pub random_seed: u64,
+}
+
+/// Where compiled components are cached, and how.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// Directory for serialized compiled components; `None` disables the
+    /// on-disk cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The one shared engine plus everything loaded into it.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<StepState>,
+    cache: Option<cache::CompileCache>,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Error loading a component: always a contract problem of the component.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+impl Sandbox {
+    pub fn new(options: SandboxOptions) -> anyhow::Result<Sandbox> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.concurrency_support(false);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<StepState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.weak();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("lily-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(e) => e.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                })?;
+        }
+        let cache = match options.cache_dir {
+            Some(dir) => Some(cache::CompileCache::new(dir, &engine)),
+            None => None,
+        };
+        Ok(Sandbox { engine, linker, cache, loaded: Mutex::new(HashMap::new()), stop_ticker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// `sha256:<hex>` of component bytes.
+    pub fn digest(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Compile (or load from cache), link and describe a component. Cached in
+    /// memory by digest, so a component is prepared once per process.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Arc<Loaded>, LoadError> {
+        let digest = Self::digest(bytes);
+        if let Some(l) = self.loaded.lock().expect("loaded lock").get(&digest) {
+            return Ok(l.clone());
+        }
+        let component = self.compile(bytes, &digest)?;
+        let imports = component_imports(&self.engine, &component);
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
+            if missing.is_empty() {
+                LoadError(format!("component cannot be linked: {e:#}"))
+            } else {
+                LoadError(format!(
+                    "component imports interfaces the host does not provide: {}",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        })?;
+        let pre = RunnablePre::new(instance_pre)
+            .map_err(|e| LoadError(format!("component does not implement the lily:runnable world (describe/run exports): {e:#}")))?;
+        let descriptor = self.describe(&pre).await?;
+        let input_validator = compile_schema(&descriptor.input_schema, "input")?;
+        let output_validator = compile_schema(&descriptor.output_schema, "output")?;
+        let loaded = Arc::new(Loaded {
+            digest: digest.clone(),
+            descriptor,
+            imports,
+            size: bytes.len(),
+            pre,
+            output_validator,
+            input_validator,
+        });
+        self.loaded.lock().expect("loaded lock").insert(digest, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+        if let Some(cache) = &self.cache
+            && let Some(c) = cache.load(&self.engine, digest)
+        {
+            return Ok(c);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?;
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &component);
+        }
+        Ok(component)
+    }
+
+    /// Compile without using or filling any cache (benchmarks).
+    pub fn compile_uncached(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        Component::new(&self.engine, bytes)?;
+        Ok(())
+    }
+
+    async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<Descriptor, LoadError> {
+        let limits = Limits::for_describe();
+        let mut store = self.new_store(&StepRequest { limits: limits.clone(), ..Default::default() }).map_err(|e| LoadError(e.to_string()))?;
+        let call = async {
+            let inst = pre.instantiate_async(&mut store).await?;
+            inst.call_describe(&mut store).await
+        };
+        let d = match tokio::time::timeout(limits.deadline + Duration::from_millis(500), call).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                let cause = outcome::classify_trap(&e, store.data(), &limits);
+                return Err(LoadError(format!("describe failed: {}", cause.message())));
+            }
+            Err(_) => return Err(LoadError(format!("describe failed: deadline of {:?} exceeded", limits.deadline))),
+        };
+        let parse = |what: &str, s: &str| -> Result<serde_json::Value, LoadError> {
+            serde_json::from_str(s).map_err(|e| LoadError(format!("descriptor {what} schema is not JSON: {e}")))
+        };
+        let kind = match d.kind {
+            WitKind::Specialist => RunnableKind::Specialist,
+            WitKind::Synthesizer => RunnableKind::Synthesizer,
+            WitKind::Llm => RunnableKind::Llm,
+            WitKind::Generic => RunnableKind::Generic,
+        };
+        let desc = Descriptor {
+            input_schema: parse("input", &d.input_schema)?,
+            output_schema: parse("output", &d.output_schema)?,
+            id: d.id,
+            version: d.version,
+            summary: d.summary,
+            kind,
+        };
+        validate_descriptor(&desc).map_err(LoadError)?;
+        Ok(desc)
+    }
+
+    fn new_store(&self, req: &StepRequest) -> wasmtime::Result<Store<StepState>> {
+        let state = StepState::new(req)?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(req.limits.fuel.unwrap_or(u64::MAX))?;
+        store.fuel_async_yield_interval(Some(10_000_000))?;
+        let deadline = Instant::now() + req.limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            if Instant::now() >= deadline {
+                ctx.data().deadline_hit.store(true, Ordering::Relaxed);
+                Err(wasmtime::Error::new(outcome::DeadlineTrap))
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(store)
+    }
+
+    /// Run one step: fresh store, fresh instance, `run(input)`, output checks.
+    pub async fn run(&self, loaded: &Loaded, req: StepRequest) -> StepReport {
+        let started = Instant::now();
+        let input_text = req.input.to_string();
+        let mut store = match self.new_store(&req) {
+            Ok(s) => s,
+            Err(e) => return StepReport::failed(Cause::Trap { message: format!("could not set up the sandbox: {e:#}") }, started.elapsed()),
+        };
+        if let Err(errors) = validate(&loaded.input_validator, &req.input) {
+            return StepReport::failed(Cause::ContractInvalid { reason: format!("input does not match the runnable's input schema: {errors}") }, started.elapsed());
+        }
+        let call = async {
+            let inst = loaded.pre.instantiate_async(&mut store).await?;
+            inst.call_run(&mut store, &input_text).await
+        };
+        let result = tokio::time::timeout(req.limits.deadline + Duration::from_millis(250), call).await;
+        let fuel_used = req.limits.fuel.unwrap_or(u64::MAX).saturating_sub(store.get_fuel().unwrap_or(0));
+        let outcome = match result {
+            Err(_) => Err(Cause::DeadlineExceeded { limit: req.limits.deadline }),
+            Ok(Err(trap)) => Err(outcome::classify_trap(&trap, store.data(), &req.limits)),
+            Ok(Ok(Err(e))) => Err(Cause::GuestError { code: e.code, message: e.message, retryable: e.retryable }),
+            Ok(Ok(Ok(env))) => check_envelope(loaded, env, &req.limits, store.data()),
+        };
+        let state = store.into_data();
+        state.into_report(outcome, started.elapsed(), fuel_used)
+    }
+}
+
+fn compile_schema(schema: &serde_json::Value, what: &str) -> Result<Arc<jsonschema::Validator>, LoadError> {
+    jsonschema::validator_for(schema).map(Arc::new).map_err(|e| LoadError(format!("descriptor {what} schema is not a valid JSON Schema: {e}")))
+}
+
+fn validate(v: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), String> {
+    let errors: Vec<String> = v.iter_errors(value).take(5).map(|e| format!("{} (at '{}')", e, e.instance_path())).collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Validate what `describe` returned.
+pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
+    if !crate::jobs::spec::valid_id(&d.id) {
+        return Err(format!("descriptor id {:?} is not a valid runnable id ([a-z0-9][a-z0-9._-]{{0,63}})", d.id));
+    }
+    semver::Version::parse(&d.version).map_err(|e| format!("descriptor version {:?} is not semver: {e}", d.version))?;
+    if d.summary.trim().is_empty() {
+        return Err("descriptor summary is blank".into());
+    }
+    for (what, s) in [("input", &d.input_schema), ("output", &d.output_schema)] {
+        if !(s.is_object() || s.is_boolean()) {
+            return Err(format!("descriptor {what} schema must be a JSON object"));
+        }
+    }
+    Ok(())
+}
+
+fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, limits: &Limits, state: &StepState) -> Result<StepEnvelope, Cause> {
+    let total: usize = env.payload.len() + env.artifacts.iter().map(|a| a.bytes.len()).sum::<usize>();
+    if total as u64 > limits.max_output_bytes {
+        return Err(Cause::OutputTooLarge { bytes: total as u64, limit: limits.max_output_bytes });
+    }
+    let payload: serde_json::Value = serde_json::from_str(&env.payload)
+        .map_err(|e| Cause::ContractInvalid { reason: format!("payload is not valid JSON: {e}") })?;
+    validate(&loaded.output_validator, &payload)
+        .map_err(|errors| Cause::ContractInvalid { reason: format!("payload does not match the declared output schema: {errors}") })?;
+    let mut artifacts = Vec::new();
+    for a in env.artifacts {
+        if !valid_artifact_name(&a.name) {
+            return Err(Cause::ContractInvalid { reason: format!("artifact name {:?} is not a plain file name", a.name) });
+        }
+        artifacts.push(StepArtifact { name: a.name, media_type: a.media_type, bytes: a.bytes });
+    }
+    let known = state.proposal_ids();
+    if let Some(unknown) = env.approvals_requested.iter().find(|id| !known.contains(id)) {
+        return Err(Cause::ContractInvalid { reason: format!("approvals_requested names {unknown:?}, which this step never proposed") });
+    }
+    Ok(StepEnvelope {
+        status: match env.status {
+            wit::lily::runnable::types::RunStatus::Ok => "ok".into(),
+            wit::lily::runnable::types::RunStatus::Partial => "partial".into(),
+        },
+        artifacts,
+        approvals_requested: env.approvals_requested,
+        references: env.references,
+        payload,
+    })
+}
+
+fn valid_artifact_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The interfaces a component imports, as `namespace:package/interface@version`.
+fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    let ty = component.component_type();
+    let mut v: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Interfaces the host links: WASI 0.2 plus the Run Contract imports.
+pub fn host_provides(import: &str) -> bool {
+    import.starts_with("wasi:") || import.starts_with("lily:runnable/")
+}

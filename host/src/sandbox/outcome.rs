@@ -1,0 +1,144 @@
+//! Every way a step can end, as a typed cause.
+
+use super::host::StepState;
+use super::limits::Limits;
+use super::{GuestEvent, Proposal, StepEnvelope};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Why a step did not produce a valid envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// The runnable returned its own `run-error`.
+    GuestError { code: String, message: String, retryable: bool },
+    /// A trap (panic, unreachable, stack overflow, host-side failure).
+    Trap { message: String },
+    OutOfFuel { limit: u64 },
+    DeadlineExceeded {
+        #[serde(serialize_with = "ser_ms")]
+        limit: Duration,
+    },
+    MemoryLimit { limit: u64 },
+    OutputTooLarge { bytes: u64, limit: u64 },
+    /// Missing export, bad descriptor, output not matching its schema,
+    /// unknown imports.
+    ContractInvalid { reason: String },
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Cause {
+    /// Short stable name of the cause (`out_of_fuel`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cause::GuestError { .. } => "guest_error",
+            Cause::Trap { .. } => "trap",
+            Cause::OutOfFuel { .. } => "out_of_fuel",
+            Cause::DeadlineExceeded { .. } => "deadline_exceeded",
+            Cause::MemoryLimit { .. } => "memory_limit",
+            Cause::OutputTooLarge { .. } => "output_too_large",
+            Cause::ContractInvalid { .. } => "contract_invalid",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Cause::GuestError { code, message, .. } => format!("runnable error {code}: {message}"),
+            Cause::Trap { message } => format!("trap: {message}"),
+            Cause::OutOfFuel { limit } => format!("out of fuel (limit {limit})"),
+            Cause::DeadlineExceeded { limit } => format!("deadline of {} ms exceeded", limit.as_millis()),
+            Cause::MemoryLimit { limit } => format!("memory limit of {limit} bytes exceeded"),
+            Cause::OutputTooLarge { bytes, limit } => format!("output of {bytes} bytes exceeds the cap of {limit} bytes"),
+            Cause::ContractInvalid { reason } => format!("contract invalid: {reason}"),
+        }
+    }
+
+    /// Whether running the step again might help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Cause::GuestError { retryable, .. } => *retryable,
+            Cause::DeadlineExceeded { .. } | Cause::Trap { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Marker error raised by the epoch callback when the deadline passes.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineTrap;
+
+/// Marker error raised by the limiter when memory growth is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("memory growth to {desired} bytes exceeds the limit of {limit} bytes")]
+pub struct MemoryTrap {
+    pub desired: usize,
+    pub limit: usize,
+}
+
+/// Turn a wasmtime error from instantiate/call into a cause.
+pub(crate) fn classify_trap(e: &wasmtime::Error, state: &StepState, limits: &Limits) -> Cause {
+    if e.downcast_ref::<DeadlineTrap>().is_some() || state.deadline_hit.load(Ordering::Relaxed) {
+        return Cause::DeadlineExceeded { limit: limits.deadline };
+    }
+    if e.downcast_ref::<MemoryTrap>().is_some() || state.limiter.memory_hit {
+        return Cause::MemoryLimit { limit: limits.memory_bytes };
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        match trap {
+            wasmtime::Trap::OutOfFuel => return Cause::OutOfFuel { limit: limits.fuel.unwrap_or(u64::MAX) },
+            wasmtime::Trap::Interrupt => return Cause::DeadlineExceeded { limit: limits.deadline },
+            _ => {}
+        }
+    }
+    let mut message = format!("{e:#}");
+    // A Rust panic in the guest ends as `unreachable`; its message is on stderr.
+    let stderr = state.stderr_text();
+    if let Some(line) = stderr.lines().find(|l| l.contains("panicked at")) {
+        let rest: Vec<&str> = stderr.lines().skip_while(|l| !l.contains("panicked at")).take(2).collect();
+        message = format!("{} ({})", rest.join(" ").trim(), first_line(&message));
+        let _ = line;
+    }
+    Cause::Trap { message }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Everything one step produced.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub outcome: Result<StepEnvelope, Cause>,
+    pub duration: Duration,
+    pub fuel_used: u64,
+    pub events: Vec<GuestEvent>,
+    pub events_dropped: u64,
+    pub proposals: Vec<Proposal>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdio_truncated: bool,
+    /// Network addresses the guest tried and was denied.
+    pub denied_connections: Vec<String>,
+}
+
+impl StepReport {
+    pub fn failed(cause: Cause, duration: Duration) -> StepReport {
+        StepReport {
+            outcome: Err(cause),
+            duration,
+            fuel_used: 0,
+            events: Vec::new(),
+            events_dropped: 0,
+            proposals: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdio_truncated: false,
+            denied_connections: Vec::new(),
+        }
+    }
+}

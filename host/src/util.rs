@@ -1,0 +1,56 @@
+//! Small shared helpers: durable atomic writes, ids, time formatting.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Write `data` to `path` atomically and durably: a temp file in the same
+/// directory, fsync, rename over the target, fsync the directory. Readers
+/// see the old file or the new one, never a prefix.
+pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".partial").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// fsync a directory so a rename in it survives a crash (best effort).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    if getrandom::fill(&mut buf).is_err() {
+        // Fall back to time + pid; ids stay unique enough for a single host.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mixed = t ^ (u128::from(std::process::id()) << 64);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (mixed >> ((i % 16) * 8)) as u8;
+        }
+    }
+    hex::encode(buf)
+}
+
+/// A random u64.
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    let _ = getrandom::fill(&mut buf);
+    u64::from_le_bytes(buf)
+}
+
+/// RFC 3339 UTC with millisecond precision.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// sha256 of bytes as `sha256:<hex>`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}

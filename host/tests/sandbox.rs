@@ -1,0 +1,312 @@
+//! Real guests in the real sandbox: every test guest, every cause, and after
+//! each hostile one the same sandbox still runs the echo guest.
+
+use lily::sandbox::{Cause, DirGrant, Grants, Limits, Perms, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn guest(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+}
+
+struct Fixture {
+    sb: Sandbox,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture { sb: Sandbox::new(SandboxOptions::default()).expect("sandbox"), rt: rt() }
+    }
+
+    fn run(&self, bytes: &[u8], input: Value, grants: Grants, limits: Limits) -> lily::sandbox::StepReport {
+        self.rt.block_on(async {
+            let loaded = self.sb.load(bytes).await.expect("load");
+            self.sb.run(&loaded, StepRequest { input, grants, limits, ..Default::default() }).await
+        })
+    }
+
+    fn probe(&self, input: Value, grants: Grants, limits: Limits) -> lily::sandbox::StepReport {
+        self.run(&guest("probe"), input, grants, limits)
+    }
+
+    /// The same sandbox still runs the echo guest.
+    fn assert_echo_still_works(&self) {
+        let echo = builtin_bytes("echo.v1").expect("echo builtin");
+        let r = self.run(echo, json!({"hello": "world"}), Grants::default(), Limits::default());
+        let env = r.outcome.expect("echo ok");
+        assert_eq!(env.payload, json!({"hello": "world"}));
+    }
+}
+
+fn fast_limits() -> Limits {
+    Limits { deadline: Duration::from_secs(10), ..Limits::default() }
+}
+
+fn payload(r: &lily::sandbox::StepReport) -> Value {
+    r.outcome.as_ref().expect("step ok").payload.clone()
+}
+
+#[test]
+fn echo_round_trips_and_emits_an_event() {
+    let f = Fixture::new();
+    let echo = builtin_bytes("echo.v1").expect("echo");
+    let r = f.run(echo, json!({"a": [1, 2, 3]}), Grants::default(), Limits::default());
+    assert_eq!(payload(&r), json!({"a": [1, 2, 3]}));
+    assert_eq!(r.events.len(), 1);
+    assert_eq!(r.events[0].kind, "echoed");
+    assert!(r.fuel_used > 0);
+}
+
+#[test]
+fn describe_reports_the_descriptor_and_digest() {
+    let f = Fixture::new();
+    let loaded = f.rt.block_on(f.sb.load(builtin_bytes("security.v1").expect("security"))).expect("load");
+    assert_eq!(loaded.descriptor.id, "security.v1");
+    assert_eq!(loaded.descriptor.kind, lily::sandbox::RunnableKind::Specialist);
+    assert!(loaded.digest.starts_with("sha256:"));
+    let echo = f.rt.block_on(f.sb.load(builtin_bytes("echo.v1").expect("echo"))).expect("load");
+    assert!(echo.imports.iter().any(|i| i.starts_with("lily:runnable/events")), "{:?}", echo.imports);
+}
+
+fn fs_tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let grant = tmp.path().join("grant");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&grant).expect("mkdir");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(grant.join("inside.txt"), "inside").expect("write");
+    std::fs::write(outside.join("secret.txt"), "secret").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(outside.join("secret.txt"), grant.join("link")).expect("symlink");
+    (tmp, grant, outside)
+}
+
+fn ro(grant: &std::path::Path) -> Grants {
+    Grants { dirs: vec![DirGrant { host: grant.to_path_buf(), guest: "/data".into(), perms: Perms::ReadOnly }], ..Grants::default() }
+}
+
+#[test]
+fn reads_inside_its_grant_and_is_refused_outside_it() {
+    let f = Fixture::new();
+    let (_tmp, grant, outside) = fs_tree();
+    let r = f.probe(json!({"op": "read", "path": "/data/inside.txt"}), ro(&grant), fast_limits());
+    assert_eq!(payload(&r)["content"], "inside");
+    let attempts = [
+        "/data/../outside/secret.txt".to_string(),
+        outside.join("secret.txt").display().to_string(),
+        "/data/link".to_string(),
+        "/etc/passwd".to_string(),
+        format!("/data/{}", "a/".repeat(2000)),
+    ];
+    for path in attempts {
+        let r = f.probe(json!({"op": "read", "path": path}), ro(&grant), fast_limits());
+        let p = payload(&r);
+        assert_eq!(p["ok"], false, "read of {path} must be refused, got {p}");
+        assert!(p.get("content").is_none());
+    }
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn writes_into_a_read_only_grant_are_refused() {
+    let f = Fixture::new();
+    let (_tmp, grant, _outside) = fs_tree();
+    let r = f.probe(json!({"op": "write", "path": "/data/new.txt", "content": "x"}), ro(&grant), fast_limits());
+    assert_eq!(payload(&r)["ok"], false);
+    assert!(!grant.join("new.txt").exists());
+    let rw = Grants { dirs: vec![DirGrant { host: grant.clone(), guest: "/data".into(), perms: Perms::ReadWrite }], ..Grants::default() };
+    let r = f.probe(json!({"op": "write", "path": "/data/new.txt", "content": "x"}), rw, fast_limits());
+    assert_eq!(payload(&r)["ok"], true);
+    assert_eq!(std::fs::read_to_string(grant.join("new.txt")).expect("read"), "x");
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn env_vars_not_granted_are_absent() {
+    let f = Fixture::new();
+    // SAFETY-free: set in this test process only; the guest must not see it.
+    let r = f.probe(json!({"op": "env", "name": "PATH"}), Grants::default(), fast_limits());
+    assert_eq!(payload(&r)["value"], Value::Null);
+    let granted = Grants { env: vec![("GREETING".into(), "hi".into())], ..Grants::default() };
+    let r = f.probe(json!({"op": "env_all"}), granted, fast_limits());
+    assert_eq!(payload(&r)["names"], json!(["GREETING"]));
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn sockets_are_denied_without_a_network_grant_and_recorded() {
+    let f = Fixture::new();
+    let r = f.probe(json!({"op": "connect", "addr": "127.0.0.1:9"}), Grants::default(), fast_limits());
+    assert_eq!(payload(&r)["ok"], false);
+    assert!(!r.denied_connections.is_empty(), "denied connection must be recorded");
+    assert!(r.denied_connections.iter().any(|d| d.contains("127.0.0.1:9")), "{:?}", r.denied_connections);
+    let r = f.probe(json!({"op": "resolve", "host": "example.com"}), Grants::default(), fast_limits());
+    assert_eq!(payload(&r)["ok"], false);
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn infinite_loop_is_stopped_by_fuel() {
+    let f = Fixture::new();
+    let limits = Limits { fuel: Some(50_000_000), ..fast_limits() };
+    let r = f.probe(json!({"op": "loop"}), Grants::default(), limits);
+    assert!(matches!(r.outcome, Err(Cause::OutOfFuel { limit: 50_000_000 })), "{:?}", r.outcome);
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn infinite_loop_without_fuel_is_stopped_by_the_deadline() {
+    let f = Fixture::new();
+    let limits = Limits { fuel: None, deadline: Duration::from_millis(300), ..Limits::default() };
+    let t = Instant::now();
+    let r = f.probe(json!({"op": "loop"}), Grants::default(), limits);
+    assert!(matches!(r.outcome, Err(Cause::DeadlineExceeded { .. })), "{:?}", r.outcome);
+    assert!(t.elapsed() < Duration::from_secs(5), "guest really stopped");
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn sleeping_guest_is_stopped_by_the_deadline() {
+    let f = Fixture::new();
+    let limits = Limits { deadline: Duration::from_millis(300), ..Limits::default() };
+    let t = Instant::now();
+    let r = f.probe(json!({"op": "sleep", "ms": 60_000}), Grants::default(), limits);
+    assert!(matches!(r.outcome, Err(Cause::DeadlineExceeded { .. })), "{:?}", r.outcome);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_by_the_memory_limit() {
+    let f = Fixture::new();
+    let limits = Limits { memory_bytes: 32 << 20, ..fast_limits() };
+    let r = f.probe(json!({"op": "alloc"}), Grants::default(), limits);
+    assert!(matches!(r.outcome, Err(Cause::MemoryLimit { .. })), "{:?}", r.outcome);
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn stack_overflow_is_a_trap() {
+    let f = Fixture::new();
+    let r = f.probe(json!({"op": "recurse"}), Grants::default(), fast_limits());
+    match &r.outcome {
+        Err(Cause::Trap { message }) => assert!(message.contains("stack") || message.contains("overflow"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn panic_is_a_trap_with_the_panic_message() {
+    let f = Fixture::new();
+    let r = f.probe(json!({"op": "panic", "message": "boom from the guest"}), Grants::default(), fast_limits());
+    match &r.outcome {
+        Err(Cause::Trap { message }) => assert!(message.contains("boom from the guest"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn output_violating_the_declared_schema_is_contract_invalid() {
+    let f = Fixture::new();
+    for op in ["bad_output", "invalid_json"] {
+        let r = f.probe(json!({"op": op}), Grants::default(), fast_limits());
+        assert!(matches!(r.outcome, Err(Cause::ContractInvalid { .. })), "{op}: {:?}", r.outcome);
+    }
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn guest_error_is_kept_apart_from_traps() {
+    let f = Fixture::new();
+    let r = f.probe(json!({"op": "fail", "code": "nope", "message": "said no", "retryable": true}), Grants::default(), fast_limits());
+    assert_eq!(r.outcome.err(), Some(Cause::GuestError { code: "nope".into(), message: "said no".into(), retryable: true }));
+}
+
+#[test]
+fn caps_on_payload_events_and_stdout() {
+    let f = Fixture::new();
+    let limits = Limits { max_output_bytes: 1 << 20, max_events: 10, max_stdio_bytes: 100, ..fast_limits() };
+    let r = f.probe(json!({"op": "huge_payload", "bytes": 2 << 20}), Grants::default(), limits.clone());
+    assert!(matches!(r.outcome, Err(Cause::OutputTooLarge { .. })), "{:?}", r.outcome);
+    let r = f.probe(json!({"op": "events", "count": 1000}), Grants::default(), limits.clone());
+    assert!(r.outcome.is_ok());
+    assert_eq!(r.events.len(), 10);
+    assert_eq!(r.events_dropped, 990);
+    let r = f.probe(json!({"op": "print", "bytes": 10_000}), Grants::default(), limits);
+    assert!(r.outcome.is_ok());
+    assert_eq!(r.stdout.len(), 100);
+    assert!(r.stdio_truncated);
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn describe_that_never_returns_is_refused_at_load() {
+    let f = Fixture::new();
+    let t = Instant::now();
+    let err = f.rt.block_on(f.sb.load(&guest("spin_describe"))).expect_err("must be refused");
+    assert!(err.0.contains("describe failed"), "{}", err.0);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    f.assert_echo_still_works();
+}
+
+#[test]
+fn malformed_bytes_are_refused_at_load() {
+    let f = Fixture::new();
+    let err = f.rt.block_on(f.sb.load(b"\0asm garbage")).expect_err("refused");
+    assert!(err.0.contains("not a valid WebAssembly component"), "{}", err.0);
+}
+
+#[test]
+fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let echo = builtin_bytes("echo.v1").expect("echo");
+    {
+        let sb = Sandbox::new(SandboxOptions { cache_dir: Some(cache.clone()) }).expect("sb");
+        rt().block_on(sb.load(echo)).expect("load");
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    // Corrupt it: the next load must detect it and recompile, not trust it.
+    let mut bytes = std::fs::read(&entries[0]).expect("read");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).expect("write");
+    let sb = Sandbox::new(SandboxOptions { cache_dir: Some(cache.clone()) }).expect("sb");
+    let r = rt().block_on(async {
+        let l = sb.load(echo).await.expect("load after corruption");
+        sb.run(&l, StepRequest { input: json!(1), ..Default::default() }).await
+    });
+    assert_eq!(payload(&r), json!(1));
+    let fixed = std::fs::read(&entries[0]).expect("read");
+    assert_ne!(fixed, bytes, "corrupt entry rewritten");
+}
+
+#[test]
+fn parallel_runs_share_one_loaded_component() {
+    let f = Fixture::new();
+    let echo = builtin_bytes("echo.v1").expect("echo");
+    let sb = Arc::new(Sandbox::new(SandboxOptions::default()).expect("sb"));
+    let results = f.rt.block_on(async {
+        let loaded = sb.load(echo).await.expect("load");
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..50 {
+            let sb = sb.clone();
+            let loaded = loaded.clone();
+            set.spawn(async move { sb.run(&loaded, StepRequest { input: json!(i), ..Default::default() }).await });
+        }
+        set.join_all().await
+    });
+    assert_eq!(results.len(), 50);
+    assert!(results.iter().all(|r| r.outcome.is_ok()));
+}
