@@ -1,1 +1,116 @@
+//! The Lily root: the nearest ancestor of the working directory that holds
+//! `.lily/` (or `--root` / `LILY_ROOT`), and the paths inside it.
 
+use crate::error::{ErrorCode, LilyError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Paths of one Lily root.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// The directory that contains `.lily/` (canonical).
+    pub path: PathBuf,
+    /// Where job specs are discovered.
+    pub jobs_dir: PathBuf,
+}
+
+/// `.lily/config.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Job discovery path, relative to the root.
+    pub jobs_path: Option<String>,
+}
+
+impl Root {
+    /// Find the root: explicit path, else the nearest ancestor of `cwd` with
+    /// `.lily/`. `jobs_dir` overrides discovery (flag or `LILY_JOBS_DIR`).
+    pub fn discover(explicit: Option<&Path>, cwd: &Path, jobs_dir: Option<&Path>) -> Result<Root, LilyError> {
+        let path = match explicit {
+            Some(p) => {
+                let p = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+                if !p.join(".lily").is_dir() {
+                    return Err(LilyError::new(ErrorCode::JobNotFound, format!("{} has no .lily/ directory", p.display()))
+                        .with_hint("run `lily init` there first"));
+                }
+                p
+            }
+            None => cwd
+                .ancestors()
+                .find(|a| a.join(".lily").is_dir())
+                .map(Path::to_path_buf)
+                .ok_or_else(|| {
+                    LilyError::new(ErrorCode::JobNotFound, format!("no .lily/ directory in {} or any parent", cwd.display()))
+                        .with_hint("run `lily init` to create one, or pass --root")
+                })?,
+        };
+        let path = path.canonicalize().unwrap_or(path);
+        Root::at(path, jobs_dir)
+    }
+
+    /// A root at a known path (tests, `lily init`).
+    pub fn at(path: PathBuf, jobs_dir: Option<&Path>) -> Result<Root, LilyError> {
+        let config = read_config(&path)?;
+        let jobs_dir = match jobs_dir {
+            Some(d) => {
+                if d.is_absolute() {
+                    d.to_path_buf()
+                } else {
+                    std::env::current_dir().map(|c| c.join(d)).unwrap_or_else(|_| d.to_path_buf())
+                }
+            }
+            None => match config.jobs_path {
+                Some(p) => path.join(p),
+                None => path.join(".lily").join("jobs"),
+            },
+        };
+        Ok(Root { path, jobs_dir })
+    }
+
+    pub fn lily_dir(&self) -> PathBuf {
+        self.path.join(".lily")
+    }
+    pub fn runs_dir(&self) -> PathBuf {
+        self.lily_dir().join("runs")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.lily_dir().join("state")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.lily_dir().join("cache")
+    }
+    pub fn runnables_dir(&self) -> PathBuf {
+        self.lily_dir().join("runnables")
+    }
+    pub fn policy_path(&self) -> PathBuf {
+        self.lily_dir().join("policy.yaml")
+    }
+
+    /// Resolve a path relative to the root and check that it stays inside it
+    /// (after following symlinks). Returns the canonical path.
+    pub fn confine(&self, rel: &str) -> Result<PathBuf, String> {
+        let p = Path::new(rel);
+        if p.is_absolute() {
+            return Err(format!("{rel:?} is absolute; paths are relative to the root {}", self.path.display()));
+        }
+        if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("{rel:?} contains '..'"));
+        }
+        let full = self.path.join(p);
+        let canon = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
+        if !canon.starts_with(&self.path) {
+            return Err(format!("{rel:?} resolves to {} outside the root", canon.display()));
+        }
+        Ok(canon)
+    }
+}
+
+fn read_config(root: &Path) -> Result<Config, LilyError> {
+    let p = root.join(".lily").join("config.yaml");
+    match std::fs::read_to_string(&p) {
+        Ok(text) if text.trim().is_empty() => Ok(Config::default()),
+        Ok(text) => serde_norway::from_str(&text)
+            .map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {e}", p.display()))),
+        Err(_) => Ok(Config::default()),
+    }
+}

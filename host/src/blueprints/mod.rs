@@ -1,1 +1,317 @@
+//! Blueprints: code-defined recipes that compile typed bindings into an
+//! execution graph of runnables, then drive it through the sandbox.
 
+pub mod council;
+pub mod graph;
+pub mod runnables;
+pub mod step;
+
+pub use graph::{DirRequest, Graph, Node, Role};
+
+use crate::error::{ErrorCode, LilyError};
+use crate::sandbox::{Cause, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Static description of a blueprint.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlueprintMeta {
+    pub id: String,
+    pub version: semver::Version,
+    pub summary: String,
+    pub bindings_schema: Value,
+    pub input_schema: Value,
+    pub output_schema: Value,
+    /// Target-specific artifacts it can write.
+    pub artifacts: Vec<String>,
+}
+
+/// The blueprints Lily knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlueprintKind {
+    Council,
+    Step,
+}
+
+#[derive(Debug, Clone)]
+pub struct Blueprint {
+    pub meta: BlueprintMeta,
+    pub kind: BlueprintKind,
+}
+
+impl Blueprint {
+    /// Validate bindings and compile them into a graph. Deterministic and
+    /// side-effect free.
+    pub fn compile(&self, bindings: &Value) -> Result<Graph, LilyError> {
+        match self.kind {
+            BlueprintKind::Council => council::compile(bindings),
+            BlueprintKind::Step => step::compile(bindings),
+        }
+    }
+
+    /// Run a prepared graph.
+    pub async fn execute(&self, prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Result<BlueprintOutput, BlueprintFailure> {
+        match self.kind {
+            BlueprintKind::Council => council::execute(prepared, input, ctx).await,
+            BlueprintKind::Step => step::execute(prepared, input, ctx).await,
+        }
+    }
+
+    /// Check the role/kind of every resolved runnable.
+    pub fn check_kinds(&self, prepared: &Prepared) -> Result<(), LilyError> {
+        match self.kind {
+            BlueprintKind::Council => council::check_kinds(prepared),
+            BlueprintKind::Step => Ok(()),
+        }
+    }
+}
+
+/// The registry of blueprints, admitted once at start-up.
+pub struct Registry {
+    blueprints: Vec<Blueprint>,
+}
+
+impl Registry {
+    /// The built-in blueprints.
+    pub fn builtin() -> Registry {
+        let mut r = Registry { blueprints: Vec::new() };
+        for b in [council::blueprint(), step::blueprint()] {
+            r.admit(b).expect("built-in blueprints are valid");
+        }
+        r
+    }
+
+    /// Admit a blueprint: blank id/version/summary or a schema that is not an
+    /// object schema is `blueprint_contract_invalid`; a duplicate id+version
+    /// is refused too.
+    pub fn admit(&mut self, b: Blueprint) -> Result<(), LilyError> {
+        let m = &b.meta;
+        let bad = |msg: String| Err(LilyError::new(ErrorCode::BlueprintContractInvalid, msg));
+        if m.id.trim().is_empty() || m.summary.trim().is_empty() {
+            return bad(format!("blueprint {:?}: id and summary must not be blank", m.id));
+        }
+        if m.version == semver::Version::new(0, 0, 0) {
+            return bad(format!("blueprint {}: version must be set", m.id));
+        }
+        for (what, s) in [("bindings", &m.bindings_schema), ("input", &m.input_schema), ("output", &m.output_schema)] {
+            if s.get("type").and_then(Value::as_str) != Some("object") {
+                return bad(format!("blueprint {}: {what} schema must be an object schema", m.id));
+            }
+        }
+        if self.blueprints.iter().any(|x| x.meta.id == m.id && x.meta.version == m.version) {
+            return bad(format!("blueprint {}@{} is already registered", m.id, m.version));
+        }
+        self.blueprints.push(b);
+        Ok(())
+    }
+
+    pub fn list(&self) -> &[Blueprint] {
+        &self.blueprints
+    }
+
+    /// Look up by id and optional semver requirement: the highest matching
+    /// version, else `blueprint_not_found` (with the available versions).
+    pub fn resolve(&self, id: &str, req: Option<&str>) -> Result<&Blueprint, LilyError> {
+        let candidates: Vec<&Blueprint> = self.blueprints.iter().filter(|b| b.meta.id == id).collect();
+        if candidates.is_empty() {
+            let known: Vec<&str> = self.blueprints.iter().map(|b| b.meta.id.as_str()).collect();
+            return Err(LilyError::new(ErrorCode::BlueprintNotFound, format!("no blueprint {id:?}; known: {}", known.join(", "))));
+        }
+        let req = match req {
+            Some(r) => semver::VersionReq::parse(r).map_err(|e| LilyError::new(ErrorCode::BlueprintNotFound, format!("bad version requirement {r:?}: {e}")))?,
+            None => semver::VersionReq::STAR,
+        };
+        candidates
+            .iter()
+            .filter(|b| req.matches(&b.meta.version))
+            .max_by(|a, b| a.meta.version.cmp(&b.meta.version))
+            .copied()
+            .ok_or_else(|| {
+                let versions: Vec<String> = candidates.iter().map(|b| b.meta.version.to_string()).collect();
+                LilyError::new(ErrorCode::BlueprintNotFound, format!("blueprint {id} has no version matching {req}; available: {}", versions.join(", ")))
+            })
+    }
+}
+
+/// A graph whose runnables are resolved and loaded.
+pub struct Prepared {
+    pub graph: Graph,
+    /// The bindings the graph was compiled from.
+    pub bindings: Value,
+    /// Node id → loaded component.
+    pub loaded: BTreeMap<String, Arc<Loaded>>,
+    /// Node id → grants decided by policy.
+    pub grants: BTreeMap<String, Grants>,
+}
+
+/// What a blueprint run produced.
+#[derive(Debug, Clone)]
+pub struct BlueprintOutput {
+    pub status: String,
+    pub payload: Value,
+    pub artifacts: Vec<(String, String, Vec<u8>)>,
+    pub references: Vec<String>,
+}
+
+/// A blueprint-level failure: its code, message and structured cause.
+#[derive(Debug, Clone)]
+pub struct BlueprintFailure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub cause: Value,
+    pub retryable: bool,
+}
+
+impl BlueprintFailure {
+    pub fn new(code: ErrorCode, message: impl Into<String>, cause: Value, retryable: bool) -> Self {
+        BlueprintFailure { code, message: message.into(), cause, retryable }
+    }
+}
+
+/// Sink for run events (implemented by the run store's event log).
+pub trait EventSink: Send + Sync {
+    fn emit(&self, kind: &str, fields: Value);
+}
+
+/// What every step of a run recorded (for the receipt).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StepRecord {
+    pub node: String,
+    pub runnable: String,
+    pub digest: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    pub duration_ms: u64,
+    pub fuel_used: u64,
+}
+
+/// Everything a blueprint needs to run steps.
+pub struct ExecCtx {
+    pub sandbox: Arc<Sandbox>,
+    pub events: Arc<dyn EventSink>,
+    pub limits: Limits,
+    pub parallelism: usize,
+    /// The attempt's deadline: steps get at most the time left.
+    pub deadline: Instant,
+    pub seeds: Option<Seeds>,
+    pub effects_root: std::path::PathBuf,
+    pub steps: Mutex<Vec<StepRecord>>,
+    pub proposals: Mutex<Vec<(String, String, Proposal)>>,
+}
+
+impl ExecCtx {
+    /// Run one node of the graph and record it.
+    pub async fn run_step(&self, prepared: &Prepared, node: &Node, input: Value) -> StepReport {
+        let loaded = &prepared.loaded[&node.id];
+        let grants = prepared.grants.get(&node.id).cloned().unwrap_or_default();
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let limits = Limits { deadline: self.limits.deadline.min(remaining), ..self.limits.clone() };
+        self.events.emit("step_started", json!({"node": node.id, "runnable": node.runnable, "digest": loaded.digest}));
+        let report = self
+            .sandbox
+            .run(loaded, StepRequest { input, grants, limits, effects_root: Some(self.effects_root.clone()), seeds: self.seeds })
+            .await;
+        for e in &report.events {
+            self.events.emit("guest_event", json!({"node": node.id, "level": e.level, "kind": e.kind, "fields": e.fields}));
+        }
+        if report.events_dropped > 0 {
+            self.events.emit("guest_events_dropped", json!({"node": node.id, "dropped": report.events_dropped}));
+        }
+        for d in &report.denied_connections {
+            self.events.emit("capability_denied", json!({"node": node.id, "runnable": node.runnable, "capability": "network", "target": d}));
+        }
+        if !report.stderr.is_empty() || !report.stdout.is_empty() {
+            self.events.emit(
+                "guest_output",
+                json!({"node": node.id, "stdout": report.stdout, "stderr": report.stderr, "truncated": report.stdio_truncated}),
+            );
+        }
+        let (outcome, cause) = match &report.outcome {
+            Ok(_) => ("ok".to_string(), None),
+            Err(c) => (c.kind().to_string(), Some(c.clone())),
+        };
+        self.events.emit(
+            "step_finished",
+            json!({
+                "node": node.id, "runnable": node.runnable, "duration_ms": report.duration.as_millis() as u64,
+                "fuel_used": report.fuel_used, "outcome": outcome,
+                "cause": cause.as_ref().map(|c| c.message()),
+            }),
+        );
+        if let Ok(mut p) = self.proposals.lock() {
+            for pr in &report.proposals {
+                p.push((node.id.clone(), node.runnable.clone(), pr.clone()));
+            }
+        }
+        if let Ok(mut s) = self.steps.lock() {
+            s.push(StepRecord {
+                node: node.id.clone(),
+                runnable: node.runnable.clone(),
+                digest: loaded.digest.clone(),
+                outcome,
+                cause,
+                duration_ms: report.duration.as_millis() as u64,
+                fuel_used: report.fuel_used,
+            });
+        }
+        report
+    }
+}
+
+/// Validate a JSON value against a schema, as a list of messages.
+pub fn schema_errors(schema: &Value, value: &Value) -> Vec<String> {
+    match jsonschema::validator_for(schema) {
+        Ok(v) => v.iter_errors(value).take(10).map(|e| format!("{} (at '{}')", e, e.instance_path())).collect(),
+        Err(e) => vec![format!("schema does not compile: {e}")],
+    }
+}
+
+/// A schemars-generated schema as JSON.
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_resolves_by_id_and_version() {
+        let r = Registry::builtin();
+        assert_eq!(r.resolve("council.v1", None).expect("found").meta.id, "council.v1");
+        assert_eq!(r.resolve("council.v1", Some("^1.0")).expect("found").meta.version.major, 1);
+        let e = r.resolve("council.v1", Some("2")).err().expect("mismatch");
+        assert_eq!(e.code, ErrorCode::BlueprintNotFound);
+        assert!(e.message.contains("available: 1."), "{}", e.message);
+        assert_eq!(r.resolve("nope", None).err().expect("missing").code, ErrorCode::BlueprintNotFound);
+    }
+
+    #[test]
+    fn registry_admission_rejects_bad_contracts_and_duplicates() {
+        let mut r = Registry::builtin();
+        let good = council::blueprint();
+        assert_eq!(r.admit(good.clone()).err().expect("dup").code, ErrorCode::BlueprintContractInvalid);
+        let mut blank = good.clone();
+        blank.meta.summary = " ".into();
+        blank.meta.version = semver::Version::new(9, 0, 0);
+        assert_eq!(r.admit(blank).err().expect("blank").code, ErrorCode::BlueprintContractInvalid);
+        let mut not_obj = good;
+        not_obj.meta.version = semver::Version::new(9, 0, 1);
+        not_obj.meta.input_schema = json!({"type": "string"});
+        assert_eq!(r.admit(not_obj).err().expect("schema").code, ErrorCode::BlueprintContractInvalid);
+    }
+
+    #[test]
+    fn builtin_ids_are_unique() {
+        let r = Registry::builtin();
+        let mut ids: Vec<String> = r.list().iter().map(|b| format!("{}@{}", b.meta.id, b.meta.version)).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+}

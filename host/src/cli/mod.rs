@@ -1,1 +1,114 @@
+//! The `lily` command line: parses arguments and renders results. All the
+//! work happens in the library.
 
+mod approvals;
+mod init;
+mod jobs;
+mod misc;
+pub mod render;
+
+use crate::error::{ErrorCode, LilyError};
+use crate::workspace::Root;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit status: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: an internal or I/O error without a stable code.
+pub const EXIT_INTERNAL: i32 = 1;
+/// Exit status: the run was cancelled (Ctrl-C / SIGTERM).
+pub const EXIT_CANCELLED: i32 = 130;
+
+/// Process exit status for an error code (see `docs/runbook.md`).
+pub fn exit_code(code: ErrorCode) -> i32 {
+    match code {
+        ErrorCode::JobNotFound | ErrorCode::JobInvalidSpec | ErrorCode::JobTriggerInvalid => 10,
+        ErrorCode::JobTargetUnresolved | ErrorCode::JobBindingsInvalid => 11,
+        ErrorCode::JobPolicyDenied => 12,
+        ErrorCode::JobExecutionFailed => 13,
+        _ => 14,
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "lily", version, about = "Run repeatable jobs whose steps are sandboxed WebAssembly components", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The Lily root (the directory holding .lily/); default: nearest ancestor with .lily/
+    #[arg(long, global = true, env = "LILY_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Where job specs are discovered (default: jobs_path in .lily/config.yaml, else .lily/jobs)
+    #[arg(long, global = true, env = "LILY_JOBS_DIR")]
+    pub jobs_dir: Option<PathBuf>,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create .lily/ with a starter policy, an example job and an example workspace (never overwrites)
+    Init,
+    /// Initialise (if needed) and run the example council job `demo`
+    Demo,
+    /// Job specs and runs
+    #[command(subcommand)]
+    Jobs(jobs::JobsCmd),
+    /// Blueprints (code-defined recipes)
+    #[command(subcommand)]
+    Blueprints(misc::BlueprintsCmd),
+    /// Runnables (WebAssembly components)
+    #[command(subcommand)]
+    Runnables(misc::RunnablesCmd),
+    /// The capability policy (.lily/policy.yaml)
+    #[command(subcommand)]
+    Policy(misc::PolicyCmd),
+    /// Approval requests for proposed side effects
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCmd),
+}
+
+/// Run a parsed command; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let g = cli.global.clone();
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Init => init::init(&g),
+            Command::Demo => init::demo(&g).await,
+            Command::Jobs(c) => jobs::run(&g, c).await,
+            Command::Blueprints(c) => misc::blueprints(&g, c).await,
+            Command::Runnables(c) => misc::runnables(&g, c).await,
+            Command::Policy(c) => misc::policy(&g, c).await,
+            Command::Approvals(c) => approvals::run(&g, c),
+        }
+    });
+    // Do not wait for blocked guest threads on exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            render::error(&e, cli.global.json);
+            exit_code(e.code)
+        }
+    }
+}
+
+/// Find the root for commands that need one.
+pub fn root(g: &Global) -> Result<Root, LilyError> {
+    let cwd = std::env::current_dir().map_err(|e| LilyError::new(ErrorCode::JobNotFound, format!("cannot read the working directory: {e}")))?;
+    Root::discover(g.root.as_deref(), &cwd, g.jobs_dir.as_deref())
+}

@@ -1,3 +1,15 @@
+//! Job specs (`.lily/jobs/*.job.yaml`): strict parsing, validation and
+//! discovery. Every problem is a [`LilyError`] with a stable code and the
+//! file (and, where the parser knows it, line and key) in the message.
+
+use crate::error::{ErrorCode, LilyError};
+use crate::triggers::cron::CronSchedule;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Specs larger than this are refused before parsing.
+pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+
 /// `[a-z0-9][a-z0-9._-]{0,63}`: job and runnable ids (no path can escape).
 pub fn valid_id(id: &str) -> bool {
     let b = id.as_bytes();
@@ -5,4 +17,514 @@ pub fn valid_id(id: &str) -> bool {
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// A validated job spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub target: Target,
+    pub bindings: serde_json::Value,
+    pub trigger: Trigger,
+    pub runtime: Runtime,
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub kind: String,
+    pub id: String,
+    /// Semver requirement, e.g. `"1"`, `"^1.0"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default = "empty_object")]
+    pub input: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    Manual,
+    Cron,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Catchup {
+    #[default]
+    Latest,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    #[serde(rename = "type")]
+    pub kind: TriggerType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub catchup: Catchup,
+    #[serde(default = "default_starting_deadline")]
+    pub starting_deadline_seconds: u64,
+}
+
+fn default_starting_deadline() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub retry_max: u32,
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_seconds: u64,
+    /// Steps at once; default: the number of cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallelism: Option<usize>,
+    #[serde(default = "default_parallel_runs")]
+    pub max_parallel_runs: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+fn default_backoff() -> u64 {
+    1
+}
+fn default_parallel_runs() -> u32 {
+    1
+}
+
+impl Runtime {
+    pub fn parallelism(&self) -> usize {
+        self.max_parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SummaryFormat {
+    #[default]
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    #[serde(default)]
+    pub summary_format: SummaryFormat,
+    /// Target artifacts to write; `None` = all the target offers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<String>>,
+    /// Ask for an artifact to be published (an effect, subject to approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    pub artifact: String,
+    pub to: String,
+}
+
+impl JobSpec {
+    /// The effective IANA time zone (`timezone` or `trigger.timezone`).
+    pub fn effective_timezone(&self) -> Option<&str> {
+        self.timezone.as_deref().or(self.trigger.timezone.as_deref())
+    }
+
+    /// The cron schedule of a cron job (validated at load time).
+    pub fn schedule(&self) -> Option<CronSchedule> {
+        let expr = self.trigger.cron.as_deref()?;
+        CronSchedule::parse(expr, self.effective_timezone()?).ok()
+    }
+}
+
+/// A spec file as loaded: its path, the sha256 of its bytes and the parse
+/// result.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    pub raw: Option<String>,
+    pub spec: Result<JobSpec, LilyError>,
+}
+
+impl SpecFile {
+    /// The id the file declares, or the one its name suggests when invalid.
+    pub fn id_hint(&self) -> String {
+        match &self.spec {
+            Ok(s) => s.id.clone(),
+            Err(_) => file_stem_id(&self.path),
+        }
+    }
+}
+
+fn file_stem_id(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".job.yaml").or_else(|| name.strip_suffix(".job.yml")).unwrap_or(&name).to_string()
+}
+
+fn invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {msg}", path.display()))
+}
+
+fn trigger_invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobTriggerInvalid, format!("{}: {msg}", path.display()))
+}
+
+/// Load and validate one spec file.
+pub fn load_file(path: &Path) -> SpecFile {
+    let mut f = SpecFile { path: path.to_path_buf(), sha256: None, raw: None, spec: Err(invalid(path, "unread")) };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            f.spec = Err(invalid(path, format!("cannot read: {e}")));
+            return f;
+        }
+    };
+    if meta.len() > MAX_SPEC_BYTES {
+        f.spec = Err(invalid(path, format!("file is {} bytes; job specs are limited to {MAX_SPEC_BYTES} bytes", meta.len())));
+        return f;
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            f.spec = Err(invalid(path, format!("cannot read: {e}")));
+            return f;
+        }
+    };
+    f.sha256 = Some(crate::util::sha256(&bytes));
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(_) => {
+            f.spec = Err(invalid(path, "file is not UTF-8"));
+            return f;
+        }
+    };
+    f.spec = parse(path, &text);
+    f.raw = Some(text);
+    f
+}
+
+/// Parse and validate spec text (the path is only for messages).
+pub fn parse(path: &Path, text: &str) -> Result<JobSpec, LilyError> {
+    if text.len() as u64 > MAX_SPEC_BYTES {
+        return Err(invalid(path, format!("spec is larger than {MAX_SPEC_BYTES} bytes")));
+    }
+    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---") {
+        return Err(invalid(path, "file is empty; a job spec is a YAML mapping with id, title, target, bindings, trigger, runtime and output"));
+    }
+    // Refuse anchors/aliases outright: specs have no use for them, and this
+    // makes alias bombs impossible regardless of the parser's own limits.
+    if has_yaml_alias(text) {
+        return Err(invalid(path, "YAML anchors and aliases (&name / *name) are not allowed in job specs"));
+    }
+    let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
+    if !value.is_mapping() {
+        let what = match value {
+            serde_norway::Value::Sequence(_) => "a list",
+            serde_norway::Value::Null => "empty",
+            _ => "a scalar",
+        };
+        return Err(invalid(path, format!("the document is {what}; a job spec is a YAML mapping")));
+    }
+    let spec: JobSpec = serde_norway::from_str(text).map_err(|e| invalid(path, describe_serde_error(&e.to_string())))?;
+    validate(path, &spec)?;
+    Ok(spec)
+}
+
+/// A `&` or `*` that starts an anchor or alias (followed by a name
+/// character) outside quotes and comments.
+fn has_yaml_alias(text: &str) -> bool {
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        let (mut in_single, mut in_double) = (false, false);
+        for (i, &c) in chars.iter().enumerate() {
+            let prev = if i == 0 { ' ' } else { chars[i - 1] };
+            match c {
+                '#' if !in_single && !in_double && prev.is_whitespace() => break,
+                '\'' if !in_double => in_single = !in_single,
+                '"' if !in_single => in_double = !in_double,
+                '&' | '*' if !in_single && !in_double && matches!(prev, ' ' | '\t' | ':' | '-' | '[' | ',' | '{') => {
+                    if chars.get(i + 1).is_some_and(|n| n.is_alphanumeric() || matches!(n, '_' | '-' | '.')) {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+fn describe_serde_error(msg: &str) -> String {
+    // serde_norway reports "unknown field `x`, expected one of ... at line L column C";
+    // keep it, it already names the key and the line.
+    msg.to_string()
+}
+
+fn validate(path: &Path, s: &JobSpec) -> Result<(), LilyError> {
+    if !valid_id(&s.id) {
+        return Err(invalid(path, format!("id {:?} must match [a-z0-9][a-z0-9._-]{{0,63}}", s.id)));
+    }
+    if s.title.trim().is_empty() {
+        return Err(invalid(path, "title must not be empty"));
+    }
+    if s.target.kind != "blueprint" {
+        return Err(invalid(path, format!("target.kind {:?} is not supported; use `blueprint`", s.target.kind)));
+    }
+    if s.target.id.trim().is_empty() {
+        return Err(invalid(path, "target.id must not be empty"));
+    }
+    if let Some(v) = &s.target.version {
+        semver::VersionReq::parse(v).map_err(|e| invalid(path, format!("target.version {v:?} is not a semver requirement: {e}")))?;
+    }
+    if !s.bindings.is_object() {
+        return Err(invalid(path, "bindings must be a mapping"));
+    }
+    if !s.target.input.is_object() {
+        return Err(invalid(path, "target.input must be a mapping"));
+    }
+    // Trigger.
+    if let (Some(a), Some(b)) = (&s.timezone, &s.trigger.timezone)
+        && a != b
+    {
+        return Err(trigger_invalid(path, format!("timezone {a:?} and trigger.timezone {b:?} disagree; give one")));
+    }
+    match s.trigger.kind {
+        TriggerType::Manual => {
+            if s.trigger.cron.is_some() {
+                return Err(trigger_invalid(path, "a manual trigger must not set `cron`; use `type: cron`"));
+            }
+        }
+        TriggerType::Cron => {
+            let Some(expr) = s.trigger.cron.as_deref() else {
+                return Err(trigger_invalid(path, "a cron trigger needs `cron` (e.g. \"0 9 * * 1-5\")"));
+            };
+            let Some(tz) = s.effective_timezone() else {
+                return Err(trigger_invalid(path, "a cron trigger needs `timezone` (an IANA name such as Europe/Berlin)"));
+            };
+            CronSchedule::parse(expr, tz).map_err(|e| trigger_invalid(path, e))?;
+        }
+    }
+    if let Some(tz) = s.effective_timezone()
+        && tz.parse::<chrono_tz::Tz>().is_err()
+    {
+        return Err(trigger_invalid(path, format!("unknown IANA time zone {tz:?}")));
+    }
+    // Runtime.
+    let r = &s.runtime;
+    let range = |name: &str, v: u64, lo: u64, hi: u64| -> Result<(), LilyError> {
+        if v < lo || v > hi { Err(invalid(path, format!("runtime.{name} must be {lo}-{hi}, got {v}"))) } else { Ok(()) }
+    };
+    range("timeout_seconds", r.timeout_seconds, 1, 86_400)?;
+    range("retry_max", u64::from(r.retry_max), 0, 10)?;
+    range("retry_backoff_seconds", r.retry_backoff_seconds, 0, 300)?;
+    if let Some(p) = r.max_parallelism {
+        range("max_parallelism", p as u64, 1, 1024)?;
+    }
+    range("max_parallel_runs", u64::from(r.max_parallel_runs), 1, 1000)?;
+    if let Some(f) = r.fuel {
+        range("fuel", f, 1, u64::MAX)?;
+    }
+    if let Some(m) = r.memory_mb {
+        range("memory_mb", m, 1, 65_536)?;
+    }
+    if let Some(arts) = &s.output.artifacts {
+        for a in arts {
+            if a.is_empty() || a.contains('/') || a.contains('\\') || a == ".." {
+                return Err(invalid(path, format!("output.artifacts: {a:?} is not a plain file name")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every spec file in `dir` (`*.job.yaml` / `*.job.yml`), sorted by path.
+pub fn discover(dir: &Path) -> Vec<SpecFile> {
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (n.ends_with(".job.yaml") || n.ends_with(".job.yml")) && p.is_file()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    paths.sort();
+    paths.iter().map(|p| load_file(p)).collect()
+}
+
+/// Find the spec of `id` in `dir`: `job_not_found` (naming the path
+/// searched), `job_invalid_spec` when two files declare it (naming both) or
+/// when the file named after it does not parse.
+pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
+    let files = discover(dir);
+    let matching: Vec<&SpecFile> = files.iter().filter(|f| matches!(&f.spec, Ok(s) if s.id == id)).collect();
+    match matching.len() {
+        1 => return Ok(matching[0].clone()),
+        n if n > 1 => {
+            let names: Vec<String> = matching.iter().map(|f| f.path.display().to_string()).collect();
+            return Err(LilyError::new(ErrorCode::JobInvalidSpec, format!("job id {id:?} is declared by {n} files: {}", names.join(", ")))
+                .with_hint("job ids must be unique; rename or remove one of them"));
+        }
+        _ => {}
+    }
+    if let Some(f) = files.iter().find(|f| f.spec.is_err() && file_stem_id(&f.path) == id)
+        && let Err(e) = &f.spec
+    {
+        return Err(e.clone());
+    }
+    Err(LilyError::new(ErrorCode::JobNotFound, format!("no job with id {id:?} in {}", dir.display()))
+        .with_hint("`lily jobs list` shows the jobs there; --jobs-dir or LILY_JOBS_DIR change where Lily looks"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id: demo
+title: Demo
+target:
+  kind: blueprint
+  id: council.v1
+  input: { topic: "x" }
+bindings: { specialists: [a, b], synthesizer: c }
+trigger: { type: manual }
+runtime: {}
+output: {}
+"#;
+
+    fn p() -> &'static Path {
+        Path::new("t.job.yaml")
+    }
+
+    fn code(text: &str) -> ErrorCode {
+        parse(p(), text).expect_err("should fail").code
+    }
+
+    #[test]
+    fn good_spec_parses_with_defaults() {
+        let s = parse(p(), GOOD).expect("parse");
+        assert_eq!(s.runtime.timeout_seconds, 300);
+        assert_eq!(s.runtime.retry_max, 0);
+        assert_eq!(s.runtime.max_parallel_runs, 1);
+        assert_eq!(s.output.summary_format, SummaryFormat::Markdown);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_at_every_level_with_line_and_key() {
+        for (from, to) in [("title: Demo", "title: Demo\nbogus: 1"), ("kind: blueprint", "kind: blueprint\n  extra: 1"), ("runtime: {}", "runtime: { nope: 1 }"), ("output: {}", "output: { nope: 1 }"), ("trigger: { type: manual }", "trigger: { type: manual, nope: 1 }")] {
+            let text = GOOD.replace(from, to);
+            let e = parse(p(), &text).expect_err("unknown key");
+            assert_eq!(e.code, ErrorCode::JobInvalidSpec, "{from}");
+            assert!(e.message.contains("unknown field"), "{}", e.message);
+            assert!(e.message.contains("line"), "{}", e.message);
+            assert!(e.message.contains("t.job.yaml"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn missing_required_fields() {
+        for key in ["title: Demo\n", "runtime: {}\n", "output: {}\n", "trigger: { type: manual }\n"] {
+            assert_eq!(code(&GOOD.replace(key, "")), ErrorCode::JobInvalidSpec, "{key}");
+        }
+    }
+
+    #[test]
+    fn ids_must_be_safe() {
+        for bad in ["../etc", "UPPER", "-lead", "", "a/b", &"a".repeat(65)] {
+            assert_eq!(code(&GOOD.replace("id: demo", &format!("id: {bad:?}"))), ErrorCode::JobInvalidSpec, "{bad}");
+        }
+        assert!(valid_id("a.b-c_1"));
+    }
+
+    #[test]
+    fn bad_documents_fail_fast() {
+        assert_eq!(code(""), ErrorCode::JobInvalidSpec);
+        assert_eq!(code("# only a comment\n"), ErrorCode::JobInvalidSpec);
+        assert_eq!(code("- a\n- b\n"), ErrorCode::JobInvalidSpec);
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n";
+        let t = std::time::Instant::now();
+        assert_eq!(code(bomb), ErrorCode::JobInvalidSpec);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(code(&deep), ErrorCode::JobInvalidSpec);
+        let huge = format!("id: x\n#{}\n", "x".repeat(MAX_SPEC_BYTES as usize));
+        assert_eq!(code(&huge), ErrorCode::JobInvalidSpec);
+    }
+
+    #[test]
+    fn trigger_rules() {
+        let manual_with_cron = GOOD.replace("trigger: { type: manual }", "trigger: { type: manual, cron: \"* * * * *\" }");
+        assert_eq!(code(&manual_with_cron), ErrorCode::JobTriggerInvalid);
+        let cron_no_tz = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"0 9 * * *\" }");
+        assert_eq!(code(&cron_no_tz), ErrorCode::JobTriggerInvalid);
+        let bad_expr = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"61 * * * *\", timezone: UTC }");
+        assert_eq!(code(&bad_expr), ErrorCode::JobTriggerInvalid);
+        let bad_tz = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"0 9 * * *\", timezone: Mars/Base }");
+        assert_eq!(code(&bad_tz), ErrorCode::JobTriggerInvalid);
+        let both = GOOD.replace("trigger: { type: manual }", "timezone: UTC\ntrigger: { type: cron, cron: \"0 9 * * *\", timezone: Europe/Berlin }");
+        assert_eq!(code(&both), ErrorCode::JobTriggerInvalid);
+        for ok in ["0 9 * * 1-5", "*/10 * * * * *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"] {
+            let t = GOOD.replace("trigger: { type: manual }", &format!("timezone: Europe/Berlin\ntrigger: {{ type: cron, cron: \"{ok}\" }}"));
+            parse(p(), &t).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let second_spelling = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"0 9 * * *\", timezone: America/New_York }");
+        assert_eq!(parse(p(), &second_spelling).expect("ok").effective_timezone(), Some("America/New_York"));
+    }
+
+    #[test]
+    fn runtime_ranges() {
+        for (k, v) in [("timeout_seconds", "0"), ("timeout_seconds", "86401"), ("retry_max", "11"), ("retry_backoff_seconds", "301"), ("max_parallelism", "0"), ("max_parallel_runs", "0"), ("memory_mb", "0")] {
+            assert_eq!(code(&GOOD.replace("runtime: {}", &format!("runtime: {{ {k}: {v} }}"))), ErrorCode::JobInvalidSpec, "{k}={v}");
+        }
+        assert_eq!(code(&GOOD.replace("runtime: {}", "runtime: { timeout_seconds: -1 }")), ErrorCode::JobInvalidSpec);
+    }
+
+    #[test]
+    fn target_rules() {
+        assert_eq!(code(&GOOD.replace("kind: blueprint", "kind: script")), ErrorCode::JobInvalidSpec);
+        assert_eq!(code(&GOOD.replace("id: council.v1", "id: council.v1\n  version: \"not a req\"")), ErrorCode::JobInvalidSpec);
+        parse(p(), &GOOD.replace("id: council.v1", "id: council.v1\n  version: \"^1.0\"")).expect("version req ok");
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_files_and_missing_names_the_dir() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        std::fs::write(tmp.path().join("a.job.yaml"), GOOD).expect("w");
+        std::fs::write(tmp.path().join("b.job.yaml"), GOOD).expect("w");
+        let e = find(tmp.path(), "demo").expect_err("dup");
+        assert_eq!(e.code, ErrorCode::JobInvalidSpec);
+        assert!(e.message.contains("a.job.yaml") && e.message.contains("b.job.yaml"), "{}", e.message);
+        let e = find(tmp.path(), "nope").expect_err("missing");
+        assert_eq!(e.code, ErrorCode::JobNotFound);
+        assert!(e.message.contains(&tmp.path().display().to_string()));
+        assert_eq!(discover(tmp.path()).len(), 2);
+    }
 }

@@ -1,1 +1,484 @@
+//! Capability policy (`.lily/policy.yaml`): ceilings for runtime caps, what
+//! each runnable may be granted, and how proposed effects are decided.
+//! Deny by default: a missing file grants nothing.
+
+pub mod approvals;
 pub mod effects;
+
+use crate::error::{ErrorCode, LilyError};
+use crate::jobs::spec::JobSpec;
+use crate::sandbox::{DirGrant, Grants, Limits, Perms};
+use crate::workspace::Root;
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The policy file as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub version: u32,
+    #[serde(default)]
+    pub limits: LimitsPolicy,
+    /// Runnable id or glob (`*`, `acme.*`) → what it may be granted.
+    #[serde(default)]
+    pub runnables: BTreeMap<String, RunnableGrants>,
+    #[serde(default)]
+    pub effects: EffectsPolicy,
+}
+
+/// Ceilings for job runtime caps, and per-step output caps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsPolicy {
+    pub timeout_seconds: u64,
+    pub retry_max: u32,
+    pub max_parallelism: usize,
+    pub max_parallel_runs: u32,
+    /// Ceiling for `runtime.fuel`; `None` = unmetered allowed.
+    pub fuel: Option<u64>,
+    pub memory_mb: u64,
+    pub max_output_bytes: u64,
+    pub max_event_bytes: u64,
+    pub max_events_per_step: u64,
+}
+
+impl Default for LimitsPolicy {
+    fn default() -> Self {
+        LimitsPolicy {
+            timeout_seconds: 86_400,
+            retry_max: 10,
+            max_parallelism: 64,
+            max_parallel_runs: 32,
+            fuel: None,
+            memory_mb: 1024,
+            max_output_bytes: 8 << 20,
+            max_event_bytes: 16 << 10,
+            max_events_per_step: 1000,
+        }
+    }
+}
+
+/// What one runnable (id or glob) may be granted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnableGrants {
+    #[serde(default)]
+    pub fs: Vec<FsGrant>,
+    /// Env var names the runnable may receive (values come from the host
+    /// environment at run time and are never recorded).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Outbound `host:port` allow-list.
+    #[serde(default)]
+    pub network: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    /// A directory relative to the root; the grant covers everything under it.
+    pub path: String,
+    pub mode: Perms,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectMode {
+    Deny,
+    #[default]
+    RequireApproval,
+    AutoApprove,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectRule {
+    /// Decision when no glob below matches.
+    #[serde(default)]
+    pub default: EffectMode,
+    /// Targets (root-relative path globs, or destinations) approved without asking.
+    #[serde(default)]
+    pub auto_approve: Vec<String>,
+    /// Targets always denied.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EffectsPolicy {
+    pub write_file: EffectRule,
+    pub publish: EffectRule,
+    pub send: EffectRule,
+    /// A pending request older than this expires as denied.
+    pub approval_ttl_seconds: u64,
+}
+
+impl Default for EffectsPolicy {
+    fn default() -> Self {
+        EffectsPolicy {
+            write_file: EffectRule::default(),
+            publish: EffectRule::default(),
+            send: EffectRule::default(),
+            approval_ttl_seconds: 7 * 86_400,
+        }
+    }
+}
+
+/// A loaded, validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub file: PolicyFile,
+    /// Where it came from (`None` = built-in deny-everything defaults).
+    pub source: Option<PathBuf>,
+    matchers: Vec<(String, GlobMatcher)>,
+}
+
+fn policy_error(path: &Path, msg: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobPolicyDenied, format!("{}: invalid policy: {msg}", path.display()))
+        .with_hint("`lily policy check` validates the file")
+}
+
+impl Policy {
+    /// Deny-everything defaults (no policy file).
+    pub fn defaults() -> Policy {
+        Policy { file: PolicyFile { version: 1, ..PolicyFile::default() }, source: None, matchers: Vec::new() }
+    }
+
+    /// Load `.lily/policy.yaml` of `root` (defaults when missing).
+    pub fn load(root: &Root) -> Result<Policy, LilyError> {
+        let path = root.policy_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Policy::parse(&path, &text, Some(root)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::defaults()),
+            Err(e) => Err(policy_error(&path, e)),
+        }
+    }
+
+    /// Parse and validate policy text.
+    pub fn parse(path: &Path, text: &str, root: Option<&Root>) -> Result<Policy, LilyError> {
+        if text.len() > 1 << 20 {
+            return Err(policy_error(path, "file is larger than 1 MiB"));
+        }
+        let file: PolicyFile = serde_norway::from_str(text).map_err(|e| policy_error(path, e))?;
+        if file.version != 1 {
+            return Err(policy_error(path, format!("version {} is not supported (use 1)", file.version)));
+        }
+        let mut matchers = Vec::new();
+        for (pattern, g) in &file.runnables {
+            let m = Glob::new(pattern).map_err(|e| policy_error(path, format!("runnables: bad glob {pattern:?}: {e}")))?.compile_matcher();
+            matchers.push((pattern.clone(), m));
+            for fs in &g.fs {
+                check_rel(&fs.path).map_err(|e| policy_error(path, format!("runnables.{pattern}.fs: {e}")))?;
+                if let Some(root) = root
+                    && let Ok(canon) = root.path.join(&fs.path).canonicalize()
+                    && !canon.starts_with(&root.path)
+                {
+                    return Err(policy_error(path, format!("runnables.{pattern}.fs: {:?} resolves outside the root", fs.path)));
+                }
+            }
+            for n in &g.network {
+                let ok = n.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && !h.contains('*') && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(policy_error(path, format!("runnables.{pattern}.network: {n:?} must be host:port (no wildcards)")));
+                }
+            }
+            for e in &g.env {
+                if e.is_empty() || e.contains('=') || e.contains('*') {
+                    return Err(policy_error(path, format!("runnables.{pattern}.env: {e:?} is not an env var name")));
+                }
+            }
+        }
+        for (kind, rule) in [("write_file", &file.effects.write_file), ("publish", &file.effects.publish), ("send", &file.effects.send)] {
+            for g in rule.auto_approve.iter().chain(&rule.deny) {
+                Glob::new(g).map_err(|e| policy_error(path, format!("effects.{kind}: bad glob {g:?}: {e}")))?;
+                if kind == "write_file" {
+                    check_rel(g.trim_end_matches("/**").trim_end_matches("**")).or_else(|e| if g == "**" { Ok(()) } else { Err(e) }).map_err(|e| policy_error(path, format!("effects.write_file: {e}")))?;
+                }
+            }
+        }
+        Ok(Policy { file, source: Some(path.to_path_buf()), matchers })
+    }
+
+    /// Entries that apply to a runnable id, most specific (exact) first.
+    fn entries_for(&self, runnable: &str) -> Vec<(&str, &RunnableGrants)> {
+        let mut v: Vec<(&str, &RunnableGrants)> = self
+            .matchers
+            .iter()
+            .filter(|(_, m)| m.is_match(runnable))
+            .filter_map(|(p, _)| self.file.runnables.get(p).map(|g| (p.as_str(), g)))
+            .collect();
+        v.sort_by_key(|(p, _)| (*p != runnable, p.to_string()));
+        v
+    }
+
+    /// Is `dir` (relative to the root) grantable to `runnable` with `perms`?
+    /// Returns the policy entry that allows it.
+    pub fn allows_dir(&self, runnable: &str, dir: &str, perms: Perms) -> Option<String> {
+        let want = normalize(dir);
+        for (pattern, g) in self.entries_for(runnable) {
+            for fs in &g.fs {
+                let have = normalize(&fs.path);
+                let covers = have == "." || want == have || want.starts_with(&format!("{have}/"));
+                let mode_ok = fs.mode == Perms::ReadWrite || perms == Perms::ReadOnly;
+                if covers && mode_ok {
+                    return Some(format!("runnables.{pattern:?}.fs: {} ({})", fs.path, mode_str(fs.mode)));
+                }
+            }
+        }
+        None
+    }
+
+    /// Is the env var name grantable to `runnable`?
+    pub fn allows_env(&self, runnable: &str, name: &str) -> bool {
+        self.entries_for(runnable).iter().any(|(_, g)| g.env.iter().any(|e| e == name))
+    }
+
+    /// Network allow-list for `runnable`.
+    pub fn network_for(&self, runnable: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.entries_for(runnable).iter().flat_map(|(_, g)| g.network.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn approval_ttl(&self) -> Duration {
+        Duration::from_secs(self.file.effects.approval_ttl_seconds)
+    }
+
+    /// Check a job's runtime caps against the ceilings. The error names the
+    /// cap, the asked value and the ceiling.
+    pub fn check_runtime(&self, spec: &JobSpec) -> Result<Vec<Decision>, LilyError> {
+        let l = &self.file.limits;
+        let r = &spec.runtime;
+        let mut decisions = Vec::new();
+        let mut check = |cap: &str, asked: u64, ceiling: u64| -> Result<(), LilyError> {
+            if asked > ceiling {
+                return Err(LilyError::new(
+                    ErrorCode::JobPolicyDenied,
+                    format!("runtime.{cap} = {asked} exceeds the policy ceiling limits.{cap} = {ceiling}"),
+                )
+                .with_hint(format!("lower runtime.{cap} in the job, or raise limits.{cap} in {}", self.source_name()))
+                .with_details(serde_json::json!({"cap": cap, "asked": asked, "ceiling": ceiling})));
+            }
+            decisions.push(Decision { subject: format!("runtime.{cap}"), decision: "allowed".into(), reason: format!("{asked} <= {ceiling}") });
+            Ok(())
+        };
+        check("timeout_seconds", r.timeout_seconds, l.timeout_seconds)?;
+        check("retry_max", u64::from(r.retry_max), u64::from(l.retry_max))?;
+        check("max_parallelism", r.parallelism() as u64, l.max_parallelism as u64)?;
+        check("max_parallel_runs", u64::from(r.max_parallel_runs), u64::from(l.max_parallel_runs))?;
+        check("memory_mb", r.memory_mb.unwrap_or(l.memory_mb.min(256)), l.memory_mb)?;
+        if let Some(ceiling) = l.fuel {
+            match r.fuel {
+                Some(f) => check("fuel", f, ceiling)?,
+                None => decisions.push(Decision { subject: "runtime.fuel".into(), decision: "applied".into(), reason: format!("unset; policy ceiling {ceiling} applied") }),
+            }
+        }
+        Ok(decisions)
+    }
+
+    /// The step limits for a job under this policy.
+    pub fn limits_for(&self, spec: &JobSpec) -> Limits {
+        let l = &self.file.limits;
+        Limits {
+            memory_bytes: spec.runtime.memory_mb.unwrap_or(l.memory_mb.min(256)) << 20,
+            fuel: spec.runtime.fuel.or(l.fuel),
+            deadline: Duration::from_secs(spec.runtime.timeout_seconds),
+            max_output_bytes: l.max_output_bytes,
+            max_events: l.max_events_per_step,
+            max_event_bytes: l.max_event_bytes,
+            ..Limits::default()
+        }
+    }
+
+    fn source_name(&self) -> String {
+        self.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| ".lily/policy.yaml (missing: defaults apply)".into())
+    }
+
+    /// Grant a directory to a runnable, or deny with a hint that shows the
+    /// exact policy lines to add.
+    pub fn grant_dir(&self, root: &Root, runnable: &str, rel: &str, guest: &str, perms: Perms) -> Result<(DirGrant, Decision), LilyError> {
+        let host = root.confine(rel).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, format!("directory {rel:?} for {runnable}: {e}")))?;
+        if !host.is_dir() {
+            return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("directory {rel:?} for {runnable} is not a directory")));
+        }
+        let rel_norm = host.strip_prefix(&root.path).map(|p| p.display().to_string()).unwrap_or_else(|_| rel.to_string());
+        let rel_norm = if rel_norm.is_empty() { ".".to_string() } else { rel_norm };
+        match self.allows_dir(runnable, &rel_norm, perms) {
+            Some(by) => Ok((
+                DirGrant { host, guest: guest.to_string(), perms },
+                Decision { subject: format!("{runnable}: fs {rel_norm} -> {guest} ({})", mode_str(perms)), decision: "granted".into(), reason: by },
+            )),
+            None => Err(LilyError::new(
+                ErrorCode::JobPolicyDenied,
+                format!("policy does not allow {runnable} {} access to {rel_norm:?}", mode_str(perms)),
+            )
+            .with_hint(format!(
+                "to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
+                self.source_name(),
+                mode_str(perms)
+            ))
+            .with_details(serde_json::json!({"runnable": runnable, "path": rel_norm, "mode": mode_str(perms)}))),
+        }
+    }
+
+    /// Env grants: names asked by the job, values from the host environment.
+    pub fn grant_env(&self, runnable: &str, names: &[String]) -> Result<(Vec<(String, String)>, Vec<Decision>), LilyError> {
+        let mut env = Vec::new();
+        let mut decisions = Vec::new();
+        for n in names {
+            if !self.allows_env(runnable, n) {
+                return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("policy does not allow env var {n} for {runnable}"))
+                    .with_hint(format!("to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    env: [{n}]", self.source_name())));
+            }
+            if let Ok(v) = std::env::var(n) {
+                env.push((n.clone(), v));
+            }
+            decisions.push(Decision { subject: format!("{runnable}: env {n}"), decision: "granted".into(), reason: "listed in policy".into() });
+        }
+        Ok((env, decisions))
+    }
+
+    /// Full grants for one runnable step.
+    pub fn grants_for(&self, runnable: &str, dirs: Vec<DirGrant>, env: Vec<(String, String)>) -> Grants {
+        Grants { dirs, env, network: self.network_for(runnable) }
+    }
+
+    /// Decide a proposed effect target.
+    pub fn decide_effect(&self, kind: &str, target: &str) -> (EffectMode, String) {
+        let rule = match kind {
+            "write_file" => &self.file.effects.write_file,
+            "publish" => &self.file.effects.publish,
+            _ => &self.file.effects.send,
+        };
+        let hit = |globs: &[String]| globs.iter().find(|g| Glob::new(g).map(|g| g.compile_matcher().is_match(target)).unwrap_or(false)).cloned();
+        if let Some(g) = hit(&rule.deny) {
+            return (EffectMode::Deny, format!("effects.{kind}.deny matches {g:?}"));
+        }
+        if let Some(g) = hit(&rule.auto_approve) {
+            return (EffectMode::AutoApprove, format!("effects.{kind}.auto_approve matches {g:?}"));
+        }
+        (rule.default, format!("effects.{kind}.default"))
+    }
+}
+
+/// One recorded policy decision (receipts, `lily policy explain`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Decision {
+    pub subject: String,
+    pub decision: String,
+    pub reason: String,
+}
+
+pub fn mode_str(p: Perms) -> &'static str {
+    match p {
+        Perms::ReadOnly => "ro",
+        Perms::ReadWrite => "rw",
+    }
+}
+
+fn normalize(p: &str) -> String {
+    let t = p.trim_start_matches("./").trim_end_matches('/');
+    if t.is_empty() { ".".into() } else { t.to_string() }
+}
+
+fn check_rel(p: &str) -> Result<(), String> {
+    let path = Path::new(p);
+    if p.is_empty() {
+        return Ok(());
+    }
+    if path.is_absolute() {
+        return Err(format!("{p:?} is absolute; policy paths are relative to the root"));
+    }
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("{p:?} contains '..'"));
+    }
+    Ok(())
+}
+
+/// The commented starter policy written by `lily init`.
+pub const STARTER_POLICY: &str = r#"# Lily capability policy. Deny by default: a runnable gets only what is
+# listed here. `lily policy check` validates this file; `lily policy explain
+# <job>` shows what each step of a job would be granted and why.
+version: 1
+
+# Ceilings for the `runtime` caps a job may ask for, and per-step output caps.
+limits:
+  timeout_seconds: 3600
+  retry_max: 5
+  max_parallelism: 16
+  max_parallel_runs: 20
+  memory_mb: 512
+  max_output_bytes: 8388608
+  max_event_bytes: 16384
+  max_events_per_step: 1000
+
+# Per runnable id (or glob such as "acme.*"): directories (relative to the
+# root, ro or rw), env var names, outbound host:port pairs. Nothing else.
+runnables:
+  "security.v1":
+    fs:
+      - path: .lily/examples/workspace
+        mode: ro
+  "operations.v1":
+    fs:
+      - path: .lily/examples/workspace
+        mode: ro
+
+# Side effects proposed by runnables: deny, require_approval or auto_approve.
+effects:
+  write_file:
+    default: require_approval
+    auto_approve: [".lily/out/**"]
+  publish:
+    default: require_approval
+  send:
+    default: deny
+  approval_ttl_seconds: 604800
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_policy_is_valid() {
+        let p = Policy::parse(Path::new("policy.yaml"), STARTER_POLICY, None).expect("valid");
+        assert!(p.allows_dir("security.v1", ".lily/examples/workspace", Perms::ReadOnly).is_some());
+        assert!(p.allows_dir("security.v1", ".lily/examples/workspace/sub", Perms::ReadOnly).is_some());
+        assert!(p.allows_dir("security.v1", ".lily/examples/workspace", Perms::ReadWrite).is_none());
+        assert!(p.allows_dir("other.v1", ".lily/examples/workspace", Perms::ReadOnly).is_none());
+        assert_eq!(p.decide_effect("write_file", ".lily/out/x.md").0, EffectMode::AutoApprove);
+        assert_eq!(p.decide_effect("write_file", "src/main.rs").0, EffectMode::RequireApproval);
+        assert_eq!(p.decide_effect("send", "slack").0, EffectMode::Deny);
+    }
+
+    #[test]
+    fn strict_validation() {
+        let bad = [
+            "version: 1\nbogus: 1\n",
+            "version: 2\n",
+            "version: 1\nrunnables:\n  \"[\": {}\n",
+            "version: 1\nrunnables:\n  a:\n    fs: [{path: /etc, mode: ro}]\n",
+            "version: 1\nrunnables:\n  a:\n    fs: [{path: ../x, mode: ro}]\n",
+            "version: 1\nrunnables:\n  a:\n    network: [\"*:443\"]\n",
+            "version: 1\nrunnables:\n  a:\n    fs: [{path: x, mode: rwx}]\n",
+        ];
+        for b in bad {
+            let e = Policy::parse(Path::new("policy.yaml"), b, None).expect_err(b);
+            assert!(e.message.contains("policy.yaml"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn globs_match_runnable_ids() {
+        let p = Policy::parse(Path::new("p"), "version: 1\nrunnables:\n  \"acme.*\":\n    env: [TOKEN]\n", None).expect("ok");
+        assert!(p.allows_env("acme.scan", "TOKEN"));
+        assert!(!p.allows_env("other", "TOKEN"));
+        assert!(!p.allows_env("acme.scan", "HOME"));
+    }
+}

@@ -1,0 +1,514 @@
+//! `council.v1`: a map/reduce council. Every specialist reviews the topic
+//! (and, if granted, a read-only workspace at `/workspace`) in its own
+//! sandbox instance; a synthesizer ranks their findings.
+
+use super::{Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, schema_errors, schema_of};
+use crate::error::{ErrorCode, LilyError};
+use crate::sandbox::{Perms, RunnableKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const ID: &str = "council.v1";
+pub const VERSION: &str = "1.0.0";
+pub const WORKSPACE_GUEST_PATH: &str = "/workspace";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthStrategy {
+    /// Rank findings deterministically with a synthesizer of kind `synthesizer`.
+    #[default]
+    Deterministic,
+    /// Use a synthesizer of kind `llm`; its failure fails the run.
+    Llm,
+    /// Use an `llm` synthesizer, falling back to the deterministic ranking.
+    LlmWithFallback,
+}
+
+impl SynthStrategy {
+    fn as_str(self) -> &'static str {
+        match self {
+            SynthStrategy::Deterministic => "deterministic",
+            SynthStrategy::Llm => "llm",
+            SynthStrategy::LlmWithFallback => "llm_with_fallback",
+        }
+    }
+}
+
+fn default_max_findings() -> u32 {
+    8
+}
+
+/// Bindings of `council.v1`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouncilBindings {
+    /// Specialist runnable ids (at least 2, distinct).
+    pub specialists: Vec<String>,
+    /// Synthesizer runnable id.
+    pub synthesizer: String,
+    #[serde(default)]
+    pub synth_strategy: SynthStrategy,
+    /// Ranked findings kept (1-20).
+    #[serde(default = "default_max_findings")]
+    pub max_findings: u32,
+    /// Directory relative to the root, granted read-only to every specialist
+    /// at `/workspace` (subject to policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+}
+
+/// Input of `council.v1`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouncilInput {
+    /// What the council reviews (non-empty).
+    pub topic: String,
+    /// Context lines passed to every specialist.
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+/// A finding after ranking.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RankedFinding {
+    pub title: String,
+    pub recommendation: String,
+    /// 0-1.
+    pub confidence: f64,
+    pub source_specialist: String,
+    pub evidence: Vec<String>,
+}
+
+/// One finding of a specialist report.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    pub title: String,
+    pub recommendation: String,
+    pub confidence: f64,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+/// A specialist's report (`status` ok / error; on error `notes` holds the cause).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub specialist: String,
+    pub status: String,
+    pub findings: Vec<Finding>,
+    pub notes: String,
+}
+
+/// Output (payload) of `council.v1`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouncilOutput {
+    pub topic: String,
+    pub summary: String,
+    pub ranked_findings: Vec<RankedFinding>,
+    pub participating_specialists: Vec<String>,
+    pub failed_specialists: Vec<String>,
+    pub reports: Vec<Report>,
+}
+
+pub fn blueprint() -> Blueprint {
+    Blueprint {
+        meta: BlueprintMeta {
+            id: ID.into(),
+            version: semver::Version::parse(VERSION).expect("version"),
+            summary: "Map/reduce council: specialists review a topic (and a read-only workspace), a synthesizer ranks their findings".into(),
+            bindings_schema: schema_of::<CouncilBindings>(),
+            input_schema: schema_of::<CouncilInput>(),
+            output_schema: schema_of::<CouncilOutput>(),
+            artifacts: vec!["report.md".into(), "evidence.json".into()],
+        },
+        kind: BlueprintKind::Council,
+    }
+}
+
+fn bindings_invalid(msg: impl Into<String>) -> LilyError {
+    LilyError::new(ErrorCode::BlueprintBindingsInvalid, msg)
+}
+
+/// Parse and validate bindings.
+pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
+    let b: CouncilBindings = serde_json::from_value(bindings.clone()).map_err(|e| bindings_invalid(format!("council.v1 bindings: {e}")))?;
+    if b.specialists.len() < 2 {
+        return Err(bindings_invalid(format!("council.v1 needs at least 2 specialists, got {}", b.specialists.len())));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &b.specialists {
+        if !crate::jobs::spec::valid_id(s) {
+            return Err(bindings_invalid(format!("specialist id {s:?} is not a valid runnable id")));
+        }
+        if !seen.insert(s) {
+            return Err(bindings_invalid(format!("specialist {s:?} is listed twice; specialists must be distinct")));
+        }
+    }
+    if !crate::jobs::spec::valid_id(&b.synthesizer) {
+        return Err(bindings_invalid(format!("synthesizer id {:?} is not a valid runnable id", b.synthesizer)));
+    }
+    if !(1..=20).contains(&b.max_findings) {
+        return Err(bindings_invalid(format!("max_findings must be 1-20, got {}", b.max_findings)));
+    }
+    if let Some(w) = &b.workspace {
+        let p = std::path::Path::new(w);
+        if w.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(bindings_invalid(format!("workspace {w:?} must be a path relative to the root, without '..'")));
+        }
+    }
+    Ok(b)
+}
+
+/// Compile bindings to the map/reduce graph.
+pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
+    let b = parse_bindings(bindings)?;
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    let synth_id = format!("reduce:{}", b.synthesizer);
+    for s in &b.specialists {
+        let id = format!("map:{s}");
+        nodes.push(Node {
+            id: id.clone(),
+            runnable: s.clone(),
+            role: Role::Specialist,
+            dirs: b.workspace.iter().map(|w| DirRequest { path: w.clone(), guest: WORKSPACE_GUEST_PATH.into(), perms: Perms::ReadOnly }).collect(),
+            env: Vec::new(),
+        });
+        edges.push((id, synth_id.clone()));
+    }
+    nodes.push(Node { id: synth_id.clone(), runnable: b.synthesizer.clone(), role: Role::Synthesizer, dirs: Vec::new(), env: Vec::new() });
+    if b.synth_strategy == SynthStrategy::LlmWithFallback {
+        for s in &b.specialists {
+            edges.push((format!("map:{s}"), FALLBACK_NODE.into()));
+        }
+        edges.push((synth_id, FALLBACK_NODE.into()));
+        nodes.push(Node { id: FALLBACK_NODE.into(), runnable: "default.v1".into(), role: Role::Synthesizer, dirs: Vec::new(), env: Vec::new() });
+    }
+    Ok(Graph { blueprint: ID.into(), nodes, edges })
+}
+
+/// Descriptor kinds must match the roles they are bound to.
+pub fn check_kinds(prepared: &Prepared) -> Result<(), LilyError> {
+    for node in &prepared.graph.nodes {
+        let d = &prepared.loaded[&node.id].descriptor;
+        if d.id != node.runnable {
+            return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {:?} describes itself as {:?}", node.runnable, d.id)));
+        }
+        let ok = match node.role {
+            Role::Specialist => d.kind == RunnableKind::Specialist,
+            Role::Synthesizer => matches!(d.kind, RunnableKind::Synthesizer | RunnableKind::Llm),
+            Role::Step => true,
+        };
+        if !ok {
+            return Err(LilyError::new(
+                ErrorCode::BlueprintContractInvalid,
+                format!("runnable {} is of kind {}, but is bound as a {:?}", node.runnable, d.kind.as_str(), node.role).to_lowercase(),
+            ));
+        }
+    }
+    if let Some(reduce) = prepared.graph.nodes.iter().find(|n| n.id.starts_with("reduce:")) {
+        check_strategy(&prepared.bindings, prepared.loaded[&reduce.id].descriptor.kind)?;
+    }
+    if let Some(fallback) = prepared.loaded.get(FALLBACK_NODE)
+        && fallback.descriptor.kind != RunnableKind::Synthesizer
+    {
+        return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, "fallback synthesizer default.v1 is not a deterministic synthesizer"));
+    }
+    Ok(())
+}
+
+/// The synthesizer kind a strategy needs (checked at compile/resolve time).
+pub fn check_strategy(bindings: &Value, synth_kind: RunnableKind) -> Result<(), LilyError> {
+    let b = parse_bindings(bindings)?;
+    let needs_llm = matches!(b.synth_strategy, SynthStrategy::Llm | SynthStrategy::LlmWithFallback);
+    if needs_llm && synth_kind != RunnableKind::Llm {
+        return Err(LilyError::new(
+            ErrorCode::BlueprintCompileFailed,
+            format!("unresolved llm synthesizer: {} is of kind {}, strategy {} needs kind llm", b.synthesizer, synth_kind.as_str(), b.synth_strategy.as_str()),
+        ));
+    }
+    if !needs_llm && synth_kind != RunnableKind::Synthesizer {
+        return Err(LilyError::new(
+            ErrorCode::BlueprintCompileFailed,
+            format!("synthesizer {} is of kind {}; the deterministic strategy needs kind synthesizer", b.synthesizer, synth_kind.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+fn exec_failed(msg: impl Into<String>, cause: Value, retryable: bool) -> BlueprintFailure {
+    BlueprintFailure::new(ErrorCode::BlueprintExecutionFailed, msg, cause, retryable)
+}
+
+/// Map, then reduce.
+pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Result<BlueprintOutput, BlueprintFailure> {
+    let errors = schema_errors(&schema_of::<CouncilInput>(), input);
+    let parsed: Result<CouncilInput, _> = serde_json::from_value(input.clone());
+    let input = match parsed {
+        Ok(i) if errors.is_empty() && !i.topic.trim().is_empty() => i,
+        Ok(_) if errors.is_empty() => return Err(exec_failed("invalid council input: topic must not be empty", json!({"kind": "invalid_input"}), false)),
+        Ok(_) => return Err(exec_failed(format!("invalid council input: {}", errors.join("; ")), json!({"kind": "invalid_input", "errors": errors}), false)),
+        Err(e) => return Err(exec_failed(format!("invalid council input: {e}"), json!({"kind": "invalid_input"}), false)),
+    };
+    let graph = &prepared.graph;
+    let synth_node = graph.nodes.iter().find(|n| n.role == Role::Synthesizer && n.id.starts_with("reduce:")).cloned().ok_or_else(|| exec_failed("graph has no synthesizer", Value::Null, false))?;
+    let specialists: Vec<Node> = graph.nodes.iter().filter(|n| n.role == Role::Specialist).cloned().collect();
+    // Bindings are re-derived from the graph: strategy and max_findings live
+    // in the synthesizer node's context.
+    let strategy = ctx_strategy(prepared);
+    let max_findings = ctx_max_findings(prepared);
+
+    // Map.
+    let sem = Arc::new(tokio::sync::Semaphore::new(ctx.parallelism.max(1)));
+    let reports = {
+        let futs = specialists.iter().map(|node| {
+            let sem = sem.clone();
+            let has_ws = !node.dirs.is_empty() && prepared.grants.get(&node.id).is_some_and(|g| !g.dirs.is_empty());
+            let step_input = json!({
+                "topic": input.topic,
+                "context": input.context,
+                "workspace": if has_ws { Value::from(WORKSPACE_GUEST_PATH) } else { Value::Null },
+            });
+            async move {
+                let _permit = sem.acquire().await;
+                let report = ctx.run_step(prepared, node, step_input).await;
+                to_report(&node.runnable, report)
+            }
+        });
+        futures_join_all(futs).await
+    };
+
+    let failed: Vec<&Report> = reports.iter().filter(|r| r.status != "ok").collect();
+    if failed.len() == reports.len() {
+        return Err(exec_failed(
+            format!("all {} specialists failed: {}", reports.len(), failed.iter().map(|r| format!("{} ({})", r.specialist, r.notes)).collect::<Vec<_>>().join("; ")),
+            json!({"kind": "all_specialists_failed", "failed_specialists": reports.iter().map(|r| &r.specialist).collect::<Vec<_>>()}),
+            true,
+        ));
+    }
+
+    // Reduce.
+    let synth_input = json!({"topic": input.topic, "max_findings": max_findings, "reports": reports});
+    let output = match strategy {
+        SynthStrategy::Deterministic => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
+            exec_failed(format!("synthesizer {} failed: {msg}", synth_node.runnable), json!({"kind": "synth_failed", "synth_error": cause}), true)
+        })?,
+        SynthStrategy::Llm => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
+            exec_failed(
+                format!("llm synthesizer {} failed: {msg}", synth_node.runnable),
+                json!({"kind": "synth_failed", "synth_error_code": "llm_synth_failed", "synth_error": cause}),
+                true,
+            )
+        })?,
+        SynthStrategy::LlmWithFallback => match run_synth(prepared, &synth_node, &synth_input, ctx).await {
+            Ok(o) => o,
+            Err((reason, _)) => {
+                ctx.events.emit("synth_fallback", json!({"synthesizer": synth_node.runnable, "reason": reason}));
+                let fallback_node = prepared.graph.node(FALLBACK_NODE).cloned();
+                let result = match fallback_node {
+                    Some(n) => run_synth(prepared, &n, &synth_input, ctx).await,
+                    None => Err(("no deterministic synthesizer available".into(), Value::Null)),
+                };
+                match result {
+                    Ok(mut o) => {
+                        o.summary = format!("{} [fallback: llm_synth_failed ({reason})]", o.summary);
+                        o
+                    }
+                    Err((msg, cause)) => {
+                        return Err(exec_failed(
+                            format!("llm synthesizer failed ({reason}) and the deterministic fallback failed too: {msg}"),
+                            json!({"kind": "synth_failed", "synth_error_code": "llm_synth_fallback_failed", "synth_error": cause}),
+                            true,
+                        ));
+                    }
+                }
+            }
+        },
+    };
+
+    let payload = serde_json::to_value(&output).map_err(|e| exec_failed(format!("serialize output: {e}"), Value::Null, false))?;
+    let errors = schema_errors(&schema_of::<CouncilOutput>(), &payload);
+    if !errors.is_empty() {
+        return Err(BlueprintFailure::new(ErrorCode::BlueprintContractInvalid, format!("council output does not match its schema: {}", errors.join("; ")), Value::Null, false));
+    }
+    let report_md = render_report(&output);
+    let evidence = json!({
+        "topic": output.topic,
+        "findings": output.ranked_findings,
+        "reports": output.reports.iter().map(|r| json!({"specialist": r.specialist, "status": r.status, "notes": r.notes, "findings": r.findings})).collect::<Vec<_>>(),
+    });
+    let evidence_bytes = serde_json::to_vec_pretty(&evidence).unwrap_or_default();
+    Ok(BlueprintOutput {
+        status: if output.failed_specialists.is_empty() { "ok".into() } else { "partial".into() },
+        references: output.participating_specialists.clone(),
+        payload,
+        artifacts: vec![
+            ("report.md".into(), "text/markdown".into(), report_md.into_bytes()),
+            ("evidence.json".into(), "application/json".into(), evidence_bytes),
+        ],
+    })
+}
+
+/// Node id of the deterministic fallback synthesizer (added to the graph
+/// when the strategy is `llm_with_fallback`).
+pub const FALLBACK_NODE: &str = "fallback:default.v1";
+
+/// Extra context the executor stores in the prepared graph.
+fn ctx_strategy(prepared: &Prepared) -> SynthStrategy {
+    parse_bindings(&prepared.bindings).map(|b| b.synth_strategy).unwrap_or_default()
+}
+
+fn ctx_max_findings(prepared: &Prepared) -> u32 {
+    parse_bindings(&prepared.bindings).map(|b| b.max_findings).unwrap_or(8)
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    // Poll all futures concurrently on this task, preserving order.
+    let futs: Vec<_> = futs.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..futs.len()).map(|_| None).collect();
+    let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> = futs.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, slot) in futs.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        outputs[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+}
+
+fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
+    match report.outcome {
+        Ok(env) => match serde_json::from_value::<SpecialistPayload>(env.payload) {
+            Ok(p) => Report { specialist: specialist.into(), status: "ok".into(), findings: p.findings, notes: p.notes },
+            Err(e) => Report { specialist: specialist.into(), status: "error".into(), findings: vec![], notes: format!("contract_invalid: payload is not a specialist report: {e}") },
+        },
+        Err(cause) => Report { specialist: specialist.into(), status: "error".into(), findings: vec![], notes: format!("{}: {}", cause.kind(), cause.message()) },
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecialistPayload {
+    findings: Vec<Finding>,
+    notes: String,
+}
+
+async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCtx) -> Result<CouncilOutput, (String, Value)> {
+    let report = ctx.run_step(prepared, node, input.clone()).await;
+    match report.outcome {
+        Ok(env) => {
+            let errors = schema_errors(&schema_of::<CouncilOutput>(), &env.payload);
+            if !errors.is_empty() {
+                return Err((format!("output does not match the council output schema: {}", errors.join("; ")), json!({"kind": "contract_invalid"})));
+            }
+            serde_json::from_value(env.payload).map_err(|e| (format!("output is not a council output: {e}"), json!({"kind": "contract_invalid"})))
+        }
+        Err(cause) => Err((cause.message(), serde_json::to_value(&cause).unwrap_or(Value::Null))),
+    }
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// `report.md`: ranked findings table, a section per specialist, failures.
+pub fn render_report(o: &CouncilOutput) -> String {
+    let mut s = format!("# Council report: {}\n\n{}\n\n## Ranked findings\n\n", o.topic, o.summary);
+    if o.ranked_findings.is_empty() {
+        s.push_str("No findings.\n");
+    } else {
+        s.push_str("| # | Finding | Specialist | Confidence | Recommendation |\n|---|---|---|---|---|\n");
+        for (i, f) in o.ranked_findings.iter().enumerate() {
+            s.push_str(&format!("| {} | {} | {} | {:.2} | {} |\n", i + 1, md_cell(&f.title), f.source_specialist, f.confidence, md_cell(&f.recommendation)));
+        }
+    }
+    s.push_str("\n## Specialists\n");
+    for r in &o.reports {
+        s.push_str(&format!("\n### {} ({})\n\n", r.specialist, r.status));
+        if r.status == "ok" {
+            if r.findings.is_empty() {
+                s.push_str("No findings.\n");
+            }
+            for f in &r.findings {
+                s.push_str(&format!("- **{}** ({:.2}): {}\n", f.title, f.confidence, f.recommendation));
+                for e in f.evidence.iter().take(10) {
+                    s.push_str(&format!("  - `{e}`\n"));
+                }
+                if f.evidence.len() > 10 {
+                    s.push_str(&format!("  - … {} more in evidence.json\n", f.evidence.len() - 10));
+                }
+            }
+        }
+        s.push_str(&format!("\nNotes: {}\n", r.notes));
+    }
+    if !o.failed_specialists.is_empty() {
+        s.push_str("\n## Failed specialists\n\n");
+        for r in o.reports.iter().filter(|r| r.status != "ok") {
+            s.push_str(&format!("- {}: {}\n", r.specialist, r.notes));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(v: Value) -> Result<CouncilBindings, LilyError> {
+        parse_bindings(&v)
+    }
+
+    #[test]
+    fn bindings_rules() {
+        let ok = b(json!({"specialists": ["a", "b"], "synthesizer": "s"})).expect("ok");
+        assert_eq!(ok.max_findings, 8);
+        assert_eq!(ok.synth_strategy, SynthStrategy::Deterministic);
+        for bad in [
+            json!({"specialists": ["a"], "synthesizer": "s"}),
+            json!({"specialists": ["a", "a"], "synthesizer": "s"}),
+            json!({"specialists": ["a", "b"]}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "max_findings": 0}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "max_findings": 21}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "synth_strategy": "magic"}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "workspace": "../up"}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "workspace": "/abs"}),
+            json!({"specialists": ["a", "b"], "synthesizer": "s", "extra": 1}),
+        ] {
+            assert_eq!(b(bad.clone()).expect_err("bad").code, ErrorCode::BlueprintBindingsInvalid, "{bad}");
+        }
+    }
+
+    #[test]
+    fn compile_is_deterministic_map_reduce() {
+        let v = json!({"specialists": ["security.v1", "operations.v1"], "synthesizer": "default.v1", "workspace": "ws"});
+        let g1 = compile(&v).expect("compile");
+        let g2 = compile(&v).expect("compile");
+        assert_eq!(g1, g2);
+        assert_eq!(g1.nodes.len(), 3);
+        assert_eq!(g1.edges, vec![("map:security.v1".into(), "reduce:default.v1".into()), ("map:operations.v1".into(), "reduce:default.v1".into())]);
+        assert_eq!(g1.nodes[0].dirs[0].guest, "/workspace");
+    }
+
+    #[test]
+    fn schemas_are_object_schemas() {
+        let m = blueprint().meta;
+        for s in [m.bindings_schema, m.input_schema, m.output_schema] {
+            assert_eq!(s["type"], "object");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The runnable registry: built-ins embedded in `lily`, plus components
+//! installed under `.lily/runnables/<id>/<version>/`.
+
+use crate::sandbox::{BUILTIN_IDS, Loaded, Sandbox, builtin_bytes};
+use crate::workspace::Root;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `manifest.json` of an installed runnable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    pub kind: String,
+    pub summary: String,
+    pub digest: String,
+    pub imports: Vec<String>,
+    pub installed_at: String,
+}
+
+/// Where a runnable comes from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Source {
+    Builtin,
+    Installed { path: PathBuf },
+}
+
+/// Resolves runnable ids to component bytes.
+#[derive(Debug, Clone)]
+pub struct RunnableRegistry {
+    dir: Option<PathBuf>,
+}
+
+impl RunnableRegistry {
+    pub fn new(root: Option<&Root>) -> RunnableRegistry {
+        RunnableRegistry { dir: root.map(Root::runnables_dir) }
+    }
+
+    /// Installed manifests, sorted by (id, version).
+    pub fn installed(&self) -> Vec<(Manifest, PathBuf)> {
+        let Some(dir) = &self.dir else { return Vec::new() };
+        let mut out = Vec::new();
+        for id_dir in read_dirs(dir) {
+            for v_dir in read_dirs(&id_dir) {
+                let m = v_dir.join("manifest.json");
+                if let Ok(text) = std::fs::read_to_string(&m)
+                    && let Ok(man) = serde_json::from_str::<Manifest>(&text)
+                {
+                    out.push((man, v_dir.join("component.wasm")));
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.0.id.cmp(&b.0.id).then_with(|| {
+                let va = semver::Version::parse(&a.0.version).ok();
+                let vb = semver::Version::parse(&b.0.version).ok();
+                va.cmp(&vb)
+            })
+        });
+        out
+    }
+
+    /// Bytes of runnable `id`: a built-in, else the highest installed version.
+    pub fn bytes(&self, id: &str) -> Option<(Cow<'static, [u8]>, Source)> {
+        if let Some(b) = builtin_bytes(id) {
+            return Some((Cow::Borrowed(b), Source::Builtin));
+        }
+        let (_, path) = self.installed().into_iter().rev().find(|(m, _)| m.id == id)?;
+        let bytes = std::fs::read(&path).ok()?;
+        Some((Cow::Owned(bytes), Source::Installed { path }))
+    }
+
+    /// Every known id (built-ins first).
+    pub fn ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = BUILTIN_IDS.iter().map(|(i, _)| i.to_string()).collect();
+        for (m, _) in self.installed() {
+            if !v.contains(&m.id) {
+                v.push(m.id);
+            }
+        }
+        v
+    }
+
+    /// Resolve and load `id` into the sandbox.
+    pub async fn load(&self, sandbox: &Sandbox, id: &str) -> Result<Option<Arc<Loaded>>, String> {
+        let Some((bytes, _)) = self.bytes(id) else { return Ok(None) };
+        sandbox.load(&bytes).await.map(Some).map_err(|e| e.0)
+    }
+
+    /// Validate and install a component. Refuses a different component under
+    /// an existing id+version unless `force`, and any built-in id.
+    pub async fn install(&self, sandbox: &Sandbox, bytes: &[u8], expect_id: Option<&str>, force: bool) -> Result<Manifest, String> {
+        let Some(dir) = &self.dir else { return Err("no .lily/ root to install into".into()) };
+        let loaded = sandbox.load(bytes).await.map_err(|e| format!("component refused: {}", e.0))?;
+        let d = &loaded.descriptor;
+        if let Some(want) = expect_id
+            && want != d.id
+        {
+            return Err(format!("the component describes itself as {:?}, not {want:?}", d.id));
+        }
+        if builtin_bytes(&d.id).is_some() {
+            return Err(format!("{:?} is a built-in runnable id; choose another id", d.id));
+        }
+        let target = dir.join(&d.id).join(&d.version);
+        let manifest_path = target.join("manifest.json");
+        if let Ok(text) = std::fs::read_to_string(&manifest_path)
+            && let Ok(old) = serde_json::from_str::<Manifest>(&text)
+            && old.digest != loaded.digest
+            && !force
+        {
+            return Err(format!(
+                "{}@{} is already installed with digest {}; this component is {} (bump its version, or pass --force)",
+                d.id, d.version, old.digest, loaded.digest
+            ));
+        }
+        std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(|e| e.to_string())?;
+        let manifest = Manifest {
+            id: d.id.clone(),
+            version: d.version.clone(),
+            kind: d.kind.as_str().to_string(),
+            summary: d.summary.clone(),
+            digest: loaded.digest.clone(),
+            imports: loaded.imports.clone(),
+            installed_at: crate::util::rfc3339(chrono::Utc::now()),
+        };
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+        crate::util::atomic_write(&manifest_path, &text).map_err(|e| e.to_string())?;
+        Ok(manifest)
+    }
+}
+
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}

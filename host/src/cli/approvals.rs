@@ -1,0 +1,115 @@
+//! `lily approvals …`
+
+use super::{EXIT_OK, Global, render, root};
+use crate::error::{ErrorCode, LilyError};
+use crate::policy::approvals;
+use clap::Subcommand;
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCmd {
+    /// List approval requests
+    List {
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Show a request and what would change (a diff against the current file)
+    Show { id: String },
+    /// Apply exactly the recorded bytes
+    Approve {
+        id: String,
+        /// Apply even if the target changed since the proposal
+        #[arg(long)]
+        force: bool,
+    },
+    /// Deny a request
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+fn not_found(id: &str) -> LilyError {
+    LilyError::new(ErrorCode::JobNotFound, format!("no approval request {id}")).with_hint("`lily approvals list` shows the requests")
+}
+
+pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
+    let root = root(g)?;
+    match cmd {
+        ApprovalsCmd::List { job } => {
+            let list = approvals::list(&root, job.as_deref());
+            if g.json {
+                render::json(&list);
+            } else if list.is_empty() {
+                println!("no approval requests");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| vec![r.id.clone(), format!("{:?}", r.state).to_lowercase(), r.kind.clone(), r.target.clone(), r.job_id.clone(), r.run_id.clone(), r.created_at.clone()])
+                    .collect();
+                render::table(&["ID", "STATE", "KIND", "TARGET", "JOB", "RUN", "CREATED"], &rows);
+            }
+            Ok(EXIT_OK)
+        }
+        ApprovalsCmd::Show { id } => {
+            let r = approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
+            let proposed = std::fs::read(&r.content_path).unwrap_or_default();
+            let current = if r.kind == "write_file" { std::fs::read(root.path.join(&r.target)).ok() } else { None };
+            let diff = diff(current.as_deref(), &proposed);
+            if g.json {
+                render::json(&json!({"request": r, "diff": diff}));
+            } else {
+                println!("{} ({:?}) {} → {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}", r.id, r.state, r.kind, r.target, r.runnable, r.run_id, r.job_id, r.reason, r.bytes, r.sha256, r.expires_at);
+                println!("\n{diff}");
+            }
+            Ok(EXIT_OK)
+        }
+        ApprovalsCmd::Approve { id, force } => {
+            approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
+            let d = approvals::approve(&root, &id, force).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, e))?;
+            if g.json {
+                render::json(&d);
+            } else {
+                println!("{}: {}", d.id, d.message);
+            }
+            Ok(EXIT_OK)
+        }
+        ApprovalsCmd::Deny { id, reason } => {
+            approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
+            let d = approvals::deny(&root, &id, reason.as_deref()).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, e))?;
+            if g.json {
+                render::json(&d);
+            } else {
+                println!("{}: denied ({})", d.id, d.message);
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// A small line diff (current → proposed).
+fn diff(current: Option<&[u8]>, proposed: &[u8]) -> String {
+    let new = String::from_utf8_lossy(proposed);
+    let Some(cur) = current else {
+        return format!("new file:\n{}", new.lines().map(|l| format!("+{l}")).collect::<Vec<_>>().join("\n"));
+    };
+    let old = String::from_utf8_lossy(cur);
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = Vec::new();
+    let n = a.len().max(b.len());
+    for i in 0..n {
+        match (a.get(i), b.get(i)) {
+            (Some(x), Some(y)) if x == y => out.push(format!(" {x}")),
+            (x, y) => {
+                if let Some(x) = x {
+                    out.push(format!("-{x}"));
+                }
+                if let Some(y) = y {
+                    out.push(format!("+{y}"));
+                }
+            }
+        }
+    }
+    out.join("\n")
+}

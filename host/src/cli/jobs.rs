@@ -1,0 +1,468 @@
+//! `lily jobs …`
+
+use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, Global, exit_code, render, root};
+use crate::error::{ErrorCode, LilyError};
+use crate::jobs::spec::{self, TriggerType};
+use crate::jobs::store::{self, RunStatus};
+use crate::jobs::{Cancel, Lily, RunOptions};
+use crate::policy::Policy;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// List jobs: id, title, trigger (next fire for cron jobs), last run
+    List,
+    /// Validate specs without running (spec, target, bindings, policy, compile)
+    Validate {
+        /// Spec files; default: every spec in the jobs directory
+        files: Vec<PathBuf>,
+    },
+    /// Run a job once
+    Run {
+        id: String,
+        /// Wait for a free slot when max_parallel_runs is reached instead of refusing
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show the plan of a job (graph, grants, limits) without running it
+    Plan { id: String },
+    /// Show the last events of the latest (or given) run
+    Tail {
+        id: String,
+        /// A run id; default: the latest run
+        #[arg(long)]
+        run: Option<String>,
+        /// Number of events
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+        /// Follow an active run until its terminal event, then exit with its status
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Run history of a job, newest first
+    Runs {
+        id: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only runs with this status (succeeded, failed, denied, cancelled, interrupted, running)
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Render a run's receipt
+    Show { run_id: String },
+}
+
+pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
+    let root = root(g)?;
+    match cmd {
+        JobsCmd::List => list(g, &root),
+        JobsCmd::Validate { files } => validate(g, root, files).await,
+        JobsCmd::Run { id, wait } => run_job(g, root, &id, wait).await,
+        JobsCmd::Plan { id } => plan(g, root, &id).await,
+        JobsCmd::Tail { id, run, n, follow } => tail(g, &root, &id, run.as_deref(), n, follow).await,
+        JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
+        JobsCmd::Show { run_id } => show(g, &root, &run_id),
+    }
+}
+
+fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
+    let files = spec::discover(&root.jobs_dir);
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for f in &files {
+        if let Ok(s) = &f.spec {
+            *counts.entry(s.id.clone()).or_default() += 1;
+        }
+    }
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for f in &files {
+        let path = f.path.display().to_string();
+        match &f.spec {
+            Ok(s) => {
+                let (trigger, next) = match s.trigger.kind {
+                    TriggerType::Manual => ("manual".to_string(), None),
+                    TriggerType::Cron => {
+                        let next = s.schedule().and_then(|sch| sch.next_after(now)).map(|t| sch_fire(s, t));
+                        (format!("cron {:?} {}", s.trigger.cron.as_deref().unwrap_or(""), s.effective_timezone().unwrap_or("")), next)
+                    }
+                };
+                let last = store::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
+                let dup = counts.get(&s.id).copied().unwrap_or(0) > 1;
+                rows.push(vec![
+                    s.id.clone(),
+                    s.title.clone(),
+                    match &next {
+                        Some(n) => format!("{trigger} (next {n})"),
+                        None => trigger.clone(),
+                    },
+                    last.as_ref().map(|l| format!("{} {}", l.status.as_str(), l.run_id)).unwrap_or_else(|| "-".into()),
+                    if dup { format!("duplicate id ({path})") } else { String::new() },
+                ]);
+                out.push(json!({"id": s.id, "title": s.title, "file": path, "trigger": trigger, "next_fire": next, "last_run": last, "duplicate_id": dup}));
+            }
+            Err(e) => {
+                rows.push(vec![f.id_hint(), "-".into(), "-".into(), "-".into(), format!("error[{}]: {}", e.code, e.message)]);
+                out.push(json!({"file": path, "error": {"code": e.code.as_str(), "message": e.message}}));
+            }
+        }
+    }
+    if g.json {
+        render::json(&out);
+    } else if rows.is_empty() {
+        println!("no job specs in {}", root.jobs_dir.display());
+    } else {
+        render::table(&["ID", "TITLE", "TRIGGER", "LAST RUN", "DIAGNOSTICS"], &rows);
+    }
+    Ok(EXIT_OK)
+}
+
+fn sch_fire(s: &spec::JobSpec, t: chrono::DateTime<chrono::Utc>) -> String {
+    match s.schedule() {
+        Some(sch) => sch.fire_time(t).local,
+        None => crate::util::rfc3339(t),
+    }
+}
+
+async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>) -> Result<i32, LilyError> {
+    let specs = if files.is_empty() { spec::discover(&root.jobs_dir) } else { files.iter().map(|f| spec::load_file(f)).collect() };
+    let lily = Lily::open(root).map_err(internal)?;
+    let policy = Policy::load(&lily.root);
+    let mut results = Vec::new();
+    let mut bad = 0;
+    for f in specs {
+        let res = match (&f.spec, &policy) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(_), Err(e)) => Err(e.clone()),
+            (Ok(s), Ok(p)) => lily.plan(s, p).await.map(|_| ()).map_err(|pe| pe.error),
+        };
+        let path = f.path.display().to_string();
+        match res {
+            Ok(()) => {
+                if !g.json {
+                    println!("ok      {path}");
+                }
+                results.push(json!({"file": path, "ok": true}));
+            }
+            Err(e) => {
+                bad += 1;
+                if !g.json {
+                    println!("invalid {path}\n  error[{}]: {}", e.code, e.message);
+                    if let Some(h) = &e.hint {
+                        println!("  hint: {}", h.replace('\n', "\n        "));
+                    }
+                }
+                results.push(json!({"file": path, "ok": false, "code": e.code.as_str(), "message": e.message}));
+            }
+        }
+    }
+    if g.json {
+        render::json(&results);
+    }
+    Ok(if bad == 0 { EXIT_OK } else { exit_code(ErrorCode::JobInvalidSpec) })
+}
+
+async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool) -> Result<i32, LilyError> {
+    let lily = Lily::open(root).map_err(internal)?;
+    let cancel = Cancel::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            cancel.cancel();
+        });
+    }
+    let progress = std::io::stderr().is_terminal() && !g.json;
+    let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = if progress {
+        Some(Box::new(|kind: &str, f: &Value| match kind {
+            "step_started" => eprintln!("  … {} started", f["node"].as_str().unwrap_or("")),
+            "step_finished" => eprintln!(
+                "  {} {} {} ({} ms)",
+                if f["outcome"] == "ok" { "✓" } else { "✗" },
+                f["node"].as_str().unwrap_or(""),
+                f["outcome"].as_str().unwrap_or(""),
+                f["duration_ms"]
+            ),
+            "job_attempt_failed" => eprintln!("  attempt {} failed: {}", f["attempt"], f["message"].as_str().unwrap_or("")),
+            _ => {}
+        }))
+    } else {
+        None
+    };
+    let res = lily.run_job(id, RunOptions { wait, cancel, observer, ..RunOptions::default() }).await?;
+    if g.json {
+        render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
+    } else {
+        print!("{}", res.summary);
+        println!("\nrun directory: {}", res.run_dir.display());
+        if let Some(e) = &res.receipt.error {
+            eprintln!("error[{}]: {}", e.code, e.message);
+            if let Some(h) = e.cause.get("hint").and_then(Value::as_str) {
+                eprintln!("  hint: {}", h.replace('\n', "\n        "));
+            }
+        }
+    }
+    Ok(status_exit(&res.receipt))
+}
+
+/// Exit status for a run's receipt.
+pub fn status_exit(r: &store::Receipt) -> i32 {
+    match r.status {
+        RunStatus::Succeeded => EXIT_OK,
+        RunStatus::Cancelled => EXIT_CANCELLED,
+        RunStatus::Running => EXIT_OK,
+        _ => r
+            .error
+            .as_ref()
+            .and_then(|e| ErrorCode::ALL.into_iter().find(|c| c.as_str() == e.code))
+            .map(exit_code)
+            .unwrap_or(EXIT_INTERNAL),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32, LilyError> {
+    let lily = Lily::open(root).map_err(internal)?;
+    let f = lily.load_spec(id)?;
+    let s = f.spec?;
+    let policy = Policy::load(&lily.root)?;
+    let p = lily.plan(&s, &policy).await.map_err(|pe| pe.error)?;
+    let nodes: Vec<Value> = p
+        .prepared
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let l = &p.prepared.loaded[&n.id];
+            json!({"id": n.id, "runnable": n.runnable, "role": n.role, "kind": l.descriptor.kind, "version": l.descriptor.version, "digest": l.digest,
+                   "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())})
+        })
+        .collect();
+    let out = json!({"job_id": s.id, "blueprint": {"id": p.blueprint.meta.id, "version": p.blueprint.meta.version.to_string()}, "nodes": nodes, "edges": p.prepared.graph.edges, "limits": p.limits, "decisions": p.decisions});
+    if g.json {
+        render::json(&out);
+        return Ok(EXIT_OK);
+    }
+    println!("job {} → blueprint {}@{}", s.id, p.blueprint.meta.id, p.blueprint.meta.version);
+    println!("\nnodes:");
+    for n in &nodes {
+        println!("  {}  ({} {}, {} {})", n["id"].as_str().unwrap_or(""), n["kind"].as_str().unwrap_or(""), n["version"].as_str().unwrap_or(""), n["role"].as_str().unwrap_or(""), n["digest"].as_str().unwrap_or(""));
+        if let Some(dirs) = n["grants"]["dirs"].as_array() {
+            for d in dirs {
+                println!("      fs {} → {} ({})", d["host"].as_str().unwrap_or(""), d["guest"].as_str().unwrap_or(""), d["perms"].as_str().unwrap_or(""));
+            }
+        }
+        for e in n["grants"]["env"].as_array().into_iter().flatten() {
+            println!("      env {}", e.as_str().unwrap_or(""));
+        }
+        for e in n["grants"]["network"].as_array().into_iter().flatten() {
+            println!("      net {}", e.as_str().unwrap_or(""));
+        }
+    }
+    println!("\nedges:");
+    for (a, b) in &p.prepared.graph.edges {
+        println!("  {a} → {b}");
+    }
+    println!("\nlimits: memory {} MiB, fuel {}, deadline {} s, output ≤ {} bytes, ≤ {} events/step", p.limits.memory_bytes >> 20, p.limits.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into()), p.limits.deadline.as_secs(), p.limits.max_output_bytes, p.limits.max_events);
+    println!("\npolicy decisions:");
+    for d in &p.decisions {
+        println!("  {} — {} ({})", d.subject, d.decision, d.reason);
+    }
+    Ok(EXIT_OK)
+}
+
+fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Result<PathBuf, LilyError> {
+    match run {
+        Some(r) => {
+            let p = root.runs_dir().join(id).join(r);
+            if p.join(store::RECEIPT).exists() { Ok(p) } else { Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {r} of job {id}"))) }
+        }
+        None => store::run_dirs(&root.runs_dir(), id)
+            .into_iter()
+            .next()
+            .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display())).with_hint(format!("start one with `lily jobs run {id}`"))),
+    }
+}
+
+fn print_event(e: &Value, json_out: bool) {
+    if json_out {
+        println!("{e}");
+        return;
+    }
+    let mut rest = String::new();
+    if let Value::Object(m) = e {
+        for (k, v) in m {
+            if matches!(k.as_str(), "ts" | "run_id" | "seq" | "type") {
+                continue;
+            }
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            rest.push_str(&format!(" {k}={v}"));
+        }
+    }
+    println!("{:>4} {} {}{}", e["seq"], e["ts"].as_str().unwrap_or(""), e["type"].as_str().unwrap_or(""), rest);
+}
+
+async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
+    let dir = pick_run(root, id, run)?;
+    let events = store::read_events(&dir);
+    let start = events.len().saturating_sub(n);
+    for e in &events[start..] {
+        print_event(e, g.json);
+    }
+    let mut seen = events.len();
+    let mut terminal = events.iter().any(|e| store::is_terminal_event(e["type"].as_str().unwrap_or("")));
+    if follow {
+        while !terminal {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let events = store::read_events(&dir);
+            for e in &events[seen.min(events.len())..] {
+                print_event(e, g.json);
+                if store::is_terminal_event(e["type"].as_str().unwrap_or("")) {
+                    terminal = true;
+                }
+            }
+            seen = events.len();
+            if !terminal && !store::owner_alive(&dir) {
+                // The run died without a terminal event.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let again = store::read_events(&dir);
+                if again.len() == seen {
+                    if !g.json {
+                        eprintln!("run {} was interrupted (its process is gone)", dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+                    }
+                    return Ok(EXIT_INTERNAL);
+                }
+            }
+        }
+        if let Some(r) = store::read_receipt(&dir) {
+            // The receipt is written right after the terminal event.
+            for _ in 0..50 {
+                if let Some(r2) = store::read_receipt(&dir)
+                    && r2.status != RunStatus::Running
+                {
+                    return Ok(status_exit(&r2));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            return Ok(status_exit(&r));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, status: Option<&str>) -> Result<i32, LilyError> {
+    let status = match status {
+        Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
+            LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}")).with_hint("one of succeeded, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
+        })?),
+        None => None,
+    };
+    let runs = store::list_runs(&root.runs_dir(), id, limit, status);
+    if g.json {
+        render::json(&runs);
+        return Ok(EXIT_OK);
+    }
+    if runs.is_empty() {
+        println!("no runs of {id}");
+        return Ok(EXIT_OK);
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.status.as_str().into(),
+                r.trigger.clone(),
+                r.started_at.clone(),
+                r.error_code.clone().unwrap_or_default(),
+                r.replay_of.as_ref().map(|o| format!("replay of {o}")).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    render::table(&["RUN", "STATUS", "TRIGGER", "STARTED", "ERROR", "LINEAGE"], &rows);
+    Ok(EXIT_OK)
+}
+
+fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
+    let dir = store::find_run(&root.runs_dir(), run_id).ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
+    let r = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
+    if g.json {
+        render::json(&r);
+        return Ok(EXIT_OK);
+    }
+    println!("run {} of job {}: {}", r.run_id, r.job_id, r.status.as_str());
+    println!("  target    {} {} {}", r.target["kind"].as_str().unwrap_or(""), r.target["id"].as_str().unwrap_or(""), r.target["version"].as_str().unwrap_or(""));
+    println!("  trigger   {}", r.trigger);
+    if let Some(of) = &r.replay_of {
+        println!("  replay of {of}");
+    }
+    println!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
+    println!("  spec      {} ({})", r.spec_path, r.spec_sha256);
+    println!("  directory {}", dir.display());
+    if let Some(e) = &r.error {
+        println!("\nfirst error: {} — {}", e.code, e.message);
+        if let Some(seq) = e.first_event_seq {
+            println!("  first appeared in events.jsonl at seq {seq} (`lily jobs tail {} --run {} -n 1000 | grep error_code`)", r.job_id, r.run_id);
+        }
+        if !e.cause.is_null() {
+            println!("  cause: {}", e.cause);
+        }
+    }
+    println!("\nattempts:");
+    for a in &r.attempts {
+        println!("  #{} {} {}{}", a.n, a.status, a.error_code.as_deref().unwrap_or(""), if a.will_retry { " (will retry)" } else { "" });
+    }
+    if !r.components.is_empty() {
+        println!("\ncomponents:");
+        for c in &r.components {
+            println!("  {} {} {}", c["node"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or(""), c["digest"].as_str().unwrap_or(""));
+        }
+    }
+    if !r.artifacts.is_empty() {
+        println!("\nartifacts:");
+        for a in &r.artifacts {
+            println!("  {} ({} bytes, {})", a.name, a.bytes, a.sha256);
+        }
+    }
+    if !r.approvals_requested.is_empty() {
+        println!("\napprovals requested:");
+        for a in &r.approvals_requested {
+            println!("  {} {} {} {}", a["id"].as_str().unwrap_or(""), a["kind"].as_str().unwrap_or(""), a["target"].as_str().unwrap_or(""), a["state"].as_str().unwrap_or(""));
+        }
+    }
+    if let Some(s) = r.payload.get("summary").and_then(Value::as_str) {
+        println!("\n{s}");
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn internal(e: anyhow::Error) -> LilyError {
+    LilyError::new(ErrorCode::JobExecutionFailed, format!("internal error: {e:#}"))
+}

@@ -1,0 +1,206 @@
+//! `lily blueprints …`, `lily runnables …`, `lily policy …`
+
+use super::jobs::internal;
+use super::{EXIT_OK, Global, exit_code, render, root};
+use crate::blueprints::Registry;
+use crate::blueprints::runnables::RunnableRegistry;
+use crate::error::{ErrorCode, LilyError};
+use crate::jobs::Lily;
+use crate::policy::Policy;
+use crate::sandbox::{BUILTIN_IDS, Sandbox, SandboxOptions, builtin_bytes};
+use clap::Subcommand;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum BlueprintsCmd {
+    /// List blueprints
+    List,
+    /// Show a blueprint: summary, version and its bindings / input / output schemas
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunnablesCmd {
+    /// Print a component's descriptor, imports (capabilities it could ask for) and digest
+    Inspect {
+        /// A .wasm file or a built-in / installed runnable id
+        target: String,
+    },
+    /// List built-in and installed runnables
+    List,
+    /// Validate a component and install it under .lily/runnables/
+    Install {
+        file: PathBuf,
+        /// Refuse unless the component describes itself with this id
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace a different component installed under the same id and version
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Validate .lily/policy.yaml
+    Check,
+    /// Show what each step of a job would be granted, and why
+    Explain { job_id: String },
+}
+
+pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError> {
+    let reg = Registry::builtin();
+    match cmd {
+        BlueprintsCmd::List => {
+            if g.json {
+                render::json(&reg.list().iter().map(|b| json!({"id": b.meta.id, "version": b.meta.version.to_string(), "summary": b.meta.summary})).collect::<Vec<_>>());
+            } else {
+                let rows: Vec<Vec<String>> = reg.list().iter().map(|b| vec![b.meta.id.clone(), b.meta.version.to_string(), b.meta.summary.clone()]).collect();
+                render::table(&["ID", "VERSION", "SUMMARY"], &rows);
+            }
+        }
+        BlueprintsCmd::Show { id } => {
+            let b = reg.resolve(&id, None)?;
+            if g.json {
+                render::json(&b.meta);
+            } else {
+                println!("{} {}\n{}\n\nartifacts: {}\n", b.meta.id, b.meta.version, b.meta.summary, b.meta.artifacts.join(", "));
+                for (name, s) in [("bindings schema", &b.meta.bindings_schema), ("input schema", &b.meta.input_schema), ("output schema", &b.meta.output_schema)] {
+                    println!("{name}:\n{}\n", serde_json::to_string_pretty(s).unwrap_or_default());
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> {
+    let root = root(g).ok();
+    let registry = RunnableRegistry::new(root.as_ref());
+    let sandbox = Sandbox::new(SandboxOptions { cache_dir: root.as_ref().map(|r| r.cache_dir()) }).map_err(internal)?;
+    let contract = |msg: String| LilyError::new(ErrorCode::BlueprintContractInvalid, msg);
+    match cmd {
+        RunnablesCmd::Inspect { target } => {
+            let bytes: Vec<u8> = if target.ends_with(".wasm") || std::path::Path::new(&target).is_file() {
+                std::fs::read(&target).map_err(|e| contract(format!("{target}: {e}")))?
+            } else {
+                registry.bytes(&target).map(|(b, _)| b.into_owned()).ok_or_else(|| contract(format!("no runnable {target:?} (not a file, built-in or installed id)")))?
+            };
+            let l = sandbox.load(&bytes).await.map_err(|e| contract(format!("{target}: {}", e.0)))?;
+            let out = json!({"descriptor": l.descriptor, "imports": l.imports, "digest": l.digest, "bytes": l.size});
+            if g.json {
+                render::json(&out);
+            } else {
+                let d = &l.descriptor;
+                println!("{} {} ({})\n{}\n\ndigest: {}\nsize:   {} bytes\n\nimports (capabilities it could ask for):", d.id, d.version, d.kind.as_str(), d.summary, l.digest, l.size);
+                for i in &l.imports {
+                    println!("  {i}");
+                }
+                println!("\ninput schema:  {}\noutput schema: {}", d.input_schema, d.output_schema);
+            }
+        }
+        RunnablesCmd::List => {
+            let mut out = Vec::new();
+            for (id, _) in BUILTIN_IDS {
+                if let Some(b) = builtin_bytes(id)
+                    && let Ok(l) = sandbox.load(b).await
+                {
+                    out.push(json!({"id": id, "source": "builtin", "kind": l.descriptor.kind, "version": l.descriptor.version, "digest": l.digest, "imports": l.imports}));
+                }
+            }
+            for (m, path) in registry.installed() {
+                out.push(json!({"id": m.id, "source": "installed", "kind": m.kind, "version": m.version, "digest": m.digest, "imports": m.imports, "path": path}));
+            }
+            if g.json {
+                render::json(&out);
+            } else {
+                let rows: Vec<Vec<String>> = out
+                    .iter()
+                    .map(|r| {
+                        let caps: Vec<String> = r["imports"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).map(|i| i.split('@').next().unwrap_or(i).to_string()).collect();
+                        vec![
+                            r["id"].as_str().unwrap_or("").into(),
+                            r["kind"].as_str().unwrap_or("").into(),
+                            r["version"].as_str().unwrap_or("").into(),
+                            r["source"].as_str().unwrap_or("").into(),
+                            r["digest"].as_str().unwrap_or("").chars().take(19).collect(),
+                            caps.join(" "),
+                        ]
+                    })
+                    .collect();
+                render::table(&["ID", "KIND", "VERSION", "SOURCE", "DIGEST", "IMPORTS"], &rows);
+            }
+        }
+        RunnablesCmd::Install { file, id, force } => {
+            if root.is_none() {
+                return Err(super::root(g).err().unwrap_or_else(|| contract("no root".into())));
+            }
+            let bytes = std::fs::read(&file).map_err(|e| contract(format!("{}: {e}", file.display())))?;
+            let m = registry.install(&sandbox, &bytes, id.as_deref(), force).await.map_err(contract)?;
+            if g.json {
+                render::json(&m);
+            } else {
+                println!("installed {} {} ({}) {}", m.id, m.version, m.kind, m.digest);
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
+    let root = root(g)?;
+    match cmd {
+        PolicyCmd::Check => {
+            let p = Policy::load(&root)?;
+            let src = p.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "no policy file: deny-everything defaults".into());
+            if g.json {
+                render::json(&json!({"ok": true, "source": src, "policy": p.file}));
+            } else {
+                println!("ok: {src}\n  {} runnable entries; effects: write_file {:?}, publish {:?}, send {:?}", p.file.runnables.len(), p.file.effects.write_file.default, p.file.effects.publish.default, p.file.effects.send.default);
+            }
+            Ok(EXIT_OK)
+        }
+        PolicyCmd::Explain { job_id } => {
+            let lily = Lily::open(root).map_err(internal)?;
+            let spec = lily.load_spec(&job_id)?.spec?;
+            let policy = Policy::load(&lily.root)?;
+            match lily.plan(&spec, &policy).await {
+                Ok(p) => {
+                    let steps: Vec<serde_json::Value> = p.prepared.graph.nodes.iter().map(|n| json!({"node": n.id, "runnable": n.runnable, "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())})).collect();
+                    if g.json {
+                        render::json(&json!({"job_id": job_id, "steps": steps, "limits": p.limits, "decisions": p.decisions}));
+                    } else {
+                        println!("job {job_id}: allowed by {}", policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults".into()));
+                        for s in &steps {
+                            println!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
+                            let gr = &s["grants"];
+                            let none = gr["dirs"].as_array().is_none_or(|a| a.is_empty()) && gr["env"].as_array().is_none_or(|a| a.is_empty()) && gr["network"].as_array().is_none_or(|a| a.is_empty());
+                            if none {
+                                println!("  nothing granted (no files, no env, no network)");
+                            }
+                            for d in gr["dirs"].as_array().into_iter().flatten() {
+                                println!("  fs  {} at {} ({})", d["host"].as_str().unwrap_or(""), d["guest"].as_str().unwrap_or(""), d["perms"].as_str().unwrap_or(""));
+                            }
+                            for e in gr["env"].as_array().into_iter().flatten() {
+                                println!("  env {}", e.as_str().unwrap_or(""));
+                            }
+                            for e in gr["network"].as_array().into_iter().flatten() {
+                                println!("  net {}", e.as_str().unwrap_or(""));
+                            }
+                        }
+                        println!("\ndecisions:");
+                        for d in &p.decisions {
+                            println!("  {} — {}: {}", d.subject, d.decision, d.reason);
+                        }
+                    }
+                    Ok(EXIT_OK)
+                }
+                Err(pe) => {
+                    render::error(&pe.error, g.json);
+                    Ok(exit_code(pe.error.code))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Rendering helpers shared by the commands.
+
+use crate::error::LilyError;
+use serde::Serialize;
+
+/// Print an error: `error[code]: message` plus a hint, or a JSON object.
+pub fn error(e: &LilyError, json: bool) {
+    if json {
+        let v = serde_json::json!({"code": e.code.as_str(), "message": e.message, "hint": e.hint, "details": e.details});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        eprintln!("error[{}]: {}", e.code, e.message);
+        if let Some(h) = &e.hint {
+            let mut lines = h.lines();
+            if let Some(first) = lines.next() {
+                eprintln!("  hint: {first}");
+            }
+            for l in lines {
+                eprintln!("        {l}");
+            }
+        }
+    }
+}
+
+/// Print a value as pretty JSON.
+pub fn json<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// A simple left-aligned table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}

@@ -1,0 +1,559 @@
+//! The run sequence. Every path — manual, cron, replay — goes through
+//! [`Lily::run_job`]:
+//!
+//! 1. load + validate the spec (`job_not_found`, `job_invalid_spec`,
+//!    `job_trigger_invalid`: nothing written)
+//! 2. resolve the blueprint (`job_target_unresolved`)
+//! 3. validate bindings (`job_bindings_invalid`)
+//! 4. enforce policy (`job_policy_denied`)
+//! 5. compile + run through the sandbox with timeout / retry / parallelism
+//!    caps (`job_execution_failed`, blueprint code kept as the cause)
+//! 6. persist artifacts and the receipt (atomic)
+//! 7. render a deterministic summary
+
+use super::spec::{self, JobSpec, SpecFile, SummaryFormat};
+use super::store::{self, ArtifactRecord, Attempt, EventLog, Receipt, ReceiptError, RunDir, RunStatus};
+use crate::blueprints::runnables::RunnableRegistry;
+use crate::blueprints::{Blueprint, EventSink, ExecCtx, Graph, Prepared, Registry};
+use crate::error::{ErrorCode, LilyError};
+use crate::policy::{Decision, Policy};
+use crate::sandbox::{Grants, Limits, Sandbox, SandboxOptions, Seeds};
+use crate::util::rfc3339;
+use crate::workspace::Root;
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The host: one root, one sandbox, the registries.
+pub struct Lily {
+    pub root: Root,
+    pub sandbox: Arc<Sandbox>,
+    pub blueprints: Registry,
+    pub runnables: RunnableRegistry,
+}
+
+/// How a run was started.
+#[derive(Debug, Clone)]
+pub enum TriggerInfo {
+    Manual,
+    Cron { scheduled_for: chrono::DateTime<Utc>, local: String, timezone: String },
+    Replay { of: String },
+}
+
+impl TriggerInfo {
+    fn to_json(&self) -> Value {
+        match self {
+            TriggerInfo::Manual => json!({"type": "manual"}),
+            TriggerInfo::Cron { scheduled_for, local, timezone } => {
+                json!({"type": "cron", "scheduled_for": rfc3339(*scheduled_for), "scheduled_for_local": local, "timezone": timezone})
+            }
+            TriggerInfo::Replay { of } => json!({"type": "replay", "replay_of": of}),
+        }
+    }
+}
+
+/// A cancellation signal shared with a run (Ctrl-C, scheduler shutdown).
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+    pub fn cancel(&self) {
+        let _ = self.0.send(true);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Options of one run.
+pub struct RunOptions {
+    pub trigger: TriggerInfo,
+    /// Wait for a free parallel-run slot instead of refusing.
+    pub wait: bool,
+    pub cancel: Cancel,
+    /// Called for every event (live progress).
+    pub observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>>,
+    /// Use this spec instead of the file (replay).
+    pub spec_override: Option<SpecFile>,
+    /// Recorded seeds to feed the sandbox (replay); else fresh.
+    pub seeds: Option<Seeds>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { trigger: TriggerInfo::Manual, wait: false, cancel: Cancel::new(), observer: None, spec_override: None, seeds: None }
+    }
+}
+
+/// What `run_job` returns for every run that got a run directory.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub run_dir: PathBuf,
+    pub receipt: Receipt,
+    pub summary: String,
+}
+
+impl RunResult {
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        let code = self.receipt.error.as_ref()?.code.clone();
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+/// Everything the plan of a job resolved to (shared by run, plan, validate
+/// and `policy explain`).
+pub struct Plan {
+    pub blueprint: Blueprint,
+    pub prepared: Prepared,
+    pub decisions: Vec<Decision>,
+    pub limits: Limits,
+}
+
+/// A failure while planning: the job-level error plus the blueprint cause.
+#[derive(Debug, Clone)]
+pub struct PlanError {
+    pub error: LilyError,
+    pub cause: Value,
+    pub retryable: bool,
+    pub status: RunStatus,
+}
+
+impl PlanError {
+    fn new(code: ErrorCode, inner: &LilyError, retryable: bool) -> PlanError {
+        let status = if code == ErrorCode::JobPolicyDenied { RunStatus::Denied } else { RunStatus::Failed };
+        let mut error = LilyError::new(code, inner.message.clone());
+        error.hint = inner.hint.clone();
+        error.details = inner.details.clone();
+        PlanError { error, cause: json!({"code": inner.code.as_str(), "message": inner.message}), retryable, status }
+    }
+}
+
+impl Lily {
+    /// Open a root with a sandbox whose compile cache lives in `.lily/cache/`.
+    pub fn open(root: Root) -> anyhow::Result<Lily> {
+        let sandbox = Sandbox::new(SandboxOptions { cache_dir: Some(root.cache_dir()) })?;
+        let runnables = RunnableRegistry::new(Some(&root));
+        Ok(Lily { root, sandbox: Arc::new(sandbox), blueprints: Registry::builtin(), runnables })
+    }
+
+    /// Step 1: find and validate the spec.
+    pub fn load_spec(&self, job_id: &str) -> Result<SpecFile, LilyError> {
+        let f = spec::find(&self.root.jobs_dir, job_id)?;
+        f.spec.clone()?;
+        Ok(f)
+    }
+
+    /// Steps 2–5a: resolve, validate bindings, policy, compile and load.
+    pub async fn plan(&self, spec: &JobSpec, policy: &Policy) -> Result<Plan, PlanError> {
+        let blueprint = self
+            .blueprints
+            .resolve(&spec.target.id, spec.target.version.as_deref())
+            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?
+            .clone();
+        let graph = blueprint.compile(&spec.bindings).map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
+        let grants = self.grants_for(&graph, policy, &mut decisions).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
+        let limits = policy.limits_for(spec);
+        let loaded = self.load_graph(&graph).await.map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
+        let prepared = Prepared { graph, bindings: spec.bindings.clone(), loaded, grants };
+        blueprint.check_kinds(&prepared).map_err(|e| {
+            let retry = e.code == ErrorCode::BlueprintCompileFailed;
+            PlanError::new(ErrorCode::JobExecutionFailed, &e, retry)
+        })?;
+        Ok(Plan { blueprint, prepared, decisions, limits })
+    }
+
+    fn grants_for(&self, graph: &Graph, policy: &Policy, decisions: &mut Vec<Decision>) -> Result<BTreeMap<String, Grants>, LilyError> {
+        let mut out = BTreeMap::new();
+        for node in &graph.nodes {
+            let mut dirs = Vec::new();
+            for d in &node.dirs {
+                let (g, dec) = policy.grant_dir(&self.root, &node.runnable, &d.path, &d.guest, d.perms)?;
+                dirs.push(g);
+                decisions.push(dec);
+            }
+            let (env, env_dec) = policy.grant_env(&node.runnable, &node.env)?;
+            decisions.extend(env_dec);
+            let grants = policy.grants_for(&node.runnable, dirs, env);
+            for n in &grants.network {
+                decisions.push(Decision { subject: format!("{}: network {n}", node.runnable), decision: "granted".into(), reason: "listed in policy".into() });
+            }
+            out.insert(node.id.clone(), grants);
+        }
+        Ok(out)
+    }
+
+    /// Resolve and load every runnable of a graph: unresolved ids are listed
+    /// together (`blueprint_compile_failed`), a refused component is
+    /// `blueprint_contract_invalid`.
+    pub async fn load_graph(&self, graph: &Graph) -> Result<BTreeMap<String, Arc<crate::sandbox::Loaded>>, LilyError> {
+        let mut unresolved = Vec::new();
+        let mut loaded = BTreeMap::new();
+        for node in &graph.nodes {
+            match self.runnables.load(&self.sandbox, &node.runnable).await {
+                Ok(Some(l)) => {
+                    loaded.insert(node.id.clone(), l);
+                }
+                Ok(None) => {
+                    if !unresolved.contains(&node.runnable) {
+                        unresolved.push(node.runnable.clone());
+                    }
+                }
+                Err(e) => {
+                    return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {} was refused: {e}", node.runnable)));
+                }
+            }
+        }
+        if !unresolved.is_empty() {
+            return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
+                .with_hint("`lily runnables list` shows the built-in and installed runnables"));
+        }
+        Ok(loaded)
+    }
+
+    /// Run a job once through the whole run sequence.
+    pub async fn run_job(&self, job_id: &str, opts: RunOptions) -> Result<RunResult, LilyError> {
+        // 1. Spec: failures here write nothing.
+        let spec_file = match opts.spec_override.clone() {
+            Some(f) => f,
+            None => self.load_spec(job_id)?,
+        };
+        let spec = spec_file.spec.clone()?;
+        let policy = Policy::load(&self.root);
+
+        // Every later outcome gets a run directory with a receipt.
+        let run = RunDir::create(&self.root.runs_dir(), &spec.id)
+            .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot create a run directory under {}: {e}", self.root.runs_dir().display())))?;
+        if let Some(raw) = &spec_file.raw {
+            let _ = crate::util::atomic_write(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes());
+        }
+        let events = Arc::new(
+            EventLog::create(&run.path, &run.run_id, opts.observer)
+                .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write events: {e}")))?,
+        );
+        let mut receipt = Receipt::start(&spec.id, &run.run_id, opts.trigger.to_json(), spec_file.sha256.as_deref().unwrap_or(""), &spec_file.path.display().to_string());
+        let seeds = opts.seeds.unwrap_or_else(|| Seeds { wall_clock_start_ns: now_ns(), random_seed: crate::util::random_u64() });
+        receipt.seeds = Some(seeds);
+        if let TriggerInfo::Replay { of } = &opts.trigger {
+            receipt.replay_of = Some(of.clone());
+        }
+        receipt.target = json!({"kind": spec.target.kind, "id": spec.target.id, "requirement": spec.target.version, "input": spec.target.input});
+        write_receipt(&run, &receipt)?;
+        events.emit("job_started", json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}));
+
+        let policy = match policy {
+            Ok(p) => p,
+            Err(e) => {
+                let pe = PlanError::new(ErrorCode::JobPolicyDenied, &e, false);
+                return self.finish_without_attempt(run, events, receipt, &spec, pe);
+            }
+        };
+
+        // 2–4 (+ loading): plan.
+        let started = Instant::now();
+        let plan = match self.plan(&spec, &policy).await {
+            Ok(p) => p,
+            Err(pe) if !pe.retryable => return self.finish_without_attempt(run, events, receipt, &spec, pe),
+            Err(pe) => {
+                // Compile failures are retried like execution failures below.
+                return self.run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), started).await;
+            }
+        };
+        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, started).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_attempts(
+        &self,
+        run: RunDir,
+        events: Arc<EventLog>,
+        mut receipt: Receipt,
+        spec: &JobSpec,
+        policy: &Policy,
+        mut plan: Option<Plan>,
+        cancel: Cancel,
+        seeds: Seeds,
+        wait: bool,
+        mut plan_error: Option<PlanError>,
+        _started: Instant,
+    ) -> Result<RunResult, LilyError> {
+        if let Some(p) = &plan {
+            record_plan(&mut receipt, p);
+        }
+        // Parallel-run cap, across processes.
+        let slot = match acquire_slot(&self.root, &spec.id, spec.runtime.max_parallel_runs, wait, &cancel).await {
+            Ok(s) => s,
+            Err(e) => {
+                let pe = PlanError::new(ErrorCode::JobPolicyDenied, &e, false);
+                return self.finish_without_attempt(run, events, receipt, spec, pe);
+            }
+        };
+        receipt.policy["decisions"].as_array_mut().map(|d| {
+            d.push(json!({"subject": "runtime.max_parallel_runs", "decision": "allowed", "reason": format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs)}))
+        });
+        write_receipt(&run, &receipt)?;
+
+        let max_attempts = spec.runtime.retry_max + 1;
+        let mut backoff = Duration::from_secs(spec.runtime.retry_backoff_seconds);
+        let mut last: Option<(ErrorCode, String, Value)> = None;
+        let mut success = None;
+        let mut cancelled = false;
+        for n in 1..=max_attempts {
+            let att_start = Utc::now();
+            events.emit("job_attempt_started", json!({"attempt": n}));
+            // Re-plan when a previous attempt could not even compile.
+            if plan.is_none() {
+                match plan_error.take() {
+                    Some(pe) if n == 1 => {
+                        let will_retry = n < max_attempts;
+                        last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &pe.error, pe.cause.clone(), true, will_retry));
+                        if will_retry {
+                            if sleep_or_cancel(backoff, &cancel).await {
+                                cancelled = true;
+                                break;
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(300));
+                        }
+                        continue;
+                    }
+                    _ => match self.plan(spec, policy).await {
+                        Ok(p) => {
+                            record_plan(&mut receipt, &p);
+                            plan = Some(p);
+                        }
+                        Err(pe) => {
+                            let will_retry = pe.retryable && n < max_attempts;
+                            last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &pe.error, pe.cause.clone(), pe.retryable, will_retry));
+                            if !will_retry {
+                                break;
+                            }
+                            if sleep_or_cancel(backoff, &cancel).await {
+                                cancelled = true;
+                                break;
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(300));
+                            continue;
+                        }
+                    },
+                }
+            }
+            let Some(p) = plan.as_ref() else { break };
+            let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
+            let ctx = ExecCtx {
+                sandbox: self.sandbox.clone(),
+                events: events.clone() as Arc<dyn EventSink>,
+                limits: p.limits.clone(),
+                parallelism: spec.runtime.parallelism(),
+                deadline: Instant::now() + timeout,
+                seeds: Some(seeds),
+                effects_root: self.root.path.clone(),
+                steps: Mutex::new(Vec::new()),
+                proposals: Mutex::new(Vec::new()),
+            };
+            let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
+            let result = tokio::select! {
+                r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
+                _ = cancel.cancelled() => None,
+            };
+            receipt.steps.extend(ctx.steps.lock().map(|s| s.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).collect::<Vec<_>>()).unwrap_or_default());
+            let proposals = ctx.proposals.lock().map(|p| p.clone()).unwrap_or_default();
+            match result {
+                None => {
+                    cancelled = true;
+                    receipt.attempts.push(Attempt { n, status: "cancelled".into(), started_at: rfc3339(att_start), ended_at: rfc3339(Utc::now()), error_code: None, message: Some("cancelled".into()), retryable: false, will_retry: false });
+                    break;
+                }
+                Some(Ok(Ok(out))) => {
+                    receipt.attempts.push(Attempt { n, status: "succeeded".into(), started_at: rfc3339(att_start), ended_at: rfc3339(Utc::now()), error_code: None, message: None, retryable: false, will_retry: false });
+                    events.emit("job_attempt_succeeded", json!({"attempt": n}));
+                    success = Some((out, proposals));
+                    break;
+                }
+                Some(Ok(Err(f))) => {
+                    let err = LilyError::new(ErrorCode::JobExecutionFailed, f.message.clone());
+                    let cause = json!({"code": f.code.as_str(), "message": f.message, "detail": f.cause});
+                    let will_retry = f.retryable && n < max_attempts;
+                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &err, cause, f.retryable, will_retry));
+                    if !will_retry {
+                        break;
+                    }
+                }
+                Some(Err(_elapsed)) => {
+                    let err = LilyError::new(ErrorCode::JobExecutionFailed, format!("attempt timed out after {} s", spec.runtime.timeout_seconds));
+                    let cause = json!({"code": "blueprint_execution_failed", "message": "timeout", "detail": {"kind": "timeout", "timeout_seconds": spec.runtime.timeout_seconds}});
+                    let will_retry = n < max_attempts;
+                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &err, cause, true, will_retry));
+                    if !will_retry {
+                        break;
+                    }
+                }
+            }
+            if sleep_or_cancel(backoff, &cancel).await {
+                cancelled = true;
+                break;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(300));
+        }
+        drop(slot);
+
+        // 6. Persist.
+        if cancelled {
+            receipt.status = RunStatus::Cancelled;
+            receipt.error = Some(ReceiptError { code: ErrorCode::JobExecutionFailed.as_str().into(), message: "run cancelled".into(), cause: json!({"kind": "cancelled"}), first_event_seq: None });
+            events.emit("job_cancelled", json!({}));
+            return self.finalize(run, events, receipt, spec);
+        }
+        match success {
+            Some((out, proposals)) => {
+                let offered: Vec<(String, String, Vec<u8>)> = out.artifacts.clone();
+                let wanted = spec.output.artifacts.clone();
+                for (name, media, bytes) in offered {
+                    if wanted.as_ref().is_some_and(|w| !w.contains(&name)) {
+                        continue;
+                    }
+                    if matches!(name.as_str(), store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT) {
+                        continue;
+                    }
+                    let rec = run.write_file(&name, &media, &bytes).map_err(|e| io_failed(&run, e))?;
+                    receipt.artifacts.push(rec);
+                }
+                receipt.payload = out.payload;
+                receipt.references = out.references;
+                receipt.approvals_requested = crate::policy::approvals::record_proposals(&self.root, &run.path, &spec.id, &run.run_id, policy, &proposals, spec.output.publish.as_ref(), &*events);
+                receipt.status = RunStatus::Succeeded;
+                events.emit("job_completed", json!({"status": out.status, "artifacts": receipt.artifacts.iter().map(|a| &a.name).collect::<Vec<_>>()}));
+            }
+            None => {
+                let (code, message, cause) = last.unwrap_or((ErrorCode::JobExecutionFailed, "no attempt ran".into(), Value::Null));
+                receipt.status = RunStatus::Failed;
+                receipt.error = Some(ReceiptError { code: code.as_str().into(), message: message.clone(), cause: cause.clone(), first_event_seq: events.first_error_seq() });
+                events.emit("job_failed", json!({"error_code": code.as_str(), "message": message, "cause": cause}));
+            }
+        }
+        self.finalize(run, events, receipt, spec)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_failed(
+        &self,
+        events: &EventLog,
+        receipt: &mut Receipt,
+        n: u32,
+        start: chrono::DateTime<Utc>,
+        err: &LilyError,
+        cause: Value,
+        retryable: bool,
+        will_retry: bool,
+    ) -> (ErrorCode, String, Value) {
+        receipt.attempts.push(Attempt {
+            n,
+            status: "failed".into(),
+            started_at: rfc3339(start),
+            ended_at: rfc3339(Utc::now()),
+            error_code: Some(err.code.as_str().into()),
+            message: Some(err.message.clone()),
+            retryable,
+            will_retry,
+        });
+        events.emit("job_attempt_failed", json!({"attempt": n, "error_code": err.code.as_str(), "message": err.message, "cause": cause, "retryable": retryable, "will_retry": will_retry}));
+        (err.code, err.message.clone(), cause)
+    }
+
+    fn finish_without_attempt(&self, run: RunDir, events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec, pe: PlanError) -> Result<RunResult, LilyError> {
+        receipt.status = pe.status;
+        let kind = if pe.status == RunStatus::Denied { "policy_denied" } else { "job_failed" };
+        events.emit(kind, json!({"error_code": pe.error.code.as_str(), "message": pe.error.message, "cause": pe.cause, "hint": pe.error.hint}));
+        if pe.status == RunStatus::Denied {
+            events.emit("job_denied", json!({"error_code": pe.error.code.as_str()}));
+        }
+        receipt.error = Some(ReceiptError { code: pe.error.code.as_str().into(), message: pe.error.message.clone(), cause: json!({"cause": pe.cause, "hint": pe.error.hint, "details": pe.error.details}), first_event_seq: events.first_error_seq() });
+        self.finalize(run, events, receipt, spec)
+    }
+
+    /// 6–7: summary, final receipt.
+    fn finalize(&self, run: RunDir, _events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
+        receipt.ended_at = Some(rfc3339(Utc::now()));
+        let (name, media, text) = match spec.output.summary_format {
+            SummaryFormat::Markdown => (store::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
+            SummaryFormat::Json => (store::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
+        };
+        let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
+        receipt.artifacts.push(rec);
+        write_receipt(&run, &receipt)?;
+        Ok(RunResult { run_dir: run.path.clone(), receipt, summary: text })
+    }
+}
+
+fn record_plan(receipt: &mut Receipt, p: &Plan) {
+    receipt.target["version"] = Value::from(p.blueprint.meta.version.to_string());
+    receipt.policy = json!({
+        "decisions": p.decisions,
+        "limits": p.limits,
+        "grants": p.prepared.grants.iter().map(|(node, g)| (node.clone(), g.redacted())).collect::<serde_json::Map<_, _>>(),
+    });
+    receipt.components = p
+        .prepared
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let l = &p.prepared.loaded[&n.id];
+            json!({"node": n.id, "runnable": n.runnable, "version": l.descriptor.version, "digest": l.digest})
+        })
+        .collect();
+}
+
+fn io_failed(run: &RunDir, e: std::io::Error) -> LilyError {
+    LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write to {}: {e}", run.path.display()))
+}
+
+fn write_receipt(run: &RunDir, r: &Receipt) -> Result<(), LilyError> {
+    run.write_receipt(r).map_err(|e| io_failed(run, e))
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Sleep for `d`, or return `true` early when cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &Cancel) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = cancel.cancelled() => true,
+    }
+}
+
+/// Take one of `max` run slots of a job (file locks, so the cap holds
+/// across processes). Returns the held lock and its index.
+pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cancel: &Cancel) -> Result<(File, u32), LilyError> {
+    let dir = root.state_dir().join("locks").join(job_id);
+    std::fs::create_dir_all(&dir).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", dir.display())))?;
+    loop {
+        for i in 0..max {
+            let path = dir.join(format!("slot-{i}.lock"));
+            let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", path.display())))?;
+            if f.try_lock().is_ok() {
+                return Ok((f, i));
+            }
+        }
+        if !wait {
+            return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("parallel run cap reached: {job_id} already has {max} run(s) in progress (runtime.max_parallel_runs = {max})"))
+                .with_hint("wait for the running run to finish, or use `lily jobs run --wait`")
+                .with_details(json!({"reason": "parallel_run_cap", "max_parallel_runs": max})));
+        }
+        if sleep_or_cancel(Duration::from_millis(100), cancel).await {
+            return Err(LilyError::new(ErrorCode::JobExecutionFailed, "cancelled while waiting for a parallel-run slot"));
+        }
+    }
+}

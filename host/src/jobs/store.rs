@@ -1,0 +1,395 @@
+//! The run store: `.lily/runs/<job_id>/<run_id>/` with `run_receipt.json`
+//! (atomic), `events.jsonl` (append-only, one write per event),
+//! `summary.md`, the spec snapshot and target artifacts.
+
+use crate::blueprints::EventSink;
+use crate::util::{atomic_write, rfc3339};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const RECEIPT: &str = "run_receipt.json";
+pub const EVENTS: &str = "events.jsonl";
+pub const SUMMARY_MD: &str = "summary.md";
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const SPEC_SNAPSHOT: &str = "job_spec.yaml";
+pub const RUN_LOCK: &str = ".run.lock";
+
+/// Terminal and non-terminal run states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Denied,
+    Cancelled,
+    /// The process died (no terminal event, no live owner). Derived, never written.
+    Interrupted,
+    /// A scheduled time that did not run (daemon down, outside the deadline).
+    Missed,
+    /// A scheduled time skipped because the job was still running.
+    SkippedOverlap,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Denied => "denied",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Missed => "missed",
+            RunStatus::SkippedOverlap => "skipped_overlap",
+        }
+    }
+}
+
+/// One attempt of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub n: u32,
+    pub status: String,
+    pub started_at: String,
+    pub ended_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub retryable: bool,
+    pub will_retry: bool,
+}
+
+/// A file of the run directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    pub name: String,
+    pub media_type: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The error of a failed run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptError {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub cause: Value,
+    /// `seq` of the event where the first error code appeared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_event_seq: Option<u64>,
+}
+
+/// `run_receipt.json`: the source of truth of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub lily_version: String,
+    pub job_id: String,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub trigger: Value,
+    pub target: Value,
+    pub artifacts: Vec<ArtifactRecord>,
+    pub approvals_requested: Vec<Value>,
+    pub references: Vec<String>,
+    pub payload: Value,
+    pub attempts: Vec<Attempt>,
+    pub policy: Value,
+    pub components: Vec<Value>,
+    #[serde(default)]
+    pub steps: Vec<Value>,
+    pub spec_sha256: String,
+    #[serde(default)]
+    pub spec_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<crate::sandbox::Seeds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReceiptError>,
+}
+
+impl Receipt {
+    /// A receipt for a run that just started.
+    pub fn start(job_id: &str, run_id: &str, trigger: Value, spec_sha256: &str, spec_path: &str) -> Receipt {
+        Receipt {
+            lily_version: crate::VERSION.into(),
+            job_id: job_id.into(),
+            run_id: run_id.into(),
+            status: RunStatus::Running,
+            started_at: rfc3339(Utc::now()),
+            ended_at: None,
+            trigger,
+            target: Value::Null,
+            artifacts: Vec::new(),
+            approvals_requested: Vec::new(),
+            references: Vec::new(),
+            payload: Value::Null,
+            attempts: Vec::new(),
+            policy: json!({}),
+            components: Vec::new(),
+            steps: Vec::new(),
+            spec_sha256: spec_sha256.into(),
+            spec_path: spec_path.into(),
+            seeds: None,
+            replay_of: None,
+            pid: std::process::id(),
+            error: None,
+        }
+    }
+}
+
+/// A new run id: UTC start time (sortable) plus 8 random hex digits, so two
+/// processes starting in the same millisecond still differ.
+pub fn new_run_id() -> String {
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), crate::util::random_hex(4))
+}
+
+/// An open run directory: holds the run lock for the life of the run.
+pub struct RunDir {
+    pub path: PathBuf,
+    pub run_id: String,
+    pub job_id: String,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Create `.lily/runs/<job_id>/<run_id>/` and take its lock.
+    pub fn create(runs_dir: &Path, job_id: &str) -> std::io::Result<RunDir> {
+        let job_dir = runs_dir.join(job_id);
+        std::fs::create_dir_all(&job_dir)?;
+        for _ in 0..16 {
+            let run_id = new_run_id();
+            let path = job_dir.join(&run_id);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    let lock = File::create(path.join(RUN_LOCK))?;
+                    lock.try_lock().map_err(|e| std::io::Error::other(format!("run lock: {e:?}")))?;
+                    crate::util::sync_dir(&job_dir);
+                    return Ok(RunDir { path, run_id, job_id: job_id.into(), _lock: lock });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other("could not allocate a unique run id"))
+    }
+
+    pub fn write_receipt(&self, r: &Receipt) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        atomic_write(&self.path.join(RECEIPT), &bytes)
+    }
+
+    /// Write an artifact atomically; returns its record.
+    pub fn write_file(&self, name: &str, media_type: &str, bytes: &[u8]) -> std::io::Result<ArtifactRecord> {
+        atomic_write(&self.path.join(name), bytes)?;
+        Ok(ArtifactRecord { name: name.into(), media_type: media_type.into(), bytes: bytes.len() as u64, sha256: crate::util::sha256(bytes) })
+    }
+}
+
+type Observer = Box<dyn Fn(&str, &Value) + Send + Sync>;
+
+/// `events.jsonl`: one JSON object per line, written with one `write` each
+/// (so lines never interleave), `seq` strictly increasing.
+pub struct EventLog {
+    file: Mutex<File>,
+    run_id: String,
+    seq: AtomicU64,
+    first_error_seq: Mutex<Option<u64>>,
+    observer: Option<Observer>,
+}
+
+impl EventLog {
+    pub fn create(dir: &Path, run_id: &str, observer: Option<Observer>) -> std::io::Result<EventLog> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(EVENTS))?;
+        Ok(EventLog { file: Mutex::new(file), run_id: run_id.into(), seq: AtomicU64::new(0), first_error_seq: Mutex::new(None), observer })
+    }
+
+    /// `seq` of the first event carrying an `error_code`.
+    pub fn first_error_seq(&self) -> Option<u64> {
+        self.first_error_seq.lock().ok().and_then(|g| *g)
+    }
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, kind: &str, fields: Value) {
+        let Ok(mut file) = self.file.lock() else { return };
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut obj = serde_json::Map::new();
+        obj.insert("ts".into(), Value::from(rfc3339(Utc::now())));
+        obj.insert("run_id".into(), Value::from(self.run_id.clone()));
+        obj.insert("seq".into(), Value::from(seq));
+        obj.insert("type".into(), Value::from(kind));
+        if let Value::Object(m) = &fields {
+            for (k, v) in m {
+                if !matches!(k.as_str(), "ts" | "run_id" | "seq" | "type") {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if obj.contains_key("error_code")
+            && let Ok(mut f) = self.first_error_seq.lock()
+            && f.is_none()
+        {
+            *f = Some(seq);
+        }
+        let mut line = Value::Object(obj).to_string();
+        line.push('\n');
+        let _ = file.write_all(line.as_bytes());
+        if let Some(o) = &self.observer {
+            o(kind, &fields);
+        }
+    }
+}
+
+/// A run as listed from disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub job_id: String,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub trigger: String,
+    pub error_code: Option<String>,
+    pub replay_of: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Read a receipt, deriving `interrupted` for a dead `running` run.
+pub fn read_receipt(run_dir: &Path) -> Option<Receipt> {
+    let text = std::fs::read(run_dir.join(RECEIPT)).ok()?;
+    let mut r: Receipt = serde_json::from_slice(&text).ok()?;
+    if r.status == RunStatus::Running && !owner_alive(run_dir) {
+        r.status = RunStatus::Interrupted;
+    }
+    Some(r)
+}
+
+/// Is the process that owns this run still holding its lock?
+pub fn owner_alive(run_dir: &Path) -> bool {
+    match File::open(run_dir.join(RUN_LOCK)) {
+        Ok(f) => match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
+}
+
+fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
+    RunSummary {
+        job_id: r.job_id.clone(),
+        run_id: r.run_id.clone(),
+        status: r.status,
+        started_at: r.started_at.clone(),
+        ended_at: r.ended_at.clone(),
+        trigger: r.trigger.get("type").and_then(Value::as_str).unwrap_or("manual").to_string(),
+        error_code: r.error.as_ref().map(|e| e.code.clone()),
+        replay_of: r.replay_of.clone(),
+        path,
+    }
+}
+
+/// Run directories of a job, newest first (names sort by start time).
+pub fn run_dirs(runs_dir: &Path, job_id: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(runs_dir.join(job_id))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// History of a job, newest first, reading only as many receipts as needed.
+pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<RunStatus>) -> Vec<RunSummary> {
+    let mut out = Vec::new();
+    for dir in run_dirs(runs_dir, job_id) {
+        if out.len() >= limit {
+            break;
+        }
+        let Some(r) = read_receipt(&dir) else { continue };
+        if status.is_some_and(|s| s != r.status) {
+            continue;
+        }
+        out.push(summarize(&r, dir));
+    }
+    out
+}
+
+/// Find a run directory by run id (any job).
+pub fn find_run(runs_dir: &Path, run_id: &str) -> Option<PathBuf> {
+    if run_id.is_empty() || run_id.contains('/') || run_id.contains("..") {
+        return None;
+    }
+    let rd = std::fs::read_dir(runs_dir).ok()?;
+    let mut jobs: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    jobs.sort();
+    jobs.into_iter().map(|j| j.join(run_id)).find(|p| p.join(RECEIPT).exists())
+}
+
+/// All events of a run (unparseable lines are skipped).
+pub fn read_events(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join(EVENTS))
+        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Is this a terminal event type?
+pub fn is_terminal_event(kind: &str) -> bool {
+    matches!(kind, "job_completed" | "job_failed" | "job_cancelled" | "job_denied")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_unique_and_sort_by_time() {
+        let mut ids: Vec<String> = (0..1000).map(|_| new_run_id()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+    }
+
+    #[test]
+    fn dead_running_run_reads_as_interrupted() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = RunDir::create(tmp.path(), "job").expect("create");
+        let r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
+        dir.write_receipt(&r).expect("write");
+        assert_eq!(read_receipt(&dir.path).expect("read").status, RunStatus::Running);
+        let path = dir.path.clone();
+        drop(dir);
+        assert_eq!(read_receipt(&path).expect("read").status, RunStatus::Interrupted);
+    }
+
+    #[test]
+    fn events_have_increasing_seq_and_first_error() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let log = EventLog::create(tmp.path(), "r1", None).expect("log");
+        log.emit("a", json!({}));
+        log.emit("b", json!({"error_code": "x"}));
+        log.emit("c", json!({"error_code": "y"}));
+        assert_eq!(log.first_error_seq(), Some(2));
+        let ev = read_events(tmp.path());
+        assert_eq!(ev.iter().map(|e| e["seq"].as_u64().expect("seq")).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+}

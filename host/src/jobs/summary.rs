@@ -1,0 +1,94 @@
+//! Deterministic run summaries: the same run renders to the same bytes apart
+//! from times and ids.
+
+use super::store::Receipt;
+use serde_json::{Value, json};
+
+/// `summary.md`.
+pub fn markdown(r: &Receipt) -> String {
+    let mut s = format!("# {} — {}\n\n", r.job_id, r.status.as_str());
+    s.push_str(&format!("- run: `{}`\n", r.run_id));
+    s.push_str(&format!("- target: {} {} {}\n", r.target["kind"].as_str().unwrap_or("?"), r.target["id"].as_str().unwrap_or("?"), r.target["version"].as_str().unwrap_or("")));
+    s.push_str(&format!("- trigger: {}\n", r.trigger["type"].as_str().unwrap_or("manual")));
+    if let Some(of) = &r.replay_of {
+        s.push_str(&format!("- replay of: `{of}`\n"));
+    }
+    s.push_str(&format!("- started: {}\n- ended: {}\n- attempts: {}\n", r.started_at, r.ended_at.as_deref().unwrap_or("-"), r.attempts.len()));
+    if let Some(e) = &r.error {
+        s.push_str(&format!("\n## Error\n\n`{}`: {}\n", e.code, e.message));
+        if let Some(hint) = e.cause.get("hint").and_then(Value::as_str) {
+            s.push_str(&format!("\nHint:\n\n```\n{hint}\n```\n"));
+        }
+    }
+    if let Some(summary) = r.payload.get("summary").and_then(Value::as_str) {
+        s.push_str(&format!("\n## Summary\n\n{summary}\n"));
+    }
+    if let Some(findings) = r.payload.get("ranked_findings").and_then(Value::as_array) {
+        s.push_str("\n## Ranked findings\n\n");
+        if findings.is_empty() {
+            s.push_str("None.\n");
+        } else {
+            s.push_str("| # | Finding | Specialist | Confidence |\n|---|---|---|---|\n");
+            for (i, f) in findings.iter().enumerate() {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {:.2} |\n",
+                    i + 1,
+                    f["title"].as_str().unwrap_or("").replace('|', "\\|"),
+                    f["source_specialist"].as_str().unwrap_or(""),
+                    f["confidence"].as_f64().unwrap_or(0.0)
+                ));
+            }
+        }
+    }
+    if let Some(failed) = r.payload.get("failed_specialists").and_then(Value::as_array)
+        && !failed.is_empty()
+    {
+        s.push_str("\n## Failed specialists\n\n");
+        for f in failed {
+            let id = f.as_str().unwrap_or("");
+            let notes = r.payload["reports"].as_array().and_then(|rs| rs.iter().find(|x| x["specialist"] == id)).and_then(|x| x["notes"].as_str()).unwrap_or("");
+            s.push_str(&format!("- {id}: {notes}\n"));
+        }
+    }
+    if !r.artifacts.is_empty() {
+        s.push_str("\n## Artifacts\n\n");
+        for a in &r.artifacts {
+            s.push_str(&format!("- {} ({} bytes, {})\n", a.name, a.bytes, a.sha256));
+        }
+    }
+    if !r.approvals_requested.is_empty() {
+        s.push_str("\n## Approvals requested\n\n");
+        for a in &r.approvals_requested {
+            s.push_str(&format!(
+                "- `{}` {} {} — {}: `lily approvals show {}`, then `lily approvals approve {}` or `lily approvals deny {}`\n",
+                a["id"].as_str().unwrap_or(""),
+                a["kind"].as_str().unwrap_or(""),
+                a["target"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or(""),
+                a["id"].as_str().unwrap_or(""),
+                a["id"].as_str().unwrap_or(""),
+                a["id"].as_str().unwrap_or(""),
+            ));
+        }
+    }
+    s
+}
+
+/// `summary.json`.
+pub fn json(r: &Receipt) -> String {
+    let v = json!({
+        "job_id": r.job_id,
+        "run_id": r.run_id,
+        "status": r.status,
+        "target": r.target,
+        "started_at": r.started_at,
+        "ended_at": r.ended_at,
+        "summary": r.payload.get("summary"),
+        "ranked_findings": r.payload.get("ranked_findings"),
+        "error": r.error,
+        "approvals_requested": r.approvals_requested,
+    });
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}

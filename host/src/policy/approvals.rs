@@ -1,0 +1,299 @@
+//! Approval requests for proposed effects. A runnable never performs a risky
+//! effect: the host records a request (content kept in the run directory,
+//! hashed), policy decides, and a write happens only once approved — with
+//! cap-std, confined to the root.
+
+use super::{EffectMode, Policy};
+use crate::blueprints::EventSink;
+use crate::jobs::spec::Publish;
+use crate::jobs::store::{self, Receipt};
+use crate::sandbox::{Proposal, ProposedEffect};
+use crate::util::{atomic_write, rfc3339, sha256};
+use crate::workspace::Root;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// States of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Applied,
+    Denied,
+    Expired,
+    Failed,
+}
+
+/// `.lily/state/approvals/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub job_id: String,
+    pub run_id: String,
+    pub runnable: String,
+    pub kind: String,
+    /// Root-relative path (write_file), destination (publish) or channel (send).
+    pub target: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub reason: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub state: State,
+    /// sha256 of the target file when proposed (`absent` if none).
+    pub target_sha256_at_proposal: String,
+    pub decided_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Where the proposed content is kept.
+    pub content_path: PathBuf,
+}
+
+impl Request {
+    pub fn summary(&self) -> Value {
+        json!({"id": self.id, "kind": self.kind, "target": self.target, "state": self.state, "sha256": self.sha256, "bytes": self.bytes, "runnable": self.runnable, "reason": self.reason})
+    }
+}
+
+fn dir(root: &Root) -> PathBuf {
+    root.state_dir().join("approvals")
+}
+
+fn target_hash(root: &Path, rel: &str) -> String {
+    match std::fs::read(root.join(rel)) {
+        Ok(b) => sha256(&b),
+        Err(_) => "absent".into(),
+    }
+}
+
+/// Record the proposals of a finished run, decide them by policy, apply the
+/// auto-approved ones. Returns the `approvals_requested` list.
+pub fn record_proposals(
+    root: &Root,
+    run_dir: &Path,
+    job_id: &str,
+    run_id: &str,
+    policy: &Policy,
+    proposals: &[(String, String, Proposal)],
+    publish: Option<&Publish>,
+    events: &dyn EventSink,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut all: Vec<(String, Proposal)> = proposals.iter().map(|(_, r, p)| (r.clone(), p.clone())).collect();
+    if let Some(p) = publish {
+        all.push((
+            "job".into(),
+            Proposal { id: format!("apr-{}", crate::util::random_hex(8)), effect: ProposedEffect::Publish { artifact: p.artifact.clone(), to: p.to.clone() }, reason: "output.publish".into() },
+        ));
+    }
+    if all.is_empty() {
+        return out;
+    }
+    let adir = run_dir.join("approvals");
+    let _ = std::fs::create_dir_all(&adir);
+    let _ = std::fs::create_dir_all(dir(root));
+    for (runnable, p) in all {
+        let (kind, target, content): (&str, String, Vec<u8>) = match &p.effect {
+            ProposedEffect::WriteFile { path, contents } => ("write_file", path.clone(), contents.clone()),
+            ProposedEffect::Publish { artifact, to } => ("publish", to.clone(), std::fs::read(run_dir.join(artifact)).unwrap_or_default()),
+            ProposedEffect::Send { channel, message } => ("send", channel.clone(), message.clone().into_bytes()),
+        };
+        let content_path = adir.join(format!("{}.bin", p.id));
+        let _ = atomic_write(&content_path, &content);
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(policy.approval_ttl()).unwrap_or(chrono::Duration::days(7));
+        let (mode, why) = if kind == "write_file" && super::effects::check_relative_path(&target).is_err() {
+            (EffectMode::Deny, "target outside the root".to_string())
+        } else {
+            policy.decide_effect(kind, &target)
+        };
+        let mut req = Request {
+            id: p.id.clone(),
+            job_id: job_id.into(),
+            run_id: run_id.into(),
+            runnable,
+            kind: kind.into(),
+            target: target.clone(),
+            sha256: sha256(&content),
+            bytes: content.len() as u64,
+            reason: p.reason.clone(),
+            created_at: rfc3339(now),
+            expires_at: rfc3339(now + ttl),
+            state: State::Pending,
+            target_sha256_at_proposal: if kind == "write_file" { target_hash(&root.path, &target) } else { String::new() },
+            decided_by: why.clone(),
+            decided_at: None,
+            note: None,
+            content_path,
+        };
+        events.emit("approval_requested", json!({"approval_id": req.id, "kind": kind, "target": target, "sha256": req.sha256, "bytes": req.bytes, "runnable": req.runnable}));
+        match mode {
+            EffectMode::Deny => {
+                req.state = State::Denied;
+                req.decided_at = Some(rfc3339(Utc::now()));
+                events.emit("approval_denied", json!({"approval_id": req.id, "by": why}));
+            }
+            EffectMode::AutoApprove => match apply(root, &req) {
+                Ok(()) => {
+                    req.state = State::Applied;
+                    req.decided_at = Some(rfc3339(Utc::now()));
+                    events.emit("approval_applied", json!({"approval_id": req.id, "by": why}));
+                }
+                Err(e) => {
+                    req.state = State::Failed;
+                    req.note = Some(e.clone());
+                    events.emit("approval_failed", json!({"approval_id": req.id, "error": e}));
+                }
+            },
+            EffectMode::RequireApproval => {}
+        }
+        let _ = save(root, &req);
+        out.push(req.summary());
+    }
+    out
+}
+
+fn save(root: &Root, r: &Request) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    atomic_write(&dir(root).join(format!("{}.json", r.id)), &bytes)
+}
+
+/// Load one request (expired pending ones read as `expired`).
+pub fn load(root: &Root, id: &str) -> Option<Request> {
+    if !id.starts_with("apr-") || id.contains('/') || id.contains("..") {
+        return None;
+    }
+    let text = std::fs::read(dir(root).join(format!("{id}.json"))).ok()?;
+    let mut r: Request = serde_json::from_slice(&text).ok()?;
+    if r.state == State::Pending && chrono::DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|t| t < Utc::now()) {
+        r.state = State::Expired;
+    }
+    Some(r)
+}
+
+/// All requests, oldest first, optionally for one job.
+pub fn list(root: &Root, job: Option<&str>) -> Vec<Request> {
+    let mut v: Vec<Request> = std::fs::read_dir(dir(root))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string))
+                .filter_map(|id| load(root, &id))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.retain(|r| job.is_none_or(|j| r.job_id == j));
+    v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    v
+}
+
+/// Apply a write_file effect with cap-std, confined to the root: no
+/// absolute paths, no `..`, no symlink that leads out.
+fn apply(root: &Root, r: &Request) -> Result<(), String> {
+    let content = std::fs::read(&r.content_path).map_err(|e| format!("proposed content missing: {e}"))?;
+    if sha256(&content) != r.sha256 {
+        return Err("proposed content does not match its recorded sha256".into());
+    }
+    match r.kind.as_str() {
+        "write_file" => {
+            super::effects::check_relative_path(&r.target)?;
+            let dir = cap_std::fs::Dir::open_ambient_dir(&root.path, cap_std::ambient_authority()).map_err(|e| e.to_string())?;
+            let rel = Path::new(&r.target);
+            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                dir.create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            let tmp = format!("{}.lily-tmp-{}", r.target, crate::util::random_hex(4));
+            dir.write(&tmp, &content).map_err(|e| format!("{}: {e}", r.target))?;
+            dir.rename(&tmp, &dir, rel).map_err(|e| {
+                let _ = dir.remove_file(&tmp);
+                format!("{}: {e}", r.target)
+            })?;
+            Ok(())
+        }
+        // Publishing and sending need a configured destination adapter; the
+        // request is recorded as applied so operators see the decision.
+        _ => Ok(()),
+    }
+}
+
+/// Outcome of approve/deny.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decided {
+    pub id: String,
+    pub state: State,
+    pub message: String,
+}
+
+/// Approve a pending request: exactly one application even with two
+/// approvers at once (a lock on the request), the recorded bytes only, and
+/// refused if the target changed since the proposal unless `force`.
+pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, String> {
+    decide(root, id, |req| {
+        if req.kind == "write_file" && !force {
+            let now = target_hash(&root.path, &req.target);
+            if now != req.target_sha256_at_proposal {
+                return Err(format!("{} changed since the proposal ({} → {}); review it and pass --force to overwrite", req.target, req.target_sha256_at_proposal, now));
+            }
+        }
+        match apply(root, req) {
+            Ok(()) => Ok((State::Applied, "approved and applied".to_string())),
+            Err(e) => Err(format!("could not apply: {e}")),
+        }
+    })
+}
+
+/// Deny a pending request.
+pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, String> {
+    decide(root, id, |_| Ok((State::Denied, reason.map(str::to_string).unwrap_or_else(|| "denied".into()))))
+}
+
+fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, String), String>) -> Result<Decided, String> {
+    let lock_path = dir(root).join(format!("{id}.lock"));
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| e.to_string())?;
+    lock.lock().map_err(|e| e.to_string())?;
+    let mut req = load(root, id).ok_or_else(|| format!("no approval request {id}"))?;
+    if req.state != State::Pending {
+        return Err(format!("approval request {id} is {:?}, not pending", req.state).to_lowercase());
+    }
+    let (state, message) = f(&req)?;
+    req.state = state;
+    req.decided_at = Some(rfc3339(Utc::now()));
+    req.decided_by = "operator".into();
+    req.note = Some(message.clone());
+    save(root, &req).map_err(|e| e.to_string())?;
+    record_in_run(root, &req);
+    Ok(Decided { id: id.into(), state, message })
+}
+
+/// Append the outcome to the run's events and update its receipt atomically.
+fn record_in_run(root: &Root, req: &Request) {
+    let run_dir = root.runs_dir().join(&req.job_id).join(&req.run_id);
+    let events = store::read_events(&run_dir);
+    let seq = events.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0) + 1;
+    let kind = match req.state {
+        State::Applied => "approval_applied",
+        State::Denied => "approval_denied",
+        _ => "approval_updated",
+    };
+    let line = json!({"ts": rfc3339(Utc::now()), "run_id": req.run_id, "seq": seq, "type": kind, "approval_id": req.id, "by": "operator"}).to_string() + "\n";
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(run_dir.join(store::EVENTS)) {
+        use std::io::Write;
+        let _ = f.write_all(line.as_bytes());
+    }
+    if let Ok(text) = std::fs::read(run_dir.join(store::RECEIPT))
+        && let Ok(mut r) = serde_json::from_slice::<Receipt>(&text)
+    {
+        for a in &mut r.approvals_requested {
+            if a["id"] == req.id.as_str() {
+                a["state"] = serde_json::to_value(req.state).unwrap_or(Value::Null);
+            }
+        }
+        if let Ok(bytes) = serde_json::to_vec_pretty(&r) {
+            let _ = atomic_write(&run_dir.join(store::RECEIPT), &bytes);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+# Lily task runner. `cargo install just --locked` if `just` is missing.
+
+# List recipes.
+default:
+    @just --list
+
+# The README's test command: every test of the workspace and the guests.
+test:
+    cargo test --workspace --locked
+    cargo test --manifest-path guests/Cargo.toml --workspace --locked
+
+# fmt check + clippy (warnings denied) + tests.
+quality-check:
+    cargo fmt --all --check
+    cargo fmt --manifest-path guests/Cargo.toml --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    just test
+
+# The WIT / envelope / error-code conformance tests.
+contract-conformance:
+    cargo test -p lily --locked --test conformance
+
+# Pre-merge operational checks: run the example jobs, verify artifacts,
+# run one invalid job twice and compare code + message.
+ops-check:
+    cargo build -p lily --locked
+    bash scripts/ops-check.sh
+
+# Benchmarks (print tables; figures go to docs/performance.md).
+bench:
+    cargo bench -p lily --locked
+
+# Run the demo council (the README's main-job command).
+demo:
+    cargo run -p lily --locked -- demo
