@@ -121,7 +121,11 @@ fn ensure_target() {
         panic!("{hint}");
     }
     println!("cargo:warning=installing the {TARGET} target with rustup");
-    let ok = Command::new("rustup").args(["target", "add", TARGET]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok || !installed(&sysroot) {
         panic!("{hint} (automatic install failed)");
     }

@@ -103,7 +103,12 @@ pub struct LilyError {
 
 impl LilyError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        LilyError { code, message: message.into(), hint: None, details: serde_json::Value::Null }
+        LilyError {
+            code,
+            message: message.into(),
+            hint: None,
+            details: serde_json::Value::Null,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

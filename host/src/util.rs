@@ -28,7 +28,10 @@ pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     if getrandom::fill(&mut buf).is_err() {
         // Fall back to time + pid; ids stay unique enough for a single host.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let mixed = t ^ (u128::from(std::process::id()) << 64);
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (mixed >> ((i % 16) * 8)) as u8;

@@ -30,19 +30,16 @@ impl Root {
             Some(p) => {
                 let p = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
                 if !p.join(".lily").is_dir() {
-                    return Err(LilyError::new(ErrorCode::JobNotFound, format!("{} has no .lily/ directory", p.display()))
-                        .with_hint("run `lily init` there first"));
+                    return Err(
+                        LilyError::new(ErrorCode::JobNotFound, format!("{} has no .lily/ directory", p.display())).with_hint("run `lily init` there first")
+                    );
                 }
                 p
             }
-            None => cwd
-                .ancestors()
-                .find(|a| a.join(".lily").is_dir())
-                .map(Path::to_path_buf)
-                .ok_or_else(|| {
-                    LilyError::new(ErrorCode::JobNotFound, format!("no .lily/ directory in {} or any parent", cwd.display()))
-                        .with_hint("run `lily init` to create one, or pass --root")
-                })?,
+            None => cwd.ancestors().find(|a| a.join(".lily").is_dir()).map(Path::to_path_buf).ok_or_else(|| {
+                LilyError::new(ErrorCode::JobNotFound, format!("no .lily/ directory in {} or any parent", cwd.display()))
+                    .with_hint("run `lily init` to create one, or pass --root")
+            })?,
         };
         let path = path.canonicalize().unwrap_or(path);
         Root::at(path, jobs_dir)
@@ -109,8 +106,7 @@ fn read_config(root: &Path) -> Result<Config, LilyError> {
     let p = root.join(".lily").join("config.yaml");
     match std::fs::read_to_string(&p) {
         Ok(text) if text.trim().is_empty() => Ok(Config::default()),
-        Ok(text) => serde_norway::from_str(&text)
-            .map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {e}", p.display()))),
+        Ok(text) => serde_norway::from_str(&text).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {e}", p.display()))),
         Err(_) => Ok(Config::default()),
     }
 }

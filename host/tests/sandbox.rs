@@ -23,13 +23,26 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        Fixture { sb: Sandbox::new(SandboxOptions::default()).expect("sandbox"), rt: rt() }
+        Fixture {
+            sb: Sandbox::new(SandboxOptions::default()).expect("sandbox"),
+            rt: rt(),
+        }
     }
 
     fn run(&self, bytes: &[u8], input: Value, grants: Grants, limits: Limits) -> lily::sandbox::StepReport {
         self.rt.block_on(async {
             let loaded = self.sb.load(bytes).await.expect("load");
-            self.sb.run(&loaded, StepRequest { input, grants, limits, ..Default::default() }).await
+            self.sb
+                .run(
+                    &loaded,
+                    StepRequest {
+                        input,
+                        grants,
+                        limits,
+                        ..Default::default()
+                    },
+                )
+                .await
         })
     }
 
@@ -47,7 +60,10 @@ impl Fixture {
 }
 
 fn fast_limits() -> Limits {
-    Limits { deadline: Duration::from_secs(10), ..Limits::default() }
+    Limits {
+        deadline: Duration::from_secs(10),
+        ..Limits::default()
+    }
 }
 
 fn payload(r: &lily::sandbox::StepReport) -> Value {
@@ -90,7 +106,14 @@ fn fs_tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn ro(grant: &std::path::Path) -> Grants {
-    Grants { dirs: vec![DirGrant { host: grant.to_path_buf(), guest: "/data".into(), perms: Perms::ReadOnly }], ..Grants::default() }
+    Grants {
+        dirs: vec![DirGrant {
+            host: grant.to_path_buf(),
+            guest: "/data".into(),
+            perms: Perms::ReadOnly,
+        }],
+        ..Grants::default()
+    }
 }
 
 #[test]
@@ -122,7 +145,14 @@ fn writes_into_a_read_only_grant_are_refused() {
     let r = f.probe(json!({"op": "write", "path": "/data/new.txt", "content": "x"}), ro(&grant), fast_limits());
     assert_eq!(payload(&r)["ok"], false);
     assert!(!grant.join("new.txt").exists());
-    let rw = Grants { dirs: vec![DirGrant { host: grant.clone(), guest: "/data".into(), perms: Perms::ReadWrite }], ..Grants::default() };
+    let rw = Grants {
+        dirs: vec![DirGrant {
+            host: grant.clone(),
+            guest: "/data".into(),
+            perms: Perms::ReadWrite,
+        }],
+        ..Grants::default()
+    };
     let r = f.probe(json!({"op": "write", "path": "/data/new.txt", "content": "x"}), rw, fast_limits());
     assert_eq!(payload(&r)["ok"], true);
     assert_eq!(std::fs::read_to_string(grant.join("new.txt")).expect("read"), "x");
@@ -135,7 +165,10 @@ fn env_vars_not_granted_are_absent() {
     // SAFETY-free: set in this test process only; the guest must not see it.
     let r = f.probe(json!({"op": "env", "name": "PATH"}), Grants::default(), fast_limits());
     assert_eq!(payload(&r)["value"], Value::Null);
-    let granted = Grants { env: vec![("GREETING".into(), "hi".into())], ..Grants::default() };
+    let granted = Grants {
+        env: vec![("GREETING".into(), "hi".into())],
+        ..Grants::default()
+    };
     let r = f.probe(json!({"op": "env_all"}), granted, fast_limits());
     assert_eq!(payload(&r)["names"], json!(["GREETING"]));
     f.assert_echo_still_works();
@@ -156,7 +189,10 @@ fn sockets_are_denied_without_a_network_grant_and_recorded() {
 #[test]
 fn infinite_loop_is_stopped_by_fuel() {
     let f = Fixture::new();
-    let limits = Limits { fuel: Some(50_000_000), ..fast_limits() };
+    let limits = Limits {
+        fuel: Some(50_000_000),
+        ..fast_limits()
+    };
     let r = f.probe(json!({"op": "loop"}), Grants::default(), limits);
     assert!(matches!(r.outcome, Err(Cause::OutOfFuel { limit: 50_000_000 })), "{:?}", r.outcome);
     f.assert_echo_still_works();
@@ -165,7 +201,11 @@ fn infinite_loop_is_stopped_by_fuel() {
 #[test]
 fn infinite_loop_without_fuel_is_stopped_by_the_deadline() {
     let f = Fixture::new();
-    let limits = Limits { fuel: None, deadline: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        fuel: None,
+        deadline: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let t = Instant::now();
     let r = f.probe(json!({"op": "loop"}), Grants::default(), limits);
     assert!(matches!(r.outcome, Err(Cause::DeadlineExceeded { .. })), "{:?}", r.outcome);
@@ -176,7 +216,10 @@ fn infinite_loop_without_fuel_is_stopped_by_the_deadline() {
 #[test]
 fn sleeping_guest_is_stopped_by_the_deadline() {
     let f = Fixture::new();
-    let limits = Limits { deadline: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        deadline: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let t = Instant::now();
     let r = f.probe(json!({"op": "sleep", "ms": 60_000}), Grants::default(), limits);
     assert!(matches!(r.outcome, Err(Cause::DeadlineExceeded { .. })), "{:?}", r.outcome);
@@ -187,7 +230,10 @@ fn sleeping_guest_is_stopped_by_the_deadline() {
 #[test]
 fn unbounded_allocation_is_stopped_by_the_memory_limit() {
     let f = Fixture::new();
-    let limits = Limits { memory_bytes: 32 << 20, ..fast_limits() };
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..fast_limits()
+    };
     let r = f.probe(json!({"op": "alloc"}), Grants::default(), limits);
     assert!(matches!(r.outcome, Err(Cause::MemoryLimit { .. })), "{:?}", r.outcome);
     f.assert_echo_still_works();
@@ -228,14 +274,30 @@ fn output_violating_the_declared_schema_is_contract_invalid() {
 #[test]
 fn guest_error_is_kept_apart_from_traps() {
     let f = Fixture::new();
-    let r = f.probe(json!({"op": "fail", "code": "nope", "message": "said no", "retryable": true}), Grants::default(), fast_limits());
-    assert_eq!(r.outcome.err(), Some(Cause::GuestError { code: "nope".into(), message: "said no".into(), retryable: true }));
+    let r = f.probe(
+        json!({"op": "fail", "code": "nope", "message": "said no", "retryable": true}),
+        Grants::default(),
+        fast_limits(),
+    );
+    assert_eq!(
+        r.outcome.err(),
+        Some(Cause::GuestError {
+            code: "nope".into(),
+            message: "said no".into(),
+            retryable: true
+        })
+    );
 }
 
 #[test]
 fn caps_on_payload_events_and_stdout() {
     let f = Fixture::new();
-    let limits = Limits { max_output_bytes: 1 << 20, max_events: 10, max_stdio_bytes: 100, ..fast_limits() };
+    let limits = Limits {
+        max_output_bytes: 1 << 20,
+        max_events: 10,
+        max_stdio_bytes: 100,
+        ..fast_limits()
+    };
     let r = f.probe(json!({"op": "huge_payload", "bytes": 2 << 20}), Grants::default(), limits.clone());
     assert!(matches!(r.outcome, Err(Cause::OutputTooLarge { .. })), "{:?}", r.outcome);
     let r = f.probe(json!({"op": "events", "count": 1000}), Grants::default(), limits.clone());
@@ -272,7 +334,10 @@ fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     let cache = tmp.path().join("cache");
     let echo = builtin_bytes("echo.v1").expect("echo");
     {
-        let sb = Sandbox::new(SandboxOptions { cache_dir: Some(cache.clone()) }).expect("sb");
+        let sb = Sandbox::new(SandboxOptions {
+            cache_dir: Some(cache.clone()),
+        })
+        .expect("sb");
         rt().block_on(sb.load(echo)).expect("load");
     }
     let entries: Vec<PathBuf> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
@@ -282,10 +347,20 @@ fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&entries[0], &bytes).expect("write");
-    let sb = Sandbox::new(SandboxOptions { cache_dir: Some(cache.clone()) }).expect("sb");
+    let sb = Sandbox::new(SandboxOptions {
+        cache_dir: Some(cache.clone()),
+    })
+    .expect("sb");
     let r = rt().block_on(async {
         let l = sb.load(echo).await.expect("load after corruption");
-        sb.run(&l, StepRequest { input: json!(1), ..Default::default() }).await
+        sb.run(
+            &l,
+            StepRequest {
+                input: json!(1),
+                ..Default::default()
+            },
+        )
+        .await
     });
     assert_eq!(payload(&r), json!(1));
     let fixed = std::fs::read(&entries[0]).expect("read");
@@ -303,7 +378,16 @@ fn parallel_runs_share_one_loaded_component() {
         for i in 0..50 {
             let sb = sb.clone();
             let loaded = loaded.clone();
-            set.spawn(async move { sb.run(&loaded, StepRequest { input: json!(i), ..Default::default() }).await });
+            set.spawn(async move {
+                sb.run(
+                    &loaded,
+                    StepRequest {
+                        input: json!(i),
+                        ..Default::default()
+                    },
+                )
+                .await
+            });
         }
         set.join_all().await
     });

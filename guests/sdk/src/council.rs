@@ -254,7 +254,12 @@ mod tests {
             status: status.into(),
             findings: findings
                 .iter()
-                .map(|(t, c)| Finding { title: (*t).into(), recommendation: "r".into(), confidence: *c, evidence: vec![] })
+                .map(|(t, c)| Finding {
+                    title: (*t).into(),
+                    recommendation: "r".into(),
+                    confidence: *c,
+                    evidence: vec![],
+                })
                 .collect(),
             notes: String::new(),
         }

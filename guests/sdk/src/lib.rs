@@ -44,30 +44,58 @@ pub fn emit(level: Level, kind: &str, fields: &serde_json::Value) {
 /// records an approval request and returns its id; nothing is written now.
 pub fn propose_write(path: &str, contents: &[u8], reason: &str) -> Result<String, String> {
     use bindings::lily::runnable::effects::{Effect, WriteFile, propose};
-    propose(&Effect::WriteFile(WriteFile { path: path.to_string(), contents: contents.to_vec() }), reason)
+    propose(
+        &Effect::WriteFile(WriteFile {
+            path: path.to_string(),
+            contents: contents.to_vec(),
+        }),
+        reason,
+    )
 }
 
 /// Propose publishing an artifact of this run to a destination.
 pub fn propose_publish(artifact: &str, to: &str, reason: &str) -> Result<String, String> {
     use bindings::lily::runnable::effects::{Effect, Publish, propose};
-    propose(&Effect::Publish(Publish { artifact: artifact.to_string(), to: to.to_string() }), reason)
+    propose(
+        &Effect::Publish(Publish {
+            artifact: artifact.to_string(),
+            to: to.to_string(),
+        }),
+        reason,
+    )
 }
 
 /// Propose sending a message on a named channel.
 pub fn propose_send(channel: &str, message: &str, reason: &str) -> Result<String, String> {
     use bindings::lily::runnable::effects::{Effect, Send, propose};
-    propose(&Effect::Send(Send { channel: channel.to_string(), message: message.to_string() }), reason)
+    propose(
+        &Effect::Send(Send {
+            channel: channel.to_string(),
+            message: message.to_string(),
+        }),
+        reason,
+    )
 }
 
 /// A run error with `retryable: false`.
 pub fn error(code: &str, message: impl Into<String>) -> RunError {
-    RunError { code: code.to_string(), message: message.into(), retryable: false }
+    RunError {
+        code: code.to_string(),
+        message: message.into(),
+        retryable: false,
+    }
 }
 
 /// An `ok` envelope whose payload is `payload` serialised as JSON.
 pub fn ok_envelope<T: serde::Serialize>(payload: &T, artifacts: Vec<Artifact>, references: Vec<String>) -> Result<Envelope, RunError> {
     let payload = serde_json::to_string(payload).map_err(|e| error("serialize_failed", e.to_string()))?;
-    Ok(Envelope { status: RunStatus::Ok, artifacts, approvals_requested: Vec::new(), references, payload })
+    Ok(Envelope {
+        status: RunStatus::Ok,
+        artifacts,
+        approvals_requested: Vec::new(),
+        references,
+        payload,
+    })
 }
 
 /// Parse the JSON input of `run`, turning a parse error into `invalid_input`.

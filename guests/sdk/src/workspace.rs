@@ -52,7 +52,13 @@ pub fn walk(root: &Path, mut visit: impl FnMut(&Entry<'_>)) -> WalkStats {
             stats.files += 1;
             if size > MAX_FILE_BYTES {
                 stats.skipped_large += 1;
-                visit(&Entry { rel: &rel, size, text: None, binary: false, oversized: true });
+                visit(&Entry {
+                    rel: &rel,
+                    size,
+                    text: None,
+                    binary: false,
+                    oversized: true,
+                });
                 continue;
             }
             let Ok(bytes) = std::fs::read(&path) else {
@@ -65,7 +71,13 @@ pub fn walk(root: &Path, mut visit: impl FnMut(&Entry<'_>)) -> WalkStats {
             if text.is_none() {
                 stats.skipped_binary += 1;
             }
-            visit(&Entry { rel: &rel, size, text, binary: text.is_none(), oversized: false });
+            visit(&Entry {
+                rel: &rel,
+                size,
+                text,
+                binary: text.is_none(),
+                oversized: false,
+            });
         }
         // Reverse so the stack pops directories in sorted order.
         stack.extend(subdirs.into_iter().rev());

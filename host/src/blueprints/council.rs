@@ -2,7 +2,9 @@
 //! (and, if granted, a read-only workspace at `/workspace`) in its own
 //! sandbox instance; a synthesizer ranks their findings.
 
-use super::{Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, schema_errors, schema_of};
+use super::{
+    Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, schema_errors, schema_of,
+};
 use crate::error::{ErrorCode, LilyError};
 use crate::sandbox::{Perms, RunnableKind};
 use schemars::JsonSchema;
@@ -138,7 +140,10 @@ fn bindings_invalid(msg: impl Into<String>) -> LilyError {
 pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
     let b: CouncilBindings = serde_json::from_value(bindings.clone()).map_err(|e| bindings_invalid(format!("council.v1 bindings: {e}")))?;
     if b.specialists.len() < 2 {
-        return Err(bindings_invalid(format!("council.v1 needs at least 2 specialists, got {}", b.specialists.len())));
+        return Err(bindings_invalid(format!(
+            "council.v1 needs at least 2 specialists, got {}",
+            b.specialists.len()
+        )));
     }
     let mut seen = std::collections::BTreeSet::new();
     for s in &b.specialists {
@@ -176,20 +181,44 @@ pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
             id: id.clone(),
             runnable: s.clone(),
             role: Role::Specialist,
-            dirs: b.workspace.iter().map(|w| DirRequest { path: w.clone(), guest: WORKSPACE_GUEST_PATH.into(), perms: Perms::ReadOnly }).collect(),
+            dirs: b
+                .workspace
+                .iter()
+                .map(|w| DirRequest {
+                    path: w.clone(),
+                    guest: WORKSPACE_GUEST_PATH.into(),
+                    perms: Perms::ReadOnly,
+                })
+                .collect(),
             env: Vec::new(),
         });
         edges.push((id, synth_id.clone()));
     }
-    nodes.push(Node { id: synth_id.clone(), runnable: b.synthesizer.clone(), role: Role::Synthesizer, dirs: Vec::new(), env: Vec::new() });
+    nodes.push(Node {
+        id: synth_id.clone(),
+        runnable: b.synthesizer.clone(),
+        role: Role::Synthesizer,
+        dirs: Vec::new(),
+        env: Vec::new(),
+    });
     if b.synth_strategy == SynthStrategy::LlmWithFallback {
         for s in &b.specialists {
             edges.push((format!("map:{s}"), FALLBACK_NODE.into()));
         }
         edges.push((synth_id, FALLBACK_NODE.into()));
-        nodes.push(Node { id: FALLBACK_NODE.into(), runnable: "default.v1".into(), role: Role::Synthesizer, dirs: Vec::new(), env: Vec::new() });
+        nodes.push(Node {
+            id: FALLBACK_NODE.into(),
+            runnable: "default.v1".into(),
+            role: Role::Synthesizer,
+            dirs: Vec::new(),
+            env: Vec::new(),
+        });
     }
-    Ok(Graph { blueprint: ID.into(), nodes, edges })
+    Ok(Graph {
+        blueprint: ID.into(),
+        nodes,
+        edges,
+    })
 }
 
 /// Descriptor kinds must match the roles they are bound to.
@@ -197,7 +226,10 @@ pub fn check_kinds(prepared: &Prepared) -> Result<(), LilyError> {
     for node in &prepared.graph.nodes {
         let d = &prepared.loaded[&node.id].descriptor;
         if d.id != node.runnable {
-            return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {:?} describes itself as {:?}", node.runnable, d.id)));
+            return Err(LilyError::new(
+                ErrorCode::BlueprintContractInvalid,
+                format!("runnable {:?} describes itself as {:?}", node.runnable, d.id),
+            ));
         }
         let ok = match node.role {
             Role::Specialist => d.kind == RunnableKind::Specialist,
@@ -217,7 +249,10 @@ pub fn check_kinds(prepared: &Prepared) -> Result<(), LilyError> {
     if let Some(fallback) = prepared.loaded.get(FALLBACK_NODE)
         && fallback.descriptor.kind != RunnableKind::Synthesizer
     {
-        return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, "fallback synthesizer default.v1 is not a deterministic synthesizer"));
+        return Err(LilyError::new(
+            ErrorCode::BlueprintCompileFailed,
+            "fallback synthesizer default.v1 is not a deterministic synthesizer",
+        ));
     }
     Ok(())
 }
@@ -229,13 +264,22 @@ pub fn check_strategy(bindings: &Value, synth_kind: RunnableKind) -> Result<(), 
     if needs_llm && synth_kind != RunnableKind::Llm {
         return Err(LilyError::new(
             ErrorCode::BlueprintCompileFailed,
-            format!("unresolved llm synthesizer: {} is of kind {}, strategy {} needs kind llm", b.synthesizer, synth_kind.as_str(), b.synth_strategy.as_str()),
+            format!(
+                "unresolved llm synthesizer: {} is of kind {}, strategy {} needs kind llm",
+                b.synthesizer,
+                synth_kind.as_str(),
+                b.synth_strategy.as_str()
+            ),
         ));
     }
     if !needs_llm && synth_kind != RunnableKind::Synthesizer {
         return Err(LilyError::new(
             ErrorCode::BlueprintCompileFailed,
-            format!("synthesizer {} is of kind {}; the deterministic strategy needs kind synthesizer", b.synthesizer, synth_kind.as_str()),
+            format!(
+                "synthesizer {} is of kind {}; the deterministic strategy needs kind synthesizer",
+                b.synthesizer,
+                synth_kind.as_str()
+            ),
         ));
     }
     Ok(())
@@ -251,12 +295,29 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     let parsed: Result<CouncilInput, _> = serde_json::from_value(input.clone());
     let input = match parsed {
         Ok(i) if errors.is_empty() && !i.topic.trim().is_empty() => i,
-        Ok(_) if errors.is_empty() => return Err(exec_failed("invalid council input: topic must not be empty", json!({"kind": "invalid_input"}), false)),
-        Ok(_) => return Err(exec_failed(format!("invalid council input: {}", errors.join("; ")), json!({"kind": "invalid_input", "errors": errors}), false)),
+        Ok(_) if errors.is_empty() => {
+            return Err(exec_failed(
+                "invalid council input: topic must not be empty",
+                json!({"kind": "invalid_input"}),
+                false,
+            ));
+        }
+        Ok(_) => {
+            return Err(exec_failed(
+                format!("invalid council input: {}", errors.join("; ")),
+                json!({"kind": "invalid_input", "errors": errors}),
+                false,
+            ));
+        }
         Err(e) => return Err(exec_failed(format!("invalid council input: {e}"), json!({"kind": "invalid_input"}), false)),
     };
     let graph = &prepared.graph;
-    let synth_node = graph.nodes.iter().find(|n| n.role == Role::Synthesizer && n.id.starts_with("reduce:")).cloned().ok_or_else(|| exec_failed("graph has no synthesizer", Value::Null, false))?;
+    let synth_node = graph
+        .nodes
+        .iter()
+        .find(|n| n.role == Role::Synthesizer && n.id.starts_with("reduce:"))
+        .cloned()
+        .ok_or_else(|| exec_failed("graph has no synthesizer", Value::Null, false))?;
     let specialists: Vec<Node> = graph.nodes.iter().filter(|n| n.role == Role::Specialist).cloned().collect();
     // Bindings are re-derived from the graph: strategy and max_findings live
     // in the synthesizer node's context.
@@ -286,7 +347,11 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     let failed: Vec<&Report> = reports.iter().filter(|r| r.status != "ok").collect();
     if failed.len() == reports.len() {
         return Err(exec_failed(
-            format!("all {} specialists failed: {}", reports.len(), failed.iter().map(|r| format!("{} ({})", r.specialist, r.notes)).collect::<Vec<_>>().join("; ")),
+            format!(
+                "all {} specialists failed: {}",
+                reports.len(),
+                failed.iter().map(|r| format!("{} ({})", r.specialist, r.notes)).collect::<Vec<_>>().join("; ")
+            ),
             json!({"kind": "all_specialists_failed", "failed_specialists": reports.iter().map(|r| &r.specialist).collect::<Vec<_>>()}),
             true,
         ));
@@ -296,7 +361,11 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     let synth_input = json!({"topic": input.topic, "max_findings": max_findings, "reports": reports});
     let output = match strategy {
         SynthStrategy::Deterministic => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
-            exec_failed(format!("synthesizer {} failed: {msg}", synth_node.runnable), json!({"kind": "synth_failed", "synth_error": cause}), true)
+            exec_failed(
+                format!("synthesizer {} failed: {msg}", synth_node.runnable),
+                json!({"kind": "synth_failed", "synth_error": cause}),
+                true,
+            )
         })?,
         SynthStrategy::Llm => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
             exec_failed(
@@ -334,7 +403,12 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     let payload = serde_json::to_value(&output).map_err(|e| exec_failed(format!("serialize output: {e}"), Value::Null, false))?;
     let errors = schema_errors(&schema_of::<CouncilOutput>(), &payload);
     if !errors.is_empty() {
-        return Err(BlueprintFailure::new(ErrorCode::BlueprintContractInvalid, format!("council output does not match its schema: {}", errors.join("; ")), Value::Null, false));
+        return Err(BlueprintFailure::new(
+            ErrorCode::BlueprintContractInvalid,
+            format!("council output does not match its schema: {}", errors.join("; ")),
+            Value::Null,
+            false,
+        ));
     }
     let report_md = render_report(&output);
     let evidence = json!({
@@ -344,7 +418,11 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     });
     let evidence_bytes = serde_json::to_vec_pretty(&evidence).unwrap_or_default();
     Ok(BlueprintOutput {
-        status: if output.failed_specialists.is_empty() { "ok".into() } else { "partial".into() },
+        status: if output.failed_specialists.is_empty() {
+            "ok".into()
+        } else {
+            "partial".into()
+        },
         references: output.participating_specialists.clone(),
         payload,
         artifacts: vec![
@@ -394,10 +472,25 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
     match report.outcome {
         Ok(env) => match serde_json::from_value::<SpecialistPayload>(env.payload) {
-            Ok(p) => Report { specialist: specialist.into(), status: "ok".into(), findings: p.findings, notes: p.notes },
-            Err(e) => Report { specialist: specialist.into(), status: "error".into(), findings: vec![], notes: format!("contract_invalid: payload is not a specialist report: {e}") },
+            Ok(p) => Report {
+                specialist: specialist.into(),
+                status: "ok".into(),
+                findings: p.findings,
+                notes: p.notes,
+            },
+            Err(e) => Report {
+                specialist: specialist.into(),
+                status: "error".into(),
+                findings: vec![],
+                notes: format!("contract_invalid: payload is not a specialist report: {e}"),
+            },
         },
-        Err(cause) => Report { specialist: specialist.into(), status: "error".into(), findings: vec![], notes: format!("{}: {}", cause.kind(), cause.message()) },
+        Err(cause) => Report {
+            specialist: specialist.into(),
+            status: "error".into(),
+            findings: vec![],
+            notes: format!("{}: {}", cause.kind(), cause.message()),
+        },
     }
 }
 
@@ -414,7 +507,10 @@ async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCt
         Ok(env) => {
             let errors = schema_errors(&schema_of::<CouncilOutput>(), &env.payload);
             if !errors.is_empty() {
-                return Err((format!("output does not match the council output schema: {}", errors.join("; ")), json!({"kind": "contract_invalid"})));
+                return Err((
+                    format!("output does not match the council output schema: {}", errors.join("; ")),
+                    json!({"kind": "contract_invalid"}),
+                ));
             }
             serde_json::from_value(env.payload).map_err(|e| (format!("output is not a council output: {e}"), json!({"kind": "contract_invalid"})))
         }
@@ -434,7 +530,14 @@ pub fn render_report(o: &CouncilOutput) -> String {
     } else {
         s.push_str("| # | Finding | Specialist | Confidence | Recommendation |\n|---|---|---|---|---|\n");
         for (i, f) in o.ranked_findings.iter().enumerate() {
-            s.push_str(&format!("| {} | {} | {} | {:.2} | {} |\n", i + 1, md_cell(&f.title), f.source_specialist, f.confidence, md_cell(&f.recommendation)));
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {} |\n",
+                i + 1,
+                md_cell(&f.title),
+                f.source_specialist,
+                f.confidence,
+                md_cell(&f.recommendation)
+            ));
         }
     }
     s.push_str("\n## Specialists\n");
@@ -500,7 +603,13 @@ mod tests {
         let g2 = compile(&v).expect("compile");
         assert_eq!(g1, g2);
         assert_eq!(g1.nodes.len(), 3);
-        assert_eq!(g1.edges, vec![("map:security.v1".into(), "reduce:default.v1".into()), ("map:operations.v1".into(), "reduce:default.v1".into())]);
+        assert_eq!(
+            g1.edges,
+            vec![
+                ("map:security.v1".into(), "reduce:default.v1".into()),
+                ("map:operations.v1".into(), "reduce:default.v1".into())
+            ]
+        );
         assert_eq!(g1.nodes[0].dirs[0].guest, "/workspace");
     }
 

@@ -118,7 +118,10 @@ impl Registry {
         let candidates: Vec<&Blueprint> = self.blueprints.iter().filter(|b| b.meta.id == id).collect();
         if candidates.is_empty() {
             let known: Vec<&str> = self.blueprints.iter().map(|b| b.meta.id.as_str()).collect();
-            return Err(LilyError::new(ErrorCode::BlueprintNotFound, format!("no blueprint {id:?}; known: {}", known.join(", "))));
+            return Err(LilyError::new(
+                ErrorCode::BlueprintNotFound,
+                format!("no blueprint {id:?}; known: {}", known.join(", ")),
+            ));
         }
         let req = match req {
             Some(r) => semver::VersionReq::parse(r).map_err(|e| LilyError::new(ErrorCode::BlueprintNotFound, format!("bad version requirement {r:?}: {e}")))?,
@@ -131,7 +134,10 @@ impl Registry {
             .copied()
             .ok_or_else(|| {
                 let versions: Vec<String> = candidates.iter().map(|b| b.meta.version.to_string()).collect();
-                LilyError::new(ErrorCode::BlueprintNotFound, format!("blueprint {id} has no version matching {req}; available: {}", versions.join(", ")))
+                LilyError::new(
+                    ErrorCode::BlueprintNotFound,
+                    format!("blueprint {id} has no version matching {req}; available: {}", versions.join(", ")),
+                )
             })
     }
 }
@@ -167,7 +173,12 @@ pub struct BlueprintFailure {
 
 impl BlueprintFailure {
     pub fn new(code: ErrorCode, message: impl Into<String>, cause: Value, retryable: bool) -> Self {
-        BlueprintFailure { code, message: message.into(), cause, retryable }
+        BlueprintFailure {
+            code,
+            message: message.into(),
+            cause,
+            retryable,
+        }
     }
 }
 
@@ -209,20 +220,38 @@ impl ExecCtx {
         let loaded = &prepared.loaded[&node.id];
         let grants = prepared.grants.get(&node.id).cloned().unwrap_or_default();
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let limits = Limits { deadline: self.limits.deadline.min(remaining), ..self.limits.clone() };
-        self.events.emit("step_started", json!({"node": node.id, "runnable": node.runnable, "digest": loaded.digest}));
+        let limits = Limits {
+            deadline: self.limits.deadline.min(remaining),
+            ..self.limits.clone()
+        };
+        self.events
+            .emit("step_started", json!({"node": node.id, "runnable": node.runnable, "digest": loaded.digest}));
         let report = self
             .sandbox
-            .run(loaded, StepRequest { input, grants, limits, effects_root: Some(self.effects_root.clone()), seeds: self.seeds })
+            .run(
+                loaded,
+                StepRequest {
+                    input,
+                    grants,
+                    limits,
+                    effects_root: Some(self.effects_root.clone()),
+                    seeds: self.seeds,
+                },
+            )
             .await;
         for e in &report.events {
-            self.events.emit("guest_event", json!({"node": node.id, "level": e.level, "kind": e.kind, "fields": e.fields}));
+            self.events
+                .emit("guest_event", json!({"node": node.id, "level": e.level, "kind": e.kind, "fields": e.fields}));
         }
         if report.events_dropped > 0 {
-            self.events.emit("guest_events_dropped", json!({"node": node.id, "dropped": report.events_dropped}));
+            self.events
+                .emit("guest_events_dropped", json!({"node": node.id, "dropped": report.events_dropped}));
         }
         for d in &report.denied_connections {
-            self.events.emit("capability_denied", json!({"node": node.id, "runnable": node.runnable, "capability": "network", "target": d}));
+            self.events.emit(
+                "capability_denied",
+                json!({"node": node.id, "runnable": node.runnable, "capability": "network", "target": d}),
+            );
         }
         if !report.stderr.is_empty() || !report.stdout.is_empty() {
             self.events.emit(
@@ -284,25 +313,25 @@ mod tests {
         let r = Registry::builtin();
         assert_eq!(r.resolve("council.v1", None).expect("found").meta.id, "council.v1");
         assert_eq!(r.resolve("council.v1", Some("^1.0")).expect("found").meta.version.major, 1);
-        let e = r.resolve("council.v1", Some("2")).err().expect("mismatch");
+        let e = r.resolve("council.v1", Some("2")).expect_err("mismatch");
         assert_eq!(e.code, ErrorCode::BlueprintNotFound);
         assert!(e.message.contains("available: 1."), "{}", e.message);
-        assert_eq!(r.resolve("nope", None).err().expect("missing").code, ErrorCode::BlueprintNotFound);
+        assert_eq!(r.resolve("nope", None).expect_err("missing").code, ErrorCode::BlueprintNotFound);
     }
 
     #[test]
     fn registry_admission_rejects_bad_contracts_and_duplicates() {
         let mut r = Registry::builtin();
         let good = council::blueprint();
-        assert_eq!(r.admit(good.clone()).err().expect("dup").code, ErrorCode::BlueprintContractInvalid);
+        assert_eq!(r.admit(good.clone()).expect_err("dup").code, ErrorCode::BlueprintContractInvalid);
         let mut blank = good.clone();
         blank.meta.summary = " ".into();
         blank.meta.version = semver::Version::new(9, 0, 0);
-        assert_eq!(r.admit(blank).err().expect("blank").code, ErrorCode::BlueprintContractInvalid);
+        assert_eq!(r.admit(blank).expect_err("blank").code, ErrorCode::BlueprintContractInvalid);
         let mut not_obj = good;
         not_obj.meta.version = semver::Version::new(9, 0, 1);
         not_obj.meta.input_schema = json!({"type": "string"});
-        assert_eq!(r.admit(not_obj).err().expect("schema").code, ErrorCode::BlueprintContractInvalid);
+        assert_eq!(r.admit(not_obj).expect_err("schema").code, ErrorCode::BlueprintContractInvalid);
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct RunnableRegistry {
 
 impl RunnableRegistry {
     pub fn new(root: Option<&Root>) -> RunnableRegistry {
-        RunnableRegistry { dir: root.map(Root::runnables_dir) }
+        RunnableRegistry {
+            dir: root.map(Root::runnables_dir),
+        }
     }
 
     /// Installed manifests, sorted by (id, version).
@@ -93,7 +95,9 @@ impl RunnableRegistry {
     /// Validate and install a component. Refuses a different component under
     /// an existing id+version unless `force`, and any built-in id.
     pub async fn install(&self, sandbox: &Sandbox, bytes: &[u8], expect_id: Option<&str>, force: bool) -> Result<Manifest, String> {
-        let Some(dir) = &self.dir else { return Err("no .lily/ root to install into".into()) };
+        let Some(dir) = &self.dir else {
+            return Err("no .lily/ root to install into".into());
+        };
         let loaded = sandbox.load(bytes).await.map_err(|e| format!("component refused: {}", e.0))?;
         let d = &loaded.descriptor;
         if let Some(want) = expect_id

@@ -60,28 +60,49 @@ pub fn blueprint() -> Blueprint {
 fn check_rel(what: &str, p: &str) -> Result<(), LilyError> {
     let path = std::path::Path::new(p);
     if p.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(LilyError::new(ErrorCode::BlueprintBindingsInvalid, format!("{what} {p:?} must be a path relative to the root, without '..'")));
+        return Err(LilyError::new(
+            ErrorCode::BlueprintBindingsInvalid,
+            format!("{what} {p:?} must be a path relative to the root, without '..'"),
+        ));
     }
     Ok(())
 }
 
 pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
-    let b: StepBindings = serde_json::from_value(bindings.clone()).map_err(|e| LilyError::new(ErrorCode::BlueprintBindingsInvalid, format!("step.v1 bindings: {e}")))?;
+    let b: StepBindings =
+        serde_json::from_value(bindings.clone()).map_err(|e| LilyError::new(ErrorCode::BlueprintBindingsInvalid, format!("step.v1 bindings: {e}")))?;
     if !crate::jobs::spec::valid_id(&b.runnable) {
-        return Err(LilyError::new(ErrorCode::BlueprintBindingsInvalid, format!("runnable id {:?} is not valid", b.runnable)));
+        return Err(LilyError::new(
+            ErrorCode::BlueprintBindingsInvalid,
+            format!("runnable id {:?} is not valid", b.runnable),
+        ));
     }
     let mut dirs = Vec::new();
     if let Some(w) = &b.workspace {
         check_rel("workspace", w)?;
-        dirs.push(DirRequest { path: w.clone(), guest: "/workspace".into(), perms: Perms::ReadOnly });
+        dirs.push(DirRequest {
+            path: w.clone(),
+            guest: "/workspace".into(),
+            perms: Perms::ReadOnly,
+        });
     }
     if let Some(s) = &b.state_dir {
         check_rel("state_dir", s)?;
-        dirs.push(DirRequest { path: s.clone(), guest: "/state".into(), perms: Perms::ReadWrite });
+        dirs.push(DirRequest {
+            path: s.clone(),
+            guest: "/state".into(),
+            perms: Perms::ReadWrite,
+        });
     }
     Ok(Graph {
         blueprint: ID.into(),
-        nodes: vec![Node { id: format!("step:{}", b.runnable), runnable: b.runnable, role: Role::Step, dirs, env: b.env }],
+        nodes: vec![Node {
+            id: format!("step:{}", b.runnable),
+            runnable: b.runnable,
+            role: Role::Step,
+            dirs,
+            env: b.env,
+        }],
         edges: Vec::new(),
     })
 }
@@ -92,7 +113,11 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     match report.outcome {
         Ok(env) => {
             let mut artifacts: Vec<(String, String, Vec<u8>)> = env.artifacts.into_iter().map(|a| (a.name, a.media_type, a.bytes)).collect();
-            artifacts.push(("result.json".into(), "application/json".into(), serde_json::to_vec_pretty(&env.payload).unwrap_or_default()));
+            artifacts.push((
+                "result.json".into(),
+                "application/json".into(),
+                serde_json::to_vec_pretty(&env.payload).unwrap_or_default(),
+            ));
             Ok(BlueprintOutput {
                 status: env.status,
                 payload: json!({"runnable": node.runnable, "result": env.payload}),

@@ -46,7 +46,17 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
-                    .map(|r| vec![r.id.clone(), format!("{:?}", r.state).to_lowercase(), r.kind.clone(), r.target.clone(), r.job_id.clone(), r.run_id.clone(), r.created_at.clone()])
+                    .map(|r| {
+                        vec![
+                            r.id.clone(),
+                            format!("{:?}", r.state).to_lowercase(),
+                            r.kind.clone(),
+                            r.target.clone(),
+                            r.job_id.clone(),
+                            r.run_id.clone(),
+                            r.created_at.clone(),
+                        ]
+                    })
                     .collect();
                 render::table(&["ID", "STATE", "KIND", "TARGET", "JOB", "RUN", "CREATED"], &rows);
             }
@@ -55,12 +65,19 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
         ApprovalsCmd::Show { id } => {
             let r = approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
             let proposed = std::fs::read(&r.content_path).unwrap_or_default();
-            let current = if r.kind == "write_file" { std::fs::read(root.path.join(&r.target)).ok() } else { None };
+            let current = if r.kind == "write_file" {
+                std::fs::read(root.path.join(&r.target)).ok()
+            } else {
+                None
+            };
             let diff = diff(current.as_deref(), &proposed);
             if g.json {
                 render::json(&json!({"request": r, "diff": diff}));
             } else {
-                println!("{} ({:?}) {} → {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}", r.id, r.state, r.kind, r.target, r.runnable, r.run_id, r.job_id, r.reason, r.bytes, r.sha256, r.expires_at);
+                println!(
+                    "{} ({:?}) {} → {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
+                    r.id, r.state, r.kind, r.target, r.runnable, r.run_id, r.job_id, r.reason, r.bytes, r.sha256, r.expires_at
+                );
                 println!("\n{diff}");
             }
             Ok(EXIT_OK)

@@ -13,10 +13,19 @@ pub const INIT_FILES: &[(&str, &str)] = &[
     (".lily/policy.yaml", STARTER_POLICY),
     (".lily/jobs/demo.job.yaml", include_str!("../../assets/example/demo.job.yaml")),
     (".lily/examples/workspace/README.md", include_str!("../../assets/example/workspace/README.md")),
-    (".lily/examples/workspace/config/settings.py", include_str!("../../assets/example/workspace/config/settings.py")),
-    (".lily/examples/workspace/deploy/aws.cfg", include_str!("../../assets/example/workspace/deploy/aws.cfg")),
+    (
+        ".lily/examples/workspace/config/settings.py",
+        include_str!("../../assets/example/workspace/config/settings.py"),
+    ),
+    (
+        ".lily/examples/workspace/deploy/aws.cfg",
+        include_str!("../../assets/example/workspace/deploy/aws.cfg"),
+    ),
     (".lily/examples/workspace/src/app.py", include_str!("../../assets/example/workspace/src/app.py")),
-    (".lily/examples/workspace/docs/architecture.md", include_str!("../../assets/example/workspace/docs/architecture.md")),
+    (
+        ".lily/examples/workspace/docs/architecture.md",
+        include_str!("../../assets/example/workspace/docs/architecture.md"),
+    ),
     (".lily/examples/workspace/.env", include_str!("../../assets/example/workspace/.env")),
 ];
 

@@ -87,7 +87,10 @@ fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
                     TriggerType::Manual => ("manual".to_string(), None),
                     TriggerType::Cron => {
                         let next = s.schedule().and_then(|sch| sch.next_after(now)).map(|t| sch_fire(s, t));
-                        (format!("cron {:?} {}", s.trigger.cron.as_deref().unwrap_or(""), s.effective_timezone().unwrap_or("")), next)
+                        (
+                            format!("cron {:?} {}", s.trigger.cron.as_deref().unwrap_or(""), s.effective_timezone().unwrap_or("")),
+                            next,
+                        )
                     }
                 };
                 let last = store::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
@@ -99,13 +102,21 @@ fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
                         Some(n) => format!("{trigger} (next {n})"),
                         None => trigger.clone(),
                     },
-                    last.as_ref().map(|l| format!("{} {}", l.status.as_str(), l.run_id)).unwrap_or_else(|| "-".into()),
+                    last.as_ref()
+                        .map(|l| format!("{} {}", l.status.as_str(), l.run_id))
+                        .unwrap_or_else(|| "-".into()),
                     if dup { format!("duplicate id ({path})") } else { String::new() },
                 ]);
                 out.push(json!({"id": s.id, "title": s.title, "file": path, "trigger": trigger, "next_fire": next, "last_run": last, "duplicate_id": dup}));
             }
             Err(e) => {
-                rows.push(vec![f.id_hint(), "-".into(), "-".into(), "-".into(), format!("error[{}]: {}", e.code, e.message)]);
+                rows.push(vec![
+                    f.id_hint(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("error[{}]: {}", e.code, e.message),
+                ]);
                 out.push(json!({"file": path, "error": {"code": e.code.as_str(), "message": e.message}}));
             }
         }
@@ -128,7 +139,11 @@ fn sch_fire(s: &spec::JobSpec, t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>) -> Result<i32, LilyError> {
-    let specs = if files.is_empty() { spec::discover(&root.jobs_dir) } else { files.iter().map(|f| spec::load_file(f)).collect() };
+    let specs = if files.is_empty() {
+        spec::discover(&root.jobs_dir)
+    } else {
+        files.iter().map(|f| spec::load_file(f)).collect()
+    };
     let lily = Lily::open(root).map_err(internal)?;
     let policy = Policy::load(&lily.root);
     let mut results = Vec::new();
@@ -192,7 +207,17 @@ async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool)
     } else {
         None
     };
-    let res = lily.run_job(id, RunOptions { wait, cancel, observer, ..RunOptions::default() }).await?;
+    let res = lily
+        .run_job(
+            id,
+            RunOptions {
+                wait,
+                cancel,
+                observer,
+                ..RunOptions::default()
+            },
+        )
+        .await?;
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
@@ -270,10 +295,22 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
     println!("job {} → blueprint {}@{}", s.id, p.blueprint.meta.id, p.blueprint.meta.version);
     println!("\nnodes:");
     for n in &nodes {
-        println!("  {}  ({} {}, {} {})", n["id"].as_str().unwrap_or(""), n["kind"].as_str().unwrap_or(""), n["version"].as_str().unwrap_or(""), n["role"].as_str().unwrap_or(""), n["digest"].as_str().unwrap_or(""));
+        println!(
+            "  {}  ({} {}, {} {})",
+            n["id"].as_str().unwrap_or(""),
+            n["kind"].as_str().unwrap_or(""),
+            n["version"].as_str().unwrap_or(""),
+            n["role"].as_str().unwrap_or(""),
+            n["digest"].as_str().unwrap_or("")
+        );
         if let Some(dirs) = n["grants"]["dirs"].as_array() {
             for d in dirs {
-                println!("      fs {} → {} ({})", d["host"].as_str().unwrap_or(""), d["guest"].as_str().unwrap_or(""), d["perms"].as_str().unwrap_or(""));
+                println!(
+                    "      fs {} → {} ({})",
+                    d["host"].as_str().unwrap_or(""),
+                    d["guest"].as_str().unwrap_or(""),
+                    d["perms"].as_str().unwrap_or("")
+                );
             }
         }
         for e in n["grants"]["env"].as_array().into_iter().flatten() {
@@ -287,7 +324,14 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
     for (a, b) in &p.prepared.graph.edges {
         println!("  {a} → {b}");
     }
-    println!("\nlimits: memory {} MiB, fuel {}, deadline {} s, output ≤ {} bytes, ≤ {} events/step", p.limits.memory_bytes >> 20, p.limits.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into()), p.limits.deadline.as_secs(), p.limits.max_output_bytes, p.limits.max_events);
+    println!(
+        "\nlimits: memory {} MiB, fuel {}, deadline {} s, output ≤ {} bytes, ≤ {} events/step",
+        p.limits.memory_bytes >> 20,
+        p.limits.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into()),
+        p.limits.deadline.as_secs(),
+        p.limits.max_output_bytes,
+        p.limits.max_events
+    );
     println!("\npolicy decisions:");
     for d in &p.decisions {
         println!("  {} — {} ({})", d.subject, d.decision, d.reason);
@@ -299,12 +343,16 @@ fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Resul
     match run {
         Some(r) => {
             let p = root.runs_dir().join(id).join(r);
-            if p.join(store::RECEIPT).exists() { Ok(p) } else { Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {r} of job {id}"))) }
+            if p.join(store::RECEIPT).exists() {
+                Ok(p)
+            } else {
+                Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {r} of job {id}")))
+            }
         }
-        None => store::run_dirs(&root.runs_dir(), id)
-            .into_iter()
-            .next()
-            .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display())).with_hint(format!("start one with `lily jobs run {id}`"))),
+        None => store::run_dirs(&root.runs_dir(), id).into_iter().next().ok_or_else(|| {
+            LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display()))
+                .with_hint(format!("start one with `lily jobs run {id}`"))
+        }),
     }
 }
 
@@ -326,7 +374,13 @@ fn print_event(e: &Value, json_out: bool) {
             rest.push_str(&format!(" {k}={v}"));
         }
     }
-    println!("{:>4} {} {}{}", e["seq"], e["ts"].as_str().unwrap_or(""), e["type"].as_str().unwrap_or(""), rest);
+    println!(
+        "{:>4} {} {}{}",
+        e["seq"],
+        e["ts"].as_str().unwrap_or(""),
+        e["type"].as_str().unwrap_or(""),
+        rest
+    );
 }
 
 async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
@@ -355,7 +409,10 @@ async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&
                 let again = store::read_events(&dir);
                 if again.len() == seen {
                     if !g.json {
-                        eprintln!("run {} was interrupted (its process is gone)", dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+                        eprintln!(
+                            "run {} was interrupted (its process is gone)",
+                            dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                        );
                     }
                     return Ok(EXIT_INTERNAL);
                 }
@@ -380,7 +437,8 @@ async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&
 fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, status: Option<&str>) -> Result<i32, LilyError> {
     let status = match status {
         Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
-            LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}")).with_hint("one of succeeded, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
+            LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}"))
+                .with_hint("one of succeeded, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
         })?),
         None => None,
     };
@@ -411,14 +469,20 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
 }
 
 fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
-    let dir = store::find_run(&root.runs_dir(), run_id).ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
+    let dir = store::find_run(&root.runs_dir(), run_id)
+        .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
     let r = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
     if g.json {
         render::json(&r);
         return Ok(EXIT_OK);
     }
     println!("run {} of job {}: {}", r.run_id, r.job_id, r.status.as_str());
-    println!("  target    {} {} {}", r.target["kind"].as_str().unwrap_or(""), r.target["id"].as_str().unwrap_or(""), r.target["version"].as_str().unwrap_or(""));
+    println!(
+        "  target    {} {} {}",
+        r.target["kind"].as_str().unwrap_or(""),
+        r.target["id"].as_str().unwrap_or(""),
+        r.target["version"].as_str().unwrap_or("")
+    );
     println!("  trigger   {}", r.trigger);
     if let Some(of) = &r.replay_of {
         println!("  replay of {of}");
@@ -429,7 +493,10 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
     if let Some(e) = &r.error {
         println!("\nfirst error: {} — {}", e.code, e.message);
         if let Some(seq) = e.first_event_seq {
-            println!("  first appeared in events.jsonl at seq {seq} (`lily jobs tail {} --run {} -n 1000 | grep error_code`)", r.job_id, r.run_id);
+            println!(
+                "  first appeared in events.jsonl at seq {seq} (`lily jobs tail {} --run {} -n 1000 | grep error_code`)",
+                r.job_id, r.run_id
+            );
         }
         if !e.cause.is_null() {
             println!("  cause: {}", e.cause);
@@ -437,12 +504,23 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
     }
     println!("\nattempts:");
     for a in &r.attempts {
-        println!("  #{} {} {}{}", a.n, a.status, a.error_code.as_deref().unwrap_or(""), if a.will_retry { " (will retry)" } else { "" });
+        println!(
+            "  #{} {} {}{}",
+            a.n,
+            a.status,
+            a.error_code.as_deref().unwrap_or(""),
+            if a.will_retry { " (will retry)" } else { "" }
+        );
     }
     if !r.components.is_empty() {
         println!("\ncomponents:");
         for c in &r.components {
-            println!("  {} {} {}", c["node"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or(""), c["digest"].as_str().unwrap_or(""));
+            println!(
+                "  {} {} {}",
+                c["node"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or(""),
+                c["digest"].as_str().unwrap_or("")
+            );
         }
     }
     if !r.artifacts.is_empty() {
@@ -454,7 +532,13 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
     if !r.approvals_requested.is_empty() {
         println!("\napprovals requested:");
         for a in &r.approvals_requested {
-            println!("  {} {} {} {}", a["id"].as_str().unwrap_or(""), a["kind"].as_str().unwrap_or(""), a["target"].as_str().unwrap_or(""), a["state"].as_str().unwrap_or(""));
+            println!(
+                "  {} {} {} {}",
+                a["id"].as_str().unwrap_or(""),
+                a["kind"].as_str().unwrap_or(""),
+                a["target"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or("")
+            );
         }
     }
     if let Some(s) = r.payload.get("summary").and_then(Value::as_str) {

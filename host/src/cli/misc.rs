@@ -54,9 +54,18 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
     match cmd {
         BlueprintsCmd::List => {
             if g.json {
-                render::json(&reg.list().iter().map(|b| json!({"id": b.meta.id, "version": b.meta.version.to_string(), "summary": b.meta.summary})).collect::<Vec<_>>());
+                render::json(
+                    &reg.list()
+                        .iter()
+                        .map(|b| json!({"id": b.meta.id, "version": b.meta.version.to_string(), "summary": b.meta.summary}))
+                        .collect::<Vec<_>>(),
+                );
             } else {
-                let rows: Vec<Vec<String>> = reg.list().iter().map(|b| vec![b.meta.id.clone(), b.meta.version.to_string(), b.meta.summary.clone()]).collect();
+                let rows: Vec<Vec<String>> = reg
+                    .list()
+                    .iter()
+                    .map(|b| vec![b.meta.id.clone(), b.meta.version.to_string(), b.meta.summary.clone()])
+                    .collect();
                 render::table(&["ID", "VERSION", "SUMMARY"], &rows);
             }
         }
@@ -65,8 +74,18 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
             if g.json {
                 render::json(&b.meta);
             } else {
-                println!("{} {}\n{}\n\nartifacts: {}\n", b.meta.id, b.meta.version, b.meta.summary, b.meta.artifacts.join(", "));
-                for (name, s) in [("bindings schema", &b.meta.bindings_schema), ("input schema", &b.meta.input_schema), ("output schema", &b.meta.output_schema)] {
+                println!(
+                    "{} {}\n{}\n\nartifacts: {}\n",
+                    b.meta.id,
+                    b.meta.version,
+                    b.meta.summary,
+                    b.meta.artifacts.join(", ")
+                );
+                for (name, s) in [
+                    ("bindings schema", &b.meta.bindings_schema),
+                    ("input schema", &b.meta.input_schema),
+                    ("output schema", &b.meta.output_schema),
+                ] {
                     println!("{name}:\n{}\n", serde_json::to_string_pretty(s).unwrap_or_default());
                 }
             }
@@ -78,14 +97,20 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
 pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> {
     let root = root(g).ok();
     let registry = RunnableRegistry::new(root.as_ref());
-    let sandbox = Sandbox::new(SandboxOptions { cache_dir: root.as_ref().map(|r| r.cache_dir()) }).map_err(internal)?;
+    let sandbox = Sandbox::new(SandboxOptions {
+        cache_dir: root.as_ref().map(|r| r.cache_dir()),
+    })
+    .map_err(internal)?;
     let contract = |msg: String| LilyError::new(ErrorCode::BlueprintContractInvalid, msg);
     match cmd {
         RunnablesCmd::Inspect { target } => {
             let bytes: Vec<u8> = if target.ends_with(".wasm") || std::path::Path::new(&target).is_file() {
                 std::fs::read(&target).map_err(|e| contract(format!("{target}: {e}")))?
             } else {
-                registry.bytes(&target).map(|(b, _)| b.into_owned()).ok_or_else(|| contract(format!("no runnable {target:?} (not a file, built-in or installed id)")))?
+                registry
+                    .bytes(&target)
+                    .map(|(b, _)| b.into_owned())
+                    .ok_or_else(|| contract(format!("no runnable {target:?} (not a file, built-in or installed id)")))?
             };
             let l = sandbox.load(&bytes).await.map_err(|e| contract(format!("{target}: {}", e.0)))?;
             let out = json!({"descriptor": l.descriptor, "imports": l.imports, "digest": l.digest, "bytes": l.size});
@@ -93,7 +118,15 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 render::json(&out);
             } else {
                 let d = &l.descriptor;
-                println!("{} {} ({})\n{}\n\ndigest: {}\nsize:   {} bytes\n\nimports (capabilities it could ask for):", d.id, d.version, d.kind.as_str(), d.summary, l.digest, l.size);
+                println!(
+                    "{} {} ({})\n{}\n\ndigest: {}\nsize:   {} bytes\n\nimports (capabilities it could ask for):",
+                    d.id,
+                    d.version,
+                    d.kind.as_str(),
+                    d.summary,
+                    l.digest,
+                    l.size
+                );
                 for i in &l.imports {
                     println!("  {i}");
                 }
@@ -110,7 +143,9 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 }
             }
             for (m, path) in registry.installed() {
-                out.push(json!({"id": m.id, "source": "installed", "kind": m.kind, "version": m.version, "digest": m.digest, "imports": m.imports, "path": path}));
+                out.push(
+                    json!({"id": m.id, "source": "installed", "kind": m.kind, "version": m.version, "digest": m.digest, "imports": m.imports, "path": path}),
+                );
             }
             if g.json {
                 render::json(&out);
@@ -118,7 +153,13 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 let rows: Vec<Vec<String>> = out
                     .iter()
                     .map(|r| {
-                        let caps: Vec<String> = r["imports"].as_array().into_iter().flatten().filter_map(|i| i.as_str()).map(|i| i.split('@').next().unwrap_or(i).to_string()).collect();
+                        let caps: Vec<String> = r["imports"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|i| i.as_str())
+                            .map(|i| i.split('@').next().unwrap_or(i).to_string())
+                            .collect();
                         vec![
                             r["id"].as_str().unwrap_or("").into(),
                             r["kind"].as_str().unwrap_or("").into(),
@@ -153,11 +194,21 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
     match cmd {
         PolicyCmd::Check => {
             let p = Policy::load(&root)?;
-            let src = p.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "no policy file: deny-everything defaults".into());
+            let src = p
+                .source
+                .as_ref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_else(|| "no policy file: deny-everything defaults".into());
             if g.json {
                 render::json(&json!({"ok": true, "source": src, "policy": p.file}));
             } else {
-                println!("ok: {src}\n  {} runnable entries; effects: write_file {:?}, publish {:?}, send {:?}", p.file.runnables.len(), p.file.effects.write_file.default, p.file.effects.publish.default, p.file.effects.send.default);
+                println!(
+                    "ok: {src}\n  {} runnable entries; effects: write_file {:?}, publish {:?}, send {:?}",
+                    p.file.runnables.len(),
+                    p.file.effects.write_file.default,
+                    p.file.effects.publish.default,
+                    p.file.effects.send.default
+                );
             }
             Ok(EXIT_OK)
         }
@@ -167,20 +218,36 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
             let policy = Policy::load(&lily.root)?;
             match lily.plan(&spec, &policy).await {
                 Ok(p) => {
-                    let steps: Vec<serde_json::Value> = p.prepared.graph.nodes.iter().map(|n| json!({"node": n.id, "runnable": n.runnable, "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())})).collect();
+                    let steps: Vec<serde_json::Value> = p
+                        .prepared
+                        .graph
+                        .nodes
+                        .iter()
+                        .map(|n| json!({"node": n.id, "runnable": n.runnable, "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())}))
+                        .collect();
                     if g.json {
                         render::json(&json!({"job_id": job_id, "steps": steps, "limits": p.limits, "decisions": p.decisions}));
                     } else {
-                        println!("job {job_id}: allowed by {}", policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults".into()));
+                        println!(
+                            "job {job_id}: allowed by {}",
+                            policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults".into())
+                        );
                         for s in &steps {
                             println!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
                             let gr = &s["grants"];
-                            let none = gr["dirs"].as_array().is_none_or(|a| a.is_empty()) && gr["env"].as_array().is_none_or(|a| a.is_empty()) && gr["network"].as_array().is_none_or(|a| a.is_empty());
+                            let none = gr["dirs"].as_array().is_none_or(|a| a.is_empty())
+                                && gr["env"].as_array().is_none_or(|a| a.is_empty())
+                                && gr["network"].as_array().is_none_or(|a| a.is_empty());
                             if none {
                                 println!("  nothing granted (no files, no env, no network)");
                             }
                             for d in gr["dirs"].as_array().into_iter().flatten() {
-                                println!("  fs  {} at {} ({})", d["host"].as_str().unwrap_or(""), d["guest"].as_str().unwrap_or(""), d["perms"].as_str().unwrap_or(""));
+                                println!(
+                                    "  fs  {} at {} ({})",
+                                    d["host"].as_str().unwrap_or(""),
+                                    d["guest"].as_str().unwrap_or(""),
+                                    d["perms"].as_str().unwrap_or("")
+                                );
                             }
                             for e in gr["env"].as_array().into_iter().flatten() {
                                 println!("  env {}", e.as_str().unwrap_or(""));

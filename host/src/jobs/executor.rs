@@ -40,15 +40,25 @@ pub struct Lily {
 #[derive(Debug, Clone)]
 pub enum TriggerInfo {
     Manual,
-    Cron { scheduled_for: chrono::DateTime<Utc>, local: String, timezone: String },
-    Replay { of: String },
+    Cron {
+        scheduled_for: chrono::DateTime<Utc>,
+        local: String,
+        timezone: String,
+    },
+    Replay {
+        of: String,
+    },
 }
 
 impl TriggerInfo {
     fn to_json(&self) -> Value {
         match self {
             TriggerInfo::Manual => json!({"type": "manual"}),
-            TriggerInfo::Cron { scheduled_for, local, timezone } => {
+            TriggerInfo::Cron {
+                scheduled_for,
+                local,
+                timezone,
+            } => {
                 json!({"type": "cron", "scheduled_for": rfc3339(*scheduled_for), "scheduled_for_local": local, "timezone": timezone})
             }
             TriggerInfo::Replay { of } => json!({"type": "replay", "replay_of": of}),
@@ -92,7 +102,14 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { trigger: TriggerInfo::Manual, wait: false, cancel: Cancel::new(), observer: None, spec_override: None, seeds: None }
+        RunOptions {
+            trigger: TriggerInfo::Manual,
+            wait: false,
+            cancel: Cancel::new(),
+            observer: None,
+            spec_override: None,
+            seeds: None,
+        }
     }
 }
 
@@ -131,20 +148,36 @@ pub struct PlanError {
 
 impl PlanError {
     fn new(code: ErrorCode, inner: &LilyError, retryable: bool) -> PlanError {
-        let status = if code == ErrorCode::JobPolicyDenied { RunStatus::Denied } else { RunStatus::Failed };
+        let status = if code == ErrorCode::JobPolicyDenied {
+            RunStatus::Denied
+        } else {
+            RunStatus::Failed
+        };
         let mut error = LilyError::new(code, inner.message.clone());
         error.hint = inner.hint.clone();
         error.details = inner.details.clone();
-        PlanError { error, cause: json!({"code": inner.code.as_str(), "message": inner.message}), retryable, status }
+        PlanError {
+            error,
+            cause: json!({"code": inner.code.as_str(), "message": inner.message}),
+            retryable,
+            status,
+        }
     }
 }
 
 impl Lily {
     /// Open a root with a sandbox whose compile cache lives in `.lily/cache/`.
     pub fn open(root: Root) -> anyhow::Result<Lily> {
-        let sandbox = Sandbox::new(SandboxOptions { cache_dir: Some(root.cache_dir()) })?;
+        let sandbox = Sandbox::new(SandboxOptions {
+            cache_dir: Some(root.cache_dir()),
+        })?;
         let runnables = RunnableRegistry::new(Some(&root));
-        Ok(Lily { root, sandbox: Arc::new(sandbox), blueprints: Registry::builtin(), runnables })
+        Ok(Lily {
+            root,
+            sandbox: Arc::new(sandbox),
+            blueprints: Registry::builtin(),
+            runnables,
+        })
     }
 
     /// Step 1: find and validate the spec.
@@ -161,17 +194,34 @@ impl Lily {
             .resolve(&spec.target.id, spec.target.version.as_deref())
             .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?
             .clone();
-        let graph = blueprint.compile(&spec.bindings).map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        let graph = blueprint
+            .compile(&spec.bindings)
+            .map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
-        let grants = self.grants_for(&graph, policy, &mut decisions).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
+        let grants = self
+            .grants_for(&graph, policy, &mut decisions)
+            .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let limits = policy.limits_for(spec);
-        let loaded = self.load_graph(&graph).await.map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
-        let prepared = Prepared { graph, bindings: spec.bindings.clone(), loaded, grants };
+        let loaded = self
+            .load_graph(&graph)
+            .await
+            .map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
+        let prepared = Prepared {
+            graph,
+            bindings: spec.bindings.clone(),
+            loaded,
+            grants,
+        };
         blueprint.check_kinds(&prepared).map_err(|e| {
             let retry = e.code == ErrorCode::BlueprintCompileFailed;
             PlanError::new(ErrorCode::JobExecutionFailed, &e, retry)
         })?;
-        Ok(Plan { blueprint, prepared, decisions, limits })
+        Ok(Plan {
+            blueprint,
+            prepared,
+            decisions,
+            limits,
+        })
     }
 
     fn grants_for(&self, graph: &Graph, policy: &Policy, decisions: &mut Vec<Decision>) -> Result<BTreeMap<String, Grants>, LilyError> {
@@ -187,7 +237,11 @@ impl Lily {
             decisions.extend(env_dec);
             let grants = policy.grants_for(&node.runnable, dirs, env);
             for n in &grants.network {
-                decisions.push(Decision { subject: format!("{}: network {n}", node.runnable), decision: "granted".into(), reason: "listed in policy".into() });
+                decisions.push(Decision {
+                    subject: format!("{}: network {n}", node.runnable),
+                    decision: "granted".into(),
+                    reason: "listed in policy".into(),
+                });
             }
             out.insert(node.id.clone(), grants);
         }
@@ -211,13 +265,18 @@ impl Lily {
                     }
                 }
                 Err(e) => {
-                    return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {} was refused: {e}", node.runnable)));
+                    return Err(LilyError::new(
+                        ErrorCode::BlueprintContractInvalid,
+                        format!("runnable {} was refused: {e}", node.runnable),
+                    ));
                 }
             }
         }
         if !unresolved.is_empty() {
-            return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
-                .with_hint("`lily runnables list` shows the built-in and installed runnables"));
+            return Err(
+                LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
+                    .with_hint("`lily runnables list` shows the built-in and installed runnables"),
+            );
         }
         Ok(loaded)
     }
@@ -233,8 +292,12 @@ impl Lily {
         let policy = Policy::load(&self.root);
 
         // Every later outcome gets a run directory with a receipt.
-        let run = RunDir::create(&self.root.runs_dir(), &spec.id)
-            .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot create a run directory under {}: {e}", self.root.runs_dir().display())))?;
+        let run = RunDir::create(&self.root.runs_dir(), &spec.id).map_err(|e| {
+            LilyError::new(
+                ErrorCode::JobExecutionFailed,
+                format!("cannot create a run directory under {}: {e}", self.root.runs_dir().display()),
+            )
+        })?;
         if let Some(raw) = &spec_file.raw {
             let _ = crate::util::atomic_write(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes());
         }
@@ -242,15 +305,27 @@ impl Lily {
             EventLog::create(&run.path, &run.run_id, opts.observer)
                 .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write events: {e}")))?,
         );
-        let mut receipt = Receipt::start(&spec.id, &run.run_id, opts.trigger.to_json(), spec_file.sha256.as_deref().unwrap_or(""), &spec_file.path.display().to_string());
-        let seeds = opts.seeds.unwrap_or_else(|| Seeds { wall_clock_start_ns: now_ns(), random_seed: crate::util::random_u64() });
+        let mut receipt = Receipt::start(
+            &spec.id,
+            &run.run_id,
+            opts.trigger.to_json(),
+            spec_file.sha256.as_deref().unwrap_or(""),
+            &spec_file.path.display().to_string(),
+        );
+        let seeds = opts.seeds.unwrap_or_else(|| Seeds {
+            wall_clock_start_ns: now_ns(),
+            random_seed: crate::util::random_u64(),
+        });
         receipt.seeds = Some(seeds);
         if let TriggerInfo::Replay { of } = &opts.trigger {
             receipt.replay_of = Some(of.clone());
         }
         receipt.target = json!({"kind": spec.target.kind, "id": spec.target.id, "requirement": spec.target.version, "input": spec.target.input});
         write_receipt(&run, &receipt)?;
-        events.emit("job_started", json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}));
+        events.emit(
+            "job_started",
+            json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
+        );
 
         let policy = match policy {
             Ok(p) => p,
@@ -267,10 +342,13 @@ impl Lily {
             Err(pe) if !pe.retryable => return self.finish_without_attempt(run, events, receipt, &spec, pe),
             Err(pe) => {
                 // Compile failures are retried like execution failures below.
-                return self.run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), started).await;
+                return self
+                    .run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), started)
+                    .await;
             }
         };
-        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, started).await
+        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, started)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -299,9 +377,9 @@ impl Lily {
                 return self.finish_without_attempt(run, events, receipt, spec, pe);
             }
         };
-        receipt.policy["decisions"].as_array_mut().map(|d| {
-            d.push(json!({"subject": "runtime.max_parallel_runs", "decision": "allowed", "reason": format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs)}))
-        });
+        if let Some(d) = receipt.policy["decisions"].as_array_mut() {
+            d.push(json!({"subject": "runtime.max_parallel_runs", "decision": "allowed", "reason": format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs)}));
+        }
         write_receipt(&run, &receipt)?;
 
         let max_attempts = spec.runtime.retry_max + 1;
@@ -366,16 +444,39 @@ impl Lily {
                 r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
                 _ = cancel.cancelled() => None,
             };
-            receipt.steps.extend(ctx.steps.lock().map(|s| s.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).collect::<Vec<_>>()).unwrap_or_default());
+            receipt.steps.extend(
+                ctx.steps
+                    .lock()
+                    .map(|s| s.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
             let proposals = ctx.proposals.lock().map(|p| p.clone()).unwrap_or_default();
             match result {
                 None => {
                     cancelled = true;
-                    receipt.attempts.push(Attempt { n, status: "cancelled".into(), started_at: rfc3339(att_start), ended_at: rfc3339(Utc::now()), error_code: None, message: Some("cancelled".into()), retryable: false, will_retry: false });
+                    receipt.attempts.push(Attempt {
+                        n,
+                        status: "cancelled".into(),
+                        started_at: rfc3339(att_start),
+                        ended_at: rfc3339(Utc::now()),
+                        error_code: None,
+                        message: Some("cancelled".into()),
+                        retryable: false,
+                        will_retry: false,
+                    });
                     break;
                 }
                 Some(Ok(Ok(out))) => {
-                    receipt.attempts.push(Attempt { n, status: "succeeded".into(), started_at: rfc3339(att_start), ended_at: rfc3339(Utc::now()), error_code: None, message: None, retryable: false, will_retry: false });
+                    receipt.attempts.push(Attempt {
+                        n,
+                        status: "succeeded".into(),
+                        started_at: rfc3339(att_start),
+                        ended_at: rfc3339(Utc::now()),
+                        error_code: None,
+                        message: None,
+                        retryable: false,
+                        will_retry: false,
+                    });
                     events.emit("job_attempt_succeeded", json!({"attempt": n}));
                     success = Some((out, proposals));
                     break;
@@ -390,7 +491,10 @@ impl Lily {
                     }
                 }
                 Some(Err(_elapsed)) => {
-                    let err = LilyError::new(ErrorCode::JobExecutionFailed, format!("attempt timed out after {} s", spec.runtime.timeout_seconds));
+                    let err = LilyError::new(
+                        ErrorCode::JobExecutionFailed,
+                        format!("attempt timed out after {} s", spec.runtime.timeout_seconds),
+                    );
                     let cause = json!({"code": "blueprint_execution_failed", "message": "timeout", "detail": {"kind": "timeout", "timeout_seconds": spec.runtime.timeout_seconds}});
                     let will_retry = n < max_attempts;
                     last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &err, cause, true, will_retry));
@@ -410,7 +514,12 @@ impl Lily {
         // 6. Persist.
         if cancelled {
             receipt.status = RunStatus::Cancelled;
-            receipt.error = Some(ReceiptError { code: ErrorCode::JobExecutionFailed.as_str().into(), message: "run cancelled".into(), cause: json!({"kind": "cancelled"}), first_event_seq: None });
+            receipt.error = Some(ReceiptError {
+                code: ErrorCode::JobExecutionFailed.as_str().into(),
+                message: "run cancelled".into(),
+                cause: json!({"kind": "cancelled"}),
+                first_event_seq: None,
+            });
             events.emit("job_cancelled", json!({}));
             return self.finalize(run, events, receipt, spec);
         }
@@ -422,7 +531,10 @@ impl Lily {
                     if wanted.as_ref().is_some_and(|w| !w.contains(&name)) {
                         continue;
                     }
-                    if matches!(name.as_str(), store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT) {
+                    if matches!(
+                        name.as_str(),
+                        store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT
+                    ) {
                         continue;
                     }
                     let rec = run.write_file(&name, &media, &bytes).map_err(|e| io_failed(&run, e))?;
@@ -430,14 +542,31 @@ impl Lily {
                 }
                 receipt.payload = out.payload;
                 receipt.references = out.references;
-                receipt.approvals_requested = crate::policy::approvals::record_proposals(&self.root, &run.path, &spec.id, &run.run_id, policy, &proposals, spec.output.publish.as_ref(), &*events);
+                receipt.approvals_requested = crate::policy::approvals::record_proposals(
+                    &self.root,
+                    &run.path,
+                    &spec.id,
+                    &run.run_id,
+                    policy,
+                    &proposals,
+                    spec.output.publish.as_ref(),
+                    &*events,
+                );
                 receipt.status = RunStatus::Succeeded;
-                events.emit("job_completed", json!({"status": out.status, "artifacts": receipt.artifacts.iter().map(|a| &a.name).collect::<Vec<_>>()}));
+                events.emit(
+                    "job_completed",
+                    json!({"status": out.status, "artifacts": receipt.artifacts.iter().map(|a| &a.name).collect::<Vec<_>>()}),
+                );
             }
             None => {
                 let (code, message, cause) = last.unwrap_or((ErrorCode::JobExecutionFailed, "no attempt ran".into(), Value::Null));
                 receipt.status = RunStatus::Failed;
-                receipt.error = Some(ReceiptError { code: code.as_str().into(), message: message.clone(), cause: cause.clone(), first_event_seq: events.first_error_seq() });
+                receipt.error = Some(ReceiptError {
+                    code: code.as_str().into(),
+                    message: message.clone(),
+                    cause: cause.clone(),
+                    first_event_seq: events.first_error_seq(),
+                });
                 events.emit("job_failed", json!({"error_code": code.as_str(), "message": message, "cause": cause}));
             }
         }
@@ -466,18 +595,29 @@ impl Lily {
             retryable,
             will_retry,
         });
-        events.emit("job_attempt_failed", json!({"attempt": n, "error_code": err.code.as_str(), "message": err.message, "cause": cause, "retryable": retryable, "will_retry": will_retry}));
+        events.emit(
+            "job_attempt_failed",
+            json!({"attempt": n, "error_code": err.code.as_str(), "message": err.message, "cause": cause, "retryable": retryable, "will_retry": will_retry}),
+        );
         (err.code, err.message.clone(), cause)
     }
 
     fn finish_without_attempt(&self, run: RunDir, events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec, pe: PlanError) -> Result<RunResult, LilyError> {
         receipt.status = pe.status;
         let kind = if pe.status == RunStatus::Denied { "policy_denied" } else { "job_failed" };
-        events.emit(kind, json!({"error_code": pe.error.code.as_str(), "message": pe.error.message, "cause": pe.cause, "hint": pe.error.hint}));
+        events.emit(
+            kind,
+            json!({"error_code": pe.error.code.as_str(), "message": pe.error.message, "cause": pe.cause, "hint": pe.error.hint}),
+        );
         if pe.status == RunStatus::Denied {
             events.emit("job_denied", json!({"error_code": pe.error.code.as_str()}));
         }
-        receipt.error = Some(ReceiptError { code: pe.error.code.as_str().into(), message: pe.error.message.clone(), cause: json!({"cause": pe.cause, "hint": pe.error.hint, "details": pe.error.details}), first_event_seq: events.first_error_seq() });
+        receipt.error = Some(ReceiptError {
+            code: pe.error.code.as_str().into(),
+            message: pe.error.message.clone(),
+            cause: json!({"cause": pe.cause, "hint": pe.error.hint, "details": pe.error.details}),
+            first_event_seq: events.first_error_seq(),
+        });
         self.finalize(run, events, receipt, spec)
     }
 
@@ -491,7 +631,11 @@ impl Lily {
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
         receipt.artifacts.push(rec);
         write_receipt(&run, &receipt)?;
-        Ok(RunResult { run_dir: run.path.clone(), receipt, summary: text })
+        Ok(RunResult {
+            run_dir: run.path.clone(),
+            receipt,
+            summary: text,
+        })
     }
 }
 
@@ -523,7 +667,10 @@ fn write_receipt(run: &RunDir, r: &Receipt) -> Result<(), LilyError> {
 }
 
 fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Sleep for `d`, or return `true` early when cancelled.
@@ -542,15 +689,23 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
     loop {
         for i in 0..max {
             let path = dir.join(format!("slot-{i}.lock"));
-            let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", path.display())))?;
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", path.display())))?;
             if f.try_lock().is_ok() {
                 return Ok((f, i));
             }
         }
         if !wait {
-            return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("parallel run cap reached: {job_id} already has {max} run(s) in progress (runtime.max_parallel_runs = {max})"))
-                .with_hint("wait for the running run to finish, or use `lily jobs run --wait`")
-                .with_details(json!({"reason": "parallel_run_cap", "max_parallel_runs": max})));
+            return Err(LilyError::new(
+                ErrorCode::JobPolicyDenied,
+                format!("parallel run cap reached: {job_id} already has {max} run(s) in progress (runtime.max_parallel_runs = {max})"),
+            )
+            .with_hint("wait for the running run to finish, or use `lily jobs run --wait`")
+            .with_details(json!({"reason": "parallel_run_cap", "max_parallel_runs": max})));
         }
         if sleep_or_cancel(Duration::from_millis(100), cancel).await {
             return Err(LilyError::new(ErrorCode::JobExecutionFailed, "cancelled while waiting for a parallel-run slot"));

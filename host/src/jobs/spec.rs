@@ -16,7 +16,8 @@ pub fn valid_id(id: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// A validated job spec.
@@ -116,7 +117,8 @@ fn default_parallel_runs() -> u32 {
 
 impl Runtime {
     pub fn parallelism(&self) -> usize {
-        self.max_parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        self.max_parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
     }
 }
 
@@ -183,7 +185,10 @@ impl SpecFile {
 
 fn file_stem_id(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.strip_suffix(".job.yaml").or_else(|| name.strip_suffix(".job.yml")).unwrap_or(&name).to_string()
+    name.strip_suffix(".job.yaml")
+        .or_else(|| name.strip_suffix(".job.yml"))
+        .unwrap_or(&name)
+        .to_string()
 }
 
 fn invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
@@ -196,7 +201,12 @@ fn trigger_invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
 
 /// Load and validate one spec file.
 pub fn load_file(path: &Path) -> SpecFile {
-    let mut f = SpecFile { path: path.to_path_buf(), sha256: None, raw: None, spec: Err(invalid(path, "unread")) };
+    let mut f = SpecFile {
+        path: path.to_path_buf(),
+        sha256: None,
+        raw: None,
+        spec: Err(invalid(path, "unread")),
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
@@ -205,7 +215,10 @@ pub fn load_file(path: &Path) -> SpecFile {
         }
     };
     if meta.len() > MAX_SPEC_BYTES {
-        f.spec = Err(invalid(path, format!("file is {} bytes; job specs are limited to {MAX_SPEC_BYTES} bytes", meta.len())));
+        f.spec = Err(invalid(
+            path,
+            format!("file is {} bytes; job specs are limited to {MAX_SPEC_BYTES} bytes", meta.len()),
+        ));
         return f;
     }
     let bytes = match std::fs::read(path) {
@@ -233,8 +246,14 @@ pub fn parse(path: &Path, text: &str) -> Result<JobSpec, LilyError> {
     if text.len() as u64 > MAX_SPEC_BYTES {
         return Err(invalid(path, format!("spec is larger than {MAX_SPEC_BYTES} bytes")));
     }
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---") {
-        return Err(invalid(path, "file is empty; a job spec is a YAML mapping with id, title, target, bindings, trigger, runtime and output"));
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---")
+    {
+        return Err(invalid(
+            path,
+            "file is empty; a job spec is a YAML mapping with id, title, target, bindings, trigger, runtime and output",
+        ));
     }
     // Refuse anchors/aliases outright: specs have no use for them, and this
     // makes alias bombs impossible regardless of the parser's own limits.
@@ -267,10 +286,13 @@ fn has_yaml_alias(text: &str) -> bool {
                 '#' if !in_single && !in_double && prev.is_whitespace() => break,
                 '\'' if !in_double => in_single = !in_single,
                 '"' if !in_single => in_double = !in_double,
-                '&' | '*' if !in_single && !in_double && matches!(prev, ' ' | '\t' | ':' | '-' | '[' | ',' | '{') => {
-                    if chars.get(i + 1).is_some_and(|n| n.is_alphanumeric() || matches!(n, '_' | '-' | '.')) {
-                        return true;
-                    }
+                '&' | '*'
+                    if !in_single
+                        && !in_double
+                        && matches!(prev, ' ' | '\t' | ':' | '-' | '[' | ',' | '{')
+                        && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric() || matches!(n, '_' | '-' | '.')) =>
+                {
+                    return true;
                 }
                 _ => {}
             }
@@ -337,7 +359,11 @@ fn validate(path: &Path, s: &JobSpec) -> Result<(), LilyError> {
     // Runtime.
     let r = &s.runtime;
     let range = |name: &str, v: u64, lo: u64, hi: u64| -> Result<(), LilyError> {
-        if v < lo || v > hi { Err(invalid(path, format!("runtime.{name} must be {lo}-{hi}, got {v}"))) } else { Ok(()) }
+        if v < lo || v > hi {
+            Err(invalid(path, format!("runtime.{name} must be {lo}-{hi}, got {v}")))
+        } else {
+            Ok(())
+        }
     };
     range("timeout_seconds", r.timeout_seconds, 1, 86_400)?;
     range("retry_max", u64::from(r.retry_max), 0, 10)?;
@@ -389,8 +415,11 @@ pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
         1 => return Ok(matching[0].clone()),
         n if n > 1 => {
             let names: Vec<String> = matching.iter().map(|f| f.path.display().to_string()).collect();
-            return Err(LilyError::new(ErrorCode::JobInvalidSpec, format!("job id {id:?} is declared by {n} files: {}", names.join(", ")))
-                .with_hint("job ids must be unique; rename or remove one of them"));
+            return Err(LilyError::new(
+                ErrorCode::JobInvalidSpec,
+                format!("job id {id:?} is declared by {n} files: {}", names.join(", ")),
+            )
+            .with_hint("job ids must be unique; rename or remove one of them"));
         }
         _ => {}
     }
@@ -439,7 +468,13 @@ output: {}
 
     #[test]
     fn unknown_keys_are_rejected_at_every_level_with_line_and_key() {
-        for (from, to) in [("title: Demo", "title: Demo\nbogus: 1"), ("kind: blueprint", "kind: blueprint\n  extra: 1"), ("runtime: {}", "runtime: { nope: 1 }"), ("output: {}", "output: { nope: 1 }"), ("trigger: { type: manual }", "trigger: { type: manual, nope: 1 }")] {
+        for (from, to) in [
+            ("title: Demo", "title: Demo\nbogus: 1"),
+            ("kind: blueprint", "kind: blueprint\n  extra: 1"),
+            ("runtime: {}", "runtime: { nope: 1 }"),
+            ("output: {}", "output: { nope: 1 }"),
+            ("trigger: { type: manual }", "trigger: { type: manual, nope: 1 }"),
+        ] {
             let text = GOOD.replace(from, to);
             let e = parse(p(), &text).expect_err("unknown key");
             assert_eq!(e.code, ErrorCode::JobInvalidSpec, "{from}");
@@ -489,28 +524,55 @@ output: {}
         assert_eq!(code(&bad_expr), ErrorCode::JobTriggerInvalid);
         let bad_tz = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"0 9 * * *\", timezone: Mars/Base }");
         assert_eq!(code(&bad_tz), ErrorCode::JobTriggerInvalid);
-        let both = GOOD.replace("trigger: { type: manual }", "timezone: UTC\ntrigger: { type: cron, cron: \"0 9 * * *\", timezone: Europe/Berlin }");
+        let both = GOOD.replace(
+            "trigger: { type: manual }",
+            "timezone: UTC\ntrigger: { type: cron, cron: \"0 9 * * *\", timezone: Europe/Berlin }",
+        );
         assert_eq!(code(&both), ErrorCode::JobTriggerInvalid);
         for ok in ["0 9 * * 1-5", "*/10 * * * * *", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"] {
-            let t = GOOD.replace("trigger: { type: manual }", &format!("timezone: Europe/Berlin\ntrigger: {{ type: cron, cron: \"{ok}\" }}"));
+            let t = GOOD.replace(
+                "trigger: { type: manual }",
+                &format!("timezone: Europe/Berlin\ntrigger: {{ type: cron, cron: \"{ok}\" }}"),
+            );
             parse(p(), &t).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        let second_spelling = GOOD.replace("trigger: { type: manual }", "trigger: { type: cron, cron: \"0 9 * * *\", timezone: America/New_York }");
+        let second_spelling = GOOD.replace(
+            "trigger: { type: manual }",
+            "trigger: { type: cron, cron: \"0 9 * * *\", timezone: America/New_York }",
+        );
         assert_eq!(parse(p(), &second_spelling).expect("ok").effective_timezone(), Some("America/New_York"));
     }
 
     #[test]
     fn runtime_ranges() {
-        for (k, v) in [("timeout_seconds", "0"), ("timeout_seconds", "86401"), ("retry_max", "11"), ("retry_backoff_seconds", "301"), ("max_parallelism", "0"), ("max_parallel_runs", "0"), ("memory_mb", "0")] {
-            assert_eq!(code(&GOOD.replace("runtime: {}", &format!("runtime: {{ {k}: {v} }}"))), ErrorCode::JobInvalidSpec, "{k}={v}");
+        for (k, v) in [
+            ("timeout_seconds", "0"),
+            ("timeout_seconds", "86401"),
+            ("retry_max", "11"),
+            ("retry_backoff_seconds", "301"),
+            ("max_parallelism", "0"),
+            ("max_parallel_runs", "0"),
+            ("memory_mb", "0"),
+        ] {
+            assert_eq!(
+                code(&GOOD.replace("runtime: {}", &format!("runtime: {{ {k}: {v} }}"))),
+                ErrorCode::JobInvalidSpec,
+                "{k}={v}"
+            );
         }
-        assert_eq!(code(&GOOD.replace("runtime: {}", "runtime: { timeout_seconds: -1 }")), ErrorCode::JobInvalidSpec);
+        assert_eq!(
+            code(&GOOD.replace("runtime: {}", "runtime: { timeout_seconds: -1 }")),
+            ErrorCode::JobInvalidSpec
+        );
     }
 
     #[test]
     fn target_rules() {
         assert_eq!(code(&GOOD.replace("kind: blueprint", "kind: script")), ErrorCode::JobInvalidSpec);
-        assert_eq!(code(&GOOD.replace("id: council.v1", "id: council.v1\n  version: \"not a req\"")), ErrorCode::JobInvalidSpec);
+        assert_eq!(
+            code(&GOOD.replace("id: council.v1", "id: council.v1\n  version: \"not a req\"")),
+            ErrorCode::JobInvalidSpec
+        );
         parse(p(), &GOOD.replace("id: council.v1", "id: council.v1\n  version: \"^1.0\"")).expect("version req ok");
     }
 

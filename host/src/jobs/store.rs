@@ -178,7 +178,12 @@ impl RunDir {
                     let lock = File::create(path.join(RUN_LOCK))?;
                     lock.try_lock().map_err(|e| std::io::Error::other(format!("run lock: {e:?}")))?;
                     crate::util::sync_dir(&job_dir);
-                    return Ok(RunDir { path, run_id, job_id: job_id.into(), _lock: lock });
+                    return Ok(RunDir {
+                        path,
+                        run_id,
+                        job_id: job_id.into(),
+                        _lock: lock,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -196,7 +201,12 @@ impl RunDir {
     /// Write an artifact atomically; returns its record.
     pub fn write_file(&self, name: &str, media_type: &str, bytes: &[u8]) -> std::io::Result<ArtifactRecord> {
         atomic_write(&self.path.join(name), bytes)?;
-        Ok(ArtifactRecord { name: name.into(), media_type: media_type.into(), bytes: bytes.len() as u64, sha256: crate::util::sha256(bytes) })
+        Ok(ArtifactRecord {
+            name: name.into(),
+            media_type: media_type.into(),
+            bytes: bytes.len() as u64,
+            sha256: crate::util::sha256(bytes),
+        })
     }
 }
 
@@ -215,7 +225,13 @@ pub struct EventLog {
 impl EventLog {
     pub fn create(dir: &Path, run_id: &str, observer: Option<Observer>) -> std::io::Result<EventLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(EVENTS))?;
-        Ok(EventLog { file: Mutex::new(file), run_id: run_id.into(), seq: AtomicU64::new(0), first_error_seq: Mutex::new(None), observer })
+        Ok(EventLog {
+            file: Mutex::new(file),
+            run_id: run_id.into(),
+            seq: AtomicU64::new(0),
+            first_error_seq: Mutex::new(None),
+            observer,
+        })
     }
 
     /// `seq` of the first event carrying an `error_code`.

@@ -8,12 +8,22 @@ use serde_json::{Value, json};
 pub fn markdown(r: &Receipt) -> String {
     let mut s = format!("# {} — {}\n\n", r.job_id, r.status.as_str());
     s.push_str(&format!("- run: `{}`\n", r.run_id));
-    s.push_str(&format!("- target: {} {} {}\n", r.target["kind"].as_str().unwrap_or("?"), r.target["id"].as_str().unwrap_or("?"), r.target["version"].as_str().unwrap_or("")));
+    s.push_str(&format!(
+        "- target: {} {} {}\n",
+        r.target["kind"].as_str().unwrap_or("?"),
+        r.target["id"].as_str().unwrap_or("?"),
+        r.target["version"].as_str().unwrap_or("")
+    ));
     s.push_str(&format!("- trigger: {}\n", r.trigger["type"].as_str().unwrap_or("manual")));
     if let Some(of) = &r.replay_of {
         s.push_str(&format!("- replay of: `{of}`\n"));
     }
-    s.push_str(&format!("- started: {}\n- ended: {}\n- attempts: {}\n", r.started_at, r.ended_at.as_deref().unwrap_or("-"), r.attempts.len()));
+    s.push_str(&format!(
+        "- started: {}\n- ended: {}\n- attempts: {}\n",
+        r.started_at,
+        r.ended_at.as_deref().unwrap_or("-"),
+        r.attempts.len()
+    ));
     if let Some(e) = &r.error {
         s.push_str(&format!("\n## Error\n\n`{}`: {}\n", e.code, e.message));
         if let Some(hint) = e.cause.get("hint").and_then(Value::as_str) {
@@ -46,7 +56,11 @@ pub fn markdown(r: &Receipt) -> String {
         s.push_str("\n## Failed specialists\n\n");
         for f in failed {
             let id = f.as_str().unwrap_or("");
-            let notes = r.payload["reports"].as_array().and_then(|rs| rs.iter().find(|x| x["specialist"] == id)).and_then(|x| x["notes"].as_str()).unwrap_or("");
+            let notes = r.payload["reports"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|x| x["specialist"] == id))
+                .and_then(|x| x["notes"].as_str())
+                .unwrap_or("");
             s.push_str(&format!("- {id}: {notes}\n"));
         }
     }

@@ -73,6 +73,7 @@ fn target_hash(root: &Path, rel: &str) -> String {
 
 /// Record the proposals of a finished run, decide them by policy, apply the
 /// auto-approved ones. Returns the `approvals_requested` list.
+#[allow(clippy::too_many_arguments)]
 pub fn record_proposals(
     root: &Root,
     run_dir: &Path,
@@ -88,7 +89,14 @@ pub fn record_proposals(
     if let Some(p) = publish {
         all.push((
             "job".into(),
-            Proposal { id: format!("apr-{}", crate::util::random_hex(8)), effect: ProposedEffect::Publish { artifact: p.artifact.clone(), to: p.to.clone() }, reason: "output.publish".into() },
+            Proposal {
+                id: format!("apr-{}", crate::util::random_hex(8)),
+                effect: ProposedEffect::Publish {
+                    artifact: p.artifact.clone(),
+                    to: p.to.clone(),
+                },
+                reason: "output.publish".into(),
+            },
         ));
     }
     if all.is_empty() {
@@ -125,13 +133,20 @@ pub fn record_proposals(
             created_at: rfc3339(now),
             expires_at: rfc3339(now + ttl),
             state: State::Pending,
-            target_sha256_at_proposal: if kind == "write_file" { target_hash(&root.path, &target) } else { String::new() },
+            target_sha256_at_proposal: if kind == "write_file" {
+                target_hash(&root.path, &target)
+            } else {
+                String::new()
+            },
             decided_by: why.clone(),
             decided_at: None,
             note: None,
             content_path,
         };
-        events.emit("approval_requested", json!({"approval_id": req.id, "kind": kind, "target": target, "sha256": req.sha256, "bytes": req.bytes, "runnable": req.runnable}));
+        events.emit(
+            "approval_requested",
+            json!({"approval_id": req.id, "kind": kind, "target": target, "sha256": req.sha256, "bytes": req.bytes, "runnable": req.runnable}),
+        );
         match mode {
             EffectMode::Deny => {
                 req.state = State::Denied;
@@ -236,7 +251,10 @@ pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, String> {
         if req.kind == "write_file" && !force {
             let now = target_hash(&root.path, &req.target);
             if now != req.target_sha256_at_proposal {
-                return Err(format!("{} changed since the proposal ({} → {}); review it and pass --force to overwrite", req.target, req.target_sha256_at_proposal, now));
+                return Err(format!(
+                    "{} changed since the proposal ({} → {}); review it and pass --force to overwrite",
+                    req.target, req.target_sha256_at_proposal, now
+                ));
             }
         }
         match apply(root, req) {
@@ -253,7 +271,12 @@ pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, Stri
 
 fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, String), String>) -> Result<Decided, String> {
     let lock_path = dir(root).join(format!("{id}.lock"));
-    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| e.to_string())?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| e.to_string())?;
     lock.lock().map_err(|e| e.to_string())?;
     let mut req = load(root, id).ok_or_else(|| format!("no approval request {id}"))?;
     if req.state != State::Pending {

@@ -138,14 +138,20 @@ pub struct Policy {
 }
 
 fn policy_error(path: &Path, msg: impl std::fmt::Display) -> LilyError {
-    LilyError::new(ErrorCode::JobPolicyDenied, format!("{}: invalid policy: {msg}", path.display()))
-        .with_hint("`lily policy check` validates the file")
+    LilyError::new(ErrorCode::JobPolicyDenied, format!("{}: invalid policy: {msg}", path.display())).with_hint("`lily policy check` validates the file")
 }
 
 impl Policy {
     /// Deny-everything defaults (no policy file).
     pub fn defaults() -> Policy {
-        Policy { file: PolicyFile { version: 1, ..PolicyFile::default() }, source: None, matchers: Vec::new() }
+        Policy {
+            file: PolicyFile {
+                version: 1,
+                ..PolicyFile::default()
+            },
+            source: None,
+            matchers: Vec::new(),
+        }
     }
 
     /// Load `.lily/policy.yaml` of `root` (defaults when missing).
@@ -169,7 +175,9 @@ impl Policy {
         }
         let mut matchers = Vec::new();
         for (pattern, g) in &file.runnables {
-            let m = Glob::new(pattern).map_err(|e| policy_error(path, format!("runnables: bad glob {pattern:?}: {e}")))?.compile_matcher();
+            let m = Glob::new(pattern)
+                .map_err(|e| policy_error(path, format!("runnables: bad glob {pattern:?}: {e}")))?
+                .compile_matcher();
             matchers.push((pattern.clone(), m));
             for fs in &g.fs {
                 check_rel(&fs.path).map_err(|e| policy_error(path, format!("runnables.{pattern}.fs: {e}")))?;
@@ -181,9 +189,14 @@ impl Policy {
                 }
             }
             for n in &g.network {
-                let ok = n.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && !h.contains('*') && p.parse::<u16>().is_ok());
+                let ok = n
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && !h.contains('*') && p.parse::<u16>().is_ok());
                 if !ok {
-                    return Err(policy_error(path, format!("runnables.{pattern}.network: {n:?} must be host:port (no wildcards)")));
+                    return Err(policy_error(
+                        path,
+                        format!("runnables.{pattern}.network: {n:?} must be host:port (no wildcards)"),
+                    ));
                 }
             }
             for e in &g.env {
@@ -192,15 +205,25 @@ impl Policy {
                 }
             }
         }
-        for (kind, rule) in [("write_file", &file.effects.write_file), ("publish", &file.effects.publish), ("send", &file.effects.send)] {
+        for (kind, rule) in [
+            ("write_file", &file.effects.write_file),
+            ("publish", &file.effects.publish),
+            ("send", &file.effects.send),
+        ] {
             for g in rule.auto_approve.iter().chain(&rule.deny) {
                 Glob::new(g).map_err(|e| policy_error(path, format!("effects.{kind}: bad glob {g:?}: {e}")))?;
                 if kind == "write_file" {
-                    check_rel(g.trim_end_matches("/**").trim_end_matches("**")).or_else(|e| if g == "**" { Ok(()) } else { Err(e) }).map_err(|e| policy_error(path, format!("effects.write_file: {e}")))?;
+                    check_rel(g.trim_end_matches("/**").trim_end_matches("**"))
+                        .or_else(|e| if g == "**" { Ok(()) } else { Err(e) })
+                        .map_err(|e| policy_error(path, format!("effects.write_file: {e}")))?;
                 }
             }
         }
-        Ok(Policy { file, source: Some(path.to_path_buf()), matchers })
+        Ok(Policy {
+            file,
+            source: Some(path.to_path_buf()),
+            matchers,
+        })
     }
 
     /// Entries that apply to a runnable id, most specific (exact) first.
@@ -264,7 +287,11 @@ impl Policy {
                 .with_hint(format!("lower runtime.{cap} in the job, or raise limits.{cap} in {}", self.source_name()))
                 .with_details(serde_json::json!({"cap": cap, "asked": asked, "ceiling": ceiling})));
             }
-            decisions.push(Decision { subject: format!("runtime.{cap}"), decision: "allowed".into(), reason: format!("{asked} <= {ceiling}") });
+            decisions.push(Decision {
+                subject: format!("runtime.{cap}"),
+                decision: "allowed".into(),
+                reason: format!("{asked} <= {ceiling}"),
+            });
             Ok(())
         };
         check("timeout_seconds", r.timeout_seconds, l.timeout_seconds)?;
@@ -275,7 +302,11 @@ impl Policy {
         if let Some(ceiling) = l.fuel {
             match r.fuel {
                 Some(f) => check("fuel", f, ceiling)?,
-                None => decisions.push(Decision { subject: "runtime.fuel".into(), decision: "applied".into(), reason: format!("unset; policy ceiling {ceiling} applied") }),
+                None => decisions.push(Decision {
+                    subject: "runtime.fuel".into(),
+                    decision: "applied".into(),
+                    reason: format!("unset; policy ceiling {ceiling} applied"),
+                }),
             }
         }
         Ok(decisions)
@@ -296,22 +327,41 @@ impl Policy {
     }
 
     fn source_name(&self) -> String {
-        self.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| ".lily/policy.yaml (missing: defaults apply)".into())
+        self.source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| ".lily/policy.yaml (missing: defaults apply)".into())
     }
 
     /// Grant a directory to a runnable, or deny with a hint that shows the
     /// exact policy lines to add.
     pub fn grant_dir(&self, root: &Root, runnable: &str, rel: &str, guest: &str, perms: Perms) -> Result<(DirGrant, Decision), LilyError> {
-        let host = root.confine(rel).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, format!("directory {rel:?} for {runnable}: {e}")))?;
+        let host = root
+            .confine(rel)
+            .map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, format!("directory {rel:?} for {runnable}: {e}")))?;
         if !host.is_dir() {
-            return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("directory {rel:?} for {runnable} is not a directory")));
+            return Err(LilyError::new(
+                ErrorCode::JobPolicyDenied,
+                format!("directory {rel:?} for {runnable} is not a directory"),
+            ));
         }
-        let rel_norm = host.strip_prefix(&root.path).map(|p| p.display().to_string()).unwrap_or_else(|_| rel.to_string());
+        let rel_norm = host
+            .strip_prefix(&root.path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| rel.to_string());
         let rel_norm = if rel_norm.is_empty() { ".".to_string() } else { rel_norm };
         match self.allows_dir(runnable, &rel_norm, perms) {
             Some(by) => Ok((
-                DirGrant { host, guest: guest.to_string(), perms },
-                Decision { subject: format!("{runnable}: fs {rel_norm} -> {guest} ({})", mode_str(perms)), decision: "granted".into(), reason: by },
+                DirGrant {
+                    host,
+                    guest: guest.to_string(),
+                    perms,
+                },
+                Decision {
+                    subject: format!("{runnable}: fs {rel_norm} -> {guest} ({})", mode_str(perms)),
+                    decision: "granted".into(),
+                    reason: by,
+                },
             )),
             None => Err(LilyError::new(
                 ErrorCode::JobPolicyDenied,
@@ -332,20 +382,32 @@ impl Policy {
         let mut decisions = Vec::new();
         for n in names {
             if !self.allows_env(runnable, n) {
-                return Err(LilyError::new(ErrorCode::JobPolicyDenied, format!("policy does not allow env var {n} for {runnable}"))
-                    .with_hint(format!("to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    env: [{n}]", self.source_name())));
+                return Err(
+                    LilyError::new(ErrorCode::JobPolicyDenied, format!("policy does not allow env var {n} for {runnable}")).with_hint(format!(
+                        "to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    env: [{n}]",
+                        self.source_name()
+                    )),
+                );
             }
             if let Ok(v) = std::env::var(n) {
                 env.push((n.clone(), v));
             }
-            decisions.push(Decision { subject: format!("{runnable}: env {n}"), decision: "granted".into(), reason: "listed in policy".into() });
+            decisions.push(Decision {
+                subject: format!("{runnable}: env {n}"),
+                decision: "granted".into(),
+                reason: "listed in policy".into(),
+            });
         }
         Ok((env, decisions))
     }
 
     /// Full grants for one runnable step.
     pub fn grants_for(&self, runnable: &str, dirs: Vec<DirGrant>, env: Vec<(String, String)>) -> Grants {
-        Grants { dirs, env, network: self.network_for(runnable) }
+        Grants {
+            dirs,
+            env,
+            network: self.network_for(runnable),
+        }
     }
 
     /// Decide a proposed effect target.
@@ -355,7 +417,12 @@ impl Policy {
             "publish" => &self.file.effects.publish,
             _ => &self.file.effects.send,
         };
-        let hit = |globs: &[String]| globs.iter().find(|g| Glob::new(g).map(|g| g.compile_matcher().is_match(target)).unwrap_or(false)).cloned();
+        let hit = |globs: &[String]| {
+            globs
+                .iter()
+                .find(|g| Glob::new(g).map(|g| g.compile_matcher().is_match(target)).unwrap_or(false))
+                .cloned()
+        };
         if let Some(g) = hit(&rule.deny) {
             return (EffectMode::Deny, format!("effects.{kind}.deny matches {g:?}"));
         }

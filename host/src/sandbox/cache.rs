@@ -23,7 +23,10 @@ impl CompileCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        CompileCache { dir, engine_key: format!("{:016x}", h.finish()) }
+        CompileCache {
+            dir,
+            engine_key: format!("{:016x}", h.finish()),
+        }
     }
 
     fn path(&self, digest: &str) -> PathBuf {

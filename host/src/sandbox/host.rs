@@ -35,7 +35,10 @@ pub enum ProposedEffect {
         #[serde(skip)]
         contents: Vec<u8>,
     },
-    Publish { artifact: String, to: String },
+    Publish {
+        artifact: String,
+        to: String,
+    },
     Send {
         channel: String,
         #[serde(skip)]
@@ -184,7 +187,10 @@ fn build_wasi(
 
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -226,13 +232,26 @@ impl effects::Host for StepState {
                     return Err(format!("contents of {} bytes exceed the output cap", w.contents.len()));
                 }
                 let _ = &self.effects_root;
-                ProposedEffect::WriteFile { path: w.path, contents: w.contents }
+                ProposedEffect::WriteFile {
+                    path: w.path,
+                    contents: w.contents,
+                }
             }
-            effects::Effect::Publish(p) => ProposedEffect::Publish { artifact: p.artifact, to: p.to },
-            effects::Effect::Send(s) => ProposedEffect::Send { channel: s.channel, message: s.message },
+            effects::Effect::Publish(p) => ProposedEffect::Publish {
+                artifact: p.artifact,
+                to: p.to,
+            },
+            effects::Effect::Send(s) => ProposedEffect::Send {
+                channel: s.channel,
+                message: s.message,
+            },
         };
         let id = format!("apr-{}", crate::util::random_hex(8));
-        self.proposals.push(Proposal { id: id.clone(), effect, reason: reason.chars().take(500).collect() });
+        self.proposals.push(Proposal {
+            id: id.clone(),
+            effect,
+            reason: reason.chars().take(500).collect(),
+        });
         Ok(id)
     }
 }
@@ -246,7 +265,10 @@ struct FixedStartClock {
 
 impl FixedStartClock {
     fn new(start_ns: u64) -> Self {
-        FixedStartClock { start_ns, origin: std::time::Instant::now() }
+        FixedStartClock {
+            start_ns,
+            origin: std::time::Instant::now(),
+        }
     }
 }
 
@@ -271,7 +293,10 @@ pub(crate) struct CappedPipe {
 
 impl CappedPipe {
     fn new(cap: usize) -> Self {
-        CappedPipe { inner: Arc::new(Mutex::new((Vec::new(), false))), cap }
+        CappedPipe {
+            inner: Arc::new(Mutex::new((Vec::new(), false))),
+            cap,
+        }
     }
     fn contents(&self) -> Vec<u8> {
         self.inner.lock().map(|g| g.0.clone()).unwrap_or_default()

@@ -45,7 +45,12 @@ impl Default for Limits {
 impl Limits {
     /// Tight caps for `describe`, which must be cheap.
     pub fn for_describe() -> Limits {
-        Limits { memory_bytes: 64 << 20, fuel: Some(2_000_000_000), deadline: Duration::from_secs(5), ..Limits::default() }
+        Limits {
+            memory_bytes: 64 << 20,
+            fuel: Some(2_000_000_000),
+            deadline: Duration::from_secs(5),
+            ..Limits::default()
+        }
     }
 }
 
@@ -74,7 +79,10 @@ impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_hit = true;
-            return Err(wasmtime::Error::new(super::outcome::MemoryTrap { desired, limit: self.memory_bytes }));
+            return Err(wasmtime::Error::new(super::outcome::MemoryTrap {
+                desired,
+                limit: self.memory_bytes,
+            }));
         }
         Ok(true)
     }

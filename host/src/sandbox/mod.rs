@@ -108,7 +108,10 @@ pub struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded").field("digest", &self.digest).field("descriptor", &self.descriptor).finish()
+        f.debug_struct("Loaded")
+            .field("digest", &self.digest)
+            .field("descriptor", &self.descriptor)
+            .finish()
     }
 }
 
@@ -176,23 +179,24 @@ impl Sandbox {
         {
             let engine = engine.weak();
             let stop = stop_ticker.clone();
-            std::thread::Builder::new()
-                .name("lily-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        match engine.upgrade() {
-                            Some(e) => e.increment_epoch(),
-                            None => break,
-                        }
+            std::thread::Builder::new().name("lily-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
                     }
-                })?;
+                }
+            })?;
         }
-        let cache = match options.cache_dir {
-            Some(dir) => Some(cache::CompileCache::new(dir, &engine)),
-            None => None,
-        };
-        Ok(Sandbox { engine, linker, cache, loaded: Mutex::new(HashMap::new()), stop_ticker })
+        let cache = options.cache_dir.map(|dir| cache::CompileCache::new(dir, &engine));
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            loaded: Mutex::new(HashMap::new()),
+            stop_ticker,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -263,7 +267,12 @@ impl Sandbox {
 
     async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<Descriptor, LoadError> {
         let limits = Limits::for_describe();
-        let mut store = self.new_store(&StepRequest { limits: limits.clone(), ..Default::default() }).map_err(|e| LoadError(e.to_string()))?;
+        let mut store = self
+            .new_store(&StepRequest {
+                limits: limits.clone(),
+                ..Default::default()
+            })
+            .map_err(|e| LoadError(e.to_string()))?;
         let call = async {
             let inst = pre.instantiate_async(&mut store).await?;
             inst.call_describe(&mut store).await
@@ -322,10 +331,22 @@ impl Sandbox {
         let input_text = req.input.to_string();
         let mut store = match self.new_store(&req) {
             Ok(s) => s,
-            Err(e) => return StepReport::failed(Cause::Trap { message: format!("could not set up the sandbox: {e:#}") }, started.elapsed()),
+            Err(e) => {
+                return StepReport::failed(
+                    Cause::Trap {
+                        message: format!("could not set up the sandbox: {e:#}"),
+                    },
+                    started.elapsed(),
+                );
+            }
         };
         if let Err(errors) = validate(&loaded.input_validator, &req.input) {
-            return StepReport::failed(Cause::ContractInvalid { reason: format!("input does not match the runnable's input schema: {errors}") }, started.elapsed());
+            return StepReport::failed(
+                Cause::ContractInvalid {
+                    reason: format!("input does not match the runnable's input schema: {errors}"),
+                },
+                started.elapsed(),
+            );
         }
         let call = async {
             let inst = loaded.pre.instantiate_async(&mut store).await?;
@@ -336,7 +357,11 @@ impl Sandbox {
         let outcome = match result {
             Err(_) => Err(Cause::DeadlineExceeded { limit: req.limits.deadline }),
             Ok(Err(trap)) => Err(outcome::classify_trap(&trap, store.data(), &req.limits)),
-            Ok(Ok(Err(e))) => Err(Cause::GuestError { code: e.code, message: e.message, retryable: e.retryable }),
+            Ok(Ok(Err(e))) => Err(Cause::GuestError {
+                code: e.code,
+                message: e.message,
+                retryable: e.retryable,
+            }),
             Ok(Ok(Ok(env))) => check_envelope(loaded, env, &req.limits, store.data()),
         };
         let state = store.into_data();
@@ -345,7 +370,9 @@ impl Sandbox {
 }
 
 fn compile_schema(schema: &serde_json::Value, what: &str) -> Result<Arc<jsonschema::Validator>, LoadError> {
-    jsonschema::validator_for(schema).map(Arc::new).map_err(|e| LoadError(format!("descriptor {what} schema is not a valid JSON Schema: {e}")))
+    jsonschema::validator_for(schema)
+        .map(Arc::new)
+        .map_err(|e| LoadError(format!("descriptor {what} schema is not a valid JSON Schema: {e}")))
 }
 
 fn validate(v: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), String> {
@@ -373,22 +400,35 @@ pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
 fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, limits: &Limits, state: &StepState) -> Result<StepEnvelope, Cause> {
     let total: usize = env.payload.len() + env.artifacts.iter().map(|a| a.bytes.len()).sum::<usize>();
     if total as u64 > limits.max_output_bytes {
-        return Err(Cause::OutputTooLarge { bytes: total as u64, limit: limits.max_output_bytes });
+        return Err(Cause::OutputTooLarge {
+            bytes: total as u64,
+            limit: limits.max_output_bytes,
+        });
     }
-    let payload: serde_json::Value = serde_json::from_str(&env.payload)
-        .map_err(|e| Cause::ContractInvalid { reason: format!("payload is not valid JSON: {e}") })?;
-    validate(&loaded.output_validator, &payload)
-        .map_err(|errors| Cause::ContractInvalid { reason: format!("payload does not match the declared output schema: {errors}") })?;
+    let payload: serde_json::Value = serde_json::from_str(&env.payload).map_err(|e| Cause::ContractInvalid {
+        reason: format!("payload is not valid JSON: {e}"),
+    })?;
+    validate(&loaded.output_validator, &payload).map_err(|errors| Cause::ContractInvalid {
+        reason: format!("payload does not match the declared output schema: {errors}"),
+    })?;
     let mut artifacts = Vec::new();
     for a in env.artifacts {
         if !valid_artifact_name(&a.name) {
-            return Err(Cause::ContractInvalid { reason: format!("artifact name {:?} is not a plain file name", a.name) });
+            return Err(Cause::ContractInvalid {
+                reason: format!("artifact name {:?} is not a plain file name", a.name),
+            });
         }
-        artifacts.push(StepArtifact { name: a.name, media_type: a.media_type, bytes: a.bytes });
+        artifacts.push(StepArtifact {
+            name: a.name,
+            media_type: a.media_type,
+            bytes: a.bytes,
+        });
     }
     let known = state.proposal_ids();
     if let Some(unknown) = env.approvals_requested.iter().find(|id| !known.contains(id)) {
-        return Err(Cause::ContractInvalid { reason: format!("approvals_requested names {unknown:?}, which this step never proposed") });
+        return Err(Cause::ContractInvalid {
+            reason: format!("approvals_requested names {unknown:?}, which this step never proposed"),
+        });
     }
     Ok(StepEnvelope {
         status: match env.status {
@@ -403,11 +443,7 @@ fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, li
 }
 
 fn valid_artifact_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !name.is_empty() && name.len() <= 128 && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// The interfaces a component imports, as `namespace:package/interface@version`.

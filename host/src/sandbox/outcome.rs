@@ -12,19 +12,34 @@ use std::time::Duration;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     /// The runnable returned its own `run-error`.
-    GuestError { code: String, message: String, retryable: bool },
+    GuestError {
+        code: String,
+        message: String,
+        retryable: bool,
+    },
     /// A trap (panic, unreachable, stack overflow, host-side failure).
-    Trap { message: String },
-    OutOfFuel { limit: u64 },
+    Trap {
+        message: String,
+    },
+    OutOfFuel {
+        limit: u64,
+    },
     DeadlineExceeded {
         #[serde(serialize_with = "ser_ms")]
         limit: Duration,
     },
-    MemoryLimit { limit: u64 },
-    OutputTooLarge { bytes: u64, limit: u64 },
+    MemoryLimit {
+        limit: u64,
+    },
+    OutputTooLarge {
+        bytes: u64,
+        limit: u64,
+    },
     /// Missing export, bad descriptor, output not matching its schema,
     /// unknown imports.
-    ContractInvalid { reason: String },
+    ContractInvalid {
+        reason: String,
+    },
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -90,7 +105,11 @@ pub(crate) fn classify_trap(e: &wasmtime::Error, state: &StepState, limits: &Lim
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         match trap {
-            wasmtime::Trap::OutOfFuel => return Cause::OutOfFuel { limit: limits.fuel.unwrap_or(u64::MAX) },
+            wasmtime::Trap::OutOfFuel => {
+                return Cause::OutOfFuel {
+                    limit: limits.fuel.unwrap_or(u64::MAX),
+                };
+            }
             wasmtime::Trap::Interrupt => return Cause::DeadlineExceeded { limit: limits.deadline },
             _ => {}
         }

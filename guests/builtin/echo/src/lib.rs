@@ -18,7 +18,13 @@ impl Guest for Echo {
     fn run(input: String) -> Result<Envelope, RunError> {
         let value: serde_json::Value = serde_json::from_str(&input).map_err(|e| error("invalid_input", format!("input is not JSON: {e}")))?;
         emit(Level::Info, "echoed", &serde_json::json!({ "bytes": input.len() }));
-        Ok(Envelope { status: RunStatus::Ok, artifacts: vec![], approvals_requested: vec![], references: vec![], payload: value.to_string() })
+        Ok(Envelope {
+            status: RunStatus::Ok,
+            artifacts: vec![],
+            approvals_requested: vec![],
+            references: vec![],
+            payload: value.to_string(),
+        })
     }
 }
 

@@ -36,7 +36,10 @@ impl Specialist for Operations {
         };
         let mut scan = Scan::default();
         let stats = walk(Path::new(ws), |e| scan.visit(e));
-        Ok(SpecialistOutput { findings: scan.findings(), notes: stats.describe() })
+        Ok(SpecialistOutput {
+            findings: scan.findings(),
+            notes: stats.describe(),
+        })
     }
 }
 
@@ -98,19 +101,44 @@ impl Scan {
     pub fn findings(self) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut add = |title: &str, rec: &str, confidence: f64, evidence: Vec<String>| {
-            out.push(Finding { title: title.into(), recommendation: rec.into(), confidence, evidence });
+            out.push(Finding {
+                title: title.into(),
+                recommendation: rec.into(),
+                confidence,
+                evidence,
+            });
         };
         if !self.readme {
-            add("Missing README", "Add a README that says what this is, how to run it and who owns it.", 0.72, vec!["README: not found at the workspace root".into()]);
+            add(
+                "Missing README",
+                "Add a README that says what this is, how to run it and who owns it.",
+                0.72,
+                vec!["README: not found at the workspace root".into()],
+            );
         }
         if !self.docs {
-            add("No runbook or docs", "Write a runbook (alerts, dashboards, rollback) under docs/.", 0.64, vec!["docs/ or RUNBOOK: not found".into()]);
+            add(
+                "No runbook or docs",
+                "Write a runbook (alerts, dashboards, rollback) under docs/.",
+                0.64,
+                vec!["docs/ or RUNBOOK: not found".into()],
+            );
         }
         if !self.ci {
-            add("No CI configuration", "Add CI that builds and tests every change.", 0.68, vec!["no .github/workflows, .gitlab-ci.yml, .ci/, Jenkinsfile or similar".into()]);
+            add(
+                "No CI configuration",
+                "Add CI that builds and tests every change.",
+                0.68,
+                vec!["no .github/workflows, .gitlab-ci.yml, .ci/, Jenkinsfile or similar".into()],
+            );
         }
         if !self.licence {
-            add("No licence", "Add a LICENSE file so use and contribution terms are clear.", 0.45, vec!["LICENSE: not found at the workspace root".into()]);
+            add(
+                "No licence",
+                "Add a LICENSE file so use and contribution terms are clear.",
+                0.45,
+                vec!["LICENSE: not found at the workspace root".into()],
+            );
         }
         if self.markers > 0 && self.lines > 0 {
             let density = self.markers as f64 * 1000.0 / self.lines as f64;
@@ -118,11 +146,21 @@ impl Scan {
                 let confidence = (0.4 + density / 100.0).min(0.85);
                 let mut ev = vec![format!("{} markers in {} lines ({:.1} per 1,000)", self.markers, self.lines, density)];
                 ev.extend(self.marker_evidence);
-                add("High TODO/FIXME/XXX density", "Triage the open markers into tracked issues and resolve the risky ones.", (confidence * 100.0).round() / 100.0, ev);
+                add(
+                    "High TODO/FIXME/XXX density",
+                    "Triage the open markers into tracked issues and resolve the risky ones.",
+                    (confidence * 100.0).round() / 100.0,
+                    ev,
+                );
             }
         }
         if !self.blobs.is_empty() {
-            add("Oversized or binary blobs in the tree", "Move large or binary files to artifact storage or Git LFS.", 0.5, self.blobs);
+            add(
+                "Oversized or binary blobs in the tree",
+                "Move large or binary files to artifact storage or Git LFS.",
+                0.5,
+                self.blobs,
+            );
         }
         out
     }
@@ -138,7 +176,9 @@ fn has_marker(line: &str) -> bool {
 }
 
 fn is_expected_binary(name: &str) -> bool {
-    [".png", ".jpg", ".jpeg", ".gif", ".ico", ".svg", ".woff", ".woff2"].iter().any(|x| name.ends_with(x))
+    [".png", ".jpg", ".jpeg", ".gif", ".ico", ".svg", ".woff", ".woff2"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 lily_guest::export_specialist!(Operations);

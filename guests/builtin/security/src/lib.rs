@@ -33,7 +33,10 @@ impl Specialist for Security {
         };
         let mut scan = Scan::default();
         let stats = walk(Path::new(ws), |e| scan.visit(e));
-        Ok(SpecialistOutput { findings: scan.findings(), notes: stats.describe() })
+        Ok(SpecialistOutput {
+            findings: scan.findings(),
+            notes: stats.describe(),
+        })
     }
 }
 
@@ -85,13 +88,43 @@ impl Scan {
             }
             // More independent hits make the signal stronger, up to +0.05.
             let confidence = (base + 0.01 * (hits.len().min(5) as f64 - 1.0)).min(0.99);
-            out.push(Finding { title: title.into(), recommendation: rec.into(), confidence: round2(confidence), evidence: hits });
+            out.push(Finding {
+                title: title.into(),
+                recommendation: rec.into(),
+                confidence: round2(confidence),
+                evidence: hits,
+            });
         };
-        add(self.private_keys, "Committed private key", "Remove the private key from the tree, rotate it, and load keys from a secret store.", 0.95);
-        add(self.access_keys, "Cloud access key id in source", "Revoke the access key, rotate credentials, and inject them at runtime.", 0.9);
-        add(self.literals, "Credential assigned to a literal", "Move the credential to a secret store or environment variable and rotate it.", 0.7);
-        add(self.env_files, "Environment file committed", "Remove the .env file from the tree, add it to .gitignore and rotate any values in it.", 0.66);
-        add(self.key_files, "Key material by file name", "Check that key files are not committed and are readable only by their owner.", 0.55);
+        add(
+            self.private_keys,
+            "Committed private key",
+            "Remove the private key from the tree, rotate it, and load keys from a secret store.",
+            0.95,
+        );
+        add(
+            self.access_keys,
+            "Cloud access key id in source",
+            "Revoke the access key, rotate credentials, and inject them at runtime.",
+            0.9,
+        );
+        add(
+            self.literals,
+            "Credential assigned to a literal",
+            "Move the credential to a secret store or environment variable and rotate it.",
+            0.7,
+        );
+        add(
+            self.env_files,
+            "Environment file committed",
+            "Remove the .env file from the tree, add it to .gitignore and rotate any values in it.",
+            0.66,
+        );
+        add(
+            self.key_files,
+            "Key material by file name",
+            "Check that key files are not committed and are readable only by their owner.",
+            0.55,
+        );
         out
     }
 }
@@ -140,7 +173,9 @@ fn credential_literal(line: &str) -> Option<&'static str> {
                 continue;
             };
             let rest = rest.trim_start();
-            let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else { continue };
+            let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                continue;
+            };
             let body = &rest[1..];
             let Some(end) = body.find(q) else { continue };
             let value = &body[..end];
@@ -148,7 +183,9 @@ fn credential_literal(line: &str) -> Option<&'static str> {
                 || value.starts_with('$')
                 || value.starts_with('<')
                 || value.starts_with("{{")
-                || ["changeme", "change-me", "example", "xxxx", "placeholder", "redacted"].iter().any(|p| value.contains(p));
+                || ["changeme", "change-me", "example", "xxxx", "placeholder", "redacted"]
+                    .iter()
+                    .any(|p| value.contains(p));
             if !placeholder {
                 return Some(key);
             }

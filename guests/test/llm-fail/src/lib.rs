@@ -10,7 +10,11 @@ impl Synthesizer for LlmFail {
     const KIND: Kind = Kind::Llm;
 
     fn synthesize(_input: &SynthInput) -> Result<CouncilOutput, RunError> {
-        Err(RunError { code: "model_unavailable".into(), message: "model endpoint unavailable".into(), retryable: false })
+        Err(RunError {
+            code: "model_unavailable".into(),
+            message: "model endpoint unavailable".into(),
+            retryable: false,
+        })
     }
 }
 

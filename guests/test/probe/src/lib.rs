@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 struct Probe;
 
 fn ok(payload: Value) -> Result<Envelope, RunError> {
-    Ok(Envelope { status: RunStatus::Ok, artifacts: vec![], approvals_requested: vec![], references: vec![], payload: payload.to_string() })
+    Ok(Envelope {
+        status: RunStatus::Ok,
+        artifacts: vec![],
+        approvals_requested: vec![],
+        references: vec![],
+        payload: payload.to_string(),
+    })
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -18,7 +24,9 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 #[inline(never)]
 fn recurse(n: u64, acc: &mut [u64; 64]) -> u64 {
     acc[(n % 64) as usize] = n;
-    if n == u64::MAX { return 0; }
+    if n == u64::MAX {
+        return 0;
+    }
     recurse(n + 1, acc) + acc[3]
 }
 
@@ -67,7 +75,10 @@ impl Guest for Probe {
                 }
             }
             "clock_random" => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
                 let mut rnd = std::collections::hash_map::RandomState::new();
                 let _ = &mut rnd;
                 ok(json!({"ok": true, "now_ns": now}))
@@ -80,7 +91,11 @@ impl Guest for Probe {
                     ok(json!({"ok": true, "attempt": "second"}))
                 } else {
                     std::fs::write(&marker, b"1").map_err(|e| error("state_unwritable", e.to_string()))?;
-                    Err(RunError { code: "transient".into(), message: "first attempt fails on purpose".into(), retryable: true })
+                    Err(RunError {
+                        code: "transient".into(),
+                        message: "first attempt fails on purpose".into(),
+                        retryable: true,
+                    })
                 }
             }
             "loop" => {
@@ -105,9 +120,19 @@ impl Guest for Probe {
                 ok(json!({"ok": true, "n": recurse(0, &mut acc)}))
             }
             "panic" => panic!("{}", s(&v, "message")),
-            "fail" => Err(RunError { code: s(&v, "code").to_string(), message: s(&v, "message").to_string(), retryable: v.get("retryable").and_then(Value::as_bool).unwrap_or(false) }),
+            "fail" => Err(RunError {
+                code: s(&v, "code").to_string(),
+                message: s(&v, "message").to_string(),
+                retryable: v.get("retryable").and_then(Value::as_bool).unwrap_or(false),
+            }),
             "bad_output" => ok(json!({"nope": 1})),
-            "invalid_json" => Ok(Envelope { status: RunStatus::Ok, artifacts: vec![], approvals_requested: vec![], references: vec![], payload: "not json {".into() }),
+            "invalid_json" => Ok(Envelope {
+                status: RunStatus::Ok,
+                artifacts: vec![],
+                approvals_requested: vec![],
+                references: vec![],
+                payload: "not json {".into(),
+            }),
             "huge_payload" => {
                 let n = v.get("bytes").and_then(Value::as_u64).unwrap_or(64 << 20) as usize;
                 ok(json!({"ok": true, "blob": "x".repeat(n)}))
@@ -126,7 +151,13 @@ impl Guest for Probe {
                 ok(json!({"ok": true}))
             }
             "propose_write" => match propose_write(s(&v, "path"), s(&v, "content").as_bytes(), "probe proposal") {
-                Ok(id) => Ok(Envelope { status: RunStatus::Ok, artifacts: vec![], approvals_requested: vec![id.clone()], references: vec![], payload: json!({"ok": true, "request": id}).to_string() }),
+                Ok(id) => Ok(Envelope {
+                    status: RunStatus::Ok,
+                    artifacts: vec![],
+                    approvals_requested: vec![id.clone()],
+                    references: vec![],
+                    payload: json!({"ok": true, "request": id}).to_string(),
+                }),
                 Err(e) => ok(json!({"ok": false, "error": e})),
             },
             other => Err(error("invalid_input", format!("unknown op {other:?}"))),
