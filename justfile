@@ -28,7 +28,7 @@ ops-check:
 
 # Benchmarks (print tables; figures go to docs/performance.md).
 bench:
-    cargo bench -p lily --locked
+    cargo bench -p lily --locked --profile dev
 
 # Run the demo council (the README's main-job command).
 demo:
