@@ -9,7 +9,7 @@ pub mod step;
 pub use graph::{DirRequest, Graph, Node, Role};
 
 use crate::error::{ErrorCode, LilyError};
-use crate::sandbox::{Cause, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
+use crate::sandbox::{Cause, ClockTape, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -212,6 +212,40 @@ pub struct ExecCtx {
     pub effects_root: std::path::PathBuf,
     pub steps: Mutex<Vec<StepRecord>>,
     pub proposals: Mutex<Vec<(String, String, Proposal)>>,
+    /// Clock reads to feed back per node (replay).
+    pub replay_tapes: BTreeMap<String, ClockTape>,
+    /// Clock reads recorded per node.
+    pub tapes: Mutex<BTreeMap<String, ClockTape>>,
+}
+
+impl ExecCtx {
+    /// A context with no seeds, no replay and empty records.
+    pub fn new(sandbox: Arc<Sandbox>, events: Arc<dyn EventSink>, limits: Limits, parallelism: usize, deadline: Instant, effects_root: std::path::PathBuf) -> ExecCtx {
+        ExecCtx {
+            sandbox,
+            events,
+            limits,
+            parallelism,
+            deadline,
+            seeds: None,
+            effects_root,
+            steps: Mutex::new(Vec::new()),
+            proposals: Mutex::new(Vec::new()),
+            replay_tapes: BTreeMap::new(),
+            tapes: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// A per-node seed: the run's seed mixed with the node id (FNV-1a), so
+/// concurrent steps get fixed seeds whatever order they run in.
+pub fn node_seeds(run: Seeds, node: &str) -> Seeds {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Seeds { wall_clock_start_ns: run.wall_clock_start_ns, random_seed: run.random_seed ^ h }
 }
 
 impl ExecCtx {
@@ -235,10 +269,14 @@ impl ExecCtx {
                     grants,
                     limits,
                     effects_root: Some(self.effects_root.clone()),
-                    seeds: self.seeds,
+                    seeds: self.seeds.map(|s| node_seeds(s, &node.id)),
+                    replay_tape: self.replay_tapes.get(&node.id).cloned(),
                 },
             )
             .await;
+        if let Ok(mut t) = self.tapes.lock() {
+            t.insert(node.id.clone(), report.tape.clone());
+        }
         for e in &report.events {
             self.events
                 .emit("guest_event", json!({"node": node.id, "level": e.level, "kind": e.kind, "fields": e.fields}));

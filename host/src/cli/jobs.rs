@@ -53,6 +53,16 @@ pub enum JobsCmd {
     },
     /// Render a run's receipt
     Show { run_id: String },
+    /// Re-run a recorded run exactly (same spec snapshot, components, seeds, clock reads)
+    Replay {
+        run_id: String,
+        /// Compare payload and artifacts with the original (sha256 each); exit 20 when they differ
+        #[arg(long)]
+        verify: bool,
+        /// Replay even if a component's digest changed since the original (recorded as drift)
+        #[arg(long)]
+        allow_drift: bool,
+    },
 }
 
 pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
@@ -65,6 +75,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Tail { id, run, n, follow } => tail(g, &root, &id, run.as_deref(), n, follow).await,
         JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
         JobsCmd::Show { run_id } => show(g, &root, &run_id),
+        JobsCmd::Replay { run_id, verify, allow_drift } => replay(g, root, &run_id, verify, allow_drift).await,
     }
 }
 
@@ -549,4 +560,40 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
 
 pub fn internal(e: anyhow::Error) -> LilyError {
     LilyError::new(ErrorCode::JobExecutionFailed, format!("internal error: {e:#}"))
+}
+
+/// Exit status of `jobs replay --verify` when the replay differs.
+pub const EXIT_VERIFY_DIFFERS: i32 = 20;
+
+async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
+    use crate::jobs::replay::{self, ReplayOptions};
+    let lily = Lily::open(root).map_err(internal)?;
+    let (res, original) = replay::replay(&lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()).await?;
+    let original_dir = store::find_run(&lily.root.runs_dir(), run_id).unwrap_or_default();
+    let verification = verify.then(|| replay::verify(&original_dir, &original, &res.run_dir, &res.receipt));
+    if g.json {
+        render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));
+    } else {
+        println!("replay {} of {} ({}): {}", res.receipt.run_id, run_id, res.receipt.job_id, res.receipt.status.as_str());
+        if !res.receipt.drift.is_empty() {
+            println!("drift accepted (--allow-drift):");
+            for d in &res.receipt.drift {
+                println!("  {}: {} → {}", d["runnable"].as_str().unwrap_or(""), d["recorded"].as_str().unwrap_or(""), d["current"].as_str().unwrap_or("(missing)"));
+            }
+        }
+        println!("run directory: {}", res.run_dir.display());
+        if let Some(v) = &verification {
+            for c in &v.compared {
+                println!("  {:<16} {}", c["name"].as_str().unwrap_or(""), if c["identical"] == true { "identical" } else { "differs" });
+            }
+            match &v.first_difference {
+                None => println!("verify: identical"),
+                Some(d) => println!("verify: differs (first difference: {d})"),
+            }
+        }
+    }
+    if verification.as_ref().is_some_and(|v| !v.identical) {
+        return Ok(EXIT_VERIFY_DIFFERS);
+    }
+    Ok(status_exit(&res.receipt))
 }

@@ -1,6 +1,8 @@
 //! The `lily` command line: parses arguments and renders results. All the
 //! work happens in the library.
 
+pub use init::init_at;
+
 mod approvals;
 mod init;
 mod jobs;

@@ -17,7 +17,7 @@ use crate::blueprints::runnables::RunnableRegistry;
 use crate::blueprints::{Blueprint, EventSink, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
 use crate::policy::{Decision, Policy};
-use crate::sandbox::{Grants, Limits, Sandbox, SandboxOptions, Seeds};
+use crate::sandbox::{ClockTape, Grants, Limits, Sandbox, SandboxOptions, Seeds};
 use crate::util::rfc3339;
 use crate::workspace::Root;
 use chrono::Utc;
@@ -25,8 +25,14 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Replay-related options carried through the attempts.
+struct Extra {
+    replay_tapes: BTreeMap<String, ClockTape>,
+    no_auto_effects: bool,
+}
 
 /// The host: one root, one sandbox, the registries.
 pub struct Lily {
@@ -98,6 +104,12 @@ pub struct RunOptions {
     pub spec_override: Option<SpecFile>,
     /// Recorded seeds to feed the sandbox (replay); else fresh.
     pub seeds: Option<Seeds>,
+    /// Recorded clock reads per node to feed back (replay).
+    pub replay_tapes: BTreeMap<String, ClockTape>,
+    /// Never apply effects, even auto-approved ones (replay).
+    pub no_auto_effects: bool,
+    /// Component drift accepted by `--allow-drift` (recorded in the receipt).
+    pub drift: Vec<Value>,
 }
 
 impl Default for RunOptions {
@@ -109,6 +121,9 @@ impl Default for RunOptions {
             observer: None,
             spec_override: None,
             seeds: None,
+            replay_tapes: BTreeMap::new(),
+            no_auto_effects: false,
+            drift: Vec::new(),
         }
     }
 }
@@ -335,19 +350,24 @@ impl Lily {
             }
         };
 
+        receipt.drift = opts.drift.clone();
+        if !opts.drift.is_empty() {
+            events.emit("component_drift", json!({"drift": opts.drift}));
+        }
+        let extra = Extra { replay_tapes: opts.replay_tapes.clone(), no_auto_effects: opts.no_auto_effects };
+
         // 2–4 (+ loading): plan.
-        let started = Instant::now();
         let plan = match self.plan(&spec, &policy).await {
             Ok(p) => p,
             Err(pe) if !pe.retryable => return self.finish_without_attempt(run, events, receipt, &spec, pe),
             Err(pe) => {
                 // Compile failures are retried like execution failures below.
                 return self
-                    .run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), started)
+                    .run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), extra)
                     .await;
             }
         };
-        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, started)
+        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, extra)
             .await
     }
 
@@ -364,7 +384,7 @@ impl Lily {
         seeds: Seeds,
         wait: bool,
         mut plan_error: Option<PlanError>,
-        _started: Instant,
+        extra: Extra,
     ) -> Result<RunResult, LilyError> {
         if let Some(p) = &plan {
             record_plan(&mut receipt, p);
@@ -428,17 +448,16 @@ impl Lily {
             }
             let Some(p) = plan.as_ref() else { break };
             let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
-            let ctx = ExecCtx {
-                sandbox: self.sandbox.clone(),
-                events: events.clone() as Arc<dyn EventSink>,
-                limits: p.limits.clone(),
-                parallelism: spec.runtime.parallelism(),
-                deadline: Instant::now() + timeout,
-                seeds: Some(seeds),
-                effects_root: self.root.path.clone(),
-                steps: Mutex::new(Vec::new()),
-                proposals: Mutex::new(Vec::new()),
-            };
+            let mut ctx = ExecCtx::new(
+                self.sandbox.clone(),
+                events.clone() as Arc<dyn EventSink>,
+                p.limits.clone(),
+                spec.runtime.parallelism(),
+                Instant::now() + timeout,
+                self.root.path.clone(),
+            );
+            ctx.seeds = Some(seeds);
+            ctx.replay_tapes = extra.replay_tapes.clone();
             let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
             let result = tokio::select! {
                 r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
@@ -451,6 +470,11 @@ impl Lily {
                     .unwrap_or_default(),
             );
             let proposals = ctx.proposals.lock().map(|p| p.clone()).unwrap_or_default();
+            if let Ok(t) = ctx.tapes.lock()
+                && let Ok(bytes) = serde_json::to_vec(&*t)
+            {
+                let _ = crate::util::atomic_write(&run.path.join(store::TAPES), &bytes);
+            }
             match result {
                 None => {
                     cancelled = true;
@@ -533,7 +557,7 @@ impl Lily {
                     }
                     if matches!(
                         name.as_str(),
-                        store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT
+                        store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT | store::TAPES
                     ) {
                         continue;
                     }
@@ -551,6 +575,7 @@ impl Lily {
                     &proposals,
                     spec.output.publish.as_ref(),
                     &*events,
+                    extra.no_auto_effects,
                 );
                 receipt.status = RunStatus::Succeeded;
                 events.emit(

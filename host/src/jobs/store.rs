@@ -19,6 +19,8 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const SPEC_SNAPSHOT: &str = "job_spec.yaml";
 pub const RUN_LOCK: &str = ".run.lock";
+/// Clock reads per step (what replay feeds back).
+pub const TAPES: &str = "clock_tapes.json";
 
 /// Terminal and non-terminal run states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +118,9 @@ pub struct Receipt {
     pub seeds: Option<crate::sandbox::Seeds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<String>,
+    /// Components that differed from the replayed run (`--allow-drift`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Value>,
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReceiptError>,
@@ -145,6 +150,7 @@ impl Receipt {
             spec_path: spec_path.into(),
             seeds: None,
             replay_of: None,
+            drift: Vec::new(),
             pid: std::process::id(),
             error: None,
         }

@@ -83,6 +83,7 @@ pub fn record_proposals(
     proposals: &[(String, String, Proposal)],
     publish: Option<&Publish>,
     events: &dyn EventSink,
+    never_apply: bool,
 ) -> Vec<Value> {
     let mut out = Vec::new();
     let mut all: Vec<(String, Proposal)> = proposals.iter().map(|(_, r, p)| (r.clone(), p.clone())).collect();
@@ -118,7 +119,10 @@ pub fn record_proposals(
         let (mode, why) = if kind == "write_file" && super::effects::check_relative_path(&target).is_err() {
             (EffectMode::Deny, "target outside the root".to_string())
         } else {
-            policy.decide_effect(kind, &target)
+            match policy.decide_effect(kind, &target) {
+                (EffectMode::AutoApprove, _) if never_apply => (EffectMode::RequireApproval, "replay: effects are never applied automatically; approve afresh".to_string()),
+                other => other,
+            }
         };
         let mut req = Request {
             id: p.id.clone(),

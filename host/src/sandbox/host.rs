@@ -77,6 +77,7 @@ pub struct StepState {
     stdout: CappedPipe,
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
+    tape: TapeRecorder,
     effects_root: Option<std::path::PathBuf>,
 }
 
@@ -86,7 +87,8 @@ impl StepState {
         let stdout = CappedPipe::new(limits.max_stdio_bytes as usize);
         let stderr = CappedPipe::new(limits.max_stdio_bytes as usize);
         let denied = Arc::new(Mutex::new(Vec::new()));
-        let wasi = build_wasi(&req.grants, req.seeds, stdout.clone(), stderr.clone(), denied.clone())?;
+        let tape = TapeRecorder::new(req.replay_tape.as_ref());
+        let wasi = build_wasi(&req.grants, req.seeds, tape.clone(), stdout.clone(), stderr.clone(), denied.clone())?;
         Ok(StepState {
             wasi,
             table: ResourceTable::new(),
@@ -105,6 +107,7 @@ impl StepState {
             stdout,
             stderr,
             denied,
+            tape,
             effects_root: req.effects_root.clone(),
         })
     }
@@ -131,6 +134,7 @@ impl StepState {
             stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
             stdio_truncated: truncated,
             denied_connections: denied,
+            tape: self.tape.tape(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl StepState {
 fn build_wasi(
     grants: &Grants,
     seeds: Option<super::Seeds>,
+    tape: TapeRecorder,
     stdout: CappedPipe,
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
@@ -155,8 +160,9 @@ fn build_wasi(
     for (k, v) in &grants.env {
         b.env(k, v);
     }
+    b.wall_clock(TapeWall(tape.clone()));
+    b.monotonic_clock(TapeMonotonic(tape, std::time::Instant::now()));
     if let Some(s) = seeds {
-        b.wall_clock(FixedStartClock::new(s.wall_clock_start_ns));
         b.insecure_random_seed(u128::from(s.random_seed));
         b.secure_random(StdRng::seed_from_u64(s.random_seed ^ 0x9E37_79B9_7F4A_7C15));
         b.insecure_random(StdRng::seed_from_u64(s.random_seed));
@@ -256,30 +262,74 @@ impl effects::Host for StepState {
     }
 }
 
-/// A wall clock that starts at a recorded instant and advances with real
-/// time (so replays see the same start).
-struct FixedStartClock {
-    start_ns: u64,
-    origin: std::time::Instant,
+/// Every clock read of a step, in order: recorded in normal runs, fed back
+/// in a replay so a deterministic runnable produces the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClockTape {
+    /// Wall-clock reads, nanoseconds since the Unix epoch.
+    pub wall: Vec<u64>,
+    /// Monotonic-clock reads, nanoseconds.
+    pub monotonic: Vec<u64>,
 }
 
-impl FixedStartClock {
-    fn new(start_ns: u64) -> Self {
-        FixedStartClock {
-            start_ns,
-            origin: std::time::Instant::now(),
+/// Reads kept per clock and step (a guest reading more gets real time past it).
+pub const MAX_TAPE: usize = 4096;
+
+#[derive(Clone, Default)]
+pub(crate) struct TapeRecorder {
+    rec: Arc<Mutex<ClockTape>>,
+    replay: Arc<Mutex<(std::collections::VecDeque<u64>, std::collections::VecDeque<u64>)>>,
+}
+
+impl TapeRecorder {
+    fn new(replay: Option<&ClockTape>) -> Self {
+        let r = TapeRecorder::default();
+        if let Some(t) = replay
+            && let Ok(mut q) = r.replay.lock()
+        {
+            q.0 = t.wall.iter().copied().collect();
+            q.1 = t.monotonic.iter().copied().collect();
         }
+        r
+    }
+    pub(crate) fn tape(&self) -> ClockTape {
+        self.rec.lock().map(|t| t.clone()).unwrap_or_default()
     }
 }
 
-impl wasmtime_wasi::HostWallClock for FixedStartClock {
+struct TapeWall(TapeRecorder);
+
+impl wasmtime_wasi::HostWallClock for TapeWall {
     fn resolution(&self) -> Duration {
         Duration::from_nanos(1)
     }
     fn now(&self) -> Duration {
-        let _ = self.origin;
-        // Frozen at the recorded start: a replay observes identical time.
-        Duration::from_nanos(self.start_ns)
+        let replayed = self.0.replay.lock().ok().and_then(|mut q| q.0.pop_front());
+        let ns = replayed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+        if let Ok(mut t) = self.0.rec.lock()
+            && t.wall.len() < MAX_TAPE
+        {
+            t.wall.push(ns);
+        }
+        Duration::from_nanos(ns)
+    }
+}
+
+struct TapeMonotonic(TapeRecorder, std::time::Instant);
+
+impl wasmtime_wasi::HostMonotonicClock for TapeMonotonic {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        let replayed = self.0.replay.lock().ok().and_then(|mut q| q.1.pop_front());
+        let ns = replayed.unwrap_or_else(|| self.1.elapsed().as_nanos() as u64);
+        if let Ok(mut t) = self.0.rec.lock()
+            && t.monotonic.len() < MAX_TAPE
+        {
+            t.monotonic.push(ns);
+        }
+        ns
     }
 }
 

@@ -14,7 +14,7 @@ mod outcome;
 
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, Perms};
-pub use host::{GuestEvent, Proposal, ProposedEffect};
+pub use host::{ClockTape, GuestEvent, Proposal, ProposedEffect};
 pub use limits::Limits;
 pub use outcome::{Cause, StepReport};
 
@@ -123,8 +123,10 @@ pub struct StepRequest {
     pub limits: Limits,
     /// Root under which effect targets must stay (for early refusal).
     pub effects_root: Option<PathBuf>,
-    /// Clock and random seeds; `None` = real clocks, fresh seed.
+    /// Random seed (and recorded start); `None` = fresh randomness.
     pub seeds: Option<Seeds>,
+    /// Clock reads to feed back (replay); `None` = real clocks (recorded).
+    pub replay_tape: Option<ClockTape>,
 }
 
 /// The nondeterminism a step can observe, recorded for replay.

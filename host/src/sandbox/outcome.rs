@@ -143,6 +143,8 @@ pub struct StepReport {
     pub stdio_truncated: bool,
     /// Network addresses the guest tried and was denied.
     pub denied_connections: Vec<String>,
+    /// Clock reads of the step (for replay).
+    pub tape: super::ClockTape,
 }
 
 impl StepReport {
@@ -158,6 +160,7 @@ impl StepReport {
             stderr: String::new(),
             stdio_truncated: false,
             denied_connections: Vec::new(),
+            tape: Default::default(),
         }
     }
 }

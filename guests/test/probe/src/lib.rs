@@ -75,13 +75,13 @@ impl Guest for Probe {
                 }
             }
             "clock_random" => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                let mut rnd = std::collections::hash_map::RandomState::new();
-                let _ = &mut rnd;
-                ok(json!({"ok": true, "now_ns": now}))
+                use std::hash::BuildHasher;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                let t0 = std::time::Instant::now();
+                let spin: u64 = (0..10_000u64).fold(0, |a, b| std::hint::black_box(a ^ b));
+                let elapsed = t0.elapsed().as_nanos() as u64;
+                let rand = std::collections::hash_map::RandomState::new().hash_one(spin);
+                ok(json!({"ok": true, "now_ns": now, "elapsed_ns": elapsed, "random": rand}))
             }
             "fail_once" => {
                 // Fails (retryable) the first time, succeeds once the marker

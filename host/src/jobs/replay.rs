@@ -1,0 +1,156 @@
+//! Deterministic replay: re-run exactly what ran before — the recorded spec
+//! snapshot, the same component digests, the same seeds and clock reads —
+//! and say whether the result is the same.
+
+use super::executor::{Lily, RunOptions, RunResult, TriggerInfo};
+use super::spec::{self, SpecFile};
+use super::store::{self, Receipt};
+use crate::error::{ErrorCode, LilyError};
+use crate::sandbox::{ClockTape, Sandbox};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Options of `lily jobs replay`.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Run even when a component's digest differs from the recorded one.
+    pub allow_drift: bool,
+}
+
+/// The outcome of `--verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub identical: bool,
+    /// Per compared item: name, original sha256, replay sha256.
+    pub compared: Vec<Value>,
+    /// The first differing field or artifact, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_difference: Option<String>,
+}
+
+fn not_found(run_id: &str, root: &Path) -> LilyError {
+    LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.display())).with_hint("`lily jobs runs <job>` lists run ids")
+}
+
+/// Replay run `run_id` as a new run with `replay_of` set.
+pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: RunOptions) -> Result<(RunResult, Receipt), LilyError> {
+    let runs = lily.root.runs_dir();
+    let dir = store::find_run(&runs, run_id).ok_or_else(|| not_found(run_id, &runs))?;
+    let original = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: receipt unreadable", dir.display())))?;
+    let snapshot = dir.join(store::SPEC_SNAPSHOT);
+    let raw = std::fs::read_to_string(&snapshot)
+        .map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: the run has no spec snapshot to replay: {e}", snapshot.display())))?;
+    let spec = spec::parse(&snapshot, &raw);
+    let spec_file = SpecFile { path: snapshot.clone(), sha256: Some(crate::util::sha256(raw.as_bytes())), raw: Some(raw), spec };
+    spec_file.spec.clone()?;
+
+    // Component drift: every recorded digest must match what would run now.
+    let mut drift = Vec::new();
+    for c in &original.components {
+        let runnable = c["runnable"].as_str().unwrap_or_default();
+        let recorded = c["digest"].as_str().unwrap_or_default();
+        let current = lily.runnables.bytes(runnable).map(|(b, _)| Sandbox::digest(&b));
+        if current.as_deref() != Some(recorded) {
+            drift.push(json!({"node": c["node"], "runnable": runnable, "recorded": recorded, "current": current}));
+        }
+    }
+    if !drift.is_empty() && !opts.allow_drift {
+        let lines: Vec<String> = drift
+            .iter()
+            .map(|d| format!("{}: recorded {} now {}", d["runnable"].as_str().unwrap_or(""), d["recorded"].as_str().unwrap_or(""), d["current"].as_str().unwrap_or("(missing)")))
+            .collect();
+        return Err(LilyError::new(ErrorCode::JobTargetUnresolved, format!("replay refused: components changed since run {run_id}: {}", lines.join("; ")))
+            .with_hint("pass --allow-drift to replay with the current components (the drift is recorded in the receipt)")
+            .with_details(json!({"drift": drift})));
+    }
+
+    let tapes: BTreeMap<String, ClockTape> =
+        std::fs::read(dir.join(store::TAPES)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let run_opts = RunOptions {
+        trigger: TriggerInfo::Replay { of: original.run_id.clone() },
+        spec_override: Some(spec_file),
+        seeds: original.seeds,
+        replay_tapes: tapes,
+        no_auto_effects: true,
+        drift,
+        ..run_opts
+    };
+    let result = lily.run_job(&original.job_id, run_opts).await?;
+    Ok((result, original))
+}
+
+/// Compare a replay with its original: payload and every target artifact
+/// (sha256 each). The summary is excluded (it names the run).
+pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay: &Receipt) -> Verification {
+    let mut compared = Vec::new();
+    let mut first = None;
+    let h = |v: &Value| crate::util::sha256(v.to_string().as_bytes());
+    let (a, b) = (h(&original.payload), h(&replay.payload));
+    if a != b && first.is_none() {
+        first = Some(format!("payload{}", first_json_difference(&original.payload, &replay.payload, String::new()).unwrap_or_default()));
+    }
+    compared.push(json!({"name": "payload", "original": a, "replay": b, "identical": a == b}));
+    let skip = [store::SUMMARY_MD, store::SUMMARY_JSON];
+    let names: std::collections::BTreeSet<&str> =
+        original.artifacts.iter().chain(replay.artifacts.iter()).map(|x| x.name.as_str()).filter(|n| !skip.contains(n)).collect();
+    for name in names {
+        let a = std::fs::read(original_dir.join(name)).ok().map(|b| crate::util::sha256(&b));
+        let b = std::fs::read(replay_dir.join(name)).ok().map(|b| crate::util::sha256(&b));
+        let same = a.is_some() && a == b;
+        if !same && first.is_none() {
+            first = Some(format!("artifact {name}"));
+        }
+        compared.push(json!({"name": name, "original": a, "replay": b, "identical": same}));
+    }
+    if original.status != replay.status && first.is_none() {
+        first = Some(format!("status ({} vs {})", original.status.as_str(), replay.status.as_str()));
+    }
+    Verification { identical: first.is_none(), compared, first_difference: first }
+}
+
+/// JSON path of the first difference between two values (`.a[2].b`).
+pub fn first_json_difference(a: &Value, b: &Value, path: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = format!("{path}.{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => {
+                        if let Some(d) = first_json_difference(u, v, p) {
+                            return Some(d);
+                        }
+                    }
+                    _ => return Some(p),
+                }
+            }
+            None
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for (i, (u, v)) in x.iter().zip(y.iter()).enumerate() {
+                if let Some(d) = first_json_difference(u, v, format!("{path}[{i}]")) {
+                    return Some(d);
+                }
+            }
+            if x.len() != y.len() { Some(format!("{path}[{}]", x.len().min(y.len()))) } else { None }
+        }
+        _ if a == b => None,
+        _ => Some(if path.is_empty() { ".".into() } else { path }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_difference_paths() {
+        let a = json!({"x": [1, {"y": 2}], "z": 1});
+        assert_eq!(first_json_difference(&a, &a, String::new()), None);
+        assert_eq!(first_json_difference(&a, &json!({"x": [1, {"y": 3}], "z": 1}), String::new()).as_deref(), Some(".x[1].y"));
+        assert_eq!(first_json_difference(&a, &json!({"x": [1], "z": 1}), String::new()).as_deref(), Some(".x[1]"));
+        assert_eq!(first_json_difference(&a, &json!({"x": [1, {"y": 2}]}), String::new()).as_deref(), Some(".z"));
+    }
+}
