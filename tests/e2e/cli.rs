@@ -1,0 +1,118 @@
+//! CLI surface not covered elsewhere: --version/--help, `runnables inspect`,
+//! Ctrl-C cancellation, `tail -f` of an active run, the approvals commands,
+//! `policy check`.
+
+use crate::harness::{Env, LILY, event_types, guest_path, receipt, step_job, wait_until};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(LILY).arg("--version").output().expect("spawn");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("lily "));
+    let out = Command::new(LILY).arg("--help").output().expect("spawn");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for cmd in ["init", "jobs", "blueprints", "runnables", "policy", "approvals"] {
+        assert!(text.contains(cmd), "--help lists {cmd}:\n{text}");
+    }
+}
+
+#[test]
+fn runnables_inspect_builtin_file_and_garbage() {
+    let env = Env::new();
+    let v = env.lily(&["--json", "runnables", "inspect", "security.v1"]).expect_code(0).json();
+    assert_eq!(v["descriptor"]["id"], "security.v1");
+    assert_eq!(v["descriptor"]["kind"], "specialist");
+    assert!(v["digest"].as_str().expect("digest").starts_with("sha256:"));
+    assert!(v["imports"].as_array().expect("imports").iter().any(|i| i.as_str().expect("s").starts_with("wasi:")));
+    let probe = guest_path("probe").display().to_string();
+    let v = env.lily(&["--json", "runnables", "inspect", &probe]).expect_code(0).json();
+    assert_eq!(v["descriptor"]["id"], "probe.v1");
+    let human = env.lily(&["runnables", "inspect", &probe]).expect_code(0).stdout.clone();
+    assert!(human.contains("probe.v1") && human.contains("digest: sha256:") && human.contains("imports"), "{human}");
+    let garbage = env.root.join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm not really").expect("write");
+    let out = env.lily(&["runnables", "inspect", &garbage.display().to_string()]);
+    assert_eq!(out.code, 14, "{out:?}");
+    assert!(out.stderr.contains("error[blueprint_contract_invalid]"), "{}", out.stderr);
+}
+
+fn sleeper(env: &Env, id: &str, ms: u64) {
+    env.install("probe");
+    env.write_job(id, &step_job(id, "probe.v1", &format!("{{ op: sleep, ms: {ms} }}"), "", "{ timeout_seconds: 120 }"));
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_cleanly() {
+    let env = Env::new();
+    sleeper(&env, "slow", 60_000);
+    let child = env.cmd().args(["jobs", "run", "slow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    wait_until(Duration::from_secs(60), "the step to start", || {
+        env.run_dirs("slow").first().is_some_and(|d| event_types(d).iter().any(|t| t == "step_started"))
+    });
+    let t = Instant::now();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert!(t.elapsed() < Duration::from_secs(20), "the sleeping guest was stopped");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = env.only_run("slow");
+    let r = receipt(&run);
+    assert_eq!(r["status"], "cancelled");
+    assert!(r["ended_at"].is_string());
+    assert!(event_types(&run).iter().any(|t| t == "job_cancelled"));
+    // The next run works.
+    env.write_job("quick", &step_job("quick", "echo.v1", "{ x: 1 }", "", "{}"));
+    env.lily(&["jobs", "run", "quick"]).expect_code(0);
+}
+
+#[test]
+fn tail_follows_an_active_run_until_it_ends() {
+    let env = Env::new();
+    sleeper(&env, "nap", 1_500);
+    let mut run = env.cmd().args(["jobs", "run", "nap"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    wait_until(Duration::from_secs(60), "the run to start", || env.run_dirs("nap").first().is_some_and(|d| d.join("events.jsonl").exists()));
+    let out = env.lily(&["jobs", "tail", "nap", "-f"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("job_started") && out.stdout.contains("job_completed"), "{}", out.stdout);
+    assert!(run.wait().expect("wait").success());
+    let json = env.lily(&["--json", "jobs", "tail", "nap", "-n", "2"]).expect_code(0).stdout.clone();
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["type"], "job_completed");
+}
+
+#[test]
+fn approvals_list_show_approve_and_refuse_a_second_time() {
+    let env = Env::new();
+    env.install("probe");
+    env.write_job("prop", &step_job("prop", "probe.v1", "{ op: propose_write, path: notes/todo.md, content: \"- ship it\" }", "", "{}"));
+    let r = env.lily(&["--json", "jobs", "run", "prop"]).expect_code(0).json();
+    let id = r["receipt"]["approvals_requested"][0]["id"].as_str().expect("id").to_string();
+    let summary = std::fs::read_to_string(env.only_run("prop").join("summary.md")).expect("summary");
+    assert!(summary.contains(&format!("lily approvals approve {id}")), "the summary says how to act:\n{summary}");
+    let list = env.lily(&["--json", "approvals", "list"]).expect_code(0).json();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "pending");
+    let show = env.lily(&["approvals", "show", &id]).expect_code(0).stdout.clone();
+    assert!(show.contains("new file:") && show.contains("+- ship it"), "{show}");
+    assert!(!env.root.join("notes/todo.md").exists());
+    env.lily(&["approvals", "approve", &id]).expect_code(0);
+    assert_eq!(std::fs::read_to_string(env.root.join("notes/todo.md")).expect("applied"), "- ship it");
+    let again = env.lily(&["approvals", "approve", &id]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("not pending"), "{}", again.stderr);
+    let missing = env.lily(&["approvals", "show", "apr-nope"]);
+    assert_ne!(missing.code, 0);
+}
+
+#[test]
+fn policy_check_reports_file_line_and_key() {
+    let env = Env::new();
+    env.lily(&["policy", "check"]).expect_code(0);
+    env.write_policy("version: 1\nlimits:\n  timeout_seconds: 10\n  bogus_cap: 3\n");
+    let out = env.lily(&["policy", "check"]);
+    assert_eq!(out.code, 12, "{out:?}");
+    assert!(out.stderr.contains("policy.yaml") && out.stderr.contains("bogus_cap") && out.stderr.contains("line 4"), "{}", out.stderr);
+}
