@@ -28,6 +28,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How one attempt ended.
+enum AttemptOutcome {
+    Succeeded(crate::blueprints::BlueprintOutput, Vec<(String, String, crate::sandbox::Proposal)>),
+    Failed { error: LilyError, cause: Value, retryable: bool },
+    Cancelled,
+}
+
+/// Retry backoff: the initial delay, doubling, capped at 300 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new(initial_seconds: u64) -> Backoff {
+        Backoff(Duration::from_secs(initial_seconds))
+    }
+
+    /// Sleep for the current delay (then double it); `true` when cancelled.
+    async fn wait(&mut self, cancel: &Cancel) -> bool {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(300));
+        sleep_or_cancel(d, cancel).await
+    }
+}
+
 /// Replay-related options carried through the attempts.
 struct Extra {
     replay_tapes: BTreeMap<String, ClockTape>,
@@ -403,80 +426,16 @@ impl Lily {
         write_receipt(&run, &receipt)?;
 
         let max_attempts = spec.runtime.retry_max + 1;
-        let mut backoff = Duration::from_secs(spec.runtime.retry_backoff_seconds);
+        let mut backoff = Backoff::new(spec.runtime.retry_backoff_seconds);
         let mut last: Option<(ErrorCode, String, Value)> = None;
         let mut success = None;
         let mut cancelled = false;
         for n in 1..=max_attempts {
             let att_start = Utc::now();
             events.emit("job_attempt_started", json!({"attempt": n}));
-            // Re-plan when a previous attempt could not even compile.
-            if plan.is_none() {
-                match plan_error.take() {
-                    Some(pe) if n == 1 => {
-                        let will_retry = n < max_attempts;
-                        last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &pe.error, pe.cause.clone(), true, will_retry));
-                        if will_retry {
-                            if sleep_or_cancel(backoff, &cancel).await {
-                                cancelled = true;
-                                break;
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(300));
-                        }
-                        continue;
-                    }
-                    _ => match self.plan(spec, policy).await {
-                        Ok(p) => {
-                            record_plan(&mut receipt, &p);
-                            plan = Some(p);
-                        }
-                        Err(pe) => {
-                            let will_retry = pe.retryable && n < max_attempts;
-                            last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &pe.error, pe.cause.clone(), pe.retryable, will_retry));
-                            if !will_retry {
-                                break;
-                            }
-                            if sleep_or_cancel(backoff, &cancel).await {
-                                cancelled = true;
-                                break;
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(300));
-                            continue;
-                        }
-                    },
-                }
-            }
-            let Some(p) = plan.as_ref() else { break };
-            let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
-            let mut ctx = ExecCtx::new(
-                self.sandbox.clone(),
-                events.clone() as Arc<dyn EventSink>,
-                p.limits.clone(),
-                spec.runtime.parallelism(),
-                Instant::now() + timeout,
-                self.root.path.clone(),
-            );
-            ctx.seeds = Some(seeds);
-            ctx.replay_tapes = extra.replay_tapes.clone();
-            let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
-            let result = tokio::select! {
-                r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
-                _ = cancel.cancelled() => None,
-            };
-            receipt.steps.extend(
-                ctx.steps
-                    .lock()
-                    .map(|s| s.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            );
-            let proposals = ctx.proposals.lock().map(|p| p.clone()).unwrap_or_default();
-            if let Ok(t) = ctx.tapes.lock()
-                && let Ok(bytes) = serde_json::to_vec(&*t)
-            {
-                let _ = crate::util::atomic_write(&run.path.join(store::TAPES), &bytes);
-            }
-            match result {
-                None => {
+            let outcome = self.attempt(&mut plan, &mut plan_error, &mut receipt, spec, policy, &events, &run, &cancel, seeds, &extra).await;
+            match outcome {
+                AttemptOutcome::Cancelled => {
                     cancelled = true;
                     receipt.attempts.push(Attempt {
                         n,
@@ -490,7 +449,7 @@ impl Lily {
                     });
                     break;
                 }
-                Some(Ok(Ok(out))) => {
+                AttemptOutcome::Succeeded(out, proposals) => {
                     receipt.attempts.push(Attempt {
                         n,
                         status: "succeeded".into(),
@@ -505,33 +464,18 @@ impl Lily {
                     success = Some((out, proposals));
                     break;
                 }
-                Some(Ok(Err(f))) => {
-                    let err = LilyError::new(ErrorCode::JobExecutionFailed, f.message.clone());
-                    let cause = json!({"code": f.code.as_str(), "message": f.message, "detail": f.cause});
-                    let will_retry = f.retryable && n < max_attempts;
-                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &err, cause, f.retryable, will_retry));
+                AttemptOutcome::Failed { error, cause, retryable } => {
+                    let will_retry = retryable && n < max_attempts;
+                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &error, cause, retryable, will_retry));
                     if !will_retry {
                         break;
                     }
-                }
-                Some(Err(_elapsed)) => {
-                    let err = LilyError::new(
-                        ErrorCode::JobExecutionFailed,
-                        format!("attempt timed out after {} s", spec.runtime.timeout_seconds),
-                    );
-                    let cause = json!({"code": "blueprint_execution_failed", "message": "timeout", "detail": {"kind": "timeout", "timeout_seconds": spec.runtime.timeout_seconds}});
-                    let will_retry = n < max_attempts;
-                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &err, cause, true, will_retry));
-                    if !will_retry {
+                    if backoff.wait(&cancel).await {
+                        cancelled = true;
                         break;
                     }
                 }
             }
-            if sleep_or_cancel(backoff, &cancel).await {
-                cancelled = true;
-                break;
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(300));
         }
         drop(slot);
 
@@ -596,6 +540,80 @@ impl Lily {
             }
         }
         self.finalize(run, events, receipt, spec)
+    }
+
+    /// One attempt: (re-)plan if needed, then execute under the attempt
+    /// timeout, racing cancellation.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        plan: &mut Option<Plan>,
+        plan_error: &mut Option<PlanError>,
+        receipt: &mut Receipt,
+        spec: &JobSpec,
+        policy: &Policy,
+        events: &Arc<EventLog>,
+        run: &RunDir,
+        cancel: &Cancel,
+        seeds: Seeds,
+        extra: &Extra,
+    ) -> AttemptOutcome {
+        // A plan that failed to compile is retried like an execution failure.
+        if plan.is_none() {
+            let planned = match plan_error.take() {
+                Some(pe) => Err(pe),
+                None => self.plan(spec, policy).await,
+            };
+            match planned {
+                Ok(p) => {
+                    record_plan(receipt, &p);
+                    *plan = Some(p);
+                }
+                Err(pe) => return AttemptOutcome::Failed { error: pe.error, cause: pe.cause, retryable: pe.retryable },
+            }
+        }
+        let Some(p) = plan.as_ref() else {
+            return AttemptOutcome::Failed { error: LilyError::new(ErrorCode::JobExecutionFailed, "no plan"), cause: Value::Null, retryable: false };
+        };
+        let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
+        let mut ctx = ExecCtx::new(
+            self.sandbox.clone(),
+            events.clone() as Arc<dyn EventSink>,
+            p.limits.clone(),
+            // Unset, the default (cores) is capped by the policy ceiling.
+            spec.runtime.parallelism().min(policy.file.limits.max_parallelism),
+            Instant::now() + timeout,
+            self.root.path.clone(),
+        );
+        ctx.seeds = Some(seeds);
+        ctx.replay_tapes = extra.replay_tapes.clone();
+        let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        if let Ok(steps) = ctx.steps.lock() {
+            receipt.steps.extend(steps.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)));
+        }
+        if let Ok(t) = ctx.tapes.lock()
+            && let Ok(bytes) = serde_json::to_vec(&*t)
+        {
+            let _ = crate::util::atomic_write(&run.path.join(store::TAPES), &bytes);
+        }
+        match result {
+            None => AttemptOutcome::Cancelled,
+            Some(Ok(Ok(out))) => AttemptOutcome::Succeeded(out, ctx.proposals.lock().map(|p| p.clone()).unwrap_or_default()),
+            Some(Ok(Err(f))) => AttemptOutcome::Failed {
+                error: LilyError::new(ErrorCode::JobExecutionFailed, f.message.clone()),
+                cause: json!({"code": f.code.as_str(), "message": f.message, "detail": f.cause}),
+                retryable: f.retryable,
+            },
+            Some(Err(_elapsed)) => AttemptOutcome::Failed {
+                error: LilyError::new(ErrorCode::JobExecutionFailed, format!("attempt timed out after {} s", spec.runtime.timeout_seconds)),
+                cause: json!({"code": "blueprint_execution_failed", "message": "timeout", "detail": {"kind": "timeout", "timeout_seconds": spec.runtime.timeout_seconds}}),
+                retryable: true,
+            },
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
