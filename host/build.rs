@@ -16,7 +16,7 @@ fn main() {
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
     let guests = root.join("guests");
     let wit = root.join("wit");
-    for p in ["sdk", "builtin", "test", "Cargo.toml", "Cargo.lock"] {
+    for p in ["sdk", "builtin", "test", "hostile", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", guests.join(p).display());
     }
     println!("cargo:rerun-if-changed={}", wit.display());

@@ -1,2 +1,361 @@
-//! Benchmark placeholder: filled in by its owner.
-fn main() {}
+//! Sandbox benchmark (issue 2): for every built-in runnable, cold compile
+//! vs cached load from the on-disk compile cache; instantiate + run latency
+//! of `echo.v1`; and batches of runs, sequential and on all cores.
+//!
+//! A plain program that prints markdown tables:
+//! `cargo bench -p lily --profile dev --bench sandbox`
+//! (`just bench` runs every benchmark). Figures go to docs/performance.md.
+
+use lily::sandbox::{BUILTIN_IDS, Loaded, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Cold compiles per component (each is hundreds of milliseconds).
+const COMPILE_REPS: usize = 3;
+/// Cached loads per component, each on a fresh `Sandbox`.
+const LOAD_REPS: usize = 15;
+/// Timed sequential echo runs for the latency percentiles.
+const LATENCY_RUNS: usize = 2_000;
+const WARMUP_RUNS: usize = 100;
+/// Batch sizes, and how often each batch is repeated (median reported).
+const BATCHES: &[(usize, usize)] = &[(1, 200), (10, 50), (100, 10), (1_000, 3)];
+
+fn main() {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("# sandbox benchmark (issue 2)\n");
+    print_machine(cores);
+    let load_start = loadavg();
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cache_dir = tmp.path().join("cache");
+
+    // Engine + linker + epoch ticker: paid once per process.
+    let mut setup = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+        setup.push(t.elapsed());
+        drop(s);
+    }
+    setup.sort();
+    println!("Sandbox::new (engine + linker + epoch thread), median of 5: {}\n", fmt(setup[2]));
+
+    compile_table(&rt, &cache_dir);
+    let (sandbox, echo) = rt.block_on(async {
+        let sandbox = Arc::new(Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.clone()) }).expect("sandbox"));
+        let echo = sandbox.load(builtin_bytes("echo.v1").expect("echo.v1 is built in")).await.expect("load echo");
+        (sandbox, echo)
+    });
+    latency_table(&rt, &sandbox, &echo);
+    batch_table(&rt, &sandbox, &echo, cores);
+
+    println!("peak RSS (VmHWM) of this process: {}", proc_status("VmHWM").unwrap_or_else(|| "n/a".into()));
+    println!("load average: start {load_start}, end {}", loadavg());
+}
+
+/// Compile vs cached load, per built-in.
+fn compile_table(rt: &tokio::runtime::Runtime, cache_dir: &Path) {
+    // Fill the on-disk cache with one Sandbox, then time loads on fresh ones.
+    rt.block_on(async {
+        let filler = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.to_path_buf()) }).expect("sandbox");
+        for (id, _) in BUILTIN_IDS {
+            filler.load(builtin_bytes(id).expect("built-in bytes")).await.expect("load built-in");
+        }
+    });
+    println!("## Compile vs cached load (per component)\n");
+    println!(
+        "cold = `Sandbox::compile_uncached` (Cranelift), median of {COMPILE_REPS}; cached = `Sandbox::load` on a fresh `Sandbox` whose on-disk cache is warm, \
+         median of {LOAD_REPS} (min in brackets). The breakdown columns time the pieces of a cached load separately: sha256 of the component bytes \
+         (the cache key), reading + checksumming the cache entry, `Component::deserialize` alone; `link+describe` is the rest of `load` \
+         (instantiate_pre, a fresh instance calling `describe`, compiling the two JSON schemas).\n"
+    );
+    let headers = [
+        "runnable",
+        "wasm",
+        "cwasm",
+        "cold compile",
+        "load incl. describe",
+        "digest",
+        "read+checksum",
+        "deserialize",
+        "link+describe",
+        "target ≤ 2 ms",
+    ];
+    let mut rows = Vec::new();
+    for (id, _) in BUILTIN_IDS {
+        let bytes = builtin_bytes(id).expect("built-in bytes");
+        let compiler = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+        let mut cold: Vec<Duration> = (0..COMPILE_REPS)
+            .map(|_| {
+                let t = Instant::now();
+                compiler.compile_uncached(bytes).expect("compile");
+                t.elapsed()
+            })
+            .collect();
+        cold.sort();
+        let serialized = compiler.engine().precompile_component(bytes).expect("precompile");
+        drop(compiler);
+
+        let entry = cache_entry(cache_dir, &Sandbox::digest(bytes)).expect("the cache holds an entry for every built-in");
+        let mut load = Vec::new();
+        let mut digest = Vec::new();
+        let mut read = Vec::new();
+        let mut deser = Vec::new();
+        for _ in 0..LOAD_REPS {
+            let fresh = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.to_path_buf()) }).expect("sandbox");
+            let t = Instant::now();
+            let loaded = rt.block_on(fresh.load(bytes)).expect("cached load");
+            load.push(t.elapsed());
+            assert_eq!(&loaded.descriptor.id, id);
+            drop(loaded);
+            drop(fresh);
+
+            let t = Instant::now();
+            std::hint::black_box(Sandbox::digest(bytes));
+            digest.push(t.elapsed());
+
+            let t = Instant::now();
+            let data = std::fs::read(&entry).expect("read cache entry");
+            std::hint::black_box(sha2::Sha256::digest(&data));
+            read.push(t.elapsed());
+
+            let engine_holder = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+            let t = Instant::now();
+            deserialize(engine_holder.engine(), &serialized);
+            deser.push(t.elapsed());
+        }
+        for v in [&mut load, &mut digest, &mut read, &mut deser] {
+            v.sort();
+        }
+        let med = |v: &[Duration]| v[v.len() / 2];
+        let rest = med(&load).saturating_sub(med(&digest) + med(&read) + med(&deser));
+        let entry_len = std::fs::metadata(&entry).map(|m| m.len()).unwrap_or(0);
+        rows.push(vec![
+            id.to_string(),
+            kib(bytes.len() as u64),
+            kib(entry_len),
+            fmt(med(&cold)),
+            format!("{} ({})", fmt(med(&load)), fmt(load[0])),
+            fmt(med(&digest)),
+            fmt(med(&read)),
+            format!("{} ({})", fmt(med(&deser)), fmt(deser[0])),
+            fmt(rest),
+            met(med(&load) <= Duration::from_millis(2)),
+        ]);
+    }
+    table(&headers, &rows);
+}
+
+/// `Component::deserialize` alone, on a given engine.
+#[allow(unsafe_code)]
+fn deserialize(engine: &wasmtime::Engine, serialized: &[u8]) {
+    // SAFETY: `serialized` is what `Engine::precompile_component` produced in
+    // this very process, from an engine with the same configuration (every
+    // `Sandbox` builds its engine from the same `Config`).
+    let c = unsafe { wasmtime::component::Component::deserialize(engine, serialized) }.expect("deserialize");
+    std::hint::black_box(c);
+}
+
+/// The cache entry of a component digest (`<hex>-<engine key>.cwasm`).
+fn cache_entry(dir: &Path, digest: &str) -> Option<PathBuf> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(hex) && n.ends_with(".cwasm")))
+}
+
+fn echo_request() -> StepRequest {
+    StepRequest {
+        input: serde_json::json!({"message": "hello from the sandbox bench", "n": 42, "tags": ["a", "b"]}),
+        ..Default::default()
+    }
+}
+
+/// Instantiate + run of `echo.v1`, one run at a time.
+fn latency_table(rt: &tokio::runtime::Runtime, sandbox: &Sandbox, echo: &Loaded) {
+    let samples = rt.block_on(async {
+        for _ in 0..WARMUP_RUNS {
+            let r = sandbox.run(echo, echo_request()).await;
+            assert!(r.outcome.is_ok(), "echo failed: {:?}", r.outcome.err());
+        }
+        let mut v = Vec::with_capacity(LATENCY_RUNS);
+        for _ in 0..LATENCY_RUNS {
+            let req = echo_request();
+            let t = Instant::now();
+            let r = sandbox.run(echo, req).await;
+            v.push(t.elapsed());
+            assert!(r.outcome.is_ok(), "echo failed: {:?}", r.outcome.err());
+        }
+        v
+    });
+    let mut s = samples.clone();
+    s.sort();
+    let mean = s.iter().sum::<Duration>() / s.len() as u32;
+    println!("\n## Instantiate + run `echo.v1` (`Sandbox::run`, in process)\n");
+    println!(
+        "{LATENCY_RUNS} sequential runs after {WARMUP_RUNS} warm-up runs; each is a fresh `Store` + WASI context + instance, the call, \
+         input/output schema validation and the report.\n"
+    );
+    table(
+        &["runs", "p50", "p90", "p99", "max", "mean", "target p50 ≤ 100 µs"],
+        &[vec![
+            LATENCY_RUNS.to_string(),
+            fmt(pct(&s, 50.0)),
+            fmt(pct(&s, 90.0)),
+            fmt(pct(&s, 99.0)),
+            fmt(s[s.len() - 1]),
+            fmt(mean),
+            met(pct(&s, 50.0) <= Duration::from_micros(100)),
+        ]],
+    );
+}
+
+/// Batches of `echo.v1` runs: sequential on one task vs one task per run on
+/// a multi-thread runtime with a worker per core.
+fn batch_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, echo: &Arc<Loaded>, cores: usize) {
+    println!("\n## Batches of `echo.v1` runs: sequential vs all cores\n");
+    println!(
+        "sequential = one task awaiting each run in turn; parallel = one tokio task per run (`JoinSet`) on a multi-thread runtime with \
+         {cores} workers. Wall = median over the repetitions; per run = wall / runs. `cores busy` = CPU time of all threads of this \
+         process / wall time during the parallel batches (at most {cores}; less means the other cores were busy elsewhere).\n"
+    );
+    let mut rows = Vec::new();
+    for &(n, reps) in BATCHES {
+        let mut seq = Vec::new();
+        let mut par = Vec::new();
+        let (mut par_cpu, mut par_wall) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..reps {
+            let t = Instant::now();
+            rt.block_on(async {
+                for _ in 0..n {
+                    let r = sandbox.run(echo, echo_request()).await;
+                    assert!(r.outcome.is_ok());
+                }
+            });
+            seq.push(t.elapsed());
+
+            let cpu = process_cpu();
+            let t = Instant::now();
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..n {
+                    let sandbox = sandbox.clone();
+                    let echo = echo.clone();
+                    set.spawn(async move { sandbox.run(&echo, echo_request()).await.outcome.is_ok() });
+                }
+                while let Some(ok) = set.join_next().await {
+                    assert!(ok.expect("task"), "echo failed");
+                }
+            });
+            par.push(t.elapsed());
+            par_wall += t.elapsed();
+            par_cpu += process_cpu().saturating_sub(cpu);
+        }
+        seq.sort();
+        par.sort();
+        let (s, p) = (seq[seq.len() / 2], par[par.len() / 2]);
+        rows.push(vec![
+            n.to_string(),
+            reps.to_string(),
+            fmt(s),
+            fmt(s / n as u32),
+            fmt(p),
+            fmt(p / n as u32),
+            format!("{:.2}×", s.as_secs_f64() / p.as_secs_f64()),
+            format!("{:.0}", n as f64 / p.as_secs_f64()),
+            format!("{:.2}", par_cpu.as_secs_f64() / par_wall.as_secs_f64()),
+        ]);
+    }
+    table(
+        &["runs", "reps", "sequential wall", "seq per run", "parallel wall", "par per run", "speed-up", "runs/s (parallel)", "cores busy"],
+        &rows,
+    );
+    println!();
+}
+
+// ---- helpers (each bench is its own crate, so they are repeated) ----
+
+fn print_machine(cores: usize) {
+    println!(
+        "machine: {cores} cores (available_parallelism), {} RAM, {}; profile: {} (lily at opt-level {}, dependencies at opt-level 2)\n",
+        proc_meminfo("MemTotal").unwrap_or_else(|| "? kB".into()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .unwrap_or_else(|| "unknown cpu".into()),
+        if cfg!(debug_assertions) { "dev" } else { "release/bench" },
+        if cfg!(debug_assertions) { 0 } else { 3 },
+    );
+}
+
+fn proc_meminfo(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} GiB", kb as f64 / (1024.0 * 1024.0)))
+}
+
+fn proc_status(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} MiB", kb as f64 / 1024.0))
+}
+
+/// CPU time of every thread of this process so far (ns resolution, from
+/// `/proc/self/task/*/schedstat`; threads that already exited are not counted).
+fn process_cpu() -> Duration {
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    let ns: u64 = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1_000.0 {
+        format!("{us:.1} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.0} KiB", bytes as f64 / 1024.0)
+}
+
+fn met(ok: bool) -> String {
+    if ok { "met".into() } else { "**not met**".into() }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    println!("| {} |", headers.join(" | "));
+    println!("|{}|", headers.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    for r in rows {
+        println!("| {} |", r.join(" | "));
+    }
+}

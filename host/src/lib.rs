@@ -5,6 +5,7 @@
 //! with [`policy`] consulted at the boundaries. The CLI only parses and
 //! renders; everything else is usable (and tested) as a library.
 
+pub mod authoring;
 pub mod blueprints;
 pub mod cli;
 pub mod error;

@@ -3,5 +3,7 @@
 mod harness;
 
 mod cli;
+mod council;
+mod jobs;
 #[test]
 fn smoke() {}

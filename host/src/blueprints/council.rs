@@ -136,9 +136,23 @@ fn bindings_invalid(msg: impl Into<String>) -> LilyError {
     LilyError::new(ErrorCode::BlueprintBindingsInvalid, msg)
 }
 
+/// A bindings parse error that names the binding: serde's type errors
+/// (`invalid type: string, expected a sequence`) do not, so the first schema
+/// error with a location supplies it (`council.v1 bindings.specialists: …`).
+pub(crate) fn bindings_message(blueprint: &str, schema: &Value, bindings: &Value, e: &serde_json::Error) -> String {
+    let at = jsonschema::validator_for(schema)
+        .ok()
+        .and_then(|v| v.iter_errors(bindings).map(|err| err.instance_path().to_string()).find(|p| !p.is_empty()));
+    match at {
+        Some(p) => format!("{blueprint} bindings.{}: {e}", p.trim_start_matches('/').replace('/', ".")),
+        None => format!("{blueprint} bindings: {e}"),
+    }
+}
+
 /// Parse and validate bindings.
 pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
-    let b: CouncilBindings = serde_json::from_value(bindings.clone()).map_err(|e| bindings_invalid(format!("council.v1 bindings: {e}")))?;
+    let b: CouncilBindings =
+        serde_json::from_value(bindings.clone()).map_err(|e| bindings_invalid(bindings_message(ID, &schema_of::<CouncilBindings>(), bindings, &e)))?;
     if b.specialists.len() < 2 {
         return Err(bindings_invalid(format!(
             "council.v1 needs at least 2 specialists, got {}",
@@ -276,7 +290,7 @@ pub fn check_strategy(bindings: &Value, synth_kind: RunnableKind) -> Result<(), 
         return Err(LilyError::new(
             ErrorCode::BlueprintCompileFailed,
             format!(
-                "synthesizer {} is of kind {}; the deterministic strategy needs kind synthesizer",
+                "unresolved llm synthesizer: {} is of kind {}, strategy deterministic needs kind synthesizer (use synth_strategy llm or llm_with_fallback for an llm synthesizer)",
                 b.synthesizer,
                 synth_kind.as_str()
             ),
@@ -324,7 +338,14 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
     let strategy = ctx_strategy(prepared);
     let max_findings = ctx_max_findings(prepared);
 
-    // Map.
+    // Map. Specialists must stop early enough for the reduce to run: a
+    // specialist that hits its deadline is contained, so keep a fifth of the
+    // attempt's remaining time (at most 30 s) for the synthesizer.
+    let remaining = ctx.deadline.saturating_duration_since(std::time::Instant::now());
+    let map_deadline = ctx
+        .deadline
+        .checked_sub((remaining / 5).min(std::time::Duration::from_secs(30)))
+        .unwrap_or(ctx.deadline);
     let sem = Arc::new(tokio::sync::Semaphore::new(ctx.parallelism.max(1)));
     let reports = {
         let futs = specialists.iter().map(|node| {
@@ -337,7 +358,7 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
             });
             async move {
                 let _permit = sem.acquire().await;
-                let report = ctx.run_step(prepared, node, step_input).await;
+                let report = ctx.run_step_until(prepared, node, step_input, map_deadline).await;
                 to_report(&node.runnable, report)
             }
         });
@@ -472,6 +493,18 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
     match report.outcome {
         Ok(env) => match serde_json::from_value::<SpecialistPayload>(env.payload) {
+            // The specialist's own output schema may be looser than the
+            // council's: a finding the synthesizer would refuse fails only
+            // this specialist, never the whole council.
+            Ok(p) if p.findings.iter().any(|f| finding_problem(f).is_some()) => Report {
+                specialist: specialist.into(),
+                status: "error".into(),
+                findings: vec![],
+                notes: format!(
+                    "contract_invalid: payload is not a specialist report: {}",
+                    p.findings.iter().find_map(finding_problem).unwrap_or_default()
+                ),
+            },
             Ok(p) => Report {
                 specialist: specialist.into(),
                 status: "ok".into(),
@@ -489,9 +522,29 @@ fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
             specialist: specialist.into(),
             status: "error".into(),
             findings: vec![],
-            notes: format!("{}: {}", cause.kind(), cause.message()),
+            notes: cause_notes(&cause),
         },
     }
+}
+
+/// `<kind>: <message>` for a failed specialist, without saying the kind
+/// twice (`trap: trap: …`, `contract_invalid: contract invalid: …`).
+fn cause_notes(cause: &crate::sandbox::Cause) -> String {
+    let message = cause.message();
+    let spoken = format!("{}: ", cause.kind().replace('_', " "));
+    format!("{}: {}", cause.kind(), message.strip_prefix(&spoken).unwrap_or(&message))
+}
+
+/// Why a finding breaks the council's finding schema (title non-empty,
+/// confidence a number in 0-1), if it does.
+fn finding_problem(f: &Finding) -> Option<String> {
+    if f.title.is_empty() {
+        return Some("a finding has an empty title".into());
+    }
+    if !(0.0..=1.0).contains(&f.confidence) {
+        return Some(format!("finding {:?} has confidence {}, outside 0-1", f.title, f.confidence));
+    }
+    None
 }
 
 #[derive(Deserialize)]

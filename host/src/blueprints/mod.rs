@@ -251,9 +251,15 @@ pub fn node_seeds(run: Seeds, node: &str) -> Seeds {
 impl ExecCtx {
     /// Run one node of the graph and record it.
     pub async fn run_step(&self, prepared: &Prepared, node: &Node, input: Value) -> StepReport {
+        self.run_step_until(prepared, node, input, self.deadline).await
+    }
+
+    /// [`ExecCtx::run_step`] with an earlier deadline than the attempt's (a
+    /// blueprint keeps time for the steps that must run after this one).
+    pub async fn run_step_until(&self, prepared: &Prepared, node: &Node, input: Value, deadline: Instant) -> StepReport {
         let loaded = &prepared.loaded[&node.id];
         let grants = prepared.grants.get(&node.id).cloned().unwrap_or_default();
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.min(self.deadline).saturating_duration_since(Instant::now());
         let limits = Limits {
             deadline: self.limits.deadline.min(remaining),
             ..self.limits.clone()

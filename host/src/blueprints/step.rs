@@ -69,8 +69,12 @@ fn check_rel(what: &str, p: &str) -> Result<(), LilyError> {
 }
 
 pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
-    let b: StepBindings =
-        serde_json::from_value(bindings.clone()).map_err(|e| LilyError::new(ErrorCode::BlueprintBindingsInvalid, format!("step.v1 bindings: {e}")))?;
+    let b: StepBindings = serde_json::from_value(bindings.clone()).map_err(|e| {
+        LilyError::new(
+            ErrorCode::BlueprintBindingsInvalid,
+            super::council::bindings_message(ID, &schema_of::<StepBindings>(), bindings, &e),
+        )
+    })?;
     if !crate::jobs::spec::valid_id(&b.runnable) {
         return Err(LilyError::new(
             ErrorCode::BlueprintBindingsInvalid,

@@ -155,6 +155,14 @@ async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>)
     } else {
         files.iter().map(|f| spec::load_file(f)).collect()
     };
+    // Ids declared by more than one spec of the jobs directory: `jobs run`
+    // refuses them, so validation must too.
+    let mut declared = std::collections::BTreeMap::<String, usize>::new();
+    for f in spec::discover(&root.jobs_dir) {
+        if let Ok(s) = f.spec {
+            *declared.entry(s.id).or_default() += 1;
+        }
+    }
     let lily = Lily::open(root).map_err(internal)?;
     let policy = Policy::load(&lily.root);
     let mut results = Vec::new();
@@ -162,6 +170,7 @@ async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>)
     for f in specs {
         let res = match (&f.spec, &policy) {
             (Err(e), _) => Err(e.clone()),
+            (Ok(s), _) if declared.get(&s.id).is_some_and(|n| *n > 1) => spec::find(&lily.root.jobs_dir, &s.id).map(|_| ()),
             (Ok(_), Err(e)) => Err(e.clone()),
             (Ok(s), Ok(p)) => lily.plan(s, p).await.map(|_| ()).map_err(|pe| pe.error),
         };
@@ -494,7 +503,11 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
         r.target["id"].as_str().unwrap_or(""),
         r.target["version"].as_str().unwrap_or("")
     );
-    println!("  trigger   {}", r.trigger);
+    match (r.trigger["type"].as_str(), r.trigger["scheduled_for"].as_str()) {
+        (Some(t), Some(at)) => println!("  trigger   {t} (scheduled for {at})"),
+        (Some(t), None) => println!("  trigger   {t}"),
+        _ => println!("  trigger   {}", r.trigger),
+    }
     if let Some(of) = &r.replay_of {
         println!("  replay of {of}");
     }

@@ -2,6 +2,7 @@
 
 use super::jobs::internal;
 use super::{EXIT_OK, Global, exit_code, render, root};
+use crate::authoring::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
 use crate::blueprints::Registry;
 use crate::blueprints::runnables::RunnableRegistry;
 use crate::error::{ErrorCode, LilyError};
@@ -38,6 +39,24 @@ pub enum RunnablesCmd {
         /// Replace a different component installed under the same id and version
         #[arg(long)]
         force: bool,
+    },
+    /// Scaffold a Rust crate for a new runnable in ./<NAME> (builds with cargo or cargo-component; has unit tests)
+    New {
+        /// Crate name; the runnable id is <NAME>.v1
+        name: String,
+        #[arg(long, value_enum, default_value_t = ScaffoldKind::Specialist)]
+        kind: ScaffoldKind,
+    },
+    /// Build a runnable's crate into a component and check it against the Run Contract
+    Build {
+        /// The crate directory (default: the current directory)
+        path: Option<PathBuf>,
+        /// Build tool
+        #[arg(long = "with", value_enum, default_value_t = BuildTool::Cargo)]
+        tool: BuildTool,
+        /// Copy the component here when it passes the check
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -185,8 +204,74 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 println!("installed {} {} ({}) {}", m.id, m.version, m.kind, m.digest);
             }
         }
+        RunnablesCmd::New { name, kind } => {
+            let cwd = std::env::current_dir().map_err(|e| internal(e.into()))?;
+            let s = crate::authoring::scaffold(&cwd, &name, kind)?;
+            if g.json {
+                render::json(&s);
+            } else {
+                println!("created {}/: the {} {} (crate {})", name, kind.as_str(), s.id, s.crate_name);
+                for f in s.files.iter().filter(|f| !f.starts_with("lily-guest/")) {
+                    println!("  {f}");
+                }
+                println!("  lily-guest/   the guest SDK and the Run Contract WIT, vendored");
+                println!("\nnext:\n  cd {name} && cargo test && cd ..                  # unit tests, natively");
+                println!("  lily runnables build {name} --out {name}.wasm   # build and check the contract");
+                println!("  lily runnables install {name}.wasm");
+            }
+        }
+        RunnablesCmd::Build { path, tool, out } => {
+            let opts = BuildOptions {
+                path: path.unwrap_or_else(|| PathBuf::from(".")),
+                tool,
+                out,
+            };
+            let report = crate::authoring::build(&sandbox, &opts).await?;
+            if let Some(e) = report.contract_error() {
+                if !g.json {
+                    print_build_report(&report);
+                }
+                return Err(e);
+            }
+            if g.json {
+                render::json(&report);
+            } else {
+                print_build_report(&report);
+            }
+        }
     }
     Ok(EXIT_OK)
+}
+
+fn print_build_report(r: &BuildReport) {
+    let c = &r.check;
+    println!("built {} with `{}`", r.crate_name, r.command);
+    println!("component: {} ({} bytes, {})", r.component.display(), c.bytes, c.digest);
+    if let Some(d) = &c.descriptor {
+        println!("\n{} {} ({})\n{}", d.id, d.version, d.kind.as_str(), d.summary);
+    }
+    if !c.imports.is_empty() {
+        println!("\nimports (capabilities it could ask for):");
+        for i in &c.imports {
+            println!("  {i}");
+        }
+    }
+    for w in &c.warnings {
+        println!("\nwarning: {w}");
+    }
+    if c.ok {
+        println!("\ncontract: ok");
+        match &r.copied_to {
+            Some(p) => println!("copied to {}\nnext: lily runnables install {}", p.display(), p.display()),
+            None => println!("next: lily runnables install {}", r.component.display()),
+        }
+    } else {
+        let n = c.problems.len();
+        println!("\ncontract: {n} problem{}", if n == 1 { "" } else { "s" });
+        for p in &c.problems {
+            println!("  problem ({}): {}\n  fix: {}", p.area, p.message, p.hint);
+        }
+    }
 }
 
 pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {

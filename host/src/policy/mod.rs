@@ -296,7 +296,10 @@ impl Policy {
         };
         check("timeout_seconds", r.timeout_seconds, l.timeout_seconds)?;
         check("retry_max", u64::from(r.retry_max), u64::from(l.retry_max))?;
-        check("max_parallelism", r.parallelism() as u64, l.max_parallelism as u64)?;
+        // Unset, the parallelism defaults to the number of cores, capped by
+        // the ceiling (a job that asks for nothing is never denied for it).
+        let parallelism = r.max_parallelism.unwrap_or_else(|| r.parallelism().min(l.max_parallelism));
+        check("max_parallelism", parallelism as u64, l.max_parallelism as u64)?;
         check("max_parallel_runs", u64::from(r.max_parallel_runs), u64::from(l.max_parallel_runs))?;
         check("memory_mb", r.memory_mb.unwrap_or(l.memory_mb.min(256)), l.memory_mb)?;
         if let Some(ceiling) = l.fuel {

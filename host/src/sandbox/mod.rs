@@ -44,6 +44,10 @@ use wit::{Runnable, RunnablePre};
 /// How often the epoch ticker advances the engine's epoch.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Live stores (steps and `describe` calls) the pooling allocator is sized
+/// for; a step beyond that waits for a free slot instead of failing.
+pub const POOL_STORES: u32 = 128;
+
 /// What a runnable says about itself (`describe`), in host types.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -152,6 +156,8 @@ pub struct Sandbox {
     cache: Option<cache::CompileCache>,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     stop_ticker: Arc<AtomicBool>,
+    /// One permit per live store when the pooling allocator (finite slots) is in use.
+    store_slots: Option<tokio::sync::Semaphore>,
 }
 
 impl Drop for Sandbox {
@@ -167,13 +173,7 @@ pub struct LoadError(pub String);
 
 impl Sandbox {
     pub fn new(options: SandboxOptions) -> anyhow::Result<Sandbox> {
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        config.concurrency_support(false);
-        config.max_wasm_stack(1 << 20);
-        let engine = Engine::new(&config)?;
+        let (engine, pooled) = new_engine()?;
         let mut linker: Linker<StepState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
@@ -198,7 +198,16 @@ impl Sandbox {
             cache,
             loaded: Mutex::new(HashMap::new()),
             stop_ticker,
+            store_slots: pooled.then(|| tokio::sync::Semaphore::new(POOL_STORES as usize)),
         })
+    }
+
+    /// Wait for a store slot (pooling allocator only; never closed).
+    async fn store_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.store_slots {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -269,6 +278,7 @@ impl Sandbox {
 
     async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<Descriptor, LoadError> {
         let limits = Limits::for_describe();
+        let _slot = self.store_slot().await;
         let mut store = self
             .new_store(&StepRequest {
                 limits: limits.clone(),
@@ -331,6 +341,7 @@ impl Sandbox {
     pub async fn run(&self, loaded: &Loaded, req: StepRequest) -> StepReport {
         let started = Instant::now();
         let input_text = req.input.to_string();
+        let _slot = self.store_slot().await;
         let mut store = match self.new_store(&req) {
             Ok(s) => s,
             Err(e) => {
@@ -369,6 +380,64 @@ impl Sandbox {
         let state = store.into_data();
         state.into_report(outcome, started.elapsed(), fuel_used)
     }
+}
+
+/// Engine settings shared by both allocation strategies.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    config.concurrency_support(false);
+    config.max_wasm_stack(1 << 20);
+    config
+}
+
+/// The engine, with the pooling allocator when it can start (`true`): slots
+/// for memories, tables, instances and fiber stacks are reserved once and
+/// reused, so a step costs no mmap/munmap (and no TLB shootdowns between
+/// cores). Falls back to on-demand allocation if the pool cannot reserve its
+/// address space, or when `LILY_SANDBOX_POOLING=0`.
+fn new_engine() -> anyhow::Result<(Engine, bool)> {
+    if std::env::var("LILY_SANDBOX_POOLING").as_deref() != Ok("0") {
+        let mut config = base_config();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling_config()));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, true)),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; falling back to on-demand allocation"),
+        }
+    }
+    Ok((Engine::new(&base_config())?, false))
+}
+
+/// Pool sized for [`POOL_STORES`] live stores of components with up to 16
+/// core instances, 2 memories and 4 tables each (a Rust `wasm32-wasip2`
+/// runnable has 3, 1 and 1). Memories keep the 4 GiB maximum of on-demand
+/// allocation; tables hold the default `max_table_elements`.
+fn pooling_config() -> wasmtime::PoolingAllocationConfig {
+    let n = POOL_STORES;
+    let mut p = wasmtime::PoolingAllocationConfig::new();
+    p.total_component_instances(n)
+        .total_stacks(n)
+        .max_core_instances_per_component(16)
+        .total_core_instances(n * 16)
+        .max_memories_per_component(2)
+        .max_memories_per_module(2)
+        .total_memories(n * 2)
+        .max_tables_per_component(4)
+        .max_tables_per_module(4)
+        .total_tables(n * 4)
+        .table_elements(Limits::default().max_table_elements)
+        // A freed table is reset with memset (it is small) rather than madvise.
+        .table_keep_resident(1 << 20);
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        // Reset a freed memory by rewriting only its dirty pages (PAGEMAP_SCAN,
+        // Linux 6.7+), up to 8 MiB, instead of madvise + page faults on the
+        // next use. Without the ioctl the first 8 MiB would be memset every
+        // time, so the default (madvise) stays.
+        p.pagemap_scan(wasmtime::Enabled::Yes).linear_memory_keep_resident(8 << 20);
+    }
+    p
 }
 
 fn compile_schema(schema: &serde_json::Value, what: &str) -> Result<Arc<jsonschema::Validator>, LoadError> {

@@ -1,0 +1,1047 @@
+//! `lily jobs serve`: the cron scheduler of one root.
+//!
+//! [`Scheduler`] is the synchronous core: [`Scheduler::tick`] takes the
+//! current instant, notices spec and state changes (a cheap mtime scan every
+//! [`RESCAN_EVERY`]), decides what is due with [`super::plan::decide`],
+//! records the decisions in the durable state *before* starting anything,
+//! starts the runs through a [`Launcher`], queues the missed / overlap
+//! records and returns the instant it wants to be woken at. [`run_loop`]
+//! sleeps on a [`Clock`] until then — no polling when idle beyond the rescan
+//! — and handles shutdown: stop firing, wait for the running runs up to the
+//! grace period, then cancel them. [`serve`] wires the real pieces together:
+//! the root's scheduler lock, the system clock and the executor.
+//!
+//! Guarantees:
+//! * at most one run per (job, scheduled time), across crashes and restarts:
+//!   the cursor and `last_scheduled_for` are written (fsynced) before the run
+//!   starts; a crash between the write and the start loses that one run
+//!   rather than doubling it;
+//! * every due time that does not run gets a `missed` or `skipped_overlap`
+//!   record (written by a background thread right after the runs start; a
+//!   crash in those milliseconds can lose a record, never a decision);
+//! * pause / resume / disable / enable written by the commands under the
+//!   state lock are seen at the next rescan, and always before a fire (the
+//!   state file is checked under the lock at every firing instant).
+
+use super::clock::{Clock, SystemClock};
+use super::plan::{self, Decision, JobPlan};
+use super::records::{self, Record};
+use super::state::{self, Activity, DaemonLockError, JobState, SchedulerState, Stamp, StateStore};
+use crate::error::{ErrorCode, LilyError};
+use crate::jobs::spec::{self, SpecFile};
+use crate::jobs::store::RunStatus;
+use crate::jobs::{Cancel, Lily, RunOptions, TriggerInfo};
+use crate::util::rfc3339;
+use crate::workspace::Root;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tracing::{error, info, warn};
+
+/// How often spec files and the state file are checked for changes.
+pub const RESCAN_EVERY: TimeDelta = TimeDelta::seconds(2);
+
+/// How long cancelled runs get to write their receipts at shutdown.
+pub const CANCEL_WAIT: TimeDelta = TimeDelta::seconds(10);
+
+/// One scheduled time to run.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    pub job_id: String,
+    pub scheduled_for: DateTime<Utc>,
+    /// RFC 3339 in the job's time zone, with its offset.
+    pub local: String,
+    pub timezone: String,
+    pub spec_path: PathBuf,
+}
+
+/// Starts runs. The run counts as in progress until `guard` is dropped.
+pub trait Launcher: Send + Sync {
+    fn launch(&self, fire: Fire, guard: RunGuard);
+}
+
+/// Runs in progress, per job.
+pub struct RunTracker {
+    per_job: Mutex<HashMap<String, u32>>,
+    total: tokio::sync::watch::Sender<usize>,
+}
+
+impl RunTracker {
+    pub fn new() -> Arc<RunTracker> {
+        Arc::new(RunTracker {
+            per_job: Mutex::new(HashMap::new()),
+            total: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// Count a run of `job_id` until the guard is dropped.
+    pub fn start(self: &Arc<Self>, job_id: &str) -> RunGuard {
+        if let Ok(mut m) = self.per_job.lock() {
+            *m.entry(job_id.to_string()).or_default() += 1;
+        }
+        self.total.send_modify(|n| *n += 1);
+        RunGuard {
+            tracker: self.clone(),
+            job_id: job_id.to_string(),
+        }
+    }
+
+    /// Runs of `job_id` in progress.
+    pub fn running(&self, job_id: &str) -> u32 {
+        self.per_job.lock().map(|m| m.get(job_id).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Runs in progress, all jobs.
+    pub fn total(&self) -> usize {
+        *self.total.borrow()
+    }
+
+    /// Completes when no run is in progress.
+    pub async fn idle(&self) {
+        let mut rx = self.total.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// A run in progress; dropping it ends the run for the tracker.
+pub struct RunGuard {
+    tracker: Arc<RunTracker>,
+    job_id: String,
+}
+
+impl RunGuard {
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.tracker.per_job.lock()
+            && let Some(n) = m.get_mut(&self.job_id)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.job_id);
+            }
+        }
+        self.tracker.total.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// What the scheduler reports as it works (rendered by `lily jobs serve`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SchedulerEvent {
+    Serving {
+        root: PathBuf,
+        pid: u32,
+        jobs: usize,
+        grace_seconds: u64,
+    },
+    JobLoaded {
+        job_id: String,
+        cron: String,
+        timezone: String,
+        state: Activity,
+        next_fire: Option<String>,
+        next_fire_local: Option<String>,
+    },
+    JobUnloaded {
+        job_id: String,
+    },
+    SpecInvalid {
+        path: PathBuf,
+        code: ErrorCode,
+        message: String,
+    },
+    DuplicateId {
+        job_id: String,
+        paths: Vec<PathBuf>,
+    },
+    StateChanged {
+        job_id: String,
+        state: Activity,
+    },
+    Fired {
+        job_id: String,
+        scheduled_for: String,
+        scheduled_for_local: String,
+        late_ms: i64,
+    },
+    RunFinished {
+        job_id: String,
+        run_id: String,
+        status: RunStatus,
+        scheduled_for: String,
+        run_dir: PathBuf,
+    },
+    RunNotStarted {
+        job_id: String,
+        scheduled_for: String,
+        code: ErrorCode,
+        message: String,
+    },
+    Missed {
+        job_id: String,
+        /// The newest missed time of the decision.
+        scheduled_for: String,
+        reason: String,
+        count: u64,
+    },
+    SkippedOverlap {
+        job_id: String,
+        scheduled_for: String,
+        running: u32,
+        max_parallel_runs: u32,
+    },
+    StateWriteFailed {
+        message: String,
+    },
+    ShuttingDown {
+        running: usize,
+        grace_seconds: u64,
+    },
+    CancellingRuns {
+        running: usize,
+    },
+    Stopped {
+        fired: u64,
+    },
+}
+
+/// Receives [`SchedulerEvent`]s (from the scheduler and from run threads).
+pub type Observer = Arc<dyn Fn(&SchedulerEvent) + Send + Sync>;
+
+/// Tunables of a [`Scheduler`].
+#[derive(Clone)]
+pub struct SchedulerOptions {
+    /// How often spec files and the state file are checked for changes.
+    pub rescan_every: TimeDelta,
+    pub observer: Option<Observer>,
+    /// Also count runs of other processes (their slot locks under
+    /// `.lily/state/locks/`) when checking `max_parallel_runs`.
+    pub probe_slots: bool,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            rescan_every: RESCAN_EVERY,
+            observer: None,
+            probe_slots: true,
+        }
+    }
+}
+
+/// A loaded cron job.
+struct Entry {
+    plan: JobPlan,
+    path: PathBuf,
+    spec_sha256: String,
+    target: Value,
+    /// The first scheduled time after the cursor.
+    next: Option<DateTime<Utc>>,
+}
+
+/// What one spec file holds, as last read.
+enum Parsed {
+    Cron(Box<CronSpec>),
+    Manual(String),
+    Invalid,
+}
+
+struct CronSpec {
+    plan: JobPlan,
+    spec_sha256: String,
+    target: Value,
+}
+
+struct CachedSpec {
+    stamp: Stamp,
+    parsed: Parsed,
+}
+
+/// The scheduler core (see the module docs).
+pub struct Scheduler {
+    root: Root,
+    opts: SchedulerOptions,
+    launcher: Arc<dyn Launcher>,
+    tracker: Arc<RunTracker>,
+    store: StateStore,
+    state: SchedulerState,
+    specs: BTreeMap<PathBuf, CachedSpec>,
+    jobs: BTreeMap<String, Entry>,
+    duplicates: BTreeMap<String, Vec<PathBuf>>,
+    serving_since: DateTime<Utc>,
+    next_scan: DateTime<Utc>,
+    records: RecordWriter,
+    fired: u64,
+    /// The job table was built at least once.
+    built: bool,
+}
+
+impl Scheduler {
+    /// Load the state and every spec; `now` is when serving starts (times at
+    /// or before it passed while no scheduler was running).
+    pub fn new(root: Root, opts: SchedulerOptions, launcher: Arc<dyn Launcher>, tracker: Arc<RunTracker>, now: DateTime<Utc>) -> Result<Scheduler, LilyError> {
+        let mut store = StateStore::new(&root);
+        let state = store.read().map_err(|e| {
+            LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot read the scheduler state: {e}")).with_hint(format!(
+                "move {} aside to start afresh (paused and disabled jobs would become active, and missed times would not be recorded)",
+                store.path().display()
+            ))
+        })?;
+        let records = RecordWriter::start(root.runs_dir());
+        let mut s = Scheduler {
+            root,
+            opts,
+            launcher,
+            tracker,
+            store,
+            state,
+            specs: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            duplicates: BTreeMap::new(),
+            serving_since: now,
+            next_scan: now,
+            records,
+            fired: 0,
+            built: false,
+        };
+        s.rescan(now);
+        Ok(s)
+    }
+
+    pub fn tracker(&self) -> Arc<RunTracker> {
+        self.tracker.clone()
+    }
+
+    /// How many cron jobs are loaded.
+    pub fn loaded(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// How many runs were started.
+    pub fn fired(&self) -> u64 {
+        self.fired
+    }
+
+    /// The next scheduled time of a loaded job (whatever its state).
+    pub fn next_fire(&self, job_id: &str) -> Option<DateTime<Utc>> {
+        self.jobs.get(job_id).and_then(|e| e.next)
+    }
+
+    /// The in-memory state of a job.
+    pub fn job_state(&self, job_id: &str) -> Option<&JobState> {
+        self.state.jobs.get(job_id)
+    }
+
+    /// Recompute every job's next scheduled time from its cursor (what a
+    /// reload does; exposed for the benchmark).
+    pub fn recompute_next(&mut self) {
+        for (id, e) in self.jobs.iter_mut() {
+            e.next = self.state.jobs.get(id).and_then(|st| e.plan.schedule.next_after(st.cursor));
+        }
+    }
+
+    /// Wait until every queued missed / overlap record is written.
+    pub fn flush_records(&self) {
+        self.records.flush();
+    }
+
+    /// One pass: notice changes (every `rescan_every`), decide, record,
+    /// start. Returns when to be called next.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if now >= self.next_scan {
+            self.rescan(now);
+            self.next_scan = now + self.opts.rescan_every;
+        }
+        let due: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(id, e)| e.next.is_some_and(|t| t <= now) && self.state.jobs.get(*id).is_some_and(|s| s.state == Activity::Active))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut retry = false;
+        if !due.is_empty() {
+            retry = !self.fire_due(now, &due);
+        }
+        let mut wake = self.next_scan;
+        for (id, e) in &self.jobs {
+            if let Some(t) = e.next
+                && t < wake
+                && self.state.jobs.get(id).is_some_and(|s| s.state == Activity::Active)
+            {
+                wake = t;
+            }
+        }
+        if retry {
+            wake = wake.max(now + TimeDelta::seconds(1));
+        }
+        wake.max(now + TimeDelta::milliseconds(1))
+    }
+
+    /// Decide for the due jobs under the state lock, write the state, then
+    /// start runs and queue records. Returns false when the state could not
+    /// be written (nothing was started).
+    fn fire_due(&mut self, now: DateTime<Utc>, due: &[String]) -> bool {
+        let lock = match self.store.lock() {
+            Ok(l) => l,
+            Err(e) => return self.state_write_failed(&format!("cannot lock the scheduler state: {e}")),
+        };
+        self.take_disk_changes();
+        let mut decided: Vec<(String, Decision)> = Vec::new();
+        let mut before: Vec<(String, JobState)> = Vec::new();
+        for id in due {
+            let (Some(entry), Some(st)) = (self.jobs.get(id), self.state.jobs.get(id)) else { continue };
+            if st.state != Activity::Active {
+                continue;
+            }
+            let busy = self.is_busy(id, entry.plan.max_parallel_runs);
+            let Some(d) = plan::decide(&entry.plan, st.cursor, now, self.serving_since, busy) else { continue };
+            if let Some(st) = self.state.jobs.get_mut(id) {
+                before.push((id.clone(), st.clone()));
+                st.cursor = d.cursor;
+                if let Some(f) = d.fire {
+                    st.last_scheduled_for = Some(f);
+                }
+            }
+            decided.push((id.clone(), d));
+        }
+        if decided.is_empty() {
+            return true;
+        }
+        if let Err(e) = self.store.write(&lock, &self.state) {
+            for (id, st) in before {
+                self.state.jobs.insert(id, st);
+            }
+            return self.state_write_failed(&format!("cannot write {}: {e}", self.store.path().display()));
+        }
+        drop(lock);
+        // Start every run first, then queue the records.
+        for (id, d) in &decided {
+            if let (Some(t), Some(e)) = (d.fire, self.jobs.get(id)) {
+                let fire = Fire {
+                    job_id: id.clone(),
+                    scheduled_for: t,
+                    local: e.plan.schedule.fire_time(t).local,
+                    timezone: e.plan.schedule.timezone().name().to_string(),
+                    spec_path: e.path.clone(),
+                };
+                let late_ms = (now - t).num_milliseconds();
+                info!(job = %id, scheduled_for = %rfc3339(t), local = %fire.local, late_ms, "cron fire");
+                self.emit(&SchedulerEvent::Fired {
+                    job_id: id.clone(),
+                    scheduled_for: rfc3339(t),
+                    scheduled_for_local: fire.local.clone(),
+                    late_ms,
+                });
+                let guard = self.tracker.start(id);
+                self.launcher.launch(fire, guard);
+                self.fired += 1;
+            }
+        }
+        for (id, d) in decided {
+            let Some(e) = self.jobs.get_mut(&id) else { continue };
+            e.next = e.plan.schedule.next_after(d.cursor);
+            let e = &self.jobs[&id];
+            if let Some(t) = d.skipped_overlap {
+                let running = self.tracker.running(&id);
+                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs = e.plan.max_parallel_runs, "cron time skipped: the job is still running");
+                self.emit(&SchedulerEvent::SkippedOverlap {
+                    job_id: id.clone(),
+                    scheduled_for: rfc3339(t),
+                    running,
+                    max_parallel_runs: e.plan.max_parallel_runs,
+                });
+                let details = json!({"max_parallel_runs": e.plan.max_parallel_runs, "running": running});
+                self.records.write(record_for(e, RunStatus::SkippedOverlap, t, "overlap", details));
+            }
+            if let Some(newest) = d.missed.last() {
+                let count = d.missed_count();
+                warn!(job = %id, scheduled_for = %rfc3339(newest.at), reason = newest.reason.as_str(), count, "cron time missed");
+                self.emit(&SchedulerEvent::Missed {
+                    job_id: id.clone(),
+                    scheduled_for: rfc3339(newest.at),
+                    reason: newest.reason.as_str().to_string(),
+                    count,
+                });
+            }
+            let base = json!({
+                "catchup": e.plan.catchup,
+                "starting_deadline_seconds": e.plan.starting_deadline.num_seconds(),
+            });
+            if let Some(f) = &d.folded {
+                let mut details = base.clone();
+                details["late_by_seconds"] = json!((now - f.first).num_seconds());
+                details["missed_count"] = json!(f.count);
+                details["missed_count_exact"] = json!(f.exact);
+                details["missed_through"] = json!(rfc3339(f.last));
+                self.records.write(record_for(e, RunStatus::Missed, f.first, f.reason.as_str(), details));
+            }
+            for m in &d.missed {
+                let mut details = base.clone();
+                details["late_by_seconds"] = json!((now - m.at).num_seconds());
+                self.records.write(record_for(e, RunStatus::Missed, m.at, m.reason.as_str(), details));
+            }
+        }
+        true
+    }
+
+    fn state_write_failed(&self, message: &str) -> bool {
+        error!(message, "scheduler state not written; nothing fires until it can be");
+        self.emit(&SchedulerEvent::StateWriteFailed { message: message.to_string() });
+        false
+    }
+
+    /// Does `job_id` already have `max` runs in progress (here, or in
+    /// another process holding its slot locks)?
+    fn is_busy(&self, job_id: &str, max: u32) -> bool {
+        let here = self.tracker.running(job_id);
+        if here >= max {
+            return true;
+        }
+        self.opts.probe_slots && held_slots(&self.root, job_id, max) >= max
+    }
+
+    fn emit(&self, event: &SchedulerEvent) {
+        if let Some(o) = &self.opts.observer {
+            o(event);
+        }
+    }
+
+    /// Merge what commands wrote to the state file (pause, resume, …).
+    fn take_disk_changes(&mut self) {
+        if !self.store.changed_on_disk() {
+            return;
+        }
+        match self.store.read() {
+            Ok(disk) => {
+                let before: BTreeMap<String, Activity> = self.state.jobs.iter().map(|(k, v)| (k.clone(), v.state)).collect();
+                for id in self.state.merge_from_disk(disk) {
+                    let Some(st) = self.state.jobs.get(&id) else { continue };
+                    if let Some(e) = self.jobs.get_mut(&id) {
+                        e.next = e.plan.schedule.next_after(st.cursor);
+                    }
+                    if before.get(&id) != Some(&st.state) {
+                        info!(job = %id, state = st.state.as_str(), "job state changed");
+                        let event = SchedulerEvent::StateChanged {
+                            job_id: id.clone(),
+                            state: st.state,
+                        };
+                        self.emit(&event);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the scheduler state file; keeping the state in memory");
+            }
+        }
+    }
+
+    /// Check the spec files and the state file for changes; reload what
+    /// changed.
+    fn rescan(&mut self, now: DateTime<Utc>) {
+        let listing = list_spec_files(&self.root.jobs_dir);
+        let mut changed = false;
+        for (path, stamp) in &listing {
+            if self.specs.get(path).is_some_and(|c| c.stamp == *stamp) {
+                continue;
+            }
+            changed = true;
+            let parsed = self.parse_spec(spec::load_file(path));
+            self.specs.insert(path.clone(), CachedSpec { stamp: *stamp, parsed });
+        }
+        let present: BTreeSet<&PathBuf> = listing.iter().map(|(p, _)| p).collect();
+        let gone: Vec<PathBuf> = self.specs.keys().filter(|p| !present.contains(p)).cloned().collect();
+        for p in gone {
+            changed = true;
+            self.specs.remove(&p);
+        }
+        self.take_disk_changes();
+        if changed || !self.built {
+            self.built = true;
+            self.rebuild(now);
+        }
+    }
+
+    fn parse_spec(&self, f: SpecFile) -> Parsed {
+        match f.spec {
+            Err(e) => {
+                warn!(path = %f.path.display(), code = %e.code, error = %e.message, "invalid job spec; the other jobs keep their schedules");
+                self.emit(&SchedulerEvent::SpecInvalid {
+                    path: f.path.clone(),
+                    code: e.code,
+                    message: e.message,
+                });
+                Parsed::Invalid
+            }
+            Ok(s) => match JobPlan::from_spec(&s) {
+                None => Parsed::Manual(s.id),
+                Some(plan) => Parsed::Cron(Box::new(CronSpec {
+                    plan,
+                    spec_sha256: f.sha256.unwrap_or_default(),
+                    target: json!({"kind": s.target.kind, "id": s.target.id, "requirement": s.target.version}),
+                })),
+            },
+        }
+    }
+
+    /// Rebuild the job table from the cached specs and reconcile the state.
+    fn rebuild(&mut self, now: DateTime<Utc>) {
+        let mut by_id: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
+        for (path, c) in &self.specs {
+            match &c.parsed {
+                Parsed::Cron(s) => by_id.entry(s.plan.id.clone()).or_default().push(path),
+                Parsed::Manual(id) => by_id.entry(id.clone()).or_default().push(path),
+                Parsed::Invalid => {}
+            }
+        }
+        let mut duplicates = BTreeMap::new();
+        let mut jobs = BTreeMap::new();
+        let mut old = std::mem::take(&mut self.jobs);
+        for (id, paths) in by_id {
+            if paths.len() > 1 {
+                let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+                if self.duplicates.get(&id) != Some(&paths) {
+                    warn!(job = %id, files = ?paths, "job id declared by several spec files; not scheduled");
+                    self.emit(&SchedulerEvent::DuplicateId {
+                        job_id: id.clone(),
+                        paths: paths.clone(),
+                    });
+                }
+                duplicates.insert(id, paths);
+                continue;
+            }
+            let path = paths[0];
+            let Some(Parsed::Cron(s)) = self.specs.get(path).map(|c| &c.parsed) else { continue };
+            let previous = old.remove(&id);
+            let same = previous
+                .as_ref()
+                .is_some_and(|p| p.path == *path && p.plan.fingerprint() == s.plan.fingerprint() && p.spec_sha256 == s.spec_sha256);
+            jobs.insert(
+                id,
+                (
+                    Entry {
+                        plan: s.plan.clone(),
+                        path: path.clone(),
+                        spec_sha256: s.spec_sha256.clone(),
+                        target: s.target.clone(),
+                        next: None,
+                    },
+                    same,
+                ),
+            );
+        }
+        self.duplicates = duplicates;
+        let mut dirty = false;
+        for id in old.keys() {
+            info!(job = %id, "cron job unloaded (spec removed, invalid, duplicated or no longer cron)");
+            self.emit(&SchedulerEvent::JobUnloaded { job_id: id.clone() });
+        }
+        // Jobs in the state that are not scheduled now: times from now on
+        // are not missed times if they come back.
+        for (id, st) in self.state.jobs.iter_mut() {
+            if !jobs.contains_key(id) && st.unloaded_at.is_none() {
+                st.unloaded_at = Some(now);
+                dirty = true;
+            }
+        }
+        let mut table = BTreeMap::new();
+        for (id, (mut entry, same)) in jobs {
+            let fp = entry.plan.fingerprint();
+            let st = match self.state.jobs.get_mut(&id) {
+                None => {
+                    dirty = true;
+                    self.state.jobs.entry(id.clone()).or_insert_with(|| JobState::new(now, fp.clone()))
+                }
+                Some(st) => {
+                    if st.schedule != fp {
+                        if !st.schedule.is_empty() {
+                            info!(job = %id, from = %st.schedule, to = %fp, "schedule changed; counting from now");
+                            st.cursor = st.cursor.max(now);
+                        }
+                        st.schedule = fp.clone();
+                        dirty = true;
+                    }
+                    if st.unloaded_at.take().is_some() {
+                        st.cursor = st.cursor.max(now);
+                        dirty = true;
+                    }
+                    st
+                }
+            };
+            entry.next = entry.plan.schedule.next_after(st.cursor);
+            if !same {
+                let next = entry.plan.schedule.next_after(now.max(st.cursor)).map(|t| entry.plan.schedule.fire_time(t));
+                info!(job = %id, cron = entry.plan.schedule.expr(), timezone = entry.plan.schedule.timezone().name(), state = st.state.as_str(), "cron job loaded");
+                let event = SchedulerEvent::JobLoaded {
+                    job_id: id.clone(),
+                    cron: entry.plan.schedule.expr().to_string(),
+                    timezone: entry.plan.schedule.timezone().name().to_string(),
+                    state: st.state,
+                    next_fire: next.as_ref().map(|n| rfc3339(n.utc)),
+                    next_fire_local: next.map(|n| n.local),
+                };
+                if let Some(o) = &self.opts.observer {
+                    o(&event);
+                }
+            }
+            table.insert(id, entry);
+        }
+        self.jobs = table;
+        if dirty {
+            self.persist();
+        }
+    }
+
+    /// Write the in-memory state (merging what commands changed first).
+    fn persist(&mut self) {
+        let lock = match self.store.lock() {
+            Ok(l) => l,
+            Err(e) => {
+                self.state_write_failed(&format!("cannot lock the scheduler state: {e}"));
+                return;
+            }
+        };
+        self.take_disk_changes();
+        if let Err(e) = self.store.write(&lock, &self.state) {
+            self.state_write_failed(&format!("cannot write {}: {e}", self.store.path().display()));
+        }
+    }
+}
+
+fn record_for(e: &Entry, status: RunStatus, at: DateTime<Utc>, reason: &str, details: Value) -> Record {
+    Record {
+        job_id: e.plan.id.clone(),
+        status,
+        scheduled_for: at,
+        scheduled_for_local: e.plan.schedule.fire_time(at).local,
+        timezone: e.plan.schedule.timezone().name().to_string(),
+        reason: reason.to_string(),
+        details,
+        spec_sha256: e.spec_sha256.clone(),
+        spec_path: e.path.display().to_string(),
+        target: e.target.clone(),
+    }
+}
+
+/// `*.job.yaml` / `*.job.yml` files of `dir` with their stamps, sorted.
+pub fn list_spec_files(dir: &Path) -> Vec<(PathBuf, Stamp)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(PathBuf, Stamp)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".job.yaml") || n.ends_with(".job.yml")
+        })
+        .filter_map(|e| {
+            let path = e.path();
+            let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
+            Some((path, Stamp::of(&meta)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// How many of a job's `max` run slots are held (by any process).
+pub fn held_slots(root: &Root, job_id: &str, max: u32) -> u32 {
+    let dir = root.state_dir().join("locks").join(job_id);
+    let mut held = 0;
+    for i in 0..max {
+        let Ok(f) = File::options().write(true).open(dir.join(format!("slot-{i}.lock"))) else { continue };
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+            }
+            Err(TryLockError::WouldBlock) => held += 1,
+            Err(TryLockError::Error(_)) => {}
+        }
+    }
+    held
+}
+
+enum WriterMsg {
+    Write(Box<Record>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Writes missed / overlap records on a thread of its own, so a burst of
+/// them (after downtime) never delays a fire.
+struct RecordWriter {
+    runs_dir: PathBuf,
+    tx: Option<std::sync::mpsc::Sender<WriterMsg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn write_logged(runs_dir: &Path, r: &Record) {
+    if let Err(e) = records::write_record(runs_dir, r) {
+        error!(job = %r.job_id, scheduled_for = %rfc3339(r.scheduled_for), error = %e, "cannot write the {} record", r.status.as_str());
+    }
+}
+
+impl RecordWriter {
+    fn start(runs_dir: PathBuf) -> RecordWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<WriterMsg>();
+        let dir = runs_dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("lily-records".into())
+            .spawn(move || {
+                for msg in rx {
+                    match msg {
+                        WriterMsg::Write(r) => write_logged(&dir, &r),
+                        WriterMsg::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
+        let tx = thread.as_ref().map(|_| tx);
+        RecordWriter { runs_dir, tx, thread }
+    }
+
+    fn write(&self, r: Record) {
+        let unsent = match &self.tx {
+            Some(tx) => match tx.send(WriterMsg::Write(Box::new(r))) {
+                Ok(()) => None,
+                Err(std::sync::mpsc::SendError(WriterMsg::Write(r))) => Some(*r),
+                Err(_) => None,
+            },
+            None => Some(r),
+        };
+        // No writer thread: write in line.
+        if let Some(r) = unsent {
+            write_logged(&self.runs_dir, &r);
+        }
+    }
+
+    fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if let Some(tx) = &self.tx
+            && tx.send(WriterMsg::Flush(done)).is_ok()
+        {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl Drop for RecordWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts runs through [`Lily::run_job`], each on a thread of its own (a
+/// run's file writes and guest code then never hold up the scheduler or each
+/// other), with the cron trigger and a shared cancellation signal.
+pub struct ExecutorLauncher {
+    lily: Arc<Lily>,
+    cancel: Cancel,
+    handle: tokio::runtime::Handle,
+    observer: Option<Observer>,
+}
+
+impl ExecutorLauncher {
+    /// Must be called inside a tokio runtime (runs are driven by it).
+    pub fn new(lily: Arc<Lily>, cancel: Cancel, observer: Option<Observer>) -> ExecutorLauncher {
+        ExecutorLauncher {
+            lily,
+            cancel,
+            handle: tokio::runtime::Handle::current(),
+            observer,
+        }
+    }
+}
+
+impl Launcher for ExecutorLauncher {
+    fn launch(&self, fire: Fire, guard: RunGuard) {
+        let lily = self.lily.clone();
+        let cancel = self.cancel.clone();
+        let handle = self.handle.clone();
+        let observer = self.observer.clone();
+        self.handle.spawn_blocking(move || {
+            let _guard = guard;
+            let scheduled_for = rfc3339(fire.scheduled_for);
+            let not_started = |code: ErrorCode, message: String| {
+                warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+                if let Some(o) = &observer {
+                    o(&SchedulerEvent::RunNotStarted {
+                        job_id: fire.job_id.clone(),
+                        scheduled_for: scheduled_for.clone(),
+                        code,
+                        message,
+                    });
+                }
+            };
+            // The spec as it is now (one file, not the whole directory).
+            let spec_file = spec::load_file(&fire.spec_path);
+            match &spec_file.spec {
+                Ok(s) if s.id == fire.job_id => {}
+                Ok(s) => {
+                    return not_started(
+                        ErrorCode::JobNotFound,
+                        format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
+                    );
+                }
+                Err(e) => return not_started(e.code, e.message.clone()),
+            }
+            let opts = RunOptions {
+                trigger: TriggerInfo::Cron {
+                    scheduled_for: fire.scheduled_for,
+                    local: fire.local.clone(),
+                    timezone: fire.timezone.clone(),
+                },
+                cancel,
+                wait: false,
+                spec_override: Some(spec_file),
+                ..RunOptions::default()
+            };
+            match handle.block_on(lily.run_job(&fire.job_id, opts)) {
+                Ok(res) => {
+                    let r = &res.receipt;
+                    info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+                    if let Some(o) = &observer {
+                        o(&SchedulerEvent::RunFinished {
+                            job_id: fire.job_id.clone(),
+                            run_id: r.run_id.clone(),
+                            status: r.status,
+                            scheduled_for: scheduled_for.clone(),
+                            run_dir: res.run_dir.clone(),
+                        });
+                    }
+                }
+                Err(e) => not_started(e.code, e.message),
+            }
+        });
+    }
+}
+
+/// How [`run_loop`] ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServeReport {
+    /// Runs started.
+    pub fired: u64,
+    /// Runs still in progress when the grace period ended (then cancelled).
+    pub cancelled: usize,
+    /// Runs still in progress after the cancel wait (their receipts will
+    /// read `interrupted`).
+    pub abandoned: usize,
+}
+
+/// Tick and sleep until `shutdown` counts a signal; then stop firing, wait
+/// up to `grace` for the runs in progress, cancel what is left (a second
+/// signal cancels at once) and wait up to [`CANCEL_WAIT`] for their receipts.
+pub async fn run_loop(sched: &mut Scheduler, clock: &dyn Clock, mut shutdown: tokio::sync::watch::Receiver<u32>, grace: TimeDelta, cancel: &Cancel) -> ServeReport {
+    loop {
+        if *shutdown.borrow_and_update() > 0 {
+            break;
+        }
+        let wake = sched.tick(clock.now());
+        tokio::select! {
+            _ = clock.sleep_until(wake) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let tracker = sched.tracker();
+    let running = tracker.total();
+    info!(running, grace_seconds = grace.num_seconds(), "shutting down: no more fires; waiting for running runs");
+    sched.emit(&SchedulerEvent::ShuttingDown {
+        running,
+        grace_seconds: grace.num_seconds().max(0) as u64,
+    });
+    let mut report = ServeReport {
+        fired: sched.fired(),
+        ..ServeReport::default()
+    };
+    let deadline = clock.now() + grace;
+    let finished = tokio::select! {
+        _ = tracker.idle() => true,
+        _ = clock.sleep_until(deadline) => false,
+        _ = shutdown.wait_for(|n| *n >= 2) => false,
+    };
+    if !finished {
+        report.cancelled = tracker.total();
+        warn!(running = report.cancelled, "grace period over: cancelling the running runs");
+        sched.emit(&SchedulerEvent::CancellingRuns { running: report.cancelled });
+        cancel.cancel();
+        let deadline = clock.now() + CANCEL_WAIT;
+        tokio::select! {
+            _ = tracker.idle() => {}
+            _ = clock.sleep_until(deadline) => {}
+        }
+        report.abandoned = tracker.total();
+    }
+    sched.flush_records();
+    sched.emit(&SchedulerEvent::Stopped { fired: report.fired });
+    info!(fired = report.fired, "scheduler stopped");
+    report
+}
+
+/// Options of [`serve`].
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub grace: TimeDelta,
+    pub observer: Option<Observer>,
+}
+
+/// `lily jobs serve`: take the root's scheduler lock, open the executor and
+/// run the loop on the system clock until `shutdown` counts a signal.
+pub async fn serve(root: Root, opts: ServeOptions, shutdown: tokio::sync::watch::Receiver<u32>) -> Result<ServeReport, LilyError> {
+    let clock = SystemClock;
+    let started = clock.now();
+    let lock = state::acquire_daemon_lock(&root, started).map_err(|e| match e {
+        DaemonLockError::Held(info) => {
+            let who = match &info {
+                Some(i) => format!("pid {}, since {}", i.pid, rfc3339(i.started_at)),
+                None => "pid unknown".to_string(),
+            };
+            LilyError::new(
+                ErrorCode::JobExecutionFailed,
+                format!("another scheduler is already serving {} ({who})", root.path.display()),
+            )
+            .with_hint("one scheduler per root: stop the other one first (SIGTERM), or check it with `lily jobs status`")
+            .with_details(json!({"reason": "scheduler_already_running", "owner": info}))
+        }
+        DaemonLockError::Io(e) => LilyError::new(
+            ErrorCode::JobExecutionFailed,
+            format!("cannot take the scheduler lock under {}: {e}", root.state_dir().display()),
+        ),
+    })?;
+    let lily = Lily::open(root.clone()).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot open the executor: {e:#}")))?;
+    let cancel = Cancel::new();
+    let launcher = Arc::new(ExecutorLauncher::new(Arc::new(lily), cancel.clone(), opts.observer.clone()));
+    let sched_opts = SchedulerOptions {
+        observer: opts.observer.clone(),
+        ..SchedulerOptions::default()
+    };
+    let mut sched = Scheduler::new(root.clone(), sched_opts, launcher, RunTracker::new(), started)?;
+    info!(root = %root.path.display(), pid = std::process::id(), jobs = sched.loaded(), "scheduler serving");
+    sched.emit(&SchedulerEvent::Serving {
+        root: root.path.clone(),
+        pid: std::process::id(),
+        jobs: sched.loaded(),
+        grace_seconds: opts.grace.num_seconds().max(0) as u64,
+    });
+    let report = run_loop(&mut sched, &clock, shutdown, opts.grace, &cancel).await;
+    drop(sched);
+    drop(lock);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

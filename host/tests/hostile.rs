@@ -1,0 +1,1151 @@
+//! The adversarial suite (issue 8). Hostile runnables — real components:
+//! `guests/hostile/*`, `guests/test/{probe,spin-describe}` and one built here
+//! from a hand-written core module (table growth) — attack the host one way
+//! each. For every attack the suite asserts:
+//!
+//! - the host survives: the same `Lily` (same sandbox, same engine) then runs
+//!   the echo guest;
+//! - the cause is named with a stable code (`Cause::kind`, error codes);
+//! - where the attack fits a specialist, it runs as one specialist of a
+//!   `council.v1` next to `security.v1`, and the other steps still run;
+//! - nothing outside the grants changed: the file tree of the temp root and
+//!   of an "outside" directory is snapshotted before and after (paths,
+//!   types, sizes, mtimes, content hashes, link targets).
+//!
+//! The results table in `docs/security.md` ("Hostile-runnable results") is
+//! taken from what these tests assert.
+
+use lily::ErrorCode;
+use lily::jobs::store::{self, RunStatus};
+use lily::jobs::{Lily, RunOptions, RunResult};
+use lily::policy::approvals;
+use lily::sandbox::{Cause, DirGrant, Grants, Limits, Perms, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
+use lily::workspace::Root;
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Fixture: a Lily root, an "outside" directory, snapshots.
+
+fn guest(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+const SECRET: &str = "TOP SECRET: outside every grant";
+
+const POLICY: &str = r#"version: 1
+limits:
+  timeout_seconds: 120
+  retry_max: 0
+  max_parallelism: 8
+  max_parallel_runs: 4
+  memory_mb: 512
+runnables:
+  "hostile.v1":
+    fs:
+      - { path: ws, mode: ro }
+      - { path: state, mode: rw }
+  "table-grow.v1":
+    fs:
+      - { path: ws, mode: ro }
+  "security.v1":
+    fs:
+      - { path: ws, mode: ro }
+  "probe.v1":
+    fs:
+      - { path: ws, mode: ro }
+      - { path: state, mode: rw }
+effects:
+  write_file: { default: require_approval }
+  publish: { default: require_approval }
+"#;
+
+/// One entry of a file-tree snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir { mtime: Option<i128>, mode: u32 },
+    File { len: u64, mtime: i128, mode: u32, sha256: String },
+    Symlink { target: PathBuf },
+}
+
+type Snapshot = BTreeMap<PathBuf, Node>;
+
+fn mtime_ns(md: &std::fs::Metadata) -> i128 {
+    md.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(-1)
+}
+
+#[cfg(unix)]
+fn mode(md: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    md.permissions().mode()
+}
+#[cfg(not(unix))]
+fn mode(md: &std::fs::Metadata) -> u32 {
+    u32::from(md.permissions().readonly())
+}
+
+/// Snapshot `dir` recursively without following symlinks. Paths in
+/// `excluded` (the read-write grants and the host's own `.lily/` state) are
+/// skipped; the mtime of their ancestors is not recorded (creating an
+/// excluded child legitimately touches it), everything else is.
+fn snapshot(dir: &Path, excluded: &[PathBuf]) -> Snapshot {
+    let mut out = Snapshot::new();
+    walk(dir, excluded, &mut out);
+    out
+}
+
+fn walk(p: &Path, excluded: &[PathBuf], out: &mut Snapshot) {
+    if excluded.iter().any(|e| p == e) {
+        return;
+    }
+    let md = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(p).unwrap_or_default();
+        out.insert(p.to_path_buf(), Node::Symlink { target });
+    } else if ft.is_dir() {
+        let ancestor = excluded.iter().any(|e| e.starts_with(p));
+        out.insert(
+            p.to_path_buf(),
+            Node::Dir {
+                mtime: (!ancestor).then(|| mtime_ns(&md)),
+                mode: mode(&md),
+            },
+        );
+        let mut children: Vec<PathBuf> = std::fs::read_dir(p)
+            .unwrap_or_else(|e| panic!("list {}: {e}", p.display()))
+            .map(|e| e.expect("dir entry").path())
+            .collect();
+        children.sort();
+        for c in children {
+            walk(&c, excluded, out);
+        }
+    } else {
+        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        out.insert(
+            p.to_path_buf(),
+            Node::File {
+                len: md.len(),
+                mtime: mtime_ns(&md),
+                mode: mode(&md),
+                sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            },
+        );
+    }
+}
+
+fn diff(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let mut d = Vec::new();
+    for (p, n) in before {
+        match after.get(p) {
+            None => d.push(format!("removed {}", p.display())),
+            Some(m) if m != n => d.push(format!("changed {}: {n:?} -> {m:?}", p.display())),
+            _ => {}
+        }
+    }
+    for p in after.keys() {
+        if !before.contains_key(p) {
+            d.push(format!("added {}", p.display()));
+        }
+    }
+    d
+}
+
+/// A temp dir with a Lily root (`root/`) and a directory outside it
+/// (`outside/`), a policy granting `ws` (ro) and `state` (rw), the hostile
+/// specialist installed, and one `Lily` kept for the whole test.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+    lily: Lily,
+    rt: tokio::runtime::Runtime,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let base = tmp.path().canonicalize().expect("canon");
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).expect("mkdir root");
+        lily::cli::init_at(&root).expect("init");
+        std::fs::write(root.join(".lily/policy.yaml"), POLICY).expect("policy");
+        share_cache(&root);
+        for (rel, text) in [
+            ("ws/a.txt", "workspace file"),
+            ("ws/sub/b.txt", "nested workspace file"),
+            ("state/.keep", ""),
+            ("notes.txt", "inside the root, outside every grant"),
+        ] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, text).expect("write fixture");
+        }
+        std::fs::create_dir_all(outside.join("dir")).expect("mkdir outside");
+        std::fs::write(outside.join("secret.txt"), SECRET).expect("secret");
+        std::fs::write(outside.join("dir/x.txt"), SECRET).expect("secret");
+        // A symlink planted in the read-only workspace that points out (the
+        // operator's mistake, or a previous run's doing).
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("ws/escape")).expect("symlink");
+        let lily = Lily::open(Root::at(root.clone(), None).expect("root")).expect("open");
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+        let w = World {
+            _tmp: tmp,
+            root,
+            outside,
+            lily,
+            rt,
+        };
+        w.install(&guest("hostile_specialist"));
+        w
+    }
+
+    fn install(&self, bytes: &[u8]) {
+        self.rt.block_on(self.lily.runnables.install(&self.lily.sandbox, bytes, None, false)).expect("install");
+    }
+
+    /// Install component bytes without validation, as a tampered
+    /// `.lily/runnables/` would hold them: the host must re-check at load.
+    fn plant(&self, id: &str, bytes: &[u8]) {
+        let dir = self.root.join(".lily/runnables").join(id).join("1.0.0");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("component.wasm"), bytes).expect("write component");
+        let manifest = json!({
+            "id": id, "version": "1.0.0", "kind": "specialist", "summary": "planted", "digest": Sandbox::digest(bytes),
+            "imports": [], "installed_at": "2026-01-01T00:00:00.000Z",
+        });
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest");
+    }
+
+    /// Everything outside the grants: the root minus the rw grant and the
+    /// host's own run state, plus the whole outside directory.
+    fn snapshot(&self) -> (Snapshot, Snapshot) {
+        let lily = self.root.join(".lily");
+        let excluded = vec![
+            self.root.join("state"),
+            lily.join("runs"),
+            lily.join("state"),
+            lily.join("cache"),
+            lily.join("jobs"),
+            lily.join("runnables"),
+        ];
+        (snapshot(&self.root, &excluded), snapshot(&self.outside, &[]))
+    }
+
+    fn assert_unchanged(&self, before: &(Snapshot, Snapshot), what: &str) {
+        let after = self.snapshot();
+        let mut d = diff(&before.0, &after.0);
+        d.extend(diff(&before.1, &after.1));
+        assert!(d.is_empty(), "{what}: the file tree outside the grants changed:\n{}", d.join("\n"));
+        assert_eq!(std::fs::read_to_string(self.outside.join("secret.txt")).expect("secret"), SECRET);
+    }
+
+    fn write_job(&self, id: &str, text: &str) {
+        std::fs::write(self.lily.root.jobs_dir.join(format!("{id}.job.yaml")), text).expect("write job");
+    }
+
+    fn run(&self, id: &str) -> RunResult {
+        let r = self.rt.block_on(self.lily.run_job(id, RunOptions::default())).unwrap_or_else(|e| panic!("run {id}: {e}"));
+        // The record on disk is complete and parses.
+        let on_disk = store::read_receipt(&r.run_dir).expect("receipt on disk parses");
+        assert_eq!(on_disk.status, r.receipt.status);
+        assert!(on_disk.ended_at.is_some(), "final receipt written");
+        for ev in store::read_events(&r.run_dir) {
+            assert!(ev["seq"].as_u64().is_some(), "event has a seq: {ev}");
+        }
+        r
+    }
+
+    /// A council of the hostile specialist (attack = topic, args = first
+    /// context line) and `security.v1`, over the read-only workspace.
+    fn council(&self, id: &str, attack: &str, args: Value, runtime: &str) -> RunResult {
+        self.council_of(id, "hostile.v1", attack, args, runtime)
+    }
+
+    fn council_of(&self, id: &str, specialist: &str, attack: &str, args: Value, runtime: &str) -> RunResult {
+        let input = json!({"topic": attack, "context": [args.to_string()]});
+        self.write_job(
+            id,
+            &format!(
+                "id: {id}\ntitle: {id}\ntarget:\n  kind: blueprint\n  id: council.v1\n  input: {input}\nbindings:\n  specialists: [{specialist}, security.v1]\n  synthesizer: default.v1\n  workspace: ws\ntrigger: {{ type: manual }}\nruntime: {runtime}\noutput: {{}}\n"
+            ),
+        );
+        self.run(id)
+    }
+
+    /// `step.v1` running the hostile specialist with `/workspace` (ro) and
+    /// `/state` (rw).
+    fn step(&self, id: &str, attack: &str, args: Value, runtime: &str) -> RunResult {
+        let input = json!({"attack": attack, "args": args});
+        self.write_job(
+            id,
+            &format!(
+                "id: {id}\ntitle: {id}\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {input}\nbindings: {{ runnable: hostile.v1, workspace: ws, state_dir: state }}\ntrigger: {{ type: manual }}\nruntime: {runtime}\noutput: {{}}\n"
+            ),
+        );
+        self.run(id)
+    }
+
+    /// The host survived: the same `Lily` runs the echo guest.
+    fn assert_echo_still_works(&self) {
+        self.write_job(
+            "echo-after",
+            "id: echo-after\ntitle: echo\ntarget: { kind: blueprint, id: step.v1, input: { still: alive } }\nbindings: { runnable: echo.v1 }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+        );
+        let r = self.run("echo-after");
+        assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}", r.receipt.error);
+        assert_eq!(r.receipt.payload["result"], json!({"still": "alive"}));
+    }
+}
+
+/// Share one compile cache between the tests (content-addressed, written
+/// atomically), so each test does not recompile the same components.
+fn share_cache(root: &Path) {
+    let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lily-hostile-compile-cache");
+    std::fs::create_dir_all(&shared).expect("shared cache");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).expect("perms");
+        let cache = root.join(".lily/cache");
+        let _ = std::fs::remove_dir_all(&cache);
+        std::os::unix::fs::symlink(&shared, &cache).expect("link cache");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading results.
+
+fn step_record<'a>(r: &'a RunResult, node: &str) -> &'a Value {
+    r.receipt
+        .steps
+        .iter()
+        .find(|s| s["node"] == node)
+        .unwrap_or_else(|| panic!("no step {node} in {:#?}", r.receipt.steps))
+}
+
+fn report<'a>(r: &'a RunResult, specialist: &str) -> &'a Value {
+    r.receipt.payload["reports"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["specialist"] == specialist))
+        .unwrap_or_else(|| panic!("no report of {specialist}: {}", r.receipt.payload))
+}
+
+/// What the hostile guest observed (its `notes`), in a council.
+fn observed(r: &RunResult) -> Value {
+    let notes = report(r, "hostile.v1")["notes"].as_str().expect("notes").to_string();
+    serde_json::from_str(&notes).unwrap_or_else(|e| panic!("notes are not JSON ({e}): {notes}"))
+}
+
+/// What the hostile guest observed, in a `step.v1` run.
+fn observed_step(r: &RunResult) -> Value {
+    assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}", r.receipt.error);
+    let notes = r.receipt.payload["result"]["notes"].as_str().expect("notes").to_string();
+    serde_json::from_str(&notes).unwrap_or_else(|e| panic!("notes are not JSON ({e}): {notes}"))
+}
+
+/// The council ran to the end: `security.v1` and the synthesizer ran and
+/// succeeded, and the hostile specialist ended with `kind` (`"ok"` when the
+/// attack was contained inside the step).
+fn assert_council_contained(r: &RunResult, kind: &str) {
+    assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}\n{:#?}", r.receipt.error, r.receipt.steps);
+    assert_eq!(step_record(r, "map:security.v1")["outcome"], "ok");
+    assert_eq!(step_record(r, "reduce:default.v1")["outcome"], "ok");
+    assert_eq!(report(r, "security.v1")["status"], "ok");
+    let hostile = step_record(r, "map:hostile.v1");
+    assert_eq!(hostile["outcome"], kind, "hostile step: {hostile}");
+    let failed = &r.receipt.payload["failed_specialists"];
+    if kind == "ok" {
+        assert_eq!(failed, &json!([]));
+    } else {
+        assert_eq!(hostile["cause"]["kind"], kind);
+        assert_eq!(failed, &json!(["hostile.v1"]));
+        let notes = report(r, "hostile.v1")["notes"].as_str().expect("notes");
+        assert!(notes.starts_with(&format!("{kind}: ")), "the report names the cause: {notes}");
+        let events = store::read_events(&r.run_dir);
+        assert!(
+            events.iter().any(|e| e["type"] == "step_finished" && e["node"] == "map:hostile.v1" && e["outcome"] == kind),
+            "a step_finished event names the cause"
+        );
+    }
+}
+
+/// Every entry at `key` of every observation in `list` has `ok: false`.
+fn all_refused(list: &Value, key: &str) {
+    for item in list.as_array().expect("list") {
+        assert_eq!(item[key]["ok"], false, "{key} must be refused: {item}");
+        assert!(!item.to_string().contains("TOP SECRET"), "nothing from outside leaked: {item}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Filesystem escapes.
+
+#[test]
+fn fs_escape_by_dotdot_absolute_paths_and_a_planted_symlink_is_refused() {
+    let w = World::new();
+    let before = w.snapshot();
+    let secret = w.outside.join("secret.txt").display().to_string();
+    let paths = json!([
+        "/workspace/../outside/secret.txt",
+        "/workspace/../../outside/secret.txt",
+        "/workspace/sub/../../notes.txt",
+        "/workspace/./../notes.txt",
+        "//workspace/../../outside/secret.txt",
+        secret,
+        w.outside.display().to_string(),
+        "/etc/passwd",
+        "/",
+        "/workspace/..",
+        "/workspace/escape",
+        "../outside/secret.txt",
+        "secret.txt",
+    ]);
+    let r = w.council("fs-read", "read", json!({ "paths": paths }), "{}");
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    all_refused(&obs, "read");
+    for item in obs.as_array().expect("list") {
+        if item["path"] != "/workspace/escape" {
+            assert_eq!(item["list"]["ok"], false, "listing must be refused: {item}");
+        }
+    }
+    w.assert_unchanged(&before, "fs-read");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn fs_writes_outside_the_grants_and_into_the_read_only_grant_are_refused() {
+    let w = World::new();
+    let before = w.snapshot();
+    let paths = json!([
+        "/workspace/new.txt",
+        "/workspace/a.txt",
+        "/workspace/escape",
+        "/workspace/../notes.txt",
+        "/state/../notes.txt",
+        "/state/../../outside/pwned.txt",
+        w.outside.join("pwned.txt").display().to_string(),
+        "/tmp/lily-hostile-pwned.txt",
+    ]);
+    let r = w.step("fs-write", "write", json!({ "paths": paths }), "{}");
+    let obs = observed_step(&r);
+    all_refused(&obs, "write");
+    // Every mutation of the read-only grant, from a council specialist.
+    let r = w.council(
+        "fs-ro",
+        "ro_mutations",
+        json!({"dir": "/workspace", "file": "/workspace/a.txt", "subdir": "/workspace/sub"}),
+        "{}",
+    );
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    let m = obs.as_object().expect("object");
+    assert!(m.len() >= 12, "{obs}");
+    for (what, res) in m {
+        assert_eq!(res["ok"], false, "{what} on the read-only grant must be refused: {res}");
+    }
+    assert!(!Path::new("/tmp/lily-hostile-pwned.txt").exists());
+    w.assert_unchanged(&before, "fs-write");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
+    let w = World::new();
+    let before = w.snapshot();
+    let targets = json!([
+        w.outside.join("secret.txt").display().to_string(),
+        w.outside.display().to_string(),
+        "../../outside/secret.txt",
+        "../../outside",
+        "../ws/a.txt",
+        "/etc/passwd",
+        "/etc",
+        "..",
+    ]);
+    let r = w.step("fs-symlink", "symlink_out", json!({"dir": "/state", "targets": targets}), "{}");
+    let obs = observed_step(&r);
+    for key in ["read", "write", "list", "create_inside", "mkdir_inside"] {
+        all_refused(&obs, key);
+    }
+    w.assert_unchanged(&before, "fs-symlink");
+    // Whatever the guest left in its rw grant, the host does not follow it
+    // out later: neither a job granting the link as a directory …
+    #[cfg(unix)]
+    {
+        let planted = w.root.join("state/link-host");
+        std::os::unix::fs::symlink(&w.outside, &planted).expect("symlink");
+        w.write_job(
+            "follow",
+            "id: follow\ntitle: follow\ntarget: { kind: blueprint, id: step.v1, input: { attack: read, args: { paths: [/workspace/secret.txt] } } }\nbindings: { runnable: hostile.v1, workspace: state/link-host }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+        );
+        let r = w.run("follow");
+        assert_eq!(r.receipt.status, RunStatus::Denied, "{:?}", r.receipt.error);
+        let err = r.receipt.error.as_ref().expect("error");
+        assert_eq!(err.code, ErrorCode::JobPolicyDenied.as_str());
+        assert!(err.message.contains("outside the root"), "{}", err.message);
+        // … nor an approved effect written through it.
+        let r = w.step("fs-symlink-effect", "propose", json!({"paths": ["state/link-host/pwned.txt"], "content": "x"}), "{}");
+        let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
+        let err = approvals::approve(&w.lily.root, &id, true).expect_err("cap-std refuses the symlink");
+        assert!(err.contains("could not apply"), "{err}");
+    }
+    w.assert_unchanged(&before, "fs-symlink (follow-ups)");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn fs_hard_links_out_of_the_grant_or_out_of_the_read_only_grant_are_refused() {
+    let w = World::new();
+    let before = w.snapshot();
+    let sources = json!([
+        "/state/../../outside/secret.txt",
+        w.outside.join("secret.txt").display().to_string(),
+        "/state/../notes.txt",
+        "/workspace/a.txt",
+        "/workspace/sub/b.txt",
+        "/workspace/escape",
+        "/etc/passwd",
+    ]);
+    let r = w.step("fs-hardlink", "hardlink_out", json!({"dir": "/state", "sources": sources}), "{}");
+    let obs = observed_step(&r);
+    all_refused(&obs, "link");
+    all_refused(&obs, "write");
+    // Moving or hard-linking a read-only file into the rw grant (where it
+    // would become writable) is refused; copying it is what ro allows.
+    let r = w.step(
+        "fs-move",
+        "ro_mutations",
+        json!({"dir": "/workspace", "file": "/workspace/a.txt", "subdir": "/workspace/sub", "rw_dir": "/state"}),
+        "{}",
+    );
+    let obs = observed_step(&r);
+    for (what, res) in obs.as_object().expect("object") {
+        let expect_ok = what == "copy_is_fine";
+        assert_eq!(res["ok"], expect_ok, "{what}: {res}");
+    }
+    assert_eq!(std::fs::read_to_string(w.root.join("state/copied.txt")).expect("copy"), "workspace file");
+    w.assert_unchanged(&before, "fs-hardlink");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn fs_very_long_names_and_paths_are_refused_without_harm() {
+    let w = World::new();
+    let before = w.snapshot();
+    let t = Instant::now();
+    let r = w.step("fs-long", "long_paths", json!({"dir": "/state", "max_depth": 64}), "{}");
+    let obs = observed_step(&r);
+    assert_eq!(obs["name4k"]["ok"], false, "{obs}");
+    assert_eq!(obs["huge_path_read"]["ok"], false, "{obs}");
+    assert_eq!(obs["huge_path_write"]["ok"], false, "{obs}");
+    assert_eq!(obs["deep_escape_read"]["ok"], false, "{obs}");
+    assert!(t.elapsed() < Duration::from_secs(60));
+    w.assert_unchanged(&before, "fs-long");
+    w.assert_echo_still_works();
+}
+
+// ---------------------------------------------------------------------------
+// Env, network, handles.
+
+#[test]
+fn env_vars_not_granted_are_invisible() {
+    let w = World::new();
+    let before = w.snapshot();
+    assert!(std::env::var_os("PATH").is_some(), "the host has env vars to leak");
+    let names = json!(["PATH", "HOME", "USER", "CARGO", "CARGO_MANIFEST_DIR", "RUST_BACKTRACE", "LILY_ROOT"]);
+    let r = w.council("env", "env", json!({ "names": names }), "{}");
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    for (k, v) in obs["values"].as_object().expect("values") {
+        assert_eq!(v, &Value::Null, "{k} must not be visible");
+    }
+    assert_eq!(obs["names"], json!([]), "no env var at all");
+    w.assert_unchanged(&before, "env");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn sockets_and_name_lookups_are_refused_without_a_network_grant() {
+    let w = World::new();
+    let before = w.snapshot();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let args = json!({
+        "connect": [addr, "127.0.0.1:9", "[::1]:9", "93.184.216.34:443"],
+        "resolve": ["localhost", "example.com"],
+        "listen": ["0.0.0.0:0", "127.0.0.1:0", "0.0.0.0:8080"],
+        "udp": ["127.0.0.1:9", "8.8.8.8:53"],
+    });
+    let r = w.council("net", "net", args, "{}");
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    for kind in ["connect", "resolve", "listen", "udp"] {
+        for item in obs[kind].as_array().expect(kind) {
+            assert_eq!(item["result"]["ok"], false, "{kind} must be refused: {item}");
+        }
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host listener never saw a connection"
+    );
+    let denied: Vec<Value> = store::read_events(&r.run_dir).into_iter().filter(|e| e["type"] == "capability_denied").collect();
+    assert!(
+        denied.iter().any(|e| e["runnable"] == "hostile.v1" && e["target"].as_str().is_some_and(|t| t.contains(&addr))),
+        "the denied connection is an event: {denied:?}"
+    );
+    w.assert_unchanged(&before, "net");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn leaked_sockets_and_file_handles_are_capped_and_do_not_starve_the_host() {
+    let w = World::new();
+    let before = w.snapshot();
+    w.write_job(
+        "flood",
+        "id: flood\ntitle: flood\ntarget: { kind: blueprint, id: step.v1, input: { attack: handle_flood, args: { max: 100000, file: /workspace/a.txt, hold_ms: 3000 } } }\nbindings: { runnable: hostile.v1, workspace: ws, state_dir: state }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+    );
+    w.write_job(
+        "bystander",
+        "id: bystander\ntitle: bystander\ntarget: { kind: blueprint, id: step.v1, input: { x: 1 } }\nbindings: { runnable: echo.v1 }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+    );
+    let lily = &w.lily;
+    let (flood, bystander, host_open) = w.rt.block_on(async {
+        let flood = lily.run_job("flood", RunOptions::default());
+        let other = async {
+            // While the flood holds its handles: another run of the same
+            // process, and the host opening files.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let host_open = std::fs::File::open(w.root.join("notes.txt")).map(|_| ());
+            (lily.run_job("bystander", RunOptions::default()).await, host_open)
+        };
+        let (f, (b, h)) = tokio::join!(flood, other);
+        (f, b, h)
+    });
+    host_open.expect("the host can still open files while the guest holds its handles");
+    let bystander = bystander.expect("the concurrent run got a run directory");
+    assert_eq!(bystander.receipt.status, RunStatus::Succeeded, "{:?}", bystander.receipt.error);
+    let flood = flood.expect("flood run recorded");
+    let obs = observed_step(&flood);
+    let sockets = obs["sockets"].as_u64().expect("sockets");
+    let files = obs["files"].as_u64().expect("files");
+    assert!(sockets + files < 10_000, "handles per step are capped: {obs}");
+    assert!(!obs["socket_error"].is_null(), "{obs}");
+    w.assert_unchanged(&before, "handle flood");
+    w.assert_echo_still_works();
+}
+
+// ---------------------------------------------------------------------------
+// CPU, stack, memory, tables.
+
+#[test]
+fn infinite_loop_in_run_is_stopped_by_fuel_and_by_the_deadline() {
+    let w = World::new();
+    let before = w.snapshot();
+    let r = w.council("loop-fuel", "loop", json!({}), "{ fuel: 300000000 }");
+    assert_council_contained(&r, "out_of_fuel");
+    let t = Instant::now();
+    let r = w.council("loop-deadline", "loop", json!({}), "{ timeout_seconds: 3 }");
+    assert_council_contained(&r, "deadline_exceeded");
+    assert!(t.elapsed() < Duration::from_secs(20), "stopped near its deadline: {:?}", t.elapsed());
+    let r = w.council("sleep-deadline", "sleep", json!({"ms": 600_000}), "{ timeout_seconds: 3 }");
+    assert_council_contained(&r, "deadline_exceeded");
+    w.assert_unchanged(&before, "loop");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn infinite_loop_in_describe_is_refused_at_load() {
+    let w = World::new();
+    let before = w.snapshot();
+    let spin = guest("spin_describe");
+    let t = Instant::now();
+    let err = w
+        .rt
+        .block_on(w.lily.runnables.install(&w.lily.sandbox, &spin, None, false))
+        .expect_err("install refused");
+    assert!(err.contains("describe failed"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    // Planted behind the installer's back: the council is refused before any
+    // step runs, with the cause named.
+    w.plant("spin.v1", &spin);
+    let r = w.council_of("spin", "spin.v1", "x", json!({}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let err = r.receipt.error.as_ref().expect("error");
+    assert_eq!(err.code, ErrorCode::JobExecutionFailed.as_str());
+    assert_eq!(err.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", err.cause);
+    assert!(err.message.contains("describe failed"), "{}", err.message);
+    assert!(r.receipt.steps.is_empty(), "nothing ran");
+    w.assert_unchanged(&before, "spin describe");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn stack_overflow_panic_and_memory_growth_are_contained() {
+    let w = World::new();
+    let before = w.snapshot();
+    let r = w.council("recurse", "recurse", json!({}), "{}");
+    assert_council_contained(&r, "trap");
+    let msg = step_record(&r, "map:hostile.v1")["cause"]["message"].as_str().expect("message").to_string();
+    assert!(msg.contains("stack"), "{msg}");
+    let r = w.council("panic", "panic", json!({"message": "boom"}), "{}");
+    assert_council_contained(&r, "trap");
+    let msg = step_record(&r, "map:hostile.v1")["cause"]["message"].as_str().expect("message").to_string();
+    assert!(msg.contains("hostile panic: boom"), "{msg}");
+    let r = w.council("alloc", "alloc", json!({}), "{ memory_mb: 32 }");
+    assert_council_contained(&r, "memory_limit");
+    assert_eq!(step_record(&r, "map:hostile.v1")["cause"]["limit"], 32u64 << 20);
+    w.assert_unchanged(&before, "stack/panic/memory");
+    w.assert_echo_still_works();
+}
+
+/// A component whose `run` grows its funcref table without end, built here
+/// from a hand-written core module (Rust has no stable `table.grow`) plus the
+/// Run Contract world, encoded by `wit-component`: a real component, and a
+/// specialist (`table-grow.v1`).
+fn table_grow_component() -> Vec<u8> {
+    use wasm_encoder::{
+        CodeSection, ConstExpr, DataSection, ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType, Instruction, MemorySection,
+        MemoryType, Module, RefType, TableSection, TableType, TypeSection, ValType,
+    };
+    let strings: [&str; 5] = [
+        "table-grow.v1",
+        "1.0.0",
+        "Hostile test specialist: grows a table without end",
+        r#"{"type":"object"}"#,
+        r#"{"type":"object"}"#,
+    ];
+    // Descriptor record at 64: id, version, summary (ptr, len), kind (u8 at
+    // 24: 0 = specialist), input-schema, output-schema. Strings from 256.
+    let mut record = vec![0u8; 44];
+    let mut heap = Vec::new();
+    let mut ptrs = Vec::new();
+    for s in strings {
+        ptrs.push((256 + heap.len() as u32, s.len() as u32));
+        heap.extend_from_slice(s.as_bytes());
+    }
+    for (i, off) in [0usize, 8, 16, 28, 36].iter().enumerate() {
+        record[*off..*off + 4].copy_from_slice(&ptrs[i].0.to_le_bytes());
+        record[*off + 4..*off + 8].copy_from_slice(&ptrs[i].1.to_le_bytes());
+    }
+    record[24] = 0;
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I32]);
+    types.ty().function([ValType::I32, ValType::I32], [ValType::I32]);
+    types.ty().function([ValType::I32; 4], [ValType::I32]);
+    m.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0).function(1).function(2);
+    m.section(&funcs);
+    let mut tables = TableSection::new();
+    tables.table(TableType {
+        element_type: RefType::FUNCREF,
+        table64: false,
+        minimum: 1,
+        maximum: None,
+        shared: false,
+    });
+    m.section(&tables);
+    let mut mems = MemorySection::new();
+    mems.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
+    m.section(&mems);
+    let mut globals = GlobalSection::new();
+    globals.global(
+        GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &ConstExpr::i32_const(4096),
+    );
+    m.section(&globals);
+    let mut exports = ExportSection::new();
+    exports
+        .export("describe", ExportKind::Func, 0)
+        .export("run", ExportKind::Func, 1)
+        .export("cabi_realloc", ExportKind::Func, 2)
+        .export("memory", ExportKind::Memory, 0);
+    m.section(&exports);
+    let mut code = CodeSection::new();
+    let mut describe = Function::new([]);
+    describe.instruction(&Instruction::I32Const(64)).instruction(&Instruction::End);
+    code.function(&describe);
+    let mut run = Function::new([]);
+    run.instruction(&Instruction::Loop(wasm_encoder::BlockType::Empty))
+        .instruction(&Instruction::RefNull(wasm_encoder::HeapType::FUNC))
+        .instruction(&Instruction::I32Const(4096))
+        .instruction(&Instruction::TableGrow(0))
+        .instruction(&Instruction::Drop)
+        .instruction(&Instruction::Br(0))
+        .instruction(&Instruction::End)
+        .instruction(&Instruction::Unreachable)
+        .instruction(&Instruction::End);
+    code.function(&run);
+    let mut realloc = Function::new([]);
+    realloc
+        .instruction(&Instruction::GlobalGet(0))
+        .instruction(&Instruction::GlobalGet(0))
+        .instruction(&Instruction::LocalGet(3))
+        .instruction(&Instruction::I32Add)
+        .instruction(&Instruction::GlobalSet(0))
+        .instruction(&Instruction::End);
+    code.function(&realloc);
+    m.section(&code);
+    let mut data = DataSection::new();
+    data.active(0, &ConstExpr::i32_const(64), record);
+    data.active(0, &ConstExpr::i32_const(256), heap);
+    m.section(&data);
+    let mut module = m.finish();
+
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")).expect("wit");
+    let world = resolve.select_world(&[pkg], Some("runnable")).expect("world");
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).expect("embed");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("module")
+        .validate(true)
+        .encode()
+        .expect("encode")
+}
+
+#[test]
+fn table_growth_is_stopped_by_the_table_limit() {
+    let w = World::new();
+    let before = w.snapshot();
+    let bytes = table_grow_component();
+    w.install(&bytes);
+    let r = w.council_of("tables", "table-grow.v1", "x", json!({}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}", r.receipt.error);
+    assert_eq!(step_record(&r, "map:security.v1")["outcome"], "ok");
+    let rec = step_record(&r, "map:table-grow.v1");
+    assert_eq!(rec["outcome"], "trap", "{rec}");
+    let msg = rec["cause"]["message"].as_str().expect("message");
+    assert!(msg.contains("table growth") && msg.contains("exceeds the limit"), "{msg}");
+    assert_eq!(r.receipt.payload["failed_specialists"], json!(["table-grow.v1"]));
+    w.assert_unchanged(&before, "tables");
+    w.assert_echo_still_works();
+}
+
+// ---------------------------------------------------------------------------
+// Output, events, contract.
+
+#[test]
+fn huge_payload_references_and_error_messages_are_capped() {
+    let w = World::new();
+    let before = w.snapshot();
+    let r = w.council("huge", "huge_payload", json!({"bytes": 16 << 20}), "{}");
+    assert_council_contained(&r, "output_too_large");
+    // References are output too: 64 x 1 MiB of them must not slip past the cap.
+    let r = w.council("huge-refs", "huge_references", json!({"bytes": 1 << 20, "count": 64}), "{}");
+    assert_council_contained(&r, "output_too_large");
+    // A 16 MiB error message is not copied into the record.
+    let r = w.council("huge-err", "huge_error", json!({"bytes": 16 << 20, "code_bytes": 1 << 20}), "{}");
+    assert_council_contained(&r, "guest_error");
+    let receipt_len = std::fs::metadata(r.run_dir.join("run_receipt.json")).expect("receipt").len();
+    assert!(receipt_len < 1 << 20, "receipt stays small: {receipt_len} bytes");
+    let events_len = std::fs::metadata(r.run_dir.join("events.jsonl")).expect("events").len();
+    assert!(events_len < 1 << 20, "events stay small: {events_len} bytes");
+    w.assert_unchanged(&before, "huge");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn event_and_stdout_floods_are_capped() {
+    let w = World::new();
+    let before = w.snapshot();
+    let r = w.council("events", "events", json!({"count": 200_000}), "{}");
+    assert_council_contained(&r, "ok");
+    let events = store::read_events(&r.run_dir);
+    let kept = events.iter().filter(|e| e["type"] == "guest_event" && e["node"] == "map:hostile.v1").count();
+    assert_eq!(kept, 1000, "max_events_per_step");
+    let dropped = events
+        .iter()
+        .find(|e| e["type"] == "guest_events_dropped" && e["node"] == "map:hostile.v1")
+        .expect("dropped event");
+    assert_eq!(dropped["dropped"], 199_000);
+    let r = w.council("big-events", "events", json!({"count": 100, "field_bytes": 64 << 10}), "{}");
+    assert_council_contained(&r, "ok");
+    let events = store::read_events(&r.run_dir);
+    assert_eq!(events.iter().filter(|e| e["type"] == "guest_event" && e["node"] == "map:hostile.v1").count(), 0);
+    let r = w.council("stdout", "print", json!({"bytes": 32 << 20}), "{}");
+    assert_council_contained(&r, "ok");
+    let out = store::read_events(&r.run_dir)
+        .into_iter()
+        .find(|e| e["type"] == "guest_output" && e["node"] == "map:hostile.v1")
+        .expect("guest_output");
+    assert_eq!(out["truncated"], true);
+    assert!(out["stdout"].as_str().expect("stdout").len() <= 64 << 10);
+    let events_len = std::fs::metadata(r.run_dir.join("events.jsonl")).expect("events").len();
+    assert!(events_len < 1 << 20, "{events_len}");
+    w.assert_unchanged(&before, "events");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn output_that_is_not_valid_json_or_breaks_the_contract_is_contract_invalid() {
+    let w = World::new();
+    let before = w.snapshot();
+    let r = w.council("invalid-json", "invalid_json", json!({}), "{}");
+    assert_council_contained(&r, "contract_invalid");
+    let r = w.council("bad-output", "bad_output", json!({}), "{}");
+    assert_council_contained(&r, "contract_invalid");
+    let r = w.council("forge", "forge_approval", json!({"id": "apr-0000000000000000"}), "{}");
+    assert_council_contained(&r, "contract_invalid");
+    // Artifacts named to escape the run directory, or to pass for the host's
+    // own files (its run lock, a temp file): refused.
+    for (i, name) in ["../escape.txt", ".run.lock", ".tmp-abcd.partial", "a/b"].iter().enumerate() {
+        let id = format!("artifact-{i}");
+        let r = w.step(&id, "artifacts", json!({ "names": [name] }), "{}");
+        assert_eq!(r.receipt.status, RunStatus::Failed, "{name}: {:?}", r.receipt.artifacts);
+        let err = r.receipt.error.as_ref().expect("error");
+        assert_eq!(err.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{name}: {:?}", err.cause);
+        assert!(!r.run_dir.parent().expect("job dir").join("escape.txt").exists());
+    }
+    // An artifact named like the receipt does not replace it.
+    let r = w.step("artifact-receipt", "artifacts", json!({"names": ["run_receipt.json", "events.jsonl"]}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Succeeded);
+    assert!(r.receipt.artifacts.iter().all(|a| a.name != "run_receipt.json" && a.name != "events.jsonl"));
+    assert!(store::read_receipt(&r.run_dir).is_some());
+    w.assert_unchanged(&before, "contract");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_running() {
+    let w = World::new();
+    let before = w.snapshot();
+    let evil = guest("hostile_import");
+    let err = w.rt.block_on(w.lily.sandbox.load(&evil)).expect_err("refused at load");
+    assert!(err.0.contains("imports interfaces the host does not provide"), "{}", err.0);
+    assert!(err.0.contains("acme:evil/exfil"), "{}", err.0);
+    let err = w
+        .rt
+        .block_on(w.lily.runnables.install(&w.lily.sandbox, &evil, None, false))
+        .expect_err("install refused");
+    assert!(err.contains("acme:evil/exfil"), "{err}");
+    w.plant("hostile-import.v1", &evil);
+    let r = w.council_of("evil", "hostile-import.v1", "x", json!({}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let e = r.receipt.error.as_ref().expect("error");
+    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
+    assert!(e.message.contains("acme:evil/exfil"), "{}", e.message);
+    assert!(r.receipt.steps.is_empty(), "no step ran");
+    assert!(!store::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"), "nothing was instantiated");
+    w.assert_unchanged(&before, "evil import");
+    w.assert_echo_still_works();
+}
+
+/// Malformed component bytes, each refused at load with a message, fast.
+fn malformed_inputs() -> Vec<(String, Vec<u8>)> {
+    let echo = builtin_bytes("echo.v1").expect("echo").to_vec();
+    let mut v: Vec<(String, Vec<u8>)> = vec![
+        ("empty".into(), vec![]),
+        ("magic only".into(), b"\0asm".to_vec()),
+        ("a core module, not a component".into(), b"\0asm\x01\0\0\0".to_vec()),
+        ("component header only".into(), b"\0asm\x0d\0\x01\0".to_vec()),
+        ("text".into(), b"(component)".to_vec()),
+        ("huge section length".into(), [b"\0asm\x0d\0\x01\0\x01\xff\xff\xff\xff\x0f".as_slice(), &[0u8; 16]].concat()),
+        ("zeros".into(), vec![0u8; 4096]),
+    ];
+    for cut in [9usize, 64, echo.len() / 2, echo.len() - 1] {
+        v.push((format!("echo truncated at {cut}"), echo[..cut].to_vec()));
+    }
+    let mut flipped = echo.clone();
+    for i in (8..flipped.len()).step_by(97) {
+        flipped[i] ^= 0x5a;
+    }
+    v.push(("echo with bytes flipped".into(), flipped));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let random: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    v.push(("random bytes after a component header".into(), [b"\0asm\x0d\0\x01\0".as_slice(), &random].concat()));
+    v
+}
+
+#[test]
+fn malformed_component_bytes_are_refused_at_load() {
+    let w = World::new();
+    let before = w.snapshot();
+    for (what, bytes) in malformed_inputs() {
+        let t = Instant::now();
+        let err = w.rt.block_on(w.lily.sandbox.load(&bytes)).expect_err(&what);
+        assert!(!err.0.is_empty(), "{what}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{what}: {:?}", t.elapsed());
+    }
+    w.plant("garbage.v1", b"\0asm\x0d\0\x01\0garbage");
+    let r = w.council_of("garbage", "garbage.v1", "x", json!({}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let e = r.receipt.error.as_ref().expect("error");
+    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
+    assert!(e.message.contains("not a valid WebAssembly component"), "{}", e.message);
+    w.assert_unchanged(&before, "malformed");
+    w.assert_echo_still_works();
+}
+
+// ---------------------------------------------------------------------------
+// Effects.
+
+#[test]
+fn proposed_effects_outside_the_root_are_refused_and_approve_stays_inside() {
+    let w = World::new();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&w.outside, w.root.join("link-dir")).expect("symlink");
+        std::os::unix::fs::symlink(w.outside.join("secret.txt"), w.root.join("link-file")).expect("symlink");
+    }
+    let before = w.snapshot();
+    let paths = json!(["../x", "/etc/x", "a/../../x", "./../x", "..\\x", "C:/x", "", "link-dir/pwned.txt", "link-file", "ok/fine.txt"]);
+    let r = w.council("effects", "propose", json!({"paths": paths, "content": "pwned"}), "{}");
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    let results = obs["proposals"].as_array().expect("proposals");
+    for p in results {
+        let path = p["path"].as_str().expect("path");
+        let recorded = p["ok"] == true;
+        let lexically_inside = ["link-dir/pwned.txt", "link-file", "ok/fine.txt"].contains(&path);
+        assert_eq!(recorded, lexically_inside, "{path}: {p}");
+    }
+    let requested = &r.receipt.approvals_requested;
+    assert_eq!(requested.len(), 3, "{requested:?}");
+    for req in requested {
+        assert_eq!(req["state"], "pending", "{req}");
+        let id = req["id"].as_str().expect("id");
+        let target = req["target"].as_str().expect("target");
+        let res = approvals::approve(&w.lily.root, id, true);
+        match target {
+            "link-dir/pwned.txt" => assert!(res.is_err(), "cap-std refuses to follow the link out: {res:?}"),
+            "ok/fine.txt" => assert!(res.is_ok(), "{res:?}"),
+            // Writing over a symlink replaces the link inside the root; the
+            // file it pointed to is untouched (checked below).
+            _ => {}
+        }
+    }
+    assert_eq!(std::fs::read_to_string(w.root.join("ok/fine.txt")).expect("applied"), "pwned");
+    assert!(!w.outside.join("pwned.txt").exists());
+    assert!(!Path::new("/etc/x").exists());
+    // The operator-approved writes changed the root; outside nothing did.
+    let after = w.snapshot();
+    assert!(diff(&before.1, &after.1).is_empty(), "outside changed: {:?}", diff(&before.1, &after.1));
+    assert_eq!(std::fs::read_to_string(w.outside.join("secret.txt")).expect("secret"), SECRET);
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn proposal_floods_cannot_amplify_guest_memory_into_host_memory() {
+    let w = World::new();
+    let before = w.snapshot();
+    // One 4 MiB buffer proposed 64 times: the host must not keep 256 MiB.
+    let r = w.council("flood", "propose", json!({"paths": [], "flood_bytes": 4 << 20, "flood_count": 64}), "{}");
+    assert_council_contained(&r, "ok");
+    let obs = observed(&r);
+    let kept = obs["flood_ok"].as_u64().expect("flood_ok");
+    assert!(kept * (4 << 20) <= 8 << 20, "at most the output cap is kept: {obs}");
+    assert!(!obs["flood_error"].is_null(), "{obs}");
+    w.assert_unchanged(&before, "proposal flood");
+    w.assert_echo_still_works();
+}
+
+// ---------------------------------------------------------------------------
+// The sandbox alone, many attacks in a row: one engine survives them all.
+
+#[test]
+fn one_sandbox_survives_every_attack_in_a_row() {
+    let sb = Arc::new(Sandbox::new(SandboxOptions::default()).expect("sandbox"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+    let hostile = rt.block_on(sb.load(&guest("hostile_specialist"))).expect("load");
+    let echo = rt.block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).expect("echo");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let limits = Limits {
+        deadline: Duration::from_secs(2),
+        fuel: Some(2_000_000_000),
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let grants = Grants {
+        dirs: vec![DirGrant {
+            host: tmp.path().to_path_buf(),
+            guest: "/state".into(),
+            perms: Perms::ReadWrite,
+        }],
+        ..Grants::default()
+    };
+    let attacks = [
+        ("loop", json!({}), "out_of_fuel"),
+        ("sleep", json!({"ms": 60_000}), "deadline_exceeded"),
+        ("alloc", json!({}), "memory_limit"),
+        ("recurse", json!({}), "trap"),
+        ("panic", json!({"message": "x"}), "trap"),
+        ("huge_payload", json!({"bytes": 16 << 20}), "output_too_large"),
+        ("invalid_json", json!({}), "contract_invalid"),
+        ("handle_flood", json!({"max": 50_000}), "ok"),
+        ("long_paths", json!({"dir": "/state", "max_depth": 32}), "ok"),
+    ];
+    for round in 0..2 {
+        for (attack, args, kind) in &attacks {
+            let r = rt.block_on(sb.run(
+                &hostile,
+                StepRequest {
+                    input: json!({"attack": attack, "args": args}),
+                    grants: grants.clone(),
+                    limits: limits.clone(),
+                    ..Default::default()
+                },
+            ));
+            let got = match &r.outcome {
+                Ok(_) => "ok",
+                Err(c) => c.kind(),
+            };
+            assert_eq!(got, *kind, "round {round}, {attack}: {:?}", r.outcome.as_ref().err());
+            let ok = rt.block_on(sb.run(
+                &echo,
+                StepRequest {
+                    input: json!({"round": round}),
+                    ..Default::default()
+                },
+            ));
+            assert_eq!(ok.outcome.expect("echo after an attack").payload, json!({"round": round}));
+        }
+    }
+    let r = rt.block_on(sb.run(
+        &hostile,
+        StepRequest {
+            input: json!({"attack": "huge_error", "args": {"bytes": 1 << 20, "code_bytes": 1 << 20}}),
+            limits: limits.clone(),
+            ..Default::default()
+        },
+    ));
+    match r.outcome {
+        Err(Cause::GuestError { code, message, .. }) => {
+            assert!(code.len() <= 256 && message.len() <= 64 << 10, "guest error strings are capped: {} / {}", code.len(), message.len());
+        }
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+}
