@@ -222,7 +222,74 @@ fn list_table(bin: &Path, root: &Path) {
         ]);
     }
     table(&["command", "runs listed", "reps", "p50", "p90", "max", "target ≤ 200 ms"], &rows);
-    println!();
+    in_process_listing(root);
+}
+
+/// The fields `lily jobs runs` shows; serde skips the rest of the receipt
+/// without building values for it.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ReceiptHead {
+    job_id: String,
+    run_id: String,
+    status: String,
+    started_at: String,
+    ended_at: Option<String>,
+    trigger: TriggerHead,
+    error: Option<ErrorHead>,
+    replay_of: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct TriggerHead {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ErrorHead {
+    code: String,
+}
+
+/// Where the time of the 10,000-run listing goes, in this process (same
+/// profile as the binary): directory scan, reading the receipts, parsing
+/// them whole (what `list_runs` does) vs parsing only the listed fields.
+fn in_process_listing(root: &Path) {
+    let runs_dir = root.join(".lily/runs");
+    let med = |f: &mut dyn FnMut() -> usize| -> (Duration, usize) {
+        let mut v = Vec::new();
+        let mut n = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            n = f();
+            v.push(t.elapsed());
+        }
+        v.sort();
+        (v[1], n)
+    };
+    let (scan, n_dirs) = med(&mut || lily::jobs::store::run_dirs(&runs_dir, "hist").len());
+    let dirs = lily::jobs::store::run_dirs(&runs_dir, "hist");
+    let (read, bytes) = med(&mut || dirs.iter().filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok()).map(|b| b.len()).sum());
+    let (head, n_head) = med(&mut || {
+        dirs.iter()
+            .filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<ReceiptHead>(&b).ok())
+            .count()
+    });
+    let (full, n_full) = med(&mut || lily::jobs::store::list_runs(&runs_dir, "hist", HISTORY, None).len());
+    assert_eq!((n_dirs, n_head, n_full), (HISTORY, HISTORY, HISTORY));
+    println!(
+        "\nIn process (median of 3, same profile), {HISTORY} runs, {:.1} MB of receipts: `run_dirs` (read_dir + stat + sort) {}; \
+         reading every receipt {} (scan excluded, as below); reading + parsing only the listed fields {}; \
+         `store::list_runs` (reads + parses whole receipts into `Receipt`, checks the run lock of `running` ones) {}.\n",
+        bytes as f64 / 1e6,
+        fmt(scan),
+        fmt(read),
+        fmt(head),
+        fmt(full),
+    );
 }
 
 /// `HISTORY` run directories of job `hist`, cloned from the last real run.

@@ -40,7 +40,7 @@ const SECRET: &str = "TOP SECRET: outside every grant";
 
 const POLICY: &str = r#"version: 1
 limits:
-  timeout_seconds: 120
+  timeout_seconds: 3600
   retry_max: 0
   max_parallelism: 8
   max_parallel_runs: 4
@@ -54,6 +54,9 @@ runnables:
     fs:
       - { path: ws, mode: ro }
   "security.v1":
+    fs:
+      - { path: ws, mode: ro }
+  "{spin,hostile-import,garbage}.v1":
     fs:
       - { path: ws, mode: ro }
   "probe.v1":
@@ -477,19 +480,43 @@ fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
     ]);
     let r = w.step("fs-symlink", "symlink_out", json!({"dir": "/state", "targets": targets}), "{}");
     let obs = observed_step(&r);
-    for key in ["read", "write", "list", "create_inside", "mkdir_inside"] {
+    for key in ["read", "list", "create_inside", "mkdir_inside"] {
         all_refused(&obs, key);
+    }
+    let mut guest_links = Vec::new();
+    for (i, item) in obs.as_array().expect("list").iter().enumerate() {
+        let p = w.root.join(format!("state/link{i}"));
+        let md = std::fs::symlink_metadata(&p).expect("something inside the grant");
+        if item["create"]["ok"] == true {
+            // A link with a relative target was created (it is only text in
+            // the grant); nothing could be done through it.
+            assert!(md.file_type().is_symlink(), "{}", p.display());
+            assert_eq!(item["write"]["ok"], false, "{item}");
+            guest_links.push((item["target"].as_str().expect("target").to_string(), format!("state/link{i}")));
+        } else {
+            // No link: the write made a plain file inside the grant.
+            assert!(md.file_type().is_file(), "{}: {:?}", p.display(), md.file_type());
+        }
+    }
+    for abs in [w.outside.join("secret.txt").display().to_string(), w.outside.display().to_string(), "/etc/passwd".into()] {
+        assert!(!guest_links.iter().any(|(t, _)| *t == abs), "absolute link targets are refused: {guest_links:?}");
     }
     w.assert_unchanged(&before, "fs-symlink");
     // Whatever the guest left in its rw grant, the host does not follow it
     // out later: neither a job granting the link as a directory …
     #[cfg(unix)]
     {
-        let planted = w.root.join("state/link-host");
-        std::os::unix::fs::symlink(&w.outside, &planted).expect("symlink");
+        let planted = match guest_links.iter().find(|(t, _)| t == "../../outside") {
+            Some((_, rel)) => rel.clone(),
+            None => {
+                std::os::unix::fs::symlink(&w.outside, w.root.join("state/link-host")).expect("symlink");
+                "state/link-host".to_string()
+            }
+        };
         w.write_job(
             "follow",
-            "id: follow\ntitle: follow\ntarget: { kind: blueprint, id: step.v1, input: { attack: read, args: { paths: [/workspace/secret.txt] } } }\nbindings: { runnable: hostile.v1, workspace: state/link-host }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+            &"id: follow\ntitle: follow\ntarget: { kind: blueprint, id: step.v1, input: { attack: read, args: { paths: [/workspace/secret.txt] } } }\nbindings: { runnable: hostile.v1, workspace: PLANTED }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n"
+                .replace("PLANTED", &planted),
         );
         let r = w.run("follow");
         assert_eq!(r.receipt.status, RunStatus::Denied, "{:?}", r.receipt.error);
@@ -497,7 +524,7 @@ fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
         assert_eq!(err.code, ErrorCode::JobPolicyDenied.as_str());
         assert!(err.message.contains("outside the root"), "{}", err.message);
         // … nor an approved effect written through it.
-        let r = w.step("fs-symlink-effect", "propose", json!({"paths": ["state/link-host/pwned.txt"], "content": "x"}), "{}");
+        let r = w.step("fs-symlink-effect", "propose", json!({"paths": [format!("{planted}/pwned.txt")], "content": "x"}), "{}");
         let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
         let err = approvals::approve(&w.lily.root, &id, true).expect_err("cap-std refuses the symlink");
         assert!(err.contains("could not apply"), "{err}");
@@ -522,7 +549,13 @@ fn fs_hard_links_out_of_the_grant_or_out_of_the_read_only_grant_are_refused() {
     let r = w.step("fs-hardlink", "hardlink_out", json!({"dir": "/state", "sources": sources}), "{}");
     let obs = observed_step(&r);
     all_refused(&obs, "link");
-    all_refused(&obs, "write");
+    all_refused(&obs, "read");
+    for i in 0..obs.as_array().expect("list").len() {
+        let md = std::fs::symlink_metadata(w.root.join(format!("state/hard{i}"))).expect("written inside the grant");
+        assert!(md.is_file());
+        #[cfg(unix)]
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&md), 1, "a new file, not a link to another");
+    }
     // Moving or hard-linking a read-only file into the rw grant (where it
     // would become writable) is refused; copying it is what ro allows.
     let r = w.step(
@@ -615,36 +648,42 @@ fn sockets_and_name_lookups_are_refused_without_a_network_grant() {
 fn leaked_sockets_and_file_handles_are_capped_and_do_not_starve_the_host() {
     let w = World::new();
     let before = w.snapshot();
+    // Below the cap: the guest holds 400 sockets and 400 open files while
+    // another run of the same process goes on and the host opens files.
     w.write_job(
-        "flood",
-        "id: flood\ntitle: flood\ntarget: { kind: blueprint, id: step.v1, input: { attack: handle_flood, args: { max: 100000, file: /workspace/a.txt, hold_ms: 3000 } } }\nbindings: { runnable: hostile.v1, workspace: ws, state_dir: state }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
+        "hold",
+        "id: hold\ntitle: hold\ntarget: { kind: blueprint, id: step.v1, input: { attack: handle_flood, args: { max: 400, file: /workspace/a.txt, hold_ms: 3000 } } }\nbindings: { runnable: hostile.v1, workspace: ws, state_dir: state }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
     );
     w.write_job(
         "bystander",
         "id: bystander\ntitle: bystander\ntarget: { kind: blueprint, id: step.v1, input: { x: 1 } }\nbindings: { runnable: echo.v1 }\ntrigger: { type: manual }\nruntime: {}\noutput: {}\n",
     );
     let lily = &w.lily;
-    let (flood, bystander, host_open) = w.rt.block_on(async {
-        let flood = lily.run_job("flood", RunOptions::default());
+    let (hold, bystander, host_open) = w.rt.block_on(async {
+        let hold = lily.run_job("hold", RunOptions::default());
         let other = async {
-            // While the flood holds its handles: another run of the same
-            // process, and the host opening files.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let host_open = std::fs::File::open(w.root.join("notes.txt")).map(|_| ());
             (lily.run_job("bystander", RunOptions::default()).await, host_open)
         };
-        let (f, (b, h)) = tokio::join!(flood, other);
-        (f, b, h)
+        let (h, (b, o)) = tokio::join!(hold, other);
+        (h, b, o)
     });
-    host_open.expect("the host can still open files while the guest holds its handles");
+    host_open.expect("the host can open files while the guest holds its handles");
     let bystander = bystander.expect("the concurrent run got a run directory");
     assert_eq!(bystander.receipt.status, RunStatus::Succeeded, "{:?}", bystander.receipt.error);
-    let flood = flood.expect("flood run recorded");
-    let obs = observed_step(&flood);
-    let sockets = obs["sockets"].as_u64().expect("sockets");
-    let files = obs["files"].as_u64().expect("files");
-    assert!(sockets + files < 10_000, "handles per step are capped: {obs}");
-    assert!(!obs["socket_error"].is_null(), "{obs}");
+    let obs = observed_step(&hold.expect("hold run recorded"));
+    assert_eq!((obs["sockets"].as_u64(), obs["files"].as_u64()), (Some(400), Some(400)), "{obs}");
+    // Past the cap (100 000 sockets asked, no network grant needed to create
+    // one): the step traps at the cap, long before the host runs out of
+    // descriptors.
+    let r = w.step("flood", "handle_flood", json!({"max": 100_000, "file": "/workspace/a.txt"}), "{}");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let rec = step_record(&r, "step:hostile.v1");
+    assert_eq!(rec["cause"]["kind"], "trap", "{rec}");
+    let msg = rec["cause"]["message"].as_str().expect("message");
+    assert!(msg.contains("resource table"), "{msg}");
+    std::fs::File::open(w.root.join("notes.txt")).expect("the host still opens files");
     w.assert_unchanged(&before, "handle flood");
     w.assert_echo_still_works();
 }
@@ -1063,12 +1102,20 @@ fn proposal_floods_cannot_amplify_guest_memory_into_host_memory() {
     let w = World::new();
     let before = w.snapshot();
     // One 4 MiB buffer proposed 64 times: the host must not keep 256 MiB.
-    let r = w.council("flood", "propose", json!({"paths": [], "flood_bytes": 4 << 20, "flood_count": 64}), "{}");
-    assert_council_contained(&r, "ok");
-    let obs = observed(&r);
-    let kept = obs["flood_ok"].as_u64().expect("flood_ok");
-    assert!(kept * (4 << 20) <= 8 << 20, "at most the output cap is kept: {obs}");
-    assert!(!obs["flood_error"].is_null(), "{obs}");
+    for kind in ["publish", "write"] {
+        let r = w.council(
+            &format!("flood-{kind}"),
+            "propose",
+            json!({"paths": [], "flood_bytes": 4 << 20, "flood_count": 64, "flood_kind": kind}),
+            "{}",
+        );
+        assert_council_contained(&r, "ok");
+        let obs = observed(&r);
+        let kept = obs["flood_ok"].as_u64().expect("flood_ok");
+        assert!(kept * (4 << 20) <= 8 << 20, "{kind}: at most the output cap is kept: {obs}");
+        assert!(!obs["flood_error"].is_null(), "{obs}");
+        assert_eq!(r.receipt.approvals_requested.len() as u64, kept);
+    }
     w.assert_unchanged(&before, "proposal flood");
     w.assert_echo_still_works();
 }
@@ -1086,7 +1133,7 @@ fn one_sandbox_survives_every_attack_in_a_row() {
     let limits = Limits {
         deadline: Duration::from_secs(2),
         fuel: Some(2_000_000_000),
-        memory_bytes: 64 << 20,
+        memory_bytes: 128 << 20,
         ..Limits::default()
     };
     let grants = Grants {
@@ -1103,9 +1150,9 @@ fn one_sandbox_survives_every_attack_in_a_row() {
         ("alloc", json!({}), "memory_limit"),
         ("recurse", json!({}), "trap"),
         ("panic", json!({"message": "x"}), "trap"),
-        ("huge_payload", json!({"bytes": 16 << 20}), "output_too_large"),
+        ("huge_payload", json!({"bytes": 9 << 20}), "output_too_large"),
         ("invalid_json", json!({}), "contract_invalid"),
-        ("handle_flood", json!({"max": 50_000}), "ok"),
+        ("handle_flood", json!({"max": 50_000}), "trap"),
         ("long_paths", json!({"dir": "/state", "max_depth": 32}), "ok"),
     ];
     for round in 0..2 {

@@ -674,7 +674,7 @@ fn the_parallel_run_cap_refuses_a_second_run_unless_asked_to_wait() {
     env.install("probe");
     env.write_job(
         "single",
-        &step_job("single", "probe.v1", "{ op: sleep, ms: 5000 }", "", "{ max_parallel_runs: 1 }"),
+        &step_job("single", "probe.v1", "{ op: sleep, ms: 10000 }", "", "{ max_parallel_runs: 1 }"),
     );
     let first = env
         .cmd()

@@ -5,5 +5,6 @@ mod harness;
 mod cli;
 mod council;
 mod jobs;
+mod scheduler;
 #[test]
 fn smoke() {}

@@ -53,6 +53,29 @@ pub enum JobsCmd {
     },
     /// Render a run's receipt
     Show { run_id: String },
+    /// The next fire times of a cron job, in UTC and in the job's time zone
+    Next {
+        id: String,
+        /// How many fire times
+        #[arg(long, short = 'n', default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+    },
+    /// Pause a cron job: no fires until `resume` (persisted; a running scheduler picks it up within seconds)
+    Pause { id: String },
+    /// Resume a paused cron job, counting from now (paused times are not caught up)
+    Resume { id: String },
+    /// Disable a cron job until `enable` (persisted; no next fire is shown)
+    Disable { id: String },
+    /// Enable a disabled cron job, counting from now
+    Enable { id: String },
+    /// Scheduler status: is `serve` running (pid, since), per cron job state, next fire, last run
+    Status,
+    /// Run the cron scheduler of this root in the foreground (SIGINT / SIGTERM stop it)
+    Serve {
+        /// On SIGINT / SIGTERM, how long running runs may take to finish before they are cancelled
+        #[arg(long, default_value_t = 30)]
+        grace_seconds: u64,
+    },
     /// Re-run a recorded run exactly (same spec snapshot, components, seeds, clock reads)
     Replay {
         run_id: String,
@@ -75,6 +98,13 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Tail { id, run, n, follow } => tail(g, &root, &id, run.as_deref(), n, follow).await,
         JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
         JobsCmd::Show { run_id } => show(g, &root, &run_id),
+        JobsCmd::Next { id, count } => super::schedule::next(g, &root, &id, count),
+        JobsCmd::Pause { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Pause),
+        JobsCmd::Resume { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Resume),
+        JobsCmd::Disable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Disable),
+        JobsCmd::Enable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Enable),
+        JobsCmd::Status => super::schedule::status(g, &root),
+        JobsCmd::Serve { grace_seconds } => super::schedule::serve(g, root, grace_seconds).await,
         JobsCmd::Replay { run_id, verify, allow_drift } => replay(g, root, &run_id, verify, allow_drift).await,
     }
 }

@@ -7,6 +7,7 @@ mod approvals;
 mod init;
 mod jobs;
 mod misc;
+mod schedule;
 pub mod render;
 
 use crate::error::{ErrorCode, LilyError};

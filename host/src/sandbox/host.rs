@@ -74,6 +74,8 @@ pub struct StepState {
     events: Vec<GuestEvent>,
     events_dropped: u64,
     proposals: Vec<Proposal>,
+    /// Bytes held by `proposals` (capped at the output cap).
+    proposal_bytes: u64,
     stdout: CappedPipe,
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
@@ -89,9 +91,14 @@ impl StepState {
         let denied = Arc::new(Mutex::new(Vec::new()));
         let tape = TapeRecorder::new(req.replay_tape.as_ref());
         let wasi = build_wasi(&req.grants, req.seeds, tape.clone(), stdout.clone(), stderr.clone(), denied.clone())?;
+        // Every WASI handle (open file, socket, stream, pollable) is an entry
+        // here, and files and sockets are host file descriptors: cap them per
+        // step so a guest cannot exhaust the host process's descriptors.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Ok(StepState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter {
                 memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
                 table_elements: limits.max_table_elements,
@@ -104,6 +111,7 @@ impl StepState {
             events: Vec::new(),
             events_dropped: 0,
             proposals: Vec::new(),
+            proposal_bytes: 0,
             stdout,
             stderr,
             denied,
@@ -149,6 +157,7 @@ fn build_wasi(
 ) -> wasmtime::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     b.stdout(stdout).stderr(stderr);
+    if std::env::var("LILY_XBLOCK").is_ok() { b.allow_blocking_current_thread(true); }
     for d in &grants.dirs {
         let perms = match d.perms {
             Perms::ReadOnly => FsPerms::ReadOnly,
@@ -226,6 +235,12 @@ impl events::Host for StepState {
 /// Hard cap on proposals per step.
 const MAX_PROPOSALS: usize = 64;
 
+/// Handles (WASI resources) a step may hold at once.
+pub const MAX_RESOURCES: usize = 1024;
+
+/// Bytes of a proposal's names (publish artifact and destination, channel).
+const MAX_EFFECT_NAME_BYTES: usize = 1024;
+
 impl effects::Host for StepState {
     fn propose(&mut self, effect: effects::Effect, reason: String) -> Result<String, String> {
         if self.proposals.len() >= MAX_PROPOSALS {
@@ -243,15 +258,40 @@ impl effects::Host for StepState {
                     contents: w.contents,
                 }
             }
-            effects::Effect::Publish(p) => ProposedEffect::Publish {
-                artifact: p.artifact,
-                to: p.to,
-            },
-            effects::Effect::Send(s) => ProposedEffect::Send {
-                channel: s.channel,
-                message: s.message,
-            },
+            effects::Effect::Publish(p) => {
+                if p.artifact.len() > MAX_EFFECT_NAME_BYTES || p.to.len() > MAX_EFFECT_NAME_BYTES {
+                    return Err(format!("publish artifact and destination must be at most {MAX_EFFECT_NAME_BYTES} bytes"));
+                }
+                ProposedEffect::Publish {
+                    artifact: p.artifact,
+                    to: p.to,
+                }
+            }
+            effects::Effect::Send(s) => {
+                if s.channel.len() > MAX_EFFECT_NAME_BYTES {
+                    return Err(format!("send channel must be at most {MAX_EFFECT_NAME_BYTES} bytes"));
+                }
+                ProposedEffect::Send {
+                    channel: s.channel,
+                    message: s.message,
+                }
+            }
         };
+        // Proposals are kept until the run ends: together they may not hold
+        // more than the output cap (one guest buffer proposed many times
+        // would otherwise multiply into host memory).
+        let bytes = match &effect {
+            ProposedEffect::WriteFile { path, contents } => path.len() + contents.len(),
+            ProposedEffect::Publish { artifact, to } => artifact.len() + to.len(),
+            ProposedEffect::Send { channel, message } => channel.len() + message.len(),
+        } as u64;
+        if self.proposal_bytes.saturating_add(bytes) > self.limits.max_output_bytes {
+            return Err(format!(
+                "proposals of this step would exceed the output cap of {} bytes",
+                self.limits.max_output_bytes
+            ));
+        }
+        self.proposal_bytes += bytes;
         let id = format!("apr-{}", crate::util::random_hex(8));
         self.proposals.push(Proposal {
             id: id.clone(),

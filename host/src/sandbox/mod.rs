@@ -370,9 +370,10 @@ impl Sandbox {
         let outcome = match result {
             Err(_) => Err(Cause::DeadlineExceeded { limit: req.limits.deadline }),
             Ok(Err(trap)) => Err(outcome::classify_trap(&trap, store.data(), &req.limits)),
+            // The runnable's own strings go into receipts and events: cap them.
             Ok(Ok(Err(e))) => Err(Cause::GuestError {
-                code: e.code,
-                message: e.message,
+                code: cap_str(e.code, MAX_ERROR_CODE_BYTES),
+                message: cap_str(e.message, MAX_ERROR_MESSAGE_BYTES),
                 retryable: e.retryable,
             }),
             Ok(Ok(Ok(env))) => check_envelope(loaded, env, &req.limits, store.data()),
@@ -469,7 +470,11 @@ pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
 }
 
 fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, limits: &Limits, state: &StepState) -> Result<StepEnvelope, Cause> {
-    let total: usize = env.payload.len() + env.artifacts.iter().map(|a| a.bytes.len()).sum::<usize>();
+    // Everything the host keeps counts: payload, artifacts (bytes, names,
+    // media types) and references.
+    let total: usize = env.payload.len()
+        + env.artifacts.iter().map(|a| a.bytes.len() + a.name.len() + a.media_type.len()).sum::<usize>()
+        + env.references.iter().map(String::len).sum::<usize>();
     if total as u64 > limits.max_output_bytes {
         return Err(Cause::OutputTooLarge {
             bytes: total as u64,
@@ -513,8 +518,30 @@ fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, li
     })
 }
 
+/// A plain file name that cannot pass for one of the host's own hidden files
+/// in the run directory (`.run.lock`, `.tmp-*.partial` temp files).
 fn valid_artifact_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Bytes of a guest error code / message kept in receipts and events.
+pub const MAX_ERROR_CODE_BYTES: usize = 128;
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes (on a char boundary), marked when cut.
+fn cap_str(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max.saturating_sub(16);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str(" [truncated]");
+    }
+    s
 }
 
 /// The interfaces a component imports, as `namespace:package/interface@version`.

@@ -31,8 +31,8 @@ use std::collections::VecDeque;
 /// How late a scheduled time may be and still count as on time.
 pub const ON_TIME_SLACK: TimeDelta = TimeDelta::seconds(2);
 
-/// At most this many missed times of one decision get a record each; older
-/// ones are folded into a single record that carries their count.
+/// At most this many missed times before the latest due time get a record
+/// each; older ones are folded into a single record that carries their count.
 pub const MAX_MISSED_RECORDS: usize = 100;
 
 /// At most this many due times are enumerated one by one per decision (a

@@ -310,8 +310,14 @@ fn propose(args: &Value) -> Result<Envelope, RunError> {
     let mut flood_error = Value::Null;
     if flood_bytes > 0 {
         let big = "p".repeat(flood_bytes);
-        for _ in 0..n(args, "flood_count", 64) {
-            match propose_publish("report.md", &big, "flood") {
+        let write = s(args, "flood_kind") == "write";
+        for i in 0..n(args, "flood_count", 64) {
+            let proposed = if write {
+                propose_write(&format!("flood/{i}.txt"), big.as_bytes(), "flood")
+            } else {
+                propose_publish("report.md", &big, "flood")
+            };
+            match proposed {
                 Ok(id) => {
                     flood_ok += 1;
                     ids.push(id);
