@@ -30,7 +30,12 @@ fn main() {
     print_machine(cores);
     let load_start = loadavg();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Arc::new(Sandbox::new(SandboxOptions { cache_dir: Some(tmp.path().join("cache")) }).expect("sandbox"));
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxOptions {
+            cache_dir: Some(tmp.path().join("cache")),
+        })
+        .expect("sandbox"),
+    );
     let (security, synth) = rt.block_on(async {
         let s = sandbox.load(builtin_bytes("security.v1").expect("built-in")).await.expect("load security.v1");
         let d = sandbox.load(builtin_bytes("default.v1").expect("built-in")).await.expect("load default.v1");
@@ -94,7 +99,6 @@ struct CouncilRun {
     ranked: usize,
     ok_specialists: usize,
     synth_ms: u64,
-    map_step_mean_ms: f64,
     events: usize,
 }
 
@@ -113,17 +117,24 @@ fn run_council(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, prepared: &
     let peak_reset = reset_peak_rss();
     let cpu = process_cpu();
     let t = Instant::now();
-    let out = rt.block_on(council::execute(prepared, &input, &ctx)).unwrap_or_else(|f| panic!("council failed: {} ({})", f.message, f.cause));
+    let out = rt
+        .block_on(council::execute(prepared, &input, &ctx))
+        .unwrap_or_else(|f| panic!("council failed: {} ({})", f.message, f.cause));
     let wall = t.elapsed();
     let cpu = process_cpu().saturating_sub(cpu);
     let peak_kb = if peak_reset { proc_status_kb("VmHWM") } else { None };
     let steps = ctx.steps.lock().expect("steps").clone();
     let synth_ms = steps.iter().find(|s| s.node.starts_with("reduce:")).map(|s| s.duration_ms).unwrap_or(0);
-    let map: Vec<u64> = steps.iter().filter(|s| s.node.starts_with("map:")).map(|s| s.duration_ms).collect();
     let payload: Value = out.payload;
     let ok_specialists = payload["participating_specialists"].as_array().map(Vec::len).unwrap_or(0);
-    assert!(payload["failed_specialists"].as_array().is_some_and(Vec::is_empty), "failed specialists: {}", payload["failed_specialists"]);
-    let events = std::fs::read_to_string(run_dir.path().join("events.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    assert!(
+        payload["failed_specialists"].as_array().is_some_and(Vec::is_empty),
+        "failed specialists: {}",
+        payload["failed_specialists"]
+    );
+    let events = std::fs::read_to_string(run_dir.path().join("events.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
     CouncilRun {
         wall,
         cpu,
@@ -131,7 +142,6 @@ fn run_council(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, prepared: &
         ranked: payload["ranked_findings"].as_array().map(Vec::len).unwrap_or(0),
         ok_specialists,
         synth_ms,
-        map_step_mean_ms: map.iter().sum::<u64>() as f64 / map.len().max(1) as f64,
         events,
     }
 }
@@ -155,17 +165,12 @@ fn council_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, security:
             par.to_string(),
             fmt(r.wall),
             fmt(r.wall / (n as u32 + 1)),
-            format!("{:.2}", r.map_step_mean_ms),
             format!("{} ms", r.synth_ms),
             format!("{:.2}", r.cpu.as_secs_f64() / r.wall.as_secs_f64()),
             kb(r.peak_kb),
             r.ranked.to_string(),
             r.events.to_string(),
-            if n == 1_000 {
-                met(r.wall <= Duration::from_secs(1))
-            } else {
-                String::new()
-            },
+            if n == 1_000 { met(r.wall <= Duration::from_secs(1)) } else { String::new() },
         ]);
     }
     table(
@@ -174,7 +179,6 @@ fn council_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, security:
             "max_parallelism",
             "wall",
             "per step",
-            "mean map step (ms, receipt)",
             "reduce step",
             "cores busy",
             "peak RSS",
@@ -332,7 +336,10 @@ fn workspace_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, securit
             findings.len().to_string(),
         ]);
     }
-    table(&["run", "wall", "MB/s", "files/s", "cores busy", "fuel (≈ wasm instr.)", "peak RSS", "findings"], &rows);
+    table(
+        &["run", "wall", "MB/s", "files/s", "cores busy", "fuel (≈ wasm instr.)", "peak RSS", "findings"],
+        &rows,
+    );
     println!();
 }
 
@@ -355,7 +362,9 @@ fn kb(v: Option<u64>) -> String {
 /// CPU time of every thread of this process so far (ns resolution, from
 /// `/proc/self/task/*/schedstat`; threads that already exited are not counted).
 fn process_cpu() -> Duration {
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
     let ns: u64 = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
@@ -370,7 +379,10 @@ fn print_machine(cores: usize) {
         proc_meminfo("MemTotal").unwrap_or_else(|| "? kB".into()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
             .unwrap_or_else(|| "unknown cpu".into()),
         if cfg!(debug_assertions) { "dev" } else { "release/bench" },
         if cfg!(debug_assertions) { 0 } else { 3 },

@@ -116,7 +116,11 @@ fn run_table(bin: &Path, root: &Path, tmpfs_root: Option<&Path>) {
             fmt(pct(v, 90.0)),
             fmt(pct(v, 99.0)),
             fmt(v[v.len() - 1]),
-            if target { met(pct(v, 50.0) <= Duration::from_millis(20)) } else { String::new() },
+            if target {
+                met(pct(v, 50.0) <= Duration::from_millis(20))
+            } else {
+                String::new()
+            },
         ]
     };
     let mut rows = vec![row("`lily jobs run bench` (root on disk)", &walls, true)];
@@ -157,7 +161,11 @@ fn breakdown(root: &Path) {
     let receipt: Value = serde_json::from_slice(&std::fs::read(last.join("run_receipt.json")).expect("receipt")).expect("receipt JSON");
     let steps: Vec<String> = receipt["steps"]
         .as_array()
-        .map(|s| s.iter().map(|s| format!("{} {} ms", s["node"].as_str().unwrap_or("?"), s["duration_ms"])).collect())
+        .map(|s| {
+            s.iter()
+                .map(|s| format!("{} {} ms", s["node"].as_str().unwrap_or("?"), s["duration_ms"]))
+                .collect()
+        })
         .unwrap_or_default();
     let files = std::fs::read_dir(last).map(|d| d.count()).unwrap_or(0);
     println!(
@@ -187,8 +195,18 @@ fn list_table(bin: &Path, root: &Path) {
     );
     let mut rows = Vec::new();
     for (label, args, reps, want) in [
-        ("`lily jobs runs hist` (default `--limit 20`)", vec!["jobs", "runs", "hist"], LIST_REPS_SMALL, 20),
-        ("`lily jobs runs hist --limit 10000`", vec!["jobs", "runs", "hist", "--limit", "10000"], LIST_REPS_ALL, HISTORY),
+        (
+            "`lily jobs runs hist` (default `--limit 20`)",
+            vec!["jobs", "runs", "hist"],
+            LIST_REPS_SMALL,
+            20,
+        ),
+        (
+            "`lily jobs runs hist --limit 10000`",
+            vec!["jobs", "runs", "hist", "--limit", "10000"],
+            LIST_REPS_ALL,
+            HISTORY,
+        ),
         (
             "`lily jobs runs hist --limit 10000 --json`",
             vec!["jobs", "runs", "hist", "--limit", "10000", "--json"],
@@ -271,7 +289,12 @@ fn in_process_listing(root: &Path) {
     };
     let (scan, n_dirs) = med(&mut || lily::jobs::store::run_dirs(&runs_dir, "hist").len());
     let dirs = lily::jobs::store::run_dirs(&runs_dir, "hist");
-    let (read, bytes) = med(&mut || dirs.iter().filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok()).map(|b| b.len()).sum());
+    let (read, bytes) = med(&mut || {
+        dirs.iter()
+            .filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok())
+            .map(|b| b.len())
+            .sum()
+    });
     let (head, n_head) = med(&mut || {
         dirs.iter()
             .filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok())
@@ -326,7 +349,9 @@ fn generate_history(root: &Path) {
         r["job_id"] = "hist".into();
         r["run_id"] = run_id.clone().into();
         r["started_at"] = started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
-        r["ended_at"] = (started + chrono::Duration::milliseconds(40)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
+        r["ended_at"] = (started + chrono::Duration::milliseconds(40))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into();
         match i % 50 {
             0..=3 => {
                 r["status"] = "failed".into();
@@ -356,7 +381,9 @@ fn generate_history(root: &Path) {
 
 /// The `lily` binary: `LILY_BIN`, else the one Cargo built for this bench.
 fn lily_bin() -> PathBuf {
-    std::env::var_os("LILY_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lily")))
+    std::env::var_os("LILY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lily")))
 }
 
 /// Run `lily --root <root> <args>`; stdout on success, else an error with stderr.
@@ -387,7 +414,10 @@ fn print_machine(cores: usize) {
         proc_meminfo("MemTotal").unwrap_or_else(|| "? kB".into()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
             .unwrap_or_else(|| "unknown cpu".into()),
         if cfg!(debug_assertions) { "dev" } else { "release/bench" },
         if cfg!(debug_assertions) { 0 } else { 3 },

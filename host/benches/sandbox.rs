@@ -22,15 +22,22 @@ const WARMUP_RUNS: usize = 100;
 /// Batch sizes, and how often each batch is repeated (median reported).
 const BATCHES: &[(usize, usize)] = &[(1, 200), (10, 50), (100, 10), (1_000, 3)];
 
+/// Set in the child run that repeats the measurements with the on-demand
+/// allocator (`LILY_SANDBOX_POOLING=0`).
+const CHILD_ENV: &str = "LILY_BENCH_ON_DEMAND_CHILD";
+
 fn main() {
+    let child = std::env::var_os(CHILD_ENV).is_some();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    println!("# sandbox benchmark (issue 2)\n");
-    print_machine(cores);
+    if !child {
+        println!("# sandbox benchmark (issue 2)\n");
+        print_machine(cores);
+    }
     let load_start = loadavg();
 
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -49,7 +56,12 @@ fn main() {
 
     compile_table(&rt, &cache_dir);
     let (sandbox, echo) = rt.block_on(async {
-        let sandbox = Arc::new(Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.clone()) }).expect("sandbox"));
+        let sandbox = Arc::new(
+            Sandbox::new(SandboxOptions {
+                cache_dir: Some(cache_dir.clone()),
+            })
+            .expect("sandbox"),
+        );
         let echo = sandbox.load(builtin_bytes("echo.v1").expect("echo.v1 is built in")).await.expect("load echo");
         (sandbox, echo)
     });
@@ -58,13 +70,29 @@ fn main() {
 
     println!("peak RSS (VmHWM) of this process: {}", proc_status("VmHWM").unwrap_or_else(|| "n/a".into()));
     println!("load average: start {load_start}, end {}", loadavg());
+    if !child {
+        // The same measurements with the on-demand allocator, in a fresh
+        // process (the allocator is chosen when the engine is built).
+        println!("\n# The same with the on-demand allocator (`LILY_SANDBOX_POOLING=0`), for comparison\n");
+        let exe = std::env::current_exe().expect("current exe");
+        let out = std::process::Command::new(exe)
+            .env("LILY_SANDBOX_POOLING", "0")
+            .env(CHILD_ENV, "1")
+            .output()
+            .expect("run the on-demand child");
+        assert!(out.status.success(), "on-demand child failed: {}", String::from_utf8_lossy(&out.stderr));
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 /// Compile vs cached load, per built-in.
 fn compile_table(rt: &tokio::runtime::Runtime, cache_dir: &Path) {
     // Fill the on-disk cache with one Sandbox, then time loads on fresh ones.
     rt.block_on(async {
-        let filler = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.to_path_buf()) }).expect("sandbox");
+        let filler = Sandbox::new(SandboxOptions {
+            cache_dir: Some(cache_dir.to_path_buf()),
+        })
+        .expect("sandbox");
         for (id, _) in BUILTIN_IDS {
             filler.load(builtin_bytes(id).expect("built-in bytes")).await.expect("load built-in");
         }
@@ -109,7 +137,10 @@ fn compile_table(rt: &tokio::runtime::Runtime, cache_dir: &Path) {
         let mut read = Vec::new();
         let mut deser = Vec::new();
         for _ in 0..LOAD_REPS {
-            let fresh = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.to_path_buf()) }).expect("sandbox");
+            let fresh = Sandbox::new(SandboxOptions {
+                cache_dir: Some(cache_dir.to_path_buf()),
+            })
+            .expect("sandbox");
             let t = Instant::now();
             let loaded = rt.block_on(fresh.load(bytes)).expect("cached load");
             load.push(t.elapsed());
@@ -166,11 +197,11 @@ fn deserialize(engine: &wasmtime::Engine, serialized: &[u8]) {
 /// The cache entry of a component digest (`<hex>-<engine key>.cwasm`).
 fn cache_entry(dir: &Path, digest: &str) -> Option<PathBuf> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(hex) && n.ends_with(".cwasm")))
+    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(hex) && n.ends_with(".cwasm"))
+    })
 }
 
 fn echo_request() -> StepRequest {
@@ -276,7 +307,17 @@ fn batch_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, echo: &Arc<
         ]);
     }
     table(
-        &["runs", "reps", "sequential wall", "seq per run", "parallel wall", "par per run", "speed-up", "runs/s (parallel)", "cores busy"],
+        &[
+            "runs",
+            "reps",
+            "sequential wall",
+            "seq per run",
+            "parallel wall",
+            "par per run",
+            "speed-up",
+            "runs/s (parallel)",
+            "cores busy",
+        ],
         &rows,
     );
     println!();
@@ -290,7 +331,10 @@ fn print_machine(cores: usize) {
         proc_meminfo("MemTotal").unwrap_or_else(|| "? kB".into()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
             .unwrap_or_else(|| "unknown cpu".into()),
         if cfg!(debug_assertions) { "dev" } else { "release/bench" },
         if cfg!(debug_assertions) { 0 } else { 3 },
@@ -312,7 +356,9 @@ fn proc_status(key: &str) -> Option<String> {
 /// CPU time of every thread of this process so far (ns resolution, from
 /// `/proc/self/task/*/schedstat`; threads that already exited are not counted).
 fn process_cpu() -> Duration {
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
     let ns: u64 = rd
         .filter_map(|e| e.ok())
         .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())

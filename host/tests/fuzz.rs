@@ -221,7 +221,9 @@ proptest! {
             let p = Path::new(&path);
             prop_assert!(!p.is_absolute(), "{path:?}");
             prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))), "{path:?}");
-            prop_assert!(!path.contains('\0') && !path.contains('\\') && !path.contains(':'), "{path:?}");
+            prop_assert!(!path.contains('\0') && !path.contains(':'), "{path:?}");
+            // Backslashes count as separators too (a Windows host).
+            prop_assert!(path.split(['/', '\\']).all(|part| !part.is_empty() && part != "." && part != ".."), "{path:?}");
         }
     }
 
@@ -289,26 +291,45 @@ fn yaml_alias_bombs_are_rejected_quickly() {
 
 #[test]
 fn deeply_nested_documents_are_rejected_quickly() {
-    for depth in [200usize, 2_000, 50_000] {
+    // Up to the 1 MiB size limit: 500 000 nested brackets. (The YAML
+    // parser's own depth limit comes only after a scan quadratic in the
+    // depth: ~8 s at 50 000 before the pre-scan existed.)
+    for depth in [200usize, 2_000, 50_000, 500_000] {
         let flow_seq = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let flow_map = format!("{}1{}", "{a: ".repeat(depth), "}".repeat(depth));
-        let block: String = (0..depth.min(5_000)).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
-        for doc in [&flow_seq, &flow_map, &block] {
-            for wrapped in [doc.clone(), format!("id: x\ntitle: x\nbindings: {doc}\n")] {
+        let unclosed = "[{".repeat(depth / 2);
+        for doc in [&flow_seq, &flow_map, &unclosed] {
+            let docs = [doc.clone(), format!("id: x\ntitle: x\nbindings: {doc}\n")];
+            for wrapped in docs.iter().filter(|d| d.len() <= 1 << 20) {
                 let t = Instant::now();
-                let e = spec::parse(Path::new("deep.job.yaml"), &wrapped).expect_err("deep spec");
-                eprintln!("TIMING spec depth {depth} len {} {:?} {}", wrapped.len(), t.elapsed(), &wrapped[..20.min(wrapped.len())].replace('\n', " "));
+                let e = spec::parse(Path::new("deep.job.yaml"), wrapped).expect_err("deep spec");
                 assert_eq!(e.code, ErrorCode::JobInvalidSpec);
-                
-                let policy = format!("version: 1\nrunnables: {doc}\n");
+                assert!(t.elapsed() < Duration::from_secs(1), "spec depth {depth}: {:?}", t.elapsed());
+            }
+            let policy = format!("version: 1\nrunnables: {doc}\n");
+            if policy.len() <= 1 << 20 {
                 let t = Instant::now();
                 let e = Policy::parse(Path::new("policy.yaml"), &policy, None).expect_err("deep policy");
-                eprintln!("TIMING policy depth {depth} len {} {:?} {}", policy.len(), t.elapsed(), &policy[..40.min(policy.len())].replace('\n', " "));
                 check_policy_error(&e);
-                
+                assert!(t.elapsed() < Duration::from_secs(1), "policy depth {depth}: {:?}", t.elapsed());
             }
         }
     }
+    // Block style: indentation bounds the depth to ~1 400 levels in 1 MiB.
+    let block: String = (0..1_400).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+    assert!(block.len() <= 1 << 20);
+    for text in [block.clone(), format!("id: x\ntitle: x\nbindings:\n{}", block.lines().map(|l| format!(" {l}\n")).collect::<String>())] {
+        let t = Instant::now();
+        let e = spec::parse(Path::new("deep.job.yaml"), &text).expect_err("deep block spec");
+        assert_eq!(e.code, ErrorCode::JobInvalidSpec);
+        assert!(t.elapsed() < Duration::from_secs(1), "block spec: {:?}", t.elapsed());
+    }
+    let t = Instant::now();
+    check_policy_error(&Policy::parse(Path::new("policy.yaml"), &format!("version: 1\nrunnables:\n{block}"), None).expect_err("deep block policy"));
+    assert!(t.elapsed() < Duration::from_secs(1), "block policy: {:?}", t.elapsed());
+    // Nesting within the limit still parses where it is allowed.
+    let ok = format!("id: x\ntitle: x\ntarget: {{ kind: blueprint, id: step.v1, input: {{ a: {}1{} }} }}\nbindings: {{ runnable: echo.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{}}\noutput: {{}}\n", "[".repeat(20), "]".repeat(20));
+    spec::parse(Path::new("ok.job.yaml"), &ok).expect("20 levels are fine");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod authoring;
 mod cli;
 mod council;
 mod jobs;

@@ -359,11 +359,15 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
             async move {
                 let _permit = sem.acquire().await;
                 let report = ctx.run_step_until(prepared, node, step_input, map_deadline).await;
-                to_report(&node.runnable, report)
+                let retryable = report.outcome.as_ref().err().is_some_and(|c| c.retryable());
+                (to_report(&node.runnable, report), retryable)
             }
         });
         futures_join_all(futs).await
     };
+    // Running again can only help if some specialist failed for a transient cause.
+    let any_retryable = reports.iter().any(|(_, r)| *r);
+    let reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
 
     let failed: Vec<&Report> = reports.iter().filter(|r| r.status != "ok").collect();
     if failed.len() == reports.len() {
@@ -374,46 +378,46 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
                 failed.iter().map(|r| format!("{} ({})", r.specialist, r.notes)).collect::<Vec<_>>().join("; ")
             ),
             json!({"kind": "all_specialists_failed", "failed_specialists": reports.iter().map(|r| &r.specialist).collect::<Vec<_>>()}),
-            true,
+            any_retryable,
         ));
     }
 
     // Reduce.
     let synth_input = json!({"topic": input.topic, "max_findings": max_findings, "reports": reports});
     let output = match strategy {
-        SynthStrategy::Deterministic => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
+        SynthStrategy::Deterministic => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|e| {
             exec_failed(
-                format!("synthesizer {} failed: {msg}", synth_node.runnable),
-                json!({"kind": "synth_failed", "synth_error": cause}),
-                true,
+                format!("synthesizer {} failed: {}", synth_node.runnable, e.message),
+                json!({"kind": "synth_failed", "synth_error": e.cause}),
+                e.retryable,
             )
         })?,
-        SynthStrategy::Llm => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|(msg, cause)| {
+        SynthStrategy::Llm => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|e| {
             exec_failed(
-                format!("llm synthesizer {} failed: {msg}", synth_node.runnable),
-                json!({"kind": "synth_failed", "synth_error_code": "llm_synth_failed", "synth_error": cause}),
-                true,
+                format!("llm synthesizer {} failed: {}", synth_node.runnable, e.message),
+                json!({"kind": "synth_failed", "synth_error_code": "llm_synth_failed", "synth_error": e.cause}),
+                e.retryable,
             )
         })?,
         SynthStrategy::LlmWithFallback => match run_synth(prepared, &synth_node, &synth_input, ctx).await {
             Ok(o) => o,
-            Err((reason, _)) => {
+            Err(SynthError { message: reason, .. }) => {
                 ctx.events.emit("synth_fallback", json!({"synthesizer": synth_node.runnable, "reason": reason}));
                 let fallback_node = prepared.graph.node(FALLBACK_NODE).cloned();
                 let result = match fallback_node {
                     Some(n) => run_synth(prepared, &n, &synth_input, ctx).await,
-                    None => Err(("no deterministic synthesizer available".into(), Value::Null)),
+                    None => Err(SynthError { message: "no deterministic synthesizer available".into(), cause: Value::Null, retryable: false }),
                 };
                 match result {
                     Ok(mut o) => {
                         o.summary = format!("{} [fallback: llm_synth_failed ({reason})]", o.summary);
                         o
                     }
-                    Err((msg, cause)) => {
+                    Err(e) => {
                         return Err(exec_failed(
-                            format!("llm synthesizer failed ({reason}) and the deterministic fallback failed too: {msg}"),
-                            json!({"kind": "synth_failed", "synth_error_code": "llm_synth_fallback_failed", "synth_error": cause}),
-                            true,
+                            format!("llm synthesizer failed ({reason}) and the deterministic fallback failed too: {}", e.message),
+                            json!({"kind": "synth_failed", "synth_error_code": "llm_synth_fallback_failed", "synth_error": e.cause}),
+                            e.retryable,
                         ));
                     }
                 }
@@ -554,20 +558,25 @@ struct SpecialistPayload {
     notes: String,
 }
 
-async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCtx) -> Result<CouncilOutput, (String, Value)> {
+/// Why a synthesizer step failed, and whether running again could help.
+struct SynthError {
+    message: String,
+    cause: Value,
+    retryable: bool,
+}
+
+async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCtx) -> Result<CouncilOutput, SynthError> {
     let report = ctx.run_step(prepared, node, input.clone()).await;
+    let contract = |message: String| SynthError { message, cause: json!({"kind": "contract_invalid"}), retryable: false };
     match report.outcome {
         Ok(env) => {
             let errors = schema_errors(&schema_of::<CouncilOutput>(), &env.payload);
             if !errors.is_empty() {
-                return Err((
-                    format!("output does not match the council output schema: {}", errors.join("; ")),
-                    json!({"kind": "contract_invalid"}),
-                ));
+                return Err(contract(format!("output does not match the council output schema: {}", errors.join("; "))));
             }
-            serde_json::from_value(env.payload).map_err(|e| (format!("output is not a council output: {e}"), json!({"kind": "contract_invalid"})))
+            serde_json::from_value(env.payload).map_err(|e| contract(format!("output is not a council output: {e}")))
         }
-        Err(cause) => Err((cause.message(), serde_json::to_value(&cause).unwrap_or(Value::Null))),
+        Err(cause) => Err(SynthError { message: cause.message(), retryable: cause.retryable(), cause: serde_json::to_value(&cause).unwrap_or(Value::Null) }),
     }
 }
 

@@ -227,6 +227,7 @@ async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>)
     if g.json {
         render::json(&results);
     }
+    // Any invalid file: exit 10 (invalid spec); each file's own code is in the output.
     Ok(if bad == 0 { EXIT_OK } else { exit_code(ErrorCode::JobInvalidSpec) })
 }
 

@@ -169,6 +169,9 @@ impl Policy {
         if text.len() > 1 << 20 {
             return Err(policy_error(path, "file is larger than 1 MiB"));
         }
+        if crate::util::yaml_nesting_exceeds(text, crate::util::MAX_YAML_DEPTH) {
+            return Err(policy_error(path, format!("the document nests more than {} levels deep", crate::util::MAX_YAML_DEPTH)));
+        }
         let file: PolicyFile = serde_norway::from_str(text).map_err(|e| policy_error(path, e))?;
         if file.version != 1 {
             return Err(policy_error(path, format!("version {} is not supported (use 1)", file.version)));

@@ -157,7 +157,6 @@ fn build_wasi(
 ) -> wasmtime::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     b.stdout(stdout).stderr(stderr);
-    if std::env::var("LILY_XBLOCK").is_ok() { b.allow_blocking_current_thread(true); }
     for d in &grants.dirs {
         let perms = match d.perms {
             Perms::ReadOnly => FsPerms::ReadOnly,
