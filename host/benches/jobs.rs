@@ -151,7 +151,7 @@ fn breakdown(root: &Path) {
         .collect();
     let ts = |kind: &str, first: bool| -> Option<chrono::DateTime<chrono::FixedOffset>> {
         let mut it = events.iter().filter(|e| e["type"] == kind);
-        let e = if first { it.next() } else { it.last() }?;
+        let e = if first { it.next() } else { it.next_back() }?;
         chrono::DateTime::parse_from_rfc3339(e["ts"].as_str()?).ok()
     };
     let ms = |a: Option<chrono::DateTime<chrono::FixedOffset>>, b: Option<chrono::DateTime<chrono::FixedOffset>>| match (a, b) {

@@ -257,7 +257,8 @@ fn batch_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, echo: &Arc<
     println!(
         "sequential = one task awaiting each run in turn; parallel = one tokio task per run (`JoinSet`) on a multi-thread runtime with \
          {cores} workers. Wall = median over the repetitions; per run = wall / runs. `cores busy` = CPU time of all threads of this \
-         process / wall time during the parallel batches (at most {cores}; less means the other cores were busy elsewhere).\n"
+         process / wall time during the parallel batches of ≥ 100 runs (at most {cores}; less means the other cores were busy elsewhere; \
+         tokio workers that spin while looking for work count as busy).\n"
     );
     let mut rows = Vec::new();
     for &(n, reps) in BATCHES {
@@ -303,7 +304,11 @@ fn batch_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, echo: &Arc<
             fmt(p / n as u32),
             format!("{:.2}×", s.as_secs_f64() / p.as_secs_f64()),
             format!("{:.0}", n as f64 / p.as_secs_f64()),
-            format!("{:.2}", par_cpu.as_secs_f64() / par_wall.as_secs_f64()),
+            if n >= 100 {
+                format!("{:.2}", par_cpu.as_secs_f64() / par_wall.as_secs_f64())
+            } else {
+                "n/a".into()
+            },
         ]);
     }
     table(

@@ -41,7 +41,18 @@ pub const TARGET_WASIP1: &str = "wasm32-wasip1";
 
 /// Names `lily runnables new` refuses: they clash with the SDK or with
 /// crates every Rust program links.
-const RESERVED_NAMES: &[&str] = &["lily-guest", "lily_guest", "std", "core", "alloc", "test", "proc_macro", "self", "crate", "super"];
+const RESERVED_NAMES: &[&str] = &[
+    "lily-guest",
+    "lily_guest",
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+    "self",
+    "crate",
+    "super",
+];
 
 /// What `lily runnables new` scaffolds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -95,7 +106,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("{name:?} is reserved (it clashes with the SDK or a standard crate); choose another name"));
+        return Err(format!(
+            "{name:?} is reserved (it clashes with the SDK or a standard crate); choose another name"
+        ));
     }
     Ok(())
 }
@@ -131,7 +144,9 @@ fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, String> {
 /// at the crate's own `wit/` directory.
 pub fn vendored_sdk_lib() -> Result<String, String> {
     if !SDK_LIB.contains(SDK_WIT_PATH) {
-        return Err(format!("the embedded guest SDK no longer contains `{SDK_WIT_PATH}`; update lily's authoring module"));
+        return Err(format!(
+            "the embedded guest SDK no longer contains `{SDK_WIT_PATH}`; update lily's authoring module"
+        ));
     }
     let header = format!(
         "// Vendored from the Lily guest SDK by `lily runnables new` (lily {}). Do not\n// edit: scaffold a new crate with a newer `lily` to update it.\n\n",
@@ -463,9 +478,9 @@ pub async fn check_component(sandbox: &Sandbox, bytes: &[u8]) -> ContractCheck {
                 });
             }
         }
-        RunnableKind::Generic => check.warnings.push(
-            "its kind is generic: council.v1 binds only specialists and synthesizers (step.v1 runs any kind)".into(),
-        ),
+        RunnableKind::Generic => check
+            .warnings
+            .push("its kind is generic: council.v1 binds only specialists and synthesizers (step.v1 runs any kind)".into()),
     }
     check.descriptor = Some(d);
     check.ok = check.problems.is_empty();
@@ -549,8 +564,10 @@ pub fn ensure_target(target: &str, dir: &Path) -> Result<(), LilyError> {
     if added && target_installed(target, dir)? {
         return Ok(());
     }
-    Err(tool_error(format!("the Rust target {target} is not installed and could not be added automatically"))
-        .with_hint(format!("install it with `rustup target add {target}`, then run the build again")))
+    Err(
+        tool_error(format!("the Rust target {target} is not installed and could not be added automatically"))
+            .with_hint(format!("install it with `rustup target add {target}`, then run the build again")),
+    )
 }
 
 /// Build the crate at `opts.path` (blocking): returns the crate and the
@@ -672,10 +689,20 @@ mod tests {
             for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily-guest/")) {
                 assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
             }
-            let get = |p: &str| files.iter().find(|(r, _)| r == p).map(|(_, t)| t.as_str()).unwrap_or_else(|| panic!("{p} missing"));
+            let get = |p: &str| {
+                files
+                    .iter()
+                    .find(|(r, _)| r == p)
+                    .map(|(_, t)| t.as_str())
+                    .unwrap_or_else(|| panic!("{p} missing"))
+            };
             assert!(get("Cargo.toml").contains("name = \"my-check\""));
             assert!(get("src/lib.rs").contains("\"my-check.v1\"") && get("src/lib.rs").contains("pub struct MyCheck;"));
-            assert!(get("src/lib.rs").contains(if kind == ScaffoldKind::Specialist { "export_specialist!" } else { "export_synthesizer!" }));
+            assert!(get("src/lib.rs").contains(if kind == ScaffoldKind::Specialist {
+                "export_specialist!"
+            } else {
+                "export_synthesizer!"
+            }));
             assert!(get("lily-guest/src/lib.rs").contains(VENDORED_WIT_PATH));
             assert!(!get("lily-guest/src/lib.rs").contains(SDK_WIT_PATH));
             assert_eq!(get("lily-guest/wit/runnable.wit"), RUNNABLE_WIT);
@@ -739,7 +766,11 @@ mod tests {
         let c = check(&guest("bad_descriptor"));
         assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
         assert_eq!(c.problems[0].area, "descriptor");
-        assert!(c.problems[0].message.contains("\"1.0\"") && c.problems[0].hint.contains("semantic version"), "{:?}", c.problems[0]);
+        assert!(
+            c.problems[0].message.contains("\"1.0\"") && c.problems[0].hint.contains("semantic version"),
+            "{:?}",
+            c.problems[0]
+        );
 
         let c = check(b"\0asm\x01\0\0\0");
         assert_eq!(c.problems[0].area, "component");

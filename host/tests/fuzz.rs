@@ -76,14 +76,55 @@ enum Edit {
 }
 
 const TOKENS: &[&str] = &[
-    ":", "- ", "[", "]", "{", "}", ",", "\"", "'", "#", "&a ", "*a", "!!binary ", "!!python/object ", "<<: ", "? ", "|\n", ">\n", "\t", "\n", "  ", "~",
-    "null", "1e999", "-1", "18446744073709551616", "0x10", "../", "/etc/passwd", "\u{0}", "\u{feff}", "%YAML 1.2\n", "---\n", "...\n", "id: x\n", "@",
-    "`", "\\", "\u{202e}", "é",
+    ":",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\"",
+    "'",
+    "#",
+    "&a ",
+    "*a",
+    "!!binary ",
+    "!!python/object ",
+    "<<: ",
+    "? ",
+    "|\n",
+    ">\n",
+    "\t",
+    "\n",
+    "  ",
+    "~",
+    "null",
+    "1e999",
+    "-1",
+    "18446744073709551616",
+    "0x10",
+    "../",
+    "/etc/passwd",
+    "\u{0}",
+    "\u{feff}",
+    "%YAML 1.2\n",
+    "---\n",
+    "...\n",
+    "id: x\n",
+    "@",
+    "`",
+    "\\",
+    "\u{202e}",
+    "é",
 ];
 
 fn edit_strategy() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<usize>(), prop_oneof![proptest::sample::select(TOKENS).prop_map(str::to_string), "\\PC{0,12}"]).prop_map(|(i, s)| Edit::Insert(i, s)),
+        (
+            any::<usize>(),
+            prop_oneof![proptest::sample::select(TOKENS).prop_map(str::to_string), "\\PC{0,12}"]
+        )
+            .prop_map(|(i, s)| Edit::Insert(i, s)),
         (any::<usize>(), 0usize..40).prop_map(|(i, n)| Edit::Delete(i, n)),
         any::<usize>().prop_map(Edit::DuplicateLine),
         (any::<usize>(), any::<char>()).prop_map(|(i, c)| Edit::Replace(i, c)),
@@ -274,7 +315,10 @@ fn yaml_alias_bombs_are_rejected_quickly() {
         assert_eq!(e.code, ErrorCode::JobInvalidSpec);
         assert!(t.elapsed() < Duration::from_secs(1), "spec: {:?}", t.elapsed());
         // Policies may use anchors; a bomb must still end fast, as an error.
-        let as_policy = format!("version: 1\nrunnables: {{}}\nx:\n{}", bomb.lines().map(|l| format!("  {l}\n")).collect::<String>());
+        let as_policy = format!(
+            "version: 1\nrunnables: {{}}\nx:\n{}",
+            bomb.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
         let t = Instant::now();
         let e = Policy::parse(Path::new("policy.yaml"), &as_policy, None).expect_err("policy alias bomb");
         check_policy_error(&e);
@@ -318,7 +362,10 @@ fn deeply_nested_documents_are_rejected_quickly() {
     // Block style: indentation bounds the depth to ~1 400 levels in 1 MiB.
     let block: String = (0..1_400).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
     assert!(block.len() <= 1 << 20);
-    for text in [block.clone(), format!("id: x\ntitle: x\nbindings:\n{}", block.lines().map(|l| format!(" {l}\n")).collect::<String>())] {
+    for text in [
+        block.clone(),
+        format!("id: x\ntitle: x\nbindings:\n{}", block.lines().map(|l| format!(" {l}\n")).collect::<String>()),
+    ] {
         let t = Instant::now();
         let e = spec::parse(Path::new("deep.job.yaml"), &text).expect_err("deep block spec");
         assert_eq!(e.code, ErrorCode::JobInvalidSpec);
@@ -328,7 +375,11 @@ fn deeply_nested_documents_are_rejected_quickly() {
     check_policy_error(&Policy::parse(Path::new("policy.yaml"), &format!("version: 1\nrunnables:\n{block}"), None).expect_err("deep block policy"));
     assert!(t.elapsed() < Duration::from_secs(1), "block policy: {:?}", t.elapsed());
     // Nesting within the limit still parses where it is allowed.
-    let ok = format!("id: x\ntitle: x\ntarget: {{ kind: blueprint, id: step.v1, input: {{ a: {}1{} }} }}\nbindings: {{ runnable: echo.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{}}\noutput: {{}}\n", "[".repeat(20), "]".repeat(20));
+    let ok = format!(
+        "id: x\ntitle: x\ntarget: {{ kind: blueprint, id: step.v1, input: {{ a: {}1{} }} }}\nbindings: {{ runnable: echo.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{}}\noutput: {{}}\n",
+        "[".repeat(20),
+        "]".repeat(20)
+    );
     spec::parse(Path::new("ok.job.yaml"), &ok).expect("20 levels are fine");
 }
 
@@ -443,7 +494,12 @@ fn load_never_panics_on_mutated_components_and_the_sandbox_survives() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    eprintln!("{cases} mutated components: {} loaded, {} refused, in {:?}", accepted.get(), refused.get(), started.elapsed());
+    eprintln!(
+        "{cases} mutated components: {} loaded, {} refused, in {:?}",
+        accepted.get(),
+        refused.get(),
+        started.elapsed()
+    );
     let loaded = rt.block_on(sb.load(&echo)).expect("the original still loads");
     let r = rt.block_on(sb.run(
         &loaded,

@@ -215,7 +215,9 @@ impl World {
     }
 
     fn install(&self, bytes: &[u8]) {
-        self.rt.block_on(self.lily.runnables.install(&self.lily.sandbox, bytes, None, false)).expect("install");
+        self.rt
+            .block_on(self.lily.runnables.install(&self.lily.sandbox, bytes, None, false))
+            .expect("install");
     }
 
     /// Install component bytes without validation, as a tampered
@@ -259,7 +261,10 @@ impl World {
     }
 
     fn run(&self, id: &str) -> RunResult {
-        let r = self.rt.block_on(self.lily.run_job(id, RunOptions::default())).unwrap_or_else(|e| panic!("run {id}: {e}"));
+        let r = self
+            .rt
+            .block_on(self.lily.run_job(id, RunOptions::default()))
+            .unwrap_or_else(|e| panic!("run {id}: {e}"));
         // The record on disk is complete and parses.
         let on_disk = store::read_receipt(&r.run_dir).expect("receipt on disk parses");
         assert_eq!(on_disk.status, r.receipt.status);
@@ -378,7 +383,9 @@ fn assert_council_contained(r: &RunResult, kind: &str) {
         assert!(notes.starts_with(&format!("{kind}: ")), "the report names the cause: {notes}");
         let events = store::read_events(&r.run_dir);
         assert!(
-            events.iter().any(|e| e["type"] == "step_finished" && e["node"] == "map:hostile.v1" && e["outcome"] == kind),
+            events
+                .iter()
+                .any(|e| e["type"] == "step_finished" && e["node"] == "map:hostile.v1" && e["outcome"] == kind),
             "a step_finished event names the cause"
         );
     }
@@ -498,8 +505,15 @@ fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
             assert!(md.file_type().is_file(), "{}: {:?}", p.display(), md.file_type());
         }
     }
-    for abs in [w.outside.join("secret.txt").display().to_string(), w.outside.display().to_string(), "/etc/passwd".into()] {
-        assert!(!guest_links.iter().any(|(t, _)| *t == abs), "absolute link targets are refused: {guest_links:?}");
+    for abs in [
+        w.outside.join("secret.txt").display().to_string(),
+        w.outside.display().to_string(),
+        "/etc/passwd".into(),
+    ] {
+        assert!(
+            !guest_links.iter().any(|(t, _)| *t == abs),
+            "absolute link targets are refused: {guest_links:?}"
+        );
     }
     w.assert_unchanged(&before, "fs-symlink");
     // Whatever the guest left in its rw grant, the host does not follow it
@@ -524,7 +538,12 @@ fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
         assert_eq!(err.code, ErrorCode::JobPolicyDenied.as_str());
         assert!(err.message.contains("outside the root"), "{}", err.message);
         // … nor an approved effect written through it.
-        let r = w.step("fs-symlink-effect", "propose", json!({"paths": [format!("{planted}/pwned.txt")], "content": "x"}), "{}");
+        let r = w.step(
+            "fs-symlink-effect",
+            "propose",
+            json!({"paths": [format!("{planted}/pwned.txt")], "content": "x"}),
+            "{}",
+        );
         let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
         let err = approvals::approve(&w.lily.root, &id, true).expect_err("cap-std refuses the symlink");
         assert!(err.contains("could not apply"), "{err}");
@@ -635,9 +654,14 @@ fn sockets_and_name_lookups_are_refused_without_a_network_grant() {
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the host listener never saw a connection"
     );
-    let denied: Vec<Value> = store::read_events(&r.run_dir).into_iter().filter(|e| e["type"] == "capability_denied").collect();
+    let denied: Vec<Value> = store::read_events(&r.run_dir)
+        .into_iter()
+        .filter(|e| e["type"] == "capability_denied")
+        .collect();
     assert!(
-        denied.iter().any(|e| e["runnable"] == "hostile.v1" && e["target"].as_str().is_some_and(|t| t.contains(&addr))),
+        denied
+            .iter()
+            .any(|e| e["runnable"] == "hostile.v1" && e["target"].as_str().is_some_and(|t| t.contains(&addr))),
         "the denied connection is an event: {denied:?}"
     );
     w.assert_unchanged(&before, "net");
@@ -713,10 +737,9 @@ fn infinite_loop_in_describe_is_refused_at_load() {
     let before = w.snapshot();
     let spin = guest("spin_describe");
     let t = Instant::now();
-    let err = w
-        .rt
-        .block_on(w.lily.runnables.install(&w.lily.sandbox, &spin, None, false))
-        .expect_err("install refused");
+    let err =
+        w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &spin, None, false))
+            .expect_err("install refused");
     assert!(err.contains("describe failed"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     // Planted behind the installer's back: the council is refused before any
@@ -979,10 +1002,9 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     let err = w.rt.block_on(w.lily.sandbox.load(&evil)).expect_err("refused at load");
     assert!(err.0.contains("imports interfaces the host does not provide"), "{}", err.0);
     assert!(err.0.contains("acme:evil/exfil"), "{}", err.0);
-    let err = w
-        .rt
-        .block_on(w.lily.runnables.install(&w.lily.sandbox, &evil, None, false))
-        .expect_err("install refused");
+    let err =
+        w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &evil, None, false))
+            .expect_err("install refused");
     assert!(err.contains("acme:evil/exfil"), "{err}");
     w.plant("hostile-import.v1", &evil);
     let r = w.council_of("evil", "hostile-import.v1", "x", json!({}), "{}");
@@ -991,7 +1013,10 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
     assert!(e.message.contains("acme:evil/exfil"), "{}", e.message);
     assert!(r.receipt.steps.is_empty(), "no step ran");
-    assert!(!store::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"), "nothing was instantiated");
+    assert!(
+        !store::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"),
+        "nothing was instantiated"
+    );
     w.assert_unchanged(&before, "evil import");
     w.assert_echo_still_works();
 }
@@ -1005,7 +1030,10 @@ fn malformed_inputs() -> Vec<(String, Vec<u8>)> {
         ("a core module, not a component".into(), b"\0asm\x01\0\0\0".to_vec()),
         ("component header only".into(), b"\0asm\x0d\0\x01\0".to_vec()),
         ("text".into(), b"(component)".to_vec()),
-        ("huge section length".into(), [b"\0asm\x0d\0\x01\0\x01\xff\xff\xff\xff\x0f".as_slice(), &[0u8; 16]].concat()),
+        (
+            "huge section length".into(),
+            [b"\0asm\x0d\0\x01\0\x01\xff\xff\xff\xff\x0f".as_slice(), &[0u8; 16]].concat(),
+        ),
         ("zeros".into(), vec![0u8; 4096]),
     ];
     for cut in [9usize, 64, echo.len() / 2, echo.len() - 1] {
@@ -1025,7 +1053,10 @@ fn malformed_inputs() -> Vec<(String, Vec<u8>)> {
             x as u8
         })
         .collect();
-    v.push(("random bytes after a component header".into(), [b"\0asm\x0d\0\x01\0".as_slice(), &random].concat()));
+    v.push((
+        "random bytes after a component header".into(),
+        [b"\0asm\x0d\0\x01\0".as_slice(), &random].concat(),
+    ));
     v
 }
 
@@ -1061,7 +1092,18 @@ fn proposed_effects_outside_the_root_are_refused_and_approve_stays_inside() {
         std::os::unix::fs::symlink(w.outside.join("secret.txt"), w.root.join("link-file")).expect("symlink");
     }
     let before = w.snapshot();
-    let paths = json!(["../x", "/etc/x", "a/../../x", "./../x", "..\\x", "C:/x", "", "link-dir/pwned.txt", "link-file", "ok/fine.txt"]);
+    let paths = json!([
+        "../x",
+        "/etc/x",
+        "a/../../x",
+        "./../x",
+        "..\\x",
+        "C:/x",
+        "",
+        "link-dir/pwned.txt",
+        "link-file",
+        "ok/fine.txt"
+    ]);
     let r = w.council("effects", "propose", json!({"paths": paths, "content": "pwned"}), "{}");
     assert_council_contained(&r, "ok");
     let obs = observed(&r);
@@ -1191,7 +1233,12 @@ fn one_sandbox_survives_every_attack_in_a_row() {
     ));
     match r.outcome {
         Err(Cause::GuestError { code, message, .. }) => {
-            assert!(code.len() <= 256 && message.len() <= 64 << 10, "guest error strings are capped: {} / {}", code.len(), message.len());
+            assert!(
+                code.len() <= 256 && message.len() <= 64 << 10,
+                "guest error strings are capped: {} / {}",
+                code.len(),
+                message.len()
+            );
         }
         other => panic!("expected a guest error, got {other:?}"),
     }

@@ -30,7 +30,12 @@ fn out(o: Output) -> Out {
 
 /// `lily <args>` in the root, with the shared scaffold target dir.
 fn lily(env: &Env, args: &[&str]) -> Out {
-    out(env.cmd().env("CARGO_TARGET_DIR", scaffold_target_dir()).args(args).output().expect("spawn lily"))
+    out(env
+        .cmd()
+        .env("CARGO_TARGET_DIR", scaffold_target_dir())
+        .args(args)
+        .output()
+        .expect("spawn lily"))
 }
 
 /// `cargo <args>` in `dir`, with the shared scaffold target dir.
@@ -99,7 +104,9 @@ fn installed_entry(env: &Env, id: &str) -> Value {
 #[test]
 fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     let env = Env::new();
-    let created = lily(&env, &["--json", "runnables", "new", "e2e-check", "--kind", "specialist"]).expect_code(0).json();
+    let created = lily(&env, &["--json", "runnables", "new", "e2e-check", "--kind", "specialist"])
+        .expect_code(0)
+        .json();
     assert_eq!(created["id"], "e2e-check.v1");
     let krate = env.root.join("e2e-check");
     for f in ["Cargo.toml", "src/lib.rs", "lily-guest/src/lib.rs", "lily-guest/wit/runnable.wit"] {
@@ -113,24 +120,42 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     // Build with plain cargo and check the contract.
     let b = build_ok(&env, &["--json", "runnables", "build", "e2e-check"]);
     assert_eq!(b["target"], "wasm32-wasip2");
-    assert!(b["component"].as_str().expect("component").ends_with("wasm32-wasip2/release/e2e_check.wasm"), "{b:#}");
+    assert!(
+        b["component"].as_str().expect("component").ends_with("wasm32-wasip2/release/e2e_check.wasm"),
+        "{b:#}"
+    );
     let d = &b["check"]["descriptor"];
-    assert_eq!((d["id"].as_str(), d["kind"].as_str(), d["version"].as_str()), (Some("e2e-check.v1"), Some("specialist"), Some("0.1.0")));
+    assert_eq!(
+        (d["id"].as_str(), d["kind"].as_str(), d["version"].as_str()),
+        (Some("e2e-check.v1"), Some("specialist"), Some("0.1.0"))
+    );
     let imports: Vec<&str> = b["check"]["imports"].as_array().expect("imports").iter().filter_map(Value::as_str).collect();
     assert!(imports.iter().all(|i| i.starts_with("wasi:") || i.starts_with("lily:runnable/")), "{imports:?}");
-    assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/preopens")), "it reads its workspace: {imports:?}");
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:filesystem/preopens")),
+        "it reads its workspace: {imports:?}"
+    );
     let digest = b["check"]["digest"].as_str().expect("digest").to_string();
 
     // Install it; `list` shows it next to the built-ins.
     let component = b["component"].as_str().expect("component").to_string();
     let m = lily(&env, &["--json", "runnables", "install", &component]).expect_code(0).json();
-    assert_eq!((m["id"].as_str(), m["version"].as_str(), m["digest"].as_str()), (Some("e2e-check.v1"), Some("0.1.0"), Some(digest.as_str())));
+    assert_eq!(
+        (m["id"].as_str(), m["version"].as_str(), m["digest"].as_str()),
+        (Some("e2e-check.v1"), Some("0.1.0"), Some(digest.as_str()))
+    );
     assert!(env.lily_dir().join("runnables/e2e-check.v1/0.1.0/component.wasm").is_file());
     let entry = installed_entry(&env, "e2e-check.v1");
-    assert_eq!((entry["kind"].as_str(), entry["version"].as_str(), entry["digest"].as_str()), (Some("specialist"), Some("0.1.0"), Some(digest.as_str())));
+    assert_eq!(
+        (entry["kind"].as_str(), entry["version"].as_str(), entry["digest"].as_str()),
+        (Some("specialist"), Some("0.1.0"), Some(digest.as_str()))
+    );
     assert!(!entry["imports"].as_array().expect("imports").is_empty());
     let table = lily(&env, &["runnables", "list"]).expect_code(0).stdout.clone();
-    assert!(table.contains("security.v1") && table.contains("builtin") && table.contains("e2e-check.v1") && table.contains("installed"), "{table}");
+    assert!(
+        table.contains("security.v1") && table.contains("builtin") && table.contains("e2e-check.v1") && table.contains("installed"),
+        "{table}"
+    );
 
     // Use it in a council over a workspace the policy grants it.
     grant_example_workspace(&env, "e2e-check.v1");
@@ -150,7 +175,10 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     let run = env.only_run("review");
     let report = read(&run.join("report.md"));
     assert!(report.contains("| Unfinished work markers | e2e-check.v1 | 0.60 |"), "{report}");
-    assert!(report.contains("### e2e-check.v1 (ok)") && report.contains("`src/app.py:5`") && report.contains("`config/settings.py:4`"), "{report}");
+    assert!(
+        report.contains("### e2e-check.v1 (ok)") && report.contains("`src/app.py:5`") && report.contains("`config/settings.py:4`"),
+        "{report}"
+    );
     let ev = events(&run);
     let guest = ev
         .iter()
@@ -167,7 +195,11 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     let o = lily(&env, &["runnables", "build", "e2e-check", "--out", &bad_out.display().to_string()]);
     assert_eq!(o.code, 14, "{o:?}");
     assert!(o.stderr.contains("error[blueprint_contract_invalid]"), "{}", o.stderr);
-    assert!(o.stdout.contains("contract: 1 problem") && o.stdout.contains("problem (descriptor): descriptor id \"E2E Check\""), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("contract: 1 problem") && o.stdout.contains("problem (descriptor): descriptor id \"E2E Check\""),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains("fix: Ids are lower-case letters"), "{}", o.stdout);
     assert!(!bad_out.exists(), "a component that fails the check is not copied");
     let j = lily(&env, &["--json", "runnables", "build", "e2e-check"]);
@@ -178,7 +210,11 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
 
     // Changed code under the same version: install refuses it until --force.
     replace_in(&lib, "\"E2E Check\"", "\"e2e-check.v1\"");
-    replace_in(&lib, "Flags TODO and FIXME markers left in the workspace", "Flags TODO and FIXME markers (changed)");
+    replace_in(
+        &lib,
+        "Flags TODO and FIXME markers left in the workspace",
+        "Flags TODO and FIXME markers (changed)",
+    );
     let changed = env.root.join("changed.wasm");
     let changed_s = changed.display().to_string();
     let b2 = build_ok(&env, &["--json", "runnables", "build", "e2e-check", "--out", &changed_s]);
@@ -188,7 +224,11 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     assert_ne!(new_digest, digest);
     let refused = lily(&env, &["runnables", "install", &changed_s]);
     assert_eq!(refused.code, 14, "{refused:?}");
-    assert!(refused.stderr.contains("already installed") && refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("already installed") && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(installed_entry(&env, "e2e-check.v1")["digest"].as_str(), Some(digest.as_str()));
     lily(&env, &["runnables", "install", &changed_s, "--force"]).expect_code(0);
     assert_eq!(installed_entry(&env, "e2e-check.v1")["digest"].as_str(), Some(new_digest.as_str()));
@@ -233,7 +273,11 @@ fn synthesizer_scaffold_tests_natively_and_ranks_a_council() {
         let conf: f64 = row.split('|').nth(4).expect("confidence cell").trim().parse().expect("a number");
         assert!(conf >= 0.5, "{row}");
     }
-    assert!(events(&run).iter().any(|e| e["kind"] == "low_confidence_dropped" && e["node"] == "reduce:e2e-synth.v1"));
+    assert!(
+        events(&run)
+            .iter()
+            .any(|e| e["kind"] == "low_confidence_dropped" && e["node"] == "reduce:e2e-synth.v1")
+    );
 }
 
 #[test]
@@ -250,7 +294,10 @@ fn cargo_component_route_produces_a_component_the_host_accepts() {
     lily(&env, &["runnables", "new", "cc-check"]).expect_code(0);
     let b = build_ok(&env, &["--json", "runnables", "build", "cc-check", "--with", "cargo-component"]);
     assert_eq!(b["command"], "cargo component build --release");
-    assert!(b["component"].as_str().expect("component").ends_with("wasm32-wasip1/release/cc_check.wasm"), "{b:#}");
+    assert!(
+        b["component"].as_str().expect("component").ends_with("wasm32-wasip1/release/cc_check.wasm"),
+        "{b:#}"
+    );
     let component = b["component"].as_str().expect("component").to_string();
     lily(&env, &["runnables", "install", &component]).expect_code(0);
     grant_example_workspace(&env, "cc-check.v1");
@@ -335,7 +382,11 @@ fn install_refuses_bad_descriptors_unknown_imports_and_id_clashes() {
     std::fs::write(&other, with_custom_section(&std::fs::read(&probe).expect("probe"))).expect("write");
     let o = install(&other, &[]);
     assert_eq!(o.code, 14, "{o:?}");
-    assert!(o.stderr.contains("probe.v1@1.0.0 is already installed") && o.stderr.contains("--force"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("probe.v1@1.0.0 is already installed") && o.stderr.contains("--force"),
+        "{}",
+        o.stderr
+    );
     let manifest = || -> Value { serde_json::from_str(&read(&env.lily_dir().join("runnables/probe.v1/1.0.0/manifest.json"))).expect("manifest") };
     assert_eq!(manifest()["digest"].as_str(), Some(original.as_str()));
     install(&other, &["--force"]).expect_code(0);
@@ -388,7 +439,15 @@ fn guide_commands_run_in_order() {
     }
     let all = ran.concat();
     assert!(ran.len() >= 6, "the guide has its sh blocks ({} found)", ran.len());
-    for step in ["lily init", "lily runnables new my-check", "cargo test", "lily runnables build my-check", "lily runnables install", "policy.yaml", "lily jobs run"] {
+    for step in [
+        "lily init",
+        "lily runnables new my-check",
+        "cargo test",
+        "lily runnables build my-check",
+        "lily runnables install",
+        "policy.yaml",
+        "lily jobs run",
+    ] {
         assert!(all.contains(step), "the guide's commands include `{step}`");
     }
 
@@ -432,7 +491,10 @@ fn guide_commands_run_in_order() {
     for (line, info, body) in &blocks {
         if let Some(file) = info.strip_prefix("rust ") {
             let text = read(&work.join(file.trim()));
-            assert!(text.contains(body.as_str()), "the excerpt at line {line} of the guide is not in {file} as scaffolded:\n{body}");
+            assert!(
+                text.contains(body.as_str()),
+                "the excerpt at line {line} of the guide is not in {file} as scaffolded:\n{body}"
+            );
             excerpts += 1;
         }
     }

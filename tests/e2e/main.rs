@@ -5,6 +5,7 @@ mod harness;
 mod authoring;
 mod cli;
 mod council;
+mod crash;
 mod jobs;
 mod scheduler;
 #[test]

@@ -291,13 +291,47 @@ pub struct RunSummary {
     pub path: PathBuf,
 }
 
-/// Read a receipt, deriving `interrupted` for a dead `running` run.
+/// Read a receipt, deriving `interrupted` for a dead `running` run, and for
+/// a dead run whose process was killed before its first receipt was written.
 pub fn read_receipt(run_dir: &Path) -> Option<Receipt> {
-    let text = std::fs::read(run_dir.join(RECEIPT)).ok()?;
-    let mut r: Receipt = serde_json::from_slice(&text).ok()?;
+    let parsed = std::fs::read(run_dir.join(RECEIPT)).ok().and_then(|text| serde_json::from_slice::<Receipt>(&text).ok());
+    let Some(mut r) = parsed else {
+        return orphan_receipt(run_dir);
+    };
     if r.status == RunStatus::Running && !owner_alive(run_dir) {
         r.status = RunStatus::Interrupted;
     }
+    Some(r)
+}
+
+/// A run directory without a readable receipt (`kill -9` between creating
+/// the directory and writing the first receipt): `interrupted` once no
+/// process holds its lock — or, with no lock file yet, once the directory is
+/// older than a starting run could be. `None` while it may still be starting.
+fn orphan_receipt(run_dir: &Path) -> Option<Receipt> {
+    let run_id = run_dir.file_name()?.to_str()?;
+    let job_id = run_dir.parent()?.file_name()?.to_str()?;
+    let started = chrono::NaiveDateTime::parse_from_str(run_id.split_once('Z')?.0, "%Y%m%dT%H%M%S%.3f").ok()?.and_utc();
+    if run_dir.join(RUN_LOCK).exists() {
+        if owner_alive(run_dir) {
+            return None;
+        }
+    } else {
+        let age = std::fs::metadata(run_dir).and_then(|m| m.modified()).ok()?.elapsed().unwrap_or_default();
+        if age < std::time::Duration::from_secs(10) {
+            return None;
+        }
+    }
+    let mut r = Receipt::start(job_id, run_id, json!({"type": "unknown"}), "", "");
+    r.status = RunStatus::Interrupted;
+    r.started_at = rfc3339(started);
+    r.pid = 0;
+    r.error = Some(ReceiptError {
+        code: crate::error::ErrorCode::JobExecutionFailed.as_str().into(),
+        message: "the run was interrupted before its first receipt was written".into(),
+        cause: json!({"kind": "interrupted"}),
+        first_event_seq: None,
+    });
     Some(r)
 }
 
@@ -363,7 +397,7 @@ pub fn find_run(runs_dir: &Path, run_id: &str) -> Option<PathBuf> {
     let rd = std::fs::read_dir(runs_dir).ok()?;
     let mut jobs: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     jobs.sort();
-    jobs.into_iter().map(|j| j.join(run_id)).find(|p| p.join(RECEIPT).exists())
+    jobs.into_iter().map(|j| j.join(run_id)).find(|p| p.is_dir())
 }
 
 /// All events of a run (unparseable lines are skipped).

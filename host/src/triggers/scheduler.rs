@@ -36,8 +36,9 @@ use crate::workspace::Root;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, TryLockError};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
@@ -62,6 +63,13 @@ pub struct Fire {
 /// Starts runs. The run counts as in progress until `guard` is dropped.
 pub trait Launcher: Send + Sync {
     fn launch(&self, fire: Fire, guard: RunGuard);
+
+    /// Start every run due at one instant (several jobs may share it).
+    fn launch_all(&self, batch: Vec<(Fire, RunGuard)>) {
+        for (fire, guard) in batch {
+            self.launch(fire, guard);
+        }
+    }
 }
 
 /// Runs in progress, per job.
@@ -240,28 +248,29 @@ impl Default for SchedulerOptions {
 
 /// A loaded cron job.
 struct Entry {
-    plan: JobPlan,
-    path: PathBuf,
-    spec_sha256: String,
-    target: Value,
+    spec: Arc<CronSpec>,
     /// The first scheduled time after the cursor.
     next: Option<DateTime<Utc>>,
 }
 
 /// What one spec file holds, as last read.
 enum Parsed {
-    Cron(Box<CronSpec>),
+    Cron(Arc<CronSpec>),
     Manual(String),
     Invalid,
 }
 
+/// What the scheduler keeps of a cron job's spec (not the spec itself: a
+/// run reads its spec file again when it starts).
 struct CronSpec {
     plan: JobPlan,
+    path: PathBuf,
     spec_sha256: String,
     target: Value,
 }
 
 struct CachedSpec {
+    path: PathBuf,
     stamp: Stamp,
     parsed: Parsed,
 }
@@ -274,7 +283,8 @@ pub struct Scheduler {
     tracker: Arc<RunTracker>,
     store: StateStore,
     state: SchedulerState,
-    specs: BTreeMap<PathBuf, CachedSpec>,
+    /// Spec files by file name.
+    specs: HashMap<OsString, CachedSpec>,
     jobs: BTreeMap<String, Entry>,
     duplicates: BTreeMap<String, Vec<PathBuf>>,
     serving_since: DateTime<Utc>,
@@ -304,7 +314,7 @@ impl Scheduler {
             tracker,
             store,
             state,
-            specs: BTreeMap::new(),
+            specs: HashMap::new(),
             jobs: BTreeMap::new(),
             duplicates: BTreeMap::new(),
             serving_since: now,
@@ -345,7 +355,7 @@ impl Scheduler {
     /// reload does; exposed for the benchmark).
     pub fn recompute_next(&mut self) {
         for (id, e) in self.jobs.iter_mut() {
-            e.next = self.state.jobs.get(id).and_then(|st| e.plan.schedule.next_after(st.cursor));
+            e.next = self.state.jobs.get(id).and_then(|st| e.spec.plan.schedule.next_after(st.cursor));
         }
     }
 
@@ -402,8 +412,8 @@ impl Scheduler {
             if st.state != Activity::Active {
                 continue;
             }
-            let busy = self.is_busy(id, entry.plan.max_parallel_runs);
-            let Some(d) = plan::decide(&entry.plan, st.cursor, now, self.serving_since, busy) else { continue };
+            let busy = self.is_busy(id, entry.spec.plan.max_parallel_runs);
+            let Some(d) = plan::decide(&entry.spec.plan, st.cursor, now, self.serving_since, busy) else { continue };
             if let Some(st) = self.state.jobs.get_mut(id) {
                 before.push((id.clone(), st.clone()));
                 st.cursor = d.cursor;
@@ -423,43 +433,51 @@ impl Scheduler {
             return self.state_write_failed(&format!("cannot write {}: {e}", self.store.path().display()));
         }
         drop(lock);
-        // Start every run first, then queue the records.
+        // Start every run first (all of them at once), then log, report and
+        // queue the records.
+        let mut batch = Vec::new();
         for (id, d) in &decided {
             if let (Some(t), Some(e)) = (d.fire, self.jobs.get(id)) {
                 let fire = Fire {
                     job_id: id.clone(),
                     scheduled_for: t,
-                    local: e.plan.schedule.fire_time(t).local,
-                    timezone: e.plan.schedule.timezone().name().to_string(),
-                    spec_path: e.path.clone(),
+                    local: e.spec.plan.schedule.fire_time(t).local,
+                    timezone: e.spec.plan.schedule.timezone().name().to_string(),
+                    spec_path: e.spec.path.clone(),
                 };
-                let late_ms = (now - t).num_milliseconds();
-                info!(job = %id, scheduled_for = %rfc3339(t), local = %fire.local, late_ms, "cron fire");
-                self.emit(&SchedulerEvent::Fired {
-                    job_id: id.clone(),
-                    scheduled_for: rfc3339(t),
-                    scheduled_for_local: fire.local.clone(),
-                    late_ms,
-                });
                 let guard = self.tracker.start(id);
-                self.launcher.launch(fire, guard);
-                self.fired += 1;
+                batch.push((fire, guard));
             }
+        }
+        let fired: Vec<(String, DateTime<Utc>, String)> = batch.iter().map(|(f, _)| (f.job_id.clone(), f.scheduled_for, f.local.clone())).collect();
+        if !batch.is_empty() {
+            self.launcher.launch_all(batch);
+        }
+        for (id, t, local) in fired {
+            let late_ms = (now - t).num_milliseconds();
+            info!(job = %id, scheduled_for = %rfc3339(t), local = %local, late_ms, "cron fire");
+            self.emit(&SchedulerEvent::Fired {
+                job_id: id,
+                scheduled_for: rfc3339(t),
+                scheduled_for_local: local,
+                late_ms,
+            });
+            self.fired += 1;
         }
         for (id, d) in decided {
             let Some(e) = self.jobs.get_mut(&id) else { continue };
-            e.next = e.plan.schedule.next_after(d.cursor);
+            e.next = e.spec.plan.schedule.next_after(d.cursor);
             let e = &self.jobs[&id];
             if let Some(t) = d.skipped_overlap {
                 let running = self.tracker.running(&id);
-                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs = e.plan.max_parallel_runs, "cron time skipped: the job is still running");
+                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs = e.spec.plan.max_parallel_runs, "cron time skipped: the job is still running");
                 self.emit(&SchedulerEvent::SkippedOverlap {
                     job_id: id.clone(),
                     scheduled_for: rfc3339(t),
                     running,
-                    max_parallel_runs: e.plan.max_parallel_runs,
+                    max_parallel_runs: e.spec.plan.max_parallel_runs,
                 });
-                let details = json!({"max_parallel_runs": e.plan.max_parallel_runs, "running": running});
+                let details = json!({"max_parallel_runs": e.spec.plan.max_parallel_runs, "running": running});
                 self.records.write(record_for(e, RunStatus::SkippedOverlap, t, "overlap", details));
             }
             if let Some(newest) = d.missed.last() {
@@ -473,8 +491,8 @@ impl Scheduler {
                 });
             }
             let base = json!({
-                "catchup": e.plan.catchup,
-                "starting_deadline_seconds": e.plan.starting_deadline.num_seconds(),
+                "catchup": e.spec.plan.catchup,
+                "starting_deadline_seconds": e.spec.plan.starting_deadline.num_seconds(),
             });
             if let Some(f) = &d.folded {
                 let mut details = base.clone();
@@ -526,7 +544,7 @@ impl Scheduler {
                 for id in self.state.merge_from_disk(disk) {
                     let Some(st) = self.state.jobs.get(&id) else { continue };
                     if let Some(e) = self.jobs.get_mut(&id) {
-                        e.next = e.plan.schedule.next_after(st.cursor);
+                        e.next = e.spec.plan.schedule.next_after(st.cursor);
                     }
                     if before.get(&id) != Some(&st.state) {
                         info!(job = %id, state = st.state.as_str(), "job state changed");
@@ -547,21 +565,26 @@ impl Scheduler {
     /// Check the spec files and the state file for changes; reload what
     /// changed.
     fn rescan(&mut self, now: DateTime<Utc>) {
-        let listing = list_spec_files(&self.root.jobs_dir);
+        let dir = self.root.jobs_dir.clone();
+        let listing = scan_spec_files(&dir);
         let mut changed = false;
-        for (path, stamp) in &listing {
-            if self.specs.get(path).is_some_and(|c| c.stamp == *stamp) {
-                continue;
+        let mut known = 0;
+        for (name, stamp) in &listing {
+            if let Some(c) = self.specs.get(name) {
+                known += 1;
+                if c.stamp == *stamp {
+                    continue;
+                }
             }
             changed = true;
-            let parsed = self.parse_spec(spec::load_file(path));
-            self.specs.insert(path.clone(), CachedSpec { stamp: *stamp, parsed });
+            let path = dir.join(name);
+            let parsed = self.parse_spec(spec::load_file(&path));
+            self.specs.insert(name.clone(), CachedSpec { path, stamp: *stamp, parsed });
         }
-        let present: BTreeSet<&PathBuf> = listing.iter().map(|(p, _)| p).collect();
-        let gone: Vec<PathBuf> = self.specs.keys().filter(|p| !present.contains(p)).cloned().collect();
-        for p in gone {
+        if known < self.specs.len() {
+            let present: HashSet<&OsString> = listing.iter().map(|(n, _)| n).collect();
+            self.specs.retain(|name, _| present.contains(name));
             changed = true;
-            self.specs.remove(&p);
         }
         self.take_disk_changes();
         if changed || !self.built {
@@ -583,8 +606,9 @@ impl Scheduler {
             }
             Ok(s) => match JobPlan::from_spec(&s) {
                 None => Parsed::Manual(s.id),
-                Some(plan) => Parsed::Cron(Box::new(CronSpec {
+                Some(plan) => Parsed::Cron(Arc::new(CronSpec {
                     plan,
+                    path: f.path.clone(),
                     spec_sha256: f.sha256.unwrap_or_default(),
                     target: json!({"kind": s.target.kind, "id": s.target.id, "requirement": s.target.version}),
                 })),
@@ -594,20 +618,21 @@ impl Scheduler {
 
     /// Rebuild the job table from the cached specs and reconcile the state.
     fn rebuild(&mut self, now: DateTime<Utc>) {
-        let mut by_id: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
-        for (path, c) in &self.specs {
+        let mut by_id: BTreeMap<String, Vec<&CachedSpec>> = BTreeMap::new();
+        for c in self.specs.values() {
             match &c.parsed {
-                Parsed::Cron(s) => by_id.entry(s.plan.id.clone()).or_default().push(path),
-                Parsed::Manual(id) => by_id.entry(id.clone()).or_default().push(path),
+                Parsed::Cron(s) => by_id.entry(s.plan.id.clone()).or_default().push(c),
+                Parsed::Manual(id) => by_id.entry(id.clone()).or_default().push(c),
                 Parsed::Invalid => {}
             }
         }
         let mut duplicates = BTreeMap::new();
         let mut jobs = BTreeMap::new();
         let mut old = std::mem::take(&mut self.jobs);
-        for (id, paths) in by_id {
-            if paths.len() > 1 {
-                let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+        for (id, specs) in by_id {
+            if specs.len() > 1 {
+                let mut paths: Vec<PathBuf> = specs.iter().map(|c| c.path.clone()).collect();
+                paths.sort();
                 if self.duplicates.get(&id) != Some(&paths) {
                     warn!(job = %id, files = ?paths, "job id declared by several spec files; not scheduled");
                     self.emit(&SchedulerEvent::DuplicateId {
@@ -618,25 +643,10 @@ impl Scheduler {
                 duplicates.insert(id, paths);
                 continue;
             }
-            let path = paths[0];
-            let Some(Parsed::Cron(s)) = self.specs.get(path).map(|c| &c.parsed) else { continue };
+            let Parsed::Cron(s) = &specs[0].parsed else { continue };
             let previous = old.remove(&id);
-            let same = previous
-                .as_ref()
-                .is_some_and(|p| p.path == *path && p.plan.fingerprint() == s.plan.fingerprint() && p.spec_sha256 == s.spec_sha256);
-            jobs.insert(
-                id,
-                (
-                    Entry {
-                        plan: s.plan.clone(),
-                        path: path.clone(),
-                        spec_sha256: s.spec_sha256.clone(),
-                        target: s.target.clone(),
-                        next: None,
-                    },
-                    same,
-                ),
-            );
+            let same = previous.as_ref().is_some_and(|p| Arc::ptr_eq(&p.spec, s));
+            jobs.insert(id, (Entry { spec: s.clone(), next: None }, same));
         }
         self.duplicates = duplicates;
         let mut dirty = false;
@@ -654,7 +664,7 @@ impl Scheduler {
         }
         let mut table = BTreeMap::new();
         for (id, (mut entry, same)) in jobs {
-            let fp = entry.plan.fingerprint();
+            let fp = entry.spec.plan.fingerprint();
             let st = match self.state.jobs.get_mut(&id) {
                 None => {
                     dirty = true;
@@ -676,14 +686,15 @@ impl Scheduler {
                     st
                 }
             };
-            entry.next = entry.plan.schedule.next_after(st.cursor);
+            let schedule = &entry.spec.plan.schedule;
+            entry.next = schedule.next_after(st.cursor);
             if !same {
-                let next = entry.plan.schedule.next_after(now.max(st.cursor)).map(|t| entry.plan.schedule.fire_time(t));
-                info!(job = %id, cron = entry.plan.schedule.expr(), timezone = entry.plan.schedule.timezone().name(), state = st.state.as_str(), "cron job loaded");
+                let next = schedule.next_after(now.max(st.cursor)).map(|t| schedule.fire_time(t));
+                info!(job = %id, cron = schedule.expr(), timezone = schedule.timezone().name(), state = st.state.as_str(), "cron job loaded");
                 let event = SchedulerEvent::JobLoaded {
                     job_id: id.clone(),
-                    cron: entry.plan.schedule.expr().to_string(),
-                    timezone: entry.plan.schedule.timezone().name().to_string(),
+                    cron: schedule.expr().to_string(),
+                    timezone: schedule.timezone().name().to_string(),
                     state: st.state,
                     next_fire: next.as_ref().map(|n| rfc3339(n.utc)),
                     next_fire_local: next.map(|n| n.local),
@@ -717,38 +728,41 @@ impl Scheduler {
 }
 
 fn record_for(e: &Entry, status: RunStatus, at: DateTime<Utc>, reason: &str, details: Value) -> Record {
+    let s = &e.spec;
     Record {
-        job_id: e.plan.id.clone(),
+        job_id: s.plan.id.clone(),
         status,
         scheduled_for: at,
-        scheduled_for_local: e.plan.schedule.fire_time(at).local,
-        timezone: e.plan.schedule.timezone().name().to_string(),
+        scheduled_for_local: s.plan.schedule.fire_time(at).local,
+        timezone: s.plan.schedule.timezone().name().to_string(),
         reason: reason.to_string(),
         details,
-        spec_sha256: e.spec_sha256.clone(),
-        spec_path: e.path.display().to_string(),
-        target: e.target.clone(),
+        spec_sha256: s.spec_sha256.clone(),
+        spec_path: s.path.display().to_string(),
+        target: s.target.clone(),
     }
 }
 
-/// `*.job.yaml` / `*.job.yml` files of `dir` with their stamps, sorted.
-pub fn list_spec_files(dir: &Path) -> Vec<(PathBuf, Stamp)> {
+/// `*.job.yaml` / `*.job.yml` files of `dir` (what [`spec::discover`]
+/// reads) by file name, with their stamps: one `getdents` pass and one
+/// `fstatat` per entry (symlinks followed), no parsing.
+fn scan_spec_files(dir: &Path) -> Vec<(OsString, Stamp)> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out: Vec<(PathBuf, Stamp)> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.ends_with(".job.yaml") || n.ends_with(".job.yml")
-        })
+    rd.filter_map(|e| e.ok())
         .filter_map(|e| {
-            let path = e.path();
-            let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
-            Some((path, Stamp::of(&meta)))
+            let name = e.file_name();
+            let bytes = name.as_encoded_bytes();
+            if !(bytes.ends_with(b".job.yaml") || bytes.ends_with(b".job.yml")) {
+                return None;
+            }
+            let meta = match e.file_type() {
+                Ok(t) if t.is_symlink() => std::fs::metadata(e.path()),
+                _ => e.metadata(),
+            };
+            let meta = meta.ok().filter(|m| m.is_file())?;
+            Some((name, Stamp::of(&meta)))
         })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+        .collect()
 }
 
 /// How many of a job's `max` run slots are held (by any process).
@@ -842,6 +856,10 @@ impl Drop for RecordWriter {
     }
 }
 
+/// Called with each fire right before [`Lily::run_job`] is invoked for it
+/// (instrumentation).
+pub type InvokeHook = Arc<dyn Fn(&Fire) + Send + Sync>;
+
 /// Starts runs through [`Lily::run_job`], each on a thread of its own (a
 /// run's file writes and guest code then never hold up the scheduler or each
 /// other), with the cron trigger and a shared cancellation signal.
@@ -850,7 +868,11 @@ pub struct ExecutorLauncher {
     cancel: Cancel,
     handle: tokio::runtime::Handle,
     observer: Option<Observer>,
+    on_invoke: Option<InvokeHook>,
 }
+
+/// Holds a batch of run threads until all of them exist.
+type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
 
 impl ExecutorLauncher {
     /// Must be called inside a tokio runtime (runs are driven by it).
@@ -860,70 +882,129 @@ impl ExecutorLauncher {
             cancel,
             handle: tokio::runtime::Handle::current(),
             observer,
+            on_invoke: None,
         }
+    }
+
+    /// Call `hook` right before each run is handed to the executor.
+    pub fn on_invoke(mut self, hook: InvokeHook) -> ExecutorLauncher {
+        self.on_invoke = Some(hook);
+        self
+    }
+
+    fn spawn(&self, fire: Fire, guard: RunGuard, gate: Option<Gate>) {
+        let lily = self.lily.clone();
+        let cancel = self.cancel.clone();
+        let handle = self.handle.clone();
+        let observer = self.observer.clone();
+        let on_invoke = self.on_invoke.clone();
+        self.handle.spawn_blocking(move || {
+            if let Some(gate) = gate {
+                let (open, cv) = &*gate;
+                if let Ok(mut g) = open.lock() {
+                    while !*g {
+                        g = match cv.wait(g) {
+                            Ok(g) => g,
+                            Err(_) => break,
+                        };
+                    }
+                }
+            }
+            run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref());
+        });
     }
 }
 
 impl Launcher for ExecutorLauncher {
     fn launch(&self, fire: Fire, guard: RunGuard) {
-        let lily = self.lily.clone();
-        let cancel = self.cancel.clone();
-        let handle = self.handle.clone();
-        let observer = self.observer.clone();
-        self.handle.spawn_blocking(move || {
-            let _guard = guard;
-            let scheduled_for = rfc3339(fire.scheduled_for);
-            let not_started = |code: ErrorCode, message: String| {
-                warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
-                if let Some(o) = &observer {
-                    o(&SchedulerEvent::RunNotStarted {
-                        job_id: fire.job_id.clone(),
-                        scheduled_for: scheduled_for.clone(),
-                        code,
-                        message,
-                    });
-                }
-            };
-            // The spec as it is now (one file, not the whole directory).
-            let spec_file = spec::load_file(&fire.spec_path);
-            match &spec_file.spec {
-                Ok(s) if s.id == fire.job_id => {}
-                Ok(s) => {
-                    return not_started(
-                        ErrorCode::JobNotFound,
-                        format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
-                    );
-                }
-                Err(e) => return not_started(e.code, e.message.clone()),
+        self.spawn(fire, guard, None);
+    }
+
+    /// Create every run thread first, then let them all go: the last run of
+    /// a shared instant does not wait for the first ones to get going.
+    fn launch_all(&self, batch: Vec<(Fire, RunGuard)>) {
+        if batch.len() == 1 {
+            for (fire, guard) in batch {
+                self.spawn(fire, guard, None);
             }
-            let opts = RunOptions {
-                trigger: TriggerInfo::Cron {
-                    scheduled_for: fire.scheduled_for,
-                    local: fire.local.clone(),
-                    timezone: fire.timezone.clone(),
-                },
-                cancel,
-                wait: false,
-                spec_override: Some(spec_file),
-                ..RunOptions::default()
-            };
-            match handle.block_on(lily.run_job(&fire.job_id, opts)) {
-                Ok(res) => {
-                    let r = &res.receipt;
-                    info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
-                    if let Some(o) = &observer {
-                        o(&SchedulerEvent::RunFinished {
-                            job_id: fire.job_id.clone(),
-                            run_id: r.run_id.clone(),
-                            status: r.status,
-                            scheduled_for: scheduled_for.clone(),
-                            run_dir: res.run_dir.clone(),
-                        });
-                    }
-                }
-                Err(e) => not_started(e.code, e.message),
+            return;
+        }
+        let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        for (fire, guard) in batch {
+            self.spawn(fire, guard, Some(gate.clone()));
+        }
+        let (open, cv) = &*gate;
+        if let Ok(mut g) = open.lock() {
+            *g = true;
+        }
+        cv.notify_all();
+    }
+}
+
+/// One cron run on the current (blocking-pool) thread.
+fn run_fire(
+    lily: &Lily,
+    fire: Fire,
+    guard: RunGuard,
+    cancel: Cancel,
+    handle: &tokio::runtime::Handle,
+    observer: Option<&Observer>,
+    on_invoke: Option<&InvokeHook>,
+) {
+    let _guard = guard;
+    let scheduled_for = rfc3339(fire.scheduled_for);
+    let not_started = |code: ErrorCode, message: String| {
+        warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+        if let Some(o) = observer {
+            o(&SchedulerEvent::RunNotStarted {
+                job_id: fire.job_id.clone(),
+                scheduled_for: scheduled_for.clone(),
+                code,
+                message,
+            });
+        }
+    };
+    // The spec as it is now (one file, not the whole directory).
+    let spec_file = spec::load_file(&fire.spec_path);
+    match &spec_file.spec {
+        Ok(s) if s.id == fire.job_id => {}
+        Ok(s) => {
+            return not_started(
+                ErrorCode::JobNotFound,
+                format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
+            );
+        }
+        Err(e) => return not_started(e.code, e.message.clone()),
+    }
+    let opts = RunOptions {
+        trigger: TriggerInfo::Cron {
+            scheduled_for: fire.scheduled_for,
+            local: fire.local.clone(),
+            timezone: fire.timezone.clone(),
+        },
+        cancel,
+        wait: false,
+        spec_override: Some(spec_file),
+        ..RunOptions::default()
+    };
+    if let Some(hook) = on_invoke {
+        hook(&fire);
+    }
+    match handle.block_on(lily.run_job(&fire.job_id, opts)) {
+        Ok(res) => {
+            let r = &res.receipt;
+            info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+            if let Some(o) = observer {
+                o(&SchedulerEvent::RunFinished {
+                    job_id: fire.job_id.clone(),
+                    run_id: r.run_id.clone(),
+                    status: r.status,
+                    scheduled_for: scheduled_for.clone(),
+                    run_dir: res.run_dir.clone(),
+                });
             }
-        });
+        }
+        Err(e) => not_started(e.code, e.message),
     }
 }
 

@@ -223,7 +223,10 @@ fn ro_mutations(args: &Value) -> Value {
         put("hard_link_to_rw", res(std::fs::hard_link(file, format!("{rw}/linked.txt"))));
         put(
             "write_through_rw_link",
-            res(std::fs::OpenOptions::new().append(true).open(format!("{rw}/linked.txt")).and_then(|mut f| f.write_all(b"pwned"))),
+            res(std::fs::OpenOptions::new()
+                .append(true)
+                .open(format!("{rw}/linked.txt"))
+                .and_then(|mut f| f.write_all(b"pwned"))),
         );
         put("copy_is_fine", res(std::fs::copy(file, format!("{rw}/copied.txt"))));
     }
@@ -340,8 +343,7 @@ impl Guest for Hostile {
             summary: "Hostile test specialist: performs the attack its input names".into(),
             kind: Kind::Specialist,
             input_schema: r#"{"type":"object"}"#.into(),
-            output_schema: r#"{"type":"object","required":["findings","notes"],"properties":{"findings":{"type":"array"},"notes":{"type":"string"}}}"#
-                .into(),
+            output_schema: r#"{"type":"object","required":["findings","notes"],"properties":{"findings":{"type":"array"},"notes":{"type":"string"}}}"#.into(),
         }
     }
 
@@ -356,7 +358,12 @@ impl Guest for Hostile {
                 .unwrap_or_else(|| json!({}))
         });
         match attack.as_str() {
-            "read" => report(json!(strs(&args, "paths").iter().map(|p| json!({"path": p, "read": try_read(p), "list": try_list(p)})).collect::<Vec<_>>())),
+            "read" => report(json!(
+                strs(&args, "paths")
+                    .iter()
+                    .map(|p| json!({"path": p, "read": try_read(p), "list": try_list(p)}))
+                    .collect::<Vec<_>>()
+            )),
             "write" => report(json!(
                 strs(&args, "paths")
                     .iter()
