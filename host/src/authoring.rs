@@ -555,19 +555,25 @@ pub fn ensure_target(target: &str, dir: &Path) -> Result<(), LilyError> {
         return Ok(());
     }
     eprintln!("the Rust target {target} is missing: running `rustup target add {target}`");
-    let added = Command::new("rustup")
+    let why = match Command::new("rustup")
         .args(["target", "add", target])
         .current_dir(dir)
         .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if added && target_installed(target, dir)? {
-        return Ok(());
-    }
-    Err(
-        tool_error(format!("the Rust target {target} is not installed and could not be added automatically"))
-            .with_hint(format!("install it with `rustup target add {target}`, then run the build again")),
-    )
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            if target_installed(target, dir)? {
+                return Ok(());
+            }
+            "rustup reported success, but the target is still missing".to_string()
+        }
+        Ok(o) => String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("rustup failed").trim().to_string(),
+        Err(e) => format!("cannot run rustup: {e}"),
+    };
+    Err(tool_error(format!(
+        "the Rust target {target} is not installed and could not be added automatically ({why})"
+    ))
+    .with_hint(format!("install it with `rustup target add {target}`, then run the build again")))
 }
 
 /// Build the crate at `opts.path` (blocking): returns the crate and the
@@ -730,6 +736,37 @@ mod tests {
         let e = scaffold(tmp.path(), "Bad Name", ScaffoldKind::Specialist).expect_err("bad name");
         assert!(e.message.contains("crate name"), "{}", e.message);
         assert!(!tmp.path().join("Bad Name").exists());
+    }
+
+    #[test]
+    fn a_missing_target_ends_with_the_exact_rustup_command() {
+        let e = ensure_target("wasm32-no-such-target", Path::new(".")).expect_err("no such target");
+        assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
+        assert!(e.message.contains("wasm32-no-such-target is not installed"), "{}", e.message);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("install it with `rustup target add wasm32-no-such-target`, then run the build again")
+        );
+        assert!(ensure_target(TARGET_WASIP2, Path::new(".")).is_ok(), "the build script installed wasm32-wasip2");
+    }
+
+    #[test]
+    fn building_a_directory_without_a_crate_says_so() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let opts = BuildOptions {
+            path: tmp.path().to_path_buf(),
+            tool: BuildTool::Cargo,
+            out: None,
+        };
+        let e = compile(&opts).err().expect("no crate");
+        assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
+        assert!(e.message.contains("has no Cargo.toml"), "{}", e.message);
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("lily runnables new")));
+        let opts = BuildOptions {
+            path: tmp.path().join("missing"),
+            ..opts
+        };
+        assert!(compile(&opts).is_err());
     }
 
     fn guest(name: &str) -> Vec<u8> {

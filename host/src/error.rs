@@ -1,6 +1,6 @@
 //! The stable error codes. Every failure a user can see ends in exactly one
 //! of these codes; their spelling is part of the public contract (tests pin
-//! it, `docs/errors.md` lists it).
+//! it, `docs/runbook.md` lists it).
 
 use serde::Serialize;
 use std::fmt;
@@ -54,22 +54,6 @@ impl ErrorCode {
             ErrorCode::BlueprintCompileFailed => "blueprint_compile_failed",
             ErrorCode::BlueprintExecutionFailed => "blueprint_execution_failed",
             ErrorCode::BlueprintContractInvalid => "blueprint_contract_invalid",
-        }
-    }
-
-    /// Process exit status for a command that ends with this code
-    /// (documented in `docs/runbook.md`).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorCode::JobNotFound | ErrorCode::JobInvalidSpec | ErrorCode::JobTriggerInvalid => 2,
-            ErrorCode::JobTargetUnresolved | ErrorCode::JobBindingsInvalid => 3,
-            ErrorCode::JobPolicyDenied => 4,
-            ErrorCode::JobExecutionFailed => 5,
-            ErrorCode::BlueprintNotFound
-            | ErrorCode::BlueprintBindingsInvalid
-            | ErrorCode::BlueprintCompileFailed
-            | ErrorCode::BlueprintExecutionFailed
-            | ErrorCode::BlueprintContractInvalid => 6,
         }
     }
 

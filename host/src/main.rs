@@ -1,6 +1,7 @@
 use clap::Parser;
 
 fn main() {
+    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LILY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
@@ -8,3 +9,18 @@ fn main() {
     let cli = lily::cli::Cli::parse();
     std::process::exit(lily::cli::run(cli));
 }
+
+/// Let `lily … | head` end quietly like other Unix tools instead of
+/// panicking on a closed pipe.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: runs first thing in `main`, before any other thread exists;
+    // it only resets SIGPIPE to its default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}

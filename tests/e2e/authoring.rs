@@ -188,8 +188,21 @@ fn specialist_scaffold_builds_installs_and_reports_findings_in_a_council() {
     assert_eq!(guest["fields"]["markers"], 3);
     assert!(receipt(&run).to_string().contains(&digest), "the receipt records the installed digest");
 
-    // A broken descriptor: `build` explains it in plain words and fails with the contract code.
+    // Code that does not compile: the compiler's messages, then blueprint_compile_failed.
     let lib = krate.join("src/lib.rs");
+    let source = read(&lib);
+    std::fs::write(&lib, format!("{source}\nfn broken() -> u32 {{ \"not a number\" }}\n")).expect("write");
+    let o = lily(&env, &["runnables", "build", "e2e-check"]);
+    assert_eq!(o.code, 14, "{o:?}");
+    assert!(
+        o.stderr.contains("mismatched types") && o.stderr.contains("error[blueprint_compile_failed]"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("the compiler's messages are above"), "{}", o.stderr);
+    std::fs::write(&lib, &source).expect("restore");
+
+    // A broken descriptor: `build` explains it in plain words and fails with the contract code.
     replace_in(&lib, "const ID: &'static str = \"e2e-check.v1\";", "const ID: &'static str = \"E2E Check\";");
     let bad_out = env.root.join("bad.wasm");
     let o = lily(&env, &["runnables", "build", "e2e-check", "--out", &bad_out.display().to_string()]);

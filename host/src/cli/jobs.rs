@@ -289,7 +289,8 @@ pub fn status_exit(r: &store::Receipt) -> i32 {
     match r.status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Cancelled => EXIT_CANCELLED,
-        RunStatus::Running => EXIT_OK,
+        // A scheduled time that did not run is a record, not a failed run.
+        RunStatus::Running | RunStatus::Missed | RunStatus::SkippedOverlap => EXIT_OK,
         _ => r
             .error
             .as_ref()

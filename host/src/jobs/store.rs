@@ -409,7 +409,7 @@ pub fn read_events(run_dir: &Path) -> Vec<Value> {
 
 /// Is this a terminal event type?
 pub fn is_terminal_event(kind: &str) -> bool {
-    matches!(kind, "job_completed" | "job_failed" | "job_cancelled" | "job_denied")
+    matches!(kind, "job_completed" | "job_failed" | "job_cancelled" | "job_denied" | "job_missed" | "job_skipped_overlap")
 }
 
 #[cfg(test)]

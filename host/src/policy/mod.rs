@@ -23,10 +23,37 @@ pub struct PolicyFile {
     #[serde(default)]
     pub limits: LimitsPolicy,
     /// Runnable id or glob (`*`, `acme.*`) → what it may be granted.
-    #[serde(default)]
+    /// A key given twice is an error (YAML would silently keep the last).
+    #[serde(default, deserialize_with = "unique_keys")]
     pub runnables: BTreeMap<String, RunnableGrants>,
     #[serde(default)]
     pub effects: EffectsPolicy,
+}
+
+/// Deserialize a map, refusing duplicate keys.
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of runnable ids or globs")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("runnables: {k:?} is listed twice; merge the two entries into one")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 /// Ceilings for job runtime caps, and per-step output caps.
@@ -374,7 +401,7 @@ impl Policy {
                 format!("policy does not allow {runnable} {} access to {rel_norm:?}", mode_str(perms)),
             )
             .with_hint(format!(
-                "to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
+                "to allow this, add to {} (merge into the existing \"{runnable}\" entry if there is one):\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
                 self.source_name(),
                 mode_str(perms)
             ))
@@ -540,6 +567,7 @@ mod tests {
             "version: 1\nrunnables:\n  a:\n    fs: [{path: ../x, mode: ro}]\n",
             "version: 1\nrunnables:\n  a:\n    network: [\"*:443\"]\n",
             "version: 1\nrunnables:\n  a:\n    fs: [{path: x, mode: rwx}]\n",
+            "version: 1\nrunnables:\n  a: {}\n  a:\n    env: [X]\n",
         ];
         for b in bad {
             let e = Policy::parse(Path::new("policy.yaml"), b, None).expect_err(b);
