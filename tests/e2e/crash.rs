@@ -61,6 +61,10 @@ fn listed_runs(env: &Env, job: &str) -> Vec<(String, String)> {
 /// What a crash may leave, checked for every run directory of `job`.
 /// Returns the number of temp files left behind (allowed, never listed).
 fn check_store(env: &Env, job: &str) -> usize {
+    check_store_allowing(env, job, &["succeeded", "interrupted"])
+}
+
+fn check_store_allowing(env: &Env, job: &str, allowed: &[&str]) -> usize {
     let dirs = env.run_dirs(job);
     let listed = listed_runs(env, job);
     let listed_ids: BTreeSet<&str> = listed.iter().map(|(id, _)| id.as_str()).collect();
@@ -102,8 +106,8 @@ fn check_store(env: &Env, job: &str) -> usize {
     assert_eq!(listed.len(), dirs.len(), "every run directory listed once: {listed:?}");
     for (id, status) in &listed {
         assert!(
-            ["succeeded", "interrupted"].contains(&status.as_str()),
-            "{id}: a dead run must read as succeeded or interrupted, not {status}"
+            allowed.contains(&status.as_str()),
+            "{id}: a dead run must read as one of {allowed:?}, not {status}"
         );
     }
     temps
@@ -373,4 +377,76 @@ fn an_unwritable_run_store_is_a_clear_error_and_no_receipt_claims_success() {
     check_store(&env, "full");
     env.lily(&["jobs", "run", "full"]).expect_code(0);
     assert_eq!(listed_runs(&env, "full")[0].1, "succeeded");
+}
+
+/// `lily jobs serve` killed with SIGKILL at random points around per-second
+/// fire times, three times, then restarted: every scheduled time has exactly
+/// one record (a run, or a `missed` record for the downtime), none has two,
+/// and the record of a run killed with the scheduler reads `interrupted`.
+#[test]
+fn kill_9_of_the_scheduler_around_fire_times_neither_doubles_nor_loses_a_run() {
+    let env = Env::new();
+    let spec = step_job("tick", "echo.v1", "{ t: 1 }", "", "{ timeout_seconds: 30 }").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"*/1 * * * * *\"\n  timezone: UTC\n",
+    );
+    env.write_job("tick", &spec);
+    let mut rng = Rng::from_env();
+    let succeeded = |env: &Env| listed_runs(env, "tick").iter().filter(|(_, s)| s == "succeeded").count();
+    let serve = |env: &Env| {
+        env.cmd()
+            .args(["jobs", "serve", "--grace-seconds", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn lily jobs serve")
+    };
+    let statuses = ["succeeded", "interrupted", "missed", "skipped_overlap", "cancelled"];
+    for round in 0..3 {
+        let before = succeeded(&env);
+        let mut child = serve(&env);
+        crate::harness::wait_until(Duration::from_secs(60), "a cron run", || succeeded(&env) > before);
+        let delay = Duration::from_millis(rng.below(1000));
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        check_store_allowing(&env, "tick", &statuses);
+        let down = Duration::from_millis(500 + rng.below(1500));
+        eprintln!("round {round}: killed {delay:?} after a run, down for {down:?}");
+        std::thread::sleep(down);
+    }
+    let before = succeeded(&env);
+    let mut child = serve(&env);
+    crate::harness::wait_until(Duration::from_secs(60), "a cron run after the restarts", || succeeded(&env) > before + 1);
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let _ = child.wait();
+    check_store_allowing(&env, "tick", &statuses);
+
+    let mut times = Vec::new();
+    let mut without_receipt = 0;
+    for dir in env.run_dirs("tick") {
+        if !dir.join("run_receipt.json").exists() {
+            without_receipt += 1;
+            continue;
+        }
+        let r = receipt(&dir);
+        let at = r["trigger"]["scheduled_for"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: {}", dir.display(), r["trigger"]));
+        times.push(chrono::DateTime::parse_from_rfc3339(at).expect("rfc3339").timestamp());
+    }
+    let n = times.len();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), n, "a scheduled time has two records: {times:?}");
+    let gaps: i64 = times.windows(2).map(|w| w[1] - w[0] - 1).sum();
+    assert!(
+        gaps <= without_receipt,
+        "{gaps} scheduled second(s) have no record (only {without_receipt} run(s) died before their first receipt): {times:?}"
+    );
+    eprintln!(
+        "{} scheduled times, all recorded once; {without_receipt} killed before their first receipt",
+        times.len()
+    );
 }

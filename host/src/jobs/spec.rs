@@ -261,7 +261,10 @@ pub fn parse(path: &Path, text: &str) -> Result<JobSpec, LilyError> {
         return Err(invalid(path, "YAML anchors and aliases (&name / *name) are not allowed in job specs"));
     }
     if crate::util::yaml_nesting_exceeds(text, crate::util::MAX_YAML_DEPTH) {
-        return Err(invalid(path, format!("the document nests more than {} levels deep", crate::util::MAX_YAML_DEPTH)));
+        return Err(invalid(
+            path,
+            format!("the document nests more than {} levels deep", crate::util::MAX_YAML_DEPTH),
+        ));
     }
     let value: serde_norway::Value = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
     if !value.is_mapping() {

@@ -294,7 +294,9 @@ pub struct RunSummary {
 /// Read a receipt, deriving `interrupted` for a dead `running` run, and for
 /// a dead run whose process was killed before its first receipt was written.
 pub fn read_receipt(run_dir: &Path) -> Option<Receipt> {
-    let parsed = std::fs::read(run_dir.join(RECEIPT)).ok().and_then(|text| serde_json::from_slice::<Receipt>(&text).ok());
+    let parsed = std::fs::read(run_dir.join(RECEIPT))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<Receipt>(&text).ok());
     let Some(mut r) = parsed else {
         return orphan_receipt(run_dir);
     };
@@ -311,7 +313,9 @@ pub fn read_receipt(run_dir: &Path) -> Option<Receipt> {
 fn orphan_receipt(run_dir: &Path) -> Option<Receipt> {
     let run_id = run_dir.file_name()?.to_str()?;
     let job_id = run_dir.parent()?.file_name()?.to_str()?;
-    let started = chrono::NaiveDateTime::parse_from_str(run_id.split_once('Z')?.0, "%Y%m%dT%H%M%S%.3f").ok()?.and_utc();
+    let started = chrono::NaiveDateTime::parse_from_str(run_id.split_once('Z')?.0, "%Y%m%dT%H%M%S%.3f")
+        .ok()?
+        .and_utc();
     if run_dir.join(RUN_LOCK).exists() {
         if owner_alive(run_dir) {
             return None;
@@ -409,7 +413,10 @@ pub fn read_events(run_dir: &Path) -> Vec<Value> {
 
 /// Is this a terminal event type?
 pub fn is_terminal_event(kind: &str) -> bool {
-    matches!(kind, "job_completed" | "job_failed" | "job_cancelled" | "job_denied" | "job_missed" | "job_skipped_overlap")
+    matches!(
+        kind,
+        "job_completed" | "job_failed" | "job_cancelled" | "job_denied" | "job_missed" | "job_skipped_overlap"
+    )
 }
 
 #[cfg(test)]

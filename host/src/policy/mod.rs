@@ -197,7 +197,10 @@ impl Policy {
             return Err(policy_error(path, "file is larger than 1 MiB"));
         }
         if crate::util::yaml_nesting_exceeds(text, crate::util::MAX_YAML_DEPTH) {
-            return Err(policy_error(path, format!("the document nests more than {} levels deep", crate::util::MAX_YAML_DEPTH)));
+            return Err(policy_error(
+                path,
+                format!("the document nests more than {} levels deep", crate::util::MAX_YAML_DEPTH),
+            ));
         }
         let file: PolicyFile = serde_norway::from_str(text).map_err(|e| policy_error(path, e))?;
         if file.version != 1 {

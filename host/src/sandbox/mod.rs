@@ -521,10 +521,7 @@ fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, li
 /// A plain file name that cannot pass for one of the host's own hidden files
 /// in the run directory (`.run.lock`, `.tmp-*.partial` temp files).
 fn valid_artifact_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !name.is_empty() && name.len() <= 128 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Bytes of a guest error code / message kept in receipts and events.
@@ -552,7 +549,13 @@ fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
     v
 }
 
-/// Interfaces the host links: WASI 0.2 plus the Run Contract imports.
+/// Interfaces the host links: WASI 0.2 (cli, clocks, filesystem, io,
+/// random, sockets) plus the Run Contract imports.
 pub fn host_provides(import: &str) -> bool {
-    import.starts_with("wasi:") || import.starts_with("lily:runnable/")
+    const WASI: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+    let (name, version) = import.split_once('@').unwrap_or((import, ""));
+    if name.starts_with("lily:runnable/") {
+        return version.is_empty() || version.starts_with("0.1.");
+    }
+    WASI.iter().any(|p| name.starts_with(p)) && (version.is_empty() || version.starts_with("0.2."))
 }

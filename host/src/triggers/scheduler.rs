@@ -400,6 +400,7 @@ impl Scheduler {
     /// start runs and queue records. Returns false when the state could not
     /// be written (nothing was started).
     fn fire_due(&mut self, now: DateTime<Utc>, due: &[String]) -> bool {
+        let t0 = std::time::Instant::now(); // TEMP
         let lock = match self.store.lock() {
             Ok(l) => l,
             Err(e) => return self.state_write_failed(&format!("cannot lock the scheduler state: {e}")),
@@ -450,9 +451,11 @@ impl Scheduler {
             }
         }
         let fired: Vec<(String, DateTime<Utc>, String)> = batch.iter().map(|(f, _)| (f.job_id.clone(), f.scheduled_for, f.local.clone())).collect();
+        let t1 = t0.elapsed(); // TEMP
         if !batch.is_empty() {
             self.launcher.launch_all(batch);
         }
+        eprintln!("TEMP fire_due: decided+written {:?}, launched {:?}, since now {} ms", t1, t0.elapsed(), (Utc::now() - now).num_milliseconds()); // TEMP
         for (id, t, local) in fired {
             let late_ms = (now - t).num_milliseconds();
             info!(job = %id, scheduled_for = %rfc3339(t), local = %local, late_ms, "cron fire");
@@ -871,8 +874,79 @@ pub struct ExecutorLauncher {
     on_invoke: Option<InvokeHook>,
 }
 
-/// Holds a batch of run threads until all of them exist.
-type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
+/// How long a run of a batch waits, after its `job_started`, for the other
+/// runs of the batch to start.
+pub const START_BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The runs of one instant: the threads wait until all of them exist, and
+/// each run, once started (`job_started` written), waits until every other
+/// one has started too (or ended before starting), up to
+/// [`START_BARRIER_WAIT`]. Starting a run is a few file writes; running it
+/// is guest code: letting every run of the instant start before any of them
+/// takes the CPU for its guests keeps the last start close to the scheduled
+/// time.
+struct Batch {
+    state: Mutex<BatchState>,
+    cv: std::sync::Condvar,
+}
+
+struct BatchState {
+    open: bool,
+    not_started: usize,
+}
+
+impl Batch {
+    fn new(n: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            state: Mutex::new(BatchState { open: false, not_started: n }),
+            cv: std::sync::Condvar::new(),
+        })
+    }
+
+    fn open(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.open = true;
+        }
+        self.cv.notify_all();
+    }
+
+    fn wait_open(&self) {
+        if let Ok(g) = self.state.lock() {
+            drop(self.cv.wait_while(g, |s| !s.open));
+        }
+    }
+
+    /// This run started (`wait`: then wait for the others) or ended without starting.
+    fn started(&self, wait: bool) {
+        let Ok(mut g) = self.state.lock() else { return };
+        g.not_started = g.not_started.saturating_sub(1);
+        if g.not_started == 0 {
+            self.cv.notify_all();
+        } else if wait {
+            drop(self.cv.wait_timeout_while(g, START_BARRIER_WAIT, |s| s.not_started > 0));
+        }
+    }
+}
+
+/// One run's place in a [`Batch`].
+struct BatchSeat {
+    batch: Arc<Batch>,
+    counted: std::sync::atomic::AtomicBool,
+}
+
+impl BatchSeat {
+    fn started(&self, wait: bool) {
+        if !self.counted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.batch.started(wait);
+        }
+    }
+}
+
+impl Drop for BatchSeat {
+    fn drop(&mut self) {
+        self.started(false);
+    }
+}
 
 impl ExecutorLauncher {
     /// Must be called inside a tokio runtime (runs are driven by it).
@@ -892,25 +966,21 @@ impl ExecutorLauncher {
         self
     }
 
-    fn spawn(&self, fire: Fire, guard: RunGuard, gate: Option<Gate>) {
+    fn spawn(&self, fire: Fire, guard: RunGuard, batch: Option<Arc<Batch>>) {
         let lily = self.lily.clone();
         let cancel = self.cancel.clone();
         let handle = self.handle.clone();
         let observer = self.observer.clone();
         let on_invoke = self.on_invoke.clone();
         self.handle.spawn_blocking(move || {
-            if let Some(gate) = gate {
-                let (open, cv) = &*gate;
-                if let Ok(mut g) = open.lock() {
-                    while !*g {
-                        g = match cv.wait(g) {
-                            Ok(g) => g,
-                            Err(_) => break,
-                        };
-                    }
-                }
-            }
-            run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref());
+            let seat = batch.map(|batch| {
+                batch.wait_open();
+                Arc::new(BatchSeat {
+                    batch,
+                    counted: std::sync::atomic::AtomicBool::new(false),
+                })
+            });
+            run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref(), seat);
         });
     }
 }
@@ -920,28 +990,24 @@ impl Launcher for ExecutorLauncher {
         self.spawn(fire, guard, None);
     }
 
-    /// Create every run thread first, then let them all go: the last run of
-    /// a shared instant does not wait for the first ones to get going.
-    fn launch_all(&self, batch: Vec<(Fire, RunGuard)>) {
-        if batch.len() == 1 {
-            for (fire, guard) in batch {
+    /// Several runs at one instant start as a [`Batch`].
+    fn launch_all(&self, fires: Vec<(Fire, RunGuard)>) {
+        if fires.len() == 1 {
+            for (fire, guard) in fires {
                 self.spawn(fire, guard, None);
             }
             return;
         }
-        let gate: Gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        for (fire, guard) in batch {
-            self.spawn(fire, guard, Some(gate.clone()));
+        let batch = Batch::new(fires.len());
+        for (fire, guard) in fires {
+            self.spawn(fire, guard, Some(batch.clone()));
         }
-        let (open, cv) = &*gate;
-        if let Ok(mut g) = open.lock() {
-            *g = true;
-        }
-        cv.notify_all();
+        batch.open();
     }
 }
 
 /// One cron run on the current (blocking-pool) thread.
+#[allow(clippy::too_many_arguments)]
 fn run_fire(
     lily: &Lily,
     fire: Fire,
@@ -950,6 +1016,7 @@ fn run_fire(
     handle: &tokio::runtime::Handle,
     observer: Option<&Observer>,
     on_invoke: Option<&InvokeHook>,
+    seat: Option<Arc<BatchSeat>>,
 ) {
     let _guard = guard;
     let scheduled_for = rfc3339(fire.scheduled_for);
@@ -976,6 +1043,13 @@ fn run_fire(
         }
         Err(e) => return not_started(e.code, e.message.clone()),
     }
+    let run_observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = seat.clone().map(|seat| {
+        Box::new(move |kind: &str, _: &Value| {
+            if kind == "job_started" {
+                seat.started(true);
+            }
+        }) as Box<dyn Fn(&str, &Value) + Send + Sync>
+    });
     let opts = RunOptions {
         trigger: TriggerInfo::Cron {
             scheduled_for: fire.scheduled_for,
@@ -984,6 +1058,7 @@ fn run_fire(
         },
         cancel,
         wait: false,
+        observer: run_observer,
         spec_override: Some(spec_file),
         ..RunOptions::default()
     };
@@ -1053,7 +1128,7 @@ pub async fn run_loop(sched: &mut Scheduler, clock: &dyn Clock, mut shutdown: to
     let finished = tokio::select! {
         _ = tracker.idle() => true,
         _ = clock.sleep_until(deadline) => false,
-        _ = shutdown.wait_for(|n| *n >= 2) => false,
+        _ = second_signal(&mut shutdown) => false,
     };
     if !finished {
         report.cancelled = tracker.total();
@@ -1071,6 +1146,13 @@ pub async fn run_loop(sched: &mut Scheduler, clock: &dyn Clock, mut shutdown: to
     sched.emit(&SchedulerEvent::Stopped { fired: report.fired });
     info!(fired = report.fired, "scheduler stopped");
     report
+}
+
+/// Completes on a second signal (never if the sender is gone).
+async fn second_signal(shutdown: &mut tokio::sync::watch::Receiver<u32>) {
+    if shutdown.wait_for(|n| *n >= 2).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Options of [`serve`].

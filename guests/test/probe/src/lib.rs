@@ -76,7 +76,10 @@ impl Guest for Probe {
             }
             "clock_random" => {
                 use std::hash::BuildHasher;
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
                 let t0 = std::time::Instant::now();
                 let spin: u64 = (0..10_000u64).fold(0, |a, b| std::hint::black_box(a ^ b));
                 let elapsed = t0.elapsed().as_nanos() as u64;
