@@ -25,6 +25,7 @@
 
 use super::clock::{Clock, SystemClock};
 use super::plan::{self, Decision, JobPlan};
+use super::pool::RunPool;
 use super::records::{self, Record};
 use super::state::{self, Activity, DaemonLockError, JobState, SchedulerState, Stamp, StateStore};
 use crate::error::{ErrorCode, LilyError};
@@ -70,6 +71,9 @@ pub trait Launcher: Send + Sync {
             self.launch(fire, guard);
         }
     }
+
+    /// Up to `n` runs may start at one instant soon: get ready for them.
+    fn reserve(&self, _n: usize) {}
 }
 
 /// Runs in progress, per job.
@@ -400,7 +404,6 @@ impl Scheduler {
     /// start runs and queue records. Returns false when the state could not
     /// be written (nothing was started).
     fn fire_due(&mut self, now: DateTime<Utc>, due: &[String]) -> bool {
-        let t0 = std::time::Instant::now(); // TEMP
         let lock = match self.store.lock() {
             Ok(l) => l,
             Err(e) => return self.state_write_failed(&format!("cannot lock the scheduler state: {e}")),
@@ -451,11 +454,9 @@ impl Scheduler {
             }
         }
         let fired: Vec<(String, DateTime<Utc>, String)> = batch.iter().map(|(f, _)| (f.job_id.clone(), f.scheduled_for, f.local.clone())).collect();
-        let t1 = t0.elapsed(); // TEMP
         if !batch.is_empty() {
             self.launcher.launch_all(batch);
         }
-        eprintln!("TEMP fire_due: decided+written {:?}, launched {:?}, since now {} ms", t1, t0.elapsed(), (Utc::now() - now).num_milliseconds()); // TEMP
         for (id, t, local) in fired {
             let late_ms = (now - t).num_milliseconds();
             info!(job = %id, scheduled_for = %rfc3339(t), local = %local, late_ms, "cron fire");
@@ -712,6 +713,16 @@ impl Scheduler {
         if dirty {
             self.persist();
         }
+        // Threads for the largest group of jobs sharing their next time.
+        let mut groups: HashMap<DateTime<Utc>, usize> = HashMap::new();
+        for (id, e) in &self.jobs {
+            if let Some(t) = e.next
+                && self.state.jobs.get(id).is_some_and(|s| s.state == Activity::Active)
+            {
+                *groups.entry(t).or_default() += 1;
+            }
+        }
+        self.launcher.reserve(groups.values().copied().max().unwrap_or(0));
     }
 
     /// Write the in-memory state (merging what commands changed first).
@@ -863,15 +874,17 @@ impl Drop for RecordWriter {
 /// (instrumentation).
 pub type InvokeHook = Arc<dyn Fn(&Fire) + Send + Sync>;
 
-/// Starts runs through [`Lily::run_job`], each on a thread of its own (a
-/// run's file writes and guest code then never hold up the scheduler or each
-/// other), with the cron trigger and a shared cancellation signal.
+/// Starts runs through [`Lily::run_job`], each on a thread of its own from a
+/// [`RunPool`] (a run's file writes and guest code then never hold up the
+/// scheduler or each other), with the cron trigger and a shared cancellation
+/// signal. Runs due at the same instant start as a [`Batch`].
 pub struct ExecutorLauncher {
     lily: Arc<Lily>,
     cancel: Cancel,
     handle: tokio::runtime::Handle,
     observer: Option<Observer>,
     on_invoke: Option<InvokeHook>,
+    pool: RunPool,
 }
 
 /// How long a run of a batch waits, after its `job_started`, for the other
@@ -957,6 +970,7 @@ impl ExecutorLauncher {
             handle: tokio::runtime::Handle::current(),
             observer,
             on_invoke: None,
+            pool: RunPool::new(),
         }
     }
 
@@ -966,13 +980,13 @@ impl ExecutorLauncher {
         self
     }
 
-    fn spawn(&self, fire: Fire, guard: RunGuard, batch: Option<Arc<Batch>>) {
+    fn task(&self, fire: Fire, guard: RunGuard, batch: Option<Arc<Batch>>) -> Box<dyn FnOnce() + Send + 'static> {
         let lily = self.lily.clone();
         let cancel = self.cancel.clone();
         let handle = self.handle.clone();
         let observer = self.observer.clone();
         let on_invoke = self.on_invoke.clone();
-        self.handle.spawn_blocking(move || {
+        Box::new(move || {
             let seat = batch.map(|batch| {
                 batch.wait_open();
                 Arc::new(BatchSeat {
@@ -981,28 +995,32 @@ impl ExecutorLauncher {
                 })
             });
             run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref(), seat);
-        });
+        })
     }
 }
 
 impl Launcher for ExecutorLauncher {
     fn launch(&self, fire: Fire, guard: RunGuard) {
-        self.spawn(fire, guard, None);
+        self.pool.run_all(vec![self.task(fire, guard, None)]);
     }
 
     /// Several runs at one instant start as a [`Batch`].
     fn launch_all(&self, fires: Vec<(Fire, RunGuard)>) {
         if fires.len() == 1 {
             for (fire, guard) in fires {
-                self.spawn(fire, guard, None);
+                self.launch(fire, guard);
             }
             return;
         }
         let batch = Batch::new(fires.len());
-        for (fire, guard) in fires {
-            self.spawn(fire, guard, Some(batch.clone()));
-        }
+        let tasks = fires.into_iter().map(|(fire, guard)| self.task(fire, guard, Some(batch.clone()))).collect();
+        self.pool.run_all(tasks);
+        eprintln!("TEMP opened at {:?}", Utc::now()); // TEMP
         batch.open();
+    }
+
+    fn reserve(&self, n: usize) {
+        self.pool.reserve(n);
     }
 }
 
@@ -1031,8 +1049,10 @@ fn run_fire(
             });
         }
     };
+    let tmp_a = (Utc::now() - fire.scheduled_for).num_microseconds(); // TEMP
     // The spec as it is now (one file, not the whole directory).
     let spec_file = spec::load_file(&fire.spec_path);
+    eprintln!("TEMP {} entry {:?} after-load {:?}", fire.job_id, tmp_a, (Utc::now() - fire.scheduled_for).num_microseconds()); // TEMP
     match &spec_file.spec {
         Ok(s) if s.id == fire.job_id => {}
         Ok(s) => {
