@@ -34,7 +34,14 @@ const IDLE_SECONDS: u64 = 1;
 const SHARED: usize = 100;
 const ROUNDS: usize = 3;
 
-const ZONES: [&str; 6] = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "America/Los_Angeles"];
+const ZONES: [&str; 6] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "America/Los_Angeles",
+];
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -43,7 +50,11 @@ fn main() {
         "machine: {} cores, load average {}; profile: {}\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         loadavg(),
-        if cfg!(debug_assertions) { "dev (lily unoptimised, dependencies opt-level 2)" } else { "release" }
+        if cfg!(debug_assertions) {
+            "dev (lily unoptimised, dependencies opt-level 2)"
+        } else {
+            "release"
+        }
     );
     rt.block_on(many_jobs());
     rt.block_on(lateness());
@@ -173,7 +184,10 @@ async fn many_jobs() {
     println!("| state file | {:.0} KiB |", state_bytes as f64 / 1024.0);
     println!("| compute the next fire of every job (median of 5) | {:.1} ms |", ms(median(&mut next_all)));
     println!("| one rescan with nothing changed (median of 5) | {:.1} ms |", ms(median(&mut rescans)));
-    println!("| read + parse + validate one spec file (a run does it when it starts) | {:.2} ms |", ms(reload));
+    println!(
+        "| read + parse + validate one spec file (a run does it when it starts) | {:.2} ms |",
+        ms(reload)
+    );
     println!(
         "| CPU while idle, {IDLE_SECONDS} s on the real clock (rescan every {} s) | {:.3} s CPU in {:.1} s = {:.2} % of one core |",
         scheduler::RESCAN_EVERY.num_seconds(),
@@ -196,7 +210,6 @@ async fn many_jobs() {
     drop(lily);
     println!();
 }
-
 
 async fn lateness() {
     println!("## fire lateness\n");
@@ -241,7 +254,10 @@ async fn lateness_in(dir: &Path, disk: &str) {
 
 /// `jobs` council jobs on one schedule, served for `rounds` fire times.
 async fn shared_instant(root: &Root, lily: &Arc<Lily>, disk: &str, jobs: usize, cron: &str, rounds: usize) {
-    for e in std::fs::read_dir(&root.jobs_dir).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default() {
+    for e in std::fs::read_dir(&root.jobs_dir)
+        .map(|d| d.filter_map(Result::ok).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
         std::fs::remove_file(e.path()).expect("rm");
     }
     let prefix = format!("shared{jobs}");
@@ -281,14 +297,21 @@ async fn shared_instant(root: &Root, lily: &Arc<Lily>, disk: &str, jobs: usize, 
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for i in 0..jobs {
         let dir = root.runs_dir().join(format!("{prefix}-{i:03}"));
-        for run in std::fs::read_dir(&dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default() {
+        for run in std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             let receipt: Value = read_json(&run.join("run_receipt.json"));
             *statuses.entry(receipt["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
-            let Some(scheduled) = receipt["trigger"]["scheduled_for"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
+            let Some(scheduled) = receipt["trigger"]["scheduled_for"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {
+                continue;
+            };
             let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
             for line in events.lines() {
                 let e: Value = serde_json::from_str(line).unwrap_or(Value::Null);
-                let Some(ts) = e["ts"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else { continue };
+                let Some(ts) = e["ts"].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {
+                    continue;
+                };
                 match e["type"].as_str() {
                     Some("job_started") => started.push((ts - scheduled).num_milliseconds() as f64),
                     Some("job_completed") => completed.push((ts - scheduled).num_milliseconds() as f64),
@@ -322,7 +345,10 @@ fn row(label: &str, what: &str, mut v: Vec<f64>) {
 }
 
 fn read_json(p: &Path) -> Value {
-    std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn ms(d: Duration) -> f64 {

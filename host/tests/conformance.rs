@@ -33,7 +33,13 @@ fn wit_package_is_run_contract_r0() {
     ] {
         assert!(WIT.contains(needle), "wit/runnable.wit must contain {needle:?}");
     }
-    for field in ["status: run-status", "artifacts: list<artifact>", "approvals-requested: list<string>", "references: list<string>", "payload: string"] {
+    for field in [
+        "status: run-status",
+        "artifacts: list<artifact>",
+        "approvals-requested: list<string>",
+        "references: list<string>",
+        "payload: string",
+    ] {
         assert!(WIT.contains(field), "envelope field {field:?}");
     }
     for kind in ["specialist,", "synthesizer,", "llm,", "generic,"] {
@@ -91,12 +97,33 @@ fn council_payload_validates_against_the_blueprint_output_schema() {
     let synth = rt().block_on(sb.load(builtin_bytes("default.v1").expect("bytes"))).expect("load");
     assert!(schema_errors(&synth.descriptor.output_schema, &res.receipt.payload).is_empty());
     // Envelope fields of the receipt.
-    for k in ["status", "started_at", "ended_at", "target", "artifacts", "approvals_requested", "references", "payload", "job_id", "run_id", "trigger", "attempts", "policy", "components", "spec_sha256", "lily_version"] {
+    for k in [
+        "status",
+        "started_at",
+        "ended_at",
+        "target",
+        "artifacts",
+        "approvals_requested",
+        "references",
+        "payload",
+        "job_id",
+        "run_id",
+        "trigger",
+        "attempts",
+        "policy",
+        "components",
+        "spec_sha256",
+        "lily_version",
+    ] {
         assert!(serde_json::to_value(&res.receipt).expect("json").get(k).is_some(), "receipt field {k}");
     }
     assert_eq!(
         res.receipt.payload["summary"],
-        format!("Council reviewed '{}' with 2 specialists; {} ranked findings generated.", res.receipt.payload["topic"].as_str().expect("topic"), res.receipt.payload["ranked_findings"].as_array().expect("findings").len())
+        format!(
+            "Council reviewed '{}' with 2 specialists; {} ranked findings generated.",
+            res.receipt.payload["topic"].as_str().expect("topic"),
+            res.receipt.payload["ranked_findings"].as_array().expect("findings").len()
+        )
     );
 }
 
@@ -123,7 +150,10 @@ fn error_codes_are_the_stable_set() {
     let mut exits: Vec<i32> = ErrorCode::ALL.iter().map(|c| lily::cli::exit_code(*c)).collect();
     assert!(exits.iter().all(|e| *e != 0 && *e != 1 && *e != 2));
     exits.dedup();
-    assert!(exits.len() >= 5, "distinct exit statuses for spec, target/bindings, policy, execution, blueprint");
+    assert!(
+        exits.len() >= 5,
+        "distinct exit statuses for spec, target/bindings, policy, execution, blueprint"
+    );
 }
 
 #[test]

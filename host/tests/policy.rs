@@ -28,7 +28,8 @@ fn env(policy: &str) -> Env {
     let root = Root::at(tmp.path().canonicalize().expect("canon"), None).expect("root");
     let lily = Lily::open(root).expect("open");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
-    rt.block_on(lily.runnables.install(&lily.sandbox, &guest("probe"), None, false)).expect("install probe");
+    rt.block_on(lily.runnables.install(&lily.sandbox, &guest("probe"), None, false))
+        .expect("install probe");
     Env { _tmp: tmp, lily, rt }
 }
 
@@ -80,7 +81,8 @@ fn each_limit_allowed_at_the_ceiling_and_denied_above_it() {
             base.insert(cap, v);
             format!("{{ {} }}", base.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
         };
-        p.check_runtime(&spec_with_runtime(&with(ok))).unwrap_or_else(|e| panic!("{cap}={ok} allowed: {e}"));
+        p.check_runtime(&spec_with_runtime(&with(ok)))
+            .unwrap_or_else(|e| panic!("{cap}={ok} allowed: {e}"));
         let runtime = with(bad);
         let e = p.check_runtime(&spec_with_runtime(&runtime)).expect_err("denied");
         assert_eq!(e.code, ErrorCode::JobPolicyDenied);
@@ -99,11 +101,18 @@ fn a_denied_workspace_gets_a_hint_with_the_policy_lines_to_add_and_an_auditable_
     let err = r.receipt.error.as_ref().expect("error");
     assert_eq!(err.code, "job_policy_denied");
     let hint = err.cause["hint"].as_str().expect("hint");
-    assert!(hint.contains("runnables:\n  \"probe.v1\":\n    fs:\n      - path: data\n        mode: ro"), "{hint}");
+    assert!(
+        hint.contains("runnables:\n  \"probe.v1\":\n    fs:\n      - path: data\n        mode: ro"),
+        "{hint}"
+    );
     let events = store::read_events(&r.run_dir);
     assert!(events.iter().any(|ev| ev["type"] == "policy_denied" && ev["error_code"] == "job_policy_denied"));
     // Adding exactly the hinted lines makes it pass.
-    std::fs::write(e.lily.root.policy_path(), format!("version: 1\n{}\n", &hint[hint.find("runnables:").expect("lines")..])).expect("policy");
+    std::fs::write(
+        e.lily.root.policy_path(),
+        format!("version: 1\n{}\n", &hint[hint.find("runnables:").expect("lines")..]),
+    )
+    .expect("policy");
     let r = run(&e, "ws");
     assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}", r.receipt.error);
     let grants = &r.receipt.policy["grants"]["step:probe.v1"];
@@ -152,7 +161,12 @@ fn env_grants_pass_names_and_never_record_values() {
     probe_job(&e, "env2", "{ op: env_all }", ", env: [HOME]", "{}");
     let r = run(&e, "env2");
     assert_eq!(r.receipt.status, RunStatus::Denied);
-    assert!(r.receipt.error.as_ref().expect("err").cause["hint"].as_str().expect("hint").contains("env: [HOME]"));
+    assert!(
+        r.receipt.error.as_ref().expect("err").cause["hint"]
+            .as_str()
+            .expect("hint")
+            .contains("env: [HOME]")
+    );
 }
 
 #[test]
@@ -169,7 +183,11 @@ fn network_is_denied_without_a_grant_and_the_attempt_is_an_event() {
     // Granted: the allow-list opens exactly that address.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    std::fs::write(e.lily.root.policy_path(), format!("version: 1\nrunnables:\n  \"probe.v1\":\n    network: [\"{addr}\"]\n")).expect("policy");
+    std::fs::write(
+        e.lily.root.policy_path(),
+        format!("version: 1\nrunnables:\n  \"probe.v1\":\n    network: [\"{addr}\"]\n"),
+    )
+    .expect("policy");
     probe_job(&e, "net2", &format!("{{ op: connect, addr: \"{addr}\" }}"), "", "{}");
     let r = run(&e, "net2");
     assert_eq!(r.receipt.payload["result"]["ok"], true, "{:?}", r.receipt.payload);
@@ -266,7 +284,11 @@ fn traversal_in_effect_paths_is_refused_before_anything_is_written() {
     let outside = tempfile::tempdir().expect("outside");
     for (i, path) in ["../escape.txt", "/tmp/lily-abs-escape.txt", "a/../../escape.txt"].iter().enumerate() {
         let r = propose(&e, &format!("t{i}"), path, "x");
-        assert_eq!(r.receipt.payload["result"]["ok"], false, "{path}: the host refuses to record it: {:?}", r.receipt.payload);
+        assert_eq!(
+            r.receipt.payload["result"]["ok"], false,
+            "{path}: the host refuses to record it: {:?}",
+            r.receipt.payload
+        );
         assert!(r.receipt.approvals_requested.is_empty());
     }
     assert!(!Path::new("/tmp/lily-abs-escape.txt").exists());

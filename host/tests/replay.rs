@@ -28,7 +28,8 @@ fn env() -> Env {
     let root = Root::at(tmp.path().canonicalize().expect("canon"), None).expect("root");
     let lily = Lily::open(root).expect("open");
     let e = Env { _tmp: tmp, lily, rt: rt() };
-    e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &guest("probe"), None, false)).expect("install probe");
+    e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &guest("probe"), None, false))
+        .expect("install probe");
     e
 }
 
@@ -104,11 +105,16 @@ fn digest_drift_is_refused_unless_allowed_and_then_recorded() {
     let orig = run(&e, "drift");
     let old = orig.receipt.components[0]["digest"].as_str().expect("digest").to_string();
     let changed = with_custom_section(guest("probe"));
-    e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &changed, None, true)).expect("reinstall with --force");
+    e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &changed, None, true))
+        .expect("reinstall with --force");
     let err = do_replay(&e, &orig.receipt.run_id, false).expect_err("drift refused");
     assert_eq!(err.code, ErrorCode::JobTargetUnresolved);
     assert!(err.message.contains(&old), "names the old digest: {}", err.message);
-    assert!(err.message.contains(&lily::sandbox::Sandbox::digest(&changed)), "names the new digest: {}", err.message);
+    assert!(
+        err.message.contains(&lily::sandbox::Sandbox::digest(&changed)),
+        "names the new digest: {}",
+        err.message
+    );
     let (rep, _) = do_replay(&e, &orig.receipt.run_id, true).expect("allowed");
     assert_eq!(rep.receipt.drift.len(), 1);
     assert_eq!(rep.receipt.drift[0]["recorded"], old.as_str());

@@ -25,12 +25,21 @@ fn runnables_inspect_builtin_file_and_garbage() {
     assert_eq!(v["descriptor"]["id"], "security.v1");
     assert_eq!(v["descriptor"]["kind"], "specialist");
     assert!(v["digest"].as_str().expect("digest").starts_with("sha256:"));
-    assert!(v["imports"].as_array().expect("imports").iter().any(|i| i.as_str().expect("s").starts_with("wasi:")));
+    assert!(
+        v["imports"]
+            .as_array()
+            .expect("imports")
+            .iter()
+            .any(|i| i.as_str().expect("s").starts_with("wasi:"))
+    );
     let probe = guest_path("probe").display().to_string();
     let v = env.lily(&["--json", "runnables", "inspect", &probe]).expect_code(0).json();
     assert_eq!(v["descriptor"]["id"], "probe.v1");
     let human = env.lily(&["runnables", "inspect", &probe]).expect_code(0).stdout.clone();
-    assert!(human.contains("probe.v1") && human.contains("digest: sha256:") && human.contains("imports"), "{human}");
+    assert!(
+        human.contains("probe.v1") && human.contains("digest: sha256:") && human.contains("imports"),
+        "{human}"
+    );
     let garbage = env.root.join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm not really").expect("write");
     let out = env.lily(&["runnables", "inspect", &garbage.display().to_string()]);
@@ -40,14 +49,23 @@ fn runnables_inspect_builtin_file_and_garbage() {
 
 fn sleeper(env: &Env, id: &str, ms: u64) {
     env.install("probe");
-    env.write_job(id, &step_job(id, "probe.v1", &format!("{{ op: sleep, ms: {ms} }}"), "", "{ timeout_seconds: 120 }"));
+    env.write_job(
+        id,
+        &step_job(id, "probe.v1", &format!("{{ op: sleep, ms: {ms} }}"), "", "{ timeout_seconds: 120 }"),
+    );
 }
 
 #[test]
 fn ctrl_c_cancels_the_run_cleanly() {
     let env = Env::new();
     sleeper(&env, "slow", 60_000);
-    let child = env.cmd().args(["jobs", "run", "slow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = env
+        .cmd()
+        .args(["jobs", "run", "slow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     wait_until(Duration::from_secs(60), "the step to start", || {
         env.run_dirs("slow").first().is_some_and(|d| event_types(d).iter().any(|t| t == "step_started"))
     });
@@ -71,8 +89,16 @@ fn ctrl_c_cancels_the_run_cleanly() {
 fn tail_follows_an_active_run_until_it_ends() {
     let env = Env::new();
     sleeper(&env, "nap", 1_500);
-    let mut run = env.cmd().args(["jobs", "run", "nap"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    wait_until(Duration::from_secs(60), "the run to start", || env.run_dirs("nap").first().is_some_and(|d| d.join("events.jsonl").exists()));
+    let mut run = env
+        .cmd()
+        .args(["jobs", "run", "nap"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(60), "the run to start", || {
+        env.run_dirs("nap").first().is_some_and(|d| d.join("events.jsonl").exists())
+    });
     let out = env.lily(&["jobs", "tail", "nap", "-f"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("job_started") && out.stdout.contains("job_completed"), "{}", out.stdout);
@@ -87,11 +113,23 @@ fn tail_follows_an_active_run_until_it_ends() {
 fn approvals_list_show_approve_and_refuse_a_second_time() {
     let env = Env::new();
     env.install("probe");
-    env.write_job("prop", &step_job("prop", "probe.v1", "{ op: propose_write, path: notes/todo.md, content: \"- ship it\" }", "", "{}"));
+    env.write_job(
+        "prop",
+        &step_job(
+            "prop",
+            "probe.v1",
+            "{ op: propose_write, path: notes/todo.md, content: \"- ship it\" }",
+            "",
+            "{}",
+        ),
+    );
     let r = env.lily(&["--json", "jobs", "run", "prop"]).expect_code(0).json();
     let id = r["receipt"]["approvals_requested"][0]["id"].as_str().expect("id").to_string();
     let summary = std::fs::read_to_string(env.only_run("prop").join("summary.md")).expect("summary");
-    assert!(summary.contains(&format!("lily approvals approve {id}")), "the summary says how to act:\n{summary}");
+    assert!(
+        summary.contains(&format!("lily approvals approve {id}")),
+        "the summary says how to act:\n{summary}"
+    );
     let list = env.lily(&["--json", "approvals", "list"]).expect_code(0).json();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["state"], "pending");
@@ -114,5 +152,9 @@ fn policy_check_reports_file_line_and_key() {
     env.write_policy("version: 1\nlimits:\n  timeout_seconds: 10\n  bogus_cap: 3\n");
     let out = env.lily(&["policy", "check"]);
     assert_eq!(out.code, 12, "{out:?}");
-    assert!(out.stderr.contains("policy.yaml") && out.stderr.contains("bogus_cap") && out.stderr.contains("line 4"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("policy.yaml") && out.stderr.contains("bogus_cap") && out.stderr.contains("line 4"),
+        "{}",
+        out.stderr
+    );
 }

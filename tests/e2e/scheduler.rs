@@ -21,7 +21,10 @@ fn cron_job(id: &str, cron: &str, tz: &str) -> String {
         "",
         "{ timeout_seconds: 60 }",
     )
-    .replace("trigger:\n  type: manual\n", &format!("trigger:\n  type: cron\n  cron: \"{cron}\"\n  timezone: {tz}\n"))
+    .replace(
+        "trigger:\n  type: manual\n",
+        &format!("trigger:\n  type: cron\n  cron: \"{cron}\"\n  timezone: {tz}\n"),
+    )
 }
 
 /// A `lily jobs serve` child, killed if the test fails before stopping it.
@@ -122,7 +125,9 @@ fn serve_fires_real_runs_every_second_and_stops_cleanly_on_sigterm() {
     let env = Env::new();
     env.write_job("tick", &cron_job("tick", "*/1 * * * * *", "UTC"));
     let mut serve = Serve::start(&env, "serve");
-    wait_until(Duration::from_secs(90), "two succeeded cron runs", || real_runs(&env, "tick", Some("succeeded")) >= 2);
+    wait_until(Duration::from_secs(90), "two succeeded cron runs", || {
+        real_runs(&env, "tick", Some("succeeded")) >= 2
+    });
     let s = status_json(&env);
     assert_eq!(s["scheduler"]["pid"], serve.pid());
     assert!(s["scheduler"]["since"].as_str().is_some_and(|t| t.ends_with('Z')), "{s}");
@@ -237,7 +242,12 @@ fn next_lists_fire_times_in_utc_and_local_time() {
     let text = env.lily(&["jobs", "next", "nightly"]);
     text.expect_code(0);
     assert!(text.stdout.contains("UTC") && text.stdout.contains("LOCAL"), "{}", text.stdout);
-    assert_eq!(text.stdout.lines().filter(|l| l.contains("2:30:00") || l.contains("03:00:00-04:00")).count(), 5, "{}", text.stdout);
+    assert_eq!(
+        text.stdout.lines().filter(|l| l.contains("2:30:00") || l.contains("03:00:00-04:00")).count(),
+        5,
+        "{}",
+        text.stdout
+    );
 
     // The demo job `lily init` wrote is manual.
     let manual = env.lily(&["jobs", "next", "demo"]);
@@ -303,5 +313,8 @@ fn pause_through_the_cli_is_picked_up_by_a_running_scheduler() {
             let _ = receipt(&dir);
         }
     }
-    assert!(!Path::new(&env.lily_dir().join("state/scheduler.json")).exists(), "the sidecar is removed on exit");
+    assert!(
+        !Path::new(&env.lily_dir().join("state/scheduler.json")).exists(),
+        "the sidecar is removed on exit"
+    );
 }

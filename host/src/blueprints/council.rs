@@ -406,7 +406,11 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
                 let fallback_node = prepared.graph.node(FALLBACK_NODE).cloned();
                 let result = match fallback_node {
                     Some(n) => run_synth(prepared, &n, &synth_input, ctx).await,
-                    None => Err(SynthError { message: "no deterministic synthesizer available".into(), cause: Value::Null, retryable: false }),
+                    None => Err(SynthError {
+                        message: "no deterministic synthesizer available".into(),
+                        cause: Value::Null,
+                        retryable: false,
+                    }),
                 };
                 match result {
                     Ok(mut o) => {
@@ -567,7 +571,11 @@ struct SynthError {
 
 async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCtx) -> Result<CouncilOutput, SynthError> {
     let report = ctx.run_step(prepared, node, input.clone()).await;
-    let contract = |message: String| SynthError { message, cause: json!({"kind": "contract_invalid"}), retryable: false };
+    let contract = |message: String| SynthError {
+        message,
+        cause: json!({"kind": "contract_invalid"}),
+        retryable: false,
+    };
     match report.outcome {
         Ok(env) => {
             let errors = schema_errors(&schema_of::<CouncilOutput>(), &env.payload);
@@ -576,7 +584,11 @@ async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCt
             }
             serde_json::from_value(env.payload).map_err(|e| contract(format!("output is not a council output: {e}")))
         }
-        Err(cause) => Err(SynthError { message: cause.message(), retryable: cause.retryable(), cause: serde_json::to_value(&cause).unwrap_or(Value::Null) }),
+        Err(cause) => Err(SynthError {
+            message: cause.message(),
+            retryable: cause.retryable(),
+            cause: serde_json::to_value(&cause).unwrap_or(Value::Null),
+        }),
     }
 }
 

@@ -220,7 +220,14 @@ pub struct ExecCtx {
 
 impl ExecCtx {
     /// A context with no seeds, no replay and empty records.
-    pub fn new(sandbox: Arc<Sandbox>, events: Arc<dyn EventSink>, limits: Limits, parallelism: usize, deadline: Instant, effects_root: std::path::PathBuf) -> ExecCtx {
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        events: Arc<dyn EventSink>,
+        limits: Limits,
+        parallelism: usize,
+        deadline: Instant,
+        effects_root: std::path::PathBuf,
+    ) -> ExecCtx {
         ExecCtx {
             sandbox,
             events,
@@ -245,7 +252,10 @@ pub fn node_seeds(run: Seeds, node: &str) -> Seeds {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    Seeds { wall_clock_start_ns: run.wall_clock_start_ns, random_seed: run.random_seed ^ h }
+    Seeds {
+        wall_clock_start_ns: run.wall_clock_start_ns,
+        random_seed: run.random_seed ^ h,
+    }
 }
 
 impl ExecCtx {

@@ -66,7 +66,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             let r = approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
             let proposed = std::fs::read(&r.content_path).unwrap_or_default();
             let current = if r.kind == "write_file" {
-                std::fs::read(root.path.join(&r.target)).ok()
+                approvals::read_target(&root.path, &r.target)
             } else {
                 None
             };

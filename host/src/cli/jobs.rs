@@ -619,17 +619,32 @@ async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: 
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));
     } else {
-        println!("replay {} of {} ({}): {}", res.receipt.run_id, run_id, res.receipt.job_id, res.receipt.status.as_str());
+        println!(
+            "replay {} of {} ({}): {}",
+            res.receipt.run_id,
+            run_id,
+            res.receipt.job_id,
+            res.receipt.status.as_str()
+        );
         if !res.receipt.drift.is_empty() {
             println!("drift accepted (--allow-drift):");
             for d in &res.receipt.drift {
-                println!("  {}: {} → {}", d["runnable"].as_str().unwrap_or(""), d["recorded"].as_str().unwrap_or(""), d["current"].as_str().unwrap_or("(missing)"));
+                println!(
+                    "  {}: {} → {}",
+                    d["runnable"].as_str().unwrap_or(""),
+                    d["recorded"].as_str().unwrap_or(""),
+                    d["current"].as_str().unwrap_or("(missing)")
+                );
             }
         }
         println!("run directory: {}", res.run_dir.display());
         if let Some(v) = &verification {
             for c in &v.compared {
-                println!("  {:<16} {}", c["name"].as_str().unwrap_or(""), if c["identical"] == true { "identical" } else { "differs" });
+                println!(
+                    "  {:<16} {}",
+                    c["name"].as_str().unwrap_or(""),
+                    if c["identical"] == true { "identical" } else { "differs" }
+                );
             }
             match &v.first_difference {
                 None => println!("verify: identical"),

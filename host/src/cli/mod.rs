@@ -7,8 +7,8 @@ mod approvals;
 mod init;
 mod jobs;
 mod misc;
-mod schedule;
 pub mod render;
+mod schedule;
 
 use crate::error::{ErrorCode, LilyError};
 use crate::workspace::Root;

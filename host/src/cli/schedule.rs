@@ -133,7 +133,10 @@ pub fn set_state(g: &Global, root: &Root, id: &str, cmd: StateCmd) -> Result<i32
         println!("{id} is already {}", t.state.as_str());
     }
     match (daemon.is_some(), pid) {
-        (true, Some(pid)) => println!("the running scheduler (pid {pid}) picks this up within {} s", scheduler::RESCAN_EVERY.num_seconds()),
+        (true, Some(pid)) => println!(
+            "the running scheduler (pid {pid}) picks this up within {} s",
+            scheduler::RESCAN_EVERY.num_seconds()
+        ),
         (true, None) => println!("the running scheduler picks this up within {} s", scheduler::RESCAN_EVERY.num_seconds()),
         (false, _) => println!("no scheduler is serving this root; `lily jobs serve` will honour it"),
     }
@@ -244,7 +247,15 @@ pub async fn serve(g: &Global, root: Root, grace_seconds: u64) -> Result<i32, Li
     let json_out = g.json;
     let observer: Observer = Arc::new(move |e: &SchedulerEvent| render_event(e, json_out));
     let grace = i64::try_from(grace_seconds).ok().and_then(TimeDelta::try_seconds).unwrap_or(TimeDelta::MAX);
-    scheduler::serve(root, ServeOptions { grace, observer: Some(observer) }, rx).await?;
+    scheduler::serve(
+        root,
+        ServeOptions {
+            grace,
+            observer: Some(observer),
+        },
+        rx,
+    )
+    .await?;
     Ok(EXIT_OK)
 }
 

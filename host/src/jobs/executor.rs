@@ -377,7 +377,10 @@ impl Lily {
         if !opts.drift.is_empty() {
             events.emit("component_drift", json!({"drift": opts.drift}));
         }
-        let extra = Extra { replay_tapes: opts.replay_tapes.clone(), no_auto_effects: opts.no_auto_effects };
+        let extra = Extra {
+            replay_tapes: opts.replay_tapes.clone(),
+            no_auto_effects: opts.no_auto_effects,
+        };
 
         // 2–4 (+ loading): plan.
         let plan = match self.plan(&spec, &policy).await {
@@ -433,7 +436,9 @@ impl Lily {
         for n in 1..=max_attempts {
             let att_start = Utc::now();
             events.emit("job_attempt_started", json!({"attempt": n}));
-            let outcome = self.attempt(&mut plan, &mut plan_error, &mut receipt, spec, policy, &events, &run, &cancel, seeds, &extra).await;
+            let outcome = self
+                .attempt(&mut plan, &mut plan_error, &mut receipt, spec, policy, &events, &run, &cancel, seeds, &extra)
+                .await;
             match outcome {
                 AttemptOutcome::Cancelled => {
                     cancelled = true;
@@ -569,11 +574,21 @@ impl Lily {
                     record_plan(receipt, &p);
                     *plan = Some(p);
                 }
-                Err(pe) => return AttemptOutcome::Failed { error: pe.error, cause: pe.cause, retryable: pe.retryable },
+                Err(pe) => {
+                    return AttemptOutcome::Failed {
+                        error: pe.error,
+                        cause: pe.cause,
+                        retryable: pe.retryable,
+                    };
+                }
             }
         }
         let Some(p) = plan.as_ref() else {
-            return AttemptOutcome::Failed { error: LilyError::new(ErrorCode::JobExecutionFailed, "no plan"), cause: Value::Null, retryable: false };
+            return AttemptOutcome::Failed {
+                error: LilyError::new(ErrorCode::JobExecutionFailed, "no plan"),
+                cause: Value::Null,
+                retryable: false,
+            };
         };
         let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
         let mut ctx = ExecCtx::new(
@@ -609,7 +624,10 @@ impl Lily {
                 retryable: f.retryable,
             },
             Some(Err(_elapsed)) => AttemptOutcome::Failed {
-                error: LilyError::new(ErrorCode::JobExecutionFailed, format!("attempt timed out after {} s", spec.runtime.timeout_seconds)),
+                error: LilyError::new(
+                    ErrorCode::JobExecutionFailed,
+                    format!("attempt timed out after {} s", spec.runtime.timeout_seconds),
+                ),
                 cause: json!({"code": "blueprint_execution_failed", "message": "timeout", "detail": {"kind": "timeout", "timeout_seconds": spec.runtime.timeout_seconds}}),
                 retryable: true,
             },

@@ -40,10 +40,19 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
     let dir = store::find_run(&runs, run_id).ok_or_else(|| not_found(run_id, &runs))?;
     let original = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: receipt unreadable", dir.display())))?;
     let snapshot = dir.join(store::SPEC_SNAPSHOT);
-    let raw = std::fs::read_to_string(&snapshot)
-        .map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: the run has no spec snapshot to replay: {e}", snapshot.display())))?;
+    let raw = std::fs::read_to_string(&snapshot).map_err(|e| {
+        LilyError::new(
+            ErrorCode::JobInvalidSpec,
+            format!("{}: the run has no spec snapshot to replay: {e}", snapshot.display()),
+        )
+    })?;
     let spec = spec::parse(&snapshot, &raw);
-    let spec_file = SpecFile { path: snapshot.clone(), sha256: Some(crate::util::sha256(raw.as_bytes())), raw: Some(raw), spec };
+    let spec_file = SpecFile {
+        path: snapshot.clone(),
+        sha256: Some(crate::util::sha256(raw.as_bytes())),
+        raw: Some(raw),
+        spec,
+    };
     spec_file.spec.clone()?;
 
     // Component drift: every recorded digest must match what would run now.
@@ -59,15 +68,27 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
     if !drift.is_empty() && !opts.allow_drift {
         let lines: Vec<String> = drift
             .iter()
-            .map(|d| format!("{}: recorded {} now {}", d["runnable"].as_str().unwrap_or(""), d["recorded"].as_str().unwrap_or(""), d["current"].as_str().unwrap_or("(missing)")))
+            .map(|d| {
+                format!(
+                    "{}: recorded {} now {}",
+                    d["runnable"].as_str().unwrap_or(""),
+                    d["recorded"].as_str().unwrap_or(""),
+                    d["current"].as_str().unwrap_or("(missing)")
+                )
+            })
             .collect();
-        return Err(LilyError::new(ErrorCode::JobTargetUnresolved, format!("replay refused: components changed since run {run_id}: {}", lines.join("; ")))
-            .with_hint("pass --allow-drift to replay with the current components (the drift is recorded in the receipt)")
-            .with_details(json!({"drift": drift})));
+        return Err(LilyError::new(
+            ErrorCode::JobTargetUnresolved,
+            format!("replay refused: components changed since run {run_id}: {}", lines.join("; ")),
+        )
+        .with_hint("pass --allow-drift to replay with the current components (the drift is recorded in the receipt)")
+        .with_details(json!({"drift": drift})));
     }
 
-    let tapes: BTreeMap<String, ClockTape> =
-        std::fs::read(dir.join(store::TAPES)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let tapes: BTreeMap<String, ClockTape> = std::fs::read(dir.join(store::TAPES))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let run_opts = RunOptions {
         trigger: TriggerInfo::Replay { of: original.run_id.clone() },
         spec_override: Some(spec_file),
@@ -89,12 +110,20 @@ pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay
     let h = |v: &Value| crate::util::sha256(v.to_string().as_bytes());
     let (a, b) = (h(&original.payload), h(&replay.payload));
     if a != b && first.is_none() {
-        first = Some(format!("payload{}", first_json_difference(&original.payload, &replay.payload, String::new()).unwrap_or_default()));
+        first = Some(format!(
+            "payload{}",
+            first_json_difference(&original.payload, &replay.payload, String::new()).unwrap_or_default()
+        ));
     }
     compared.push(json!({"name": "payload", "original": a, "replay": b, "identical": a == b}));
     let skip = [store::SUMMARY_MD, store::SUMMARY_JSON];
-    let names: std::collections::BTreeSet<&str> =
-        original.artifacts.iter().chain(replay.artifacts.iter()).map(|x| x.name.as_str()).filter(|n| !skip.contains(n)).collect();
+    let names: std::collections::BTreeSet<&str> = original
+        .artifacts
+        .iter()
+        .chain(replay.artifacts.iter())
+        .map(|x| x.name.as_str())
+        .filter(|n| !skip.contains(n))
+        .collect();
     for name in names {
         let a = std::fs::read(original_dir.join(name)).ok().map(|b| crate::util::sha256(&b));
         let b = std::fs::read(replay_dir.join(name)).ok().map(|b| crate::util::sha256(&b));
@@ -107,7 +136,11 @@ pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay
     if original.status != replay.status && first.is_none() {
         first = Some(format!("status ({} vs {})", original.status.as_str(), replay.status.as_str()));
     }
-    Verification { identical: first.is_none(), compared, first_difference: first }
+    Verification {
+        identical: first.is_none(),
+        compared,
+        first_difference: first,
+    }
 }
 
 /// JSON path of the first difference between two values (`.a[2].b`).
@@ -134,7 +167,11 @@ pub fn first_json_difference(a: &Value, b: &Value, path: String) -> Option<Strin
                     return Some(d);
                 }
             }
-            if x.len() != y.len() { Some(format!("{path}[{}]", x.len().min(y.len()))) } else { None }
+            if x.len() != y.len() {
+                Some(format!("{path}[{}]", x.len().min(y.len())))
+            } else {
+                None
+            }
         }
         _ if a == b => None,
         _ => Some(if path.is_empty() { ".".into() } else { path }),
@@ -149,7 +186,10 @@ mod tests {
     fn first_difference_paths() {
         let a = json!({"x": [1, {"y": 2}], "z": 1});
         assert_eq!(first_json_difference(&a, &a, String::new()), None);
-        assert_eq!(first_json_difference(&a, &json!({"x": [1, {"y": 3}], "z": 1}), String::new()).as_deref(), Some(".x[1].y"));
+        assert_eq!(
+            first_json_difference(&a, &json!({"x": [1, {"y": 3}], "z": 1}), String::new()).as_deref(),
+            Some(".x[1].y")
+        );
         assert_eq!(first_json_difference(&a, &json!({"x": [1], "z": 1}), String::new()).as_deref(), Some(".x[1]"));
         assert_eq!(first_json_difference(&a, &json!({"x": [1, {"y": 2}]}), String::new()).as_deref(), Some(".z"));
     }

@@ -64,10 +64,18 @@ fn dir(root: &Root) -> PathBuf {
     root.state_dir().join("approvals")
 }
 
+/// Read an effect target through cap-std, confined to the root: a symlink
+/// that leads out reads as absent, never as the file outside.
+pub fn read_target(root: &Path, rel: &str) -> Option<Vec<u8>> {
+    super::effects::check_relative_path(rel).ok()?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).ok()?;
+    dir.read(rel).ok()
+}
+
 fn target_hash(root: &Path, rel: &str) -> String {
-    match std::fs::read(root.join(rel)) {
-        Ok(b) => sha256(&b),
-        Err(_) => "absent".into(),
+    match read_target(root, rel) {
+        Some(b) => sha256(&b),
+        None => "absent".into(),
     }
 }
 
@@ -120,7 +128,10 @@ pub fn record_proposals(
             (EffectMode::Deny, "target outside the root".to_string())
         } else {
             match policy.decide_effect(kind, &target) {
-                (EffectMode::AutoApprove, _) if never_apply => (EffectMode::RequireApproval, "replay: effects are never applied automatically; approve afresh".to_string()),
+                (EffectMode::AutoApprove, _) if never_apply => (
+                    EffectMode::RequireApproval,
+                    "replay: effects are never applied automatically; approve afresh".to_string(),
+                ),
                 other => other,
             }
         };

@@ -46,7 +46,9 @@ where
             let mut out = BTreeMap::new();
             while let Some((k, v)) = map.next_entry::<String, V>()? {
                 if out.contains_key(&k) {
-                    return Err(serde::de::Error::custom(format!("runnables: {k:?} is listed twice; merge the two entries into one")));
+                    return Err(serde::de::Error::custom(format!(
+                        "runnables: {k:?} is listed twice; merge the two entries into one"
+                    )));
                 }
                 out.insert(k, v);
             }

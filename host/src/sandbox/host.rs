@@ -344,7 +344,12 @@ impl wasmtime_wasi::HostWallClock for TapeWall {
     }
     fn now(&self) -> Duration {
         let replayed = self.0.replay.lock().ok().and_then(|mut q| q.0.pop_front());
-        let ns = replayed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+        let ns = replayed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
         if let Ok(mut t) = self.0.rec.lock()
             && t.wall.len() < MAX_TAPE
         {

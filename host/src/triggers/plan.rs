@@ -250,7 +250,13 @@ pub fn decide(job: &JobPlan, cursor: DateTime<Utc>, now: DateTime<Utc>, serving_
             MissReason::Superseded
         }
     };
-    let mut missed: Vec<Miss> = earlier.iter().map(|&at| Miss { at, reason: earlier_reason(at) }).collect();
+    let mut missed: Vec<Miss> = earlier
+        .iter()
+        .map(|&at| Miss {
+            at,
+            reason: earlier_reason(at),
+        })
+        .collect();
     let folded = match (due.first, due.last_dropped) {
         (Some(first), Some(last)) => Some(FoldedMisses {
             first,
@@ -375,7 +381,10 @@ mod tests {
         let d = decide(&j, cursor, start, start, false).expect("due");
         assert_eq!(d.fire, None);
         let reasons: Vec<MissReason> = d.missed.iter().map(|m| m.reason).collect();
-        assert_eq!(reasons, [MissReason::SchedulerNotRunning, MissReason::SchedulerNotRunning, MissReason::CatchupSkip]);
+        assert_eq!(
+            reasons,
+            [MissReason::SchedulerNotRunning, MissReason::SchedulerNotRunning, MissReason::CatchupSkip]
+        );
     }
 
     #[test]
@@ -459,19 +468,35 @@ mod tests {
 
     #[test]
     fn dst_fixed_times_through_the_decisions() {
-        let ny_spring = walk(&job("30 2 * * *", "America/New_York", Catchup::Latest, 300), "2026-03-07T12:00:00Z", "2026-03-09T12:00:00Z");
+        let ny_spring = walk(
+            &job("30 2 * * *", "America/New_York", Catchup::Latest, 300),
+            "2026-03-07T12:00:00Z",
+            "2026-03-09T12:00:00Z",
+        );
         let locals: Vec<&str> = ny_spring.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(locals, ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]);
 
-        let ny_fall = walk(&job("30 1 * * *", "America/New_York", Catchup::Latest, 300), "2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z");
+        let ny_fall = walk(
+            &job("30 1 * * *", "America/New_York", Catchup::Latest, 300),
+            "2026-10-31T12:00:00Z",
+            "2026-11-02T12:00:00Z",
+        );
         let locals: Vec<&str> = ny_fall.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(locals, ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]);
 
-        let berlin_spring = walk(&job("30 2 * * *", "Europe/Berlin", Catchup::Latest, 300), "2026-03-28T12:00:00Z", "2026-03-30T12:00:00Z");
+        let berlin_spring = walk(
+            &job("30 2 * * *", "Europe/Berlin", Catchup::Latest, 300),
+            "2026-03-28T12:00:00Z",
+            "2026-03-30T12:00:00Z",
+        );
         let locals: Vec<&str> = berlin_spring.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(locals, ["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00"]);
 
-        let berlin_autumn = walk(&job("30 2 * * *", "Europe/Berlin", Catchup::Latest, 300), "2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z");
+        let berlin_autumn = walk(
+            &job("30 2 * * *", "Europe/Berlin", Catchup::Latest, 300),
+            "2026-10-24T12:00:00Z",
+            "2026-10-26T12:00:00Z",
+        );
         let locals: Vec<&str> = berlin_autumn.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(locals, ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]);
     }
@@ -479,7 +504,11 @@ mod tests {
     #[test]
     fn dst_intervals_through_the_decisions() {
         // New York fall back: 01:00-01:59 twice, */15 fires in both passes.
-        let fires = walk(&job("*/15 * * * *", "America/New_York", Catchup::Latest, 300), "2026-11-01T04:59:00Z", "2026-11-01T07:00:00Z");
+        let fires = walk(
+            &job("*/15 * * * *", "America/New_York", Catchup::Latest, 300),
+            "2026-11-01T04:59:00Z",
+            "2026-11-01T07:00:00Z",
+        );
         let locals: Vec<&str> = fires.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             locals,
@@ -496,14 +525,27 @@ mod tests {
             ]
         );
         // New York spring forward: no 02:xx wall times, real spacing kept.
-        let fires = walk(&job("*/30 * * * *", "America/New_York", Catchup::Latest, 300), "2026-03-08T06:00:00Z", "2026-03-08T08:00:00Z");
+        let fires = walk(
+            &job("*/30 * * * *", "America/New_York", Catchup::Latest, 300),
+            "2026-03-08T06:00:00Z",
+            "2026-03-08T08:00:00Z",
+        );
         let locals: Vec<&str> = fires.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             locals,
-            ["2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00", "2026-03-08T04:00:00-04:00"]
+            [
+                "2026-03-08T01:30:00-05:00",
+                "2026-03-08T03:00:00-04:00",
+                "2026-03-08T03:30:00-04:00",
+                "2026-03-08T04:00:00-04:00"
+            ]
         );
         // Berlin autumn: 02:00-02:59 twice.
-        let fires = walk(&job("*/30 * * * *", "Europe/Berlin", Catchup::Latest, 300), "2026-10-24T23:59:00Z", "2026-10-25T02:00:00Z");
+        let fires = walk(
+            &job("*/30 * * * *", "Europe/Berlin", Catchup::Latest, 300),
+            "2026-10-24T23:59:00Z",
+            "2026-10-25T02:00:00Z",
+        );
         let locals: Vec<&str> = fires.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             locals,
@@ -516,11 +558,20 @@ mod tests {
             ]
         );
         // Berlin spring: 02:00-02:59 does not exist.
-        let fires = walk(&job("*/30 * * * *", "Europe/Berlin", Catchup::Latest, 300), "2026-03-29T00:00:00Z", "2026-03-29T02:00:00Z");
+        let fires = walk(
+            &job("*/30 * * * *", "Europe/Berlin", Catchup::Latest, 300),
+            "2026-03-29T00:00:00Z",
+            "2026-03-29T02:00:00Z",
+        );
         let locals: Vec<&str> = fires.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(
             locals,
-            ["2026-03-29T01:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:30:00+02:00", "2026-03-29T04:00:00+02:00"]
+            [
+                "2026-03-29T01:30:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-29T03:30:00+02:00",
+                "2026-03-29T04:00:00+02:00"
+            ]
         );
     }
 

@@ -38,8 +38,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, TryLockError};
 use std::ffi::OsString;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
@@ -412,12 +412,16 @@ impl Scheduler {
         let mut decided: Vec<(String, Decision)> = Vec::new();
         let mut before: Vec<(String, JobState)> = Vec::new();
         for id in due {
-            let (Some(entry), Some(st)) = (self.jobs.get(id), self.state.jobs.get(id)) else { continue };
+            let (Some(entry), Some(st)) = (self.jobs.get(id), self.state.jobs.get(id)) else {
+                continue;
+            };
             if st.state != Activity::Active {
                 continue;
             }
             let busy = self.is_busy(id, entry.spec.plan.max_parallel_runs);
-            let Some(d) = plan::decide(&entry.spec.plan, st.cursor, now, self.serving_since, busy) else { continue };
+            let Some(d) = plan::decide(&entry.spec.plan, st.cursor, now, self.serving_since, busy) else {
+                continue;
+            };
             if let Some(st) = self.state.jobs.get_mut(id) {
                 before.push((id.clone(), st.clone()));
                 st.cursor = d.cursor;
@@ -784,7 +788,9 @@ pub fn held_slots(root: &Root, job_id: &str, max: u32) -> u32 {
     let dir = root.state_dir().join("locks").join(job_id);
     let mut held = 0;
     for i in 0..max {
-        let Ok(f) = File::options().write(true).open(dir.join(format!("slot-{i}.lock"))) else { continue };
+        let Ok(f) = File::options().write(true).open(dir.join(format!("slot-{i}.lock"))) else {
+            continue;
+        };
         match f.try_lock() {
             Ok(()) => {
                 let _ = f.unlock();
@@ -1052,7 +1058,12 @@ fn run_fire(
     let tmp_a = (Utc::now() - fire.scheduled_for).num_microseconds(); // TEMP
     // The spec as it is now (one file, not the whole directory).
     let spec_file = spec::load_file(&fire.spec_path);
-    eprintln!("TEMP {} entry {:?} after-load {:?}", fire.job_id, tmp_a, (Utc::now() - fire.scheduled_for).num_microseconds()); // TEMP
+    eprintln!(
+        "TEMP {} entry {:?} after-load {:?}",
+        fire.job_id,
+        tmp_a,
+        (Utc::now() - fire.scheduled_for).num_microseconds()
+    ); // TEMP
     match &spec_file.spec {
         Ok(s) if s.id == fire.job_id => {}
         Ok(s) => {
@@ -1118,7 +1129,13 @@ pub struct ServeReport {
 /// Tick and sleep until `shutdown` counts a signal; then stop firing, wait
 /// up to `grace` for the runs in progress, cancel what is left (a second
 /// signal cancels at once) and wait up to [`CANCEL_WAIT`] for their receipts.
-pub async fn run_loop(sched: &mut Scheduler, clock: &dyn Clock, mut shutdown: tokio::sync::watch::Receiver<u32>, grace: TimeDelta, cancel: &Cancel) -> ServeReport {
+pub async fn run_loop(
+    sched: &mut Scheduler,
+    clock: &dyn Clock,
+    mut shutdown: tokio::sync::watch::Receiver<u32>,
+    grace: TimeDelta,
+    cancel: &Cancel,
+) -> ServeReport {
     loop {
         if *shutdown.borrow_and_update() > 0 {
             break;
@@ -1135,7 +1152,11 @@ pub async fn run_loop(sched: &mut Scheduler, clock: &dyn Clock, mut shutdown: to
     }
     let tracker = sched.tracker();
     let running = tracker.total();
-    info!(running, grace_seconds = grace.num_seconds(), "shutting down: no more fires; waiting for running runs");
+    info!(
+        running,
+        grace_seconds = grace.num_seconds(),
+        "shutting down: no more fires; waiting for running runs"
+    );
     sched.emit(&SchedulerEvent::ShuttingDown {
         running,
         grace_seconds: grace.num_seconds().max(0) as u64,

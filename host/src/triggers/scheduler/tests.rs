@@ -59,12 +59,7 @@ impl FakeLauncher {
     }
 
     fn fired(&self) -> Vec<(String, DateTime<Utc>)> {
-        self.fires
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|f| (f.job_id.clone(), f.scheduled_for))
-            .collect()
+        self.fires.lock().expect("lock").iter().map(|f| (f.job_id.clone(), f.scheduled_for)).collect()
     }
 
     fn fired_for(&self, job: &str) -> Vec<DateTime<Utc>> {
@@ -162,7 +157,10 @@ fn fires_every_time_once_and_records_it_before_starting() {
         l.fired_for("every-minute"),
         ["10:01", "10:02", "10:03", "10:04", "10:05"].map(|m| utc(&format!("2026-05-01T{m}:00Z")))
     );
-    assert!(l.recorded_before_start.load(Ordering::SeqCst), "a run started before its fire was in the state file");
+    assert!(
+        l.recorded_before_start.load(Ordering::SeqCst),
+        "a run started before its fire was in the state file"
+    );
     let st = read_state(&StateStore::new(&r.root).path()).expect("state");
     let job = &st.jobs["every-minute"];
     assert_eq!(job.last_scheduled_for, Some(utc("2026-05-01T10:05:00Z")));
@@ -230,7 +228,12 @@ fn dst_new_york_fall_back() {
     assert_eq!(l.locals_for("ny-0130"), ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]);
     assert_eq!(l.locals_for("ny-0230"), ["2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"]);
     let every = l.locals_for("ny-every-30");
-    for both in ["2026-11-01T01:00:00-04:00", "2026-11-01T01:30:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T01:30:00-05:00"] {
+    for both in [
+        "2026-11-01T01:00:00-04:00",
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-01T01:00:00-05:00",
+        "2026-11-01T01:30:00-05:00",
+    ] {
         assert!(every.contains(&both.to_string()), "{both} missing from {every:?}");
     }
 }
@@ -248,7 +251,12 @@ fn dst_berlin_autumn() {
     let l = dst_window("2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z");
     assert_eq!(l.locals_for("berlin-0230"), ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]);
     let every = l.locals_for("berlin-every-30");
-    for both in ["2026-10-25T02:00:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-25T02:00:00+01:00", "2026-10-25T02:30:00+01:00"] {
+    for both in [
+        "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-25T02:00:00+01:00",
+        "2026-10-25T02:30:00+01:00",
+    ] {
         assert!(every.contains(&both.to_string()), "{both} missing from {every:?}");
     }
 }
@@ -581,7 +589,8 @@ fn a_job_id_declared_twice_is_not_scheduled() {
 #[test]
 fn manual_jobs_are_not_scheduled() {
     let r = test_root();
-    let manual = spec_text("by-hand", "* * * * *", "UTC", "", "").replace("trigger: { type: cron, cron: \"* * * * *\", timezone: UTC }", "trigger: { type: manual }");
+    let manual =
+        spec_text("by-hand", "* * * * *", "UTC", "", "").replace("trigger: { type: cron, cron: \"* * * * *\", timezone: UTC }", "trigger: { type: manual }");
     std::fs::write(r.root.jobs_dir.join("by-hand.job.yaml"), manual).expect("write");
     let l = FakeLauncher::new(&r);
     let mut s = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
@@ -597,7 +606,9 @@ fn an_unreadable_state_file_stops_the_scheduler_from_starting() {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(&path, b"{").expect("write");
     let l = FakeLauncher::new(&r);
-    let e = Scheduler::new(r.root.clone(), options(RESCAN_EVERY), l, RunTracker::new(), utc("2026-05-01T10:00:00Z")).err().expect("refused");
+    let e = Scheduler::new(r.root.clone(), options(RESCAN_EVERY), l, RunTracker::new(), utc("2026-05-01T10:00:00Z"))
+        .err()
+        .expect("refused");
     assert_eq!(e.code, ErrorCode::JobExecutionFailed);
     assert!(e.hint.as_deref().unwrap_or("").contains("jobs.json"), "{e:?}");
 }
