@@ -151,7 +151,8 @@ fn council_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, security:
     println!(
         "`council::execute` called directly (graph built by hand, components loaded once), events written to a real `events.jsonl`. \
          Wall = the whole map + reduce; peak RSS = VmHWM of this process, reset before each run (`/proc/self/clear_refs`); \
-         `cores busy` = CPU time of all threads / wall. The reduce step gets all N reports.\n"
+         `cores busy` = CPU time of all threads / wall (runs of ≥ 100 ms only: a running thread's CPU time is only updated at ticks). \
+         The reduce step gets all N reports.\n"
     );
     let mut rows = Vec::new();
     let mut configs: Vec<(usize, usize)> = SIZES.iter().map(|&n| (n, cores)).collect();
@@ -166,7 +167,11 @@ fn council_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, security:
             fmt(r.wall),
             fmt(r.wall / (n as u32 + 1)),
             format!("{} ms", r.synth_ms),
-            format!("{:.2}", r.cpu.as_secs_f64() / r.wall.as_secs_f64()),
+            if r.wall >= Duration::from_millis(100) {
+                format!("{:.2}", r.cpu.as_secs_f64() / r.wall.as_secs_f64())
+            } else {
+                "n/a".into()
+            },
             kb(r.peak_kb),
             r.ranked.to_string(),
             r.events.to_string(),

@@ -27,7 +27,7 @@ use super::clock::{Clock, SystemClock};
 use super::plan::{self, Decision, JobPlan};
 use super::pool::RunPool;
 use super::records::{self, Record};
-use super::state::{self, Activity, DaemonLockError, JobState, SchedulerState, Stamp, StateStore};
+use super::state::{self, Activity, DaemonLockError, JobState, PendingDecision, SchedulerState, Stamp, StateStore};
 use crate::error::{ErrorCode, LilyError};
 use crate::jobs::spec::{self, SpecFile};
 use crate::jobs::store::RunStatus;
@@ -47,6 +47,11 @@ use tracing::{error, info, warn};
 /// How often spec files and the state file are checked for changes.
 pub const RESCAN_EVERY: TimeDelta = TimeDelta::seconds(2);
 
+/// A full scan (one `stat` per spec file) runs at most once per this many
+/// times its own duration, so that it stays under 0.5 % of a core however
+/// many specs there are (see [`Scheduler::tick`]).
+pub const FULL_SCAN_COST_FACTOR: u32 = 200;
+
 /// How long cancelled runs get to write their receipts at shutdown.
 pub const CANCEL_WAIT: TimeDelta = TimeDelta::seconds(10);
 
@@ -59,6 +64,84 @@ pub struct Fire {
     pub local: String,
     pub timezone: String,
     pub spec_path: PathBuf,
+    /// The spec as the scheduler read it (for a record if the run cannot start).
+    pub spec_sha256: String,
+    pub target: Value,
+}
+
+impl Fire {
+    /// The `missed` record of this time when its run could not start.
+    pub fn not_started_record(&self, code: ErrorCode, message: &str) -> Record {
+        Record {
+            job_id: self.job_id.clone(),
+            status: RunStatus::Missed,
+            scheduled_for: self.scheduled_for,
+            scheduled_for_local: self.local.clone(),
+            timezone: self.timezone.clone(),
+            reason: MISSED_NOT_STARTED.to_string(),
+            details: json!({"error_code": code.as_str(), "message": message}),
+            spec_sha256: self.spec_sha256.clone(),
+            spec_path: self.spec_path.display().to_string(),
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// `job_missed` reason: the run was due and decided, but the executor
+/// refused to start it (its spec became invalid, …).
+pub const MISSED_NOT_STARTED: &str = "not_started";
+/// `job_missed` reason: the scheduler recorded the decision to run, then
+/// stopped (crash, kill) before the run started.
+pub const MISSED_SCHEDULER_STOPPED: &str = "scheduler_stopped";
+
+/// The parts of one decision still to be done: its run seen to start, its
+/// records written. When none is left the decision leaves the state's
+/// `pending` list (at the next state write).
+pub struct Ticket {
+    job_id: String,
+    at: DateTime<Utc>,
+    remaining: std::sync::atomic::AtomicUsize,
+}
+
+impl Ticket {
+    fn new(job_id: &str, at: DateTime<Utc>, parts: usize) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            job_id: job_id.to_string(),
+            at,
+            remaining: std::sync::atomic::AtomicUsize::new(parts),
+        })
+    }
+
+    fn part_done(&self) {
+        let _ = self
+            .remaining
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    fn is_done(&self) -> bool {
+        self.remaining.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+}
+
+/// Tells the scheduler a run has started (its run directory and first
+/// receipt exist) or will never start (a `missed` record says why). Cloneable;
+/// only the first call counts.
+#[derive(Clone)]
+pub struct StartSignal(Arc<StartOnce>);
+
+struct StartOnce {
+    ticket: Option<Arc<Ticket>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl StartSignal {
+    pub fn started(&self) {
+        if !self.0.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && let Some(t) = &self.0.ticket
+        {
+            t.part_done();
+        }
+    }
 }
 
 /// Starts runs. The run counts as in progress until `guard` is dropped.
@@ -92,6 +175,10 @@ impl RunTracker {
 
     /// Count a run of `job_id` until the guard is dropped.
     pub fn start(self: &Arc<Self>, job_id: &str) -> RunGuard {
+        self.start_with(job_id, None)
+    }
+
+    fn start_with(self: &Arc<Self>, job_id: &str, ticket: Option<Arc<Ticket>>) -> RunGuard {
         if let Ok(mut m) = self.per_job.lock() {
             *m.entry(job_id.to_string()).or_default() += 1;
         }
@@ -99,6 +186,10 @@ impl RunTracker {
         RunGuard {
             tracker: self.clone(),
             job_id: job_id.to_string(),
+            start: StartSignal(Arc::new(StartOnce {
+                ticket,
+                done: std::sync::atomic::AtomicBool::new(false),
+            })),
         }
     }
 
@@ -119,15 +210,29 @@ impl RunTracker {
     }
 }
 
-/// A run in progress; dropping it ends the run for the tracker.
+/// A run in progress; dropping it ends the run for the tracker. The
+/// launcher calls [`RunGuard::started`] once the run is on disk.
 pub struct RunGuard {
     tracker: Arc<RunTracker>,
     job_id: String,
+    start: StartSignal,
 }
 
 impl RunGuard {
     pub fn job_id(&self) -> &str {
         &self.job_id
+    }
+
+    /// The run has its run directory and first receipt (or a `missed`
+    /// record says why it never will).
+    pub fn started(&self) {
+        self.start.started();
+    }
+
+    /// A handle to call [`StartSignal::started`] from elsewhere (an event
+    /// observer).
+    pub fn start_signal(&self) -> StartSignal {
+        self.start.clone()
     }
 }
 
@@ -183,6 +288,7 @@ pub enum SchedulerEvent {
         job_id: String,
         scheduled_for: String,
         scheduled_for_local: String,
+        /// From the scheduled time to the run handed to its thread.
         late_ms: i64,
     },
     RunFinished {
@@ -297,6 +403,14 @@ pub struct Scheduler {
     fired: u64,
     /// The job table was built at least once.
     built: bool,
+    /// The jobs directory's mtime at the last full scan.
+    dir_modified: Option<std::time::SystemTime>,
+    /// When every spec file's stamp is checked next.
+    next_full_scan: DateTime<Utc>,
+    /// How long the last full scan took (the `stat` pass, not the parsing).
+    last_scan: Option<std::time::Duration>,
+    /// Decisions in the state's `pending` lists, with what is left of them.
+    tickets: Vec<Arc<Ticket>>,
 }
 
 impl Scheduler {
@@ -326,8 +440,13 @@ impl Scheduler {
             records,
             fired: 0,
             built: false,
+            dir_modified: None,
+            next_full_scan: now,
+            last_scan: None,
+            tickets: Vec::new(),
         };
         s.rescan(now);
+        s.recover();
         Ok(s)
     }
 
@@ -363,13 +482,27 @@ impl Scheduler {
         }
     }
 
+    /// How long the last full scan of the spec files took (one `stat` per
+    /// file, no parsing), and when the next one is due.
+    pub fn full_scan(&self) -> (Option<std::time::Duration>, DateTime<Utc>) {
+        (self.last_scan, self.next_full_scan)
+    }
+
     /// Wait until every queued missed / overlap record is written.
     pub fn flush_records(&self) {
         self.records.flush();
     }
 
-    /// One pass: notice changes (every `rescan_every`), decide, record,
-    /// start. Returns when to be called next.
+    /// One pass: notice changes, decide, record, start. Returns when to be
+    /// called next.
+    ///
+    /// Changes are looked for every `rescan_every` (2 s): the state file
+    /// (pause, resume, …) and the jobs directory's mtime (specs added,
+    /// removed, or replaced by rename, as editors and atomic writers do) each
+    /// time; every spec file's own stamp (an edit in place) every
+    /// `rescan_every` too, or every [`FULL_SCAN_COST_FACTOR`] times the
+    /// duration of such a scan if that is longer (about 6 s for 10,000 specs
+    /// in a debug build here).
     pub fn tick(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
         if now >= self.next_scan {
             self.rescan(now);
@@ -409,7 +542,7 @@ impl Scheduler {
             Err(e) => return self.state_write_failed(&format!("cannot lock the scheduler state: {e}")),
         };
         self.take_disk_changes();
-        let mut decided: Vec<(String, Decision)> = Vec::new();
+        let mut decided: Vec<(String, Decision, Vec<Record>, Arc<Ticket>)> = Vec::new();
         let mut before: Vec<(String, JobState)> = Vec::new();
         for id in due {
             let (Some(entry), Some(st)) = (self.jobs.get(id), self.state.jobs.get(id)) else {
@@ -422,18 +555,30 @@ impl Scheduler {
             let Some(d) = plan::decide(&entry.spec.plan, st.cursor, now, self.serving_since, busy) else {
                 continue;
             };
+            let running = d.skipped_overlap.map(|_| self.tracker.running(id));
+            let records = decision_records(entry, &d, now, running);
+            let ticket = Ticket::new(id, now, records.len() + usize::from(d.fire.is_some()));
+            let pending = PendingDecision {
+                after: st.cursor,
+                at: now,
+                serving_since: self.serving_since,
+                busy,
+                schedule: entry.spec.plan.fingerprint(),
+            };
             if let Some(st) = self.state.jobs.get_mut(id) {
                 before.push((id.clone(), st.clone()));
                 st.cursor = d.cursor;
                 if let Some(f) = d.fire {
                     st.last_scheduled_for = Some(f);
                 }
+                st.pending.push(pending);
             }
-            decided.push((id.clone(), d));
+            decided.push((id.clone(), d, records, ticket));
         }
         if decided.is_empty() {
             return true;
         }
+        self.prune_confirmed();
         if let Err(e) = self.store.write(&lock, &self.state) {
             for (id, st) in before {
                 self.state.jobs.insert(id, st);
@@ -444,7 +589,7 @@ impl Scheduler {
         // Start every run first (all of them at once), then log, report and
         // queue the records.
         let mut batch = Vec::new();
-        for (id, d) in &decided {
+        for (id, d, _, ticket) in &decided {
             if let (Some(t), Some(e)) = (d.fire, self.jobs.get(id)) {
                 let fire = Fire {
                     job_id: id.clone(),
@@ -452,17 +597,22 @@ impl Scheduler {
                     local: e.spec.plan.schedule.fire_time(t).local,
                     timezone: e.spec.plan.schedule.timezone().name().to_string(),
                     spec_path: e.spec.path.clone(),
+                    spec_sha256: e.spec.spec_sha256.clone(),
+                    target: e.spec.target.clone(),
                 };
-                let guard = self.tracker.start(id);
+                let guard = self.tracker.start_with(id, Some(ticket.clone()));
                 batch.push((fire, guard));
             }
         }
         let fired: Vec<(String, DateTime<Utc>, String)> = batch.iter().map(|(f, _)| (f.job_id.clone(), f.scheduled_for, f.local.clone())).collect();
+        // Lateness of the scheduler itself: from the scheduled time to the
+        // runs handed over (decided, recorded, threads ready).
+        let handed_over = Utc::now();
         if !batch.is_empty() {
             self.launcher.launch_all(batch);
         }
         for (id, t, local) in fired {
-            let late_ms = (now - t).num_milliseconds();
+            let late_ms = (handed_over - t).num_milliseconds();
             info!(job = %id, scheduled_for = %rfc3339(t), local = %local, late_ms, "cron fire");
             self.emit(&SchedulerEvent::Fired {
                 job_id: id,
@@ -472,21 +622,20 @@ impl Scheduler {
             });
             self.fired += 1;
         }
-        for (id, d) in decided {
-            let Some(e) = self.jobs.get_mut(&id) else { continue };
-            e.next = e.spec.plan.schedule.next_after(d.cursor);
-            let e = &self.jobs[&id];
+        for (id, d, records, ticket) in decided {
+            if let Some(e) = self.jobs.get_mut(&id) {
+                e.next = e.spec.plan.schedule.next_after(d.cursor);
+            }
             if let Some(t) = d.skipped_overlap {
                 let running = self.tracker.running(&id);
-                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs = e.spec.plan.max_parallel_runs, "cron time skipped: the job is still running");
+                let max_parallel_runs = self.jobs.get(&id).map(|e| e.spec.plan.max_parallel_runs).unwrap_or(0);
+                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs, "cron time skipped: the job is still running");
                 self.emit(&SchedulerEvent::SkippedOverlap {
                     job_id: id.clone(),
                     scheduled_for: rfc3339(t),
                     running,
-                    max_parallel_runs: e.spec.plan.max_parallel_runs,
+                    max_parallel_runs,
                 });
-                let details = json!({"max_parallel_runs": e.spec.plan.max_parallel_runs, "running": running});
-                self.records.write(record_for(e, RunStatus::SkippedOverlap, t, "overlap", details));
             }
             if let Some(newest) = d.missed.last() {
                 let count = d.missed_count();
@@ -498,25 +647,100 @@ impl Scheduler {
                     count,
                 });
             }
-            let base = json!({
-                "catchup": e.spec.plan.catchup,
-                "starting_deadline_seconds": e.spec.plan.starting_deadline.num_seconds(),
-            });
-            if let Some(f) = &d.folded {
-                let mut details = base.clone();
-                details["late_by_seconds"] = json!((now - f.first).num_seconds());
-                details["missed_count"] = json!(f.count);
-                details["missed_count_exact"] = json!(f.exact);
-                details["missed_through"] = json!(rfc3339(f.last));
-                self.records.write(record_for(e, RunStatus::Missed, f.first, f.reason.as_str(), details));
+            for r in records {
+                self.records.write(r, Some(ticket.clone()));
             }
-            for m in &d.missed {
-                let mut details = base.clone();
-                details["late_by_seconds"] = json!((now - m.at).num_seconds());
-                self.records.write(record_for(e, RunStatus::Missed, m.at, m.reason.as_str(), details));
-            }
+            self.tickets.push(ticket);
         }
         true
+    }
+
+    /// Drop the decisions that are done from the state's `pending` lists
+    /// (in memory; written with the next state write). Whether any was.
+    fn prune_confirmed(&mut self) -> bool {
+        let mut changed = false;
+        let state = &mut self.state;
+        self.tickets.retain(|t| {
+            if !t.is_done() {
+                return true;
+            }
+            if let Some(st) = state.jobs.get_mut(&t.job_id) {
+                let n = st.pending.len();
+                st.pending.retain(|p| p.at != t.at);
+                changed |= st.pending.len() != n;
+            }
+            false
+        });
+        changed
+    }
+
+    /// Write what is left to write: the queued records, and the state
+    /// without the decisions that are done (at shutdown).
+    pub fn checkpoint(&mut self) {
+        self.records.flush();
+        if self.prune_confirmed() {
+            self.persist();
+        }
+    }
+
+    /// After a crash: for every decision still pending in the state, derive
+    /// its run and records again and write the records that are missing — a
+    /// `scheduler_stopped` missed record for a run that never got a run
+    /// directory. Nothing is started.
+    fn recover(&mut self) {
+        let mut changed = false;
+        let runs_dir = self.root.runs_dir();
+        let ids: Vec<String> = self
+            .state
+            .jobs
+            .iter()
+            .filter(|(_, st)| !st.pending.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let Some(st) = self.state.jobs.get_mut(&id) else { continue };
+            let pending = std::mem::take(&mut st.pending);
+            changed = true;
+            let Some(entry) = self.jobs.get(&id) else {
+                warn!(job = %id, "decisions pending from a previous scheduler, but the job is not loaded; not recovered");
+                continue;
+            };
+            let oldest = pending.iter().map(|p| p.after).min().unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let on_disk = recorded_since(&runs_dir, &id, oldest);
+            let mut written = 0;
+            for p in &pending {
+                if p.schedule != entry.spec.plan.fingerprint() {
+                    continue;
+                }
+                let Some(d) = plan::decide(&entry.spec.plan, p.after, p.at, p.serving_since, p.busy) else {
+                    continue;
+                };
+                let mut records = decision_records(entry, &d, p.at, None);
+                if let Some(t) = d.fire
+                    && !on_disk.runs.contains(&t)
+                    && on_disk.without_receipt == 0
+                {
+                    let mut r = record_for(entry, RunStatus::Missed, t, MISSED_SCHEDULER_STOPPED, json!({}));
+                    r.details = json!({"message": "the scheduler stopped after deciding to run this time and before the run started"});
+                    records.push(r);
+                }
+                for r in records {
+                    if on_disk.records.contains(&(r.status.as_str(), r.scheduled_for)) {
+                        continue;
+                    }
+                    match records::write_record(&runs_dir, &r) {
+                        Ok(_) => written += 1,
+                        Err(e) => error!(job = %id, error = %e, "cannot write a recovered record"),
+                    }
+                }
+            }
+            if written > 0 {
+                warn!(job = %id, records = written, "wrote the records a stopped scheduler left unwritten");
+            }
+        }
+        if changed {
+            self.persist();
+        }
     }
 
     fn state_write_failed(&self, message: &str) -> bool {
@@ -573,8 +797,19 @@ impl Scheduler {
     /// Check the spec files and the state file for changes; reload what
     /// changed.
     fn rescan(&mut self, now: DateTime<Utc>) {
+        self.take_disk_changes();
         let dir = self.root.jobs_dir.clone();
+        // Files added, removed or renamed into place (how editors, `mv` and
+        // atomic writers replace a file) change the directory: look at every
+        // file then. Files edited in place do not: look at every file every
+        // `rescan_every`, or less often when that costs too much.
+        let dir_modified = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        if self.built && dir_modified == self.dir_modified && now < self.next_full_scan {
+            return;
+        }
+        let started = std::time::Instant::now();
         let listing = scan_spec_files(&dir);
+        self.last_scan = Some(started.elapsed());
         let mut changed = false;
         let mut known = 0;
         for (name, stamp) in &listing {
@@ -594,11 +829,14 @@ impl Scheduler {
             self.specs.retain(|name, _| present.contains(name));
             changed = true;
         }
-        self.take_disk_changes();
         if changed || !self.built {
             self.built = true;
             self.rebuild(now);
         }
+        let cost = self.last_scan.map(|d| d * FULL_SCAN_COST_FACTOR).unwrap_or_default();
+        let cost = TimeDelta::from_std(cost).unwrap_or(TimeDelta::MAX);
+        self.next_full_scan = now + self.opts.rescan_every.max(cost);
+        self.dir_modified = dir_modified;
     }
 
     fn parse_spec(&self, f: SpecFile) -> Parsed {
@@ -745,6 +983,83 @@ impl Scheduler {
     }
 }
 
+/// The records of a decision made at `now`, oldest time first (`running`:
+/// the runs in progress for an overlap, when known).
+fn decision_records(e: &Entry, d: &Decision, now: DateTime<Utc>, running: Option<u32>) -> Vec<Record> {
+    let plan = &e.spec.plan;
+    let mut out = Vec::new();
+    let base = json!({
+        "catchup": plan.catchup,
+        "starting_deadline_seconds": plan.starting_deadline.num_seconds(),
+    });
+    if let Some(f) = &d.folded {
+        let mut details = base.clone();
+        details["late_by_seconds"] = json!((now - f.first).num_seconds());
+        details["missed_count"] = json!(f.count);
+        details["missed_count_exact"] = json!(f.exact);
+        details["missed_through"] = json!(rfc3339(f.last));
+        out.push(record_for(e, RunStatus::Missed, f.first, f.reason.as_str(), details));
+    }
+    for m in &d.missed {
+        let mut details = base.clone();
+        details["late_by_seconds"] = json!((now - m.at).num_seconds());
+        out.push(record_for(e, RunStatus::Missed, m.at, m.reason.as_str(), details));
+    }
+    if let Some(t) = d.skipped_overlap {
+        let mut details = json!({"max_parallel_runs": plan.max_parallel_runs});
+        if let Some(n) = running {
+            details["running"] = json!(n);
+        }
+        out.push(record_for(e, RunStatus::SkippedOverlap, t, "overlap", details));
+    }
+    out
+}
+
+/// What a job's run directories hold for times after `after`: runs and
+/// records by scheduled time, and run directories without a receipt yet.
+struct OnDisk {
+    runs: HashSet<DateTime<Utc>>,
+    records: HashSet<(&'static str, DateTime<Utc>)>,
+    without_receipt: usize,
+}
+
+/// Newest run directories first, down to the first one scheduled at or
+/// before `after` (run ids sort by creation, and a decision's run and
+/// records are created after every earlier decision's).
+fn recorded_since(runs_dir: &Path, job_id: &str, after: DateTime<Utc>) -> OnDisk {
+    let mut out = OnDisk {
+        runs: HashSet::new(),
+        records: HashSet::new(),
+        without_receipt: 0,
+    };
+    for dir in crate::jobs::store::run_dirs(runs_dir, job_id) {
+        let Some(r) = crate::jobs::store::read_receipt(&dir) else {
+            out.without_receipt += 1;
+            continue;
+        };
+        let Some(t) = r
+            .trigger
+            .get("scheduled_for")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+        else {
+            continue;
+        };
+        if t <= after {
+            break;
+        }
+        match r.status {
+            RunStatus::Missed | RunStatus::SkippedOverlap => {
+                out.records.insert((r.status.as_str(), t));
+            }
+            _ => {
+                out.runs.insert(t);
+            }
+        }
+    }
+    out
+}
+
 fn record_for(e: &Entry, status: RunStatus, at: DateTime<Utc>, reason: &str, details: Value) -> Record {
     let s = &e.spec;
     Record {
@@ -803,7 +1118,7 @@ pub fn held_slots(root: &Root, job_id: &str, max: u32) -> u32 {
 }
 
 enum WriterMsg {
-    Write(Box<Record>),
+    Write(Box<Record>, Option<Arc<Ticket>>),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -815,9 +1130,17 @@ struct RecordWriter {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn write_logged(runs_dir: &Path, r: &Record) {
-    if let Err(e) = records::write_record(runs_dir, r) {
-        error!(job = %r.job_id, scheduled_for = %rfc3339(r.scheduled_for), error = %e, "cannot write the {} record", r.status.as_str());
+/// Write a record; its ticket part is done only when it is on disk.
+fn write_logged(runs_dir: &Path, r: &Record, ticket: Option<&Ticket>) {
+    match records::write_record(runs_dir, r) {
+        Ok(_) => {
+            if let Some(t) = ticket {
+                t.part_done();
+            }
+        }
+        Err(e) => {
+            error!(job = %r.job_id, scheduled_for = %rfc3339(r.scheduled_for), error = %e, "cannot write the {} record", r.status.as_str());
+        }
     }
 }
 
@@ -830,7 +1153,7 @@ impl RecordWriter {
             .spawn(move || {
                 for msg in rx {
                     match msg {
-                        WriterMsg::Write(r) => write_logged(&dir, &r),
+                        WriterMsg::Write(r, ticket) => write_logged(&dir, &r, ticket.as_deref()),
                         WriterMsg::Flush(done) => {
                             let _ = done.send(());
                         }
@@ -842,18 +1165,18 @@ impl RecordWriter {
         RecordWriter { runs_dir, tx, thread }
     }
 
-    fn write(&self, r: Record) {
+    fn write(&self, r: Record, ticket: Option<Arc<Ticket>>) {
         let unsent = match &self.tx {
-            Some(tx) => match tx.send(WriterMsg::Write(Box::new(r))) {
+            Some(tx) => match tx.send(WriterMsg::Write(Box::new(r), ticket)) {
                 Ok(()) => None,
-                Err(std::sync::mpsc::SendError(WriterMsg::Write(r))) => Some(*r),
+                Err(std::sync::mpsc::SendError(WriterMsg::Write(r, ticket))) => Some((*r, ticket)),
                 Err(_) => None,
             },
-            None => Some(r),
+            None => Some((r, ticket)),
         };
         // No writer thread: write in line.
-        if let Some(r) = unsent {
-            write_logged(&self.runs_dir, &r);
+        if let Some((r, ticket)) = unsent {
+            write_logged(&self.runs_dir, &r, ticket.as_deref());
         }
     }
 
@@ -1021,7 +1344,6 @@ impl Launcher for ExecutorLauncher {
         let batch = Batch::new(fires.len());
         let tasks = fires.into_iter().map(|(fire, guard)| self.task(fire, guard, Some(batch.clone()))).collect();
         self.pool.run_all(tasks);
-        eprintln!("TEMP opened at {:?}", Utc::now()); // TEMP
         batch.open();
     }
 
@@ -1030,7 +1352,7 @@ impl Launcher for ExecutorLauncher {
     }
 }
 
-/// One cron run on the current (blocking-pool) thread.
+/// One cron run on the current (pool) thread.
 #[allow(clippy::too_many_arguments)]
 fn run_fire(
     lily: &Lily,
@@ -1042,10 +1364,16 @@ fn run_fire(
     on_invoke: Option<&InvokeHook>,
     seat: Option<Arc<BatchSeat>>,
 ) {
+    let start = guard.start_signal();
     let _guard = guard;
     let scheduled_for = rfc3339(fire.scheduled_for);
+    // A run that cannot start leaves a `missed` record saying why.
     let not_started = |code: ErrorCode, message: String| {
         warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+        match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
+            Ok(_) => start.started(),
+            Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),
+        }
         if let Some(o) = observer {
             o(&SchedulerEvent::RunNotStarted {
                 job_id: fire.job_id.clone(),
@@ -1055,15 +1383,8 @@ fn run_fire(
             });
         }
     };
-    let tmp_a = (Utc::now() - fire.scheduled_for).num_microseconds(); // TEMP
     // The spec as it is now (one file, not the whole directory).
     let spec_file = spec::load_file(&fire.spec_path);
-    eprintln!(
-        "TEMP {} entry {:?} after-load {:?}",
-        fire.job_id,
-        tmp_a,
-        (Utc::now() - fire.scheduled_for).num_microseconds()
-    ); // TEMP
     match &spec_file.spec {
         Ok(s) if s.id == fire.job_id => {}
         Ok(s) => {
@@ -1074,12 +1395,15 @@ fn run_fire(
         }
         Err(e) => return not_started(e.code, e.message.clone()),
     }
-    let run_observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = seat.clone().map(|seat| {
-        Box::new(move |kind: &str, _: &Value| {
-            if kind == "job_started" {
+    // `job_started` comes right after the run's first receipt is written.
+    let signal = start.clone();
+    let run_observer: Box<dyn Fn(&str, &Value) + Send + Sync> = Box::new(move |kind: &str, _: &Value| {
+        if kind == "job_started" {
+            signal.started();
+            if let Some(seat) = &seat {
                 seat.started(true);
             }
-        }) as Box<dyn Fn(&str, &Value) + Send + Sync>
+        }
     });
     let opts = RunOptions {
         trigger: TriggerInfo::Cron {
@@ -1089,7 +1413,7 @@ fn run_fire(
         },
         cancel,
         wait: false,
-        observer: run_observer,
+        observer: Some(run_observer),
         spec_override: Some(spec_file),
         ..RunOptions::default()
     };
@@ -1098,6 +1422,7 @@ fn run_fire(
     }
     match handle.block_on(lily.run_job(&fire.job_id, opts)) {
         Ok(res) => {
+            start.started();
             let r = &res.receipt;
             info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
             if let Some(o) = observer {
@@ -1183,7 +1508,7 @@ pub async fn run_loop(
         }
         report.abandoned = tracker.total();
     }
-    sched.flush_records();
+    sched.checkpoint();
     sched.emit(&SchedulerEvent::Stopped { fired: report.fired });
     info!(fired = report.fired, "scheduler stopped");
     report

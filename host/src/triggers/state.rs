@@ -80,6 +80,25 @@ pub struct JobState {
     /// invalid); times after it are not missed times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unloaded_at: Option<DateTime<Utc>>,
+    /// Decisions whose run has not yet been seen to start or whose records
+    /// are not yet written. A scheduler that starts finds them here after a
+    /// crash and writes what is missing (once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingDecision>,
+}
+
+/// A decision of [`crate::triggers::plan::decide`], by its inputs (it is a
+/// pure function of them, so the same run and records can be derived again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDecision {
+    /// The cursor before the decision.
+    pub after: DateTime<Utc>,
+    /// The instant of the decision.
+    pub at: DateTime<Utc>,
+    pub serving_since: DateTime<Utc>,
+    pub busy: bool,
+    /// The schedule fingerprint it was made with.
+    pub schedule: String,
 }
 
 impl JobState {
@@ -92,6 +111,7 @@ impl JobState {
             schedule,
             changed_at: None,
             unloaded_at: None,
+            pending: Vec::new(),
         }
     }
 }
@@ -112,8 +132,9 @@ fn one() -> u32 {
 impl SchedulerState {
     /// Take in what another process wrote: `state` and `changed_at` come from
     /// disk (commands own them), cursors and `last_scheduled_for` only ever
-    /// move forward, everything else stays as the caller knows it. Returns
-    /// the ids whose state or cursor changed.
+    /// move forward, everything else (`pending`, `schedule`, `unloaded_at`)
+    /// stays as the caller knows it. Returns the ids whose state or cursor
+    /// changed.
     pub fn merge_from_disk(&mut self, disk: SchedulerState) -> Vec<String> {
         let mut changed = Vec::new();
         for (id, d) in disk.jobs {

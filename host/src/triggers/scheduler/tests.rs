@@ -18,8 +18,15 @@ struct TestRoot {
     root: Root,
 }
 
+/// A root on tmpfs when there is one: the scenarios write hundreds of
+/// fsynced files, which is the disk's time, not the scheduler's.
 fn test_root() -> TestRoot {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("tmp")
+    } else {
+        tempfile::tempdir().expect("tmp")
+    };
     for d in [".lily/jobs", ".lily/runs", ".lily/state"] {
         std::fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
     }
@@ -39,20 +46,27 @@ fn write_spec(r: &TestRoot, id: &str, cron: &str, tz: &str, trigger_extra: &str,
     std::fs::write(r.root.jobs_dir.join(format!("{id}.job.yaml")), spec_text(id, cron, tz, trigger_extra, runtime)).expect("write spec");
 }
 
-/// Records fires; holds the runs open while `hold` is set; checks that the
-/// fire was in the durable state before the run was started.
+/// Records fires and starts each run the way the executor does (a run
+/// directory with a receipt, then [`RunGuard::started`]) unless
+/// `crash_before_start` is set; holds the runs open while `hold` is set;
+/// checks that the fire was in the durable state before the run started.
 #[derive(Default)]
 struct FakeLauncher {
     fires: Mutex<Vec<Fire>>,
     held: Mutex<Vec<RunGuard>>,
     hold: AtomicBool,
+    crash_before_start: AtomicBool,
+    runs_dir: PathBuf,
     state_path: Mutex<Option<PathBuf>>,
     recorded_before_start: AtomicBool,
 }
 
 impl FakeLauncher {
     fn new(r: &TestRoot) -> Arc<FakeLauncher> {
-        let l = FakeLauncher::default();
+        let l = FakeLauncher {
+            runs_dir: r.root.runs_dir(),
+            ..FakeLauncher::default()
+        };
         l.recorded_before_start.store(true, Ordering::SeqCst);
         *l.state_path.lock().expect("lock") = Some(StateStore::new(&r.root).path());
         Arc::new(l)
@@ -90,6 +104,14 @@ impl Launcher for FakeLauncher {
                 self.recorded_before_start.store(false, Ordering::SeqCst);
             }
         }
+        if !self.crash_before_start.load(Ordering::SeqCst) {
+            let run = store::RunDir::create(&self.runs_dir, &fire.job_id).expect("run dir");
+            let trigger = records::cron_trigger(fire.scheduled_for, &fire.local, &fire.timezone);
+            let mut receipt = store::Receipt::start(&fire.job_id, &run.run_id, trigger, &fire.spec_sha256, "");
+            receipt.status = RunStatus::Succeeded;
+            run.write_receipt(&receipt).expect("receipt");
+            guard.started();
+        }
         self.fires.lock().expect("lock").push(fire);
         if self.hold.load(Ordering::SeqCst) {
             self.held.lock().expect("lock").push(guard);
@@ -124,10 +146,12 @@ fn run_until(s: &mut Scheduler, from: DateTime<Utc>, until: DateTime<Utc>) -> Da
     panic!("runaway scheduler");
 }
 
-/// (status, scheduled_for, reason) of every record of a job, oldest first.
+/// (status, scheduled_for, reason) of every `missed` / `skipped_overlap`
+/// record of a job, oldest time first.
 fn records_of(r: &TestRoot, job: &str) -> Vec<(RunStatus, String, String)> {
     let mut out: Vec<(RunStatus, String, String)> = store::list_runs(&r.root.runs_dir(), job, 100_000, None)
         .into_iter()
+        .filter(|s| matches!(s.status, RunStatus::Missed | RunStatus::SkippedOverlap))
         .filter_map(|s| store::read_receipt(&s.path))
         .map(|rc| {
             (
@@ -291,11 +315,18 @@ fn catchup_latest_within_the_deadline_runs_the_latest_and_records_the_others() {
     // The records are in the history `lily jobs runs` shows, as cron runs.
     let history = store::list_runs(&r.root.runs_dir(), "five", 10, Some(RunStatus::Missed));
     assert_eq!(history.len(), 2);
+    assert_eq!(store::list_runs(&r.root.runs_dir(), "five", 10, None).len(), 5, "3 runs and 2 records");
     assert!(history.iter().all(|h| h.trigger == "cron" && h.ended_at.is_some()));
-    let events = store::read_events(&history[0].path);
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["type"], "job_missed");
-    assert_eq!(events[0]["scheduled_for_local"], "2026-05-01T10:20:00+00:00");
+    let mut locals = Vec::new();
+    for h in &history {
+        let events = store::read_events(&h.path);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["type"], "job_missed");
+        assert_eq!(events[0]["reason"], "scheduler_not_running");
+        locals.push(events[0]["scheduled_for_local"].as_str().unwrap_or("").to_string());
+    }
+    locals.sort();
+    assert_eq!(locals, ["2026-05-01T10:15:00+00:00", "2026-05-01T10:20:00+00:00"]);
 }
 
 #[test]
@@ -354,7 +385,7 @@ fn a_long_downtime_leaves_bounded_records_with_the_count() {
     let mut b = scheduler(&r, &l, utc("2026-05-03T00:00:30Z"), RESCAN_EVERY);
     b.tick(utc("2026-05-03T00:00:30Z"));
     b.flush_records();
-    let runs = store::list_runs(&r.root.runs_dir(), "minutely", 100_000, None);
+    let runs = store::list_runs(&r.root.runs_dir(), "minutely", 100_000, Some(RunStatus::Missed));
     // The latest (skipped) time, the 100 before it, and one folded record.
     assert_eq!(runs.len(), plan::MAX_MISSED_RECORDS + 2);
     let total: u64 = runs
@@ -718,4 +749,123 @@ async fn shutdown_cancels_runs_still_going_after_the_grace_period() {
             abandoned: 0
         }
     );
+}
+
+#[test]
+fn a_crash_between_the_decision_and_the_start_leaves_a_missed_record_not_a_second_run() {
+    let r = test_root();
+    write_spec(&r, "tick", "* * * * *", "UTC", "", "");
+    let l = FakeLauncher::new(&r);
+    l.crash_before_start.store(true, Ordering::SeqCst);
+    let mut a = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
+    a.tick(utc("2026-05-01T10:01:00Z"));
+    drop(a); // killed: the fire is in the state, the run never started
+    let st = read_state(&StateStore::new(&r.root).path()).expect("state");
+    assert_eq!(st.jobs["tick"].pending.len(), 1, "the decision is pending");
+
+    l.crash_before_start.store(false, Ordering::SeqCst);
+    let mut b = scheduler(&r, &l, utc("2026-05-01T10:01:20Z"), RESCAN_EVERY);
+    run_until(&mut b, utc("2026-05-01T10:01:20Z"), utc("2026-05-01T10:02:30Z"));
+    b.checkpoint();
+    assert_eq!(
+        l.fired_for("tick"),
+        [utc("2026-05-01T10:01:00Z"), utc("2026-05-01T10:02:00Z")],
+        "10:01 is not fired again"
+    );
+    assert_eq!(
+        records_of(&r, "tick"),
+        [(RunStatus::Missed, ts("2026-05-01T10:01:00Z"), MISSED_SCHEDULER_STOPPED.to_string())]
+    );
+    let st = read_state(&StateStore::new(&r.root).path()).expect("state");
+    assert!(st.jobs["tick"].pending.is_empty(), "{:?}", st.jobs["tick"].pending);
+
+    // Another restart finds nothing left to do.
+    let mut c = scheduler(&r, &l, utc("2026-05-01T10:02:40Z"), RESCAN_EVERY);
+    c.tick(utc("2026-05-01T10:02:40Z"));
+    c.flush_records();
+    assert_eq!(records_of(&r, "tick").len(), 1);
+    assert_eq!(l.fired_for("tick").len(), 2);
+}
+
+#[test]
+fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
+    let r = test_root();
+    write_spec(&r, "five", "*/5 * * * *", "UTC", "", "");
+    let l = FakeLauncher::new(&r);
+    served_then_down(&r, &l);
+    // Back at 10:27: records for 10:15 and 10:20, a run for 10:25 ...
+    let mut b = scheduler(&r, &l, utc("2026-05-01T10:27:00Z"), RESCAN_EVERY);
+    b.tick(utc("2026-05-01T10:27:00Z"));
+    b.flush_records();
+    drop(b);
+    // ... but killed before the records reached the disk.
+    for s in store::list_runs(&r.root.runs_dir(), "five", 100, Some(RunStatus::Missed)) {
+        std::fs::remove_dir_all(&s.path).expect("rm");
+    }
+    assert!(records_of(&r, "five").is_empty());
+    let mut c = scheduler(&r, &l, utc("2026-05-01T10:28:00Z"), RESCAN_EVERY);
+    c.tick(utc("2026-05-01T10:28:00Z"));
+    c.flush_records();
+    drop(c);
+    let expected = [
+        (RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string()),
+        (RunStatus::Missed, ts("2026-05-01T10:20:00Z"), "scheduler_not_running".to_string()),
+    ];
+    assert_eq!(records_of(&r, "five"), expected);
+    assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:25:00Z")));
+    assert_eq!(l.fired_for("five").len(), 3);
+    // And a restart with everything on disk writes nothing more.
+    let mut d = scheduler(&r, &l, utc("2026-05-01T10:29:00Z"), RESCAN_EVERY);
+    d.tick(utc("2026-05-01T10:29:00Z"));
+    d.flush_records();
+    assert_eq!(records_of(&r, "five"), expected);
+}
+
+#[test]
+fn a_run_the_executor_refuses_leaves_a_missed_record() {
+    let r = test_root();
+    let fire = Fire {
+        job_id: "tick".into(),
+        scheduled_for: utc("2026-05-01T10:01:00Z"),
+        local: "2026-05-01T10:01:00+00:00".into(),
+        timezone: "UTC".into(),
+        spec_path: r.root.jobs_dir.join("tick.job.yaml"),
+        spec_sha256: "sha256:x".into(),
+        target: json!({"kind": "blueprint", "id": "council.v1"}),
+    };
+    let rec = fire.not_started_record(ErrorCode::JobInvalidSpec, "bad");
+    records::write_record(&r.root.runs_dir(), &rec).expect("write");
+    assert_eq!(
+        records_of(&r, "tick"),
+        [(RunStatus::Missed, ts("2026-05-01T10:01:00Z"), MISSED_NOT_STARTED.to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_nothing_pending() {
+    let r = test_root();
+    write_spec(&r, "tick", "* * * * *", "UTC", "", "");
+    let l = FakeLauncher::new(&r);
+    let clock = Arc::new(SimClock::new(utc("2026-05-01T10:00:30Z")));
+    let mut s = scheduler(&r, &l, clock.now(), RESCAN_EVERY);
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let c = clock.clone();
+    let task = tokio::spawn(async move {
+        let report = run_loop(&mut s, &*c, rx, TimeDelta::seconds(5), &Cancel::new()).await;
+        drop(s);
+        report
+    });
+    settle().await;
+    clock.set(utc("2026-05-01T10:01:00Z"));
+    settle().await;
+    let st = read_state(&StateStore::new(&r.root).path()).expect("state");
+    assert_eq!(st.jobs["tick"].pending.len(), 1, "pending until the next state write");
+    let _ = tx.send(1);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("stops")
+        .expect("joined");
+    assert_eq!(report.fired, 1);
+    let st = read_state(&StateStore::new(&r.root).path()).expect("state");
+    assert!(st.jobs["tick"].pending.is_empty());
 }
