@@ -7,12 +7,35 @@ use std::path::Path;
 /// directory, fsync, rename over the target, fsync the directory. Readers
 /// see the old file or the new one, never a prefix.
 pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, data, Durability::Full)
+}
+
+/// How much of a write must survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Atomic rename only: after a crash the old file or the new one (or
+    /// none) — for progress records a later durable write supersedes.
+    Rename,
+    /// The file's data is fsynced before the rename; the directory entry is
+    /// made durable by a later [`sync_dir`] (a run's final commit point).
+    Data,
+    /// Data fsynced, renamed, and the directory fsynced.
+    Full,
+}
+
+/// Atomic write (temp file in the same directory + rename) with the given
+/// durability. Readers never see a prefix.
+pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".partial").tempfile_in(dir)?;
     tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
+    if durability != Durability::Rename {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
+    if durability == Durability::Full {
+        sync_dir(dir);
+    }
     Ok(())
 }
 

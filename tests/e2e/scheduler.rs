@@ -4,7 +4,7 @@
 //! picked up by a running scheduler. (DST, missed-run, overlap and restart
 //! scenarios run against a simulated clock in `host/src/triggers/`.)
 
-use crate::harness::{Env, council_job, events, receipt, wait_until};
+use crate::harness::{Env, council_job, event_types, events, receipt, step_job, wait_until};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -35,12 +35,16 @@ struct Serve {
 
 impl Serve {
     fn start(env: &Env, name: &str) -> Serve {
+        Serve::start_with_grace(env, name, 20)
+    }
+
+    fn start_with_grace(env: &Env, name: &str, grace_seconds: u64) -> Serve {
         let log = env.root.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = env
             .cmd()
-            .args(["jobs", "serve", "--grace-seconds", "20"])
+            .args(["jobs", "serve", "--grace-seconds", &grace_seconds.to_string()])
             .env("LILY_LOG", "info")
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -317,4 +321,43 @@ fn pause_through_the_cli_is_picked_up_by_a_running_scheduler() {
         !Path::new(&env.lily_dir().join("state/scheduler.json")).exists(),
         "the sidecar is removed on exit"
     );
+}
+
+#[test]
+fn a_run_still_going_after_the_grace_period_is_cancelled_and_overlaps_are_recorded() {
+    let env = Env::new();
+    env.install("probe");
+    let spec = step_job("slow", "probe.v1", "{ op: sleep, ms: 60000 }", "", "{ timeout_seconds: 120 }").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"* * * * * *\"\n  timezone: UTC\n",
+    );
+    env.write_job("slow", &spec);
+    let mut serve = Serve::start_with_grace(&env, "serve", 1);
+    wait_until(Duration::from_secs(60), "the first run's step to start", || {
+        env.run_dirs("slow").iter().any(|d| event_types(d).iter().any(|t| t == "step_started"))
+    });
+    // The next seconds find it still running: skipped, with a record each.
+    wait_until(Duration::from_secs(30), "two skipped_overlap records", || {
+        receipts(&env, "slow").iter().filter(|(_, r)| r["status"] == "skipped_overlap").count() >= 2
+    });
+    serve.signal("-TERM");
+    let status = serve.wait(Duration::from_secs(60));
+    let log = serve.log();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("cancelling 1 run(s)"), "{log}");
+    let all = receipts(&env, "slow");
+    let runs: Vec<&(PathBuf, Value)> = all.iter().filter(|(_, r)| r["status"] != "skipped_overlap").collect();
+    assert_eq!(runs.len(), 1, "one run, the rest skipped: {all:?}");
+    let (dir, r) = runs[0];
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(r["ended_at"].as_str().is_some());
+    assert!(event_types(dir).iter().any(|t| t == "job_cancelled"), "{:?}", event_types(dir));
+    for (dir, r) in all.iter().filter(|(_, r)| r["status"] == "skipped_overlap") {
+        assert_eq!(event_types(dir), ["job_skipped_overlap"]);
+        assert_eq!(r["trigger"]["type"], "cron");
+        assert!(r["ended_at"].as_str().is_some());
+    }
+    let listed = env.lily(&["jobs", "runs", "slow", "--status", "skipped_overlap", "--json"]);
+    listed.expect_code(0);
+    assert!(listed.json().as_array().is_some_and(|a| a.len() >= 2), "{}", listed.stdout);
 }

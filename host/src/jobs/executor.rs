@@ -337,7 +337,7 @@ impl Lily {
             )
         })?;
         if let Some(raw) = &spec_file.raw {
-            let _ = crate::util::atomic_write(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes());
+            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Data);
         }
         let events = Arc::new(
             EventLog::create(&run.path, &run.run_id, opts.observer)
@@ -613,7 +613,7 @@ impl Lily {
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)
         {
-            let _ = crate::util::atomic_write(&run.path.join(store::TAPES), &bytes);
+            let _ = crate::util::write_atomic(&run.path.join(store::TAPES), &bytes, crate::util::Durability::Data);
         }
         match result {
             None => AttemptOutcome::Cancelled,
@@ -691,7 +691,10 @@ impl Lily {
         };
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
         receipt.artifacts.push(rec);
-        write_receipt(&run, &receipt)?;
+        run.commit_receipt(&receipt).map_err(|e| io_failed(&run, e))?;
+        if let Err(e) = store::append_index(&self.root.runs_dir(), &receipt) {
+            tracing::warn!(error = %e, "could not update the run index; listings fall back to receipts");
+        }
         Ok(RunResult {
             run_dir: run.path.clone(),
             receipt,

@@ -183,7 +183,6 @@ impl RunDir {
                 Ok(()) => {
                     let lock = File::create(path.join(RUN_LOCK))?;
                     lock.try_lock().map_err(|e| std::io::Error::other(format!("run lock: {e:?}")))?;
-                    crate::util::sync_dir(&job_dir);
                     return Ok(RunDir {
                         path,
                         run_id,
@@ -198,15 +197,32 @@ impl RunDir {
         Err(std::io::Error::other("could not allocate a unique run id"))
     }
 
+    /// A progress receipt (`running`, plan recorded): atomic, not fsynced —
+    /// the final receipt is the durable commit point.
     pub fn write_receipt(&self, r: &Receipt) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
-        atomic_write(&self.path.join(RECEIPT), &bytes)
+        crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Rename)
     }
 
-    /// Write an artifact atomically; returns its record.
+    /// The final receipt: the run's single durable commit point. Artifacts
+    /// were fsynced before; this fsyncs the receipt, renames it, then fsyncs
+    /// the run directory (making every earlier rename in it durable) and the
+    /// job directory (making the run directory itself durable).
+    pub fn commit_receipt(&self, r: &Receipt) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        atomic_write(&self.path.join(RECEIPT), &bytes)?;
+        if let Some(job_dir) = self.path.parent() {
+            crate::util::sync_dir(job_dir);
+        }
+        Ok(())
+    }
+
+    /// Write an artifact atomically with its data fsynced (the directory
+    /// entry becomes durable at [`RunDir::commit_receipt`]); returns its record.
     pub fn write_file(&self, name: &str, media_type: &str, bytes: &[u8]) -> std::io::Result<ArtifactRecord> {
-        atomic_write(&self.path.join(name), bytes)?;
+        crate::util::write_atomic(&self.path.join(name), bytes, crate::util::Durability::Data)?;
         Ok(ArtifactRecord {
             name: name.into(),
             media_type: media_type.into(),
@@ -370,25 +386,84 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
 /// Run directories of a job, newest first (names sort by start time).
 pub fn run_dirs(runs_dir: &Path, job_id: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(runs_dir.join(job_id))
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect())
         .unwrap_or_default();
     v.sort();
     v.reverse();
     v
 }
 
-/// History of a job, newest first, reading only as many receipts as needed.
+/// Per-job index of finished runs (`.lily/runs/<job>/index.jsonl`): one
+/// line per run, appended after its final receipt. A cache for listing —
+/// the receipts stay the source of truth, and a run missing from the index
+/// (still running, killed, or older) is read from its receipt.
+pub const INDEX: &str = "index.jsonl";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexEntry {
+    run_id: String,
+    status: RunStatus,
+    started_at: String,
+    ended_at: Option<String>,
+    trigger: String,
+    error_code: Option<String>,
+    replay_of: Option<String>,
+}
+
+/// Append a finished run to its job's index (one `write`, O_APPEND).
+pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
+    let s = summarize(r, PathBuf::new());
+    let entry = IndexEntry {
+        run_id: s.run_id,
+        status: s.status,
+        started_at: s.started_at,
+        ended_at: s.ended_at,
+        trigger: s.trigger,
+        error_code: s.error_code,
+        replay_of: s.replay_of,
+    };
+    let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(runs_dir.join(&r.job_id).join(INDEX))?;
+    f.write_all(line.as_bytes())
+}
+
+fn read_index(runs_dir: &Path, job_id: &str) -> std::collections::HashMap<String, IndexEntry> {
+    let Ok(text) = std::fs::read_to_string(runs_dir.join(job_id).join(INDEX)) else { return Default::default() };
+    text.lines().filter_map(|l| serde_json::from_str::<IndexEntry>(l).ok()).map(|e| (e.run_id.clone(), e)).collect()
+}
+
+/// History of a job, newest first: finished runs from the index, the rest
+/// from their receipts.
 pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<RunStatus>) -> Vec<RunSummary> {
+    let mut index = read_index(runs_dir, job_id);
     let mut out = Vec::new();
     for dir in run_dirs(runs_dir, job_id) {
         if out.len() >= limit {
             break;
         }
-        let Some(r) = read_receipt(&dir) else { continue };
-        if status.is_some_and(|s| s != r.status) {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let summary = match index.remove(&name) {
+            Some(e) => RunSummary {
+                job_id: job_id.to_string(),
+                run_id: e.run_id,
+                status: e.status,
+                started_at: e.started_at,
+                ended_at: e.ended_at,
+                trigger: e.trigger,
+                error_code: e.error_code,
+                replay_of: e.replay_of,
+                path: dir,
+            },
+            None => {
+                let Some(r) = read_receipt(&dir) else { continue };
+                summarize(&r, dir)
+            }
+        };
+        if status.is_some_and(|s| s != summary.status) {
             continue;
         }
-        out.push(summarize(&r, dir));
+        out.push(summary);
     }
     out
 }

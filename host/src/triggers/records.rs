@@ -71,7 +71,8 @@ pub fn write_record(runs_dir: &Path, r: &Record) -> std::io::Result<PathBuf> {
     receipt.target = r.target.clone();
     receipt.payload = fields;
     receipt.ended_at = Some(receipt.started_at.clone());
-    run.write_receipt(&receipt)?;
+    run.commit_receipt(&receipt)?;
+    let _ = crate::jobs::store::append_index(runs_dir, &receipt);
     Ok(run.path.clone())
 }
 

@@ -14,11 +14,19 @@
 //! Guarantees:
 //! * at most one run per (job, scheduled time), across crashes and restarts:
 //!   the cursor and `last_scheduled_for` are written (fsynced) before the run
-//!   starts; a crash between the write and the start loses that one run
-//!   rather than doubling it;
-//! * every due time that does not run gets a `missed` or `skipped_overlap`
-//!   record (written by a background thread right after the runs start; a
-//!   crash in those milliseconds can lose a record, never a decision);
+//!   starts, so a restarted scheduler never decides that time again;
+//! * every due time that does not run gets exactly one `missed` or
+//!   `skipped_overlap` record. Records are written by a background thread
+//!   right after the runs start; each decision stays in the state's
+//!   `pending` list until its records are on disk and its run has its first
+//!   receipt. A scheduler that starts after a crash derives the pending
+//!   decisions again (they are pure functions of their inputs), writes the
+//!   records that are missing, and a `missed` record (`scheduler_stopped`)
+//!   for a run that was decided but never got a run directory. A run the
+//!   executor refuses to start (its spec became invalid) gets a `missed`
+//!   record (`not_started`). The one gap: a process killed after creating a
+//!   run directory and before its first receipt leaves that directory
+//!   without a receipt (it is not listed);
 //! * pause / resume / disable / enable written by the commands under the
 //!   state lock are seen at the next rescan, and always before a fire (the
 //!   state file is checked under the lock at every firing instant).
