@@ -102,17 +102,17 @@ struct CouncilRun {
     events: usize,
 }
 
-fn run_council(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, prepared: &Prepared, parallelism: usize, dir: &Path) -> CouncilRun {
+fn run_council(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, prepared: &Arc<Prepared>, parallelism: usize, dir: &Path) -> CouncilRun {
     let run_dir = tempfile::tempdir_in(dir).expect("run dir");
     let events = Arc::new(EventLog::create(run_dir.path(), "bench-run", None).expect("event log"));
-    let ctx = ExecCtx::new(
+    let ctx = Arc::new(ExecCtx::new(
         sandbox.clone(),
         events.clone() as Arc<dyn EventSink>,
         Limits::default(),
         parallelism,
         Instant::now() + Duration::from_secs(600),
         run_dir.path().to_path_buf(),
-    );
+    ));
     let input = json!({"topic": "payments service readiness", "context": ["benchmark council"]});
     let peak_reset = reset_peak_rss();
     let cpu = process_cpu();
@@ -158,7 +158,7 @@ fn council_table(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, security:
     let mut configs: Vec<(usize, usize)> = SIZES.iter().map(|&n| (n, cores)).collect();
     configs.push((1_000, 1));
     for (n, par) in configs {
-        let p = prepared(n, security, synth);
+        let p = Arc::new(prepared(n, security, synth));
         let r = run_council(rt, sandbox, &p, par, dir);
         assert_eq!(r.ok_specialists, n, "every specialist reports");
         rows.push(vec![

@@ -304,7 +304,7 @@ fn exec_failed(msg: impl Into<String>, cause: Value, retryable: bool) -> Bluepri
 }
 
 /// Map, then reduce.
-pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Result<BlueprintOutput, BlueprintFailure> {
+pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>) -> Result<BlueprintOutput, BlueprintFailure> {
     let errors = schema_errors(&schema_of::<CouncilInput>(), input);
     let parsed: Result<CouncilInput, _> = serde_json::from_value(input.clone());
     let input = match parsed {
@@ -346,25 +346,36 @@ pub async fn execute(prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Resul
         .deadline
         .checked_sub((remaining / 5).min(std::time::Duration::from_secs(30)))
         .unwrap_or(ctx.deadline);
+    // Each specialist is its own task, so steps spread over the runtime's
+    // worker threads (cores), at most `parallelism` at once; dropping the
+    // set (cancellation, timeout) aborts them and their stores.
     let sem = Arc::new(tokio::sync::Semaphore::new(ctx.parallelism.max(1)));
-    let reports = {
-        let futs = specialists.iter().map(|node| {
-            let sem = sem.clone();
-            let has_ws = !node.dirs.is_empty() && prepared.grants.get(&node.id).is_some_and(|g| !g.dirs.is_empty());
-            let step_input = json!({
-                "topic": input.topic,
-                "context": input.context,
-                "workspace": if has_ws { Value::from(WORKSPACE_GUEST_PATH) } else { Value::Null },
-            });
-            async move {
-                let _permit = sem.acquire().await;
-                let report = ctx.run_step_until(prepared, node, step_input, map_deadline).await;
-                let retryable = report.outcome.as_ref().err().is_some_and(|c| c.retryable());
-                (to_report(&node.runnable, report), retryable)
-            }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, node) in specialists.iter().enumerate() {
+        let has_ws = !node.dirs.is_empty() && prepared.grants.get(&node.id).is_some_and(|g| !g.dirs.is_empty());
+        let step_input = json!({
+            "topic": input.topic,
+            "context": input.context,
+            "workspace": if has_ws { Value::from(WORKSPACE_GUEST_PATH) } else { Value::Null },
         });
-        futures_join_all(futs).await
-    };
+        let (sem, ctx, prepared, node) = (sem.clone(), ctx.clone(), prepared.clone(), node.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let report = ctx.run_step_until(&prepared, &node, step_input, map_deadline).await;
+            let retryable = report.outcome.as_ref().err().is_some_and(|c| c.retryable());
+            (i, to_report(&node.runnable, report), retryable)
+        });
+    }
+    let mut reports: Vec<(usize, Report, bool)> = Vec::with_capacity(specialists.len());
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(r) => reports.push(r),
+            Err(e) => return Err(exec_failed(format!("a specialist task failed: {e}"), Value::Null, true)),
+        }
+    }
+    // Reports keep the bindings order.
+    reports.sort_by_key(|(i, _, _)| *i);
+    let reports: Vec<(Report, bool)> = reports.into_iter().map(|(_, r, t)| (r, t)).collect();
     // Running again can only help if some specialist failed for a transient cause.
     let any_retryable = reports.iter().any(|(_, r)| *r);
     let reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
@@ -474,29 +485,6 @@ fn ctx_max_findings(prepared: &Prepared) -> u32 {
     parse_bindings(&prepared.bindings).map(|b| b.max_findings).unwrap_or(8)
 }
 
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    // Poll all futures concurrently on this task, preserving order.
-    let futs: Vec<_> = futs.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = (0..futs.len()).map(|_| None).collect();
-    let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> = futs.into_iter().map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, slot) in futs.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        outputs[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
-}
 
 fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
     match report.outcome {

@@ -53,7 +53,7 @@ impl Blueprint {
     }
 
     /// Run a prepared graph.
-    pub async fn execute(&self, prepared: &Prepared, input: &Value, ctx: &ExecCtx) -> Result<BlueprintOutput, BlueprintFailure> {
+    pub async fn execute(&self, prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>) -> Result<BlueprintOutput, BlueprintFailure> {
         match self.kind {
             BlueprintKind::Council => council::execute(prepared, input, ctx).await,
             BlueprintKind::Step => step::execute(prepared, input, ctx).await,

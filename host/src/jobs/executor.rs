@@ -170,7 +170,7 @@ impl RunResult {
 /// and `policy explain`).
 pub struct Plan {
     pub blueprint: Blueprint,
-    pub prepared: Prepared,
+    pub prepared: Arc<Prepared>,
     pub decisions: Vec<Decision>,
     pub limits: Limits,
 }
@@ -244,12 +244,12 @@ impl Lily {
             .load_graph(&graph)
             .await
             .map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
-        let prepared = Prepared {
+        let prepared = Arc::new(Prepared {
             graph,
             bindings: spec.bindings.clone(),
             loaded,
             grants,
-        };
+        });
         blueprint.check_kinds(&prepared).map_err(|e| {
             let retry = e.code == ErrorCode::BlueprintCompileFailed;
             PlanError::new(ErrorCode::JobExecutionFailed, &e, retry)
@@ -602,6 +602,7 @@ impl Lily {
         );
         ctx.seeds = Some(seeds);
         ctx.replay_tapes = extra.replay_tapes.clone();
+        let ctx = Arc::new(ctx);
         let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
         let result = tokio::select! {
             r = tokio::time::timeout(timeout + Duration::from_millis(500), exec) => Some(r),
