@@ -366,6 +366,9 @@ fn generate_history(root: &Path) {
         let mut bytes = serde_json::to_vec_pretty(&r).expect("receipt bytes");
         bytes.push(b'\n');
         std::fs::write(dir.join("run_receipt.json"), bytes).expect("write receipt");
+        // What the executor does after a run's final receipt: append to the job's index.
+        let typed: lily::jobs::store::Receipt = serde_json::from_value(r.clone()).expect("typed receipt");
+        lily::jobs::store::append_index(&root.join(".lily/runs"), &typed).expect("index");
         for (name, data) in &extra {
             let data = if name == "events.jsonl" {
                 String::from_utf8_lossy(data).replace(&old_id, &run_id).into_bytes()
