@@ -336,7 +336,7 @@ async fn shared_instant(root: &Root, lily: &Arc<Lily>, disk: &str, jobs: usize, 
     for i in 0..jobs {
         let dir = root.runs_dir().join(format!("{prefix}-{i:03}"));
         for run in std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect::<Vec<_>>())
             .unwrap_or_default()
         {
             let receipt: Value = read_json(&run.join("run_receipt.json"));

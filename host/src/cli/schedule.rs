@@ -292,15 +292,18 @@ fn count_signals(tx: tokio::sync::watch::Sender<u32>) -> Result<(), LilyError> {
     Ok(())
 }
 
-/// One line per scheduler event: JSON lines with `--json`, else text.
+/// One line per scheduler event on stdout: JSON lines with `--json`, else
+/// text. A closed stdout does not stop the scheduler (`println!` would
+/// panic on it).
 fn render_event(e: &SchedulerEvent, json_out: bool) {
+    use std::io::Write;
     let ts = rfc3339(Utc::now());
     if json_out {
         let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut v {
             m.insert("ts".into(), Value::from(ts));
         }
-        println!("{v}");
+        let _ = writeln!(std::io::stdout(), "{v}");
         return;
     }
     let line = match e {
@@ -373,5 +376,5 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
         SchedulerEvent::CancellingRuns { running } => format!("grace period over: cancelling {running} run(s)"),
         SchedulerEvent::Stopped { fired } => format!("stopped ({fired} run(s) started)"),
     };
-    println!("{ts} {line}");
+    let _ = writeln!(std::io::stdout(), "{ts} {line}");
 }

@@ -290,33 +290,46 @@ impl Lily {
     /// together (`blueprint_compile_failed`), a refused component is
     /// `blueprint_contract_invalid`.
     pub async fn load_graph(&self, graph: &Graph) -> Result<BTreeMap<String, Arc<crate::sandbox::Loaded>>, LilyError> {
+        // Each distinct runnable is loaded once, all of them concurrently
+        // (cache checksum + deserialize + describe run on every core).
+        let mut ids: Vec<String> = graph.nodes.iter().map(|n| n.runnable.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut set = tokio::task::JoinSet::new();
+        for id in ids {
+            let (sandbox, runnables) = (self.sandbox.clone(), self.runnables.clone());
+            set.spawn(async move {
+                let r = runnables.load(&sandbox, &id).await;
+                (id, r)
+            });
+        }
+        let mut by_id = BTreeMap::new();
         let mut unresolved = Vec::new();
-        let mut loaded = BTreeMap::new();
-        for node in &graph.nodes {
-            match self.runnables.load(&self.sandbox, &node.runnable).await {
+        let mut refused = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let (id, r) = joined.map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("loading runnables failed: {e}")))?;
+            match r {
                 Ok(Some(l)) => {
-                    loaded.insert(node.id.clone(), l);
+                    by_id.insert(id, l);
                 }
-                Ok(None) => {
-                    if !unresolved.contains(&node.runnable) {
-                        unresolved.push(node.runnable.clone());
-                    }
-                }
-                Err(e) => {
-                    return Err(LilyError::new(
-                        ErrorCode::BlueprintContractInvalid,
-                        format!("runnable {} was refused: {e}", node.runnable),
-                    ));
-                }
+                Ok(None) => unresolved.push(id),
+                Err(e) => refused.push((id, e)),
             }
         }
+        refused.sort();
+        if let Some((id, e)) = refused.into_iter().next() {
+            return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {id} was refused: {e}")));
+        }
         if !unresolved.is_empty() {
+            // In graph order, as the bindings list them.
+            let order: Vec<&String> = graph.nodes.iter().map(|n| &n.runnable).collect();
+            unresolved.sort_by_key(|id| order.iter().position(|o| *o == id));
             return Err(
                 LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
                     .with_hint("`lily runnables list` shows the built-in and installed runnables"),
             );
         }
-        Ok(loaded)
+        Ok(graph.nodes.iter().filter_map(|n| by_id.get(&n.runnable).map(|l| (n.id.clone(), l.clone()))).collect())
     }
 
     /// Run a job once through the whole run sequence.

@@ -9,6 +9,10 @@ use std::sync::{Arc, Condvar, Mutex};
 
 type Task = Box<dyn FnOnce() + Send + 'static>;
 
+/// At most this many run threads (runs beyond it wait for one to finish,
+/// and start late).
+pub const MAX_THREADS: usize = 512;
+
 struct Queue {
     tasks: VecDeque<Task>,
     threads: usize,
@@ -70,7 +74,7 @@ impl RunPool {
     pub fn reserve(&self, n: usize) {
         let missing = match self.inner.queue.lock() {
             Ok(mut q) => {
-                let missing = (n as isize - q.spare()).max(0) as usize;
+                let missing = ((n as isize - q.spare()).max(0) as usize).min(MAX_THREADS.saturating_sub(q.threads));
                 q.threads += missing;
                 missing
             }
@@ -79,12 +83,13 @@ impl RunPool {
         self.spawn_threads(missing);
     }
 
-    /// Run every task on a thread of its own, at once.
+    /// Run every task on a thread of its own, at once (up to
+    /// [`MAX_THREADS`] tasks at a time).
     pub fn run_all(&self, tasks: Vec<Task>) {
         let missing = match self.inner.queue.lock() {
             Ok(mut q) => {
                 q.tasks.extend(tasks);
-                let missing = (-q.spare()).max(0) as usize;
+                let missing = ((-q.spare()).max(0) as usize).min(MAX_THREADS.saturating_sub(q.threads));
                 q.threads += missing;
                 missing
             }
@@ -199,6 +204,25 @@ mod tests {
         pool.run_all(tasks);
         wait_for("second batch", || done.load(Ordering::SeqCst) == 10);
         assert_eq!(pool.threads(), 20);
+    }
+
+    #[test]
+    fn the_pool_never_grows_past_its_cap() {
+        let pool = RunPool::new();
+        pool.reserve(MAX_THREADS + 100);
+        assert_eq!(pool.threads(), MAX_THREADS);
+        let done = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<Task> = (0..MAX_THREADS + 10)
+            .map(|_| {
+                let done = done.clone();
+                Box::new(move || {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }) as Task
+            })
+            .collect();
+        pool.run_all(tasks);
+        wait_for("every task, some after others", || done.load(Ordering::SeqCst) == MAX_THREADS + 10);
+        assert_eq!(pool.threads(), MAX_THREADS);
     }
 
     #[test]

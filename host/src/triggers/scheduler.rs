@@ -1238,6 +1238,9 @@ pub const START_BARRIER_WAIT: std::time::Duration = std::time::Duration::from_se
 struct Batch {
     state: Mutex<BatchState>,
     cv: std::sync::Condvar,
+    /// Whether started runs wait for the others (not when there are more
+    /// runs than threads: the last ones could only start when others end).
+    wait_for_all: bool,
 }
 
 struct BatchState {
@@ -1250,6 +1253,7 @@ impl Batch {
         Arc::new(Batch {
             state: Mutex::new(BatchState { open: false, not_started: n }),
             cv: std::sync::Condvar::new(),
+            wait_for_all: n <= super::pool::MAX_THREADS,
         })
     }
 
@@ -1272,7 +1276,7 @@ impl Batch {
         g.not_started = g.not_started.saturating_sub(1);
         if g.not_started == 0 {
             self.cv.notify_all();
-        } else if wait {
+        } else if wait && self.wait_for_all {
             drop(self.cv.wait_timeout_while(g, START_BARRIER_WAIT, |s| s.not_started > 0));
         }
     }

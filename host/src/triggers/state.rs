@@ -117,7 +117,7 @@ impl JobState {
 }
 
 /// The content of [`STATE_FILE`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedulerState {
     #[serde(default = "one")]
     pub version: u32,
@@ -127,6 +127,15 @@ pub struct SchedulerState {
 
 fn one() -> u32 {
     1
+}
+
+impl Default for SchedulerState {
+    fn default() -> Self {
+        SchedulerState {
+            version: one(),
+            jobs: BTreeMap::new(),
+        }
+    }
 }
 
 impl SchedulerState {
