@@ -350,7 +350,7 @@ impl Lily {
             )
         })?;
         if let Some(raw) = &spec_file.raw {
-            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Data);
+            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Rename);
         }
         let events = Arc::new(
             EventLog::create(&run.path, &run.run_id, opts.observer)
@@ -627,7 +627,7 @@ impl Lily {
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)
         {
-            let _ = crate::util::write_atomic(&run.path.join(store::TAPES), &bytes, crate::util::Durability::Data);
+            let _ = crate::util::write_atomic(&run.path.join(store::TAPES), &bytes, crate::util::Durability::Rename);
         }
         match result {
             None => AttemptOutcome::Cancelled,

@@ -3,7 +3,7 @@
 //! `summary.md`, the spec snapshot and target artifacts.
 
 use crate::blueprints::EventSink;
-use crate::util::{atomic_write, rfc3339};
+use crate::util::rfc3339;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -205,24 +205,41 @@ impl RunDir {
         crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Rename)
     }
 
-    /// The final receipt: the run's single durable commit point. Artifacts
-    /// were fsynced before; this fsyncs the receipt, renames it, then fsyncs
-    /// the run directory (making every earlier rename in it durable) and the
-    /// job directory (making the run directory itself durable).
+    /// The final receipt: the run's single durable commit point. First every
+    /// file of the run directory (artifacts, summary, events, spec snapshot)
+    /// and the job directory (which holds the run directory's entry) are
+    /// fsynced — concurrently, so the disk can batch them; then the receipt
+    /// is written, fsynced and renamed into place; then the run directory is
+    /// fsynced so every rename in it is durable. Three sequential flushes
+    /// instead of one per file.
     pub fn commit_receipt(&self, r: &Receipt) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
-        atomic_write(&self.path.join(RECEIPT), &bytes)?;
+        let mut targets: Vec<PathBuf> = std::fs::read_dir(&self.path)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n != RECEIPT && n != RUN_LOCK && !n.to_string_lossy().starts_with(".tmp-")))
+            .collect();
         if let Some(job_dir) = self.path.parent() {
-            crate::util::sync_dir(job_dir);
+            targets.push(job_dir.to_path_buf());
         }
+        let failed: Vec<std::io::Error> = std::thread::scope(|s| {
+            let handles: Vec<_> = targets.iter().map(|p| s.spawn(move || File::open(p).and_then(|f| f.sync_all()))).collect();
+            handles.into_iter().filter_map(|h| h.join().ok().and_then(|r| r.err())).collect()
+        });
+        if let Some(e) = failed.into_iter().next() {
+            return Err(e);
+        }
+        crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Data)?;
+        crate::util::sync_dir(&self.path);
         Ok(())
     }
 
-    /// Write an artifact atomically with its data fsynced (the directory
-    /// entry becomes durable at [`RunDir::commit_receipt`]); returns its record.
+    /// Write an artifact atomically (temp file + rename); it becomes durable
+    /// at [`RunDir::commit_receipt`]. Returns its record.
     pub fn write_file(&self, name: &str, media_type: &str, bytes: &[u8]) -> std::io::Result<ArtifactRecord> {
-        crate::util::write_atomic(&self.path.join(name), bytes, crate::util::Durability::Data)?;
+        crate::util::write_atomic(&self.path.join(name), bytes, crate::util::Durability::Rename)?;
         Ok(ArtifactRecord {
             name: name.into(),
             media_type: media_type.into(),
