@@ -485,7 +485,6 @@ fn ctx_max_findings(prepared: &Prepared) -> u32 {
     parse_bindings(&prepared.bindings).map(|b| b.max_findings).unwrap_or(8)
 }
 
-
 fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
     match report.outcome {
         Ok(env) => match serde_json::from_value::<SpecialistPayload>(env.payload) {

@@ -329,7 +329,11 @@ impl Lily {
                     .with_hint("`lily runnables list` shows the built-in and installed runnables"),
             );
         }
-        Ok(graph.nodes.iter().filter_map(|n| by_id.get(&n.runnable).map(|l| (n.id.clone(), l.clone()))).collect())
+        Ok(graph
+            .nodes
+            .iter()
+            .filter_map(|n| by_id.get(&n.runnable).map(|l| (n.id.clone(), l.clone())))
+            .collect())
     }
 
     /// Run a job once through the whole run sequence.

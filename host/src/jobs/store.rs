@@ -219,7 +219,10 @@ impl RunDir {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n != RECEIPT && n != RUN_LOCK && !n.to_string_lossy().starts_with(".tmp-")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n != RECEIPT && n != RUN_LOCK && !n.to_string_lossy().starts_with(".tmp-"))
+            })
             .collect();
         if let Some(job_dir) = self.path.parent() {
             targets.push(job_dir.to_path_buf());
@@ -403,7 +406,12 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
 /// Run directories of a job, newest first (names sort by start time).
 pub fn run_dirs(runs_dir: &Path, job_id: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(runs_dir.join(job_id))
-        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v.reverse();
@@ -441,13 +449,21 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(runs_dir.join(&r.job_id).join(INDEX))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(runs_dir.join(&r.job_id).join(INDEX))?;
     f.write_all(line.as_bytes())
 }
 
 fn read_index(runs_dir: &Path, job_id: &str) -> std::collections::HashMap<String, IndexEntry> {
-    let Ok(text) = std::fs::read_to_string(runs_dir.join(job_id).join(INDEX)) else { return Default::default() };
-    text.lines().filter_map(|l| serde_json::from_str::<IndexEntry>(l).ok()).map(|e| (e.run_id.clone(), e)).collect()
+    let Ok(text) = std::fs::read_to_string(runs_dir.join(job_id).join(INDEX)) else {
+        return Default::default();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<IndexEntry>(l).ok())
+        .map(|e| (e.run_id.clone(), e))
+        .collect()
 }
 
 /// History of a job, newest first: finished runs from the index, the rest

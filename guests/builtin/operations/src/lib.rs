@@ -81,10 +81,8 @@ impl Scan {
             if self.blobs.len() < MAX_EVIDENCE {
                 self.blobs.push(format!("{} ({} bytes)", e.rel, e.size));
             }
-        } else if e.binary && e.size > 0 && !is_expected_binary(name) {
-            if self.blobs.len() < MAX_EVIDENCE {
-                self.blobs.push(format!("{} (binary, {} bytes)", e.rel, e.size));
-            }
+        } else if e.binary && e.size > 0 && !is_expected_binary(name) && self.blobs.len() < MAX_EVIDENCE {
+            self.blobs.push(format!("{} (binary, {} bytes)", e.rel, e.size));
         }
         let Some(text) = e.text else { return };
         for (i, line) in text.lines().enumerate() {
