@@ -509,7 +509,10 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
             vec![
                 r.run_id.clone(),
                 r.status.as_str().into(),
-                r.trigger.clone(),
+                match &r.scheduled_for {
+                    Some(t) => format!("{} {t}", r.trigger),
+                    None => r.trigger.clone(),
+                },
                 r.started_at.clone(),
                 r.error_code.clone().unwrap_or_default(),
                 r.replay_of.as_ref().map(|o| format!("replay of {o}")).unwrap_or_default(),

@@ -324,6 +324,9 @@ pub struct RunSummary {
     pub trigger: String,
     pub error_code: Option<String>,
     pub replay_of: Option<String>,
+    /// For cron runs and missed / skipped records: the scheduled time (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
     pub path: PathBuf,
 }
 
@@ -399,6 +402,7 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         trigger: r.trigger.get("type").and_then(Value::as_str).unwrap_or("manual").to_string(),
         error_code: r.error.as_ref().map(|e| e.code.clone()),
         replay_of: r.replay_of.clone(),
+        scheduled_for: r.trigger.get("scheduled_for").and_then(Value::as_str).map(str::to_string),
         path,
     }
 }
@@ -433,6 +437,8 @@ struct IndexEntry {
     trigger: String,
     error_code: Option<String>,
     replay_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheduled_for: Option<String>,
 }
 
 /// Append a finished run to its job's index (one `write`, O_APPEND).
@@ -446,6 +452,7 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
         trigger: s.trigger,
         error_code: s.error_code,
         replay_of: s.replay_of,
+        scheduled_for: s.scheduled_for,
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
@@ -486,6 +493,7 @@ pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<Run
                 trigger: e.trigger,
                 error_code: e.error_code,
                 replay_of: e.replay_of,
+                scheduled_for: e.scheduled_for,
                 path: dir,
             },
             None => {
