@@ -493,6 +493,7 @@ fn guide_commands_run_in_order() {
         .expect("the guide's job ran")
         .filter_map(Result::ok)
         .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let report = read(&runs[0].join("report.md"));
