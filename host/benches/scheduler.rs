@@ -10,8 +10,9 @@
 //!    run's `job_started` event (and, for scale, `job_completed`).
 //!
 //! A plain program that prints markdown tables:
-//! `cargo bench -p lily --profile dev --bench scheduler`. Takes about 2
-//! minutes. Figures go to docs/performance.md.
+//! `cargo bench -p lily --bench scheduler` (release; `--profile dev` for the
+//! test build). Takes about 2 minutes; `-- load` or `-- lateness` runs one
+//! section. Figures go to docs/performance.md.
 //!
 //! The lateness section runs twice: on the temp dir's disk (every run
 //! fsyncs its directory, spec snapshot and receipt before `job_started`) and
@@ -58,8 +59,15 @@ fn main() {
             "release"
         }
     );
-    rt.block_on(many_jobs());
-    rt.block_on(lateness());
+    // `cargo bench --bench scheduler -- lateness` runs one section.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("load") {
+        rt.block_on(many_jobs());
+    }
+    if wanted("lateness") {
+        rt.block_on(lateness());
+    }
     println!("load average at the end: {}", loadavg());
 }
 
@@ -326,6 +334,18 @@ async fn shared_instant(root: &Root, lily: &Arc<Lily>, disk: &str, jobs: usize, 
     let _ = stopper.await;
     drop(sched);
 
+    if std::env::var_os("LILY_BENCH_ROUNDS").is_some()
+        && let Ok(v) = invoked_at.lock()
+    {
+        let mut by: std::collections::BTreeMap<DateTime<Utc>, Vec<f64>> = Default::default();
+        for (s, i) in v.iter() {
+            by.entry(*s).or_default().push((*i - *s).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+        for (s, mut l) in by {
+            l.sort_by(|a, b| a.total_cmp(b));
+            eprintln!("round {s}: invoked min {:.1} p50 {:.1} max {:.1}", l[0], l[l.len() / 2], l[l.len() - 1]);
+        }
+    }
     let invoked: Vec<f64> = invoked_at
         .lock()
         .map(|v| v.iter().map(|(s, i)| (*i - *s).num_microseconds().unwrap_or(0) as f64 / 1000.0).collect())

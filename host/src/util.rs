@@ -39,6 +39,14 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io
     Ok(())
 }
 
+/// `create_dir_all`, but a `stat` first: `create_dir_all` always tries
+/// `mkdir`, which takes the parent directory's lock even when the directory
+/// exists, so many runs starting at once would queue on it (and on any
+/// disk I/O its holder waits for).
+pub fn ensure_dir(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() { Ok(()) } else { std::fs::create_dir_all(path) }
+}
+
 /// fsync a directory so a rename in it survives a crash (best effort).
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
@@ -110,4 +118,32 @@ pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// What identifies one version of a file on disk (length, mtime, inode):
+/// take it *before* reading the file, so a change during the read shows up
+/// as a different stamp next time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        }
+    }
+
+    pub fn of_path(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+    }
 }

@@ -302,3 +302,31 @@ fn traversal_in_effect_paths_is_refused_before_anything_is_written() {
         assert!(!outside.path().join("pwned.txt").exists());
     }
 }
+
+/// A long-lived `Lily` (the scheduler's) parses the policy once per
+/// version of the file: every change — written, broken, fixed, removed —
+/// is seen by the next run.
+#[test]
+fn the_policy_is_read_again_whenever_the_file_changes() {
+    let e = env(BASE);
+    let path = e.lily.root.policy_path();
+    let first = e.lily.policy().expect("valid");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &e.lily.policy().expect("valid")),
+        "unchanged file: the parsed copy"
+    );
+    assert!(first.file.runnables.is_empty());
+
+    std::fs::write(&path, "version: 1\nrunnables:\n  \"probe.v1\":\n    env: [HOME]\n").expect("policy");
+    let p = e.lily.policy().expect("valid");
+    assert_eq!(p.file.runnables.len(), 1, "the edit is seen");
+
+    std::fs::write(&path, "version: 1\nbogus: true\n").expect("policy");
+    let err = e.lily.policy().expect_err("invalid");
+    assert_eq!(err.code, ErrorCode::JobPolicyDenied);
+    assert!(err.message.contains("bogus"), "{}", err.message);
+
+    std::fs::remove_file(&path).expect("rm");
+    let p = e.lily.policy().expect("defaults");
+    assert!(p.source.is_none(), "no file: deny-everything defaults");
+}

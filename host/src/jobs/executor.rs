@@ -63,6 +63,9 @@ pub struct Lily {
     pub sandbox: Arc<Sandbox>,
     pub blueprints: Registry,
     pub runnables: RunnableRegistry,
+    /// The policy as last parsed, with the stamp of its file (`None`: no
+    /// file). Re-read whenever the file's stamp changes.
+    policy_cache: std::sync::Mutex<Option<(Option<crate::util::Stamp>, Result<Arc<Policy>, LilyError>)>>,
 }
 
 /// How a run was started.
@@ -215,7 +218,26 @@ impl Lily {
             sandbox: Arc::new(sandbox),
             blueprints: Registry::builtin(),
             runnables,
+            policy_cache: std::sync::Mutex::new(None),
         })
+    }
+
+    /// `.lily/policy.yaml` as it is now. A long-lived `Lily` (the scheduler)
+    /// parses it once per version of the file, not once per run: the file
+    /// is stat'ed first and parsed again only when its stamp changed.
+    pub fn policy(&self) -> Result<Arc<Policy>, LilyError> {
+        let stamp = crate::util::Stamp::of_path(&self.root.policy_path());
+        if let Ok(cache) = self.policy_cache.lock()
+            && let Some((s, p)) = cache.as_ref()
+            && *s == stamp
+        {
+            return p.clone();
+        }
+        let loaded = Policy::load(&self.root).map(Arc::new);
+        if let Ok(mut cache) = self.policy_cache.lock() {
+            *cache = Some((stamp, loaded.clone()));
+        }
+        loaded
     }
 
     /// Step 1: find and validate the spec.
@@ -344,7 +366,7 @@ impl Lily {
             None => self.load_spec(job_id)?,
         };
         let spec = spec_file.spec.clone()?;
-        let policy = Policy::load(&self.root);
+        let policy = self.policy();
 
         // Every later outcome gets a run directory with a receipt.
         let run = RunDir::create(&self.root.runs_dir(), &spec.id).map_err(|e| {
@@ -353,9 +375,6 @@ impl Lily {
                 format!("cannot create a run directory under {}: {e}", self.root.runs_dir().display()),
             )
         })?;
-        if let Some(raw) = &spec_file.raw {
-            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Rename);
-        }
         let events = Arc::new(
             EventLog::create(&run.path, &run.run_id, opts.observer)
                 .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write events: {e}")))?,
@@ -381,6 +400,12 @@ impl Lily {
             "job_started",
             json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
         );
+        // The spec snapshot (what replay runs again) is written before any
+        // step runs, but after `job_started`: the first receipt and the event
+        // are what a started run needs first.
+        if let Some(raw) = &spec_file.raw {
+            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Rename);
+        }
 
         let policy = match policy {
             Ok(p) => p,
@@ -767,7 +792,7 @@ async fn sleep_or_cancel(d: Duration, cancel: &Cancel) -> bool {
 /// across processes). Returns the held lock and its index.
 pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cancel: &Cancel) -> Result<(File, u32), LilyError> {
     let dir = root.state_dir().join("locks").join(job_id);
-    std::fs::create_dir_all(&dir).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", dir.display())))?;
+    crate::util::ensure_dir(&dir).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", dir.display())))?;
     loop {
         for i in 0..max {
             let path = dir.join(format!("slot-{i}.lock"));

@@ -175,7 +175,7 @@ impl RunDir {
     /// Create `.lily/runs/<job_id>/<run_id>/` and take its lock.
     pub fn create(runs_dir: &Path, job_id: &str) -> std::io::Result<RunDir> {
         let job_dir = runs_dir.join(job_id);
-        std::fs::create_dir_all(&job_dir)?;
+        crate::util::ensure_dir(&job_dir)?;
         for _ in 0..16 {
             let run_id = new_run_id();
             let path = job_dir.join(&run_id);

@@ -75,6 +75,28 @@ pub struct Fire {
     /// The spec as the scheduler read it (for a record if the run cannot start).
     pub spec_sha256: String,
     pub target: Value,
+    /// The parsed spec file the scheduler holds, used for the run when the
+    /// file on disk still has the same stamp (else the run reads it again).
+    pub prepared: Option<PreparedSpec>,
+}
+
+/// A spec file as parsed by the scheduler, and the stamp the file had
+/// before it was read.
+#[derive(Debug, Clone)]
+pub struct PreparedSpec {
+    pub stamp: Stamp,
+    pub file: Arc<SpecFile>,
+}
+
+impl Fire {
+    /// The spec file as it is now: the prepared one while the file is
+    /// unchanged (one `stat`), else read and parsed again.
+    pub fn spec_now(&self) -> SpecFile {
+        match &self.prepared {
+            Some(p) if Stamp::of_path(&self.spec_path) == Some(p.stamp) => (*p.file).clone(),
+            _ => spec::load_file(&self.spec_path),
+        }
+    }
 }
 
 impl Fire {
@@ -165,6 +187,9 @@ pub trait Launcher: Send + Sync {
 
     /// Up to `n` runs may start at one instant soon: get ready for them.
     fn reserve(&self, _n: usize) {}
+
+    /// These jobs were just loaded (or changed): get ready to run them.
+    fn prepare(&self, _job_ids: Vec<String>) {}
 }
 
 /// Runs in progress, per job.
@@ -378,13 +403,14 @@ enum Parsed {
     Invalid,
 }
 
-/// What the scheduler keeps of a cron job's spec (not the spec itself: a
-/// run reads its spec file again when it starts).
+/// What the scheduler keeps of a cron job's spec: its plan, and the parsed
+/// file a run starts from while the file is unchanged ([`Fire::spec_now`]).
 struct CronSpec {
     plan: JobPlan,
     path: PathBuf,
     spec_sha256: String,
     target: Value,
+    prepared: PreparedSpec,
 }
 
 struct CachedSpec {
@@ -607,6 +633,7 @@ impl Scheduler {
                     spec_path: e.spec.path.clone(),
                     spec_sha256: e.spec.spec_sha256.clone(),
                     target: e.spec.target.clone(),
+                    prepared: Some(e.spec.prepared.clone()),
                 };
                 let guard = self.tracker.start_with(id, Some(ticket.clone()));
                 batch.push((fire, guard));
@@ -829,7 +856,7 @@ impl Scheduler {
             }
             changed = true;
             let path = dir.join(name);
-            let parsed = self.parse_spec(spec::load_file(&path));
+            let parsed = self.parse_spec(spec::load_file(&path), *stamp);
             self.specs.insert(name.clone(), CachedSpec { path, stamp: *stamp, parsed });
         }
         if known < self.specs.len() {
@@ -847,24 +874,25 @@ impl Scheduler {
         self.dir_modified = dir_modified;
     }
 
-    fn parse_spec(&self, f: SpecFile) -> Parsed {
-        match f.spec {
+    fn parse_spec(&self, f: SpecFile, stamp: Stamp) -> Parsed {
+        match &f.spec {
             Err(e) => {
                 warn!(path = %f.path.display(), code = %e.code, error = %e.message, "invalid job spec; the other jobs keep their schedules");
                 self.emit(&SchedulerEvent::SpecInvalid {
                     path: f.path.clone(),
                     code: e.code,
-                    message: e.message,
+                    message: e.message.clone(),
                 });
                 Parsed::Invalid
             }
-            Ok(s) => match JobPlan::from_spec(&s) {
-                None => Parsed::Manual(s.id),
+            Ok(s) => match JobPlan::from_spec(s) {
+                None => Parsed::Manual(s.id.clone()),
                 Some(plan) => Parsed::Cron(Arc::new(CronSpec {
                     plan,
                     path: f.path.clone(),
-                    spec_sha256: f.sha256.unwrap_or_default(),
+                    spec_sha256: f.sha256.clone().unwrap_or_default(),
                     target: json!({"kind": s.target.kind, "id": s.target.id, "requirement": s.target.version}),
+                    prepared: PreparedSpec { stamp, file: Arc::new(f) },
                 })),
             },
         }
@@ -917,6 +945,7 @@ impl Scheduler {
             }
         }
         let mut table = BTreeMap::new();
+        let mut loaded = Vec::new();
         for (id, (mut entry, same)) in jobs {
             let fp = entry.spec.plan.fingerprint();
             let st = match self.state.jobs.get_mut(&id) {
@@ -957,9 +986,15 @@ impl Scheduler {
                     o(&event);
                 }
             }
+            if !same {
+                loaded.push(id.clone());
+            }
             table.insert(id, entry);
         }
         self.jobs = table;
+        if !loaded.is_empty() {
+            self.launcher.prepare(loaded);
+        }
         if dirty {
             self.persist();
         }
@@ -1362,6 +1397,22 @@ impl Launcher for ExecutorLauncher {
     fn reserve(&self, n: usize) {
         self.pool.reserve(n);
     }
+
+    /// Create the jobs' run directories (`runs/<job>/`) now, on a pool
+    /// thread, so that a job's first run does not: 100 first runs at one
+    /// instant would all create their directory in `runs/` at once, one at
+    /// a time under its lock.
+    fn prepare(&self, job_ids: Vec<String>) {
+        let runs = self.lily.root.runs_dir();
+        self.pool.run_all(vec![Box::new(move || {
+            for id in job_ids {
+                let dir = runs.join(&id);
+                if let Err(e) = crate::util::ensure_dir(&dir) {
+                    warn!(job = %id, dir = %dir.display(), error = %e, "cannot create the job's run directory");
+                }
+            }
+        })]);
+    }
 }
 
 /// One cron run on the current (pool) thread.
@@ -1395,8 +1446,9 @@ fn run_fire(
             });
         }
     };
-    // The spec as it is now (one file, not the whole directory).
-    let spec_file = spec::load_file(&fire.spec_path);
+    // The spec as it is now (one file, not the whole directory; parsed
+    // again only if it changed since the scheduler read it).
+    let spec_file = fire.spec_now();
     match &spec_file.spec {
         Ok(s) if s.id == fire.job_id => {}
         Ok(s) => {

@@ -14,6 +14,7 @@
 //!   (pid, start time). The lock, not the sidecar, says whether a scheduler
 //!   runs: a sidecar left by a killed daemon is ignored.
 
+pub use crate::util::Stamp;
 use crate::util::atomic_write;
 use crate::workspace::Root;
 use chrono::{DateTime, Utc};
@@ -171,32 +172,6 @@ impl SchedulerState {
     }
 }
 
-/// What identifies one version of a file on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-}
-
-impl Stamp {
-    pub fn of(meta: &std::fs::Metadata) -> Stamp {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Stamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            inode,
-        }
-    }
-
-    pub fn of_path(path: &Path) -> Option<Stamp> {
-        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
-    }
-}
-
 /// The lock around a read-modify-write of [`STATE_FILE`]; released on drop.
 pub struct StateLock {
     _file: File,
@@ -223,7 +198,7 @@ impl StateStore {
 
     /// Take the state lock (blocking; holders keep it for milliseconds).
     pub fn lock(&self) -> io::Result<StateLock> {
-        std::fs::create_dir_all(&self.dir)?;
+        crate::util::ensure_dir(&self.dir)?;
         let file = File::options().create(true).truncate(false).write(true).open(self.dir.join(STATE_LOCK))?;
         file.lock()?;
         Ok(StateLock { _file: file })

@@ -59,6 +59,7 @@ struct FakeLauncher {
     runs_dir: PathBuf,
     state_path: Mutex<Option<PathBuf>>,
     recorded_before_start: AtomicBool,
+    prepared: Mutex<Vec<Vec<String>>>,
 }
 
 impl FakeLauncher {
@@ -116,6 +117,10 @@ impl Launcher for FakeLauncher {
         if self.hold.load(Ordering::SeqCst) {
             self.held.lock().expect("lock").push(guard);
         }
+    }
+
+    fn prepare(&self, job_ids: Vec<String>) {
+        self.prepared.lock().expect("lock").push(job_ids);
     }
 }
 
@@ -822,6 +827,56 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
 }
 
 #[test]
+fn jobs_are_prepared_once_when_loaded_and_again_when_changed() {
+    let r = test_root();
+    write_spec(&r, "a", "* * * * *", "UTC", "", "");
+    write_spec(&r, "b", "* * * * *", "UTC", "", "");
+    let l = FakeLauncher::new(&r);
+    let mut s = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
+    let now = run_until(&mut s, utc("2026-05-01T10:00:30Z"), utc("2026-05-01T10:03:10Z"));
+    assert_eq!(
+        *l.prepared.lock().expect("lock"),
+        [vec!["a".to_string(), "b".to_string()]],
+        "once, not per rescan"
+    );
+    write_spec(&r, "b", "*/2 * * * *", "UTC", "", "");
+    run_until(&mut s, now, utc("2026-05-01T10:05:10Z"));
+    assert_eq!(l.prepared.lock().expect("lock").last(), Some(&vec!["b".to_string()]));
+}
+
+/// The spec a run starts from: the scheduler's parsed copy while the file
+/// is unchanged, the file as it is now once it was edited (even between
+/// two rescans, right before the fire).
+#[test]
+fn a_fire_uses_the_prepared_spec_until_the_file_changes() {
+    let r = test_root();
+    write_spec(&r, "a", "* * * * *", "UTC", "", "");
+    let l = FakeLauncher::new(&r);
+    let mut s = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
+    run_until(&mut s, utc("2026-05-01T10:00:30Z"), utc("2026-05-01T10:01:10Z"));
+    let fire = l.fires.lock().expect("lock")[0].clone();
+    let prepared = fire.prepared.clone().expect("the scheduler hands over its parsed spec");
+    let now = fire.spec_now();
+    assert_eq!(now.sha256, prepared.file.sha256);
+    assert_eq!(now.spec.expect("valid").id, "a");
+
+    // Edited after the scheduler read it: same length, new content.
+    let edited = spec_text("a", "* * * * *", "UTC", "", "").replace("topic: t", "topic: u");
+    assert_eq!(edited.len(), spec_text("a", "* * * * *", "UTC", "", "").len());
+    let path = r.root.jobs_dir.join("a.job.yaml");
+    let tmp = r.root.jobs_dir.join(".a.tmp");
+    std::fs::write(&tmp, &edited).expect("write");
+    std::fs::rename(&tmp, &path).expect("replace");
+    let now = fire.spec_now();
+    assert_ne!(now.sha256, prepared.file.sha256, "the edit is seen");
+    assert_eq!(now.spec.expect("valid").target.input["topic"], "u");
+
+    // Removed: the run reports the file, not the stale copy.
+    std::fs::remove_file(&path).expect("rm");
+    assert!(fire.spec_now().spec.is_err());
+}
+
+#[test]
 fn a_run_the_executor_refuses_leaves_a_missed_record() {
     let r = test_root();
     let fire = Fire {
@@ -832,6 +887,7 @@ fn a_run_the_executor_refuses_leaves_a_missed_record() {
         spec_path: r.root.jobs_dir.join("tick.job.yaml"),
         spec_sha256: "sha256:x".into(),
         target: json!({"kind": "blueprint", "id": "council.v1"}),
+        prepared: None,
     };
     let rec = fire.not_started_record(ErrorCode::JobInvalidSpec, "bad");
     records::write_record(&r.root.runs_dir(), &rec).expect("write");
