@@ -794,7 +794,7 @@ mod tests {
 
     #[test]
     fn contract_check_explains_unknown_imports_bad_descriptors_and_garbage() {
-        let c = check(&guest("evil_import"));
+        let c = check(&guest("hostile_import"));
         assert!(!c.ok);
         assert_eq!(c.problems[0].area, "imports");
         assert!(c.problems[0].message.contains("acme:evil/exfil"), "{}", c.problems[0].message);

@@ -365,10 +365,10 @@ fn install_refuses_bad_descriptors_unknown_imports_and_id_clashes() {
     assert!(!installed("bad-descriptor.v1"));
 
     // An import the host does not provide, named in the refusal.
-    let o = install(&guest_path("evil_import"), &[]);
+    let o = install(&guest_path("hostile_import"), &[]);
     assert_eq!(o.code, 14, "{o:?}");
     assert!(o.stderr.contains("does not provide") && o.stderr.contains("acme:evil/exfil"), "{}", o.stderr);
-    assert!(!installed("evil-import.v1"));
+    assert!(!installed("hostile-import.v1"));
 
     // Not a component at all.
     let garbage = env.root.join("module.wasm");
