@@ -313,7 +313,7 @@ fn catchup_latest_within_the_deadline_runs_the_latest_and_records_the_others() {
     let l = FakeLauncher::new(&r);
     served_then_down(&r, &l);
     // Back at 10:27: 10:15 and 10:20 are missed, 10:25 (2 min late) runs.
-    let mut b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
+    let b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
     b.flush_records();
     assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:25:00Z")));
     assert_eq!(
@@ -389,9 +389,9 @@ fn a_long_downtime_leaves_bounded_records_with_the_count() {
     let r = test_root();
     write_spec(&r, "minutely", "* * * * *", "UTC", ", catchup: skip", "");
     let l = FakeLauncher::new(&r);
-    let mut a = serving_from(&r, &l, "2026-05-01T00:00:00Z");
+    let a = serving_from(&r, &l, "2026-05-01T00:00:00Z");
     drop(a);
-    let mut b = serving_from(&r, &l, "2026-05-03T00:00:30Z");
+    let b = serving_from(&r, &l, "2026-05-03T00:00:30Z");
     b.flush_records();
     let runs = store::list_runs(&r.root.runs_dir(), "minutely", 100_000, Some(RunStatus::Missed));
     // The latest (skipped) time, the 100 before it, and one folded record.
@@ -545,13 +545,13 @@ fn a_restart_in_the_middle_of_a_catchup_repeats_neither_run_nor_records() {
     let r = test_root();
     write_spec(&r, "tick", "* * * * *", "UTC", "", "");
     let l = FakeLauncher::new(&r);
-    let mut a = serving_from(&r, &l, "2026-05-01T10:00:30Z");
+    let a = serving_from(&r, &l, "2026-05-01T10:00:30Z");
     drop(a);
     // Down until 10:03:10: catches up 10:03, records 10:01 and 10:02.
-    let mut b = serving_from(&r, &l, "2026-05-01T10:03:10Z");
+    let b = serving_from(&r, &l, "2026-05-01T10:03:10Z");
     b.flush_records();
     drop(b);
-    let mut c = serving_from(&r, &l, "2026-05-01T10:03:40Z");
+    let c = serving_from(&r, &l, "2026-05-01T10:03:40Z");
     c.flush_records();
     assert_eq!(l.fired_for("tick"), [utc("2026-05-01T10:03:00Z")]);
     assert_eq!(records_of(&r, "tick").len(), 2);
@@ -785,7 +785,7 @@ fn a_crash_between_the_decision_and_the_start_leaves_a_missed_record_not_a_secon
     assert!(st.jobs["tick"].pending.is_empty(), "{:?}", st.jobs["tick"].pending);
 
     // Another restart finds nothing left to do.
-    let mut c = serving_from(&r, &l, "2026-05-01T10:02:40Z");
+    let c = serving_from(&r, &l, "2026-05-01T10:02:40Z");
     c.flush_records();
     assert_eq!(records_of(&r, "tick").len(), 1);
     assert_eq!(l.fired_for("tick").len(), 2);
@@ -798,7 +798,7 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
     let l = FakeLauncher::new(&r);
     served_then_down(&r, &l);
     // Back at 10:27: records for 10:15 and 10:20, a run for 10:25 ...
-    let mut b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
+    let b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
     b.flush_records();
     drop(b);
     // ... but killed before the records reached the disk.
@@ -806,7 +806,7 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
         std::fs::remove_dir_all(&s.path).expect("rm");
     }
     assert!(records_of(&r, "five").is_empty());
-    let mut c = serving_from(&r, &l, "2026-05-01T10:28:00Z");
+    let c = serving_from(&r, &l, "2026-05-01T10:28:00Z");
     c.flush_records();
     drop(c);
     let expected = [
@@ -817,7 +817,7 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
     assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:25:00Z")));
     assert_eq!(l.fired_for("five").len(), 3);
     // And a restart with everything on disk writes nothing more.
-    let mut d = serving_from(&r, &l, "2026-05-01T10:29:00Z");
+    let d = serving_from(&r, &l, "2026-05-01T10:29:00Z");
     d.flush_records();
     assert_eq!(records_of(&r, "five"), expected);
 }
