@@ -365,17 +365,3 @@ fn proc_status_kb(key: &str) -> Option<u64> {
 fn kb(v: Option<u64>) -> String {
     v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into())
 }
-
-/// CPU time of every thread of this process so far (ns resolution, from
-/// `/proc/self/task/*/schedstat`; threads that already exited are not counted).
-fn process_cpu() -> Duration {
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let ns: u64 = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    Duration::from_nanos(ns)
-}

@@ -137,15 +137,7 @@ fn run_table(bin: &Path, root: &Path, tmpfs_root: Option<&Path>) {
 /// Where the time of the last run went, from its events (millisecond
 /// timestamps) and its receipt.
 fn breakdown(root: &Path) {
-    let job_dir = root.join(".lily/runs/bench");
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&job_dir)
-        .expect("runs of bench")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    runs.sort();
-    let Some(last) = runs.last() else { return };
+    let Some(last) = last_bench_run(root) else { return };
     let events: Vec<Value> = std::fs::read_to_string(last.join("events.jsonl"))
         .expect("events.jsonl")
         .lines()
@@ -317,18 +309,21 @@ fn in_process_listing(root: &Path) {
     );
 }
 
+/// The newest run directory of job `bench` (run ids sort by start time).
+fn last_bench_run(root: &Path) -> Option<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(root.join(".lily/runs/bench"))
+        .expect("runs of bench")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    runs.sort();
+    runs.pop()
+}
+
 /// `HISTORY` run directories of job `hist`, cloned from the last real run.
 fn generate_history(root: &Path) {
-    let src_dir = {
-        let mut runs: Vec<PathBuf> = std::fs::read_dir(root.join(".lily/runs/bench"))
-            .expect("runs of bench")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        runs.sort();
-        runs.pop().expect("at least one real run")
-    };
+    let src_dir = last_bench_run(root).expect("at least one real run");
     let receipt: Value = serde_json::from_slice(&std::fs::read(src_dir.join("run_receipt.json")).expect("receipt")).expect("receipt JSON");
     let extra: Vec<(String, Vec<u8>)> = std::fs::read_dir(&src_dir)
         .expect("run dir")

@@ -156,6 +156,18 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
+    /// `n` tasks that each add one to `done`.
+    fn counting_tasks(n: usize, done: &Arc<AtomicUsize>) -> Vec<Task> {
+        (0..n)
+            .map(|_| {
+                let done = done.clone();
+                Box::new(move || {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }) as Task
+            })
+            .collect()
+    }
+
     fn wait_for(what: &str, cond: impl Fn() -> bool) {
         let start = Instant::now();
         while !cond() {
@@ -193,14 +205,7 @@ mod tests {
         // The threads are reused: a second batch creates none.
         wait_for("free threads", || pool.spare() == 20);
         let done = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<Task> = (0..10)
-            .map(|_| {
-                let done = done.clone();
-                Box::new(move || {
-                    done.fetch_add(1, Ordering::SeqCst);
-                }) as Task
-            })
-            .collect();
+        let tasks = counting_tasks(10, &done);
         pool.run_all(tasks);
         wait_for("second batch", || done.load(Ordering::SeqCst) == 10);
         assert_eq!(pool.threads(), 20);
@@ -212,14 +217,7 @@ mod tests {
         pool.reserve(MAX_THREADS + 100);
         assert_eq!(pool.threads(), MAX_THREADS);
         let done = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<Task> = (0..MAX_THREADS + 10)
-            .map(|_| {
-                let done = done.clone();
-                Box::new(move || {
-                    done.fetch_add(1, Ordering::SeqCst);
-                }) as Task
-            })
-            .collect();
+        let tasks = counting_tasks(MAX_THREADS + 10, &done);
         pool.run_all(tasks);
         wait_for("every task, some after others", || done.load(Ordering::SeqCst) == MAX_THREADS + 10);
         assert_eq!(pool.threads(), MAX_THREADS);
