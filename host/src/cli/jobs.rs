@@ -329,12 +329,8 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
     let policy = Policy::load(&lily.root)?;
     let p = lily.plan(&s, &policy).await.map_err(|pe| pe.error)?;
     let nodes: Vec<Value> = p
-        .prepared
-        .graph
-        .nodes
-        .iter()
-        .map(|n| {
-            let l = &p.prepared.loaded[&n.id];
+        .nodes()
+        .map(|(n, l)| {
             json!({"id": n.id, "runnable": n.runnable, "role": n.role, "kind": l.descriptor.kind, "version": l.descriptor.version, "digest": l.digest,
                    "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())})
         })

@@ -178,6 +178,18 @@ pub struct Plan {
     pub limits: Limits,
 }
 
+impl Plan {
+    /// Every node of the graph, in graph order, with the component loaded
+    /// for it (what the receipt's `components` and `lily jobs plan` list).
+    pub fn nodes(&self) -> impl Iterator<Item = (&crate::blueprints::Node, &crate::sandbox::Loaded)> {
+        self.prepared
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| self.prepared.loaded.get(&n.id).map(|l| (n, l.as_ref())))
+    }
+}
+
 /// A failure while planning: the job-level error plus the blueprint cause.
 #[derive(Debug, Clone)]
 pub struct PlanError {
@@ -754,14 +766,8 @@ fn record_plan(receipt: &mut Receipt, p: &Plan) {
         "grants": p.prepared.grants.iter().map(|(node, g)| (node.clone(), g.redacted())).collect::<serde_json::Map<_, _>>(),
     });
     receipt.components = p
-        .prepared
-        .graph
-        .nodes
-        .iter()
-        .map(|n| {
-            let l = &p.prepared.loaded[&n.id];
-            json!({"node": n.id, "runnable": n.runnable, "version": l.descriptor.version, "digest": l.digest})
-        })
+        .nodes()
+        .map(|(n, l)| json!({"node": n.id, "runnable": n.runnable, "version": l.descriptor.version, "digest": l.digest}))
         .collect();
 }
 
