@@ -407,10 +407,18 @@ enum Parsed {
 /// file a run starts from while the file is unchanged ([`Fire::spec_now`]).
 struct CronSpec {
     plan: JobPlan,
-    path: PathBuf,
-    spec_sha256: String,
     target: Value,
     prepared: PreparedSpec,
+}
+
+impl CronSpec {
+    fn path(&self) -> &Path {
+        &self.prepared.file.path
+    }
+
+    fn spec_sha256(&self) -> String {
+        self.prepared.file.sha256.clone().unwrap_or_default()
+    }
 }
 
 struct CachedSpec {
@@ -630,8 +638,8 @@ impl Scheduler {
                     scheduled_for: t,
                     local: e.spec.plan.schedule.fire_time(t).local,
                     timezone: e.spec.plan.schedule.timezone().name().to_string(),
-                    spec_path: e.spec.path.clone(),
-                    spec_sha256: e.spec.spec_sha256.clone(),
+                    spec_path: e.spec.path().to_path_buf(),
+                    spec_sha256: e.spec.spec_sha256(),
                     target: e.spec.target.clone(),
                     prepared: Some(e.spec.prepared.clone()),
                 };
@@ -889,8 +897,6 @@ impl Scheduler {
                 None => Parsed::Manual(s.id.clone()),
                 Some(plan) => Parsed::Cron(Arc::new(CronSpec {
                     plan,
-                    path: f.path.clone(),
-                    spec_sha256: f.sha256.clone().unwrap_or_default(),
                     target: json!({"kind": s.target.kind, "id": s.target.id, "requirement": s.target.version}),
                     prepared: PreparedSpec { stamp, file: Arc::new(f) },
                 })),
@@ -1113,8 +1119,8 @@ fn record_for(e: &Entry, status: RunStatus, at: DateTime<Utc>, reason: &str, det
         timezone: s.plan.schedule.timezone().name().to_string(),
         reason: reason.to_string(),
         details,
-        spec_sha256: s.spec_sha256.clone(),
-        spec_path: s.path.display().to_string(),
+        spec_sha256: s.spec_sha256(),
+        spec_path: s.path().display().to_string(),
         target: s.target.clone(),
     }
 }
