@@ -410,10 +410,15 @@ fn load_problem(message: &str) -> (Problem, Vec<String>) {
     (problem, Vec::new())
 }
 
+/// Why the runnable's declared schema rejects `sample` (budgeted like every
+/// check of a guest-declared schema), or `None` if it accepts it.
 fn schema_rejects(schema: &Value, sample: &Value) -> Option<String> {
-    let v = jsonschema::validator_for(schema).ok()?;
-    let errors: Vec<String> = v.iter_errors(sample).take(3).map(|e| format!("{e} (at '{}')", e.instance_path())).collect();
-    if errors.is_empty() { None } else { Some(errors.join("; ")) }
+    let v = crate::sandbox::schema::GuestSchema::compile(schema).ok()?;
+    match v.check(sample, None, 3) {
+        Ok(Ok(())) => None,
+        Ok(Err(errors)) => Some(errors),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// Check a component against the Run Contract: it must be a component the

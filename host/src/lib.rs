@@ -12,6 +12,7 @@ pub mod error;
 pub mod jobs;
 pub mod policy;
 pub mod sandbox;
+pub mod text;
 pub mod triggers;
 pub mod util;
 pub mod workspace;

@@ -56,7 +56,7 @@ runnables:
   "security.v1":
     fs:
       - { path: ws, mode: ro }
-  "{spin,hostile-import,garbage}.v1":
+  "{spin,hostile-import,garbage,schema-bomb,regex-bomb}.v1":
     fs:
       - { path: ws, mode: ro }
   "probe.v1":
@@ -367,25 +367,30 @@ fn observed_step(r: &RunResult) -> Value {
 /// succeeded, and the hostile specialist ended with `kind` (`"ok"` when the
 /// attack was contained inside the step).
 fn assert_council_contained(r: &RunResult, kind: &str) {
+    assert_specialist_contained(r, "hostile.v1", kind);
+}
+
+/// [`assert_council_contained`] for any hostile specialist id.
+fn assert_specialist_contained(r: &RunResult, specialist: &str, kind: &str) {
     assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}\n{:#?}", r.receipt.error, r.receipt.steps);
     assert_eq!(step_record(r, "map:security.v1")["outcome"], "ok");
     assert_eq!(step_record(r, "reduce:default.v1")["outcome"], "ok");
     assert_eq!(report(r, "security.v1")["status"], "ok");
-    let hostile = step_record(r, "map:hostile.v1");
+    let hostile = step_record(r, &format!("map:{specialist}"));
     assert_eq!(hostile["outcome"], kind, "hostile step: {hostile}");
     let failed = &r.receipt.payload["failed_specialists"];
     if kind == "ok" {
         assert_eq!(failed, &json!([]));
     } else {
         assert_eq!(hostile["cause"]["kind"], kind);
-        assert_eq!(failed, &json!(["hostile.v1"]));
-        let notes = report(r, "hostile.v1")["notes"].as_str().expect("notes");
+        assert_eq!(failed, &json!([specialist]));
+        let notes = report(r, specialist)["notes"].as_str().expect("notes");
         assert!(notes.starts_with(&format!("{kind}: ")), "the report names the cause: {notes}");
         let events = store::read_events(&r.run_dir);
         assert!(
             events
                 .iter()
-                .any(|e| e["type"] == "step_finished" && e["node"] == "map:hostile.v1" && e["outcome"] == kind),
+                .any(|e| e["type"] == "step_finished" && e["node"] == format!("map:{specialist}").as_str() && e["outcome"] == kind),
             "a step_finished event names the cause"
         );
     }
@@ -1117,18 +1122,28 @@ fn proposed_effects_outside_the_root_are_refused_and_approve_stays_inside() {
     let requested = &r.receipt.approvals_requested;
     assert_eq!(requested.len(), 3, "{requested:?}");
     for req in requested {
-        assert_eq!(req["state"], "pending", "{req}");
         let id = req["id"].as_str().expect("id");
         let target = req["target"].as_str().expect("target");
-        let res = approvals::approve(&w.lily.root, id, true);
         match target {
-            "link-dir/pwned.txt" => assert!(res.is_err(), "cap-std refuses to follow the link out: {res:?}"),
-            "ok/fine.txt" => assert!(res.is_ok(), "{res:?}"),
-            // Writing over a symlink replaces the link inside the root; the
-            // file it pointed to is untouched (checked below).
-            _ => {}
+            // A target reached through a link is refused when proposed (and
+            // could not be approved either): links are never followed.
+            "link-dir/pwned.txt" | "link-file" => {
+                assert_eq!(req["state"], "denied", "{req}");
+                let stored = approvals::load(&w.lily.root, id).expect("stored");
+                assert!(stored.decided_by.contains("symbolic link"), "{}", stored.decided_by);
+                assert!(approvals::approve(&w.lily.root, id, true).is_err());
+            }
+            _ => {
+                assert_eq!(req["state"], "pending", "{req}");
+                let res = approvals::approve(&w.lily.root, id, true);
+                assert!(res.is_ok(), "{res:?}");
+            }
         }
     }
+    assert!(
+        w.root.join("link-file").symlink_metadata().expect("link").file_type().is_symlink(),
+        "the link was not replaced"
+    );
     assert_eq!(std::fs::read_to_string(w.root.join("ok/fine.txt")).expect("applied"), "pwned");
     assert!(!w.outside.join("pwned.txt").exists());
     assert!(!Path::new("/etc/x").exists());
@@ -1245,4 +1260,358 @@ fn one_sandbox_survives_every_attack_in_a_row() {
         }
         other => panic!("expected a guest error, got {other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Found from outside (issue 13): attacks an outside red team found that the
+// suite above missed. Each test fails on the host before its fix; the ones
+// that used to take the host down run under a resource guard.
+
+/// A cap around a test of a former host-killer: if the process's resident
+/// memory passes `max_rss` or the test outlives `max_time`, the process
+/// aborts with a message — a regression fails the run instead of taking the
+/// machine down.
+struct Guard(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn guard(what: &'static str, max_rss: u64, max_time: Duration) -> Guard {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        while !d.load(std::sync::atomic::Ordering::Relaxed) {
+            let rss = rss_bytes();
+            if rss > max_rss || started.elapsed() > max_time {
+                eprintln!(
+                    "resource guard of {what:?}: rss {rss} bytes (cap {max_rss}), {:?} elapsed (cap {max_time:?}); aborting",
+                    started.elapsed()
+                );
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    Guard(done)
+}
+
+/// Resident set size of this process (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn outside_1_an_exponential_output_schema_is_stopped_by_the_validation_budget() {
+    let _g = guard("schema bomb", 6 * GIB, Duration::from_secs(300));
+    let w = World::new();
+    w.install(&guest("hostile_schema_bomb"));
+    let before = w.snapshot();
+    // Depth 32: 2^32 branch evaluations unbudgeted (the host ran out of
+    // memory at 24); ~300 bytes of payload.
+    let started = Instant::now();
+    let r = w.council_of("schema-bomb", "schema-bomb.v1", "bomb", json!({"depth": 32}), "{}");
+    assert_specialist_contained(&r, "schema-bomb.v1", "contract_invalid");
+    let step = step_record(&r, "map:schema-bomb.v1");
+    let reason = step["cause"]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("output validation exceeded its budget"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "stopped by the budget, not by luck: {:?}",
+        started.elapsed()
+    );
+    w.assert_unchanged(&before, "schema bomb");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn outside_2_a_backtracking_pattern_in_a_declared_schema_is_refused_at_load() {
+    let _g = guard("regex bomb", 6 * GIB, Duration::from_secs(300));
+    let w = World::new();
+    let bomb = guest("hostile_regex_bomb");
+    let started = Instant::now();
+    let err =
+        w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &bomb, None, false))
+            .expect_err("install refused");
+    assert!(err.contains("linear-time engine"), "{err}");
+    // Planted without checks, it is refused again when a job loads it: the
+    // council fails at load, fast, with a contract error; no step runs.
+    w.plant("regex-bomb.v1", &bomb);
+    let r = w.council_of("regex-bomb", "regex-bomb.v1", "bomb", json!({}), "{ timeout_seconds: 5 }");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let e = r.receipt.error.as_ref().expect("error");
+    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
+    assert!(e.message.contains("linear-time engine"), "{}", e.message);
+    assert!(r.receipt.steps.is_empty(), "no step ran");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    w.assert_echo_still_works();
+}
+
+/// The policy of [`World`], plus a read-write grant of `.lily/out/x` to the
+/// hostile specialist and the starter policy's auto-approval of `.lily/out/**`.
+fn out_policy() -> String {
+    POLICY
+        .replace(
+            "      - { path: state, mode: rw }\n  \"table-grow.v1\"",
+            "      - { path: state, mode: rw }\n      - { path: .lily/out/x, mode: rw }\n  \"table-grow.v1\"",
+        )
+        .replace(
+            "  write_file: { default: require_approval }",
+            "  write_file: { default: require_approval, auto_approve: [\".lily/out/**\"] }",
+        )
+}
+
+/// `step.v1` running the hostile specialist with `/state` = `.lily/out/x`.
+fn out_step(w: &World, id: &str, attack: &str, args: Value) -> RunResult {
+    let input = json!({"attack": attack, "args": args});
+    w.write_job(
+        id,
+        &format!(
+            "id: {id}\ntitle: {id}\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {input}\nbindings: {{ runnable: hostile.v1, state_dir: .lily/out/x }}\ntrigger: {{ type: manual }}\nruntime: {{}}\noutput: {{}}\n"
+        ),
+    );
+    w.run(id)
+}
+
+#[test]
+fn outside_3_a_guest_cannot_write_the_policy_through_a_link_it_planted_in_the_output_area() {
+    let w = World::new();
+    std::fs::create_dir_all(w.root.join(".lily/out/x")).expect("mkdir");
+    let policy = out_policy();
+    std::fs::write(w.root.join(".lily/policy.yaml"), &policy).expect("policy");
+    let evil_policy = "version: 1\nrunnables:\n  \"*\":\n    fs: [{ path: ., mode: rw }]\n    network: [\"evil.example:443\"]\n";
+    let r = out_step(
+        &w,
+        "link-up",
+        "propose",
+        json!({
+            "links": [["../..", "/state/up"], ["../../policy.yaml", "/state/pol"]],
+            "paths": [".lily/out/x/up/policy.yaml", ".lily/out/x/pol", ".lily/out/x/ok.md"],
+            "content": evil_policy,
+        }),
+    );
+    let obs = observed_step(&r);
+    assert!(
+        obs["links"].as_array().expect("links").iter().all(|l| l["result"]["ok"] == true),
+        "the links were planted: {obs}"
+    );
+    let by_target: BTreeMap<String, Value> = r
+        .receipt
+        .approvals_requested
+        .iter()
+        .map(|a| (a["target"].as_str().expect("target").to_string(), a.clone()))
+        .collect();
+    for t in [".lily/out/x/up/policy.yaml", ".lily/out/x/pol"] {
+        assert_eq!(by_target[t]["state"], "denied", "{t}: {:?}", by_target[t]);
+        let id = by_target[t]["id"].as_str().expect("id");
+        let req = approvals::load(&w.lily.root, id).expect("request");
+        assert!(req.decided_by.contains("symbolic link"), "{}", req.decided_by);
+        assert!(approvals::approve(&w.lily.root, id, true).is_err(), "never approvable");
+    }
+    // A plain file in the output area is still auto-approved and written.
+    assert_eq!(by_target[".lily/out/x/ok.md"]["state"], "applied");
+    assert_eq!(
+        std::fs::read_to_string(w.root.join(".lily/policy.yaml")).expect("policy"),
+        policy,
+        "the policy is unchanged"
+    );
+    assert!(w.root.join(".lily/out/x/up").symlink_metadata().expect("link").file_type().is_symlink());
+    w.assert_echo_still_works();
+}
+
+/// Run the `lily` binary in `root`; returns (status, stdout + stderr).
+fn lily_cli(root: &Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lily"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run lily");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Nothing a terminal would act on: no ESC, BEL, CR, C1 control or bidi override.
+fn assert_inert(what: &str, text: &str) {
+    for c in text.chars() {
+        let bad = (c < ' ' && c != '\n' && c != '\t')
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        assert!(!bad, "{what}: raw control U+{:04X} reaches the terminal:\n{text}", c as u32);
+    }
+}
+
+#[test]
+fn outside_4_a_proposal_for_lily_state_is_refused_and_show_prints_the_real_target_last() {
+    let w = World::new();
+    std::fs::create_dir_all(w.root.join("notes")).expect("mkdir");
+    let policy_before = std::fs::read(w.root.join(".lily/policy.yaml")).expect("policy");
+    let r = w.council(
+        "social",
+        "inject",
+        json!({"paths": [".lily/policy.yaml", ".lily/jobs/evil.job.yaml", ".git/hooks/pre-commit", "notes/release.md"]}),
+        "{}",
+    );
+    assert_council_contained(&r, "ok");
+    let reqs = &r.receipt.approvals_requested;
+    assert_eq!(reqs.len(), 4, "{reqs:?}");
+    let mut pending = None;
+    for a in reqs {
+        let target = a["target"].as_str().expect("target");
+        if target == "notes/release.md" {
+            assert_eq!(a["state"], "pending");
+            pending = a["id"].as_str().map(str::to_string);
+        } else {
+            assert_eq!(a["state"], "denied", "{target} refused at proposal: {a}");
+            let req = approvals::load(&w.lily.root, a["id"].as_str().expect("id")).expect("request");
+            assert!(req.decided_by.contains("runnables can never write it"), "{}", req.decided_by);
+        }
+    }
+    let id = pending.expect("the notes proposal is pending");
+    let (code, show) = lily_cli(&w.root, &["approvals", "show", &id]);
+    assert_eq!(code, 0, "{show}");
+    assert_inert("approvals show", &show);
+    assert!(show.contains("\\x1b[8m"), "the conceal code is shown, visibly: {show}");
+    let last = show.trim_end().lines().last().expect("a last line");
+    assert_eq!(last, "target (write_file): notes/release.md", "{show}");
+    let (_, list) = lily_cli(&w.root, &["approvals", "list"]);
+    assert_inert("approvals list", &list);
+    assert_eq!(std::fs::read(w.root.join(".lily/policy.yaml")).expect("policy"), policy_before);
+}
+
+#[test]
+fn outside_5_guest_strings_are_escaped_on_the_terminal_and_in_generated_markdown() {
+    let w = World::new();
+    let r = w.council("inject", "inject", json!({"paths": ["notes/x.md"]}), "{}");
+    assert_council_contained(&r, "ok");
+    let events = store::read_events(&r.run_dir);
+    assert!(
+        !events.iter().any(|e| e.to_string().contains("Bad")),
+        "an event kind that is not snake_case is dropped"
+    );
+    let run_id = r.receipt.run_id.clone();
+    for args in [
+        vec!["jobs", "show", run_id.as_str()],
+        vec!["jobs", "tail", "inject", "-n", "1000"],
+        vec!["jobs", "runs", "inject"],
+        vec!["approvals", "list"],
+        vec!["jobs", "run", "inject"],
+        vec!["jobs", "show", run_id.as_str(), "--json"],
+        vec!["jobs", "tail", "inject", "-n", "1000", "--json"],
+    ] {
+        let (_, text) = lily_cli(&w.root, &args);
+        assert_inert(&args.join(" "), &text);
+    }
+    let (_, tail) = lily_cli(&w.root, &["jobs", "tail", "inject", "-n", "1000"]);
+    assert!(tail.contains("\\x1b]0;pwned"), "guest stdout / fields are shown escaped: {tail}");
+    for doc in ["summary.md", "report.md"] {
+        let text = std::fs::read_to_string(r.run_dir.join(doc)).expect(doc);
+        assert_inert(doc, &text);
+        assert!(!text.contains("<script>"), "{doc}: raw HTML:\n{text}");
+        assert!(!text.lines().any(|l| l.starts_with("# Injected")), "{doc}: an injected heading:\n{text}");
+        assert!(!text.contains("click]("), "{doc}: an injected link:\n{text}");
+        for l in text.lines().filter(|l| l.starts_with('|') && !l.starts_with("|---")) {
+            assert_eq!(
+                l.matches(" | ").count() + 2,
+                l.matches('|').count() - l.matches("\\|").count(),
+                "{doc}: a table row keeps its cells: {l}"
+            );
+        }
+    }
+}
+
+/// A component whose one core function nests `depth` blocks.
+fn nested_blocks_component(depth: usize) -> Vec<u8> {
+    use wasm_encoder::{BlockType, CodeSection, Function, FunctionSection, Instruction, Module, ModuleSection, TypeSection};
+    let mut m = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([], []);
+    m.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    m.section(&funcs);
+    let mut f = Function::new([]);
+    for _ in 0..depth {
+        f.instruction(&Instruction::Block(BlockType::Empty));
+    }
+    for _ in 0..=depth {
+        f.instruction(&Instruction::End);
+    }
+    let mut code = CodeSection::new();
+    code.function(&f);
+    m.section(&code);
+    let mut c = wasm_encoder::Component::new();
+    c.section(&ModuleSection(&m));
+    c.finish()
+}
+
+#[test]
+fn outside_9_components_that_are_too_large_or_too_nested_are_refused_before_compiling() {
+    let _g = guard("compile bomb", 6 * GIB, Duration::from_secs(300));
+    let sb = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+    // 100,000 nested blocks (~300 KB): 30 s of Cranelift before the fix.
+    let bomb = nested_blocks_component(100_000);
+    let started = Instant::now();
+    let err = rt.block_on(sb.load(&bomb)).expect_err("refused");
+    assert!(err.0.starts_with("component_too_complex: "), "{}", err.0);
+    assert!(started.elapsed() < Duration::from_secs(5), "refused before compiling: {:?}", started.elapsed());
+    // The size limit (policy limits.max_component_mb) applies to any component.
+    sb.set_max_component_bytes(1000);
+    let err = rt.block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).expect_err("too large");
+    assert!(err.0.contains("max_component_mb"), "{}", err.0);
+    sb.set_max_component_bytes(64 << 20);
+    assert!(rt.block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).is_ok());
+}
+
+#[test]
+fn outside_10_a_directory_swapped_after_the_proposal_cannot_redirect_the_approval() {
+    let w = World::new();
+    std::fs::create_dir_all(w.root.join("notes")).expect("mkdir");
+    std::fs::create_dir_all(w.root.join("docs")).expect("mkdir");
+    let r = w.council(
+        "swap",
+        "propose",
+        json!({"paths": ["notes/new.job.yaml", "docs/new.job.yaml"], "content": "id: evil\n"}),
+        "{}",
+    );
+    assert_council_contained(&r, "ok");
+    let ids: BTreeMap<String, String> = r
+        .receipt
+        .approvals_requested
+        .iter()
+        .map(|a| (a["target"].as_str().expect("t").to_string(), a["id"].as_str().expect("id").to_string()))
+        .collect();
+    let jobs_before = snapshot(&w.root.join(".lily/jobs"), &[]);
+    // `notes` becomes a link to .lily/jobs; `docs` is replaced by another
+    // real directory (the same name, a different directory).
+    std::fs::rename(w.root.join("notes"), w.root.join("notes-old")).expect("mv");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(w.root.join(".lily/jobs"), w.root.join("notes")).expect("link");
+    std::fs::rename(w.root.join("docs"), w.root.join("docs-old")).expect("mv");
+    std::fs::create_dir(w.root.join("docs")).expect("mkdir");
+    for (target, why) in [("notes/new.job.yaml", "symbolic link"), ("docs/new.job.yaml", "changed since the proposal")] {
+        let e = approvals::approve(&w.lily.root, &ids[target], true).expect_err("refused, even with --force");
+        assert!(e.contains(why), "{target}: {e}");
+    }
+    assert!(
+        diff(&jobs_before, &snapshot(&w.root.join(".lily/jobs"), &[])).is_empty(),
+        ".lily/jobs unchanged"
+    );
+    assert!(!w.root.join("docs/new.job.yaml").exists());
 }

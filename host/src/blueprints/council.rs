@@ -579,13 +579,12 @@ async fn run_synth(prepared: &Prepared, node: &Node, input: &Value, ctx: &ExecCt
     }
 }
 
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 /// `report.md`: ranked findings table, a section per specialist, failures.
+/// Every string in it came from a runnable or the job's input: each is
+/// escaped as inert Markdown text ([`crate::text::markdown`]).
 pub fn render_report(o: &CouncilOutput) -> String {
-    let mut s = format!("# Council report: {}\n\n{}\n\n## Ranked findings\n\n", o.topic, o.summary);
+    use crate::text::markdown as md;
+    let mut s = format!("# Council report: {}\n\n{}\n\n## Ranked findings\n\n", md(&o.topic), md(&o.summary));
     if o.ranked_findings.is_empty() {
         s.push_str("No findings.\n");
     } else {
@@ -594,36 +593,36 @@ pub fn render_report(o: &CouncilOutput) -> String {
             s.push_str(&format!(
                 "| {} | {} | {} | {:.2} | {} |\n",
                 i + 1,
-                md_cell(&f.title),
-                f.source_specialist,
+                md(&f.title),
+                md(&f.source_specialist),
                 f.confidence,
-                md_cell(&f.recommendation)
+                md(&f.recommendation)
             ));
         }
     }
     s.push_str("\n## Specialists\n");
     for r in &o.reports {
-        s.push_str(&format!("\n### {} ({})\n\n", r.specialist, r.status));
+        s.push_str(&format!("\n### {} ({})\n\n", md(&r.specialist), md(&r.status)));
         if r.status == "ok" {
             if r.findings.is_empty() {
                 s.push_str("No findings.\n");
             }
             for f in &r.findings {
-                s.push_str(&format!("- **{}** ({:.2}): {}\n", f.title, f.confidence, f.recommendation));
+                s.push_str(&format!("- **{}** ({:.2}): {}\n", md(&f.title), f.confidence, md(&f.recommendation)));
                 for e in f.evidence.iter().take(10) {
-                    s.push_str(&format!("  - `{e}`\n"));
+                    s.push_str(&format!("  - {}\n", md(e)));
                 }
                 if f.evidence.len() > 10 {
                     s.push_str(&format!("  - … {} more in evidence.json\n", f.evidence.len() - 10));
                 }
             }
         }
-        s.push_str(&format!("\nNotes: {}\n", r.notes));
+        s.push_str(&format!("\nNotes: {}\n", md(&r.notes)));
     }
     if !o.failed_specialists.is_empty() {
         s.push_str("\n## Failed specialists\n\n");
         for r in o.reports.iter().filter(|r| r.status != "ok") {
-            s.push_str(&format!("- {}: {}\n", r.specialist, r.notes));
+            s.push_str(&format!("- {}: {}\n", md(&r.specialist), md(&r.notes)));
         }
     }
     s

@@ -42,23 +42,25 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             if g.json {
                 render::json(&list);
             } else if list.is_empty() {
-                println!("no approval requests");
+                outln!("no approval requests");
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|r| {
+                        // The target is the guest's string: escaped, and last, so
+                        // nothing it holds can shift the other columns.
                         vec![
                             r.id.clone(),
                             format!("{:?}", r.state).to_lowercase(),
                             r.kind.clone(),
-                            r.target.clone(),
                             r.job_id.clone(),
                             r.run_id.clone(),
                             r.created_at.clone(),
+                            crate::text::terminal_field(&r.target).into_owned(),
                         ]
                     })
                     .collect();
-                render::table(&["ID", "STATE", "KIND", "TARGET", "JOB", "RUN", "CREATED"], &rows);
+                render::table(&["ID", "STATE", "KIND", "JOB", "RUN", "CREATED", "TARGET"], &rows);
             }
             Ok(EXIT_OK)
         }
@@ -74,11 +76,25 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             if g.json {
                 render::json(&json!({"request": r, "diff": diff}));
             } else {
-                println!(
-                    "{} ({:?}) {} → {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
-                    r.id, r.state, r.kind, r.target, r.runnable, r.run_id, r.job_id, r.reason, r.bytes, r.sha256, r.expires_at
+                // Guest strings (reason, target, content) are escaped; the
+                // real target is printed last, alone on its line, after the
+                // diff, so nothing the guest wrote can stand in for it.
+                let field = crate::text::terminal_field;
+                outln!(
+                    "{} ({:?}) {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
+                    r.id,
+                    r.state,
+                    r.kind,
+                    field(&r.runnable),
+                    r.run_id,
+                    r.job_id,
+                    field(&r.reason),
+                    r.bytes,
+                    r.sha256,
+                    r.expires_at
                 );
-                println!("\n{diff}");
+                outln!("\n{diff}\n");
+                outln!("target ({}): {}", r.kind, field(&r.target));
             }
             Ok(EXIT_OK)
         }
@@ -88,7 +104,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             if g.json {
                 render::json(&d);
             } else {
-                println!("{}: {}", d.id, d.message);
+                outln!("{}: {}", d.id, d.message);
             }
             Ok(EXIT_OK)
         }
@@ -98,7 +114,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             if g.json {
                 render::json(&d);
             } else {
-                println!("{}: denied ({})", d.id, d.message);
+                outln!("{}: denied ({})", d.id, d.message);
             }
             Ok(EXIT_OK)
         }

@@ -64,13 +64,13 @@ pub fn init(g: &Global) -> Result<i32, LilyError> {
     if g.json {
         render::json(&serde_json::json!({"root": dir, "created": created}));
     } else if created.is_empty() {
-        println!("{} is already initialised (nothing overwritten)", dir.join(".lily").display());
+        outln!("{} is already initialised (nothing overwritten)", dir.join(".lily").display());
     } else {
-        println!("initialised {}", dir.join(".lily").display());
+        outln!("initialised {}", dir.join(".lily").display());
         for c in &created {
-            println!("  created {}", c.strip_prefix(&dir).unwrap_or(c).display());
+            outln!("  created {}", c.strip_prefix(&dir).unwrap_or(c).display());
         }
-        println!("\nnext: `lily jobs list`, then `lily jobs run demo`");
+        outln!("\nnext: `lily jobs list`, then `lily jobs run demo`");
     }
     Ok(0)
 }
@@ -84,9 +84,9 @@ pub async fn demo(g: &Global) -> Result<i32, LilyError> {
     if g.json {
         render::json(&serde_json::json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
-        print!("{}", res.summary);
-        println!("\nrun directory: {}", res.run_dir.display());
-        println!("report:        {}", res.run_dir.join("report.md").display());
+        out!("{}", res.summary);
+        outln!("\nrun directory: {}", res.run_dir.display());
+        outln!("report:        {}", res.run_dir.join("report.md").display());
     }
     Ok(super::jobs::status_exit(&res.receipt))
 }

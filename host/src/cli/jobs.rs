@@ -165,7 +165,7 @@ fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
     if g.json {
         render::json(&out);
     } else if rows.is_empty() {
-        println!("no job specs in {}", root.jobs_dir.display());
+        outln!("no job specs in {}", root.jobs_dir.display());
     } else {
         render::table(&["ID", "TITLE", "TRIGGER", "LAST RUN", "DIAGNOSTICS"], &rows);
     }
@@ -208,16 +208,16 @@ async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>)
         match res {
             Ok(()) => {
                 if !g.json {
-                    println!("ok      {path}");
+                    outln!("ok      {path}");
                 }
                 results.push(json!({"file": path, "ok": true}));
             }
             Err(e) => {
                 bad += 1;
                 if !g.json {
-                    println!("invalid {path}\n  error[{}]: {}", e.code, e.message);
+                    outln!("invalid {path}\n  error[{}]: {}", e.code, e.message);
                     if let Some(h) = &e.hint {
-                        println!("  hint: {}", h.replace('\n', "\n        "));
+                        outln!("  hint: {}", h.replace('\n', "\n        "));
                     }
                 }
                 results.push(json!({"file": path, "ok": false, "code": e.code.as_str(), "message": e.message}));
@@ -244,15 +244,15 @@ async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool)
     let progress = std::io::stderr().is_terminal() && !g.json;
     let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = if progress {
         Some(Box::new(|kind: &str, f: &Value| match kind {
-            "step_started" => eprintln!("  … {} started", f["node"].as_str().unwrap_or("")),
-            "step_finished" => eprintln!(
+            "step_started" => errln!("  … {} started", f["node"].as_str().unwrap_or("")),
+            "step_finished" => errln!(
                 "  {} {} {} ({} ms)",
                 if f["outcome"] == "ok" { "✓" } else { "✗" },
                 f["node"].as_str().unwrap_or(""),
                 f["outcome"].as_str().unwrap_or(""),
                 f["duration_ms"]
             ),
-            "job_attempt_failed" => eprintln!("  attempt {} failed: {}", f["attempt"], f["message"].as_str().unwrap_or("")),
+            "job_attempt_failed" => errln!("  attempt {} failed: {}", f["attempt"], f["message"].as_str().unwrap_or("")),
             _ => {}
         }))
     } else {
@@ -272,12 +272,12 @@ async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool)
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
-        print!("{}", res.summary);
-        println!("\nrun directory: {}", res.run_dir.display());
+        out!("{}", res.summary);
+        outln!("\nrun directory: {}", res.run_dir.display());
         if let Some(e) = &res.receipt.error {
-            eprintln!("error[{}]: {}", e.code, e.message);
+            errln!("error[{}]: {}", e.code, e.message);
             if let Some(h) = e.cause.get("hint").and_then(Value::as_str) {
-                eprintln!("  hint: {}", h.replace('\n', "\n        "));
+                errln!("  hint: {}", h.replace('\n', "\n        "));
             }
         }
     }
@@ -340,10 +340,10 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
         render::json(&out);
         return Ok(EXIT_OK);
     }
-    println!("job {} → blueprint {}@{}", s.id, p.blueprint.meta.id, p.blueprint.meta.version);
-    println!("\nnodes:");
+    outln!("job {} → blueprint {}@{}", s.id, p.blueprint.meta.id, p.blueprint.meta.version);
+    outln!("\nnodes:");
     for n in &nodes {
-        println!(
+        outln!(
             "  {}  ({} {}, {} {})",
             n["id"].as_str().unwrap_or(""),
             n["kind"].as_str().unwrap_or(""),
@@ -353,7 +353,7 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
         );
         if let Some(dirs) = n["grants"]["dirs"].as_array() {
             for d in dirs {
-                println!(
+                outln!(
                     "      fs {} → {} ({})",
                     d["host"].as_str().unwrap_or(""),
                     d["guest"].as_str().unwrap_or(""),
@@ -362,17 +362,17 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
             }
         }
         for e in n["grants"]["env"].as_array().into_iter().flatten() {
-            println!("      env {}", e.as_str().unwrap_or(""));
+            outln!("      env {}", e.as_str().unwrap_or(""));
         }
         for e in n["grants"]["network"].as_array().into_iter().flatten() {
-            println!("      net {}", e.as_str().unwrap_or(""));
+            outln!("      net {}", e.as_str().unwrap_or(""));
         }
     }
-    println!("\nedges:");
+    outln!("\nedges:");
     for (a, b) in &p.prepared.graph.edges {
-        println!("  {a} → {b}");
+        outln!("  {a} → {b}");
     }
-    println!(
+    outln!(
         "\nlimits: memory {} MiB, fuel {}, deadline {} s, output ≤ {} bytes, ≤ {} events/step",
         p.limits.memory_bytes >> 20,
         p.limits.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into()),
@@ -380,9 +380,9 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
         p.limits.max_output_bytes,
         p.limits.max_events
     );
-    println!("\npolicy decisions:");
+    outln!("\npolicy decisions:");
     for d in &p.decisions {
-        println!("  {} — {} ({})", d.subject, d.decision, d.reason);
+        outln!("  {} — {} ({})", d.subject, d.decision, d.reason);
     }
     Ok(EXIT_OK)
 }
@@ -406,9 +406,12 @@ fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Resul
 
 fn print_event(e: &Value, json_out: bool) {
     if json_out {
-        println!("{e}");
+        outln!("{}", crate::text::json_line(e));
         return;
     }
+    // Keys and values may come from a guest (its event kind and fields, its
+    // stdout): each is one escaped field on this one line.
+    let field = |s: &str| crate::text::terminal_field(s).into_owned();
     let mut rest = String::new();
     if let Value::Object(m) = e {
         for (k, v) in m {
@@ -419,14 +422,14 @@ fn print_event(e: &Value, json_out: bool) {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            rest.push_str(&format!(" {k}={v}"));
+            rest.push_str(&format!(" {}={}", field(k), field(&v)));
         }
     }
-    println!(
+    outln!(
         "{:>4} {} {}{}",
         e["seq"],
-        e["ts"].as_str().unwrap_or(""),
-        e["type"].as_str().unwrap_or(""),
+        field(e["ts"].as_str().unwrap_or("")),
+        field(e["type"].as_str().unwrap_or("")),
         rest
     );
 }
@@ -457,7 +460,7 @@ async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&
                 let again = store::read_events(&dir);
                 if again.len() == seen {
                     if !g.json {
-                        eprintln!(
+                        errln!(
                             "run {} was interrupted (its process is gone)",
                             dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
                         );
@@ -496,7 +499,7 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
         return Ok(EXIT_OK);
     }
     if runs.is_empty() {
-        println!("no runs of {id}");
+        outln!("no runs of {id}");
         return Ok(EXIT_OK);
     }
     let rows: Vec<Vec<String>> = runs
@@ -527,39 +530,40 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
         render::json(&r);
         return Ok(EXIT_OK);
     }
-    println!("run {} of job {}: {}", r.run_id, r.job_id, r.status.as_str());
-    println!(
+    outln!("run {} of job {}: {}", r.run_id, r.job_id, r.status.as_str());
+    outln!(
         "  target    {} {} {}",
         r.target["kind"].as_str().unwrap_or(""),
         r.target["id"].as_str().unwrap_or(""),
         r.target["version"].as_str().unwrap_or("")
     );
     match (r.trigger["type"].as_str(), r.trigger["scheduled_for"].as_str()) {
-        (Some(t), Some(at)) => println!("  trigger   {t} (scheduled for {at})"),
-        (Some(t), None) => println!("  trigger   {t}"),
-        _ => println!("  trigger   {}", r.trigger),
+        (Some(t), Some(at)) => outln!("  trigger   {t} (scheduled for {at})"),
+        (Some(t), None) => outln!("  trigger   {t}"),
+        _ => outln!("  trigger   {}", r.trigger),
     }
     if let Some(of) = &r.replay_of {
-        println!("  replay of {of}");
+        outln!("  replay of {of}");
     }
-    println!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
-    println!("  spec      {} ({})", r.spec_path, r.spec_sha256);
-    println!("  directory {}", dir.display());
+    outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
+    outln!("  spec      {} ({})", r.spec_path, r.spec_sha256);
+    outln!("  directory {}", dir.display());
     if let Some(e) = &r.error {
-        println!("\nfirst error: {} — {}", e.code, e.message);
+        outln!("\nfirst error: {} — {}", e.code, crate::text::terminal_field(&e.message));
         if let Some(seq) = e.first_event_seq {
-            println!(
+            outln!(
                 "  first appeared in events.jsonl at seq {seq} (`lily jobs tail {} --run {} -n 1000 | grep error_code`)",
-                r.job_id, r.run_id
+                r.job_id,
+                r.run_id
             );
         }
         if !e.cause.is_null() {
-            println!("  cause: {}", e.cause);
+            outln!("  cause: {}", crate::text::json_line(&e.cause));
         }
     }
-    println!("\nattempts:");
+    outln!("\nattempts:");
     for a in &r.attempts {
-        println!(
+        outln!(
             "  #{} {} {}{}",
             a.n,
             a.status,
@@ -568,9 +572,9 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
         );
     }
     if !r.components.is_empty() {
-        println!("\ncomponents:");
+        outln!("\ncomponents:");
         for c in &r.components {
-            println!(
+            outln!(
                 "  {} {} {}",
                 c["node"].as_str().unwrap_or(""),
                 c["version"].as_str().unwrap_or(""),
@@ -579,25 +583,25 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
         }
     }
     if !r.artifacts.is_empty() {
-        println!("\nartifacts:");
+        outln!("\nartifacts:");
         for a in &r.artifacts {
-            println!("  {} ({} bytes, {})", a.name, a.bytes, a.sha256);
+            outln!("  {} ({} bytes, {})", a.name, a.bytes, a.sha256);
         }
     }
     if !r.approvals_requested.is_empty() {
-        println!("\napprovals requested:");
+        outln!("\napprovals requested:");
         for a in &r.approvals_requested {
-            println!(
+            outln!(
                 "  {} {} {} {}",
                 a["id"].as_str().unwrap_or(""),
                 a["kind"].as_str().unwrap_or(""),
-                a["target"].as_str().unwrap_or(""),
-                a["state"].as_str().unwrap_or("")
+                a["state"].as_str().unwrap_or(""),
+                crate::text::terminal_field(a["target"].as_str().unwrap_or(""))
             );
         }
     }
     if let Some(s) = r.payload.get("summary").and_then(Value::as_str) {
-        println!("\n{s}");
+        outln!("\n{}", crate::text::terminal_field(s));
     }
     Ok(EXIT_OK)
 }
@@ -618,7 +622,7 @@ async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: 
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));
     } else {
-        println!(
+        outln!(
             "replay {} of {} ({}): {}",
             res.receipt.run_id,
             run_id,
@@ -626,9 +630,9 @@ async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: 
             res.receipt.status.as_str()
         );
         if !res.receipt.drift.is_empty() {
-            println!("drift accepted (--allow-drift):");
+            outln!("drift accepted (--allow-drift):");
             for d in &res.receipt.drift {
-                println!(
+                outln!(
                     "  {}: {} → {}",
                     d["runnable"].as_str().unwrap_or(""),
                     d["recorded"].as_str().unwrap_or(""),
@@ -636,18 +640,18 @@ async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: 
                 );
             }
         }
-        println!("run directory: {}", res.run_dir.display());
+        outln!("run directory: {}", res.run_dir.display());
         if let Some(v) = &verification {
             for c in &v.compared {
-                println!(
+                outln!(
                     "  {:<16} {}",
                     c["name"].as_str().unwrap_or(""),
                     if c["identical"] == true { "identical" } else { "differs" }
                 );
             }
             match &v.first_difference {
-                None => println!("verify: identical"),
-                Some(d) => println!("verify: differs (first difference: {d})"),
+                None => outln!("verify: identical"),
+                Some(d) => outln!("verify: differs (first difference: {d})"),
             }
         }
     }

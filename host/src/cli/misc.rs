@@ -93,7 +93,7 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
             if g.json {
                 render::json(&b.meta);
             } else {
-                println!(
+                outln!(
                     "{} {}\n{}\n\nartifacts: {}\n",
                     b.meta.id,
                     b.meta.version,
@@ -105,7 +105,7 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
                     ("input schema", &b.meta.input_schema),
                     ("output schema", &b.meta.output_schema),
                 ] {
-                    println!("{name}:\n{}\n", serde_json::to_string_pretty(s).unwrap_or_default());
+                    outln!("{name}:\n{}\n", crate::text::json_pretty(s));
                 }
             }
         }
@@ -137,7 +137,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 render::json(&out);
             } else {
                 let d = &l.descriptor;
-                println!(
+                outln!(
                     "{} {} ({})\n{}\n\ndigest: {}\nsize:   {} bytes\n\nimports (capabilities it could ask for):",
                     d.id,
                     d.version,
@@ -147,9 +147,9 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                     l.size
                 );
                 for i in &l.imports {
-                    println!("  {i}");
+                    outln!("  {i}");
                 }
-                println!("\ninput schema:  {}\noutput schema: {}", d.input_schema, d.output_schema);
+                outln!("\ninput schema:  {}\noutput schema: {}", d.input_schema, d.output_schema);
             }
         }
         RunnablesCmd::List => {
@@ -201,7 +201,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
             if g.json {
                 render::json(&m);
             } else {
-                println!("installed {} {} ({}) {}", m.id, m.version, m.kind, m.digest);
+                outln!("installed {} {} ({}) {}", m.id, m.version, m.kind, m.digest);
             }
         }
         RunnablesCmd::New { name, kind } => {
@@ -210,14 +210,14 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
             if g.json {
                 render::json(&s);
             } else {
-                println!("created {}/: the {} {} (crate {})", name, kind.as_str(), s.id, s.crate_name);
+                outln!("created {}/: the {} {} (crate {})", name, kind.as_str(), s.id, s.crate_name);
                 for f in s.files.iter().filter(|f| !f.starts_with("lily-guest/")) {
-                    println!("  {f}");
+                    outln!("  {f}");
                 }
-                println!("  lily-guest/   the guest SDK and the Run Contract WIT, vendored");
-                println!("\nnext:\n  cd {name} && cargo test && cd ..                  # unit tests, natively");
-                println!("  lily runnables build {name} --out {name}.wasm   # build and check the contract");
-                println!("  lily runnables install {name}.wasm");
+                outln!("  lily-guest/   the guest SDK and the Run Contract WIT, vendored");
+                outln!("\nnext:\n  cd {name} && cargo test && cd ..                  # unit tests, natively");
+                outln!("  lily runnables build {name} --out {name}.wasm   # build and check the contract");
+                outln!("  lily runnables install {name}.wasm");
             }
         }
         RunnablesCmd::Build { path, tool, out } => {
@@ -245,31 +245,31 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
 
 fn print_build_report(r: &BuildReport) {
     let c = &r.check;
-    println!("built {} with `{}`", r.crate_name, r.command);
-    println!("component: {} ({} bytes, {})", r.component.display(), c.bytes, c.digest);
+    outln!("built {} with `{}`", r.crate_name, r.command);
+    outln!("component: {} ({} bytes, {})", r.component.display(), c.bytes, c.digest);
     if let Some(d) = &c.descriptor {
-        println!("\n{} {} ({})\n{}", d.id, d.version, d.kind.as_str(), d.summary);
+        outln!("\n{} {} ({})\n{}", d.id, d.version, d.kind.as_str(), d.summary);
     }
     if !c.imports.is_empty() {
-        println!("\nimports (capabilities it could ask for):");
+        outln!("\nimports (capabilities it could ask for):");
         for i in &c.imports {
-            println!("  {i}");
+            outln!("  {i}");
         }
     }
     for w in &c.warnings {
-        println!("\nwarning: {w}");
+        outln!("\nwarning: {w}");
     }
     if c.ok {
-        println!("\ncontract: ok");
+        outln!("\ncontract: ok");
         match &r.copied_to {
-            Some(p) => println!("copied to {}\nnext: lily runnables install {}", p.display(), p.display()),
-            None => println!("next: lily runnables install {}", r.component.display()),
+            Some(p) => outln!("copied to {}\nnext: lily runnables install {}", p.display(), p.display()),
+            None => outln!("next: lily runnables install {}", r.component.display()),
         }
     } else {
         let n = c.problems.len();
-        println!("\ncontract: {n} problem{}", if n == 1 { "" } else { "s" });
+        outln!("\ncontract: {n} problem{}", if n == 1 { "" } else { "s" });
         for p in &c.problems {
-            println!("  problem ({}): {}\n  fix: {}", p.area, p.message, p.hint);
+            outln!("  problem ({}): {}\n  fix: {}", p.area, p.message, p.hint);
         }
     }
 }
@@ -287,7 +287,7 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
             if g.json {
                 render::json(&json!({"ok": true, "source": src, "policy": p.file}));
             } else {
-                println!(
+                outln!(
                     "ok: {src}\n  {} runnable entries; effects: write_file {:?}, publish {:?}, send {:?}",
                     p.file.runnables.len(),
                     p.file.effects.write_file.default,
@@ -313,21 +313,21 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
                     if g.json {
                         render::json(&json!({"job_id": job_id, "steps": steps, "limits": p.limits, "decisions": p.decisions}));
                     } else {
-                        println!(
+                        outln!(
                             "job {job_id}: allowed by {}",
                             policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults".into())
                         );
                         for s in &steps {
-                            println!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
+                            outln!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
                             let gr = &s["grants"];
                             let none = gr["dirs"].as_array().is_none_or(|a| a.is_empty())
                                 && gr["env"].as_array().is_none_or(|a| a.is_empty())
                                 && gr["network"].as_array().is_none_or(|a| a.is_empty());
                             if none {
-                                println!("  nothing granted (no files, no env, no network)");
+                                outln!("  nothing granted (no files, no env, no network)");
                             }
                             for d in gr["dirs"].as_array().into_iter().flatten() {
-                                println!(
+                                outln!(
                                     "  fs  {} at {} ({})",
                                     d["host"].as_str().unwrap_or(""),
                                     d["guest"].as_str().unwrap_or(""),
@@ -335,15 +335,15 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
                                 );
                             }
                             for e in gr["env"].as_array().into_iter().flatten() {
-                                println!("  env {}", e.as_str().unwrap_or(""));
+                                outln!("  env {}", e.as_str().unwrap_or(""));
                             }
                             for e in gr["network"].as_array().into_iter().flatten() {
-                                println!("  net {}", e.as_str().unwrap_or(""));
+                                outln!("  net {}", e.as_str().unwrap_or(""));
                             }
                         }
-                        println!("\ndecisions:");
+                        outln!("\ndecisions:");
                         for d in &p.decisions {
-                            println!("  {} — {}: {}", d.subject, d.decision, d.reason);
+                            outln!("  {} — {}: {}", d.subject, d.decision, d.reason);
                         }
                     }
                     Ok(EXIT_OK)

@@ -3,6 +3,25 @@
 
 pub use init::init_at;
 
+/// `println!` for the CLI: every line passes through
+/// [`crate::text::terminal`], so no string from a guest (or a file) can
+/// drive the operator's terminal.
+macro_rules! outln {
+    () => { println!() };
+    ($($t:tt)*) => { println!("{}", $crate::text::terminal(&format!($($t)*))) };
+}
+
+/// `print!` for the CLI, escaped like [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => { print!("{}", $crate::text::terminal(&format!($($t)*))) };
+}
+
+/// `eprintln!` for the CLI, escaped like [`outln!`].
+macro_rules! errln {
+    () => { eprintln!() };
+    ($($t:tt)*) => { eprintln!("{}", $crate::text::terminal(&format!($($t)*))) };
+}
+
 mod approvals;
 mod init;
 mod jobs;
@@ -83,7 +102,7 @@ pub fn run(cli: Cli) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return EXIT_INTERNAL;
         }
     };

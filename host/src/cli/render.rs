@@ -7,16 +7,16 @@ use serde::Serialize;
 pub fn error(e: &LilyError, json: bool) {
     if json {
         let v = serde_json::json!({"code": e.code.as_str(), "message": e.message, "hint": e.hint, "details": e.details});
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        outln!("{}", crate::text::json_pretty(&v));
     } else {
-        eprintln!("error[{}]: {}", e.code, e.message);
+        errln!("error[{}]: {}", e.code, crate::text::terminal_field(&e.message));
         if let Some(h) = &e.hint {
             let mut lines = h.lines();
             if let Some(first) = lines.next() {
-                eprintln!("  hint: {first}");
+                errln!("  hint: {first}");
             }
             for l in lines {
-                eprintln!("        {l}");
+                errln!("        {l}");
             }
         }
     }
@@ -24,7 +24,7 @@ pub fn error(e: &LilyError, json: bool) {
 
 /// Print a value as pretty JSON.
 pub fn json<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", crate::text::json_pretty(v));
 }
 
 /// A simple left-aligned table.
@@ -46,7 +46,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {

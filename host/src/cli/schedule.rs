@@ -100,13 +100,13 @@ pub fn next(g: &Global, root: &Root, id: &str, count: u32) -> Result<i32, LilyEr
         }));
         return Ok(EXIT_OK);
     }
-    println!("next {} fire time(s) of {id} (cron {:?}, {tz}):", fires.len(), plan.schedule.expr());
+    outln!("next {} fire time(s) of {id} (cron {:?}, {tz}):", fires.len(), plan.schedule.expr());
     let rows: Vec<Vec<String>> = fires.iter().map(|f| vec![secs(f.utc), f.local.clone()]).collect();
     render::table(&["UTC", "LOCAL"], &rows);
     match activity {
         Activity::Active => {}
-        Activity::Paused => println!("note: {id} is paused; these times fire only after `lily jobs resume {id}`"),
-        Activity::Disabled => println!("note: {id} is disabled; these times fire only after `lily jobs enable {id}`"),
+        Activity::Paused => outln!("note: {id} is paused; these times fire only after `lily jobs resume {id}`"),
+        Activity::Disabled => outln!("note: {id} is disabled; these times fire only after `lily jobs enable {id}`"),
     }
     Ok(EXIT_OK)
 }
@@ -128,17 +128,17 @@ pub fn set_state(g: &Global, root: &Root, id: &str, cmd: StateCmd) -> Result<i32
         return Ok(EXIT_OK);
     }
     if t.changed {
-        println!("{} {id} (was {})", cmd.verb(), t.previous.as_str());
+        outln!("{} {id} (was {})", cmd.verb(), t.previous.as_str());
     } else {
-        println!("{id} is already {}", t.state.as_str());
+        outln!("{id} is already {}", t.state.as_str());
     }
     match (daemon.is_some(), pid) {
-        (true, Some(pid)) => println!(
+        (true, Some(pid)) => outln!(
             "the running scheduler (pid {pid}) picks this up within {} s",
             scheduler::RESCAN_EVERY.num_seconds()
         ),
-        (true, None) => println!("the running scheduler picks this up within {} s", scheduler::RESCAN_EVERY.num_seconds()),
-        (false, _) => println!("no scheduler is serving this root; `lily jobs serve` will honour it"),
+        (true, None) => outln!("the running scheduler picks this up within {} s", scheduler::RESCAN_EVERY.num_seconds()),
+        (false, _) => outln!("no scheduler is serving this root; `lily jobs serve` will honour it"),
     }
     Ok(EXIT_OK)
 }
@@ -215,21 +215,21 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
         return Ok(EXIT_OK);
     }
     match &daemon {
-        Some(Some(i)) => println!("scheduler: running (pid {}, since {})", i.pid, rfc3339(i.started_at)),
-        Some(None) => println!("scheduler: running (pid unknown)"),
-        None => println!("scheduler: not running (start one with `lily jobs serve`)"),
+        Some(Some(i)) => outln!("scheduler: running (pid {}, since {})", i.pid, rfc3339(i.started_at)),
+        Some(None) => outln!("scheduler: running (pid unknown)"),
+        None => outln!("scheduler: not running (start one with `lily jobs serve`)"),
     }
     if let Some(e) = &state_problem {
-        println!("warning: {e}");
+        outln!("warning: {e}");
     }
-    println!();
+    outln!();
     if rows.is_empty() {
-        println!("no cron jobs in {}", root.jobs_dir.display());
+        outln!("no cron jobs in {}", root.jobs_dir.display());
     } else {
         render::table(&["JOB", "SCHEDULE", "STATE", "NEXT FIRE", "LAST SCHEDULED", "LAST RUN"], &rows);
     }
     for i in &invalid {
-        println!(
+        outln!(
             "invalid {}\n  error[{}]: {}",
             i["file"].as_str().unwrap_or(""),
             i["code"].as_str().unwrap_or(""),
@@ -303,7 +303,7 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
         if let Value::Object(m) = &mut v {
             m.insert("ts".into(), Value::from(ts));
         }
-        let _ = writeln!(std::io::stdout(), "{v}");
+        let _ = writeln!(std::io::stdout(), "{}", crate::text::json_line(&v));
         return;
     }
     let line = match e {
@@ -376,5 +376,5 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
         SchedulerEvent::CancellingRuns { running } => format!("grace period over: cancelling {running} run(s)"),
         SchedulerEvent::Stopped { fired } => format!("stopped ({fired} run(s) started)"),
     };
-    let _ = writeln!(std::io::stdout(), "{ts} {line}");
+    let _ = writeln!(std::io::stdout(), "{ts} {}", crate::text::terminal(&line));
 }

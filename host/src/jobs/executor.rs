@@ -225,13 +225,17 @@ impl Lily {
             cache_dir: Some(root.cache_dir()),
         })?;
         let runnables = RunnableRegistry::new(Some(&root));
-        Ok(Lily {
+        let lily = Lily {
             root,
             sandbox: Arc::new(sandbox),
             blueprints: Registry::builtin(),
             runnables,
             policy_cache: std::sync::Mutex::new(None),
-        })
+        };
+        // Sets the sandbox's component size limit from the policy (a broken
+        // policy is reported by whatever uses it next).
+        let _ = lily.policy();
+        Ok(lily)
     }
 
     /// `.lily/policy.yaml` as it is now. A long-lived `Lily` (the scheduler)
@@ -246,6 +250,9 @@ impl Lily {
             return p.clone();
         }
         let loaded = Policy::load(&self.root).map(Arc::new);
+        if let Ok(p) = &loaded {
+            self.sandbox.set_max_component_bytes(p.file.limits.max_component_mb.saturating_mul(1 << 20));
+        }
         if let Ok(mut cache) = self.policy_cache.lock() {
             *cache = Some((stamp, loaded.clone()));
         }

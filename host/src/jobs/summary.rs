@@ -2,19 +2,21 @@
 //! from times and ids.
 
 use super::store::Receipt;
+use crate::text::markdown as md;
 use serde_json::{Value, json};
 
-/// `summary.md`.
+/// `summary.md`. Every string that a runnable, a spec or an error chose is
+/// escaped as inert Markdown text ([`crate::text::markdown`]).
 pub fn markdown(r: &Receipt) -> String {
     let mut s = format!("# {} — {}\n\n", r.job_id, r.status.as_str());
     s.push_str(&format!("- run: `{}`\n", r.run_id));
     s.push_str(&format!(
         "- target: {} {} {}\n",
-        r.target["kind"].as_str().unwrap_or("?"),
-        r.target["id"].as_str().unwrap_or("?"),
-        r.target["version"].as_str().unwrap_or("")
+        md(r.target["kind"].as_str().unwrap_or("?")),
+        md(r.target["id"].as_str().unwrap_or("?")),
+        md(r.target["version"].as_str().unwrap_or(""))
     ));
-    s.push_str(&format!("- trigger: {}\n", r.trigger["type"].as_str().unwrap_or("manual")));
+    s.push_str(&format!("- trigger: {}\n", md(r.trigger["type"].as_str().unwrap_or("manual"))));
     if let Some(of) = &r.replay_of {
         s.push_str(&format!("- replay of: `{of}`\n"));
     }
@@ -25,13 +27,15 @@ pub fn markdown(r: &Receipt) -> String {
         r.attempts.len()
     ));
     if let Some(e) = &r.error {
-        s.push_str(&format!("\n## Error\n\n`{}`: {}\n", e.code, e.message));
+        s.push_str(&format!("\n## Error\n\n`{}`: {}\n", e.code, md(&e.message)));
         if let Some(hint) = e.cause.get("hint").and_then(Value::as_str) {
-            s.push_str(&format!("\nHint:\n\n```\n{hint}\n```\n"));
+            // An indented code block: literal, and no line of it can end it.
+            let block: Vec<String> = hint.lines().map(|l| format!("    {}", crate::text::terminal_field(l))).collect();
+            s.push_str(&format!("\nHint:\n\n{}\n", block.join("\n")));
         }
     }
     if let Some(summary) = r.payload.get("summary").and_then(Value::as_str) {
-        s.push_str(&format!("\n## Summary\n\n{summary}\n"));
+        s.push_str(&format!("\n## Summary\n\n{}\n", md(summary)));
     }
     if let Some(findings) = r.payload.get("ranked_findings").and_then(Value::as_array) {
         s.push_str("\n## Ranked findings\n\n");
@@ -43,8 +47,8 @@ pub fn markdown(r: &Receipt) -> String {
                 s.push_str(&format!(
                     "| {} | {} | {} | {:.2} |\n",
                     i + 1,
-                    f["title"].as_str().unwrap_or("").replace('|', "\\|"),
-                    f["source_specialist"].as_str().unwrap_or(""),
+                    md(f["title"].as_str().unwrap_or("")),
+                    md(f["source_specialist"].as_str().unwrap_or("")),
                     f["confidence"].as_f64().unwrap_or(0.0)
                 ));
             }
@@ -61,13 +65,13 @@ pub fn markdown(r: &Receipt) -> String {
                 .and_then(|rs| rs.iter().find(|x| x["specialist"] == id))
                 .and_then(|x| x["notes"].as_str())
                 .unwrap_or("");
-            s.push_str(&format!("- {id}: {notes}\n"));
+            s.push_str(&format!("- {}: {}\n", md(id), md(notes)));
         }
     }
     if !r.artifacts.is_empty() {
         s.push_str("\n## Artifacts\n\n");
         for a in &r.artifacts {
-            s.push_str(&format!("- {} ({} bytes, {})\n", a.name, a.bytes, a.sha256));
+            s.push_str(&format!("- {} ({} bytes, {})\n", md(&a.name), a.bytes, a.sha256));
         }
     }
     if !r.approvals_requested.is_empty() {
@@ -76,9 +80,9 @@ pub fn markdown(r: &Receipt) -> String {
             s.push_str(&format!(
                 "- `{}` {} {} — {}: `lily approvals show {}`, then `lily approvals approve {}` or `lily approvals deny {}`\n",
                 a["id"].as_str().unwrap_or(""),
-                a["kind"].as_str().unwrap_or(""),
-                a["target"].as_str().unwrap_or(""),
-                a["state"].as_str().unwrap_or(""),
+                md(a["kind"].as_str().unwrap_or("")),
+                md(a["target"].as_str().unwrap_or("")),
+                md(a["state"].as_str().unwrap_or("")),
                 a["id"].as_str().unwrap_or(""),
                 a["id"].as_str().unwrap_or(""),
                 a["id"].as_str().unwrap_or(""),

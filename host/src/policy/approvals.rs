@@ -3,7 +3,7 @@
 //! hashed), policy decides, and a write happens only once approved — with
 //! cap-std, confined to the root.
 
-use super::{EffectMode, Policy};
+use super::{EffectMode, Policy, effects};
 use crate::blueprints::EventSink;
 use crate::jobs::spec::Publish;
 use crate::jobs::store::{self, Receipt};
@@ -45,6 +45,12 @@ pub struct Request {
     pub state: State,
     /// sha256 of the target file when proposed (`absent` if none).
     pub target_sha256_at_proposal: String,
+    /// Identity of the directories leading to the target when proposed
+    /// (`device:inode` of each existing one, from the root): approval is
+    /// refused if the way to the target changed (a directory swapped or
+    /// replaced). Empty in requests written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_parent_at_proposal: String,
     pub decided_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
@@ -64,12 +70,15 @@ fn dir(root: &Root) -> PathBuf {
     root.state_dir().join("approvals")
 }
 
-/// Read an effect target through cap-std, confined to the root: a symlink
-/// that leads out reads as absent, never as the file outside.
+/// Read an effect target without following any link (see
+/// [`effects::walk_target`]): a target reached through a symbolic link reads
+/// as absent, never as the file it points to.
 pub fn read_target(root: &Path, rel: &str) -> Option<Vec<u8>> {
-    super::effects::check_relative_path(rel).ok()?;
-    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).ok()?;
-    dir.read(rel).ok()
+    let w = effects::walk_target(root, rel, false).ok()?;
+    if !w.exists {
+        return None;
+    }
+    w.parent?.read(&w.name).ok()
 }
 
 fn target_hash(root: &Path, rel: &str) -> String {
@@ -124,8 +133,16 @@ pub fn record_proposals(
         let _ = atomic_write(&content_path, &content);
         let now = Utc::now();
         let ttl = chrono::Duration::from_std(policy.approval_ttl()).unwrap_or(chrono::Duration::days(7));
-        let (mode, why) = if kind == "write_file" && super::effects::check_relative_path(&target).is_err() {
+        // A write_file target is walked without following links; the policy's
+        // globs then match the path that would really be written (no link is
+        // ever followed, so it is the lexical path).
+        let walked = (kind == "write_file").then(|| effects::walk_target(&root.path, &target, false));
+        let (mode, why) = if kind == "write_file" && effects::check_relative_path(&target).is_err() {
             (EffectMode::Deny, "target outside the root".to_string())
+        } else if let Some(why) = (kind == "write_file").then(|| effects::protected_target(&target)).flatten() {
+            (EffectMode::Deny, why)
+        } else if let Some(Err(e)) = &walked {
+            (EffectMode::Deny, format!("target refused: {e}"))
         } else {
             match policy.decide_effect(kind, &target) {
                 (EffectMode::AutoApprove, _) if never_apply => (
@@ -152,6 +169,10 @@ pub fn record_proposals(
                 target_hash(&root.path, &target)
             } else {
                 String::new()
+            },
+            target_parent_at_proposal: match &walked {
+                Some(Ok(w)) => w.identity.clone(),
+                _ => String::new(),
             },
             decided_by: why.clone(),
             decided_at: None,
@@ -221,8 +242,11 @@ pub fn list(root: &Root, job: Option<&str>) -> Vec<Request> {
     v
 }
 
-/// Apply a write_file effect with cap-std, confined to the root: no
-/// absolute paths, no `..`, no symlink that leads out.
+/// Apply a write_file effect: the protected targets are refused again, the
+/// way to the target is walked without following links (creating missing
+/// directories), and the bytes are written to a temporary file in the
+/// target's own directory and renamed over it through that directory's
+/// handle — nothing a later swap of a parent can redirect.
 fn apply(root: &Root, r: &Request) -> Result<(), String> {
     let content = std::fs::read(&r.content_path).map_err(|e| format!("proposed content missing: {e}"))?;
     if sha256(&content) != r.sha256 {
@@ -230,15 +254,14 @@ fn apply(root: &Root, r: &Request) -> Result<(), String> {
     }
     match r.kind.as_str() {
         "write_file" => {
-            super::effects::check_relative_path(&r.target)?;
-            let dir = cap_std::fs::Dir::open_ambient_dir(&root.path, cap_std::ambient_authority()).map_err(|e| e.to_string())?;
-            let rel = Path::new(&r.target);
-            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                dir.create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            if let Some(why) = effects::protected_target(&r.target) {
+                return Err(why);
             }
-            let tmp = format!("{}.lily-tmp-{}", r.target, crate::util::random_hex(4));
+            let w = effects::walk_target(&root.path, &r.target, true)?;
+            let dir = w.parent.ok_or_else(|| format!("{}: its directory could not be created", r.target))?;
+            let tmp = format!(".{}.lily-tmp-{}", w.name, crate::util::random_hex(4));
             dir.write(&tmp, &content).map_err(|e| format!("{}: {e}", r.target))?;
-            dir.rename(&tmp, &dir, rel).map_err(|e| {
+            dir.rename(&tmp, &dir, &w.name).map_err(|e| {
                 let _ = dir.remove_file(&tmp);
                 format!("{}: {e}", r.target)
             })?;
@@ -263,6 +286,17 @@ pub struct Decided {
 /// refused if the target changed since the proposal unless `force`.
 pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, String> {
     decide(root, id, |req| {
+        if req.kind == "write_file" {
+            // Never overridable: the way to the target is walked without
+            // links, and must be the one recorded at proposal.
+            let walked = effects::walk_target(&root.path, &req.target, false).map_err(|e| format!("could not apply: {e}"))?;
+            if !req.target_parent_at_proposal.is_empty() && walked.identity != req.target_parent_at_proposal {
+                return Err(format!(
+                    "the directories leading to {} changed since the proposal (a directory was replaced or moved); deny this request and propose again",
+                    req.target
+                ));
+            }
+        }
         if req.kind == "write_file" && !force {
             let now = target_hash(&root.path, &req.target);
             if now != req.target_sha256_at_proposal {

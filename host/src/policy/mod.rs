@@ -72,6 +72,8 @@ pub struct LimitsPolicy {
     pub max_output_bytes: u64,
     pub max_event_bytes: u64,
     pub max_events_per_step: u64,
+    /// Largest component (MiB) Lily compiles and runs.
+    pub max_component_mb: u64,
 }
 
 impl Default for LimitsPolicy {
@@ -86,6 +88,7 @@ impl Default for LimitsPolicy {
             max_output_bytes: 8 << 20,
             max_event_bytes: 16 << 10,
             max_events_per_step: 1000,
+            max_component_mb: 64,
         }
     }
 }

@@ -212,7 +212,7 @@ impl types::Host for StepState {}
 
 impl events::Host for StepState {
     fn emit(&mut self, level: events::Level, kind: String, fields: String) {
-        if self.events.len() as u64 >= self.limits.max_events || fields.len() as u64 > self.limits.max_event_bytes || kind.len() > 64 {
+        if self.events.len() as u64 >= self.limits.max_events || fields.len() as u64 > self.limits.max_event_bytes || !valid_event_kind(&kind) {
             self.events_dropped += 1;
             return;
         }
@@ -229,6 +229,14 @@ impl events::Host for StepState {
         };
         self.events.push(GuestEvent { level, kind, fields });
     }
+}
+
+/// A guest event kind is snake_case, 1-64 bytes (`[a-z][a-z0-9_]{0,63}`):
+/// it is shown in `jobs tail` and matched by tools, so it is a name, never
+/// text. Other kinds are dropped and counted like a flood.
+pub fn valid_event_kind(kind: &str) -> bool {
+    let b = kind.as_bytes();
+    !b.is_empty() && b.len() <= 64 && b[0].is_ascii_lowercase() && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// Hard cap on proposals per step.

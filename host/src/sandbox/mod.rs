@@ -7,10 +7,12 @@
 
 mod builtins;
 mod cache;
+pub mod complexity;
 mod grants;
 mod host;
 mod limits;
 mod outcome;
+pub mod schema;
 
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, Perms};
@@ -106,8 +108,8 @@ pub struct Loaded {
     pub imports: Vec<String>,
     pub size: usize,
     pre: RunnablePre<StepState>,
-    output_validator: Arc<jsonschema::Validator>,
-    input_validator: Arc<jsonschema::Validator>,
+    output_schema: Arc<schema::GuestSchema>,
+    input_schema: Arc<schema::GuestSchema>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -158,6 +160,8 @@ pub struct Sandbox {
     stop_ticker: Arc<AtomicBool>,
     /// One permit per live store when the pooling allocator (finite slots) is in use.
     store_slots: Option<tokio::sync::Semaphore>,
+    /// Largest component accepted (policy `limits.max_component_mb`).
+    max_component_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Sandbox {
@@ -199,6 +203,7 @@ impl Sandbox {
             loaded: Mutex::new(HashMap::new()),
             stop_ticker,
             store_slots: pooled.then(|| tokio::sync::Semaphore::new(POOL_STORES as usize)),
+            max_component_bytes: std::sync::atomic::AtomicU64::new(complexity::DEFAULT_MAX_COMPONENT_BYTES),
         })
     }
 
@@ -208,6 +213,11 @@ impl Sandbox {
             Some(s) => s.acquire().await.ok(),
             None => None,
         }
+    }
+
+    /// Set the largest component [`Sandbox::load`] accepts.
+    pub fn set_max_component_bytes(&self, bytes: u64) {
+        self.max_component_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -241,29 +251,56 @@ impl Sandbox {
         })?;
         let pre = RunnablePre::new(instance_pre)
             .map_err(|e| LoadError(format!("component does not implement the lily:runnable world (describe/run exports): {e:#}")))?;
-        let descriptor = self.describe(&pre).await?;
-        let input_validator = compile_schema(&descriptor.input_schema, "input")?;
-        let output_validator = compile_schema(&descriptor.output_schema, "output")?;
+        let (descriptor, input_schema, output_schema) = self.describe(&pre).await?;
         let loaded = Arc::new(Loaded {
             digest: digest.clone(),
             descriptor,
             imports,
             size: bytes.len(),
             pre,
-            output_validator,
-            input_validator,
+            output_schema: Arc::new(output_schema),
+            input_schema: Arc::new(input_schema),
         });
         self.loaded.lock().expect("loaded lock").insert(digest, loaded.clone());
         Ok(loaded)
     }
 
+    /// Compile `bytes` (or take them from the cache), within bounds: the
+    /// size limit, the linear nesting pre-check, and a compile time budget
+    /// ([`complexity`]). A compile over budget is abandoned to finish on its
+    /// own thread and reported as `component_too_complex`.
     fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+        let max = self.max_component_bytes.load(Ordering::Relaxed);
+        if bytes.len() as u64 > max {
+            return Err(LoadError(format!(
+                "component_too_complex: the component is {} bytes; at most {max} are accepted (policy limits.max_component_mb)",
+                bytes.len()
+            )));
+        }
         if let Some(cache) = &self.cache
             && let Some(c) = cache.load(&self.engine, digest)
         {
             return Ok(c);
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?;
+        complexity::precheck(bytes).map_err(|e| LoadError(format!("component_too_complex: {e}")))?;
+        let budget = complexity::compile_budget(bytes.len());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (engine, owned) = (self.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("lily-compile".into())
+            .spawn(move || {
+                let _ = tx.send(Component::new(&engine, &owned));
+            })
+            .map_err(|e| LoadError(format!("could not start a compile: {e}")))?;
+        let component = match rx.recv_timeout(budget) {
+            Ok(r) => r.map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?,
+            Err(_) => {
+                return Err(LoadError(format!(
+                    "component_too_complex: compiling it exceeded the budget of {} s",
+                    budget.as_secs()
+                )));
+            }
+        };
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
         }
@@ -276,7 +313,7 @@ impl Sandbox {
         Ok(())
     }
 
-    async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<Descriptor, LoadError> {
+    async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
         let limits = Limits::for_describe();
         let _slot = self.store_slot().await;
         let mut store = self
@@ -297,9 +334,11 @@ impl Sandbox {
             }
             Err(_) => return Err(LoadError(format!("describe failed: deadline of {:?} exceeded", limits.deadline))),
         };
-        let parse = |what: &str, s: &str| -> Result<serde_json::Value, LoadError> {
-            serde_json::from_str(s).map_err(|e| LoadError(format!("descriptor {what} schema is not JSON: {e}")))
+        let parse = |what: &str, s: &str| -> Result<(serde_json::Value, schema::GuestSchema), LoadError> {
+            schema::GuestSchema::parse(s).map_err(|e| LoadError(format!("descriptor {what} {e}")))
         };
+        let (input_schema, input) = parse("input", &d.input_schema)?;
+        let (output_schema, output) = parse("output", &d.output_schema)?;
         let kind = match d.kind {
             WitKind::Specialist => RunnableKind::Specialist,
             WitKind::Synthesizer => RunnableKind::Synthesizer,
@@ -307,15 +346,15 @@ impl Sandbox {
             WitKind::Generic => RunnableKind::Generic,
         };
         let desc = Descriptor {
-            input_schema: parse("input", &d.input_schema)?,
-            output_schema: parse("output", &d.output_schema)?,
+            input_schema,
+            output_schema,
             id: d.id,
             version: d.version,
             summary: d.summary,
             kind,
         };
         validate_descriptor(&desc).map_err(LoadError)?;
-        Ok(desc)
+        Ok((desc, input, output))
     }
 
     fn new_store(&self, req: &StepRequest) -> wasmtime::Result<Store<StepState>> {
@@ -340,6 +379,9 @@ impl Sandbox {
     /// Run one step: fresh store, fresh instance, `run(input)`, output checks.
     pub async fn run(&self, loaded: &Loaded, req: StepRequest) -> StepReport {
         let started = Instant::now();
+        // The step's deadline is absolute: host work for the step (input and
+        // output validation included) ends by then too.
+        let deadline = started + req.limits.deadline;
         let input_text = req.input.to_string();
         let _slot = self.store_slot().await;
         let mut store = match self.new_store(&req) {
@@ -353,13 +395,8 @@ impl Sandbox {
                 );
             }
         };
-        if let Err(errors) = validate(&loaded.input_validator, &req.input) {
-            return StepReport::failed(
-                Cause::ContractInvalid {
-                    reason: format!("input does not match the runnable's input schema: {errors}"),
-                },
-                started.elapsed(),
-            );
+        if let Err(cause) = check_schema(&loaded.input_schema, &req.input, deadline, Subject::Input, &req.limits) {
+            return StepReport::failed(cause, started.elapsed());
         }
         let call = async {
             let inst = loaded.pre.instantiate_async(&mut store).await?;
@@ -376,7 +413,7 @@ impl Sandbox {
                 message: cap_str(e.message, MAX_ERROR_MESSAGE_BYTES),
                 retryable: e.retryable,
             }),
-            Ok(Ok(Ok(env))) => check_envelope(loaded, env, &req.limits, store.data()),
+            Ok(Ok(Ok(env))) => check_envelope(loaded, env, &req.limits, deadline, store.data()),
         };
         let state = store.into_data();
         state.into_report(outcome, started.elapsed(), fuel_used)
@@ -441,15 +478,31 @@ fn pooling_config() -> wasmtime::PoolingAllocationConfig {
     p
 }
 
-fn compile_schema(schema: &serde_json::Value, what: &str) -> Result<Arc<jsonschema::Validator>, LoadError> {
-    jsonschema::validator_for(schema)
-        .map(Arc::new)
-        .map_err(|e| LoadError(format!("descriptor {what} schema is not a valid JSON Schema: {e}")))
+/// Check `value` against a guest-declared schema within the step's budget:
+/// a mismatch and an exhausted budget are contract violations of the
+/// runnable, a validation still running at the deadline is the deadline.
+fn check_schema(schema: &schema::GuestSchema, value: &serde_json::Value, deadline: Instant, subject: Subject, limits: &Limits) -> Result<(), Cause> {
+    let name = match subject {
+        Subject::Input => "input",
+        Subject::Output => "output",
+    };
+    match schema.check(value, Some(deadline), 5) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(errors)) => Err(Cause::ContractInvalid {
+            reason: match subject {
+                Subject::Input => format!("input does not match the runnable's input schema: {errors}"),
+                Subject::Output => format!("payload does not match the declared output schema: {errors}"),
+            },
+        }),
+        Err(schema::SchemaError::Deadline) => Err(Cause::DeadlineExceeded { limit: limits.deadline }),
+        Err(e) => Err(Cause::ContractInvalid { reason: format!("{name} {e}") }),
+    }
 }
 
-fn validate(v: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), String> {
-    let errors: Vec<String> = v.iter_errors(value).take(5).map(|e| format!("{} (at '{}')", e, e.instance_path())).collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+#[derive(Clone, Copy)]
+enum Subject {
+    Input,
+    Output,
 }
 
 /// Validate what `describe` returned.
@@ -469,7 +522,13 @@ pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
     Ok(())
 }
 
-fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, limits: &Limits, state: &StepState) -> Result<StepEnvelope, Cause> {
+fn check_envelope(
+    loaded: &Loaded,
+    env: wit::lily::runnable::types::Envelope,
+    limits: &Limits,
+    deadline: Instant,
+    state: &StepState,
+) -> Result<StepEnvelope, Cause> {
     // Everything the host keeps counts: payload, artifacts (bytes, names,
     // media types) and references.
     let total: usize = env.payload.len()
@@ -484,9 +543,7 @@ fn check_envelope(loaded: &Loaded, env: wit::lily::runnable::types::Envelope, li
     let payload: serde_json::Value = serde_json::from_str(&env.payload).map_err(|e| Cause::ContractInvalid {
         reason: format!("payload is not valid JSON: {e}"),
     })?;
-    validate(&loaded.output_validator, &payload).map_err(|errors| Cause::ContractInvalid {
-        reason: format!("payload does not match the declared output schema: {errors}"),
-    })?;
+    check_schema(&loaded.output_schema, &payload, deadline, Subject::Output, limits)?;
     let mut artifacts = Vec::new();
     for a in env.artifacts {
         if !valid_artifact_name(&a.name) {

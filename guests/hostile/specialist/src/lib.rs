@@ -295,6 +295,15 @@ fn handle_flood(args: &Value) -> Value {
 
 /// Propose effects (write_file targets given; optional publish flood).
 fn propose(args: &Value) -> Result<Envelope, RunError> {
+    // Links to plant first (`[[target, link], ...]`), inside a rw grant.
+    let mut links = Vec::new();
+    for pair in args.get("links").and_then(Value::as_array).into_iter().flatten() {
+        let (t, l) = (
+            pair.get(0).and_then(Value::as_str).unwrap_or(""),
+            pair.get(1).and_then(Value::as_str).unwrap_or(""),
+        );
+        links.push(json!({"link": l, "result": res(make_symlink(t, l))}));
+    }
     let content = s(args, "content");
     let mut ids = Vec::new();
     let mut results = Vec::new();
@@ -331,8 +340,33 @@ fn propose(args: &Value) -> Result<Envelope, RunError> {
             }
         }
     }
-    let observed = json!({"proposals": results, "flood_ok": flood_ok, "flood_error": flood_error});
+    let observed = json!({"links": links, "proposals": results, "flood_ok": flood_ok, "flood_error": flood_error});
     envelope(json!({"findings": [], "notes": observed.to_string()}).to_string(), vec![], ids, vec![])
+}
+
+/// Terminal and Markdown injection: escape sequences, carriage returns,
+/// bidi overrides and Markdown/HTML in everything a guest can make the host
+/// show — stdout, event kinds and fields, findings, notes, a proposal's
+/// target and reason.
+fn inject(args: &Value) -> Result<Envelope, RunError> {
+    const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[8mhidden\x1b[0m\r\u{202e}txt.exe\u{9b}1m";
+    const MD: &str = "x |\n# Injected heading\n<script>alert(1)</script> [click](http://evil.example)";
+    print!("stdout {EVIL}\n");
+    emit(Level::Info, "Bad\x1b[31mKind", &json!({}));
+    emit(Level::Info, "injected_fields", &json!({"msg": EVIL}));
+    let mut ids = Vec::new();
+    for p in strs(args, "paths") {
+        if let Ok(id) = propose_write(&p, b"+release checklist v1\n", &format!("harmless {EVIL}")) {
+            ids.push(id);
+        }
+    }
+    let finding = json!({"title": format!("{MD} {EVIL}"), "recommendation": MD, "confidence": 0.9, "evidence": [format!("{MD}:1")]});
+    envelope(
+        json!({"findings": [finding], "notes": format!("notes {EVIL} {MD}")}).to_string(),
+        vec![],
+        ids,
+        vec![],
+    )
 }
 
 impl Guest for Hostile {
@@ -457,6 +491,7 @@ impl Guest for Hostile {
                 envelope(json!({"findings": [], "notes": "artifacts"}).to_string(), arts, vec![], vec![])
             }
             "propose" => propose(&args),
+            "inject" => inject(&args),
             other => Err(error("invalid_input", format!("unknown attack {other:?}"))),
         }
     }

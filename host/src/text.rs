@@ -1,0 +1,203 @@
+//! Strings from guests are data wherever they are shown.
+//!
+//! - [`terminal`] escapes what a terminal would interpret: C0 controls
+//!   (except newline and tab), DEL, C1 controls, and the Unicode bidi and
+//!   line-separator controls, in a visible `\x1b` / `\u{202e}` style. The CLI
+//!   passes every line it prints through it.
+//! - [`terminal_field`] is the same for one-line fields (targets, ids,
+//!   reasons, messages): newline, carriage return and tab are escaped too, so
+//!   a field can never start a line of its own.
+//! - [`markdown`] makes a string inert inline text in generated Markdown
+//!   (and the HTML a renderer would make of it): no heading, list, table
+//!   cell break, link, emphasis, code span or tag can start inside it.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// Unicode controls that reorder or separate text (bidi embeddings,
+/// overrides and isolates, marks, line and paragraph separators) or hide it.
+fn is_format_control(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn is_escaped(c: char, keep_newlines: bool) -> bool {
+    match c {
+        '\n' | '\t' => !keep_newlines,
+        c if (c as u32) < 0x20 || c == '\u{7f}' => true,
+        '\u{80}'..='\u{9f}' => true,
+        c => is_format_control(c),
+    }
+}
+
+fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_escaped(c, keep_newlines)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !is_escaped(c, keep_newlines) {
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Text for a terminal: every control a terminal would act on, escaped;
+/// newlines and tabs kept.
+pub fn terminal(s: &str) -> Cow<'_, str> {
+    escape(s, true)
+}
+
+/// One field on one line of a terminal: like [`terminal`], with newline,
+/// carriage return and tab escaped too.
+pub fn terminal_field(s: &str) -> Cow<'_, str> {
+    escape(s, false)
+}
+
+/// Inline Markdown text that renders as exactly the characters given:
+/// Markdown punctuation is backslash-escaped, `&`, `<` and `>` become
+/// entities, line breaks become spaces, controls are escaped visibly.
+pub fn markdown(s: &str) -> String {
+    let s = terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned();
+    let mut out = String::with_capacity(s.len() + 8);
+    // A block marker only counts at the start of a line: the first character.
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' | '+' | '=' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            '.' | ')' if i == digits && digits > 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON string for the terminal: `serde_json` escapes C0 controls; this
+/// also writes C1 and the Unicode format controls as `\uXXXX`, so `--json`
+/// output is the same JSON value and shows no control raw.
+pub fn json_pretty<T: serde::Serialize>(v: &T) -> String {
+    json_with(v, serde_json::ser::PrettyFormatter::new())
+}
+
+/// [`json_pretty`] on one line (JSON lines output).
+pub fn json_line<T: serde::Serialize>(v: &T) -> String {
+    json_with(v, serde_json::ser::CompactFormatter)
+}
+
+fn json_with<T: serde::Serialize, F: serde_json::ser::Formatter>(v: &T, f: F) -> String {
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, SafeFormatter(f));
+    if v.serialize(&mut ser).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+struct SafeFormatter<F>(F);
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for SafeFormatter<F> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if ('\u{80}'..='\u{9f}').contains(&c) || is_format_control(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    // Everything else as the pretty formatter does it.
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_controls_are_escaped_visibly() {
+        assert_eq!(terminal("ok\tline\nnext"), "ok\tline\nnext");
+        assert_eq!(terminal("\x1b[8mhidden\x1b[0m"), "\\x1b[8mhidden\\x1b[0m");
+        assert_eq!(terminal("a\rb\u{7f}"), "a\\rb\\x7f");
+        assert_eq!(terminal("\u{9b}31m \u{202e}txt.exe"), "\\u{9b}31m \\u{202e}txt.exe");
+        assert_eq!(terminal("\x1b]8;;http://x\x07link"), "\\x1b]8;;http://x\\x07link");
+        assert_eq!(terminal_field("one\ntwo\r\tthree"), "one\\ntwo\\r\\tthree");
+        assert!(matches!(terminal("plain ü ✓"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn markdown_is_inert() {
+        let evil = "x |\n# Injected\n<script>alert(1)</script> [a](http://e) **b** `c`";
+        let m = markdown(evil);
+        assert!(!m.contains('\n'));
+        assert!(!m.contains("<script>"));
+        assert!(!m.contains(" | "), "{m}");
+        assert!(m.contains("\\# Injected") && m.contains("&lt;script&gt;") && m.contains("\\[a\\](http"));
+        assert_eq!(markdown("\x1b[2J"), "\\\\x1b\\[2J");
+        assert_eq!(markdown("- item"), "\\- item");
+        assert_eq!(markdown("12. item"), "12\\. item");
+        assert_eq!(markdown("security.v1 - ok"), "security.v1 - ok");
+    }
+
+    #[test]
+    fn json_output_escapes_format_controls_and_stays_the_same_value() {
+        let v = serde_json::json!({"t": "a\u{202e}b\u{85}c\x1bd"});
+        let s = json_pretty(&v);
+        assert!(!s.contains('\u{202e}') && !s.contains('\u{85}') && !s.contains('\x1b'), "{s}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).expect("json"), v);
+    }
+}
