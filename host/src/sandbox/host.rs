@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -67,7 +67,9 @@ pub struct Proposal {
 /// Store data of one step.
 pub struct StepState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// State of the bounded WASI functions ([`super::shadow`]).
+    pub(super) bounds: super::shadow::Bounds,
     pub(crate) limiter: Limiter,
     pub(crate) deadline_hit: Arc<AtomicBool>,
     limits: Limits,
@@ -90,7 +92,7 @@ impl StepState {
         let stderr = CappedPipe::new(limits.max_stdio_bytes as usize);
         let denied = Arc::new(Mutex::new(Vec::new()));
         let tape = TapeRecorder::new(req.replay_tape.as_ref());
-        let wasi = build_wasi(&req.grants, req.seeds, tape.clone(), stdout.clone(), stderr.clone(), denied.clone())?;
+        let wasi = build_wasi(&req.grants, &limits, req.seeds, tape.clone(), stdout.clone(), stderr.clone(), denied.clone())?;
         // Every WASI handle (open file, socket, stream, pollable) is an entry
         // here, and files and sockets are host file descriptors: cap them per
         // step so a guest cannot exhaust the host process's descriptors.
@@ -99,6 +101,11 @@ impl StepState {
         Ok(StepState {
             wasi,
             table,
+            bounds: super::shadow::Bounds {
+                names: granted_names(&req.grants),
+                dir_stream_budget: limits.memory_bytes,
+                ..Default::default()
+            },
             limiter: Limiter {
                 memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
                 table_elements: limits.max_table_elements,
@@ -118,6 +125,15 @@ impl StepState {
             tape,
             effects_root: req.effects_root.clone(),
         })
+    }
+
+    /// Record a capability the guest tried and was denied.
+    pub(super) fn record_denied(&self, what: String) {
+        if let Ok(mut d) = self.denied.lock()
+            && d.len() < MAX_DENIED_RECORDS
+        {
+            d.push(what);
+        }
     }
 
     pub(crate) fn stderr_text(&self) -> String {
@@ -147,8 +163,31 @@ impl StepState {
     }
 }
 
+/// Denied attempts recorded per step (each becomes a `capability_denied`
+/// event); more are not recorded.
+const MAX_DENIED_RECORDS: usize = 1000;
+
+/// The granted network host names, each with the addresses the host
+/// resolved for it: the only names a guest's lookups may resolve.
+fn granted_names(grants: &Grants) -> Vec<(String, Vec<std::net::IpAddr>)> {
+    grants
+        .network
+        .iter()
+        .filter_map(|hp| {
+            let (host, _) = hp.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+            let addrs = hp.to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default();
+            Some((host, addrs))
+        })
+        .collect()
+}
+
+/// Bytes one `get-random-bytes` call may ask the host for.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 fn build_wasi(
     grants: &Grants,
+    limits: &Limits,
     seeds: Option<super::Seeds>,
     tape: TapeRecorder,
     stdout: CappedPipe,
@@ -181,7 +220,12 @@ fn build_wasi(
     let allowed: Vec<SocketAddr> = grants.network.iter().flat_map(|hp| hp.to_socket_addrs().into_iter().flatten()).collect();
     b.allow_tcp(true);
     b.allow_udp(false);
-    b.allow_ip_name_lookup(!grants.network.is_empty());
+    // Name lookups are answered by the host's own implementation
+    // (`shadow.rs`), which resolves granted names only; the stock one stays off.
+    b.allow_ip_name_lookup(false);
+    // A random-bytes call allocates its result on the host: at most 1 MiB
+    // (and never more than the guest's own memory limit); larger traps.
+    b.max_random_size(MAX_RANDOM_BYTES.min(limits.memory_bytes));
     b.socket_addr_check(move |addr, use_| {
         let ok = match use_ {
             SocketAddrUse::TcpConnect => allowed.contains(&addr),
@@ -191,7 +235,10 @@ fn build_wasi(
             SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
             _ => false,
         };
-        if !ok && let Ok(mut d) = denied.lock() {
+        if !ok
+            && let Ok(mut d) = denied.lock()
+            && d.len() < MAX_DENIED_RECORDS
+        {
             d.push(format!("{addr} ({use_:?})"));
         }
         Box::pin(async move { ok })
@@ -464,6 +511,3 @@ impl tokio::io::AsyncWrite for CappedPipe {
         std::task::Poll::Ready(Ok(()))
     }
 }
-
-#[allow(dead_code)]
-fn _assert_stream_error_used(_: StreamError) {}

@@ -13,6 +13,7 @@ mod host;
 mod limits;
 mod outcome;
 pub mod schema;
+mod shadow;
 
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, Perms};
@@ -181,6 +182,7 @@ impl Sandbox {
         let mut linker: Linker<StepState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        shadow::install(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
             let engine = engine.weak();

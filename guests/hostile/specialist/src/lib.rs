@@ -101,6 +101,14 @@ fn make_symlink(target: &str, link: &str) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+#[link(wasm_import_module = "wasi:random/random@0.2.0")]
+unsafe extern "C" {
+    /// `wasi:random/random.get-random-bytes(len: u64) -> list<u8>`, raw: the
+    /// list comes back through a return area of (pointer, length).
+    #[link_name = "get-random-bytes"]
+    fn wasi_get_random_bytes(len: i64, ret: *mut usize);
+}
+
 const AF_INET: i32 = 1;
 const SOCK_STREAM: i32 = 6;
 
@@ -291,6 +299,39 @@ fn handle_flood(args: &Value) -> Value {
     }
     std::thread::sleep(std::time::Duration::from_millis(n(args, "hold_ms", 0)));
     json!({"sockets": sockets, "socket_error": socket_error, "files": files, "file_error": file_error})
+}
+
+/// Ask the host for `bytes` random bytes in one call (the host allocates
+/// them before the guest's memory limit can say anything).
+fn random(args: &Value) -> Value {
+    let mut ret = [0usize; 2];
+    // SAFETY: a plain WASI import; `ret` is a valid two-word return area.
+    unsafe { wasi_get_random_bytes(n(args, "bytes", 1 << 20) as i64, ret.as_mut_ptr()) };
+    json!({"got": ret[1]})
+}
+
+/// Open `count` directory streams on `dir`, read one entry of each (the host
+/// lists the directory then) and keep them all open.
+fn dir_streams(args: &Value) -> Value {
+    let dir = s(args, "dir");
+    let mut held = Vec::new();
+    let mut error = Value::Null;
+    for _ in 0..n(args, "count", 200) {
+        match std::fs::read_dir(dir) {
+            Ok(mut rd) => match rd.next() {
+                Some(Err(e)) => {
+                    error = Value::from(e.to_string());
+                    break;
+                }
+                _ => held.push(rd),
+            },
+            Err(e) => {
+                error = Value::from(e.to_string());
+                break;
+            }
+        }
+    }
+    json!({"opened": held.len(), "error": error})
 }
 
 /// Propose effects (write_file targets given; optional publish flood).
@@ -492,6 +533,8 @@ impl Guest for Hostile {
             }
             "propose" => propose(&args),
             "inject" => inject(&args),
+            "random" => report(random(&args)),
+            "dir_streams" => report(dir_streams(&args)),
             other => Err(error("invalid_input", format!("unknown attack {other:?}"))),
         }
     }
