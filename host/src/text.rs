@@ -75,16 +75,22 @@ pub fn markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     // A block marker only counts at the start of a line: the first character.
     let digits = s.chars().take_while(char::is_ascii_digit).count();
-    for (i, c) in s.chars().enumerate() {
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '!' | '~' => {
+            '\\' | '`' | '*' | '[' | ']' | '|' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
-            '-' | '+' | '=' if i == 0 => {
+            // Inside a word (`model_unavailable`) an underscore is not emphasis.
+            '_' if !(i > 0 && chars[i - 1].is_alphanumeric() && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric())) => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' | '+' | '=' | '#' if i == 0 => {
                 out.push('\\');
                 out.push(c);
             }
@@ -96,6 +102,21 @@ pub fn markdown(s: &str) -> String {
         }
     }
     out
+}
+
+/// A Markdown code span holding exactly `s` (on one line): the fence is one
+/// backtick longer than the longest run inside, so nothing in `s` can close
+/// it; HTML inside a code span is shown literally.
+pub fn markdown_code(s: &str) -> String {
+    let s = terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned();
+    let (mut run, mut longest) = (0usize, 0usize);
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') || s.is_empty() { " " } else { "" };
+    format!("{fence}{pad}{s}{pad}{fence}")
 }
 
 /// A JSON string for the terminal: `serde_json` escapes C0 controls; this
@@ -186,11 +207,21 @@ mod tests {
         assert!(!m.contains('\n'));
         assert!(!m.contains("<script>"));
         assert!(!m.contains(" | "), "{m}");
-        assert!(m.contains("\\# Injected") && m.contains("&lt;script&gt;") && m.contains("\\[a\\](http"));
+        assert!(m.contains("# Injected") && !m.starts_with('#') && m.contains("&lt;script&gt;") && m.contains("\\[a\\](http"));
         assert_eq!(markdown("\x1b[2J"), "\\\\x1b\\[2J");
         assert_eq!(markdown("- item"), "\\- item");
         assert_eq!(markdown("12. item"), "12\\. item");
-        assert_eq!(markdown("security.v1 - ok"), "security.v1 - ok");
+        assert_eq!(markdown("security.v1 - ok: model_unavailable"), "security.v1 - ok: model_unavailable");
+        assert_eq!(markdown("_em_ #tag"), "\\_em\\_ #tag");
+        assert_eq!(markdown("# h"), "\\# h");
+    }
+
+    #[test]
+    fn code_spans_cannot_be_closed_from_inside() {
+        assert_eq!(markdown_code("src/a.rs:10"), "`src/a.rs:10`");
+        assert_eq!(markdown_code("a`b"), "``a`b``");
+        assert_eq!(markdown_code("`x``"), "``` `x`` ```");
+        assert_eq!(markdown_code("a\n# h"), "`a # h`");
     }
 
     #[test]

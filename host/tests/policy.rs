@@ -293,12 +293,13 @@ fn traversal_in_effect_paths_is_refused_before_anything_is_written() {
     }
     assert!(!Path::new("/tmp/lily-abs-escape.txt").exists());
     assert!(!e.lily.root.path.parent().expect("parent").join("escape.txt").exists());
-    // A symlink inside the root that leads out: cap-std refuses at apply time.
+    // A symlink inside the root that leads out: refused when proposed
+    // (effect targets are walked without following links), never applied.
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(outside.path(), e.lily.root.path.join("link")).expect("symlink");
         let r = propose(&e, "sym", "link/pwned.txt", "x");
-        assert_eq!(r.receipt.approvals_requested[0]["state"], "failed", "{:?}", r.receipt.approvals_requested);
+        assert_eq!(r.receipt.approvals_requested[0]["state"], "denied", "{:?}", r.receipt.approvals_requested);
         assert!(!outside.path().join("pwned.txt").exists());
     }
 }

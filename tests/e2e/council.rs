@@ -278,7 +278,11 @@ fn contained(mode: &str, runtime: &str, kind: &str, needle: &str, step_outcome: 
     );
     assert_eq!(p["summary"], sentence("hostile", 3, 2));
     let report = std::fs::read_to_string(run.join("report.md")).expect("report.md");
-    assert!(report.contains(&format!("## Failed specialists\n\n- bad-specialist.v1: {notes}\n")), "{report}");
+    // The notes are the guest's text: the report holds them escaped as inert Markdown.
+    assert!(
+        report.contains(&format!("## Failed specialists\n\n- bad-specialist.v1: {}\n", lily::text::markdown(notes))),
+        "{report}"
+    );
     assert!(report.contains("### bad-specialist.v1 (error)"), "{report}");
     let summary = std::fs::read_to_string(run.join("summary.md")).expect("summary.md");
     assert!(summary.contains("## Failed specialists\n\n- bad-specialist.v1: "), "{summary}");

@@ -610,7 +610,7 @@ pub fn render_report(o: &CouncilOutput) -> String {
             for f in &r.findings {
                 s.push_str(&format!("- **{}** ({:.2}): {}\n", md(&f.title), f.confidence, md(&f.recommendation)));
                 for e in f.evidence.iter().take(10) {
-                    s.push_str(&format!("  - {}\n", md(e)));
+                    s.push_str(&format!("  - {}\n", crate::text::markdown_code(e)));
                 }
                 if f.evidence.len() > 10 {
                     s.push_str(&format!("  - … {} more in evidence.json\n", f.evidence.len() - 10));

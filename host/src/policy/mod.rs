@@ -225,6 +225,26 @@ impl Policy {
                 {
                     return Err(policy_error(path, format!("runnables.{pattern}.fs: {:?} resolves outside the root", fs.path)));
                 }
+                if fs.mode == Perms::ReadWrite {
+                    // The lexical path, and where it really leads (a link).
+                    let real = root.and_then(|r| {
+                        Some(
+                            r.path
+                                .join(&fs.path)
+                                .canonicalize()
+                                .ok()?
+                                .strip_prefix(&r.path)
+                                .ok()?
+                                .to_string_lossy()
+                                .into_owned(),
+                        )
+                    });
+                    for p in std::iter::once(normalize(&fs.path)).chain(real.map(|r| normalize(&r))) {
+                        if let Some(why) = rw_grant_refused(&p) {
+                            return Err(policy_error(path, format!("runnables.{pattern}.fs: a read-write grant of {:?} {why}", fs.path)));
+                        }
+                    }
+                }
             }
             for n in &g.network {
                 let ok = n
@@ -494,6 +514,27 @@ fn normalize(p: &str) -> String {
     if t.is_empty() { ".".into() } else { t.to_string() }
 }
 
+/// Why a read-write grant of the (normalized, root-relative) directory `p`
+/// is refused: it would let a runnable rewrite what Lily trusts — its own
+/// state under `.lily/` (policy, config, jobs, runnables, cache, runs),
+/// except the output area `.lily/out/` — or a `.git/` directory (hooks run
+/// on the operator's next git command).
+fn rw_grant_refused(p: &str) -> Option<&'static str> {
+    let parts: Vec<String> = if p == "." {
+        Vec::new()
+    } else {
+        p.split('/').map(str::to_ascii_lowercase).collect()
+    };
+    let under_out = parts.len() >= 2 && parts[0] == ".lily" && parts[1] == "out";
+    if parts.first().is_none_or(|f| f == ".lily") && !under_out {
+        return Some("would cover Lily's own state (.lily/); grant a directory beside it, or one under .lily/out/");
+    }
+    if parts.iter().any(|c| c == ".git") {
+        return Some("is inside a .git directory");
+    }
+    None
+}
+
 fn check_rel(p: &str) -> Result<(), String> {
     let path = Path::new(p);
     if p.is_empty() {
@@ -552,6 +593,22 @@ effects:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_write_grants_never_cover_lily_state_or_git() {
+        for p in [".", ".lily", ".lily/jobs", ".LILY/runnables", ".lily/outx", "src/.git", ".git/hooks"] {
+            assert!(rw_grant_refused(p).is_some(), "{p}");
+        }
+        for p in ["state", ".lily/out", ".lily/out/x", "work/.lily-notes", "lily"] {
+            assert!(rw_grant_refused(p).is_none(), "{p}");
+        }
+        let text = STARTER_POLICY.replace(
+            "        mode: ro\n  \"operations.v1\"",
+            "        mode: ro\n      - path: .\n        mode: rw\n  \"operations.v1\"",
+        );
+        let e = Policy::parse(Path::new("policy.yaml"), &text, None).expect_err("refused");
+        assert!(e.message.contains("Lily's own state"), "{}", e.message);
+    }
 
     #[test]
     fn starter_policy_is_valid() {

@@ -392,7 +392,7 @@ fn propose(args: &Value) -> Result<Envelope, RunError> {
 fn inject(args: &Value) -> Result<Envelope, RunError> {
     const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[8mhidden\x1b[0m\r\u{202e}txt.exe\u{9b}1m";
     const MD: &str = "x |\n# Injected heading\n<script>alert(1)</script> [click](http://evil.example)";
-    print!("stdout {EVIL}\n");
+    println!("stdout {EVIL}");
     emit(Level::Info, "Bad\x1b[31mKind", &json!({}));
     emit(Level::Info, "injected_fields", &json!({"msg": EVIL}));
     let mut ids = Vec::new();
