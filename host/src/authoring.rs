@@ -621,7 +621,7 @@ fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBuf), LilyErr
         .output()
         .map_err(|e| tool_error(format!("cannot run cargo: {e}")))?;
     if !out.stdout.is_empty() {
-        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", crate::text::terminal(&String::from_utf8_lossy(&out.stdout)));
     }
     if !out.status.success() {
         return Err(tool_error(format!(

@@ -1703,3 +1703,102 @@ fn outside_8_random_bytes_are_bounded_per_call() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     w.assert_echo_still_works();
 }
+
+// ---------------------------------------------------------------------------
+// The run store has one writer (issue 14): approvals decided from other
+// processes or threads go through it, so no update is lost and `seq` stays
+// one counter per run.
+
+/// `seq` of every event of a run, checked to be 1..=n.
+fn assert_seq_is_one_counter(run_dir: &Path) {
+    let seqs: Vec<u64> = store::read_events(run_dir).iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "events of {}", run_dir.display());
+}
+
+#[test]
+fn two_concurrent_approvals_of_one_run_lose_no_update_and_share_one_seq() {
+    let w = World::new();
+    for round in 0..12 {
+        let paths = json!([format!("race/{round}/a.md"), format!("race/{round}/b.md")]);
+        let r = w.council(&format!("race-{round}"), "propose", json!({"paths": paths, "content": "x"}), "{}");
+        assert_council_contained(&r, "ok");
+        let ids: Vec<String> = r
+            .receipt
+            .approvals_requested
+            .iter()
+            .map(|a| a["id"].as_str().expect("id").to_string())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (root, id, barrier) = (w.lily.root.clone(), id.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    approvals::approve(&root, &id, false)
+                })
+            })
+            .collect();
+        for h in handles {
+            let d = h.join().expect("thread").expect("approved");
+            assert!(!d.message.contains("not recorded"), "{}", d.message);
+        }
+        let on_disk = store::read_receipt(&r.run_dir).expect("receipt");
+        for a in &on_disk.approvals_requested {
+            assert_eq!(a["state"], "applied", "round {round}: no decision lost: {:?}", on_disk.approvals_requested);
+        }
+        assert_seq_is_one_counter(&r.run_dir);
+        let applied = store::read_events(&r.run_dir)
+            .iter()
+            .filter(|e| e["type"] == "approval_applied" && e["by"] == "operator")
+            .count();
+        assert_eq!(applied, 2, "round {round}");
+    }
+}
+
+#[test]
+fn an_approval_decided_while_its_run_is_still_going_survives_the_runs_final_receipt() {
+    let w = World::new();
+    let input = json!({"topic": "propose", "context": [json!({"paths": ["early/a.md"], "content": "x"}).to_string()]});
+    w.write_job(
+        "early",
+        &format!(
+            "id: early\ntitle: early\ntarget:\n  kind: blueprint\n  id: council.v1\n  input: {input}\nbindings:\n  specialists: [hostile.v1, security.v1]\n  synthesizer: default.v1\n  workspace: ws\ntrigger: {{ type: manual }}\nruntime: {{}}\noutput: {{}}\n"
+        ),
+    );
+    // The operator approves between the proposal and the run's commit: the
+    // run has recorded its requests and emitted `job_completed`, and has not
+    // yet written its final receipt.
+    let root = w.lily.root.clone();
+    let decided = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = decided.clone();
+    let observer = move |kind: &str, _: &Value| {
+        if kind == "job_completed" {
+            for req in approvals::list(&root, Some("early"))
+                .into_iter()
+                .filter(|r| r.state == approvals::State::Pending)
+            {
+                let d = approvals::approve(&root, &req.id, false).expect("approve");
+                seen.lock().expect("lock").push(d.id);
+            }
+        }
+    };
+    let r =
+        w.rt.block_on(w.lily.run_job(
+            "early",
+            RunOptions {
+                observer: Some(Box::new(observer)),
+                ..RunOptions::default()
+            },
+        ))
+        .expect("run");
+    assert_eq!(decided.lock().expect("lock").len(), 1, "the observer approved the request");
+    assert_eq!(r.receipt.approvals_requested[0]["state"], "applied", "{:?}", r.receipt.approvals_requested);
+    let on_disk = store::read_receipt(&r.run_dir).expect("receipt");
+    assert_eq!(on_disk.approvals_requested[0]["state"], "applied", "the final receipt kept the decision");
+    assert_seq_is_one_counter(&r.run_dir);
+    let summary = std::fs::read_to_string(r.run_dir.join("summary.md")).expect("summary");
+    assert!(summary.contains("— applied:"), "{summary}");
+    assert_eq!(std::fs::read_to_string(w.root.join("early/a.md")).expect("applied"), "x");
+}

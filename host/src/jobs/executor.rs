@@ -414,7 +414,7 @@ impl Lily {
             receipt.replay_of = Some(of.clone());
         }
         receipt.target = json!({"kind": spec.target.kind, "id": spec.target.id, "requirement": spec.target.version, "input": spec.target.input});
-        write_receipt(&run, &receipt)?;
+        write_receipt(&run, &mut receipt, &events)?;
         events.emit(
             "job_started",
             json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
@@ -487,7 +487,7 @@ impl Lily {
         if let Some(d) = receipt.policy["decisions"].as_array_mut() {
             d.push(json!({"subject": "runtime.max_parallel_runs", "decision": "allowed", "reason": format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs)}));
         }
-        write_receipt(&run, &receipt)?;
+        write_receipt(&run, &mut receipt, &events)?;
 
         let max_attempts = spec.runtime.retry_max + 1;
         let mut backoff = Backoff::new(spec.runtime.retry_backoff_seconds);
@@ -745,15 +745,17 @@ impl Lily {
     }
 
     /// 6–7: summary, final receipt.
-    fn finalize(&self, run: RunDir, _events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
+    fn finalize(&self, run: RunDir, events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
         receipt.ended_at = Some(rfc3339(Utc::now()));
+        // Decisions operators made while the run was going show in the summary too.
+        events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(&run, e))?;
         let (name, media, text) = match spec.output.summary_format {
             SummaryFormat::Markdown => (store::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
             SummaryFormat::Json => (store::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
         };
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
         receipt.artifacts.push(rec);
-        run.commit_receipt(&receipt).map_err(|e| io_failed(&run, e))?;
+        run.commit_receipt(&mut receipt, &events).map_err(|e| io_failed(&run, e))?;
         if let Err(e) = store::append_index(&self.root.runs_dir(), &receipt) {
             tracing::warn!(error = %e, "could not update the run index; listings fall back to receipts");
         }
@@ -782,8 +784,8 @@ fn io_failed(run: &RunDir, e: std::io::Error) -> LilyError {
     LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write to {}: {e}", run.path.display()))
 }
 
-fn write_receipt(run: &RunDir, r: &Receipt) -> Result<(), LilyError> {
-    run.write_receipt(r).map_err(|e| io_failed(run, e))
+fn write_receipt(run: &RunDir, r: &mut Receipt, events: &EventLog) -> Result<(), LilyError> {
+    run.write_receipt(r, events).map_err(|e| io_failed(run, e))
 }
 
 fn now_ns() -> u64 {

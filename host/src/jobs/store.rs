@@ -1,17 +1,27 @@
 //! The run store: `.lily/runs/<job_id>/<run_id>/` with `run_receipt.json`
 //! (atomic), `events.jsonl` (append-only, one write per event),
 //! `summary.md`, the spec snapshot and target artifacts.
+//!
+//! **One writer per run, across processes.** The run's events file and
+//! receipt are written only under the run's writer lock (`.writer.lock`,
+//! an exclusive `flock`): by the run itself ([`EventLog`], [`RunDir`]) and by
+//! an operator deciding one of its approvals from another process
+//! ([`record_operator_decision`]). Whoever holds the lock first reads what
+//! others appended since its last write, so `seq` is one counter per run,
+//! and an operator's decision recorded while the run is still going is
+//! merged into every receipt the run writes afterwards instead of being
+//! overwritten by it.
 
 use crate::blueprints::EventSink;
 use crate::util::rfc3339;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const RECEIPT: &str = "run_receipt.json";
 pub const EVENTS: &str = "events.jsonl";
@@ -19,6 +29,8 @@ pub const SUMMARY_MD: &str = "summary.md";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const SPEC_SNAPSHOT: &str = "job_spec.yaml";
 pub const RUN_LOCK: &str = ".run.lock";
+/// The cross-process writer lock of a run's events and receipt.
+pub const WRITER_LOCK: &str = ".writer.lock";
 /// Clock reads per step (what replay feeds back).
 pub const TAPES: &str = "clock_tapes.json";
 
@@ -198,30 +210,33 @@ impl RunDir {
     }
 
     /// A progress receipt (`running`, plan recorded): atomic, not fsynced —
-    /// the final receipt is the durable commit point.
-    pub fn write_receipt(&self, r: &Receipt) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Rename)
+    /// the final receipt is the durable commit point. Written under the
+    /// run's writer lock, with operators' decisions merged in.
+    pub fn write_receipt(&self, r: &mut Receipt, events: &EventLog) -> std::io::Result<()> {
+        events.locked(|w| {
+            w.merge_decisions(r);
+            let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+            bytes.push(b'\n');
+            crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Rename)
+        })?
     }
 
     /// The final receipt: the run's single durable commit point. First every
     /// file of the run directory (artifacts, summary, events, spec snapshot)
     /// and the job directory (which holds the run directory's entry) are
-    /// fsynced — concurrently, so the disk can batch them; then the receipt
-    /// is written, fsynced and renamed into place; then the run directory is
+    /// fsynced — concurrently, so the disk can batch them; then, under the
+    /// run's writer lock (operators' decisions merged in), the receipt is
+    /// written, fsynced and renamed into place; then the run directory is
     /// fsynced so every rename in it is durable. Three sequential flushes
     /// instead of one per file.
-    pub fn commit_receipt(&self, r: &Receipt) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
+    pub fn commit_receipt(&self, r: &mut Receipt, events: &EventLog) -> std::io::Result<()> {
         let mut targets: Vec<PathBuf> = std::fs::read_dir(&self.path)?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
-                    .is_some_and(|n| n != RECEIPT && n != RUN_LOCK && !n.to_string_lossy().starts_with(".tmp-"))
+                    .is_some_and(|n| n != RECEIPT && n != RUN_LOCK && n != WRITER_LOCK && !n.to_string_lossy().starts_with(".tmp-"))
             })
             .collect();
         if let Some(job_dir) = self.path.parent() {
@@ -234,7 +249,12 @@ impl RunDir {
         if let Some(e) = failed.into_iter().next() {
             return Err(e);
         }
-        crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Data)?;
+        events.locked(|w| {
+            w.merge_decisions(r);
+            let mut bytes = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+            bytes.push(b'\n');
+            crate::util::write_atomic(&self.path.join(RECEIPT), &bytes, crate::util::Durability::Data)
+        })??;
         crate::util::sync_dir(&self.path);
         Ok(())
     }
@@ -254,63 +274,209 @@ impl RunDir {
 
 type Observer = Box<dyn Fn(&str, &Value) + Send + Sync>;
 
-/// `events.jsonl`: one JSON object per line, written with one `write` each
-/// (so lines never interleave), `seq` strictly increasing.
-pub struct EventLog {
-    file: Mutex<File>,
+/// The writer side of a run's shared files, valid while its lock is held.
+pub struct Writer {
+    events: File,
+    lock: File,
     run_id: String,
-    seq: AtomicU64,
-    first_error_seq: Mutex<Option<u64>>,
-    observer: Option<Observer>,
+    /// Last `seq` in the file.
+    seq: u64,
+    /// Length of the events file as of our last read or write.
+    len: u64,
+    first_error_seq: Option<u64>,
+    /// Operators' approval decisions seen in the events file (id → state).
+    decisions: BTreeMap<String, String>,
 }
 
-impl EventLog {
-    pub fn create(dir: &Path, run_id: &str, observer: Option<Observer>) -> std::io::Result<EventLog> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(EVENTS))?;
-        Ok(EventLog {
-            file: Mutex::new(file),
+impl Writer {
+    fn open(dir: &Path, run_id: &str) -> std::io::Result<Writer> {
+        let events = std::fs::OpenOptions::new().create(true).append(true).read(true).open(dir.join(EVENTS))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(WRITER_LOCK))?;
+        Ok(Writer {
+            events,
+            lock,
             run_id: run_id.into(),
-            seq: AtomicU64::new(0),
-            first_error_seq: Mutex::new(None),
-            observer,
+            seq: 0,
+            len: 0,
+            first_error_seq: None,
+            decisions: BTreeMap::new(),
         })
     }
 
-    /// `seq` of the first event carrying an `error_code`.
-    pub fn first_error_seq(&self) -> Option<u64> {
-        self.first_error_seq.lock().ok().and_then(|g| *g)
+    /// Take the lock and catch up with what other writers appended.
+    fn acquire(&mut self) -> std::io::Result<()> {
+        self.lock.lock().map_err(|e| std::io::Error::other(format!("run writer lock: {e:?}")))?;
+        if let Err(e) = self.catch_up() {
+            let _ = self.lock.unlock();
+            return Err(e);
+        }
+        Ok(())
     }
-}
 
-impl EventSink for EventLog {
-    fn emit(&self, kind: &str, fields: Value) {
-        let Ok(mut file) = self.file.lock() else { return };
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+    fn release(&mut self) {
+        let _ = self.lock.unlock();
+    }
+
+    /// Read the lines appended since our last look: the highest `seq`, the
+    /// first error, and operators' decisions.
+    fn catch_up(&mut self) -> std::io::Result<()> {
+        let now = self.events.metadata()?.len();
+        if now <= self.len {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; (now - self.len) as usize];
+        read_exact_at(&self.events, &mut buf, self.len)?;
+        for line in buf.split(|b| *b == b'\n') {
+            let Ok(ev) = serde_json::from_slice::<Value>(line) else { continue };
+            if let Some(seq) = ev["seq"].as_u64() {
+                self.seq = self.seq.max(seq);
+                if ev.get("error_code").is_some() && self.first_error_seq.is_none() {
+                    self.first_error_seq = Some(seq);
+                }
+            }
+            if let Some(state) = operator_decision(&ev) {
+                self.decisions.insert(ev["approval_id"].as_str().unwrap_or_default().to_string(), state);
+            }
+        }
+        self.len = now;
+        Ok(())
+    }
+
+    /// Append one event (the lock is held); returns its `seq`.
+    fn append(&mut self, kind: &str, fields: &Value) -> std::io::Result<u64> {
+        let seq = self.seq + 1;
         let mut obj = serde_json::Map::new();
         obj.insert("ts".into(), Value::from(rfc3339(Utc::now())));
         obj.insert("run_id".into(), Value::from(self.run_id.clone()));
         obj.insert("seq".into(), Value::from(seq));
         obj.insert("type".into(), Value::from(kind));
-        if let Value::Object(m) = &fields {
+        if let Value::Object(m) = fields {
             for (k, v) in m {
                 if !matches!(k.as_str(), "ts" | "run_id" | "seq" | "type") {
                     obj.insert(k.clone(), v.clone());
                 }
             }
         }
-        if obj.contains_key("error_code")
-            && let Ok(mut f) = self.first_error_seq.lock()
-            && f.is_none()
-        {
-            *f = Some(seq);
+        if obj.contains_key("error_code") && self.first_error_seq.is_none() {
+            self.first_error_seq = Some(seq);
+        }
+        if let Some(state) = operator_decision(&Value::Object(obj.clone())) {
+            self.decisions.insert(obj["approval_id"].as_str().unwrap_or_default().to_string(), state);
         }
         let mut line = Value::Object(obj).to_string();
         line.push('\n');
-        let _ = file.write_all(line.as_bytes());
+        self.events.write_all(line.as_bytes())?;
+        self.seq = seq;
+        self.len += line.len() as u64;
+        Ok(seq)
+    }
+
+    /// Put operators' decisions into the receipt's approval list.
+    pub fn merge_decisions(&self, r: &mut Receipt) {
+        for a in &mut r.approvals_requested {
+            if let Some(state) = a["id"].as_str().and_then(|id| self.decisions.get(id)) {
+                a["state"] = Value::from(state.clone());
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek};
+    let mut f = f.try_clone()?;
+    f.seek(std::io::SeekFrom::Start(at))?;
+    f.read_exact(buf)
+}
+
+/// The state an operator's decision event sets (`approval_applied` /
+/// `approval_denied` … with `by: operator`).
+fn operator_decision(ev: &Value) -> Option<String> {
+    if ev["by"] != "operator" || !ev["approval_id"].is_string() {
+        return None;
+    }
+    if let Some(s) = ev["state"].as_str() {
+        return Some(s.to_string());
+    }
+    match ev["type"].as_str()? {
+        "approval_applied" => Some("applied".into()),
+        "approval_denied" => Some("denied".into()),
+        _ => None,
+    }
+}
+
+/// `events.jsonl`: one JSON object per line, written with one `write` each
+/// under the run's writer lock (so lines never interleave, across
+/// processes too), `seq` strictly increasing across every writer.
+pub struct EventLog {
+    writer: Mutex<Writer>,
+    observer: Option<Observer>,
+}
+
+impl EventLog {
+    pub fn create(dir: &Path, run_id: &str, observer: Option<Observer>) -> std::io::Result<EventLog> {
+        Ok(EventLog {
+            writer: Mutex::new(Writer::open(dir, run_id)?),
+            observer,
+        })
+    }
+
+    /// `seq` of the first event carrying an `error_code`.
+    pub fn first_error_seq(&self) -> Option<u64> {
+        self.writer.lock().ok().and_then(|w| w.first_error_seq)
+    }
+
+    /// Run `f` holding the run's writer lock, after catching up with other
+    /// writers.
+    pub fn locked<T>(&self, f: impl FnOnce(&mut Writer) -> T) -> std::io::Result<T> {
+        let mut w = self.writer.lock().map_err(|_| std::io::Error::other("event log poisoned"))?;
+        w.acquire()?;
+        let out = f(&mut w);
+        w.release();
+        Ok(out)
+    }
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, kind: &str, fields: Value) {
+        if let Err(e) = self.locked(|w| w.append(kind, &fields)).and_then(|r| r) {
+            tracing::warn!(error = %e, kind, "could not append an event");
+        }
+        // Outside the lock: an observer may take its time (or write itself).
         if let Some(o) = &self.observer {
             o(kind, &fields);
         }
     }
+}
+
+/// Record an operator's decision on one of a run's approval requests, from
+/// any process: under the run's writer lock, append the event (next `seq`)
+/// and update the state in the receipt if one is written. A run still going
+/// merges the decision into every receipt it writes later.
+pub fn record_operator_decision(run_dir: &Path, run_id: &str, approval_id: &str, kind: &str, state: &str) -> std::io::Result<()> {
+    if !run_dir.join(EVENTS).exists() {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such run", run_dir.display())));
+    }
+    let log = EventLog::create(run_dir, run_id, None)?;
+    log.locked(|w| -> std::io::Result<()> {
+        w.append(kind, &json!({"approval_id": approval_id, "by": "operator", "state": state}))?;
+        let path = run_dir.join(RECEIPT);
+        let Ok(text) = std::fs::read(&path) else { return Ok(()) };
+        let mut r: Receipt = serde_json::from_slice(&text).map_err(std::io::Error::other)?;
+        w.merge_decisions(&mut r);
+        let mut bytes = serde_json::to_vec_pretty(&r).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        crate::util::write_atomic(&path, &bytes, crate::util::Durability::Data)
+    })?
 }
 
 /// A run as listed from disk.
@@ -552,12 +718,39 @@ mod tests {
     fn dead_running_run_reads_as_interrupted() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = RunDir::create(tmp.path(), "job").expect("create");
-        let r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
-        dir.write_receipt(&r).expect("write");
+        let mut r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
+        let log = EventLog::create(&dir.path, &dir.run_id, None).expect("log");
+        dir.write_receipt(&mut r, &log).expect("write");
         assert_eq!(read_receipt(&dir.path).expect("read").status, RunStatus::Running);
         let path = dir.path.clone();
         drop(dir);
         assert_eq!(read_receipt(&path).expect("read").status, RunStatus::Interrupted);
+    }
+
+    #[test]
+    fn every_writer_of_a_run_shares_one_seq_and_decisions_survive_the_runs_own_receipts() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = RunDir::create(tmp.path(), "job").expect("create");
+        let log = EventLog::create(&dir.path, &dir.run_id, None).expect("log");
+        let mut r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
+        r.approvals_requested = vec![json!({"id": "apr-1", "state": "pending"}), json!({"id": "apr-2", "state": "pending"})];
+        log.emit("job_started", json!({}));
+        dir.write_receipt(&mut r, &log).expect("progress");
+        // An operator (another writer) decides while the run is going …
+        record_operator_decision(&dir.path, &dir.run_id, "apr-2", "approval_applied", "applied").expect("decide");
+        log.emit("job_completed", json!({}));
+        // … and the run's own receipts keep the decision.
+        dir.commit_receipt(&mut r, &log).expect("commit");
+        let on_disk = read_receipt(&dir.path).expect("receipt");
+        assert_eq!(on_disk.approvals_requested[0]["state"], "pending");
+        assert_eq!(on_disk.approvals_requested[1]["state"], "applied");
+        let seqs: Vec<u64> = read_events(&dir.path).iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        // After the run, decisions go into the committed receipt.
+        record_operator_decision(&dir.path, &dir.run_id, "apr-1", "approval_denied", "denied").expect("decide");
+        let on_disk = read_receipt(&dir.path).expect("receipt");
+        assert_eq!(on_disk.approvals_requested[0]["state"], "denied");
+        assert_eq!(read_events(&dir.path).last().expect("event")["seq"], 4);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::{EffectMode, Policy, effects};
 use crate::blueprints::EventSink;
 use crate::jobs::spec::Publish;
-use crate::jobs::store::{self, Receipt};
+use crate::jobs::store;
 use crate::sandbox::{Proposal, ProposedEffect};
 use crate::util::{atomic_write, rfc3339, sha256};
 use crate::workspace::Root;
@@ -290,7 +290,11 @@ pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, String> {
             // Never overridable: the way to the target is walked without
             // links, and must be the one recorded at proposal.
             let walked = effects::walk_target(&root.path, &req.target, false).map_err(|e| format!("could not apply: {e}"))?;
-            if !req.target_parent_at_proposal.is_empty() && walked.identity != req.target_parent_at_proposal {
+            // The directories that existed at proposal must be the same ones
+            // now; directories created since (by an earlier approval into a
+            // new directory, say) extend the chain and are walked like any.
+            let (then, now): (Vec<&str>, Vec<&str>) = (req.target_parent_at_proposal.split('/').collect(), walked.identity.split('/').collect());
+            if !req.target_parent_at_proposal.is_empty() && !now.starts_with(&then) {
                 return Err(format!(
                     "the directories leading to {} changed since the proposal (a directory was replaced or moved); deny this request and propose again",
                     req.target
@@ -337,35 +341,29 @@ fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, Stri
     req.decided_by = "operator".into();
     req.note = Some(message.clone());
     save(root, &req).map_err(|e| e.to_string())?;
-    record_in_run(root, &req);
+    // The request file is the decision; the run's record follows it. A run
+    // directory that is gone (pruned) cannot record it, which is reported.
+    if let Err(e) = record_in_run(root, &req) {
+        return Ok(Decided {
+            id: id.into(),
+            state,
+            message: format!("{message} (not recorded in the run: {e})"),
+        });
+    }
     Ok(Decided { id: id.into(), state, message })
 }
 
-/// Append the outcome to the run's events and update its receipt atomically.
-fn record_in_run(root: &Root, req: &Request) {
+/// Record the outcome in the run, through the run store's writer: the
+/// event gets the run's next `seq`, the receipt (if written) the new state,
+/// and a run still going keeps the decision in every later receipt.
+fn record_in_run(root: &Root, req: &Request) -> Result<(), String> {
     let run_dir = root.runs_dir().join(&req.job_id).join(&req.run_id);
-    let events = store::read_events(&run_dir);
-    let seq = events.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0) + 1;
-    let kind = match req.state {
-        State::Applied => "approval_applied",
-        State::Denied => "approval_denied",
-        _ => "approval_updated",
+    let (kind, state) = match req.state {
+        State::Applied => ("approval_applied", "applied"),
+        State::Denied => ("approval_denied", "denied"),
+        State::Failed => ("approval_failed", "failed"),
+        State::Expired => ("approval_updated", "expired"),
+        State::Pending => ("approval_updated", "pending"),
     };
-    let line = json!({"ts": rfc3339(Utc::now()), "run_id": req.run_id, "seq": seq, "type": kind, "approval_id": req.id, "by": "operator"}).to_string() + "\n";
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(run_dir.join(store::EVENTS)) {
-        use std::io::Write;
-        let _ = f.write_all(line.as_bytes());
-    }
-    if let Ok(text) = std::fs::read(run_dir.join(store::RECEIPT))
-        && let Ok(mut r) = serde_json::from_slice::<Receipt>(&text)
-    {
-        for a in &mut r.approvals_requested {
-            if a["id"] == req.id.as_str() {
-                a["state"] = serde_json::to_value(req.state).unwrap_or(Value::Null);
-            }
-        }
-        if let Ok(bytes) = serde_json::to_vec_pretty(&r) {
-            let _ = atomic_write(&run_dir.join(store::RECEIPT), &bytes);
-        }
-    }
+    store::record_operator_decision(&run_dir, &req.run_id, &req.id, kind, state).map_err(|e| format!("{}: {e}", run_dir.display()))
 }

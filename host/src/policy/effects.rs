@@ -88,7 +88,13 @@ pub fn walk_target(root: &std::path::Path, rel: &str, create: bool) -> Result<Wa
         let md = match dir.symlink_metadata(p) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                dir.create_dir(p).map_err(|e| format!("{so_far}: {e}"))?;
+                // Another writer may create it at the same moment: fine, it
+                // is inspected below like any existing entry.
+                match dir.create_dir(p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("{so_far}: {e}")),
+                }
                 dir.symlink_metadata(p).map_err(|e| format!("{so_far}: {e}"))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

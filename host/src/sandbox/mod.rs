@@ -238,7 +238,7 @@ impl Sandbox {
         if let Some(l) = self.loaded.lock().expect("loaded lock").get(&digest) {
             return Ok(l.clone());
         }
-        let component = self.compile(bytes, &digest)?;
+        let component = self.compile(bytes, &digest).await?;
         let imports = component_imports(&self.engine, &component);
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
@@ -271,7 +271,7 @@ impl Sandbox {
     /// size limit, the linear nesting pre-check, and a compile time budget
     /// ([`complexity`]). A compile over budget is abandoned to finish on its
     /// own thread and reported as `component_too_complex`.
-    fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+    async fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
         let max = self.max_component_bytes.load(Ordering::Relaxed);
         if bytes.len() as u64 > max {
             return Err(LoadError(format!(
@@ -286,7 +286,9 @@ impl Sandbox {
         }
         complexity::precheck(bytes).map_err(|e| LoadError(format!("component_too_complex: {e}")))?;
         let budget = complexity::compile_budget(bytes.len());
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // Waited for asynchronously: a long compile holds no runtime worker
+        // (the scheduler keeps firing other jobs meanwhile).
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let (engine, owned) = (self.engine.clone(), bytes.to_vec());
         std::thread::Builder::new()
             .name("lily-compile".into())
@@ -294,8 +296,9 @@ impl Sandbox {
                 let _ = tx.send(Component::new(&engine, &owned));
             })
             .map_err(|e| LoadError(format!("could not start a compile: {e}")))?;
-        let component = match rx.recv_timeout(budget) {
-            Ok(r) => r.map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?,
+        let component = match tokio::time::timeout(budget, rx).await {
+            Ok(Ok(r)) => r.map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?,
+            Ok(Err(_)) => return Err(LoadError("the compile thread ended without a result".into())),
             Err(_) => {
                 return Err(LoadError(format!(
                     "component_too_complex: compiling it exceeded the budget of {} s",

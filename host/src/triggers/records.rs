@@ -62,16 +62,14 @@ pub fn write_record(runs_dir: &Path, r: &Record) -> std::io::Result<PathBuf> {
             f.insert(k.clone(), v.clone());
         }
     }
-    {
-        let events = EventLog::create(&run.path, &run.run_id, None)?;
-        events.emit(r.event_type(), fields.clone());
-    }
+    let events = EventLog::create(&run.path, &run.run_id, None)?;
+    events.emit(r.event_type(), fields.clone());
     let mut receipt = Receipt::start(&r.job_id, &run.run_id, trigger, &r.spec_sha256, &r.spec_path);
     receipt.status = r.status;
     receipt.target = r.target.clone();
     receipt.payload = fields;
     receipt.ended_at = Some(receipt.started_at.clone());
-    run.commit_receipt(&receipt)?;
+    run.commit_receipt(&mut receipt, &events)?;
     let _ = crate::jobs::store::append_index(runs_dir, &receipt);
     Ok(run.path.clone())
 }

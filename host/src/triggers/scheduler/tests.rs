@@ -110,7 +110,8 @@ impl Launcher for FakeLauncher {
             let trigger = records::cron_trigger(fire.scheduled_for, &fire.local, &fire.timezone);
             let mut receipt = store::Receipt::start(&fire.job_id, &run.run_id, trigger, &fire.spec_sha256, "");
             receipt.status = RunStatus::Succeeded;
-            run.write_receipt(&receipt).expect("receipt");
+            let events = store::EventLog::create(&run.path, &run.run_id, None).expect("events");
+            run.write_receipt(&mut receipt, &events).expect("receipt");
             guard.started();
         }
         self.fires.lock().expect("lock").push(fire);
