@@ -690,7 +690,7 @@ mod tests {
         assert_eq!(type_name("my-check"), "MyCheck");
         assert_eq!(type_name("scan_2_deep"), "Scan2Deep");
         assert_eq!(scaffold_id("my-check"), "my-check.v1");
-        assert!(crate::jobs::spec::valid_id(&scaffold_id(&"a".repeat(50))));
+        assert!(crate::paths::valid_id(&scaffold_id(&"a".repeat(50))));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod jobs;
 pub mod policy;
+pub mod paths;
 pub mod sandbox;
 pub mod text;
 pub mod triggers;

@@ -86,14 +86,8 @@ impl Root {
     /// Resolve a path relative to the root and check that it stays inside it
     /// (after following symlinks). Returns the canonical path.
     pub fn confine(&self, rel: &str) -> Result<PathBuf, String> {
-        let p = Path::new(rel);
-        if p.is_absolute() {
-            return Err(format!("{rel:?} is absolute; paths are relative to the root {}", self.path.display()));
-        }
-        if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(format!("{rel:?} contains '..'"));
-        }
-        let full = self.path.join(p);
+        crate::paths::check_relative(rel).map_err(|e| format!("{e} {}", self.path.display()))?;
+        let full = self.path.join(rel);
         let canon = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
         if !canon.starts_with(&self.path) {
             return Err(format!("{rel:?} resolves to {} outside the root", canon.display()));

@@ -49,7 +49,7 @@ fn parse_policy(text: &str) -> Result<Policy, lily::LilyError> {
 
 /// What an accepted spec must satisfy.
 fn check_spec(s: &spec::JobSpec) {
-    assert!(spec::valid_id(&s.id), "accepted id {:?}", s.id);
+    assert!(lily::paths::valid_id(&s.id), "accepted id {:?}", s.id);
     assert!(!s.title.trim().is_empty());
     assert_eq!(s.target.kind, "blueprint");
     assert!(s.bindings.is_object() && s.target.input.is_object());
@@ -279,7 +279,7 @@ proptest! {
     ) {
         let d = Descriptor { id, version, summary, kind, input_schema, output_schema };
         if validate_descriptor(&d).is_ok() {
-            prop_assert!(spec::valid_id(&d.id));
+            prop_assert!(lily::paths::valid_id(&d.id));
             prop_assert!(semver::Version::parse(&d.version).is_ok());
             prop_assert!(!d.summary.trim().is_empty());
             prop_assert!(d.input_schema.is_object() || d.input_schema.is_boolean());

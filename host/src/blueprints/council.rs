@@ -161,14 +161,14 @@ pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for s in &b.specialists {
-        if !crate::jobs::spec::valid_id(s) {
+        if !crate::paths::valid_id(s) {
             return Err(bindings_invalid(format!("specialist id {s:?} is not a valid runnable id")));
         }
         if !seen.insert(s) {
             return Err(bindings_invalid(format!("specialist {s:?} is listed twice; specialists must be distinct")));
         }
     }
-    if !crate::jobs::spec::valid_id(&b.synthesizer) {
+    if !crate::paths::valid_id(&b.synthesizer) {
         return Err(bindings_invalid(format!("synthesizer id {:?} is not a valid runnable id", b.synthesizer)));
     }
     if !(1..=20).contains(&b.max_findings) {

@@ -58,8 +58,7 @@ pub fn blueprint() -> Blueprint {
 }
 
 fn check_rel(what: &str, p: &str) -> Result<(), LilyError> {
-    let path = std::path::Path::new(p);
-    if p.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if p.is_empty() || crate::paths::check_relative(p).is_err() {
         return Err(LilyError::new(
             ErrorCode::BlueprintBindingsInvalid,
             format!("{what} {p:?} must be a path relative to the root, without '..'"),
@@ -75,7 +74,7 @@ pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
             super::council::bindings_message(ID, &schema_of::<StepBindings>(), bindings, &e),
         )
     })?;
-    if !crate::jobs::spec::valid_id(&b.runnable) {
+    if !crate::paths::valid_id(&b.runnable) {
         return Err(LilyError::new(
             ErrorCode::BlueprintBindingsInvalid,
             format!("runnable id {:?} is not valid", b.runnable),

@@ -3,22 +3,13 @@
 //! file (and, where the parser knows it, line and key) in the message.
 
 use crate::error::{ErrorCode, LilyError};
+use crate::paths::valid_id;
 use crate::triggers::cron::CronSchedule;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Specs larger than this are refused before parsing.
 pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
-
-/// `[a-z0-9][a-z0-9._-]{0,63}`: job and runnable ids (no path can escape).
-pub fn valid_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
-}
 
 /// A validated job spec.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -536,17 +536,7 @@ fn rw_grant_refused(p: &str) -> Option<&'static str> {
 }
 
 fn check_rel(p: &str) -> Result<(), String> {
-    let path = Path::new(p);
-    if p.is_empty() {
-        return Ok(());
-    }
-    if path.is_absolute() {
-        return Err(format!("{p:?} is absolute; policy paths are relative to the root"));
-    }
-    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("{p:?} contains '..'"));
-    }
-    Ok(())
+    crate::paths::check_relative(p)
 }
 
 /// The commented starter policy written by `lily init`.

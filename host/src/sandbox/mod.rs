@@ -23,7 +23,6 @@ pub use outcome::{Cause, StepReport};
 
 use crate::sandbox::host::StepState;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,7 +227,7 @@ impl Sandbox {
 
     /// `sha256:<hex>` of component bytes.
     pub fn digest(bytes: &[u8]) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+        crate::util::sha256(bytes)
     }
 
     /// Compile (or load from cache), link and describe a component. Cached in
@@ -512,7 +511,7 @@ enum Subject {
 
 /// Validate what `describe` returned.
 pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
-    if !crate::jobs::spec::valid_id(&d.id) {
+    if !crate::paths::valid_id(&d.id) {
         return Err(format!("descriptor id {:?} is not a valid runnable id ([a-z0-9][a-z0-9._-]{{0,63}})", d.id));
     }
     semver::Version::parse(&d.version).map_err(|e| format!("descriptor version {:?} is not semver: {e}", d.version))?;
