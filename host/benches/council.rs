@@ -8,8 +8,9 @@
 
 mod common;
 use common::*;
-use lily::blueprints::{EventSink, ExecCtx, Graph, Node, Prepared, Role, council};
-use lily::jobs::store::EventLog;
+use lily::blueprints::{ExecCtx, Graph, Node, Prepared, Role, council};
+use lily::runs::EventLog;
+use lily::runs::EventSink;
 use lily::sandbox::{DirGrant, Grants, Limits, Loaded, Perms, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

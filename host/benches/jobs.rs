@@ -281,8 +281,8 @@ fn in_process_listing(root: &Path) {
         v.sort();
         (v[1], n)
     };
-    let (scan, n_dirs) = med(&mut || lily::jobs::store::run_dirs(&runs_dir, "hist").len());
-    let dirs = lily::jobs::store::run_dirs(&runs_dir, "hist");
+    let (scan, n_dirs) = med(&mut || lily::runs::run_dirs(&runs_dir, "hist").len());
+    let dirs = lily::runs::run_dirs(&runs_dir, "hist");
     let (read, bytes) = med(&mut || {
         dirs.iter()
             .filter_map(|d| std::fs::read(d.join("run_receipt.json")).ok())
@@ -295,12 +295,12 @@ fn in_process_listing(root: &Path) {
             .filter_map(|b| serde_json::from_slice::<ReceiptHead>(&b).ok())
             .count()
     });
-    let (full, n_full) = med(&mut || lily::jobs::store::list_runs(&runs_dir, "hist", HISTORY, None).len());
+    let (full, n_full) = med(&mut || lily::runs::list_runs(&runs_dir, "hist", HISTORY, None).len());
     assert_eq!((n_dirs, n_head, n_full), (HISTORY, HISTORY, HISTORY));
     println!(
         "\nIn process (median of 3, same profile), {HISTORY} runs, {:.1} MB of receipts: `run_dirs` (read_dir + stat + sort) {}; \
          reading every receipt {} (scan excluded, as below); reading + parsing only the listed fields {}; \
-         `store::list_runs` (reads + parses whole receipts into `Receipt`, checks the run lock of `running` ones) {}.\n",
+         `runs::list_runs` (reads + parses whole receipts into `Receipt`, checks the run lock of `running` ones) {}.\n",
         bytes as f64 / 1e6,
         fmt(scan),
         fmt(read),
@@ -364,8 +364,8 @@ fn generate_history(root: &Path) {
         bytes.push(b'\n');
         std::fs::write(dir.join("run_receipt.json"), bytes).expect("write receipt");
         // What the executor does after a run's final receipt: append to the job's index.
-        let typed: lily::jobs::store::Receipt = serde_json::from_value(r.clone()).expect("typed receipt");
-        lily::jobs::store::append_index(&root.join(".lily/runs"), &typed).expect("index");
+        let typed: lily::runs::Receipt = serde_json::from_value(r.clone()).expect("typed receipt");
+        lily::runs::append_index(&root.join(".lily/runs"), &typed).expect("index");
         for (name, data) in &extra {
             let data = if name == "events.jsonl" {
                 String::from_utf8_lossy(data).replace(&old_id, &run_id).into_bytes()

@@ -4,8 +4,8 @@
 
 use lily::ErrorCode;
 use lily::blueprints::{Registry, schema_errors};
-use lily::jobs::store::RunStatus;
 use lily::jobs::{Lily, RunOptions};
+use lily::runs::RunStatus;
 use lily::sandbox::{BUILTIN_IDS, RunnableKind, Sandbox, SandboxOptions, StepRequest, builtin_bytes, host_provides, validate_descriptor};
 use lily::workspace::Root;
 use serde_json::json;

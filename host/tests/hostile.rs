@@ -16,9 +16,9 @@
 //! taken from what these tests assert.
 
 use lily::ErrorCode;
-use lily::jobs::store::{self, RunStatus};
 use lily::jobs::{Lily, RunOptions, RunResult};
 use lily::policy::approvals;
+use lily::runs::{self, RunStatus};
 use lily::sandbox::{Cause, DirGrant, Grants, Limits, Perms, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
 use lily::workspace::Root;
 use serde_json::{Value, json};
@@ -266,10 +266,10 @@ impl World {
             .block_on(self.lily.run_job(id, RunOptions::default()))
             .unwrap_or_else(|e| panic!("run {id}: {e}"));
         // The record on disk is complete and parses.
-        let on_disk = store::read_receipt(&r.run_dir).expect("receipt on disk parses");
+        let on_disk = runs::read_receipt(&r.run_dir).expect("receipt on disk parses");
         assert_eq!(on_disk.status, r.receipt.status);
         assert!(on_disk.ended_at.is_some(), "final receipt written");
-        for ev in store::read_events(&r.run_dir) {
+        for ev in runs::read_events(&r.run_dir) {
             assert!(ev["seq"].as_u64().is_some(), "event has a seq: {ev}");
         }
         r
@@ -386,7 +386,7 @@ fn assert_specialist_contained(r: &RunResult, specialist: &str, kind: &str) {
         assert_eq!(failed, &json!([specialist]));
         let notes = report(r, specialist)["notes"].as_str().expect("notes");
         assert!(notes.starts_with(&format!("{kind}: ")), "the report names the cause: {notes}");
-        let events = store::read_events(&r.run_dir);
+        let events = runs::read_events(&r.run_dir);
         assert!(
             events
                 .iter()
@@ -662,10 +662,7 @@ fn sockets_and_name_lookups_are_refused_without_a_network_grant() {
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the host listener never saw a connection"
     );
-    let denied: Vec<Value> = store::read_events(&r.run_dir)
-        .into_iter()
-        .filter(|e| e["type"] == "capability_denied")
-        .collect();
+    let denied: Vec<Value> = runs::read_events(&r.run_dir).into_iter().filter(|e| e["type"] == "capability_denied").collect();
     assert!(
         denied
             .iter()
@@ -947,7 +944,7 @@ fn event_and_stdout_floods_are_capped() {
     let before = w.snapshot();
     let r = w.council("events", "events", json!({"count": 200_000}), "{}");
     assert_council_contained(&r, "ok");
-    let events = store::read_events(&r.run_dir);
+    let events = runs::read_events(&r.run_dir);
     let kept = events.iter().filter(|e| e["type"] == "guest_event" && e["node"] == "map:hostile.v1").count();
     assert_eq!(kept, 1000, "max_events_per_step");
     let dropped = events
@@ -957,11 +954,11 @@ fn event_and_stdout_floods_are_capped() {
     assert_eq!(dropped["dropped"], 199_000);
     let r = w.council("big-events", "events", json!({"count": 100, "field_bytes": 64 << 10}), "{}");
     assert_council_contained(&r, "ok");
-    let events = store::read_events(&r.run_dir);
+    let events = runs::read_events(&r.run_dir);
     assert_eq!(events.iter().filter(|e| e["type"] == "guest_event" && e["node"] == "map:hostile.v1").count(), 0);
     let r = w.council("stdout", "print", json!({"bytes": 32 << 20}), "{}");
     assert_council_contained(&r, "ok");
-    let out = store::read_events(&r.run_dir)
+    let out = runs::read_events(&r.run_dir)
         .into_iter()
         .find(|e| e["type"] == "guest_output" && e["node"] == "map:hostile.v1")
         .expect("guest_output");
@@ -997,7 +994,7 @@ fn output_that_is_not_valid_json_or_breaks_the_contract_is_contract_invalid() {
     let r = w.step("artifact-receipt", "artifacts", json!({"names": ["run_receipt.json", "events.jsonl"]}), "{}");
     assert_eq!(r.receipt.status, RunStatus::Succeeded);
     assert!(r.receipt.artifacts.iter().all(|a| a.name != "run_receipt.json" && a.name != "events.jsonl"));
-    assert!(store::read_receipt(&r.run_dir).is_some());
+    assert!(runs::read_receipt(&r.run_dir).is_some());
     w.assert_unchanged(&before, "contract");
     w.assert_echo_still_works();
 }
@@ -1022,7 +1019,7 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     assert!(e.message.contains("acme:evil/exfil"), "{}", e.message);
     assert!(r.receipt.steps.is_empty(), "no step ran");
     assert!(
-        !store::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"),
+        !runs::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"),
         "nothing was instantiated"
     );
     w.assert_unchanged(&before, "evil import");
@@ -1502,7 +1499,7 @@ fn outside_5_guest_strings_are_escaped_on_the_terminal_and_in_generated_markdown
     let w = World::new();
     let r = w.council("inject", "inject", json!({"paths": ["notes/x.md"]}), "{}");
     assert_council_contained(&r, "ok");
-    let events = store::read_events(&r.run_dir);
+    let events = runs::read_events(&r.run_dir);
     assert!(
         !events.iter().any(|e| e.to_string().contains("Bad")),
         "an event kind that is not snake_case is dropped"
@@ -1652,7 +1649,7 @@ fn outside_6_name_lookups_resolve_granted_hosts_only_and_every_refusal_is_record
         "granted names and literals resolve: {obs}"
     );
     assert_eq!(obs["connect"][0]["result"]["ok"], true, "the granted host is reachable by name: {obs}");
-    let denied: Vec<String> = store::read_events(&r.run_dir)
+    let denied: Vec<String> = runs::read_events(&r.run_dir)
         .into_iter()
         .filter(|e| e["type"] == "capability_denied")
         .filter_map(|e| e["target"].as_str().map(str::to_string))
@@ -1711,7 +1708,7 @@ fn outside_8_random_bytes_are_bounded_per_call() {
 
 /// `seq` of every event of a run, checked to be 1..=n.
 fn assert_seq_is_one_counter(run_dir: &Path) {
-    let seqs: Vec<u64> = store::read_events(run_dir).iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    let seqs: Vec<u64> = runs::read_events(run_dir).iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "events of {}", run_dir.display());
 }
 
@@ -1744,12 +1741,12 @@ fn two_concurrent_approvals_of_one_run_lose_no_update_and_share_one_seq() {
             let d = h.join().expect("thread").expect("approved");
             assert!(!d.message.contains("not recorded"), "{}", d.message);
         }
-        let on_disk = store::read_receipt(&r.run_dir).expect("receipt");
+        let on_disk = runs::read_receipt(&r.run_dir).expect("receipt");
         for a in &on_disk.approvals_requested {
             assert_eq!(a["state"], "applied", "round {round}: no decision lost: {:?}", on_disk.approvals_requested);
         }
         assert_seq_is_one_counter(&r.run_dir);
-        let applied = store::read_events(&r.run_dir)
+        let applied = runs::read_events(&r.run_dir)
             .iter()
             .filter(|e| e["type"] == "approval_applied" && e["by"] == "operator")
             .count();
@@ -1795,7 +1792,7 @@ fn an_approval_decided_while_its_run_is_still_going_survives_the_runs_final_rece
         .expect("run");
     assert_eq!(decided.lock().expect("lock").len(), 1, "the observer approved the request");
     assert_eq!(r.receipt.approvals_requested[0]["state"], "applied", "{:?}", r.receipt.approvals_requested);
-    let on_disk = store::read_receipt(&r.run_dir).expect("receipt");
+    let on_disk = runs::read_receipt(&r.run_dir).expect("receipt");
     assert_eq!(on_disk.approvals_requested[0]["state"], "applied", "the final receipt kept the decision");
     assert_seq_is_one_counter(&r.run_dir);
     let summary = std::fs::read_to_string(r.run_dir.join("summary.md")).expect("summary");

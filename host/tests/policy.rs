@@ -4,10 +4,10 @@
 
 use lily::ErrorCode;
 use lily::jobs::spec;
-use lily::jobs::store::{self, RunStatus};
 use lily::jobs::{Lily, RunOptions};
 use lily::policy::approvals::{self, State};
 use lily::policy::{EffectMode, Policy};
+use lily::runs::{self, RunStatus};
 use lily::workspace::Root;
 use std::path::{Path, PathBuf};
 
@@ -105,7 +105,7 @@ fn a_denied_workspace_gets_a_hint_with_the_policy_lines_to_add_and_an_auditable_
         hint.contains("runnables:\n  \"probe.v1\":\n    fs:\n      - path: data\n        mode: ro"),
         "{hint}"
     );
-    let events = store::read_events(&r.run_dir);
+    let events = runs::read_events(&r.run_dir);
     assert!(events.iter().any(|ev| ev["type"] == "policy_denied" && ev["error_code"] == "job_policy_denied"));
     // Adding exactly the hinted lines makes it pass.
     std::fs::write(
@@ -175,7 +175,7 @@ fn network_is_denied_without_a_grant_and_the_attempt_is_an_event() {
     probe_job(&e, "net", "{ op: connect, addr: \"127.0.0.1:9\" }", "", "{}");
     let r = run(&e, "net");
     assert_eq!(r.receipt.payload["result"]["ok"], false);
-    let events = store::read_events(&r.run_dir);
+    let events = runs::read_events(&r.run_dir);
     let denied: Vec<_> = events.iter().filter(|ev| ev["type"] == "capability_denied").collect();
     assert_eq!(denied.len(), 1, "{events:?}");
     assert!(denied[0]["target"].as_str().expect("target").contains("127.0.0.1:9"));
@@ -230,9 +230,9 @@ fn approve_writes_exactly_the_proposed_bytes_once_even_with_two_approvers() {
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one application: {results:?}");
     assert_eq!(std::fs::read_to_string(&target).expect("written"), "exact bytes");
     assert_eq!(approvals::load(&e.lily.root, &id).expect("req").state, State::Applied);
-    let receipt = store::read_receipt(&r.run_dir).expect("receipt");
+    let receipt = runs::read_receipt(&r.run_dir).expect("receipt");
     assert_eq!(receipt.approvals_requested[0]["state"], "applied");
-    assert!(store::read_events(&r.run_dir).iter().any(|ev| ev["type"] == "approval_applied"));
+    assert!(runs::read_events(&r.run_dir).iter().any(|ev| ev["type"] == "approval_applied"));
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use lily::ErrorCode;
 use lily::jobs::replay::{self, ReplayOptions};
-use lily::jobs::store::{self, RunStatus};
 use lily::jobs::{Lily, RunOptions};
+use lily::runs::{self, RunStatus};
 use lily::workspace::Root;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ fn run(e: &Env, id: &str) -> lily::jobs::RunResult {
     e.rt.block_on(e.lily.run_job(id, RunOptions::default())).expect("run")
 }
 
-fn do_replay(e: &Env, run_id: &str, allow_drift: bool) -> Result<(lily::jobs::RunResult, store::Receipt), lily::LilyError> {
+fn do_replay(e: &Env, run_id: &str, allow_drift: bool) -> Result<(lily::jobs::RunResult, runs::Receipt), lily::LilyError> {
     e.rt.block_on(replay::replay(&e.lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()))
 }
 
@@ -63,10 +63,10 @@ fn council_replay_is_byte_identical_and_records_lineage() {
     assert_eq!(read(&orig.run_dir, "evidence.json"), read(&rep.run_dir, "evidence.json"));
     let v = replay::verify(&orig.run_dir, &original, &rep.run_dir, &rep.receipt);
     assert!(v.identical, "{v:?}");
-    let events = store::read_events(&rep.run_dir);
+    let events = runs::read_events(&rep.run_dir);
     assert_eq!(events[0]["type"], "job_started");
     assert_eq!(events[0]["replay_of"], orig.receipt.run_id.as_str());
-    let runs = store::list_runs(&e.lily.root.runs_dir(), "demo", 10, None);
+    let runs = runs::list_runs(&e.lily.root.runs_dir(), "demo", 10, None);
     assert!(runs.iter().any(|r| r.replay_of.as_deref() == Some(orig.receipt.run_id.as_str())));
 }
 
@@ -118,7 +118,7 @@ fn digest_drift_is_refused_unless_allowed_and_then_recorded() {
     let (rep, _) = do_replay(&e, &orig.receipt.run_id, true).expect("allowed");
     assert_eq!(rep.receipt.drift.len(), 1);
     assert_eq!(rep.receipt.drift[0]["recorded"], old.as_str());
-    assert!(store::read_events(&rep.run_dir).iter().any(|ev| ev["type"] == "component_drift"));
+    assert!(runs::read_events(&rep.run_dir).iter().any(|ev| ev["type"] == "component_drift"));
 }
 
 #[test]

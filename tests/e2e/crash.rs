@@ -242,7 +242,7 @@ fn assert_complete(dir: &Path) {
     let events = crate::harness::events(dir);
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().expect("type")).collect();
     assert_eq!(types.iter().filter(|t| **t == "job_started").count(), 1);
-    assert_eq!(types.iter().filter(|t| lily::jobs::store::is_terminal_event(t)).count(), 1, "{types:?}");
+    assert_eq!(types.iter().filter(|t| lily::runs::is_terminal_event(t)).count(), 1, "{types:?}");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }

@@ -9,6 +9,7 @@ pub mod step;
 pub use graph::{DirRequest, Graph, Node, Role};
 
 use crate::error::{ErrorCode, LilyError};
+use crate::runs::EventSink;
 use crate::sandbox::{Cause, ClockTape, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -180,11 +181,6 @@ impl BlueprintFailure {
             retryable,
         }
     }
-}
-
-/// Sink for run events (implemented by the run store's event log).
-pub trait EventSink: Send + Sync {
-    fn emit(&self, kind: &str, fields: Value);
 }
 
 /// What every step of a run recorded (for the receipt).

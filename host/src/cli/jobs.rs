@@ -3,9 +3,9 @@
 use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, Global, exit_code, render, root};
 use crate::error::{ErrorCode, LilyError};
 use crate::jobs::spec::{self, TriggerType};
-use crate::jobs::store::{self, RunStatus};
 use crate::jobs::{Cancel, Lily, RunOptions};
 use crate::policy::Policy;
+use crate::runs::{self, RunStatus};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -134,7 +134,7 @@ fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
                         )
                     }
                 };
-                let last = store::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
+                let last = runs::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
                 let dup = counts.get(&s.id).copied().unwrap_or(0) > 1;
                 rows.push(vec![
                     s.id.clone(),
@@ -285,7 +285,7 @@ async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool)
 }
 
 /// Exit status for a run's receipt.
-pub fn status_exit(r: &store::Receipt) -> i32 {
+pub fn status_exit(r: &runs::Receipt) -> i32 {
     match r.status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Cancelled => EXIT_CANCELLED,
@@ -391,13 +391,13 @@ fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Resul
     match run {
         Some(r) => {
             let p = root.runs_dir().join(id).join(r);
-            if p.join(store::RECEIPT).exists() {
+            if p.join(runs::RECEIPT).exists() {
                 Ok(p)
             } else {
                 Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {r} of job {id}")))
             }
         }
-        None => store::run_dirs(&root.runs_dir(), id).into_iter().next().ok_or_else(|| {
+        None => runs::run_dirs(&root.runs_dir(), id).into_iter().next().ok_or_else(|| {
             LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display()))
                 .with_hint(format!("start one with `lily jobs run {id}`"))
         }),
@@ -436,28 +436,28 @@ fn print_event(e: &Value, json_out: bool) {
 
 async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
     let dir = pick_run(root, id, run)?;
-    let events = store::read_events(&dir);
+    let events = runs::read_events(&dir);
     let start = events.len().saturating_sub(n);
     for e in &events[start..] {
         print_event(e, g.json);
     }
     let mut seen = events.len();
-    let mut terminal = events.iter().any(|e| store::is_terminal_event(e["type"].as_str().unwrap_or("")));
+    let mut terminal = events.iter().any(|e| runs::is_terminal_event(e["type"].as_str().unwrap_or("")));
     if follow {
         while !terminal {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let events = store::read_events(&dir);
+            let events = runs::read_events(&dir);
             for e in &events[seen.min(events.len())..] {
                 print_event(e, g.json);
-                if store::is_terminal_event(e["type"].as_str().unwrap_or("")) {
+                if runs::is_terminal_event(e["type"].as_str().unwrap_or("")) {
                     terminal = true;
                 }
             }
             seen = events.len();
-            if !terminal && !store::owner_alive(&dir) {
+            if !terminal && !runs::owner_alive(&dir) {
                 // The run died without a terminal event.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                let again = store::read_events(&dir);
+                let again = runs::read_events(&dir);
                 if again.len() == seen {
                     if !g.json {
                         errln!(
@@ -469,10 +469,10 @@ async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&
                 }
             }
         }
-        if let Some(r) = store::read_receipt(&dir) {
+        if let Some(r) = runs::read_receipt(&dir) {
             // The receipt is written right after the terminal event.
             for _ in 0..50 {
-                if let Some(r2) = store::read_receipt(&dir)
+                if let Some(r2) = runs::read_receipt(&dir)
                     && r2.status != RunStatus::Running
                 {
                     return Ok(status_exit(&r2));
@@ -493,7 +493,7 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
         })?),
         None => None,
     };
-    let runs = store::list_runs(&root.runs_dir(), id, limit, status);
+    let runs = runs::list_runs(&root.runs_dir(), id, limit, status);
     if g.json {
         render::json(&runs);
         return Ok(EXIT_OK);
@@ -523,9 +523,9 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
 }
 
 fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
-    let dir = store::find_run(&root.runs_dir(), run_id)
+    let dir = runs::find_run(&root.runs_dir(), run_id)
         .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
-    let r = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
+    let r = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
     if g.json {
         render::json(&r);
         return Ok(EXIT_OK);
@@ -617,7 +617,7 @@ async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: 
     use crate::jobs::replay::{self, ReplayOptions};
     let lily = Lily::open(root).map_err(internal)?;
     let (res, original) = replay::replay(&lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()).await?;
-    let original_dir = store::find_run(&lily.root.runs_dir(), run_id).unwrap_or_default();
+    let original_dir = runs::find_run(&lily.root.runs_dir(), run_id).unwrap_or_default();
     let verification = verify.then(|| replay::verify(&original_dir, &original, &res.run_dir, &res.receipt));
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));

@@ -5,7 +5,7 @@
 use super::{EXIT_OK, Global, render};
 use crate::error::{ErrorCode, LilyError};
 use crate::jobs::spec;
-use crate::jobs::store;
+use crate::runs;
 use crate::triggers::plan::JobPlan;
 use crate::triggers::scheduler::{self, Observer, SchedulerEvent, ServeOptions};
 use crate::triggers::state::{self, Activity, StateStore};
@@ -172,7 +172,7 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
             _ => plan.schedule.next_after(after).map(|t| plan.schedule.fire_time(t)),
         };
         let last_scheduled = js.and_then(|j| j.last_scheduled_for);
-        let last_run = store::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
+        let last_run = runs::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
         rows.push(vec![
             s.id.clone(),
             format!("{} @ {}", plan.schedule.expr(), plan.schedule.timezone().name()),

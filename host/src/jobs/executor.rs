@@ -12,11 +12,12 @@
 //! 7. render a deterministic summary
 
 use super::spec::{self, JobSpec, SpecFile, SummaryFormat};
-use super::store::{self, ArtifactRecord, Attempt, EventLog, Receipt, ReceiptError, RunDir, RunStatus};
 use crate::blueprints::runnables::RunnableRegistry;
-use crate::blueprints::{Blueprint, EventSink, ExecCtx, Graph, Prepared, Registry};
+use crate::blueprints::{Blueprint, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
 use crate::policy::{Decision, Policy};
+use crate::runs::EventSink;
+use crate::runs::{self, ArtifactRecord, Attempt, EventLog, Receipt, ReceiptError, RunDir, RunStatus};
 use crate::sandbox::{ClockTape, Grants, Limits, Sandbox, SandboxOptions, Seeds};
 use crate::util::rfc3339;
 use crate::workspace::Root;
@@ -423,7 +424,7 @@ impl Lily {
         // step runs, but after `job_started`: the first receipt and the event
         // are what a started run needs first.
         if let Some(raw) = &spec_file.raw {
-            let _ = crate::util::write_atomic(&run.path.join(store::SPEC_SNAPSHOT), raw.as_bytes(), crate::util::Durability::Rename);
+            let _ = run.write_record(runs::SPEC_SNAPSHOT, raw.as_bytes());
         }
 
         let policy = match policy {
@@ -567,7 +568,7 @@ impl Lily {
                     }
                     if matches!(
                         name.as_str(),
-                        store::RECEIPT | store::EVENTS | store::SUMMARY_MD | store::SUMMARY_JSON | store::SPEC_SNAPSHOT | store::TAPES
+                        runs::RECEIPT | runs::EVENTS | runs::SUMMARY_MD | runs::SUMMARY_JSON | runs::SPEC_SNAPSHOT | runs::TAPES
                     ) {
                         continue;
                     }
@@ -675,7 +676,7 @@ impl Lily {
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)
         {
-            let _ = crate::util::write_atomic(&run.path.join(store::TAPES), &bytes, crate::util::Durability::Rename);
+            let _ = run.write_record(runs::TAPES, &bytes);
         }
         match result {
             None => AttemptOutcome::Cancelled,
@@ -750,13 +751,13 @@ impl Lily {
         // Decisions operators made while the run was going show in the summary too.
         events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(&run, e))?;
         let (name, media, text) = match spec.output.summary_format {
-            SummaryFormat::Markdown => (store::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
-            SummaryFormat::Json => (store::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
+            SummaryFormat::Markdown => (runs::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
+            SummaryFormat::Json => (runs::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
         };
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
         receipt.artifacts.push(rec);
         run.commit_receipt(&mut receipt, &events).map_err(|e| io_failed(&run, e))?;
-        if let Err(e) = store::append_index(&self.root.runs_dir(), &receipt) {
+        if let Err(e) = runs::append_index(&self.root.runs_dir(), &receipt) {
             tracing::warn!(error = %e, "could not update the run index; listings fall back to receipts");
         }
         Ok(RunResult {

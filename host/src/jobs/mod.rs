@@ -1,9 +1,9 @@
-//! Jobs: specs, the run executor, the run store and summaries.
+//! Jobs: specs, the run executor, replay and summaries. The run store is
+//! [`crate::runs`].
 
 pub mod executor;
 pub mod replay;
 pub mod spec;
-pub mod store;
 pub mod summary;
 
 pub use executor::{Cancel, Lily, RunOptions, RunResult, TriggerInfo};

@@ -4,8 +4,8 @@
 
 use super::executor::{Lily, RunOptions, RunResult, TriggerInfo};
 use super::spec::{self, SpecFile};
-use super::store::{self, Receipt};
 use crate::error::{ErrorCode, LilyError};
+use crate::runs::{self, Receipt};
 use crate::sandbox::{ClockTape, Sandbox};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,9 +37,9 @@ fn not_found(run_id: &str, root: &Path) -> LilyError {
 /// Replay run `run_id` as a new run with `replay_of` set.
 pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: RunOptions) -> Result<(RunResult, Receipt), LilyError> {
     let runs = lily.root.runs_dir();
-    let dir = store::find_run(&runs, run_id).ok_or_else(|| not_found(run_id, &runs))?;
-    let original = store::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: receipt unreadable", dir.display())))?;
-    let snapshot = dir.join(store::SPEC_SNAPSHOT);
+    let dir = runs::find_run(&runs, run_id).ok_or_else(|| not_found(run_id, &runs))?;
+    let original = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: receipt unreadable", dir.display())))?;
+    let snapshot = dir.join(runs::SPEC_SNAPSHOT);
     let raw = std::fs::read_to_string(&snapshot).map_err(|e| {
         LilyError::new(
             ErrorCode::JobInvalidSpec,
@@ -85,7 +85,7 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
         .with_details(json!({"drift": drift})));
     }
 
-    let tapes: BTreeMap<String, ClockTape> = std::fs::read(dir.join(store::TAPES))
+    let tapes: BTreeMap<String, ClockTape> = std::fs::read(dir.join(runs::TAPES))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -116,7 +116,7 @@ pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay
         ));
     }
     compared.push(json!({"name": "payload", "original": a, "replay": b, "identical": a == b}));
-    let skip = [store::SUMMARY_MD, store::SUMMARY_JSON];
+    let skip = [runs::SUMMARY_MD, runs::SUMMARY_JSON];
     let names: std::collections::BTreeSet<&str> = original
         .artifacts
         .iter()

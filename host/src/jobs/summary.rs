@@ -1,7 +1,7 @@
 //! Deterministic run summaries: the same run renders to the same bytes apart
 //! from times and ids.
 
-use super::store::Receipt;
+use crate::runs::Receipt;
 use crate::text::markdown as md;
 use serde_json::{Value, json};
 

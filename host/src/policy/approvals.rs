@@ -4,9 +4,9 @@
 //! cap-std, confined to the root.
 
 use super::{EffectMode, Policy, effects};
-use crate::blueprints::EventSink;
 use crate::jobs::spec::Publish;
-use crate::jobs::store;
+use crate::runs;
+use crate::runs::EventSink;
 use crate::sandbox::{Proposal, ProposedEffect};
 use crate::util::{atomic_write, rfc3339, sha256};
 use crate::workspace::Root;
@@ -365,5 +365,5 @@ fn record_in_run(root: &Root, req: &Request) -> Result<(), String> {
         State::Expired => ("approval_updated", "expired"),
         State::Pending => ("approval_updated", "pending"),
     };
-    store::record_operator_decision(&run_dir, &req.run_id, &req.id, kind, state).map_err(|e| format!("{}: {e}", run_dir.display()))
+    runs::record_operator_decision(&run_dir, &req.run_id, &req.id, kind, state).map_err(|e| format!("{}: {e}", run_dir.display()))
 }

@@ -4,8 +4,8 @@
 //! time) and an `events.jsonl` with one `job_missed` / `job_skipped_overlap`
 //! event, so `lily jobs runs` shows them next to real runs.
 
-use crate::blueprints::EventSink;
-use crate::jobs::store::{EventLog, Receipt, RunDir, RunStatus};
+use crate::runs::EventSink;
+use crate::runs::{EventLog, Receipt, RunDir, RunStatus};
 use crate::util::rfc3339;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -70,14 +70,14 @@ pub fn write_record(runs_dir: &Path, r: &Record) -> std::io::Result<PathBuf> {
     receipt.payload = fields;
     receipt.ended_at = Some(receipt.started_at.clone());
     run.commit_receipt(&mut receipt, &events)?;
-    let _ = crate::jobs::store::append_index(runs_dir, &receipt);
+    let _ = crate::runs::append_index(runs_dir, &receipt);
     Ok(run.path.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::store;
+    use crate::runs;
 
     #[test]
     fn records_show_in_the_run_history() {
@@ -104,18 +104,18 @@ mod tests {
         };
         write_record(&runs, &overlap).expect("write");
 
-        let listed = store::list_runs(&runs, "nightly", 10, None);
+        let listed = runs::list_runs(&runs, "nightly", 10, None);
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().all(|r| r.trigger == "cron" && r.ended_at.is_some()));
         let statuses: Vec<RunStatus> = listed.iter().map(|r| r.status).collect();
         assert!(statuses.contains(&RunStatus::Missed) && statuses.contains(&RunStatus::SkippedOverlap));
 
-        let receipt = store::read_receipt(&dir).expect("receipt");
+        let receipt = runs::read_receipt(&dir).expect("receipt");
         assert_eq!(receipt.status, RunStatus::Missed);
         assert_eq!(receipt.trigger["scheduled_for"], "2026-03-08T07:00:00.000Z");
         assert_eq!(receipt.trigger["scheduled_for_local"], "2026-03-08T03:00:00-04:00");
         assert_eq!(receipt.trigger["timezone"], "America/New_York");
-        let events = store::read_events(&dir);
+        let events = runs::read_events(&dir);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["type"], "job_missed");
         assert_eq!(events[0]["reason"], "scheduler_not_running");

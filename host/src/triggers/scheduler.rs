@@ -38,8 +38,8 @@ use super::records::{self, Record};
 use super::state::{self, Activity, DaemonLockError, JobState, PendingDecision, SchedulerState, Stamp, StateStore};
 use crate::error::{ErrorCode, LilyError};
 use crate::jobs::spec::{self, SpecFile};
-use crate::jobs::store::RunStatus;
 use crate::jobs::{Cancel, Lily, RunOptions, TriggerInfo};
+use crate::runs::RunStatus;
 use crate::util::rfc3339;
 use crate::workspace::Root;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -1081,8 +1081,8 @@ fn recorded_since(runs_dir: &Path, job_id: &str, after: DateTime<Utc>) -> OnDisk
         records: HashSet::new(),
         without_receipt: 0,
     };
-    for dir in crate::jobs::store::run_dirs(runs_dir, job_id) {
-        let Some(r) = crate::jobs::store::read_receipt(&dir) else {
+    for dir in crate::runs::run_dirs(runs_dir, job_id) {
+        let Some(r) = crate::runs::read_receipt(&dir) else {
             out.without_receipt += 1;
             continue;
         };
@@ -1412,9 +1412,8 @@ impl Launcher for ExecutorLauncher {
         let runs = self.lily.root.runs_dir();
         self.pool.run_all(vec![Box::new(move || {
             for id in job_ids {
-                let dir = runs.join(&id);
-                if let Err(e) = crate::util::ensure_dir(&dir) {
-                    warn!(job = %id, dir = %dir.display(), error = %e, "cannot create the job's run directory");
+                if let Err(e) = crate::runs::prepare_job_dir(&runs, &id) {
+                    warn!(job = %id, error = %e, "cannot create the job's run directory");
                 }
             }
         })]);

@@ -4,7 +4,7 @@
 //! and the records are the real ones.
 
 use super::*;
-use crate::jobs::store;
+use crate::runs;
 use crate::triggers::clock::SimClock;
 use crate::triggers::state::{Transition, read_state, set_activity};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,11 +106,11 @@ impl Launcher for FakeLauncher {
             }
         }
         if !self.crash_before_start.load(Ordering::SeqCst) {
-            let run = store::RunDir::create(&self.runs_dir, &fire.job_id).expect("run dir");
+            let run = runs::RunDir::create(&self.runs_dir, &fire.job_id).expect("run dir");
             let trigger = records::cron_trigger(fire.scheduled_for, &fire.local, &fire.timezone);
-            let mut receipt = store::Receipt::start(&fire.job_id, &run.run_id, trigger, &fire.spec_sha256, "");
+            let mut receipt = runs::Receipt::start(&fire.job_id, &run.run_id, trigger, &fire.spec_sha256, "");
             receipt.status = RunStatus::Succeeded;
-            let events = store::EventLog::create(&run.path, &run.run_id, None).expect("events");
+            let events = runs::EventLog::create(&run.path, &run.run_id, None).expect("events");
             run.write_receipt(&mut receipt, &events).expect("receipt");
             guard.started();
         }
@@ -162,10 +162,10 @@ fn run_until(s: &mut Scheduler, from: DateTime<Utc>, until: DateTime<Utc>) -> Da
 /// (status, scheduled_for, reason) of every `missed` / `skipped_overlap`
 /// record of a job, oldest time first.
 fn records_of(r: &TestRoot, job: &str) -> Vec<(RunStatus, String, String)> {
-    let mut out: Vec<(RunStatus, String, String)> = store::list_runs(&r.root.runs_dir(), job, 100_000, None)
+    let mut out: Vec<(RunStatus, String, String)> = runs::list_runs(&r.root.runs_dir(), job, 100_000, None)
         .into_iter()
         .filter(|s| matches!(s.status, RunStatus::Missed | RunStatus::SkippedOverlap))
-        .filter_map(|s| store::read_receipt(&s.path))
+        .filter_map(|s| runs::read_receipt(&s.path))
         .map(|rc| {
             (
                 rc.status,
@@ -325,13 +325,13 @@ fn catchup_latest_within_the_deadline_runs_the_latest_and_records_the_others() {
         ]
     );
     // The records are in the history `lily jobs runs` shows, as cron runs.
-    let history = store::list_runs(&r.root.runs_dir(), "five", 10, Some(RunStatus::Missed));
+    let history = runs::list_runs(&r.root.runs_dir(), "five", 10, Some(RunStatus::Missed));
     assert_eq!(history.len(), 2);
-    assert_eq!(store::list_runs(&r.root.runs_dir(), "five", 10, None).len(), 5, "3 runs and 2 records");
+    assert_eq!(runs::list_runs(&r.root.runs_dir(), "five", 10, None).len(), 5, "3 runs and 2 records");
     assert!(history.iter().all(|h| h.trigger == "cron" && h.ended_at.is_some()));
     let mut locals = Vec::new();
     for h in &history {
-        let events = store::read_events(&h.path);
+        let events = runs::read_events(&h.path);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["type"], "job_missed");
         assert_eq!(events[0]["reason"], "scheduler_not_running");
@@ -394,12 +394,12 @@ fn a_long_downtime_leaves_bounded_records_with_the_count() {
     drop(a);
     let b = serving_from(&r, &l, "2026-05-03T00:00:30Z");
     b.flush_records();
-    let runs = store::list_runs(&r.root.runs_dir(), "minutely", 100_000, Some(RunStatus::Missed));
+    let runs = runs::list_runs(&r.root.runs_dir(), "minutely", 100_000, Some(RunStatus::Missed));
     // The latest (skipped) time, the 100 before it, and one folded record.
     assert_eq!(runs.len(), plan::MAX_MISSED_RECORDS + 2);
     let total: u64 = runs
         .iter()
-        .filter_map(|s| store::read_receipt(&s.path))
+        .filter_map(|s| runs::read_receipt(&s.path))
         .map(|rc| rc.payload["missed_count"].as_u64().unwrap_or(1))
         .sum();
     assert_eq!(total, 2 * 1440);
@@ -439,8 +439,8 @@ fn overlap_skips_the_time_with_a_record_and_does_not_drift() {
         records_of(&r, "wide"),
         [(RunStatus::SkippedOverlap, ts("2026-05-01T10:03:00Z"), "overlap".to_string())]
     );
-    let skipped = store::list_runs(&r.root.runs_dir(), "slow", 10, Some(RunStatus::SkippedOverlap));
-    let events = store::read_events(&skipped[0].path);
+    let skipped = runs::list_runs(&r.root.runs_dir(), "slow", 10, Some(RunStatus::SkippedOverlap));
+    let events = runs::read_events(&skipped[0].path);
     assert_eq!(events[0]["type"], "job_skipped_overlap");
     assert_eq!(events[0]["max_parallel_runs"], 1);
 }
@@ -803,7 +803,7 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
     b.flush_records();
     drop(b);
     // ... but killed before the records reached the disk.
-    for s in store::list_runs(&r.root.runs_dir(), "five", 100, Some(RunStatus::Missed)) {
+    for s in runs::list_runs(&r.root.runs_dir(), "five", 100, Some(RunStatus::Missed)) {
         std::fs::remove_dir_all(&s.path).expect("rm");
     }
     assert!(records_of(&r, "five").is_empty());
