@@ -114,7 +114,6 @@ fn run_council(rt: &tokio::runtime::Runtime, sandbox: &Arc<Sandbox>, prepared: &
         Limits::default(),
         parallelism,
         Instant::now() + Duration::from_secs(600),
-        run_dir.path().to_path_buf(),
     ));
     let input = json!({"topic": "payments service readiness", "context": ["benchmark council"]});
     let peak_reset = reset_peak_rss();

@@ -23,8 +23,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use lily::jobs::Lily;
 use lily::jobs::{Cancel, RunOptions};
+use lily::spec::cron::CronSchedule;
 use lily::triggers::clock::{Clock, SystemClock};
-use lily::triggers::cron::CronSchedule;
 use lily::triggers::scheduler::{
     self, ExecutorLauncher, Fire, InvokeHook, Launcher, Observer, RunGuard, RunTracker, Scheduler, SchedulerEvent, SchedulerOptions,
 };
@@ -171,7 +171,7 @@ async fn many_jobs() {
     let one = root.jobs_dir.join("job-00000.job.yaml");
     let t = Instant::now();
     for _ in 0..100 {
-        let f = lily::jobs::spec::load_file(&one);
+        let f = lily::spec::load_file(&one);
         assert!(f.spec.is_ok());
     }
     let reload = t.elapsed() / 100;

@@ -14,6 +14,7 @@ pub mod paths;
 pub mod policy;
 pub mod runs;
 pub mod sandbox;
+pub mod spec;
 pub mod text;
 pub mod triggers;
 pub mod util;

@@ -9,9 +9,9 @@
 //! quickly.
 
 use lily::ErrorCode;
-use lily::jobs::spec;
 use lily::policy::Policy;
 use lily::sandbox::{Descriptor, RunnableKind, Sandbox, SandboxOptions, StepRequest, builtin_bytes, validate_descriptor};
+use lily::spec;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::path::{Component, Path};

@@ -3,11 +3,11 @@
 //! traversal attempts.
 
 use lily::ErrorCode;
-use lily::jobs::spec;
 use lily::jobs::{Lily, RunOptions};
 use lily::policy::approvals::{self, State};
 use lily::policy::{EffectMode, Policy};
 use lily::runs::{self, RunStatus};
+use lily::spec;
 use lily::workspace::Root;
 use std::path::{Path, PathBuf};
 

@@ -205,7 +205,6 @@ pub struct ExecCtx {
     /// The attempt's deadline: steps get at most the time left.
     pub deadline: Instant,
     pub seeds: Option<Seeds>,
-    pub effects_root: std::path::PathBuf,
     pub steps: Mutex<Vec<StepRecord>>,
     pub proposals: Mutex<Vec<(String, String, Proposal)>>,
     /// Clock reads to feed back per node (replay).
@@ -216,14 +215,7 @@ pub struct ExecCtx {
 
 impl ExecCtx {
     /// A context with no seeds, no replay and empty records.
-    pub fn new(
-        sandbox: Arc<Sandbox>,
-        events: Arc<dyn EventSink>,
-        limits: Limits,
-        parallelism: usize,
-        deadline: Instant,
-        effects_root: std::path::PathBuf,
-    ) -> ExecCtx {
+    pub fn new(sandbox: Arc<Sandbox>, events: Arc<dyn EventSink>, limits: Limits, parallelism: usize, deadline: Instant) -> ExecCtx {
         ExecCtx {
             sandbox,
             events,
@@ -231,7 +223,6 @@ impl ExecCtx {
             parallelism,
             deadline,
             seeds: None,
-            effects_root,
             steps: Mutex::new(Vec::new()),
             proposals: Mutex::new(Vec::new()),
             replay_tapes: BTreeMap::new(),
@@ -280,7 +271,6 @@ impl ExecCtx {
                     input,
                     grants,
                     limits,
-                    effects_root: Some(self.effects_root.clone()),
                     seeds: self.seeds.map(|s| node_seeds(s, &node.id)),
                     replay_tape: self.replay_tapes.get(&node.id).cloned(),
                 },

@@ -2,10 +2,10 @@
 
 use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, Global, exit_code, render, root};
 use crate::error::{ErrorCode, LilyError};
-use crate::jobs::spec::{self, TriggerType};
 use crate::jobs::{Cancel, Lily, RunOptions};
 use crate::policy::Policy;
 use crate::runs::{self, RunStatus};
+use crate::spec::{self, TriggerType};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::io::IsTerminal;

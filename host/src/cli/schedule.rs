@@ -4,8 +4,8 @@
 
 use super::{EXIT_OK, Global, render};
 use crate::error::{ErrorCode, LilyError};
-use crate::jobs::spec;
 use crate::runs;
+use crate::spec;
 use crate::triggers::plan::JobPlan;
 use crate::triggers::scheduler::{self, Observer, SchedulerEvent, ServeOptions};
 use crate::triggers::state::{self, Activity, StateStore};

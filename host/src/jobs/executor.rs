@@ -11,7 +11,6 @@
 //! 6. persist artifacts and the receipt (atomic)
 //! 7. render a deterministic summary
 
-use super::spec::{self, JobSpec, SpecFile, SummaryFormat};
 use crate::blueprints::runnables::RunnableRegistry;
 use crate::blueprints::{Blueprint, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
@@ -19,6 +18,7 @@ use crate::policy::{Decision, Policy};
 use crate::runs::EventSink;
 use crate::runs::{self, ArtifactRecord, Attempt, EventLog, Receipt, ReceiptError, RunDir, RunStatus};
 use crate::sandbox::{ClockTape, Grants, Limits, Sandbox, SandboxOptions, Seeds};
+use crate::spec::{self, JobSpec, SpecFile, SummaryFormat};
 use crate::util::rfc3339;
 use crate::workspace::Root;
 use chrono::Utc;
@@ -660,7 +660,6 @@ impl Lily {
             // Unset, the default (cores) is capped by the policy ceiling.
             spec.runtime.parallelism().min(policy.file.limits.max_parallelism),
             Instant::now() + timeout,
-            self.root.path.clone(),
         );
         ctx.seeds = Some(seeds);
         ctx.replay_tapes = extra.replay_tapes.clone();

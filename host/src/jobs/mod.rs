@@ -3,7 +3,6 @@
 
 pub mod executor;
 pub mod replay;
-pub mod spec;
 pub mod summary;
 
 pub use executor::{Cancel, Lily, RunOptions, RunResult, TriggerInfo};

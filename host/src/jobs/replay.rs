@@ -3,10 +3,10 @@
 //! and say whether the result is the same.
 
 use super::executor::{Lily, RunOptions, RunResult, TriggerInfo};
-use super::spec::{self, SpecFile};
 use crate::error::{ErrorCode, LilyError};
 use crate::runs::{self, Receipt};
 use crate::sandbox::{ClockTape, Sandbox};
+use crate::spec::{self, SpecFile};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -4,10 +4,10 @@
 //! cap-std, confined to the root.
 
 use super::{EffectMode, Policy, effects};
-use crate::jobs::spec::Publish;
 use crate::runs;
 use crate::runs::EventSink;
 use crate::sandbox::{Proposal, ProposedEffect};
+use crate::spec::Publish;
 use crate::util::{atomic_write, rfc3339, sha256};
 use crate::workspace::Root;
 use chrono::Utc;

@@ -6,8 +6,8 @@ pub mod approvals;
 pub mod effects;
 
 use crate::error::{ErrorCode, LilyError};
-use crate::jobs::spec::JobSpec;
 use crate::sandbox::{DirGrant, Grants, Limits, Perms};
+use crate::spec::JobSpec;
 use crate::workspace::Root;
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};

@@ -3,11 +3,11 @@
 
 use super::grants::{Grants, Perms};
 use super::limits::{Limiter, Limits};
+use super::outcome::{ClockTape, GuestEvent, Proposal, ProposedEffect};
 use super::wit::lily::runnable::{effects, events, types};
 use super::{Cause, StepEnvelope, StepReport, StepRequest};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::Serialize;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -17,52 +17,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
-/// One structured event a guest emitted.
-#[derive(Debug, Clone, Serialize)]
-pub struct GuestEvent {
-    pub level: &'static str,
-    pub kind: String,
-    pub fields: serde_json::Value,
-}
-
-/// A side effect a guest proposed.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ProposedEffect {
-    WriteFile {
-        path: String,
-        #[serde(skip)]
-        contents: Vec<u8>,
-    },
-    Publish {
-        artifact: String,
-        to: String,
-    },
-    Send {
-        channel: String,
-        #[serde(skip)]
-        message: String,
-    },
-}
-
-impl ProposedEffect {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProposedEffect::WriteFile { .. } => "write_file",
-            ProposedEffect::Publish { .. } => "publish",
-            ProposedEffect::Send { .. } => "send",
-        }
-    }
-}
-
-/// A recorded proposal (an approval request to be).
-#[derive(Debug, Clone, Serialize)]
-pub struct Proposal {
-    pub id: String,
-    pub effect: ProposedEffect,
-    pub reason: String,
-}
 
 /// Store data of one step.
 pub struct StepState {
@@ -82,7 +36,6 @@ pub struct StepState {
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
     tape: TapeRecorder,
-    effects_root: Option<std::path::PathBuf>,
 }
 
 impl StepState {
@@ -123,7 +76,6 @@ impl StepState {
             stderr,
             denied,
             tape,
-            effects_root: req.effects_root.clone(),
         })
     }
 
@@ -136,8 +88,13 @@ impl StepState {
         }
     }
 
-    pub(crate) fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    /// What this store saw, for telling a failed call's cause.
+    pub(crate) fn seen(&self) -> super::outcome::Seen {
+        super::outcome::Seen {
+            deadline_hit: self.deadline_hit.load(std::sync::atomic::Ordering::Relaxed),
+            memory_hit: self.limiter.memory_hit,
+            stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
+        }
     }
 
     pub(crate) fn proposal_ids(&self) -> Vec<String> {
@@ -306,7 +263,6 @@ impl effects::Host for StepState {
                 if w.contents.len() as u64 > self.limits.max_output_bytes {
                     return Err(format!("contents of {} bytes exceed the output cap", w.contents.len()));
                 }
-                let _ = &self.effects_root;
                 ProposedEffect::WriteFile {
                     path: w.path,
                     contents: w.contents,
@@ -354,16 +310,6 @@ impl effects::Host for StepState {
         });
         Ok(id)
     }
-}
-
-/// Every clock read of a step, in order: recorded in normal runs, fed back
-/// in a replay so a deterministic runnable produces the same bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ClockTape {
-    /// Wall-clock reads, nanoseconds since the Unix epoch.
-    pub wall: Vec<u64>,
-    /// Monotonic-clock reads, nanoseconds.
-    pub monotonic: Vec<u64>,
 }
 
 /// Reads kept per clock and step (a guest reading more gets real time past it).

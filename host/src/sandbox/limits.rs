@@ -65,6 +65,19 @@ mod duration_ms {
     }
 }
 
+/// Marker error raised by the epoch callback when the deadline passes.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+pub struct DeadlineTrap;
+
+/// Marker error raised by the limiter when memory growth is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("memory growth to {desired} bytes exceeds the limit of {limit} bytes")]
+pub struct MemoryTrap {
+    pub desired: usize,
+    pub limit: usize,
+}
+
 /// Enforces memory/table limits and remembers whether one was hit, so a trap
 /// can be told apart as "memory limit".
 pub struct Limiter {
@@ -79,7 +92,7 @@ impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_hit = true;
-            return Err(wasmtime::Error::new(super::outcome::MemoryTrap {
+            return Err(wasmtime::Error::new(MemoryTrap {
                 desired,
                 limit: self.memory_bytes,
             }));

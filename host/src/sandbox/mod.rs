@@ -17,9 +17,8 @@ mod shadow;
 
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, Perms};
-pub use host::{ClockTape, GuestEvent, Proposal, ProposedEffect};
 pub use limits::Limits;
-pub use outcome::{Cause, StepReport};
+pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport};
 
 use crate::sandbox::host::StepState;
 use serde::{Deserialize, Serialize};
@@ -127,8 +126,6 @@ pub struct StepRequest {
     pub input: serde_json::Value,
     pub grants: Grants,
     pub limits: Limits,
-    /// Root under which effect targets must stay (for early refusal).
-    pub effects_root: Option<PathBuf>,
     /// Random seed (and recorded start); `None` = fresh randomness.
     pub seeds: Option<Seeds>,
     /// Clock reads to feed back (replay); `None` = real clocks (recorded).
@@ -333,7 +330,7 @@ impl Sandbox {
         let d = match tokio::time::timeout(limits.deadline + Duration::from_millis(500), call).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
-                let cause = outcome::classify_trap(&e, store.data(), &limits);
+                let cause = outcome::classify_trap(&e, &store.data().seen(), &limits);
                 return Err(LoadError(format!("describe failed: {}", cause.message())));
             }
             Err(_) => return Err(LoadError(format!("describe failed: deadline of {:?} exceeded", limits.deadline))),
@@ -372,7 +369,7 @@ impl Sandbox {
         store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= deadline {
                 ctx.data().deadline_hit.store(true, Ordering::Relaxed);
-                Err(wasmtime::Error::new(outcome::DeadlineTrap))
+                Err(wasmtime::Error::new(limits::DeadlineTrap))
             } else {
                 Ok(wasmtime::UpdateDeadline::Yield(1))
             }
@@ -410,7 +407,7 @@ impl Sandbox {
         let fuel_used = req.limits.fuel.unwrap_or(u64::MAX).saturating_sub(store.get_fuel().unwrap_or(0));
         let outcome = match result {
             Err(_) => Err(Cause::DeadlineExceeded { limit: req.limits.deadline }),
-            Ok(Err(trap)) => Err(outcome::classify_trap(&trap, store.data(), &req.limits)),
+            Ok(Err(trap)) => Err(outcome::classify_trap(&trap, &store.data().seen(), &req.limits)),
             // The runnable's own strings go into receipts and events: cap them.
             Ok(Ok(Err(e))) => Err(Cause::GuestError {
                 code: cap_str(e.code, MAX_ERROR_CODE_BYTES),

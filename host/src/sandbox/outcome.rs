@@ -1,11 +1,65 @@
 //! Every way a step can end, as a typed cause.
 
-use super::host::StepState;
-use super::limits::Limits;
-use super::{GuestEvent, Proposal, StepEnvelope};
+use super::StepEnvelope;
+use super::limits::{DeadlineTrap, Limits, MemoryTrap};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// One structured event a guest emitted.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestEvent {
+    pub level: &'static str,
+    pub kind: String,
+    pub fields: serde_json::Value,
+}
+
+/// A side effect a guest proposed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposedEffect {
+    WriteFile {
+        path: String,
+        #[serde(skip)]
+        contents: Vec<u8>,
+    },
+    Publish {
+        artifact: String,
+        to: String,
+    },
+    Send {
+        channel: String,
+        #[serde(skip)]
+        message: String,
+    },
+}
+
+impl ProposedEffect {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProposedEffect::WriteFile { .. } => "write_file",
+            ProposedEffect::Publish { .. } => "publish",
+            ProposedEffect::Send { .. } => "send",
+        }
+    }
+}
+
+/// A recorded proposal (an approval request to be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposal {
+    pub id: String,
+    pub effect: ProposedEffect,
+    pub reason: String,
+}
+
+/// Every clock read of a step, in order: recorded in normal runs, fed back
+/// in a replay so a deterministic runnable produces the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClockTape {
+    /// Wall-clock reads, nanoseconds since the Unix epoch.
+    pub wall: Vec<u64>,
+    /// Monotonic-clock reads, nanoseconds.
+    pub monotonic: Vec<u64>,
+}
 
 /// Why a step did not produce a valid envelope.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,25 +136,21 @@ impl Cause {
     }
 }
 
-/// Marker error raised by the epoch callback when the deadline passes.
-#[derive(Debug, thiserror::Error)]
-#[error("deadline exceeded")]
-pub struct DeadlineTrap;
-
-/// Marker error raised by the limiter when memory growth is refused.
-#[derive(Debug, thiserror::Error)]
-#[error("memory growth to {desired} bytes exceeds the limit of {limit} bytes")]
-pub struct MemoryTrap {
-    pub desired: usize,
-    pub limit: usize,
+/// What a store saw when a call failed.
+pub(crate) struct Seen {
+    pub deadline_hit: bool,
+    pub memory_hit: bool,
+    pub stderr: String,
 }
 
 /// Turn a wasmtime error from instantiate/call into a cause.
-pub(crate) fn classify_trap(e: &wasmtime::Error, state: &StepState, limits: &Limits) -> Cause {
-    if e.downcast_ref::<DeadlineTrap>().is_some() || state.deadline_hit.load(Ordering::Relaxed) {
+/// `seen` is what the store saw happen (plain data, so this module needs
+/// nothing of the store's state).
+pub(crate) fn classify_trap(e: &wasmtime::Error, seen: &Seen, limits: &Limits) -> Cause {
+    if e.downcast_ref::<DeadlineTrap>().is_some() || seen.deadline_hit {
         return Cause::DeadlineExceeded { limit: limits.deadline };
     }
-    if e.downcast_ref::<MemoryTrap>().is_some() || state.limiter.memory_hit {
+    if e.downcast_ref::<MemoryTrap>().is_some() || seen.memory_hit {
         return Cause::MemoryLimit { limit: limits.memory_bytes };
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
@@ -116,7 +166,7 @@ pub(crate) fn classify_trap(e: &wasmtime::Error, state: &StepState, limits: &Lim
     }
     let mut message = format!("{e:#}");
     // A Rust panic in the guest ends as `unreachable`; its message is on stderr.
-    let stderr = state.stderr_text();
+    let stderr = &seen.stderr;
     if let Some(line) = stderr.lines().find(|l| l.contains("panicked at")) {
         let rest: Vec<&str> = stderr.lines().skip_while(|l| !l.contains("panicked at")).take(2).collect();
         message = format!("{} ({})", rest.join(" ").trim(), first_line(&message));
@@ -144,7 +194,7 @@ pub struct StepReport {
     /// Network addresses the guest tried and was denied.
     pub denied_connections: Vec<String>,
     /// Clock reads of the step (for replay).
-    pub tape: super::ClockTape,
+    pub tape: ClockTape,
 }
 
 impl StepReport {

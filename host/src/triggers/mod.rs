@@ -1,5 +1,4 @@
 pub mod clock;
-pub mod cron;
 pub mod plan;
 pub mod pool;
 pub mod records;

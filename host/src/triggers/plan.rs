@@ -22,8 +22,8 @@
 //! After a decision the cursor moves to the latest due time, so each
 //! scheduled time is decided exactly once.
 
-use super::cron::CronSchedule;
-use crate::jobs::spec::Catchup;
+use crate::spec::Catchup;
+use crate::spec::cron::CronSchedule;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -53,7 +53,7 @@ pub struct JobPlan {
 
 impl JobPlan {
     /// The plan of a validated cron job spec; `None` for a manual job.
-    pub fn from_spec(spec: &crate::jobs::spec::JobSpec) -> Option<JobPlan> {
+    pub fn from_spec(spec: &crate::spec::JobSpec) -> Option<JobPlan> {
         let schedule = spec.schedule()?;
         Some(JobPlan {
             id: spec.id.clone(),

@@ -2,9 +2,11 @@
 //! discovery. Every problem is a [`LilyError`] with a stable code and the
 //! file (and, where the parser knows it, line and key) in the message.
 
+pub mod cron;
+
 use crate::error::{ErrorCode, LilyError};
 use crate::paths::valid_id;
-use crate::triggers::cron::CronSchedule;
+use cron::CronSchedule;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
