@@ -55,7 +55,7 @@ const RESERVED_NAMES: &[&str] = &[
 ];
 
 /// What `lily runnables new` scaffolds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaffoldKind {
     /// Reviews a topic (and a granted read-only workspace) and returns findings
@@ -215,7 +215,7 @@ pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind) -> Result<Scaffol
 }
 
 /// How `lily runnables build` builds the component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuildTool {
     /// `cargo build --release --target wasm32-wasip2` (a component straight away)
@@ -255,7 +255,16 @@ pub struct BuildOptions {
     pub tool: BuildTool,
     /// Copy the component here when it passes the contract check.
     pub out: Option<PathBuf>,
+    /// Where progress lines go (the library never prints): what it runs,
+    /// and anything the build tool wrote on stdout.
+    pub progress: Progress,
 }
+
+/// A sink for progress lines of a build.
+pub type Progress = fn(&str);
+
+/// Progress that goes nowhere.
+pub fn quiet(_: &str) {}
 
 /// One way a component breaks the Run Contract, in plain words.
 #[derive(Debug, Clone, Serialize)]
@@ -555,11 +564,11 @@ fn target_installed(target: &str, dir: &Path) -> Result<bool, LilyError> {
 
 /// Make sure the Rust standard library for `target` is installed: add it
 /// with rustup when it is missing, or fail with the exact command to run.
-pub fn ensure_target(target: &str, dir: &Path) -> Result<(), LilyError> {
+pub fn ensure_target(target: &str, dir: &Path, progress: Progress) -> Result<(), LilyError> {
     if target_installed(target, dir)? {
         return Ok(());
     }
-    eprintln!("the Rust target {target} is missing: running `rustup target add {target}`");
+    progress(&format!("the Rust target {target} is missing: running `rustup target add {target}`"));
     let why = match Command::new("rustup")
         .args(["target", "add", target])
         .current_dir(dir)
@@ -595,7 +604,7 @@ fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBuf), LilyErr
     }
     let info = cargo_metadata(&dir, &manifest)?;
     let target = opts.tool.target();
-    ensure_target(target, &dir)?;
+    ensure_target(target, &dir, opts.progress)?;
     if opts.tool == BuildTool::CargoComponent {
         let found = Command::new("cargo")
             .args(["component", "--version"])
@@ -609,7 +618,7 @@ fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBuf), LilyErr
                 .with_hint("install it with `cargo install cargo-component --locked` (about ten minutes), or build with plain cargo (the default)"));
         }
     }
-    eprintln!("building {} with `{}`", info.name, opts.tool.command_line());
+    (opts.progress)(&format!("building {} with `{}`", info.name, opts.tool.command_line()));
     // cargo reports progress on stderr; anything on its stdout goes there
     // too, so `--json` output stays one JSON document.
     let out = Command::new("cargo")
@@ -621,7 +630,7 @@ fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBuf), LilyErr
         .output()
         .map_err(|e| tool_error(format!("cannot run cargo: {e}")))?;
     if !out.stdout.is_empty() {
-        eprint!("{}", crate::text::terminal(&String::from_utf8_lossy(&out.stdout)));
+        (opts.progress)(String::from_utf8_lossy(&out.stdout).trim_end());
     }
     if !out.status.success() {
         return Err(tool_error(format!(
@@ -745,14 +754,17 @@ mod tests {
 
     #[test]
     fn a_missing_target_ends_with_the_exact_rustup_command() {
-        let e = ensure_target("wasm32-no-such-target", Path::new(".")).expect_err("no such target");
+        let e = ensure_target("wasm32-no-such-target", Path::new("."), quiet).expect_err("no such target");
         assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
         assert!(e.message.contains("wasm32-no-such-target is not installed"), "{}", e.message);
         assert_eq!(
             e.hint.as_deref(),
             Some("install it with `rustup target add wasm32-no-such-target`, then run the build again")
         );
-        assert!(ensure_target(TARGET_WASIP2, Path::new(".")).is_ok(), "the build script installed wasm32-wasip2");
+        assert!(
+            ensure_target(TARGET_WASIP2, Path::new("."), quiet).is_ok(),
+            "the build script installed wasm32-wasip2"
+        );
     }
 
     #[test]
@@ -762,6 +774,7 @@ mod tests {
             path: tmp.path().to_path_buf(),
             tool: BuildTool::Cargo,
             out: None,
+            progress: quiet,
         };
         let e = compile(&opts).err().expect("no crate");
         assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);

@@ -57,6 +57,18 @@ impl ErrorCode {
         }
     }
 
+    /// The `lily` process exit status for this code (part of the contract,
+    /// listed in `docs/runbook.md`).
+    pub fn exit_status(self) -> i32 {
+        match self {
+            ErrorCode::JobNotFound | ErrorCode::JobInvalidSpec | ErrorCode::JobTriggerInvalid => 10,
+            ErrorCode::JobTargetUnresolved | ErrorCode::JobBindingsInvalid => 11,
+            ErrorCode::JobPolicyDenied => 12,
+            ErrorCode::JobExecutionFailed => 13,
+            _ => 14,
+        }
+    }
+
     /// Whether a run that failed with this code may succeed when retried.
     pub fn retryable(self) -> bool {
         matches!(

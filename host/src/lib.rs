@@ -1,14 +1,17 @@
 //! Lily: a job runner whose steps run as WebAssembly components in a
 //! wasmtime sandbox.
 //!
-//! Data flows one way: [`cli`] → [`jobs`] → [`blueprints`] → [`sandbox`],
-//! with [`policy`] consulted at the boundaries. The CLI only parses and
-//! renders; everything else is usable (and tested) as a library.
+//! Data flows one way: the `lily` binary's CLI → [`triggers`] → [`jobs`] →
+//! [`blueprints`] → [`sandbox`], with [`policy`] consulted at the
+//! boundaries and [`runs`] the one writer of run records
+//! (`host/tests/layering.rs` enforces the layers). The CLI lives in the
+//! binary: it parses and renders; everything else is this library, which
+//! never prints and is tested without the binary.
 
 pub mod authoring;
 pub mod blueprints;
-pub mod cli;
 pub mod error;
+pub mod init;
 pub mod jobs;
 pub mod paths;
 pub mod policy;

@@ -1,3 +1,7 @@
+//! The `lily` binary: the command line ([`cli`]) over the `lily` library.
+
+mod cli;
+
 use clap::Parser;
 
 fn main() {
@@ -6,8 +10,8 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LILY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
-    let cli = lily::cli::Cli::parse();
-    std::process::exit(lily::cli::run(cli));
+    let args = cli::Cli::parse();
+    std::process::exit(cli::run(args));
 }
 
 /// Let `lily … | head` end quietly like other Unix tools instead of

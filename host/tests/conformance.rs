@@ -84,7 +84,7 @@ fn builtin_envelopes_match_their_declared_output_schemas() {
 #[test]
 fn council_payload_validates_against_the_blueprint_output_schema() {
     let tmp = tempfile::tempdir().expect("tmp");
-    lily::cli::init_at(tmp.path()).expect("init");
+    lily::init::init_at(tmp.path()).expect("init");
     let lily = Lily::open(Root::at(tmp.path().canonicalize().expect("canon"), None).expect("root")).expect("open");
     let res = rt().block_on(lily.run_job("demo", RunOptions::default())).expect("run");
     assert_eq!(res.receipt.status, RunStatus::Succeeded);
@@ -147,7 +147,7 @@ fn error_codes_are_the_stable_set() {
             "blueprint_contract_invalid",
         ]
     );
-    let mut exits: Vec<i32> = ErrorCode::ALL.iter().map(|c| lily::cli::exit_code(*c)).collect();
+    let mut exits: Vec<i32> = ErrorCode::ALL.iter().map(|c| c.exit_status()).collect();
     assert!(exits.iter().all(|e| *e != 0 && *e != 1 && *e != 2));
     exits.dedup();
     assert!(

@@ -181,7 +181,7 @@ impl World {
         let root = base.join("root");
         let outside = base.join("outside");
         std::fs::create_dir_all(&root).expect("mkdir root");
-        lily::cli::init_at(&root).expect("init");
+        lily::init::init_at(&root).expect("init");
         std::fs::write(root.join(".lily/policy.yaml"), POLICY).expect("policy");
         share_cache(&root);
         for (rel, text) in [

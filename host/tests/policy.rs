@@ -23,7 +23,7 @@ struct Env {
 
 fn env(policy: &str) -> Env {
     let tmp = tempfile::tempdir().expect("tmp");
-    lily::cli::init_at(tmp.path()).expect("init");
+    lily::init::init_at(tmp.path()).expect("init");
     std::fs::write(tmp.path().join(".lily/policy.yaml"), policy).expect("policy");
     let root = Root::at(tmp.path().canonicalize().expect("canon"), None).expect("root");
     let lily = Lily::open(root).expect("open");

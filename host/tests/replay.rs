@@ -24,7 +24,7 @@ struct Env {
 
 fn env() -> Env {
     let tmp = tempfile::tempdir().expect("tmp");
-    lily::cli::init_at(tmp.path()).expect("init");
+    lily::init::init_at(tmp.path()).expect("init");
     let root = Root::at(tmp.path().canonicalize().expect("canon"), None).expect("root");
     let lily = Lily::open(root).expect("open");
     let e = Env { _tmp: tmp, lily, rt: rt() };

@@ -328,11 +328,7 @@ fn an_unwritable_run_store_is_a_clear_error_and_no_receipt_claims_success() {
     };
     eprintln!("unwritable run store simulated with: {method}");
     let out = env.lily(&["jobs", "run", "ro"]);
-    assert_eq!(
-        out.code,
-        lily::cli::exit_code(lily::ErrorCode::JobExecutionFailed),
-        "job_execution_failed: {out:?}"
-    );
+    assert_eq!(out.code, lily::ErrorCode::JobExecutionFailed.exit_status(), "job_execution_failed: {out:?}");
     assert!(
         out.stderr.contains("job_execution_failed") && out.stderr.contains("cannot create a run directory"),
         "{}",
@@ -361,11 +357,7 @@ fn an_unwritable_run_store_is_a_clear_error_and_no_receipt_claims_success() {
         .output()
         .expect("sh");
     let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
-    assert_eq!(
-        status.status.code(),
-        Some(lily::cli::exit_code(lily::ErrorCode::JobExecutionFailed)),
-        "{stderr}"
-    );
+    assert_eq!(status.status.code(), Some(lily::ErrorCode::JobExecutionFailed.exit_status()), "{stderr}");
     assert!(stderr.contains("job_execution_failed") && stderr.contains("cannot write"), "{stderr}");
     let dir = env.only_run("full");
     let r = receipt(&dir);

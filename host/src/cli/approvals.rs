@@ -1,9 +1,9 @@
 //! `lily approvals …`
 
 use super::{EXIT_OK, Global, render, root};
-use crate::error::{ErrorCode, LilyError};
-use crate::policy::approvals;
 use clap::Subcommand;
+use lily::error::{ErrorCode, LilyError};
+use lily::policy::approvals;
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -56,7 +56,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
                             r.job_id.clone(),
                             r.run_id.clone(),
                             r.created_at.clone(),
-                            crate::text::terminal_field(&r.target).into_owned(),
+                            lily::text::terminal_field(&r.target).into_owned(),
                         ]
                     })
                     .collect();
@@ -79,7 +79,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
                 // Guest strings (reason, target, content) are escaped; the
                 // real target is printed last, alone on its line, after the
                 // diff, so nothing the guest wrote can stand in for it.
-                let field = crate::text::terminal_field;
+                let field = lily::text::terminal_field;
                 outln!(
                     "{} ({:?}) {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
                     r.id,

@@ -1,12 +1,12 @@
 //! `lily jobs …`
 
 use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, Global, exit_code, render, root};
-use crate::error::{ErrorCode, LilyError};
-use crate::jobs::{Cancel, Lily, RunOptions};
-use crate::policy::Policy;
-use crate::runs::{self, RunStatus};
-use crate::spec::{self, TriggerType};
 use clap::Subcommand;
+use lily::error::{ErrorCode, LilyError};
+use lily::jobs::{Cancel, Lily, RunOptions};
+use lily::policy::Policy;
+use lily::runs::{self, RunStatus};
+use lily::spec::{self, TriggerType};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -109,7 +109,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
     }
 }
 
-fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
+fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
     let files = spec::discover(&root.jobs_dir);
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for f in &files {
@@ -175,11 +175,11 @@ fn list(g: &Global, root: &crate::workspace::Root) -> Result<i32, LilyError> {
 fn sch_fire(s: &spec::JobSpec, t: chrono::DateTime<chrono::Utc>) -> String {
     match s.schedule() {
         Some(sch) => sch.fire_time(t).local,
-        None => crate::util::rfc3339(t),
+        None => lily::util::rfc3339(t),
     }
 }
 
-async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>) -> Result<i32, LilyError> {
+async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) -> Result<i32, LilyError> {
     let specs = if files.is_empty() {
         spec::discover(&root.jobs_dir)
     } else {
@@ -231,7 +231,7 @@ async fn validate(g: &Global, root: crate::workspace::Root, files: Vec<PathBuf>)
     Ok(if bad == 0 { EXIT_OK } else { exit_code(ErrorCode::JobInvalidSpec) })
 }
 
-async fn run_job(g: &Global, root: crate::workspace::Root, id: &str, wait: bool) -> Result<i32, LilyError> {
+async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) -> Result<i32, LilyError> {
     let lily = Lily::open(root).map_err(internal)?;
     let cancel = Cancel::new();
     {
@@ -322,7 +322,7 @@ async fn wait_for_signal() {
     }
 }
 
-async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32, LilyError> {
+async fn plan(g: &Global, root: lily::workspace::Root, id: &str) -> Result<i32, LilyError> {
     let lily = Lily::open(root).map_err(internal)?;
     let f = lily.load_spec(id)?;
     let s = f.spec?;
@@ -387,7 +387,7 @@ async fn plan(g: &Global, root: crate::workspace::Root, id: &str) -> Result<i32,
     Ok(EXIT_OK)
 }
 
-fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Result<PathBuf, LilyError> {
+fn pick_run(root: &lily::workspace::Root, id: &str, run: Option<&str>) -> Result<PathBuf, LilyError> {
     match run {
         Some(r) => {
             let p = root.runs_dir().join(id).join(r);
@@ -406,12 +406,12 @@ fn pick_run(root: &crate::workspace::Root, id: &str, run: Option<&str>) -> Resul
 
 fn print_event(e: &Value, json_out: bool) {
     if json_out {
-        outln!("{}", crate::text::json_line(e));
+        outln!("{}", lily::text::json_line(e));
         return;
     }
     // Keys and values may come from a guest (its event kind and fields, its
     // stdout): each is one escaped field on this one line.
-    let field = |s: &str| crate::text::terminal_field(s).into_owned();
+    let field = |s: &str| lily::text::terminal_field(s).into_owned();
     let mut rest = String::new();
     if let Value::Object(m) = e {
         for (k, v) in m {
@@ -434,7 +434,7 @@ fn print_event(e: &Value, json_out: bool) {
     );
 }
 
-async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
+async fn tail(g: &Global, root: &lily::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
     let dir = pick_run(root, id, run)?;
     let events = runs::read_events(&dir);
     let start = events.len().saturating_sub(n);
@@ -485,7 +485,7 @@ async fn tail(g: &Global, root: &crate::workspace::Root, id: &str, run: Option<&
     Ok(EXIT_OK)
 }
 
-fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, status: Option<&str>) -> Result<i32, LilyError> {
+fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status: Option<&str>) -> Result<i32, LilyError> {
     let status = match status {
         Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
             LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}"))
@@ -522,7 +522,7 @@ fn runs(g: &Global, root: &crate::workspace::Root, id: &str, limit: usize, statu
     Ok(EXIT_OK)
 }
 
-fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
+fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
     let dir = runs::find_run(&root.runs_dir(), run_id)
         .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
     let r = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
@@ -549,7 +549,7 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
     outln!("  spec      {} ({})", r.spec_path, r.spec_sha256);
     outln!("  directory {}", dir.display());
     if let Some(e) = &r.error {
-        outln!("\nfirst error: {} — {}", e.code, crate::text::terminal_field(&e.message));
+        outln!("\nfirst error: {} — {}", e.code, lily::text::terminal_field(&e.message));
         if let Some(seq) = e.first_event_seq {
             outln!(
                 "  first appeared in events.jsonl at seq {seq} (`lily jobs tail {} --run {} -n 1000 | grep error_code`)",
@@ -558,7 +558,7 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
             );
         }
         if !e.cause.is_null() {
-            outln!("  cause: {}", crate::text::json_line(&e.cause));
+            outln!("  cause: {}", lily::text::json_line(&e.cause));
         }
     }
     outln!("\nattempts:");
@@ -596,12 +596,12 @@ fn show(g: &Global, root: &crate::workspace::Root, run_id: &str) -> Result<i32, 
                 a["id"].as_str().unwrap_or(""),
                 a["kind"].as_str().unwrap_or(""),
                 a["state"].as_str().unwrap_or(""),
-                crate::text::terminal_field(a["target"].as_str().unwrap_or(""))
+                lily::text::terminal_field(a["target"].as_str().unwrap_or(""))
             );
         }
     }
     if let Some(s) = r.payload.get("summary").and_then(Value::as_str) {
-        outln!("\n{}", crate::text::terminal_field(s));
+        outln!("\n{}", lily::text::terminal_field(s));
     }
     Ok(EXIT_OK)
 }
@@ -613,8 +613,8 @@ pub fn internal(e: anyhow::Error) -> LilyError {
 /// Exit status of `jobs replay --verify` when the replay differs.
 pub const EXIT_VERIFY_DIFFERS: i32 = 20;
 
-async fn replay(g: &Global, root: crate::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
-    use crate::jobs::replay::{self, ReplayOptions};
+async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
+    use lily::jobs::replay::{self, ReplayOptions};
     let lily = Lily::open(root).map_err(internal)?;
     let (res, original) = replay::replay(&lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()).await?;
     let original_dir = runs::find_run(&lily.root.runs_dir(), run_id).unwrap_or_default();

@@ -2,14 +2,14 @@
 
 use super::jobs::internal;
 use super::{EXIT_OK, Global, exit_code, render, root};
-use crate::authoring::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
-use crate::blueprints::Registry;
-use crate::blueprints::runnables::RunnableRegistry;
-use crate::error::{ErrorCode, LilyError};
-use crate::jobs::Lily;
-use crate::policy::Policy;
-use crate::sandbox::{BUILTIN_IDS, Sandbox, SandboxOptions, builtin_bytes};
 use clap::Subcommand;
+use lily::authoring::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
+use lily::blueprints::Registry;
+use lily::blueprints::runnables::RunnableRegistry;
+use lily::error::{ErrorCode, LilyError};
+use lily::jobs::Lily;
+use lily::policy::Policy;
+use lily::sandbox::{BUILTIN_IDS, Sandbox, SandboxOptions, builtin_bytes};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -44,20 +44,61 @@ pub enum RunnablesCmd {
     New {
         /// Crate name; the runnable id is <NAME>.v1
         name: String,
-        #[arg(long, value_enum, default_value_t = ScaffoldKind::Specialist)]
-        kind: ScaffoldKind,
+        #[arg(long, value_enum, default_value_t = KindArg::Specialist)]
+        kind: KindArg,
     },
     /// Build a runnable's crate into a component and check it against the Run Contract
     Build {
         /// The crate directory (default: the current directory)
         path: Option<PathBuf>,
         /// Build tool
-        #[arg(long = "with", value_enum, default_value_t = BuildTool::Cargo)]
-        tool: BuildTool,
+        #[arg(long = "with", value_enum, default_value_t = ToolArg::Cargo)]
+        tool: ToolArg,
         /// Copy the component here when it passes the check
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// `--kind` of `lily runnables new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// Reviews a topic (and a granted read-only workspace) and returns findings
+    Specialist,
+    /// Ranks the specialists' findings into the council output
+    Synthesizer,
+}
+
+impl From<KindArg> for ScaffoldKind {
+    fn from(k: KindArg) -> ScaffoldKind {
+        match k {
+            KindArg::Specialist => ScaffoldKind::Specialist,
+            KindArg::Synthesizer => ScaffoldKind::Synthesizer,
+        }
+    }
+}
+
+/// `--with` of `lily runnables build`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ToolArg {
+    /// `cargo build --release --target wasm32-wasip2` (a component straight away)
+    Cargo,
+    /// `cargo component build --release` (wasm32-wasip1, adapted into a component)
+    CargoComponent,
+}
+
+impl From<ToolArg> for BuildTool {
+    fn from(t: ToolArg) -> BuildTool {
+        match t {
+            ToolArg::Cargo => BuildTool::Cargo,
+            ToolArg::CargoComponent => BuildTool::CargoComponent,
+        }
+    }
+}
+
+/// Build progress on stderr (stdout stays one document with `--json`).
+fn progress(line: &str) {
+    errln!("{line}");
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +146,7 @@ pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError
                     ("input schema", &b.meta.input_schema),
                     ("output schema", &b.meta.output_schema),
                 ] {
-                    outln!("{name}:\n{}\n", crate::text::json_pretty(s));
+                    outln!("{name}:\n{}\n", lily::text::json_pretty(s));
                 }
             }
         }
@@ -206,7 +247,8 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
         }
         RunnablesCmd::New { name, kind } => {
             let cwd = std::env::current_dir().map_err(|e| internal(e.into()))?;
-            let s = crate::authoring::scaffold(&cwd, &name, kind)?;
+            let kind = ScaffoldKind::from(kind);
+            let s = lily::authoring::scaffold(&cwd, &name, kind)?;
             if g.json {
                 render::json(&s);
             } else {
@@ -223,10 +265,11 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
         RunnablesCmd::Build { path, tool, out } => {
             let opts = BuildOptions {
                 path: path.unwrap_or_else(|| PathBuf::from(".")),
-                tool,
+                tool: tool.into(),
                 out,
+                progress,
             };
-            let report = crate::authoring::build(&sandbox, &opts).await?;
+            let report = lily::authoring::build(&sandbox, &opts).await?;
             if let Some(e) = report.contract_error() {
                 if !g.json {
                     print_build_report(&report);

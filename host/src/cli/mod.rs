@@ -1,25 +1,23 @@
 //! The `lily` command line: parses arguments and renders results. All the
 //! work happens in the library.
 
-pub use init::init_at;
-
 /// `println!` for the CLI: every line passes through
-/// [`crate::text::terminal`], so no string from a guest (or a file) can
+/// [`lily::text::terminal`], so no string from a guest (or a file) can
 /// drive the operator's terminal.
 macro_rules! outln {
     () => { println!() };
-    ($($t:tt)*) => { println!("{}", $crate::text::terminal(&format!($($t)*))) };
+    ($($t:tt)*) => { println!("{}", lily::text::terminal(&format!($($t)*))) };
 }
 
 /// `print!` for the CLI, escaped like [`outln!`].
 macro_rules! out {
-    ($($t:tt)*) => { print!("{}", $crate::text::terminal(&format!($($t)*))) };
+    ($($t:tt)*) => { print!("{}", lily::text::terminal(&format!($($t)*))) };
 }
 
 /// `eprintln!` for the CLI, escaped like [`outln!`].
 macro_rules! errln {
     () => { eprintln!() };
-    ($($t:tt)*) => { eprintln!("{}", $crate::text::terminal(&format!($($t)*))) };
+    ($($t:tt)*) => { eprintln!("{}", lily::text::terminal(&format!($($t)*))) };
 }
 
 mod approvals;
@@ -29,9 +27,9 @@ mod misc;
 pub mod render;
 mod schedule;
 
-use crate::error::{ErrorCode, LilyError};
-use crate::workspace::Root;
 use clap::{Args, Parser, Subcommand};
+use lily::error::{ErrorCode, LilyError};
+use lily::workspace::Root;
 use std::path::PathBuf;
 
 /// Exit status: success.
@@ -43,13 +41,7 @@ pub const EXIT_CANCELLED: i32 = 130;
 
 /// Process exit status for an error code (see `docs/runbook.md`).
 pub fn exit_code(code: ErrorCode) -> i32 {
-    match code {
-        ErrorCode::JobNotFound | ErrorCode::JobInvalidSpec | ErrorCode::JobTriggerInvalid => 10,
-        ErrorCode::JobTargetUnresolved | ErrorCode::JobBindingsInvalid => 11,
-        ErrorCode::JobPolicyDenied => 12,
-        ErrorCode::JobExecutionFailed => 13,
-        _ => 14,
-    }
+    code.exit_status()
 }
 
 #[derive(Debug, Parser)]

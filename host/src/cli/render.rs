@@ -1,15 +1,15 @@
 //! Rendering helpers shared by the commands.
 
-use crate::error::LilyError;
+use lily::error::LilyError;
 use serde::Serialize;
 
 /// Print an error: `error[code]: message` plus a hint, or a JSON object.
 pub fn error(e: &LilyError, json: bool) {
     if json {
         let v = serde_json::json!({"code": e.code.as_str(), "message": e.message, "hint": e.hint, "details": e.details});
-        outln!("{}", crate::text::json_pretty(&v));
+        outln!("{}", lily::text::json_pretty(&v));
     } else {
-        errln!("error[{}]: {}", e.code, crate::text::terminal_field(&e.message));
+        errln!("error[{}]: {}", e.code, lily::text::terminal_field(&e.message));
         if let Some(h) = &e.hint {
             let mut lines = h.lines();
             if let Some(first) = lines.next() {
@@ -24,7 +24,7 @@ pub fn error(e: &LilyError, json: bool) {
 
 /// Print a value as pretty JSON.
 pub fn json<T: Serialize>(v: &T) {
-    outln!("{}", crate::text::json_pretty(v));
+    outln!("{}", lily::text::json_pretty(v));
 }
 
 /// A simple left-aligned table.

@@ -1,17 +1,17 @@
 //! `lily jobs next | pause | resume | disable | enable | status | serve`:
 //! the cron side of the CLI. Parsing and rendering only; the scheduler
-//! lives in [`crate::triggers`].
+//! lives in [`lily::triggers`].
 
 use super::{EXIT_OK, Global, render};
-use crate::error::{ErrorCode, LilyError};
-use crate::runs;
-use crate::spec;
-use crate::triggers::plan::JobPlan;
-use crate::triggers::scheduler::{self, Observer, SchedulerEvent, ServeOptions};
-use crate::triggers::state::{self, Activity, StateStore};
-use crate::util::rfc3339;
-use crate::workspace::Root;
 use chrono::{SecondsFormat, TimeDelta, Utc};
+use lily::error::{ErrorCode, LilyError};
+use lily::runs;
+use lily::spec;
+use lily::triggers::plan::JobPlan;
+use lily::triggers::scheduler::{self, Observer, SchedulerEvent, ServeOptions};
+use lily::triggers::state::{self, Activity, StateStore};
+use lily::util::rfc3339;
+use lily::workspace::Root;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -303,7 +303,7 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
         if let Value::Object(m) = &mut v {
             m.insert("ts".into(), Value::from(ts));
         }
-        let _ = writeln!(std::io::stdout(), "{}", crate::text::json_line(&v));
+        let _ = writeln!(std::io::stdout(), "{}", lily::text::json_line(&v));
         return;
     }
     let line = match e {
@@ -376,5 +376,5 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
         SchedulerEvent::CancellingRuns { running } => format!("grace period over: cancelling {running} run(s)"),
         SchedulerEvent::Stopped { fired } => format!("stopped ({fired} run(s) started)"),
     };
-    let _ = writeln!(std::io::stdout(), "{ts} {}", crate::text::terminal(&line));
+    let _ = writeln!(std::io::stdout(), "{ts} {}", lily::text::terminal(&line));
 }
