@@ -12,9 +12,11 @@
 //!    writer).
 //! 3. `policy` — grants, limits, effects, approvals.
 //! 4. `blueprints` — recipes compiled to graphs, the runnable catalogue.
-//! 5. `jobs` (the run sequence), `authoring` (scaffold, build, contract check).
+//! 5. `jobs` (the run sequence), `authoring` (scaffold, build, contract
+//!    check), `init` (a new root's starter files).
 //! 6. `triggers` — the cron scheduler.
-//! 7. `cli` — parses and renders.
+//! 7. `cli` — parses and renders; compiled into the binary (`main.rs`), not
+//!    the library, so it names the library as `lily::`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("blueprints", 4),
     ("jobs", 5),
     ("authoring", 5),
+    ("init", 5),
     ("triggers", 6),
     ("cli", 7),
 ];

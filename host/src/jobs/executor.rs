@@ -127,6 +127,9 @@ pub struct RunOptions {
     pub cancel: Cancel,
     /// Called for every event (live progress).
     pub observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>>,
+    /// Called once, right after the run is on disk and started (its first
+    /// receipt written and `job_started` recorded), before any step runs.
+    pub on_started: Option<Box<dyn FnOnce() + Send>>,
     /// Use this spec instead of the file (replay).
     pub spec_override: Option<SpecFile>,
     /// Recorded seeds to feed the sandbox (replay); else fresh.
@@ -146,6 +149,7 @@ impl Default for RunOptions {
             wait: false,
             cancel: Cancel::new(),
             observer: None,
+            on_started: None,
             spec_override: None,
             seeds: None,
             replay_tapes: BTreeMap::new(),
@@ -379,7 +383,7 @@ impl Lily {
     }
 
     /// Run a job once through the whole run sequence.
-    pub async fn run_job(&self, job_id: &str, opts: RunOptions) -> Result<RunResult, LilyError> {
+    pub async fn run_job(&self, job_id: &str, mut opts: RunOptions) -> Result<RunResult, LilyError> {
         // 1. Spec: failures here write nothing.
         let spec_file = match opts.spec_override.clone() {
             Some(f) => f,
@@ -396,7 +400,7 @@ impl Lily {
             )
         })?;
         let events = Arc::new(
-            EventLog::create(&run.path, &run.run_id, opts.observer)
+            EventLog::create(&run.path, &run.run_id, opts.observer.take())
                 .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write events: {e}")))?,
         );
         let mut receipt = Receipt::start(
@@ -420,6 +424,9 @@ impl Lily {
             "job_started",
             json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
         );
+        if let Some(started) = opts.on_started.take() {
+            started();
+        }
         // The spec snapshot (what replay runs again) is written before any
         // step runs, but after `job_started`: the first receipt and the event
         // are what a started run needs first.
@@ -803,6 +810,29 @@ async fn sleep_or_cancel(d: Duration, cancel: &Cancel) -> bool {
     }
 }
 
+/// Where a job's run slots are: `state/locks/<job>/slot-<i>.lock`.
+fn slot_path(root: &Root, job_id: &str, i: u32) -> std::path::PathBuf {
+    root.state_dir().join("locks").join(job_id).join(format!("slot-{i}.lock"))
+}
+
+/// How many of a job's `max` run slots are held (by any process).
+pub fn held_slots(root: &Root, job_id: &str, max: u32) -> u32 {
+    let mut held = 0;
+    for i in 0..max {
+        let Ok(f) = File::options().write(true).open(slot_path(root, job_id, i)) else {
+            continue;
+        };
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+            }
+            Err(std::fs::TryLockError::WouldBlock) => held += 1,
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
+    held
+}
+
 /// Take one of `max` run slots of a job (file locks, so the cap holds
 /// across processes). Returns the held lock and its index.
 pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cancel: &Cancel) -> Result<(File, u32), LilyError> {
@@ -810,7 +840,7 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
     crate::util::ensure_dir(&dir).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", dir.display())))?;
     loop {
         for i in 0..max {
-            let path = dir.join(format!("slot-{i}.lock"));
+            let path = slot_path(root, job_id, i);
             let f = File::options()
                 .create(true)
                 .truncate(false)

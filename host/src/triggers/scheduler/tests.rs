@@ -7,6 +7,7 @@ use super::*;
 use crate::runs;
 use crate::triggers::clock::SimClock;
 use crate::triggers::state::{Transition, read_state, set_activity};
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn utc(s: &str) -> DateTime<Utc> {

@@ -1,0 +1,264 @@
+//! Starting cron runs through the executor: one pool thread per run, runs
+//! of one instant started together ([`Batch`]), and the start barrier fed by
+//! the executor's typed `on_started` callback.
+
+use super::*;
+
+/// Called with each fire right before [`Lily::run_job`] is invoked for it
+/// (instrumentation).
+pub type InvokeHook = Arc<dyn Fn(&Fire) + Send + Sync>;
+
+/// Starts runs through [`Lily::run_job`], each on a thread of its own from a
+/// [`RunPool`] (a run's file writes and guest code then never hold up the
+/// scheduler or each other), with the cron trigger and a shared cancellation
+/// signal. Runs due at the same instant start as a [`Batch`].
+pub struct ExecutorLauncher {
+    pub(super) lily: Arc<Lily>,
+    pub(super) cancel: Cancel,
+    pub(super) handle: tokio::runtime::Handle,
+    pub(super) observer: Option<Observer>,
+    pub(super) on_invoke: Option<InvokeHook>,
+    pub(super) pool: RunPool,
+}
+
+/// How long a run of a batch waits, after its `job_started`, for the other
+/// runs of the batch to start.
+pub const START_BARRIER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The runs of one instant: the threads wait until all of them exist, and
+/// each run, once started (`job_started` written), waits until every other
+/// one has started too (or ended before starting), up to
+/// [`START_BARRIER_WAIT`]. Starting a run is a few file writes; running it
+/// is guest code: letting every run of the instant start before any of them
+/// takes the CPU for its guests keeps the last start close to the scheduled
+/// time.
+pub(super) struct Batch {
+    pub(super) state: Mutex<BatchState>,
+    pub(super) cv: std::sync::Condvar,
+    /// Whether started runs wait for the others (not when there are more
+    /// runs than threads: the last ones could only start when others end).
+    pub(super) wait_for_all: bool,
+}
+
+pub(super) struct BatchState {
+    pub(super) open: bool,
+    pub(super) not_started: usize,
+}
+
+impl Batch {
+    pub(super) fn new(n: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            state: Mutex::new(BatchState { open: false, not_started: n }),
+            cv: std::sync::Condvar::new(),
+            wait_for_all: n <= crate::triggers::pool::MAX_THREADS,
+        })
+    }
+
+    pub(super) fn open(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.open = true;
+        }
+        self.cv.notify_all();
+    }
+
+    pub(super) fn wait_open(&self) {
+        if let Ok(g) = self.state.lock() {
+            drop(self.cv.wait_while(g, |s| !s.open));
+        }
+    }
+
+    /// This run started (`wait`: then wait for the others) or ended without starting.
+    pub(super) fn started(&self, wait: bool) {
+        let Ok(mut g) = self.state.lock() else { return };
+        g.not_started = g.not_started.saturating_sub(1);
+        if g.not_started == 0 {
+            self.cv.notify_all();
+        } else if wait && self.wait_for_all {
+            drop(self.cv.wait_timeout_while(g, START_BARRIER_WAIT, |s| s.not_started > 0));
+        }
+    }
+}
+
+/// One run's place in a [`Batch`].
+pub(super) struct BatchSeat {
+    pub(super) batch: Arc<Batch>,
+    pub(super) counted: std::sync::atomic::AtomicBool,
+}
+
+impl BatchSeat {
+    pub(super) fn started(&self, wait: bool) {
+        if !self.counted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.batch.started(wait);
+        }
+    }
+}
+
+impl Drop for BatchSeat {
+    fn drop(&mut self) {
+        self.started(false);
+    }
+}
+
+impl ExecutorLauncher {
+    /// Must be called inside a tokio runtime (runs are driven by it).
+    pub fn new(lily: Arc<Lily>, cancel: Cancel, observer: Option<Observer>) -> ExecutorLauncher {
+        ExecutorLauncher {
+            lily,
+            cancel,
+            handle: tokio::runtime::Handle::current(),
+            observer,
+            on_invoke: None,
+            pool: RunPool::new(),
+        }
+    }
+
+    /// Call `hook` right before each run is handed to the executor.
+    pub fn on_invoke(mut self, hook: InvokeHook) -> ExecutorLauncher {
+        self.on_invoke = Some(hook);
+        self
+    }
+
+    pub(super) fn task(&self, fire: Fire, guard: RunGuard, batch: Option<Arc<Batch>>) -> Box<dyn FnOnce() + Send + 'static> {
+        let lily = self.lily.clone();
+        let cancel = self.cancel.clone();
+        let handle = self.handle.clone();
+        let observer = self.observer.clone();
+        let on_invoke = self.on_invoke.clone();
+        Box::new(move || {
+            let seat = batch.map(|batch| {
+                batch.wait_open();
+                Arc::new(BatchSeat {
+                    batch,
+                    counted: std::sync::atomic::AtomicBool::new(false),
+                })
+            });
+            run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref(), seat);
+        })
+    }
+}
+
+impl Launcher for ExecutorLauncher {
+    fn launch(&self, fire: Fire, guard: RunGuard) {
+        self.pool.run_all(vec![self.task(fire, guard, None)]);
+    }
+
+    /// Several runs at one instant start as a [`Batch`].
+    fn launch_all(&self, fires: Vec<(Fire, RunGuard)>) {
+        if fires.len() == 1 {
+            for (fire, guard) in fires {
+                self.launch(fire, guard);
+            }
+            return;
+        }
+        let batch = Batch::new(fires.len());
+        let tasks = fires.into_iter().map(|(fire, guard)| self.task(fire, guard, Some(batch.clone()))).collect();
+        self.pool.run_all(tasks);
+        batch.open();
+    }
+
+    fn reserve(&self, n: usize) {
+        self.pool.reserve(n);
+    }
+
+    /// Create the jobs' run directories (`runs/<job>/`) now, on a pool
+    /// thread, so that a job's first run does not: 100 first runs at one
+    /// instant would all create their directory in `runs/` at once, one at
+    /// a time under its lock.
+    fn prepare(&self, job_ids: Vec<String>) {
+        let runs = self.lily.root.runs_dir();
+        self.pool.run_all(vec![Box::new(move || {
+            for id in job_ids {
+                if let Err(e) = crate::runs::prepare_job_dir(&runs, &id) {
+                    warn!(job = %id, error = %e, "cannot create the job's run directory");
+                }
+            }
+        })]);
+    }
+}
+
+/// One cron run on the current (pool) thread.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_fire(
+    lily: &Lily,
+    fire: Fire,
+    guard: RunGuard,
+    cancel: Cancel,
+    handle: &tokio::runtime::Handle,
+    observer: Option<&Observer>,
+    on_invoke: Option<&InvokeHook>,
+    seat: Option<Arc<BatchSeat>>,
+) {
+    let start = guard.start_signal();
+    let _guard = guard;
+    let scheduled_for = rfc3339(fire.scheduled_for);
+    // A run that cannot start leaves a `missed` record saying why.
+    let not_started = |code: ErrorCode, message: String| {
+        warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+        match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
+            Ok(_) => start.started(),
+            Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),
+        }
+        if let Some(o) = observer {
+            o(&SchedulerEvent::RunNotStarted {
+                job_id: fire.job_id.clone(),
+                scheduled_for: scheduled_for.clone(),
+                code,
+                message,
+            });
+        }
+    };
+    // The spec as it is now (one file, not the whole directory; parsed
+    // again only if it changed since the scheduler read it).
+    let spec_file = fire.spec_now();
+    match &spec_file.spec {
+        Ok(s) if s.id == fire.job_id => {}
+        Ok(s) => {
+            return not_started(
+                ErrorCode::JobNotFound,
+                format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
+            );
+        }
+        Err(e) => return not_started(e.code, e.message.clone()),
+    }
+    // Called by the executor once the run's first receipt and `job_started`
+    // are on disk.
+    let signal = start.clone();
+    let on_started: Box<dyn FnOnce() + Send> = Box::new(move || {
+        signal.started();
+        if let Some(seat) = &seat {
+            seat.started(true);
+        }
+    });
+    let opts = RunOptions {
+        trigger: TriggerInfo::Cron {
+            scheduled_for: fire.scheduled_for,
+            local: fire.local.clone(),
+            timezone: fire.timezone.clone(),
+        },
+        cancel,
+        wait: false,
+        on_started: Some(on_started),
+        spec_override: Some(spec_file),
+        ..RunOptions::default()
+    };
+    if let Some(hook) = on_invoke {
+        hook(&fire);
+    }
+    match handle.block_on(lily.run_job(&fire.job_id, opts)) {
+        Ok(res) => {
+            start.started();
+            let r = &res.receipt;
+            info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+            if let Some(o) = observer {
+                o(&SchedulerEvent::RunFinished {
+                    job_id: fire.job_id.clone(),
+                    run_id: r.run_id.clone(),
+                    status: r.status,
+                    scheduled_for: scheduled_for.clone(),
+                    run_dir: res.run_dir.clone(),
+                });
+            }
+        }
+        Err(e) => not_started(e.code, e.message),
+    }
+}
