@@ -28,6 +28,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A receipt record as JSON (the receipt's contract is its JSON shape).
+#[allow(dead_code)]
+fn json<T: serde::Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).expect("serialize")
+}
+
 // ---------------------------------------------------------------------------
 // Fixture: a Lily root, an "outside" directory, snapshots.
 
@@ -335,11 +341,12 @@ fn share_cache(root: &Path) {
 // ---------------------------------------------------------------------------
 // Reading results.
 
-fn step_record<'a>(r: &'a RunResult, node: &str) -> &'a Value {
+fn step_record(r: &RunResult, node: &str) -> Value {
     r.receipt
         .steps
         .iter()
-        .find(|s| s["node"] == node)
+        .find(|s| s.node == node)
+        .map(json)
         .unwrap_or_else(|| panic!("no step {node} in {:#?}", r.receipt.steps))
 }
 
@@ -550,10 +557,11 @@ fn fs_symlinks_created_inside_the_rw_grant_do_not_lead_out() {
             "{}",
         );
         assert_eq!(
-            r.receipt.approvals_requested[0]["state"], "denied",
+            json(&r.receipt.approvals_requested[0])["state"],
+            "denied",
             "refused when proposed: a link is never followed"
         );
-        let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
+        let id = json(&r.receipt.approvals_requested[0])["id"].as_str().expect("id").to_string();
         assert!(approvals::approve(&w.lily.root, &id, true).is_err(), "and never approvable");
     }
     w.assert_unchanged(&before, "fs-symlink (follow-ups)");
@@ -1119,7 +1127,7 @@ fn proposed_effects_outside_the_root_are_refused_and_approve_stays_inside() {
         let lexically_inside = ["link-dir/pwned.txt", "link-file", "ok/fine.txt"].contains(&path);
         assert_eq!(recorded, lexically_inside, "{path}: {p}");
     }
-    let requested = &r.receipt.approvals_requested;
+    let requested: Vec<Value> = r.receipt.approvals_requested.iter().map(json).collect();
     assert_eq!(requested.len(), 3, "{requested:?}");
     for req in requested {
         let id = req["id"].as_str().expect("id");
@@ -1411,6 +1419,7 @@ fn outside_3_a_guest_cannot_write_the_policy_through_a_link_it_planted_in_the_ou
         .receipt
         .approvals_requested
         .iter()
+        .map(json)
         .map(|a| (a["target"].as_str().expect("target").to_string(), a.clone()))
         .collect();
     for t in [".lily/out/x/up/policy.yaml", ".lily/out/x/pol"] {
@@ -1468,7 +1477,7 @@ fn outside_4_a_proposal_for_lily_state_is_refused_and_show_prints_the_real_targe
         "{}",
     );
     assert_council_contained(&r, "ok");
-    let reqs = &r.receipt.approvals_requested;
+    let reqs: Vec<Value> = r.receipt.approvals_requested.iter().map(json).collect();
     assert_eq!(reqs.len(), 4, "{reqs:?}");
     let mut pending = None;
     for a in reqs {
@@ -1597,6 +1606,7 @@ fn outside_10_a_directory_swapped_after_the_proposal_cannot_redirect_the_approva
         .receipt
         .approvals_requested
         .iter()
+        .map(json)
         .map(|a| (a["target"].as_str().expect("t").to_string(), a["id"].as_str().expect("id").to_string()))
         .collect();
     let jobs_before = snapshot(&w.root.join(".lily/jobs"), &[]);
@@ -1723,6 +1733,7 @@ fn two_concurrent_approvals_of_one_run_lose_no_update_and_share_one_seq() {
             .receipt
             .approvals_requested
             .iter()
+            .map(json)
             .map(|a| a["id"].as_str().expect("id").to_string())
             .collect();
         assert_eq!(ids.len(), 2);
@@ -1742,7 +1753,7 @@ fn two_concurrent_approvals_of_one_run_lose_no_update_and_share_one_seq() {
             assert!(!d.message.contains("not recorded"), "{}", d.message);
         }
         let on_disk = runs::read_receipt(&r.run_dir).expect("receipt");
-        for a in &on_disk.approvals_requested {
+        for a in on_disk.approvals_requested.iter().map(json) {
             assert_eq!(a["state"], "applied", "round {round}: no decision lost: {:?}", on_disk.approvals_requested);
         }
         assert_seq_is_one_counter(&r.run_dir);
@@ -1791,9 +1802,14 @@ fn an_approval_decided_while_its_run_is_still_going_survives_the_runs_final_rece
         ))
         .expect("run");
     assert_eq!(decided.lock().expect("lock").len(), 1, "the observer approved the request");
-    assert_eq!(r.receipt.approvals_requested[0]["state"], "applied", "{:?}", r.receipt.approvals_requested);
+    assert_eq!(
+        json(&r.receipt.approvals_requested[0])["state"],
+        "applied",
+        "{:?}",
+        r.receipt.approvals_requested
+    );
     let on_disk = runs::read_receipt(&r.run_dir).expect("receipt");
-    assert_eq!(on_disk.approvals_requested[0]["state"], "applied", "the final receipt kept the decision");
+    assert_eq!(json(&on_disk.approvals_requested[0])["state"], "applied", "the final receipt kept the decision");
     assert_seq_is_one_counter(&r.run_dir);
     let summary = std::fs::read_to_string(r.run_dir.join("summary.md")).expect("summary");
     assert!(summary.contains("— applied:"), "{summary}");

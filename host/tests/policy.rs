@@ -11,6 +11,12 @@ use lily::spec;
 use lily::workspace::Root;
 use std::path::{Path, PathBuf};
 
+/// A receipt record as JSON (the receipt's contract is its JSON shape).
+#[allow(dead_code)]
+fn json<T: serde::Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).expect("serialize")
+}
+
 fn guest(name: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"))).expect("test guest built")
 }
@@ -115,7 +121,7 @@ fn a_denied_workspace_gets_a_hint_with_the_policy_lines_to_add_and_an_auditable_
     .expect("policy");
     let r = run(&e, "ws");
     assert_eq!(r.receipt.status, RunStatus::Succeeded, "{:?}", r.receipt.error);
-    let grants = &r.receipt.policy["grants"]["step:probe.v1"];
+    let grants = &json(&r.receipt.policy)["grants"]["step:probe.v1"];
     assert_eq!(grants["dirs"][0]["perms"], "ro");
 }
 
@@ -217,7 +223,7 @@ fn propose(e: &Env, id: &str, path: &str, content: &str) -> lily::jobs::RunResul
 fn approve_writes_exactly_the_proposed_bytes_once_even_with_two_approvers() {
     let e = env(BASE);
     let r = propose(&e, "p", "notes/out.txt", "exact bytes");
-    let req = &r.receipt.approvals_requested[0];
+    let req = &json(&r.receipt.approvals_requested[0]);
     assert_eq!(req["state"], "pending");
     let id = req["id"].as_str().expect("id").to_string();
     let target = e.lily.root.path.join("notes/out.txt");
@@ -231,7 +237,7 @@ fn approve_writes_exactly_the_proposed_bytes_once_even_with_two_approvers() {
     assert_eq!(std::fs::read_to_string(&target).expect("written"), "exact bytes");
     assert_eq!(approvals::load(&e.lily.root, &id).expect("req").state, State::Applied);
     let receipt = runs::read_receipt(&r.run_dir).expect("receipt");
-    assert_eq!(receipt.approvals_requested[0]["state"], "applied");
+    assert_eq!(json(&receipt.approvals_requested[0])["state"], "applied");
     assert!(runs::read_events(&r.run_dir).iter().any(|ev| ev["type"] == "approval_applied"));
 }
 
@@ -241,7 +247,7 @@ fn approve_refuses_a_changed_target_unless_forced() {
     std::fs::create_dir_all(e.lily.root.path.join("notes")).expect("mkdir");
     std::fs::write(e.lily.root.path.join("notes/out.txt"), "v1").expect("w");
     let r = propose(&e, "p", "notes/out.txt", "v2");
-    let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
+    let id = json(&r.receipt.approvals_requested[0])["id"].as_str().expect("id").to_string();
     std::fs::write(e.lily.root.path.join("notes/out.txt"), "changed meanwhile").expect("w");
     let err = approvals::approve(&e.lily.root, &id, false).expect_err("refused");
     assert!(err.contains("changed since the proposal"), "{err}");
@@ -253,14 +259,14 @@ fn approve_refuses_a_changed_target_unless_forced() {
 fn deny_and_expiry_write_nothing() {
     let e = env(BASE);
     let r = propose(&e, "p", "notes/denied.txt", "x");
-    let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
+    let id = json(&r.receipt.approvals_requested[0])["id"].as_str().expect("id").to_string();
     approvals::deny(&e.lily.root, &id, Some("not today")).expect("deny");
     assert!(approvals::approve(&e.lily.root, &id, false).is_err(), "a denied request cannot be approved");
     assert!(!e.lily.root.path.join("notes/denied.txt").exists());
 
     let e = env("version: 1\neffects:\n  approval_ttl_seconds: 0\n");
     let r = propose(&e, "p", "notes/expired.txt", "x");
-    let id = r.receipt.approvals_requested[0]["id"].as_str().expect("id").to_string();
+    let id = json(&r.receipt.approvals_requested[0])["id"].as_str().expect("id").to_string();
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(approvals::load(&e.lily.root, &id).expect("req").state, State::Expired);
     assert!(approvals::approve(&e.lily.root, &id, false).is_err());
@@ -271,10 +277,10 @@ fn deny_and_expiry_write_nothing() {
 fn auto_approved_effects_apply_and_denied_ones_do_not() {
     let e = env("version: 1\neffects:\n  write_file: { default: deny, auto_approve: [\".lily/out/**\"] }\n");
     let r = propose(&e, "a", ".lily/out/report.txt", "auto");
-    assert_eq!(r.receipt.approvals_requested[0]["state"], "applied");
+    assert_eq!(json(&r.receipt.approvals_requested[0])["state"], "applied");
     assert_eq!(std::fs::read_to_string(e.lily.root.path.join(".lily/out/report.txt")).expect("r"), "auto");
     let r = propose(&e, "d", "elsewhere.txt", "no");
-    assert_eq!(r.receipt.approvals_requested[0]["state"], "denied");
+    assert_eq!(json(&r.receipt.approvals_requested[0])["state"], "denied");
     assert!(!e.lily.root.path.join("elsewhere.txt").exists());
 }
 
@@ -299,7 +305,12 @@ fn traversal_in_effect_paths_is_refused_before_anything_is_written() {
     {
         std::os::unix::fs::symlink(outside.path(), e.lily.root.path.join("link")).expect("symlink");
         let r = propose(&e, "sym", "link/pwned.txt", "x");
-        assert_eq!(r.receipt.approvals_requested[0]["state"], "denied", "{:?}", r.receipt.approvals_requested);
+        assert_eq!(
+            json(&r.receipt.approvals_requested[0])["state"],
+            "denied",
+            "{:?}",
+            r.receipt.approvals_requested
+        );
         assert!(!outside.path().join("pwned.txt").exists());
     }
 }

@@ -5,8 +5,13 @@ use lily::jobs::replay::{self, ReplayOptions};
 use lily::jobs::{Lily, RunOptions};
 use lily::runs::{self, RunStatus};
 use lily::workspace::Root;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
+
+/// A receipt record as JSON (the receipt's contract is its JSON shape).
+#[allow(dead_code)]
+fn json<T: serde::Serialize>(t: &T) -> serde_json::Value {
+    serde_json::to_value(t).expect("serialize")
+}
 
 fn guest(name: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"))).expect("test guest built")
@@ -55,7 +60,7 @@ fn council_replay_is_byte_identical_and_records_lineage() {
     assert_eq!(orig.receipt.status, RunStatus::Succeeded);
     let (rep, original) = do_replay(&e, &orig.receipt.run_id, false).expect("replay");
     assert_eq!(rep.receipt.replay_of.as_deref(), Some(orig.receipt.run_id.as_str()));
-    assert_eq!(rep.receipt.trigger["type"], "replay");
+    assert_eq!(json(&rep.receipt.trigger)["type"], "replay");
     assert_ne!(rep.receipt.run_id, orig.receipt.run_id);
     assert_eq!(rep.receipt.payload, orig.receipt.payload);
     let read = |d: &Path, n: &str| std::fs::read(d.join(n)).expect("artifact");
@@ -103,7 +108,7 @@ fn digest_drift_is_refused_unless_allowed_and_then_recorded() {
     let e = env();
     write_job(&e, "drift", "{ op: env, name: HOME }");
     let orig = run(&e, "drift");
-    let old = orig.receipt.components[0]["digest"].as_str().expect("digest").to_string();
+    let old = json(&orig.receipt.components[0])["digest"].as_str().expect("digest").to_string();
     let changed = with_custom_section(guest("probe"));
     e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &changed, None, true))
         .expect("reinstall with --force");
@@ -117,7 +122,7 @@ fn digest_drift_is_refused_unless_allowed_and_then_recorded() {
     );
     let (rep, _) = do_replay(&e, &orig.receipt.run_id, true).expect("allowed");
     assert_eq!(rep.receipt.drift.len(), 1);
-    assert_eq!(rep.receipt.drift[0]["recorded"], old.as_str());
+    assert_eq!(json(&rep.receipt.drift[0])["recorded"], old.as_str());
     assert!(runs::read_events(&rep.run_dir).iter().any(|ev| ev["type"] == "component_drift"));
 }
 
@@ -129,11 +134,11 @@ fn a_replay_never_applies_effects() {
     assert_eq!(orig.receipt.status, RunStatus::Succeeded, "{:?}", orig.receipt.error);
     let target = e.lily.root.path.join(".lily/out/note.txt");
     assert_eq!(std::fs::read_to_string(&target).expect("auto-approved write applied"), "hello");
-    assert_eq!(orig.receipt.approvals_requested[0]["state"], "applied");
+    assert_eq!(json(&orig.receipt.approvals_requested[0])["state"], "applied");
     std::fs::remove_file(&target).expect("rm");
     let (rep, _) = do_replay(&e, &orig.receipt.run_id, false).expect("replay");
     assert!(!target.exists(), "replay must not apply the effect");
-    let req: &Value = &rep.receipt.approvals_requested[0];
+    let req = &json(&rep.receipt.approvals_requested[0]);
     assert_eq!(req["state"], "pending", "the replay's proposal needs fresh approval: {req}");
 }
 

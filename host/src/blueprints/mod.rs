@@ -10,7 +10,7 @@ pub use graph::{DirRequest, Graph, Node, Role};
 
 use crate::error::{ErrorCode, LilyError};
 use crate::runs::EventSink;
-use crate::sandbox::{Cause, ClockTape, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
+use crate::sandbox::{ClockTape, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -183,18 +183,7 @@ impl BlueprintFailure {
     }
 }
 
-/// What every step of a run recorded (for the receipt).
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct StepRecord {
-    pub node: String,
-    pub runnable: String,
-    pub digest: String,
-    pub outcome: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
-    pub duration_ms: u64,
-    pub fuel_used: u64,
-}
+pub use crate::runs::StepRecord;
 
 /// Everything a blueprint needs to run steps.
 pub struct ExecCtx {

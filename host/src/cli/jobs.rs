@@ -291,12 +291,7 @@ pub fn status_exit(r: &runs::Receipt) -> i32 {
         RunStatus::Cancelled => EXIT_CANCELLED,
         // A scheduled time that did not run is a record, not a failed run.
         RunStatus::Running | RunStatus::Missed | RunStatus::SkippedOverlap => EXIT_OK,
-        _ => r
-            .error
-            .as_ref()
-            .and_then(|e| ErrorCode::ALL.into_iter().find(|c| c.as_str() == e.code))
-            .map(exit_code)
-            .unwrap_or(EXIT_INTERNAL),
+        _ => r.error.as_ref().map(|e| exit_code(e.code)).unwrap_or(EXIT_INTERNAL),
     }
 }
 
@@ -531,16 +526,10 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
         return Ok(EXIT_OK);
     }
     outln!("run {} of job {}: {}", r.run_id, r.job_id, r.status.as_str());
-    outln!(
-        "  target    {} {} {}",
-        r.target["kind"].as_str().unwrap_or(""),
-        r.target["id"].as_str().unwrap_or(""),
-        r.target["version"].as_str().unwrap_or("")
-    );
-    match (r.trigger["type"].as_str(), r.trigger["scheduled_for"].as_str()) {
-        (Some(t), Some(at)) => outln!("  trigger   {t} (scheduled for {at})"),
-        (Some(t), None) => outln!("  trigger   {t}"),
-        _ => outln!("  trigger   {}", r.trigger),
+    outln!("  target    {} {} {}", r.target.kind, r.target.id, r.target.version.as_deref().unwrap_or(""));
+    match r.trigger.scheduled_for() {
+        Some(at) => outln!("  trigger   {} (scheduled for {at})", r.trigger.kind()),
+        None => outln!("  trigger   {}", r.trigger.kind()),
     }
     if let Some(of) = &r.replay_of {
         outln!("  replay of {of}");
@@ -566,20 +555,15 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
         outln!(
             "  #{} {} {}{}",
             a.n,
-            a.status,
-            a.error_code.as_deref().unwrap_or(""),
+            a.status.as_str(),
+            a.error_code.map(|c| c.as_str()).unwrap_or(""),
             if a.will_retry { " (will retry)" } else { "" }
         );
     }
     if !r.components.is_empty() {
         outln!("\ncomponents:");
         for c in &r.components {
-            outln!(
-                "  {} {} {}",
-                c["node"].as_str().unwrap_or(""),
-                c["version"].as_str().unwrap_or(""),
-                c["digest"].as_str().unwrap_or("")
-            );
+            outln!("  {} {} {}", c.node, c.version, c.digest);
         }
     }
     if !r.artifacts.is_empty() {
@@ -591,13 +575,7 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
     if !r.approvals_requested.is_empty() {
         outln!("\napprovals requested:");
         for a in &r.approvals_requested {
-            outln!(
-                "  {} {} {} {}",
-                a["id"].as_str().unwrap_or(""),
-                a["kind"].as_str().unwrap_or(""),
-                a["state"].as_str().unwrap_or(""),
-                lily::text::terminal_field(a["target"].as_str().unwrap_or(""))
-            );
+            outln!("  {} {} {} {}", a.id, a.kind, a.state.as_str(), lily::text::terminal_field(&a.target));
         }
     }
     if let Some(s) = r.payload.get("summary").and_then(Value::as_str) {
@@ -632,12 +610,7 @@ async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: b
         if !res.receipt.drift.is_empty() {
             outln!("drift accepted (--allow-drift):");
             for d in &res.receipt.drift {
-                outln!(
-                    "  {}: {} → {}",
-                    d["runnable"].as_str().unwrap_or(""),
-                    d["recorded"].as_str().unwrap_or(""),
-                    d["current"].as_str().unwrap_or("(missing)")
-                );
+                outln!("  {}: {} → {}", d.runnable, d.recorded, d.current.as_deref().unwrap_or("(missing)"));
             }
         }
         outln!("run directory: {}", res.run_dir.display());

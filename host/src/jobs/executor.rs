@@ -14,9 +14,12 @@
 use crate::blueprints::runnables::RunnableRegistry;
 use crate::blueprints::{Blueprint, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
-use crate::policy::{Decision, Policy};
+use crate::policy::Policy;
 use crate::runs::EventSink;
-use crate::runs::{self, ArtifactRecord, Attempt, EventLog, Receipt, ReceiptError, RunDir, RunStatus};
+use crate::runs::{
+    self, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, EventLog, PolicyRecord, Receipt, ReceiptError, RunDir, RunStatus,
+    TargetRecord, TriggerRecord,
+};
 use crate::sandbox::{ClockTape, Grants, Limits, Sandbox, SandboxOptions, Seeds};
 use crate::spec::{self, JobSpec, SpecFile, SummaryFormat};
 use crate::util::rfc3339;
@@ -84,17 +87,19 @@ pub enum TriggerInfo {
 }
 
 impl TriggerInfo {
-    fn to_json(&self) -> Value {
+    fn record(&self) -> TriggerRecord {
         match self {
-            TriggerInfo::Manual => json!({"type": "manual"}),
+            TriggerInfo::Manual => TriggerRecord::Manual,
             TriggerInfo::Cron {
                 scheduled_for,
                 local,
                 timezone,
-            } => {
-                json!({"type": "cron", "scheduled_for": rfc3339(*scheduled_for), "scheduled_for_local": local, "timezone": timezone})
-            }
-            TriggerInfo::Replay { of } => json!({"type": "replay", "replay_of": of}),
+            } => TriggerRecord::Cron {
+                scheduled_for: rfc3339(*scheduled_for),
+                scheduled_for_local: local.clone(),
+                timezone: timezone.clone(),
+            },
+            TriggerInfo::Replay { of } => TriggerRecord::Replay { replay_of: of.clone() },
         }
     }
 }
@@ -139,7 +144,7 @@ pub struct RunOptions {
     /// Never apply effects, even auto-approved ones (replay).
     pub no_auto_effects: bool,
     /// Component drift accepted by `--allow-drift` (recorded in the receipt).
-    pub drift: Vec<Value>,
+    pub drift: Vec<DriftRecord>,
 }
 
 impl Default for RunOptions {
@@ -169,8 +174,7 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn error_code(&self) -> Option<ErrorCode> {
-        let code = self.receipt.error.as_ref()?.code.clone();
-        ErrorCode::ALL.into_iter().find(|c| c.as_str() == code)
+        Some(self.receipt.error.as_ref()?.code)
     }
 }
 
@@ -406,7 +410,7 @@ impl Lily {
         let mut receipt = Receipt::start(
             &spec.id,
             &run.run_id,
-            opts.trigger.to_json(),
+            opts.trigger.record(),
             spec_file.sha256.as_deref().unwrap_or(""),
             &spec_file.path.display().to_string(),
         );
@@ -418,7 +422,13 @@ impl Lily {
         if let TriggerInfo::Replay { of } = &opts.trigger {
             receipt.replay_of = Some(of.clone());
         }
-        receipt.target = json!({"kind": spec.target.kind, "id": spec.target.id, "requirement": spec.target.version, "input": spec.target.input});
+        receipt.target = TargetRecord {
+            kind: spec.target.kind.clone(),
+            id: spec.target.id.clone(),
+            requirement: spec.target.version.clone(),
+            input: spec.target.input.clone(),
+            version: None,
+        };
         write_receipt(&run, &mut receipt, &events)?;
         events.emit(
             "job_started",
@@ -492,8 +502,12 @@ impl Lily {
                 return self.finish_without_attempt(run, events, receipt, spec, pe);
             }
         };
-        if let Some(d) = receipt.policy["decisions"].as_array_mut() {
-            d.push(json!({"subject": "runtime.max_parallel_runs", "decision": "allowed", "reason": format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs)}));
+        if let Some(d) = receipt.policy.decisions.as_mut() {
+            d.push(Decision {
+                subject: "runtime.max_parallel_runs".into(),
+                decision: "allowed".into(),
+                reason: format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs),
+            });
         }
         write_receipt(&run, &mut receipt, &events)?;
 
@@ -513,7 +527,7 @@ impl Lily {
                     cancelled = true;
                     receipt.attempts.push(Attempt {
                         n,
-                        status: "cancelled".into(),
+                        status: AttemptStatus::Cancelled,
                         started_at: rfc3339(att_start),
                         ended_at: rfc3339(Utc::now()),
                         error_code: None,
@@ -526,7 +540,7 @@ impl Lily {
                 AttemptOutcome::Succeeded(out, proposals) => {
                     receipt.attempts.push(Attempt {
                         n,
-                        status: "succeeded".into(),
+                        status: AttemptStatus::Succeeded,
                         started_at: rfc3339(att_start),
                         ended_at: rfc3339(Utc::now()),
                         error_code: None,
@@ -557,7 +571,7 @@ impl Lily {
         if cancelled {
             receipt.status = RunStatus::Cancelled;
             receipt.error = Some(ReceiptError {
-                code: ErrorCode::JobExecutionFailed.as_str().into(),
+                code: ErrorCode::JobExecutionFailed,
                 message: "run cancelled".into(),
                 cause: json!({"kind": "cancelled"}),
                 first_event_seq: None,
@@ -605,7 +619,7 @@ impl Lily {
                 let (code, message, cause) = last.unwrap_or((ErrorCode::JobExecutionFailed, "no attempt ran".into(), Value::Null));
                 receipt.status = RunStatus::Failed;
                 receipt.error = Some(ReceiptError {
-                    code: code.as_str().into(),
+                    code,
                     message: message.clone(),
                     cause: cause.clone(),
                     first_event_seq: events.first_error_seq(),
@@ -677,7 +691,7 @@ impl Lily {
             _ = cancel.cancelled() => None,
         };
         if let Ok(steps) = ctx.steps.lock() {
-            receipt.steps.extend(steps.iter().map(|r| serde_json::to_value(r).unwrap_or(Value::Null)));
+            receipt.steps.extend(steps.iter().cloned());
         }
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)
@@ -717,10 +731,10 @@ impl Lily {
     ) -> (ErrorCode, String, Value) {
         receipt.attempts.push(Attempt {
             n,
-            status: "failed".into(),
+            status: AttemptStatus::Failed,
             started_at: rfc3339(start),
             ended_at: rfc3339(Utc::now()),
-            error_code: Some(err.code.as_str().into()),
+            error_code: Some(err.code),
             message: Some(err.message.clone()),
             retryable,
             will_retry,
@@ -743,7 +757,7 @@ impl Lily {
             events.emit("job_denied", json!({"error_code": pe.error.code.as_str()}));
         }
         receipt.error = Some(ReceiptError {
-            code: pe.error.code.as_str().into(),
+            code: pe.error.code,
             message: pe.error.message.clone(),
             cause: json!({"cause": pe.cause, "hint": pe.error.hint, "details": pe.error.details}),
             first_event_seq: events.first_error_seq(),
@@ -775,15 +789,20 @@ impl Lily {
 }
 
 fn record_plan(receipt: &mut Receipt, p: &Plan) {
-    receipt.target["version"] = Value::from(p.blueprint.meta.version.to_string());
-    receipt.policy = json!({
-        "decisions": p.decisions,
-        "limits": p.limits,
-        "grants": p.prepared.grants.iter().map(|(node, g)| (node.clone(), g.redacted())).collect::<serde_json::Map<_, _>>(),
-    });
+    receipt.target.version = Some(p.blueprint.meta.version.to_string());
+    receipt.policy = PolicyRecord {
+        decisions: Some(p.decisions.clone()),
+        limits: Some(p.limits.clone()),
+        grants: Some(p.prepared.grants.iter().map(|(node, g)| (node.clone(), g.redacted())).collect()),
+    };
     receipt.components = p
         .nodes()
-        .map(|(n, l)| json!({"node": n.id, "runnable": n.runnable, "version": l.descriptor.version, "digest": l.digest}))
+        .map(|(n, l)| ComponentRecord {
+            node: n.id.clone(),
+            runnable: n.runnable.clone(),
+            version: l.descriptor.version.clone(),
+            digest: l.digest.clone(),
+        })
         .collect();
 }
 

@@ -4,7 +4,7 @@
 
 use super::executor::{Lily, RunOptions, RunResult, TriggerInfo};
 use crate::error::{ErrorCode, LilyError};
-use crate::runs::{self, Receipt};
+use crate::runs::{self, DriftRecord, Receipt};
 use crate::sandbox::{ClockTape, Sandbox};
 use crate::spec::{self, SpecFile};
 use serde::Serialize;
@@ -58,24 +58,20 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
     // Component drift: every recorded digest must match what would run now.
     let mut drift = Vec::new();
     for c in &original.components {
-        let runnable = c["runnable"].as_str().unwrap_or_default();
-        let recorded = c["digest"].as_str().unwrap_or_default();
-        let current = lily.runnables.bytes(runnable).map(|(b, _)| Sandbox::digest(&b));
-        if current.as_deref() != Some(recorded) {
-            drift.push(json!({"node": c["node"], "runnable": runnable, "recorded": recorded, "current": current}));
+        let current = lily.runnables.bytes(&c.runnable).map(|(b, _)| Sandbox::digest(&b));
+        if current.as_deref() != Some(c.digest.as_str()) {
+            drift.push(DriftRecord {
+                node: c.node.clone(),
+                runnable: c.runnable.clone(),
+                recorded: c.digest.clone(),
+                current,
+            });
         }
     }
     if !drift.is_empty() && !opts.allow_drift {
         let lines: Vec<String> = drift
             .iter()
-            .map(|d| {
-                format!(
-                    "{}: recorded {} now {}",
-                    d["runnable"].as_str().unwrap_or(""),
-                    d["recorded"].as_str().unwrap_or(""),
-                    d["current"].as_str().unwrap_or("(missing)")
-                )
-            })
+            .map(|d| format!("{}: recorded {} now {}", d.runnable, d.recorded, d.current.as_deref().unwrap_or("(missing)")))
             .collect();
         return Err(LilyError::new(
             ErrorCode::JobTargetUnresolved,

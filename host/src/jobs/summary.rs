@@ -12,11 +12,11 @@ pub fn markdown(r: &Receipt) -> String {
     s.push_str(&format!("- run: `{}`\n", r.run_id));
     s.push_str(&format!(
         "- target: {} {} {}\n",
-        md(r.target["kind"].as_str().unwrap_or("?")),
-        md(r.target["id"].as_str().unwrap_or("?")),
-        md(r.target["version"].as_str().unwrap_or(""))
+        md(&r.target.kind),
+        md(&r.target.id),
+        md(r.target.version.as_deref().unwrap_or(""))
     ));
-    s.push_str(&format!("- trigger: {}\n", md(r.trigger["type"].as_str().unwrap_or("manual"))));
+    s.push_str(&format!("- trigger: {}\n", md(r.trigger.kind())));
     if let Some(of) = &r.replay_of {
         s.push_str(&format!("- replay of: `{of}`\n"));
     }
@@ -79,13 +79,13 @@ pub fn markdown(r: &Receipt) -> String {
         for a in &r.approvals_requested {
             s.push_str(&format!(
                 "- `{}` {} {} — {}: `lily approvals show {}`, then `lily approvals approve {}` or `lily approvals deny {}`\n",
-                a["id"].as_str().unwrap_or(""),
-                md(a["kind"].as_str().unwrap_or("")),
-                md(a["target"].as_str().unwrap_or("")),
-                md(a["state"].as_str().unwrap_or("")),
-                a["id"].as_str().unwrap_or(""),
-                a["id"].as_str().unwrap_or(""),
-                a["id"].as_str().unwrap_or(""),
+                a.id,
+                md(&a.kind),
+                md(&a.target),
+                a.state.as_str(),
+                a.id,
+                a.id,
+                a.id,
             ));
         }
     }

@@ -4,28 +4,20 @@
 //! cap-std, confined to the root.
 
 use super::{EffectMode, Policy, effects};
-use crate::runs;
 use crate::runs::EventSink;
+use crate::runs::{self, ApprovalRecord};
 use crate::sandbox::{Proposal, ProposedEffect};
 use crate::spec::Publish;
 use crate::util::{atomic_write, rfc3339, sha256};
 use crate::workspace::Root;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// States of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Pending,
-    Applied,
-    Denied,
-    Expired,
-    Failed,
-}
+/// States of a request (the run store's, so receipts name them the same).
+pub use crate::runs::ApprovalState as State;
 
 /// `.lily/state/approvals/<id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,8 +53,18 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn summary(&self) -> Value {
-        json!({"id": self.id, "kind": self.kind, "target": self.target, "state": self.state, "sha256": self.sha256, "bytes": self.bytes, "runnable": self.runnable, "reason": self.reason})
+    /// The request as the run's receipt lists it.
+    pub fn summary(&self) -> ApprovalRecord {
+        ApprovalRecord {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            state: self.state,
+            sha256: self.sha256.clone(),
+            bytes: self.bytes,
+            runnable: self.runnable.clone(),
+            reason: self.reason.clone(),
+        }
     }
 }
 
@@ -101,7 +103,7 @@ pub fn record_proposals(
     publish: Option<&Publish>,
     events: &dyn EventSink,
     never_apply: bool,
-) -> Vec<Value> {
+) -> Vec<ApprovalRecord> {
     let mut out = Vec::new();
     let mut all: Vec<(String, Proposal)> = proposals.iter().map(|(_, r, p)| (r.clone(), p.clone())).collect();
     if let Some(p) = publish {
@@ -359,11 +361,11 @@ fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, Stri
 fn record_in_run(root: &Root, req: &Request) -> Result<(), String> {
     let run_dir = root.runs_dir().join(&req.job_id).join(&req.run_id);
     let (kind, state) = match req.state {
-        State::Applied => ("approval_applied", "applied"),
-        State::Denied => ("approval_denied", "denied"),
-        State::Failed => ("approval_failed", "failed"),
-        State::Expired => ("approval_updated", "expired"),
-        State::Pending => ("approval_updated", "pending"),
+        State::Applied => ("approval_applied", State::Applied),
+        State::Denied => ("approval_denied", State::Denied),
+        State::Failed => ("approval_failed", State::Failed),
+        State::Expired => ("approval_updated", State::Expired),
+        State::Pending => ("approval_updated", State::Pending),
     };
     runs::record_operator_decision(&run_dir, &req.run_id, &req.id, kind, state).map_err(|e| format!("{}: {e}", run_dir.display()))
 }

@@ -495,12 +495,7 @@ impl Policy {
 }
 
 /// One recorded policy decision (receipts, `lily policy explain`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Decision {
-    pub subject: String,
-    pub decision: String,
-    pub reason: String,
-}
+pub use crate::runs::Decision;
 
 pub fn mode_str(p: Perms) -> &'static str {
     match p {

@@ -8,9 +8,20 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A new run id: UTC start time (sortable) plus 8 random hex digits, so two
-/// processes starting in the same millisecond still differ.
+/// processes starting in the same millisecond still differ. Within one
+/// process ids strictly increase — a run created later sorts later even in
+/// the same millisecond (the time part moves on by a millisecond instead) —
+/// which the scheduler's crash recovery relies on when it reads a job's runs
+/// newest first.
 pub fn new_run_id() -> String {
-    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), crate::util::random_hex(4))
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_MS: AtomicI64 = AtomicI64::new(0);
+    let now = Utc::now().timestamp_millis();
+    let ms = match LAST_MS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1))) {
+        Ok(last) | Err(last) => now.max(last + 1),
+    };
+    let at = chrono::DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_else(Utc::now);
+    format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), crate::util::random_hex(4))
 }
 
 /// An open run directory: holds the run lock for the life of the run.

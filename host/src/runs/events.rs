@@ -1,7 +1,7 @@
 //! `events.jsonl` and the run's one writer: every append and every receipt
 //! write of a run happens under its writer lock, across processes.
 
-use super::{EVENTS, RECEIPT, Receipt, WRITER_LOCK};
+use super::{ApprovalState, EVENTS, RECEIPT, Receipt, WRITER_LOCK};
 use crate::util::rfc3339;
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ pub struct Writer {
     len: u64,
     first_error_seq: Option<u64>,
     /// Operators' approval decisions seen in the events file (id → state).
-    decisions: BTreeMap<String, String>,
+    decisions: BTreeMap<String, ApprovalState>,
 }
 
 impl Writer {
@@ -122,8 +122,8 @@ impl Writer {
     /// Put operators' decisions into the receipt's approval list.
     pub fn merge_decisions(&self, r: &mut Receipt) {
         for a in &mut r.approvals_requested {
-            if let Some(state) = a["id"].as_str().and_then(|id| self.decisions.get(id)) {
-                a["state"] = Value::from(state.clone());
+            if let Some(state) = self.decisions.get(&a.id) {
+                a.state = *state;
             }
         }
     }
@@ -144,16 +144,16 @@ fn read_exact_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
 
 /// The state an operator's decision event sets (`approval_applied` /
 /// `approval_denied` … with `by: operator`).
-fn operator_decision(ev: &Value) -> Option<String> {
+fn operator_decision(ev: &Value) -> Option<ApprovalState> {
     if ev["by"] != "operator" || !ev["approval_id"].is_string() {
         return None;
     }
-    if let Some(s) = ev["state"].as_str() {
-        return Some(s.to_string());
+    if let Some(s) = ev.get("state").and_then(|s| serde_json::from_value::<ApprovalState>(s.clone()).ok()) {
+        return Some(s);
     }
     match ev["type"].as_str()? {
-        "approval_applied" => Some("applied".into()),
-        "approval_denied" => Some("denied".into()),
+        "approval_applied" => Some(ApprovalState::Applied),
+        "approval_denied" => Some(ApprovalState::Denied),
         _ => None,
     }
 }
@@ -206,7 +206,7 @@ impl EventSink for EventLog {
 /// any process: under the run's writer lock, append the event (next `seq`)
 /// and update the state in the receipt if one is written. A run still going
 /// merges the decision into every receipt it writes later.
-pub fn record_operator_decision(run_dir: &Path, run_id: &str, approval_id: &str, kind: &str, state: &str) -> std::io::Result<()> {
+pub fn record_operator_decision(run_dir: &Path, run_id: &str, approval_id: &str, kind: &str, state: ApprovalState) -> std::io::Result<()> {
     if !run_dir.join(EVENTS).exists() {
         return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: no such run", run_dir.display())));
     }

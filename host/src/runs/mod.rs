@@ -18,7 +18,10 @@ mod receipt;
 
 pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
-pub use receipt::{ArtifactRecord, Attempt, Receipt, ReceiptError, RunStatus};
+pub use receipt::{
+    ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
+    RunStatus, StepRecord, TargetRecord, TriggerRecord,
+};
 
 use crate::util::rfc3339;
 use serde::{Deserialize, Serialize};
@@ -97,12 +100,12 @@ fn orphan_receipt(run_dir: &Path) -> Option<Receipt> {
             return None;
         }
     }
-    let mut r = Receipt::start(job_id, run_id, json!({"type": "unknown"}), "", "");
+    let mut r = Receipt::start(job_id, run_id, TriggerRecord::Unknown, "", "");
     r.status = RunStatus::Interrupted;
     r.started_at = rfc3339(started);
     r.pid = 0;
     r.error = Some(ReceiptError {
-        code: crate::error::ErrorCode::JobExecutionFailed.as_str().into(),
+        code: crate::error::ErrorCode::JobExecutionFailed,
         message: "the run was interrupted before its first receipt was written".into(),
         cause: json!({"kind": "interrupted"}),
         first_event_seq: None,
@@ -131,10 +134,10 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         status: r.status,
         started_at: r.started_at.clone(),
         ended_at: r.ended_at.clone(),
-        trigger: r.trigger.get("type").and_then(Value::as_str).unwrap_or("manual").to_string(),
-        error_code: r.error.as_ref().map(|e| e.code.clone()),
+        trigger: r.trigger.kind().to_string(),
+        error_code: r.error.as_ref().map(|e| e.code.as_str().to_string()),
         replay_of: r.replay_of.clone(),
-        scheduled_for: r.trigger.get("scheduled_for").and_then(Value::as_str).map(str::to_string),
+        scheduled_for: r.trigger.scheduled_for().map(str::to_string),
         path,
     }
 }
@@ -273,18 +276,18 @@ mod tests {
 
     #[test]
     fn run_ids_are_unique_and_sort_by_time() {
-        let mut ids: Vec<String> = (0..1000).map(|_| new_run_id()).collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n);
+        let ids: Vec<String> = (0..1000).map(|_| new_run_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "created later sorts later, even within one millisecond");
     }
 
     #[test]
     fn dead_running_run_reads_as_interrupted() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = RunDir::create(tmp.path(), "job").expect("create");
-        let mut r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
+        let mut r = Receipt::start("job", &dir.run_id, TriggerRecord::Manual, "sha256:x", "p");
         let log = EventLog::create(&dir.path, &dir.run_id, None).expect("log");
         dir.write_receipt(&mut r, &log).expect("write");
         assert_eq!(read_receipt(&dir.path).expect("read").status, RunStatus::Running);
@@ -298,24 +301,34 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = RunDir::create(tmp.path(), "job").expect("create");
         let log = EventLog::create(&dir.path, &dir.run_id, None).expect("log");
-        let mut r = Receipt::start("job", &dir.run_id, json!({"type": "manual"}), "sha256:x", "p");
-        r.approvals_requested = vec![json!({"id": "apr-1", "state": "pending"}), json!({"id": "apr-2", "state": "pending"})];
+        let mut r = Receipt::start("job", &dir.run_id, TriggerRecord::Manual, "sha256:x", "p");
+        let request = |id: &str| ApprovalRecord {
+            id: id.into(),
+            kind: "write_file".into(),
+            target: "notes/a.md".into(),
+            state: ApprovalState::Pending,
+            sha256: "sha256:x".into(),
+            bytes: 1,
+            runnable: "r.v1".into(),
+            reason: "test".into(),
+        };
+        r.approvals_requested = vec![request("apr-1"), request("apr-2")];
         log.emit("job_started", json!({}));
         dir.write_receipt(&mut r, &log).expect("progress");
         // An operator (another writer) decides while the run is going …
-        record_operator_decision(&dir.path, &dir.run_id, "apr-2", "approval_applied", "applied").expect("decide");
+        record_operator_decision(&dir.path, &dir.run_id, "apr-2", "approval_applied", ApprovalState::Applied).expect("decide");
         log.emit("job_completed", json!({}));
         // … and the run's own receipts keep the decision.
         dir.commit_receipt(&mut r, &log).expect("commit");
         let on_disk = read_receipt(&dir.path).expect("receipt");
-        assert_eq!(on_disk.approvals_requested[0]["state"], "pending");
-        assert_eq!(on_disk.approvals_requested[1]["state"], "applied");
+        assert_eq!(on_disk.approvals_requested[0].state, ApprovalState::Pending);
+        assert_eq!(on_disk.approvals_requested[1].state, ApprovalState::Applied);
         let seqs: Vec<u64> = read_events(&dir.path).iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         // After the run, decisions go into the committed receipt.
-        record_operator_decision(&dir.path, &dir.run_id, "apr-1", "approval_denied", "denied").expect("decide");
+        record_operator_decision(&dir.path, &dir.run_id, "apr-1", "approval_denied", ApprovalState::Denied).expect("decide");
         let on_disk = read_receipt(&dir.path).expect("receipt");
-        assert_eq!(on_disk.approvals_requested[0]["state"], "denied");
+        assert_eq!(on_disk.approvals_requested[0].state, ApprovalState::Denied);
         assert_eq!(read_events(&dir.path).last().expect("event")["seq"], 4);
     }
 

@@ -1,9 +1,12 @@
 //! `run_receipt.json`: the record of one run.
 
+use crate::error::ErrorCode;
+use crate::sandbox::Cause;
 use crate::util::rfc3339;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Terminal and non-terminal run states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,15 +40,34 @@ impl RunStatus {
     }
 }
 
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// One attempt of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     pub n: u32,
-    pub status: String,
+    pub status: AttemptStatus,
     pub started_at: String,
     pub ended_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub retryable: bool,
@@ -64,13 +86,160 @@ pub struct ArtifactRecord {
 /// The error of a failed run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReceiptError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     #[serde(default)]
     pub cause: Value,
     /// `seq` of the event where the first error code appeared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_event_seq: Option<u64>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TriggerRecord {
+    Manual,
+    Cron {
+        /// The scheduled instant (RFC 3339, UTC).
+        scheduled_for: String,
+        /// The same instant in the job's zone.
+        #[serde(default)]
+        scheduled_for_local: String,
+        #[serde(default)]
+        timezone: String,
+    },
+    Replay {
+        replay_of: String,
+    },
+    /// A run killed before its first receipt: what started it is not known.
+    Unknown,
+}
+
+impl TriggerRecord {
+    /// `manual`, `cron` or `replay`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TriggerRecord::Manual => "manual",
+            TriggerRecord::Cron { .. } => "cron",
+            TriggerRecord::Replay { .. } => "replay",
+            TriggerRecord::Unknown => "unknown",
+        }
+    }
+
+    /// The scheduled instant of a cron run.
+    pub fn scheduled_for(&self) -> Option<&str> {
+        match self {
+            TriggerRecord::Cron { scheduled_for, .. } => Some(scheduled_for),
+            _ => None,
+        }
+    }
+}
+
+/// What a run targets: the spec's target, and the version it resolved to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub kind: String,
+    pub id: String,
+    /// The spec's semver requirement (`null` when it names none).
+    #[serde(default)]
+    pub requirement: Option<String>,
+    /// The job's input (absent from `missed` / `skipped_overlap` records).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub input: Value,
+    /// The blueprint version the run resolved to (once planned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One policy decision (receipts, `lily policy explain`): `decision` is
+/// `granted`, `allowed`, `denied`, `applied`… as the rule says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Decision {
+    pub subject: String,
+    pub decision: String,
+    pub reason: String,
+}
+
+/// What the policy decided for a run: its decisions, the limits of its
+/// steps and the grants of each node (env values redacted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Vec<Decision>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::sandbox::Limits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<BTreeMap<String, Value>>,
+}
+
+/// The component that ran a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentRecord {
+    pub node: String,
+    pub runnable: String,
+    pub version: String,
+    pub digest: String,
+}
+
+/// What every step of a run recorded: `outcome` is `ok` or the kind of
+/// its [`Cause`].
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub node: String,
+    pub runnable: String,
+    pub digest: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    pub duration_ms: u64,
+    pub fuel_used: u64,
+}
+
+/// A component that differed from the replayed run (`--allow-drift`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    pub node: String,
+    pub runnable: String,
+    pub recorded: String,
+    /// The digest that runs now (`null`: the runnable is gone).
+    pub current: Option<String>,
+}
+
+/// State of an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Applied,
+    Denied,
+    Expired,
+    Failed,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Applied => "applied",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Failed => "failed",
+        }
+    }
+}
+
+/// An approval request a run made, as its receipt lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub id: String,
+    pub kind: String,
+    pub target: String,
+    pub state: ApprovalState,
+    pub sha256: String,
+    pub bytes: u64,
+    pub runnable: String,
+    pub reason: String,
 }
 
 /// `run_receipt.json`: the source of truth of a run.
@@ -83,17 +252,17 @@ pub struct Receipt {
     pub started_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
-    pub trigger: Value,
-    pub target: Value,
+    pub trigger: TriggerRecord,
+    pub target: TargetRecord,
     pub artifacts: Vec<ArtifactRecord>,
-    pub approvals_requested: Vec<Value>,
+    pub approvals_requested: Vec<ApprovalRecord>,
     pub references: Vec<String>,
     pub payload: Value,
     pub attempts: Vec<Attempt>,
-    pub policy: Value,
-    pub components: Vec<Value>,
+    pub policy: PolicyRecord,
+    pub components: Vec<ComponentRecord>,
     #[serde(default)]
-    pub steps: Vec<Value>,
+    pub steps: Vec<StepRecord>,
     pub spec_sha256: String,
     #[serde(default)]
     pub spec_path: String,
@@ -103,7 +272,7 @@ pub struct Receipt {
     pub replay_of: Option<String>,
     /// Components that differed from the replayed run (`--allow-drift`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<Value>,
+    pub drift: Vec<DriftRecord>,
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReceiptError>,
@@ -111,7 +280,7 @@ pub struct Receipt {
 
 impl Receipt {
     /// A receipt for a run that just started.
-    pub fn start(job_id: &str, run_id: &str, trigger: Value, spec_sha256: &str, spec_path: &str) -> Receipt {
+    pub fn start(job_id: &str, run_id: &str, trigger: TriggerRecord, spec_sha256: &str, spec_path: &str) -> Receipt {
         Receipt {
             lily_version: crate::VERSION.into(),
             job_id: job_id.into(),
@@ -120,13 +289,13 @@ impl Receipt {
             started_at: rfc3339(Utc::now()),
             ended_at: None,
             trigger,
-            target: Value::Null,
+            target: TargetRecord::default(),
             artifacts: Vec::new(),
             approvals_requested: Vec::new(),
             references: Vec::new(),
             payload: Value::Null,
             attempts: Vec::new(),
-            policy: json!({}),
+            policy: PolicyRecord::default(),
             components: Vec::new(),
             steps: Vec::new(),
             spec_sha256: spec_sha256.into(),

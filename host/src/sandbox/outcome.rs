@@ -62,7 +62,7 @@ pub struct ClockTape {
 }
 
 /// Why a step did not produce a valid envelope.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     /// The runnable returned its own `run-error`.
@@ -79,7 +79,7 @@ pub enum Cause {
         limit: u64,
     },
     DeadlineExceeded {
-        #[serde(serialize_with = "ser_ms")]
+        #[serde(serialize_with = "ser_ms", deserialize_with = "de_ms")]
         limit: Duration,
     },
     MemoryLimit {
@@ -98,6 +98,10 @@ pub enum Cause {
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
+}
+
+fn de_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_millis(<u64 as serde::Deserialize>::deserialize(d)?))
 }
 
 impl Cause {

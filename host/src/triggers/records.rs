@@ -5,7 +5,7 @@
 //! event, so `lily jobs runs` shows them next to real runs.
 
 use crate::runs::EventSink;
-use crate::runs::{EventLog, Receipt, RunDir, RunStatus};
+use crate::runs::{EventLog, Receipt, RunDir, RunStatus, TargetRecord, TriggerRecord};
 use crate::util::rfc3339;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ pub struct Record {
     pub spec_sha256: String,
     pub spec_path: String,
     /// `{kind, id, requirement}` of the job's target.
-    pub target: Value,
+    pub target: TargetRecord,
 }
 
 impl Record {
@@ -41,9 +41,13 @@ impl Record {
     }
 }
 
-/// The `trigger` object of a cron run's receipt.
-pub fn cron_trigger(scheduled_for: DateTime<Utc>, local: &str, timezone: &str) -> Value {
-    json!({"type": "cron", "scheduled_for": rfc3339(scheduled_for), "scheduled_for_local": local, "timezone": timezone})
+/// The `trigger` of a cron run's receipt.
+pub fn cron_trigger(scheduled_for: DateTime<Utc>, local: &str, timezone: &str) -> TriggerRecord {
+    TriggerRecord::Cron {
+        scheduled_for: rfc3339(scheduled_for),
+        scheduled_for_local: local.to_string(),
+        timezone: timezone.to_string(),
+    }
 }
 
 /// Write the record as a run directory; returns its path.
@@ -94,7 +98,11 @@ mod tests {
             details: json!({"catchup": "latest"}),
             spec_sha256: "sha256:x".into(),
             spec_path: "nightly.job.yaml".into(),
-            target: json!({"kind": "blueprint", "id": "council.v1"}),
+            target: TargetRecord {
+                kind: "blueprint".into(),
+                id: "council.v1".into(),
+                ..Default::default()
+            },
         };
         let dir = write_record(&runs, &record).expect("write");
         let overlap = Record {
@@ -112,9 +120,14 @@ mod tests {
 
         let receipt = runs::read_receipt(&dir).expect("receipt");
         assert_eq!(receipt.status, RunStatus::Missed);
-        assert_eq!(receipt.trigger["scheduled_for"], "2026-03-08T07:00:00.000Z");
-        assert_eq!(receipt.trigger["scheduled_for_local"], "2026-03-08T03:00:00-04:00");
-        assert_eq!(receipt.trigger["timezone"], "America/New_York");
+        assert_eq!(
+            receipt.trigger,
+            TriggerRecord::Cron {
+                scheduled_for: "2026-03-08T07:00:00.000Z".into(),
+                scheduled_for_local: "2026-03-08T03:00:00-04:00".into(),
+                timezone: "America/New_York".into(),
+            }
+        );
         let events = runs::read_events(&dir);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["type"], "job_missed");

@@ -120,12 +120,7 @@ pub(super) fn recorded_since(runs_dir: &Path, job_id: &str, after: DateTime<Utc>
             out.without_receipt += 1;
             continue;
         };
-        let Some(t) = r
-            .trigger
-            .get("scheduled_for")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
-        else {
+        let Some(t) = r.trigger.scheduled_for().and_then(|s| s.parse::<DateTime<Utc>>().ok()) else {
             continue;
         };
         if t <= after {

@@ -170,7 +170,7 @@ fn records_of(r: &TestRoot, job: &str) -> Vec<(RunStatus, String, String)> {
         .map(|rc| {
             (
                 rc.status,
-                rc.trigger["scheduled_for"].as_str().unwrap_or("").to_string(),
+                rc.trigger.scheduled_for().unwrap_or("").to_string(),
                 rc.payload["reason"].as_str().unwrap_or("").to_string(),
             )
         })
@@ -884,7 +884,11 @@ fn a_run_the_executor_refuses_leaves_a_missed_record() {
         timezone: "UTC".into(),
         spec_path: r.root.jobs_dir.join("tick.job.yaml"),
         spec_sha256: "sha256:x".into(),
-        target: json!({"kind": "blueprint", "id": "council.v1"}),
+        target: crate::runs::TargetRecord {
+            kind: "blueprint".into(),
+            id: "council.v1".into(),
+            ..Default::default()
+        },
         prepared: None,
     };
     let rec = fire.not_started_record(ErrorCode::JobInvalidSpec, "bad");

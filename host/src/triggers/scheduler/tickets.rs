@@ -15,7 +15,7 @@ pub struct Fire {
     pub spec_path: PathBuf,
     /// The spec as the scheduler read it (for a record if the run cannot start).
     pub spec_sha256: String,
-    pub target: Value,
+    pub target: crate::runs::TargetRecord,
     /// The parsed spec file the scheduler holds, used for the run when the
     /// file on disk still has the same stamp (else the run reads it again).
     pub prepared: Option<PreparedSpec>,

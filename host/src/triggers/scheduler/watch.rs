@@ -14,7 +14,7 @@ pub(super) enum Parsed {
 /// file a run starts from while the file is unchanged ([`Fire::spec_now`]).
 pub(super) struct CronSpec {
     pub(super) plan: JobPlan,
-    pub(super) target: Value,
+    pub(super) target: crate::runs::TargetRecord,
     pub(super) prepared: PreparedSpec,
 }
 
@@ -124,7 +124,12 @@ impl Scheduler {
                 None => Parsed::Manual(s.id.clone()),
                 Some(plan) => Parsed::Cron(Arc::new(CronSpec {
                     plan,
-                    target: json!({"kind": s.target.kind, "id": s.target.id, "requirement": s.target.version}),
+                    target: crate::runs::TargetRecord {
+                        kind: s.target.kind.clone(),
+                        id: s.target.id.clone(),
+                        requirement: s.target.version.clone(),
+                        ..Default::default()
+                    },
                     prepared: PreparedSpec { stamp, file: Arc::new(f) },
                 })),
             },
