@@ -12,7 +12,7 @@
 //! `cargo component build --release`.
 
 use crate::error::{ErrorCode, LilyError};
-use crate::sandbox::{Descriptor, RunnableKind, Sandbox, host_provides};
+use crate::sandbox::{Descriptor, LoadError, LoadErrorKind, RunnableKind, Sandbox, host_provides};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -354,67 +354,61 @@ fn sample_synth_input() -> Value {
     })
 }
 
-/// Turn a sandbox load error into a problem with a fix.
-fn load_problem(message: &str) -> (Problem, Vec<String>) {
+/// Turn a sandbox load error into a problem with a fix, by its kind.
+fn load_problem(e: &LoadError) -> (Problem, Vec<String>) {
     let p = |area: &'static str, hint: &str| Problem {
         area,
-        message: message.to_string(),
+        message: e.message.clone(),
         hint: hint.to_string(),
     };
-    const NOT_PROVIDED: &str = "does not provide: ";
-    if let Some(at) = message.find(NOT_PROVIDED) {
-        let missing: Vec<String> = message[at + NOT_PROVIDED.len()..].split(", ").map(|s| s.trim().to_string()).collect();
-        let problem = Problem {
-            area: "imports",
-            message: format!(
-                "it imports {}, which the Lily host does not provide, so no job could ever run it",
-                missing.join(", ")
-            ),
-            hint: "A runnable may import only WASI 0.2 interfaces (wasi:*) and lily:runnable/events and lily:runnable/effects. \
-                   Remove the code or dependency that uses the other interfaces (check your WIT world's `import` lines)."
-                .into(),
-        };
-        return (problem, missing);
-    }
-    let problem = if message.starts_with("not a valid WebAssembly component") {
-        p(
+    let problem = match &e.kind {
+        LoadErrorKind::MissingImports(missing) => {
+            let problem = Problem {
+                area: "imports",
+                message: format!(
+                    "it imports {}, which the Lily host does not provide, so no job could ever run it",
+                    missing.join(", ")
+                ),
+                hint: "A runnable may import only WASI 0.2 interfaces (wasi:*) and lily:runnable/events and lily:runnable/effects. \
+                       Remove the code or dependency that uses the other interfaces (check your WIT world's `import` lines)."
+                    .into(),
+            };
+            return (problem, missing.clone());
+        }
+        LoadErrorKind::NotAComponent => p(
             "component",
             "Build with `cargo build --release --target wasm32-wasip2` or `cargo component build --release`; a core module (wasm32-unknown-unknown, or wasm32-wasip1 without cargo-component) is not a component.",
-        )
-    } else if message.starts_with("component cannot be linked") {
-        p(
+        ),
+        LoadErrorKind::TooComplex => p(
+            "component",
+            "Keep components under the policy's limits.max_component_mb and functions nested less than 4,096 blocks deep (generated code is the usual cause).",
+        ),
+        LoadErrorKind::LinkFailed => p(
             "imports",
             "The component's imports do not match what the host links (WASI 0.2 and lily:runnable@0.1.0); rebuild it against the WIT in lily-guest/wit/.",
-        )
-    } else if message.starts_with("component does not implement") {
-        p(
+        ),
+        LoadErrorKind::MissingExports => p(
             "exports",
             "Export `describe` and `run`: end src/lib.rs with lily_guest::export_specialist!(YourType) or export_synthesizer!(YourType) (or export_runnable! for a raw Guest).",
-        )
-    } else if message.starts_with("describe failed") {
-        p(
+        ),
+        LoadErrorKind::DescribeFailed => p(
             "describe",
             "`describe` must return at once: no panics, no loops, no file or clock access. With the SDK it only reads your ID, VERSION and SUMMARY constants.",
-        )
-    } else if message.contains("descriptor id") {
-        p(
+        ),
+        LoadErrorKind::BadId => p(
             "descriptor",
             "Ids are lower-case letters, digits, '.', '_' and '-', start with a letter or digit and have at most 64 characters, e.g. my-check.v1 (the ID constant in src/lib.rs).",
-        )
-    } else if message.contains("descriptor version") {
-        p(
+        ),
+        LoadErrorKind::BadVersion => p(
             "descriptor",
             "Use a semantic version such as 1.0.0 (a scaffolded crate takes VERSION from the version in Cargo.toml).",
-        )
-    } else if message.contains("summary is blank") {
-        p("descriptor", "Set SUMMARY to one line that tells a person what the runnable does.")
-    } else if message.contains("schema") {
-        p(
+        ),
+        LoadErrorKind::BlankSummary => p("descriptor", "Set SUMMARY to one line that tells a person what the runnable does."),
+        LoadErrorKind::BadSchema => p(
             "schema",
-            "Return JSON Schema objects (draft 2020-12) as text, e.g. the SDK's specialist_input_schema() / specialist_output_schema().",
-        )
-    } else {
-        p("component", "Inspect it with `lily runnables inspect <file.wasm>`.")
+            "Return JSON Schema objects (draft 2020-12) as text, e.g. the SDK's specialist_input_schema() / specialist_output_schema(); at most 64 KiB, patterns without back-references or look-around.",
+        ),
+        LoadErrorKind::Internal => p("component", "Inspect it with `lily runnables inspect <file.wasm>`."),
     };
     (problem, Vec::new())
 }
@@ -447,7 +441,7 @@ pub async fn check_component(sandbox: &Sandbox, bytes: &[u8]) -> ContractCheck {
     let loaded = match sandbox.load(bytes).await {
         Ok(l) => l,
         Err(e) => {
-            let (problem, missing) = load_problem(&e.0);
+            let (problem, missing) = load_problem(&e);
             check.imports = missing;
             check.problems.push(problem);
             return check;

@@ -484,7 +484,7 @@ fn load_never_panics_on_mutated_components_and_the_sandbox_survives() {
             }
             Err(e) => {
                 refused.set(refused.get() + 1);
-                prop_assert!(!e.0.is_empty());
+                prop_assert!(!e.message.is_empty());
             }
         }
         // describe runs under a 5 s deadline; compile is bounded by the size.

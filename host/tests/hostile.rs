@@ -1013,8 +1013,8 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     let before = w.snapshot();
     let evil = guest("hostile_import");
     let err = w.rt.block_on(w.lily.sandbox.load(&evil)).expect_err("refused at load");
-    assert!(err.0.contains("imports interfaces the host does not provide"), "{}", err.0);
-    assert!(err.0.contains("acme:evil/exfil"), "{}", err.0);
+    assert!(err.message.contains("imports interfaces the host does not provide"), "{}", err.message);
+    assert!(err.message.contains("acme:evil/exfil"), "{}", err.message);
     let err =
         w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &evil, None, false))
             .expect_err("install refused");
@@ -1080,7 +1080,7 @@ fn malformed_component_bytes_are_refused_at_load() {
     for (what, bytes) in malformed_inputs() {
         let t = Instant::now();
         let err = w.rt.block_on(w.lily.sandbox.load(&bytes)).expect_err(&what);
-        assert!(!err.0.is_empty(), "{what}");
+        assert!(!err.message.is_empty(), "{what}");
         assert!(t.elapsed() < Duration::from_secs(10), "{what}: {:?}", t.elapsed());
     }
     w.plant("garbage.v1", b"\0asm\x0d\0\x01\0garbage");
@@ -1580,12 +1580,12 @@ fn outside_9_components_that_are_too_large_or_too_nested_are_refused_before_comp
     let bomb = nested_blocks_component(100_000);
     let started = Instant::now();
     let err = rt.block_on(sb.load(&bomb)).expect_err("refused");
-    assert!(err.0.starts_with("component_too_complex: "), "{}", err.0);
+    assert!(err.message.starts_with("component_too_complex: "), "{}", err.message);
     assert!(started.elapsed() < Duration::from_secs(5), "refused before compiling: {:?}", started.elapsed());
     // The size limit (policy limits.max_component_mb) applies to any component.
     sb.set_max_component_bytes(1000);
     let err = rt.block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).expect_err("too large");
-    assert!(err.0.contains("max_component_mb"), "{}", err.0);
+    assert!(err.message.contains("max_component_mb"), "{}", err.message);
     sb.set_max_component_bytes(64 << 20);
     assert!(rt.block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).is_ok());
 }

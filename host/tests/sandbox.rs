@@ -316,7 +316,7 @@ fn describe_that_never_returns_is_refused_at_load() {
     let f = Fixture::new();
     let t = Instant::now();
     let err = f.rt.block_on(f.sb.load(&guest("spin_describe"))).expect_err("must be refused");
-    assert!(err.0.contains("describe failed"), "{}", err.0);
+    assert!(err.message.contains("describe failed"), "{}", err.message);
     assert!(t.elapsed() < Duration::from_secs(10));
     f.assert_echo_still_works();
 }
@@ -325,7 +325,7 @@ fn describe_that_never_returns_is_refused_at_load() {
 fn malformed_bytes_are_refused_at_load() {
     let f = Fixture::new();
     let err = f.rt.block_on(f.sb.load(b"\0asm garbage")).expect_err("refused");
-    assert!(err.0.contains("not a valid WebAssembly component"), "{}", err.0);
+    assert!(err.message.contains("not a valid WebAssembly component"), "{}", err.message);
 }
 
 #[test]

@@ -89,7 +89,7 @@ impl RunnableRegistry {
     /// Resolve and load `id` into the sandbox.
     pub async fn load(&self, sandbox: &Sandbox, id: &str) -> Result<Option<Arc<Loaded>>, String> {
         let Some((bytes, _)) = self.bytes(id) else { return Ok(None) };
-        sandbox.load(&bytes).await.map(Some).map_err(|e| e.0)
+        sandbox.load(&bytes).await.map(Some).map_err(|e| e.message)
     }
 
     /// Validate and install a component. Refuses a different component under
@@ -98,7 +98,7 @@ impl RunnableRegistry {
         let Some(dir) = &self.dir else {
             return Err("no .lily/ root to install into".into());
         };
-        let loaded = sandbox.load(bytes).await.map_err(|e| format!("component refused: {}", e.0))?;
+        let loaded = sandbox.load(bytes).await.map_err(|e| format!("component refused: {}", e.message))?;
         let d = &loaded.descriptor;
         if let Some(want) = expect_id
             && want != d.id

@@ -172,7 +172,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                     .map(|(b, _)| b.into_owned())
                     .ok_or_else(|| contract(format!("no runnable {target:?} (not a file, built-in or installed id)")))?
             };
-            let l = sandbox.load(&bytes).await.map_err(|e| contract(format!("{target}: {}", e.0)))?;
+            let l = sandbox.load(&bytes).await.map_err(|e| contract(format!("{target}: {}", e.message)))?;
             let out = json!({"descriptor": l.descriptor, "imports": l.imports, "digest": l.digest, "bytes": l.size});
             if g.json {
                 render::json(&out);

@@ -167,10 +167,49 @@ impl Drop for Sandbox {
     }
 }
 
-/// Error loading a component: always a contract problem of the component.
+/// Why a component could not be loaded (always a problem of the
+/// component, except [`LoadErrorKind::Internal`]): a kind to act on, and the
+/// message to show.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(pub String);
+#[error("{message}")]
+pub struct LoadError {
+    pub kind: LoadErrorKind,
+    pub message: String,
+}
+
+/// What went wrong loading a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadErrorKind {
+    /// Not a WebAssembly component (a core module, garbage, truncated bytes).
+    NotAComponent,
+    /// Over the size limit, nested too deep, or over the compile budget.
+    TooComplex,
+    /// Imports interfaces the host does not provide (listed).
+    MissingImports(Vec<String>),
+    /// Its imports do not link against what the host provides.
+    LinkFailed,
+    /// No `describe` / `run` exports of the `lily:runnable` world.
+    MissingExports,
+    /// `describe` trapped, ran out of fuel or time.
+    DescribeFailed,
+    /// The descriptor's id is not a valid runnable id.
+    BadId,
+    /// The descriptor's version is not semver.
+    BadVersion,
+    /// The descriptor's summary is blank.
+    BlankSummary,
+    /// A declared schema is not JSON, not an object, too large or deep, or
+    /// not valid for the host's engine.
+    BadSchema,
+    /// The host could not set up the load.
+    Internal,
+}
+
+impl LoadError {
+    pub fn new(kind: LoadErrorKind, message: impl Into<String>) -> LoadError {
+        LoadError { kind, message: message.into() }
+    }
+}
 
 impl Sandbox {
     pub fn new(options: SandboxOptions) -> anyhow::Result<Sandbox> {
@@ -239,16 +278,23 @@ impl Sandbox {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
             if missing.is_empty() {
-                LoadError(format!("component cannot be linked: {e:#}"))
+                LoadError::new(LoadErrorKind::LinkFailed, format!("component cannot be linked: {e:#}"))
             } else {
-                LoadError(format!(
-                    "component imports interfaces the host does not provide: {}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ))
+                LoadError::new(
+                    LoadErrorKind::MissingImports(missing.iter().map(|s| s.to_string()).collect()),
+                    format!(
+                        "component imports interfaces the host does not provide: {}",
+                        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
             }
         })?;
-        let pre = RunnablePre::new(instance_pre)
-            .map_err(|e| LoadError(format!("component does not implement the lily:runnable world (describe/run exports): {e:#}")))?;
+        let pre = RunnablePre::new(instance_pre).map_err(|e| {
+            LoadError::new(
+                LoadErrorKind::MissingExports,
+                format!("component does not implement the lily:runnable world (describe/run exports): {e:#}"),
+            )
+        })?;
         let (descriptor, input_schema, output_schema) = self.describe(&pre).await?;
         let loaded = Arc::new(Loaded {
             digest: digest.clone(),
@@ -270,17 +316,20 @@ impl Sandbox {
     async fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
         let max = self.max_component_bytes.load(Ordering::Relaxed);
         if bytes.len() as u64 > max {
-            return Err(LoadError(format!(
-                "component_too_complex: the component is {} bytes; at most {max} are accepted (policy limits.max_component_mb)",
-                bytes.len()
-            )));
+            return Err(LoadError::new(
+                LoadErrorKind::TooComplex,
+                format!(
+                    "component_too_complex: the component is {} bytes; at most {max} are accepted (policy limits.max_component_mb)",
+                    bytes.len()
+                ),
+            ));
         }
         if let Some(cache) = &self.cache
             && let Some(c) = cache.load(&self.engine, digest)
         {
             return Ok(c);
         }
-        complexity::precheck(bytes).map_err(|e| LoadError(format!("component_too_complex: {e}")))?;
+        complexity::precheck(bytes).map_err(|e| LoadError::new(LoadErrorKind::TooComplex, format!("component_too_complex: {e}")))?;
         let budget = complexity::compile_budget(bytes.len());
         // Waited for asynchronously: a long compile holds no runtime worker
         // (the scheduler keeps firing other jobs meanwhile).
@@ -291,15 +340,15 @@ impl Sandbox {
             .spawn(move || {
                 let _ = tx.send(Component::new(&engine, &owned));
             })
-            .map_err(|e| LoadError(format!("could not start a compile: {e}")))?;
+            .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not start a compile: {e}")))?;
         let component = match tokio::time::timeout(budget, rx).await {
-            Ok(Ok(r)) => r.map_err(|e| LoadError(format!("not a valid WebAssembly component: {e:#}")))?,
-            Ok(Err(_)) => return Err(LoadError("the compile thread ended without a result".into())),
+            Ok(Ok(r)) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
+            Ok(Err(_)) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
             Err(_) => {
-                return Err(LoadError(format!(
-                    "component_too_complex: compiling it exceeded the budget of {} s",
-                    budget.as_secs()
-                )));
+                return Err(LoadError::new(
+                    LoadErrorKind::TooComplex,
+                    format!("component_too_complex: compiling it exceeded the budget of {} s", budget.as_secs()),
+                ));
             }
         };
         if let Some(cache) = &self.cache {
@@ -322,7 +371,7 @@ impl Sandbox {
                 limits: limits.clone(),
                 ..Default::default()
             })
-            .map_err(|e| LoadError(e.to_string()))?;
+            .map_err(|e| LoadError::new(LoadErrorKind::Internal, e.to_string()))?;
         let call = async {
             let inst = pre.instantiate_async(&mut store).await?;
             inst.call_describe(&mut store).await
@@ -331,12 +380,17 @@ impl Sandbox {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
                 let cause = outcome::classify_trap(&e, &store.data().seen(), &limits);
-                return Err(LoadError(format!("describe failed: {}", cause.message())));
+                return Err(LoadError::new(LoadErrorKind::DescribeFailed, format!("describe failed: {}", cause.message())));
             }
-            Err(_) => return Err(LoadError(format!("describe failed: deadline of {:?} exceeded", limits.deadline))),
+            Err(_) => {
+                return Err(LoadError::new(
+                    LoadErrorKind::DescribeFailed,
+                    format!("describe failed: deadline of {:?} exceeded", limits.deadline),
+                ));
+            }
         };
         let parse = |what: &str, s: &str| -> Result<(serde_json::Value, schema::GuestSchema), LoadError> {
-            schema::GuestSchema::parse(s).map_err(|e| LoadError(format!("descriptor {what} {e}")))
+            schema::GuestSchema::parse(s).map_err(|e| LoadError::new(LoadErrorKind::BadSchema, format!("descriptor {what} {e}")))
         };
         let (input_schema, input) = parse("input", &d.input_schema)?;
         let (output_schema, output) = parse("output", &d.output_schema)?;
@@ -354,7 +408,7 @@ impl Sandbox {
             summary: d.summary,
             kind,
         };
-        validate_descriptor(&desc).map_err(LoadError)?;
+        validate_descriptor(&desc)?;
         Ok((desc, input, output))
     }
 
@@ -507,17 +561,24 @@ enum Subject {
 }
 
 /// Validate what `describe` returned.
-pub fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
+pub fn validate_descriptor(d: &Descriptor) -> Result<(), LoadError> {
     if !crate::paths::valid_id(&d.id) {
-        return Err(format!("descriptor id {:?} is not a valid runnable id ([a-z0-9][a-z0-9._-]{{0,63}})", d.id));
+        return Err(LoadError::new(
+            LoadErrorKind::BadId,
+            format!("descriptor id {:?} is not a valid runnable id ([a-z0-9][a-z0-9._-]{{0,63}})", d.id),
+        ));
     }
-    semver::Version::parse(&d.version).map_err(|e| format!("descriptor version {:?} is not semver: {e}", d.version))?;
+    semver::Version::parse(&d.version)
+        .map_err(|e| LoadError::new(LoadErrorKind::BadVersion, format!("descriptor version {:?} is not semver: {e}", d.version)))?;
     if d.summary.trim().is_empty() {
-        return Err("descriptor summary is blank".into());
+        return Err(LoadError::new(LoadErrorKind::BlankSummary, "descriptor summary is blank"));
     }
     for (what, s) in [("input", &d.input_schema), ("output", &d.output_schema)] {
         if !(s.is_object() || s.is_boolean()) {
-            return Err(format!("descriptor {what} schema must be a JSON object"));
+            return Err(LoadError::new(
+                LoadErrorKind::BadSchema,
+                format!("descriptor {what} schema must be a JSON object"),
+            ));
         }
     }
     Ok(())
