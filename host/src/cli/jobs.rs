@@ -111,12 +111,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
 
 fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
     let files = spec::discover(&root.jobs_dir);
-    let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for f in &files {
-        if let Ok(s) = &f.spec {
-            *counts.entry(s.id.clone()).or_default() += 1;
-        }
-    }
+    let declared = spec::declared_ids_of(&files);
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     let mut out = Vec::new();
@@ -135,7 +130,7 @@ fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
                     }
                 };
                 let last = runs::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
-                let dup = counts.get(&s.id).copied().unwrap_or(0) > 1;
+                let dup = declared.get(&s.id).is_some_and(|p| p.len() > 1);
                 rows.push(vec![
                     s.id.clone(),
                     s.title.clone(),
@@ -187,12 +182,7 @@ async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) 
     };
     // Ids declared by more than one spec of the jobs directory: `jobs run`
     // refuses them, so validation must too.
-    let mut declared = std::collections::BTreeMap::<String, usize>::new();
-    for f in spec::discover(&root.jobs_dir) {
-        if let Ok(s) = f.spec {
-            *declared.entry(s.id).or_default() += 1;
-        }
-    }
+    let declared = spec::declared_ids_of(&spec::discover(&root.jobs_dir));
     let lily = Lily::open(root).map_err(internal)?;
     let policy = Policy::load(&lily.root);
     let mut results = Vec::new();
@@ -200,7 +190,7 @@ async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) 
     for f in specs {
         let res = match (&f.spec, &policy) {
             (Err(e), _) => Err(e.clone()),
-            (Ok(s), _) if declared.get(&s.id).is_some_and(|n| *n > 1) => spec::find(&lily.root.jobs_dir, &s.id).map(|_| ()),
+            (Ok(s), _) if declared.get(&s.id).is_some_and(|p| p.len() > 1) => Err(spec::duplicate_id_error(&s.id, &declared[&s.id])),
             (Ok(_), Err(e)) => Err(e.clone()),
             (Ok(s), Ok(p)) => lily.plan(s, p).await.map(|_| ()).map_err(|pe| pe.error),
         };
@@ -346,22 +336,7 @@ async fn plan(g: &Global, root: lily::workspace::Root, id: &str) -> Result<i32, 
             n["role"].as_str().unwrap_or(""),
             n["digest"].as_str().unwrap_or("")
         );
-        if let Some(dirs) = n["grants"]["dirs"].as_array() {
-            for d in dirs {
-                outln!(
-                    "      fs {} → {} ({})",
-                    d["host"].as_str().unwrap_or(""),
-                    d["guest"].as_str().unwrap_or(""),
-                    d["perms"].as_str().unwrap_or("")
-                );
-            }
-        }
-        for e in n["grants"]["env"].as_array().into_iter().flatten() {
-            outln!("      env {}", e.as_str().unwrap_or(""));
-        }
-        for e in n["grants"]["network"].as_array().into_iter().flatten() {
-            outln!("      net {}", e.as_str().unwrap_or(""));
-        }
+        render::grants("      ", &n["grants"], false);
     }
     outln!("\nedges:");
     for (a, b) in &p.prepared.graph.edges {

@@ -362,27 +362,7 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
                         );
                         for s in &steps {
                             outln!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
-                            let gr = &s["grants"];
-                            let none = gr["dirs"].as_array().is_none_or(|a| a.is_empty())
-                                && gr["env"].as_array().is_none_or(|a| a.is_empty())
-                                && gr["network"].as_array().is_none_or(|a| a.is_empty());
-                            if none {
-                                outln!("  nothing granted (no files, no env, no network)");
-                            }
-                            for d in gr["dirs"].as_array().into_iter().flatten() {
-                                outln!(
-                                    "  fs  {} at {} ({})",
-                                    d["host"].as_str().unwrap_or(""),
-                                    d["guest"].as_str().unwrap_or(""),
-                                    d["perms"].as_str().unwrap_or("")
-                                );
-                            }
-                            for e in gr["env"].as_array().into_iter().flatten() {
-                                outln!("  env {}", e.as_str().unwrap_or(""));
-                            }
-                            for e in gr["network"].as_array().into_iter().flatten() {
-                                outln!("  net {}", e.as_str().unwrap_or(""));
-                            }
+                            render::grants("  ", &s["grants"], true);
                         }
                         outln!("\ndecisions:");
                         for d in &p.decisions {

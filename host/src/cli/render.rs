@@ -22,6 +22,30 @@ pub fn error(e: &LilyError, json: bool) {
     }
 }
 
+/// Print the redacted grants of one step (`Grants::redacted`), one line
+/// each, under `indent`; `nothing granted` when there are none.
+pub fn grants(indent: &str, g: &serde_json::Value, say_none: bool) {
+    let list = |k: &str| g[k].as_array().cloned().unwrap_or_default();
+    let (dirs, env, net) = (list("dirs"), list("env"), list("network"));
+    if say_none && dirs.is_empty() && env.is_empty() && net.is_empty() {
+        outln!("{indent}nothing granted (no files, no env, no network)");
+    }
+    for d in &dirs {
+        outln!(
+            "{indent}fs {} → {} ({})",
+            d["host"].as_str().unwrap_or(""),
+            d["guest"].as_str().unwrap_or(""),
+            d["perms"].as_str().unwrap_or("")
+        );
+    }
+    for e in &env {
+        outln!("{indent}env {}", e.as_str().unwrap_or(""));
+    }
+    for e in &net {
+        outln!("{indent}net {}", e.as_str().unwrap_or(""));
+    }
+}
+
 /// Print a value as pretty JSON.
 pub fn json<T: Serialize>(v: &T) {
     outln!("{}", lily::text::json_pretty(v));

@@ -167,6 +167,16 @@ pub struct Policy {
     /// Where it came from (`None` = built-in deny-everything defaults).
     pub source: Option<PathBuf>,
     matchers: Vec<(String, GlobMatcher)>,
+    /// Effect globs, compiled once per policy version: (kind, rule list,
+    /// glob text, matcher), in file order.
+    effect_matchers: Vec<(&'static str, EffectList, String, GlobMatcher)>,
+}
+
+/// Which list of an effect rule a glob is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EffectList {
+    Deny,
+    AutoApprove,
 }
 
 fn policy_error(path: &Path, msg: impl std::fmt::Display) -> LilyError {
@@ -183,6 +193,7 @@ impl Policy {
             },
             source: None,
             matchers: Vec::new(),
+            effect_matchers: Vec::new(),
         }
     }
 
@@ -263,13 +274,22 @@ impl Policy {
                 }
             }
         }
+        let mut effect_matchers = Vec::new();
         for (kind, rule) in [
             ("write_file", &file.effects.write_file),
             ("publish", &file.effects.publish),
             ("send", &file.effects.send),
         ] {
-            for g in rule.auto_approve.iter().chain(&rule.deny) {
-                Glob::new(g).map_err(|e| policy_error(path, format!("effects.{kind}: bad glob {g:?}: {e}")))?;
+            let lists = rule
+                .deny
+                .iter()
+                .map(|g| (EffectList::Deny, g))
+                .chain(rule.auto_approve.iter().map(|g| (EffectList::AutoApprove, g)));
+            for (list, g) in lists {
+                let m = Glob::new(g)
+                    .map_err(|e| policy_error(path, format!("effects.{kind}: bad glob {g:?}: {e}")))?
+                    .compile_matcher();
+                effect_matchers.push((kind, list, g.clone(), m));
                 if kind == "write_file" {
                     check_rel(g.trim_end_matches("/**").trim_end_matches("**"))
                         .or_else(|e| if g == "**" { Ok(()) } else { Err(e) })
@@ -281,6 +301,7 @@ impl Policy {
             file,
             source: Some(path.to_path_buf()),
             matchers,
+            effect_matchers,
         })
     }
 
@@ -478,16 +499,20 @@ impl Policy {
             "publish" => &self.file.effects.publish,
             _ => &self.file.effects.send,
         };
-        let hit = |globs: &[String]| {
-            globs
-                .iter()
-                .find(|g| Glob::new(g).map(|g| g.compile_matcher().is_match(target)).unwrap_or(false))
-                .cloned()
+        let rule_kind = match kind {
+            "write_file" | "publish" => kind,
+            _ => "send",
         };
-        if let Some(g) = hit(&rule.deny) {
+        let hit = |list: EffectList| {
+            self.effect_matchers
+                .iter()
+                .find(|(k, l, _, m)| *k == rule_kind && *l == list && m.is_match(target))
+                .map(|(_, _, g, _)| g.clone())
+        };
+        if let Some(g) = hit(EffectList::Deny) {
             return (EffectMode::Deny, format!("effects.{kind}.deny matches {g:?}"));
         }
-        if let Some(g) = hit(&rule.auto_approve) {
+        if let Some(g) = hit(EffectList::AutoApprove) {
             return (EffectMode::AutoApprove, format!("effects.{kind}.auto_approve matches {g:?}"));
         }
         (rule.default, format!("effects.{kind}.default"))

@@ -404,23 +404,47 @@ pub fn discover(dir: &Path) -> Vec<SpecFile> {
     paths.iter().map(|p| load_file(p)).collect()
 }
 
+/// Which files declare each job id (sorted paths): the one rule for job-id
+/// uniqueness — an id declared by more than one file is refused by `jobs
+/// run`, flagged by `jobs list` and `jobs validate`, and not scheduled.
+pub fn declared_ids<'a>(declarations: impl IntoIterator<Item = (&'a str, &'a Path)>) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+    let mut by_id: std::collections::BTreeMap<String, Vec<PathBuf>> = std::collections::BTreeMap::new();
+    for (id, path) in declarations {
+        by_id.entry(id.to_string()).or_default().push(path.to_path_buf());
+    }
+    for paths in by_id.values_mut() {
+        paths.sort();
+    }
+    by_id
+}
+
+/// [`declared_ids`] of parsed spec files (invalid ones declare nothing).
+pub fn declared_ids_of(files: &[SpecFile]) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+    declared_ids(files.iter().filter_map(|f| f.spec.as_ref().ok().map(|s| (s.id.as_str(), f.path.as_path()))))
+}
+
+/// The error for an id declared by several files.
+pub fn duplicate_id_error(id: &str, paths: &[PathBuf]) -> LilyError {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    LilyError::new(
+        ErrorCode::JobInvalidSpec,
+        format!("job id {id:?} is declared by {} files: {}", paths.len(), names.join(", ")),
+    )
+    .with_hint("job ids must be unique; rename or remove one of them")
+}
+
 /// Find the spec of `id` in `dir`: `job_not_found` (naming the path
 /// searched), `job_invalid_spec` when two files declare it (naming both) or
 /// when the file named after it does not parse.
 pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
     let files = discover(dir);
-    let matching: Vec<&SpecFile> = files.iter().filter(|f| matches!(&f.spec, Ok(s) if s.id == id)).collect();
-    match matching.len() {
-        1 => return Ok(matching[0].clone()),
-        n if n > 1 => {
-            let names: Vec<String> = matching.iter().map(|f| f.path.display().to_string()).collect();
-            return Err(LilyError::new(
-                ErrorCode::JobInvalidSpec,
-                format!("job id {id:?} is declared by {n} files: {}", names.join(", ")),
-            )
-            .with_hint("job ids must be unique; rename or remove one of them"));
+    if let Some(paths) = declared_ids_of(&files).get(id) {
+        if paths.len() > 1 {
+            return Err(duplicate_id_error(id, paths));
         }
-        _ => {}
+        if let Some(f) = files.iter().find(|f| f.path == paths[0]) {
+            return Ok(f.clone());
+        }
     }
     if let Some(f) = files.iter().find(|f| f.spec.is_err() && file_stem_id(&f.path) == id)
         && let Err(e) = &f.spec

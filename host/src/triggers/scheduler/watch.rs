@@ -138,14 +138,16 @@ impl Scheduler {
 
     /// Rebuild the job table from the cached specs and reconcile the state.
     pub(super) fn rebuild(&mut self, now: DateTime<Utc>) {
-        let mut by_id: BTreeMap<String, Vec<&CachedSpec>> = BTreeMap::new();
-        for c in self.specs.values() {
-            match &c.parsed {
-                Parsed::Cron(s) => by_id.entry(s.plan.id.clone()).or_default().push(c),
-                Parsed::Manual(id) => by_id.entry(id.clone()).or_default().push(c),
-                Parsed::Invalid => {}
-            }
-        }
+        let declared = crate::spec::declared_ids(self.specs.values().filter_map(|c| match &c.parsed {
+            Parsed::Cron(s) => Some((s.plan.id.as_str(), c.path.as_path())),
+            Parsed::Manual(id) => Some((id.as_str(), c.path.as_path())),
+            Parsed::Invalid => None,
+        }));
+        let by_path: BTreeMap<&Path, &CachedSpec> = self.specs.values().map(|c| (c.path.as_path(), c)).collect();
+        let by_id: BTreeMap<String, Vec<&CachedSpec>> = declared
+            .iter()
+            .map(|(id, paths)| (id.clone(), paths.iter().filter_map(|p| by_path.get(p.as_path()).copied()).collect()))
+            .collect();
         let mut duplicates = BTreeMap::new();
         let mut jobs = BTreeMap::new();
         let mut old = std::mem::take(&mut self.jobs);
