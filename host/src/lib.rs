@@ -8,13 +8,13 @@
 //! binary: it parses and renders; everything else is this library, which
 //! never prints and is tested without the binary.
 
-pub mod authoring;
 pub mod blueprints;
 pub mod error;
 pub mod init;
 pub mod jobs;
 pub mod paths;
 pub mod policy;
+pub mod runnables;
 pub mod runs;
 pub mod sandbox;
 pub mod spec;

@@ -9,11 +9,11 @@
 //! 1. `sandbox` — the wasmtime sandbox: a leaf; grants and limits come in as
 //!    plain data.
 //! 2. `spec` (job specs and cron schedules), `runs` (the run store, its one
-//!    writer).
+//!    writer), `runnables` (the catalogue, install, scaffold, build and the
+//!    contract check).
 //! 3. `policy` — grants, limits, effects, approvals.
-//! 4. `blueprints` — recipes compiled to graphs, the runnable catalogue.
-//! 5. `jobs` (the run sequence), `authoring` (scaffold, build, contract
-//!    check), `init` (a new root's starter files).
+//! 4. `blueprints` — recipes compiled to graphs.
+//! 5. `jobs` (the run sequence), `init` (a new root's starter files).
 //! 6. `triggers` — the cron scheduler.
 //! 7. `cli` — parses and renders; compiled into the binary (`main.rs`), not
 //!    the library, so it names the library as `lily::`.
@@ -30,10 +30,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("sandbox", 1),
     ("spec", 2),
     ("runs", 2),
+    ("runnables", 2),
     ("policy", 3),
     ("blueprints", 4),
     ("jobs", 5),
-    ("authoring", 5),
     ("init", 5),
     ("triggers", 6),
     ("cli", 7),

@@ -3,7 +3,6 @@
 
 pub mod council;
 pub mod graph;
-pub mod runnables;
 pub mod step;
 
 pub use graph::{DirRequest, Graph, Node, Role};

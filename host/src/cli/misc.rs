@@ -3,12 +3,12 @@
 use super::jobs::internal;
 use super::{EXIT_OK, Global, exit_code, render, root};
 use clap::Subcommand;
-use lily::authoring::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
 use lily::blueprints::Registry;
-use lily::blueprints::runnables::RunnableRegistry;
 use lily::error::{ErrorCode, LilyError};
 use lily::jobs::Lily;
 use lily::policy::Policy;
+use lily::runnables::RunnableRegistry;
+use lily::runnables::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
 use lily::sandbox::{BUILTIN_IDS, Sandbox, SandboxOptions, builtin_bytes};
 use serde_json::json;
 use std::path::PathBuf;
@@ -248,7 +248,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
         RunnablesCmd::New { name, kind } => {
             let cwd = std::env::current_dir().map_err(|e| internal(e.into()))?;
             let kind = ScaffoldKind::from(kind);
-            let s = lily::authoring::scaffold(&cwd, &name, kind)?;
+            let s = lily::runnables::scaffold(&cwd, &name, kind)?;
             if g.json {
                 render::json(&s);
             } else {
@@ -269,7 +269,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 out,
                 progress,
             };
-            let report = lily::authoring::build(&sandbox, &opts).await?;
+            let report = lily::runnables::build(&sandbox, &opts).await?;
             if let Some(e) = report.contract_error() {
                 if !g.json {
                     print_build_report(&report);

@@ -11,10 +11,10 @@
 //! 6. persist artifacts and the receipt (atomic)
 //! 7. render a deterministic summary
 
-use crate::blueprints::runnables::RunnableRegistry;
 use crate::blueprints::{Blueprint, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
 use crate::policy::Policy;
+use crate::runnables::RunnableRegistry;
 use crate::runs::EventSink;
 use crate::runs::{
     self, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, EventLog, PolicyRecord, Receipt, ReceiptError, RunDir, RunStatus,

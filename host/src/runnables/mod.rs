@@ -1,0 +1,183 @@
+//! Runnables: the catalogue (built-ins and `.lily/runnables/`) and install
+//! (`catalogue.rs`), and authoring — `lily runnables new` scaffolds a guest
+//! crate (`scaffold.rs`), `lily runnables build` builds it (`build.rs`) and
+//! checks it against the Run Contract the way `install` and the jobs will
+//! (`contract.rs`).
+//!
+//! A scaffolded crate lives outside this repository, so it cannot depend on
+//! `guests/sdk` by path: the SDK sources and `wit/runnable.wit` are embedded
+//! in the `lily` binary and written into the new crate as a vendored
+//! `lily-guest/` path crate (its WIT in `lily-guest/wit/`, not in the
+//! crate's own `wit/`, so `cargo component` does not generate a second set
+//! of bindings). The crate depends only on crates.io crates and builds with
+//! both `cargo build --release --target wasm32-wasip2` and
+//! `cargo component build --release`.
+
+mod build;
+mod catalogue;
+mod contract;
+mod scaffold;
+
+pub use build::*;
+pub use catalogue::*;
+pub use contract::*;
+pub use scaffold::*;
+
+#[cfg(test)]
+mod tests {
+    use super::build::*;
+    use super::contract::*;
+    use super::scaffold::*;
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::sandbox::SandboxOptions;
+    use crate::sandbox::{Sandbox, host_provides};
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["my-check", "a", "scan_2", "x1-y2"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "My-Check", "1abc", "-x", "x-", "a b", "../x", "lily-guest", "std", &"a".repeat(51)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(type_name("my-check"), "MyCheck");
+        assert_eq!(type_name("scan_2_deep"), "Scan2Deep");
+        assert_eq!(scaffold_id("my-check"), "my-check.v1");
+        assert!(crate::paths::valid_id(&scaffold_id(&"a".repeat(50))));
+    }
+
+    #[test]
+    fn scaffold_files_are_complete_and_filled_in() {
+        for kind in [ScaffoldKind::Specialist, ScaffoldKind::Synthesizer] {
+            let files = scaffold_files("my-check", kind).expect("files");
+            for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily-guest/")) {
+                assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
+            }
+            let get = |p: &str| {
+                files
+                    .iter()
+                    .find(|(r, _)| r == p)
+                    .map(|(_, t)| t.as_str())
+                    .unwrap_or_else(|| panic!("{p} missing"))
+            };
+            assert!(get("Cargo.toml").contains("name = \"my-check\""));
+            assert!(get("src/lib.rs").contains("\"my-check.v1\"") && get("src/lib.rs").contains("pub struct MyCheck;"));
+            assert!(get("src/lib.rs").contains(if kind == ScaffoldKind::Specialist {
+                "export_specialist!"
+            } else {
+                "export_synthesizer!"
+            }));
+            assert!(get("lily-guest/src/lib.rs").contains(VENDORED_WIT_PATH));
+            assert!(!get("lily-guest/src/lib.rs").contains(SDK_WIT_PATH));
+            assert_eq!(get("lily-guest/wit/runnable.wit"), RUNNABLE_WIT);
+        }
+    }
+
+    #[test]
+    fn vendored_sdk_uses_the_same_dependencies_as_the_repository_sdk() {
+        // The scaffold must build with the versions the built-ins are proven with.
+        let guests = include_str!("../../../guests/Cargo.toml");
+        let wit_bindgen = guests.lines().find(|l| l.starts_with("wit-bindgen")).expect("wit-bindgen in guests/Cargo.toml");
+        let version = wit_bindgen.split('"').nth(1).expect("a version");
+        assert!(T_SDK_CARGO.contains(&format!("wit-bindgen = {{ version = \"{version}\"")), "{wit_bindgen}");
+        assert!(SDK_LIB.contains("default_bindings_module: \"::lily_guest::bindings\""));
+        assert!(T_SDK_CARGO.contains("name = \"lily-guest\""));
+    }
+
+    #[test]
+    fn scaffold_refuses_a_non_empty_directory_and_bad_names() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = scaffold(tmp.path(), "my-check", ScaffoldKind::Specialist).expect("scaffold");
+        assert!(s.dir.join("src/lib.rs").is_file() && s.dir.join("lily-guest/wit/runnable.wit").is_file());
+        let e = scaffold(tmp.path(), "my-check", ScaffoldKind::Synthesizer).expect_err("exists");
+        assert!(e.message.contains("already exists"), "{}", e.message);
+        let e = scaffold(tmp.path(), "Bad Name", ScaffoldKind::Specialist).expect_err("bad name");
+        assert!(e.message.contains("crate name"), "{}", e.message);
+        assert!(!tmp.path().join("Bad Name").exists());
+    }
+
+    #[test]
+    fn a_missing_target_ends_with_the_exact_rustup_command() {
+        let e = ensure_target("wasm32-no-such-target", Path::new("."), quiet).expect_err("no such target");
+        assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
+        assert!(e.message.contains("wasm32-no-such-target is not installed"), "{}", e.message);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("install it with `rustup target add wasm32-no-such-target`, then run the build again")
+        );
+        assert!(
+            ensure_target(TARGET_WASIP2, Path::new("."), quiet).is_ok(),
+            "the build script installed wasm32-wasip2"
+        );
+    }
+
+    #[test]
+    fn building_a_directory_without_a_crate_says_so() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let opts = BuildOptions {
+            path: tmp.path().to_path_buf(),
+            tool: BuildTool::Cargo,
+            out: None,
+            progress: quiet,
+        };
+        let e = compile(&opts).err().expect("no crate");
+        assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
+        assert!(e.message.contains("has no Cargo.toml"), "{}", e.message);
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("lily runnables new")));
+        let opts = BuildOptions {
+            path: tmp.path().join("missing"),
+            ..opts
+        };
+        assert!(compile(&opts).is_err());
+    }
+
+    fn guest(name: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"));
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn check(bytes: &[u8]) -> ContractCheck {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+            check_component(&sandbox, bytes).await
+        })
+    }
+
+    #[test]
+    fn contract_check_accepts_the_builtins() {
+        for name in ["security", "default_synth"] {
+            let c = check(&guest(name));
+            assert!(c.ok, "{name}: {:?}", c.problems);
+            assert!(c.imports.iter().all(|i| host_provides(i)), "{:?}", c.imports);
+            assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        }
+    }
+
+    #[test]
+    fn contract_check_explains_unknown_imports_bad_descriptors_and_garbage() {
+        let c = check(&guest("hostile_import"));
+        assert!(!c.ok);
+        assert_eq!(c.problems[0].area, "imports");
+        assert!(c.problems[0].message.contains("acme:evil/exfil"), "{}", c.problems[0].message);
+        assert!(c.imports.iter().any(|i| i.starts_with("acme:evil/exfil")), "{:?}", c.imports);
+
+        let c = check(&guest("bad_descriptor"));
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert_eq!(c.problems[0].area, "descriptor");
+        assert!(
+            c.problems[0].message.contains("\"1.0\"") && c.problems[0].hint.contains("semantic version"),
+            "{:?}",
+            c.problems[0]
+        );
+
+        let c = check(b"\0asm\x01\0\0\0");
+        assert_eq!(c.problems[0].area, "component");
+
+        let c = check(&guest("echo"));
+        assert!(c.ok, "{:?}", c.problems);
+        assert!(c.warnings.iter().any(|w| w.contains("generic")), "{:?}", c.warnings);
+    }
+}

@@ -1,0 +1,202 @@
+//! `lily runnables new`: a guest crate with the SDK and the Run Contract WIT
+//! vendored (see the module docs of [`super`]).
+
+use crate::error::{ErrorCode, LilyError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Run Contract R0 as this build of `lily` speaks it.
+pub const RUNNABLE_WIT: &str = include_str!("../../../wit/runnable.wit");
+pub(super) const SDK_LIB: &str = include_str!("../../../guests/sdk/src/lib.rs");
+pub(super) const SDK_COUNCIL: &str = include_str!("../../../guests/sdk/src/council.rs");
+pub(super) const SDK_WORKSPACE: &str = include_str!("../../../guests/sdk/src/workspace.rs");
+pub(super) const T_CARGO: &str = include_str!("../../assets/scaffold/Cargo.toml.tmpl");
+pub(super) const T_SDK_CARGO: &str = include_str!("../../assets/scaffold/sdk-Cargo.toml.tmpl");
+pub(super) const T_GITIGNORE: &str = include_str!("../../assets/scaffold/gitignore.tmpl");
+pub(super) const T_README: &str = include_str!("../../assets/scaffold/README.md.tmpl");
+pub(super) const T_SPECIALIST: &str = include_str!("../../assets/scaffold/specialist.rs.tmpl");
+pub(super) const T_SYNTHESIZER: &str = include_str!("../../assets/scaffold/synthesizer.rs.tmpl");
+
+/// The SDK's `generate!` path in this repository, and in the vendored copy.
+pub(super) const SDK_WIT_PATH: &str = r#"path: "../../wit","#;
+pub(super) const VENDORED_WIT_PATH: &str = r#"path: "wit","#;
+
+/// Where a plain `cargo build` puts components.
+pub const TARGET_WASIP2: &str = "wasm32-wasip2";
+/// Where `cargo component` builds the core module it adapts.
+pub const TARGET_WASIP1: &str = "wasm32-wasip1";
+
+/// Names `lily runnables new` refuses: they clash with the SDK or with
+/// crates every Rust program links.
+pub(super) const RESERVED_NAMES: &[&str] = &[
+    "lily-guest",
+    "lily_guest",
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+    "self",
+    "crate",
+    "super",
+];
+
+/// What `lily runnables new` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaffoldKind {
+    /// Reviews a topic (and a granted read-only workspace) and returns findings
+    Specialist,
+    /// Ranks the specialists' findings into the council output
+    Synthesizer,
+}
+
+impl ScaffoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaffoldKind::Specialist => "specialist",
+            ScaffoldKind::Synthesizer => "synthesizer",
+        }
+    }
+}
+
+/// A crate written by [`scaffold`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Scaffold {
+    pub dir: PathBuf,
+    pub crate_name: String,
+    /// The runnable id the crate describes itself with (`<name>.v1`).
+    pub id: String,
+    pub kind: ScaffoldKind,
+    /// Files written, relative to `dir`.
+    pub files: Vec<String>,
+}
+
+/// Tooling failures (no crate, cargo failed, missing target): the component
+/// could not be produced at all.
+pub(super) fn tool_error(message: impl Into<String>) -> LilyError {
+    LilyError::new(ErrorCode::BlueprintCompileFailed, message)
+}
+
+/// Check a crate name for `lily runnables new`: a lower-case letter, then
+/// lower-case letters, digits, `-` or `_`, at most 50 characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 50
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_'))
+        && !name.ends_with(['-', '_']);
+    if !ok {
+        return Err(format!(
+            "{name:?} is not a usable crate name: start with a lower-case letter, then lower-case letters, digits, '-' or '_' (at most 50), e.g. my-check"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "{name:?} is reserved (it clashes with the SDK or a standard crate); choose another name"
+        ));
+    }
+    Ok(())
+}
+
+/// The runnable id a scaffold named `name` describes itself with.
+pub fn scaffold_id(name: &str) -> String {
+    format!("{name}.v1")
+}
+
+/// `my-check` → `MyCheck`.
+pub(super) fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+pub(super) fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+    let mut s = template.to_string();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    match s.find("{{") {
+        Some(at) => Err(format!("scaffold template left a placeholder unfilled: {}", &s[at..(at + 24).min(s.len())])),
+        None => Ok(s),
+    }
+}
+
+/// The vendored SDK's `lib.rs`: the repository's, with `generate!` pointed
+/// at the crate's own `wit/` directory.
+pub fn vendored_sdk_lib() -> Result<String, String> {
+    if !SDK_LIB.contains(SDK_WIT_PATH) {
+        return Err(format!(
+            "the embedded guest SDK no longer contains `{SDK_WIT_PATH}`; update lily's authoring module"
+        ));
+    }
+    let header = format!(
+        "// Vendored from the Lily guest SDK by `lily runnables new` (lily {}). Do not\n// edit: scaffold a new crate with a newer `lily` to update it.\n\n",
+        crate::VERSION
+    );
+    Ok(header + &SDK_LIB.replacen(SDK_WIT_PATH, VENDORED_WIT_PATH, 1))
+}
+
+/// The files of a new crate: (path relative to the crate directory, contents).
+pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, String> {
+    check_name(name)?;
+    let id = scaffold_id(name);
+    let ty = type_name(name);
+    let vars: [(&str, &str); 5] = [
+        ("name", name),
+        ("id", &id),
+        ("type", &ty),
+        ("kind", kind.as_str()),
+        ("lily_version", crate::VERSION),
+    ];
+    let lib = match kind {
+        ScaffoldKind::Specialist => T_SPECIALIST,
+        ScaffoldKind::Synthesizer => T_SYNTHESIZER,
+    };
+    Ok(vec![
+        ("Cargo.toml".into(), render(T_CARGO, &vars)?),
+        (".gitignore".into(), render(T_GITIGNORE, &vars)?),
+        ("README.md".into(), render(T_README, &vars)?),
+        ("src/lib.rs".into(), render(lib, &vars)?),
+        ("lily-guest/Cargo.toml".into(), render(T_SDK_CARGO, &vars)?),
+        ("lily-guest/wit/runnable.wit".into(), RUNNABLE_WIT.to_string()),
+        ("lily-guest/src/lib.rs".into(), vendored_sdk_lib()?),
+        ("lily-guest/src/council.rs".into(), SDK_COUNCIL.to_string()),
+        ("lily-guest/src/workspace.rs".into(), SDK_WORKSPACE.to_string()),
+    ])
+}
+
+/// Write a new crate `parent/name` of the given kind. Refuses a name that
+/// is not a usable crate name and a directory that exists and is not empty.
+pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind) -> Result<Scaffold, LilyError> {
+    let files = scaffold_files(name, kind).map_err(tool_error)?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        let empty = std::fs::read_dir(&dir).map(|mut rd| rd.next().is_none()).unwrap_or(false);
+        if !empty {
+            return Err(tool_error(format!("{} already exists and is not empty; nothing was written", dir.display()))
+                .with_hint("choose another name, or remove the directory first"));
+        }
+    }
+    let mut written = Vec::new();
+    for (rel, text) in &files {
+        let p = dir.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| tool_error(format!("cannot create {}: {e}", d.display())))?;
+        }
+        std::fs::write(&p, text).map_err(|e| tool_error(format!("cannot write {}: {e}", p.display())))?;
+        written.push(rel.clone());
+    }
+    Ok(Scaffold {
+        dir,
+        crate_name: name.to_string(),
+        id: scaffold_id(name),
+        kind,
+        files: written,
+    })
+}
