@@ -73,9 +73,12 @@ pub fn terminal_field(s: &str) -> Cow<'_, str> {
 pub fn markdown(s: &str) -> String {
     let s = terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned();
     let mut out = String::with_capacity(s.len() + 8);
-    // A block marker only counts at the start of a line: the first character.
-    let digits = s.chars().take_while(char::is_ascii_digit).count();
     let chars: Vec<char> = s.chars().collect();
+    // A block marker counts only at the start of a line and only when a
+    // space (or the end) follows it: `- x`, `+ x`, `= `, `## x`, `12. x`.
+    let space_after = |i: usize| chars.get(i + 1).is_none_or(|c| c.is_whitespace());
+    let digits = chars.iter().take_while(|c| c.is_ascii_digit()).count();
+    let hashes = chars.iter().take_while(|c| **c == '#').count();
     for (i, &c) in chars.iter().enumerate() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -90,11 +93,15 @@ pub fn markdown(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '-' | '+' | '=' | '#' if i == 0 => {
+            '-' | '+' | '=' if i == 0 && space_after(i) => {
                 out.push('\\');
                 out.push(c);
             }
-            '.' | ')' if i == digits && digits > 0 => {
+            '#' if i == 0 && space_after(hashes - 1) => {
+                out.push('\\');
+                out.push(c);
+            }
+            '.' | ')' if i == digits && digits > 0 && space_after(i) => {
                 out.push('\\');
                 out.push(c);
             }
@@ -212,6 +219,9 @@ mod tests {
         assert_eq!(markdown("- item"), "\\- item");
         assert_eq!(markdown("12. item"), "12\\. item");
         assert_eq!(markdown("security.v1 - ok: model_unavailable"), "security.v1 - ok: model_unavailable");
+        assert_eq!(markdown("1.0.0"), "1.0.0");
+        assert_eq!(markdown("-x"), "-x");
+        assert_eq!(markdown("## h2"), "\\## h2");
         assert_eq!(markdown("_em_ #tag"), "\\_em\\_ #tag");
         assert_eq!(markdown("# h"), "\\# h");
     }
