@@ -1618,7 +1618,9 @@ fn outside_10_a_directory_swapped_after_the_proposal_cannot_redirect_the_approva
     std::fs::rename(w.root.join("docs"), w.root.join("docs-old")).expect("mv");
     std::fs::create_dir(w.root.join("docs")).expect("mkdir");
     for (target, why) in [("notes/new.job.yaml", "symbolic link"), ("docs/new.job.yaml", "changed since the proposal")] {
-        let e = approvals::approve(&w.lily.root, &ids[target], true).expect_err("refused, even with --force");
+        let e = approvals::approve(&w.lily.root, &ids[target], true)
+            .expect_err("refused, even with --force")
+            .to_string();
         assert!(e.contains(why), "{target}: {e}");
     }
     assert!(
@@ -1814,4 +1816,27 @@ fn an_approval_decided_while_its_run_is_still_going_survives_the_runs_final_rece
     let summary = std::fs::read_to_string(r.run_dir.join("summary.md")).expect("summary");
     assert!(summary.contains("— applied:"), "{summary}");
     assert_eq!(std::fs::read_to_string(w.root.join("early/a.md")).expect("applied"), "x");
+}
+
+#[test]
+fn approving_a_publish_without_a_destination_adapter_is_refused_not_recorded_as_applied() {
+    let w = World::new();
+    let r = w.council(
+        "publish",
+        "propose",
+        json!({"paths": [], "flood_bytes": 10, "flood_count": 1, "flood_kind": "publish"}),
+        "{}",
+    );
+    assert_council_contained(&r, "ok");
+    let id = r.receipt.approvals_requested[0].id.clone();
+    assert_eq!(json(&r.receipt.approvals_requested[0])["kind"], "publish");
+    let e = approvals::approve(&w.lily.root, &id, false).expect_err("nothing can be delivered");
+    assert_eq!(e.code(), ErrorCode::JobPolicyDenied);
+    assert!(e.to_string().contains("no destination adapter"), "{e}");
+    assert_eq!(
+        approvals::load(&w.lily.root, &id).expect("request").state,
+        approvals::State::Pending,
+        "still pending, never `applied`"
+    );
+    assert!(!runs::read_events(&r.run_dir).iter().any(|ev| ev["type"] == "approval_applied"));
 }

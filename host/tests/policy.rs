@@ -229,7 +229,7 @@ fn approve_writes_exactly_the_proposed_bytes_once_even_with_two_approvers() {
     let target = e.lily.root.path.join("notes/out.txt");
     assert!(!target.exists(), "nothing written before approval");
     let root = e.lily.root.clone();
-    let results: Vec<Result<approvals::Decided, String>> = std::thread::scope(|s| {
+    let results: Vec<Result<approvals::Decided, approvals::ApprovalError>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2).map(|_| s.spawn(|| approvals::approve(&root, &id, false))).collect();
         hs.into_iter().map(|h| h.join().expect("thread")).collect()
     });
@@ -249,7 +249,7 @@ fn approve_refuses_a_changed_target_unless_forced() {
     let r = propose(&e, "p", "notes/out.txt", "v2");
     let id = json(&r.receipt.approvals_requested[0])["id"].as_str().expect("id").to_string();
     std::fs::write(e.lily.root.path.join("notes/out.txt"), "changed meanwhile").expect("w");
-    let err = approvals::approve(&e.lily.root, &id, false).expect_err("refused");
+    let err = approvals::approve(&e.lily.root, &id, false).expect_err("refused").to_string();
     assert!(err.contains("changed since the proposal"), "{err}");
     approvals::approve(&e.lily.root, &id, true).expect("forced");
     assert_eq!(std::fs::read_to_string(e.lily.root.path.join("notes/out.txt")).expect("r"), "v2");

@@ -34,6 +34,16 @@ fn not_found(id: &str) -> LilyError {
     LilyError::new(ErrorCode::JobNotFound, format!("no approval request {id}")).with_hint("`lily approvals list` shows the requests")
 }
 
+/// A refused decision with the code the library chose for it.
+fn decision_error(e: approvals::ApprovalError) -> LilyError {
+    let hint = matches!(e, approvals::ApprovalError::NotFound(_)).then_some("`lily approvals list` shows the requests");
+    let err = LilyError::new(e.code(), e.to_string());
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
 pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
     let root = root(g)?;
     match cmd {
@@ -100,7 +110,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
         }
         ApprovalsCmd::Approve { id, force } => {
             approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
-            let d = approvals::approve(&root, &id, force).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, e))?;
+            let d = approvals::approve(&root, &id, force).map_err(decision_error)?;
             if g.json {
                 render::json(&d);
             } else {
@@ -110,7 +120,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
         }
         ApprovalsCmd::Deny { id, reason } => {
             approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
-            let d = approvals::deny(&root, &id, reason.as_deref()).map_err(|e| LilyError::new(ErrorCode::JobPolicyDenied, e))?;
+            let d = approvals::deny(&root, &id, reason.as_deref()).map_err(decision_error)?;
             if g.json {
                 render::json(&d);
             } else {

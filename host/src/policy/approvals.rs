@@ -198,6 +198,7 @@ pub fn record_proposals(
                     events.emit("approval_applied", json!({"approval_id": req.id, "by": why}));
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     req.state = State::Failed;
                     req.note = Some(e.clone());
                     events.emit("approval_failed", json!({"approval_id": req.id, "error": e}));
@@ -249,29 +250,61 @@ pub fn list(root: &Root, job: Option<&str>) -> Vec<Request> {
 /// directories), and the bytes are written to a temporary file in the
 /// target's own directory and renamed over it through that directory's
 /// handle — nothing a later swap of a parent can redirect.
-fn apply(root: &Root, r: &Request) -> Result<(), String> {
-    let content = std::fs::read(&r.content_path).map_err(|e| format!("proposed content missing: {e}"))?;
+fn apply(root: &Root, r: &Request) -> Result<(), ApprovalError> {
+    let content = std::fs::read(&r.content_path).map_err(|e| ApprovalError::Io(format!("proposed content missing: {e}")))?;
     if sha256(&content) != r.sha256 {
-        return Err("proposed content does not match its recorded sha256".into());
+        return Err(ApprovalError::Refused("proposed content does not match its recorded sha256".into()));
     }
     match r.kind.as_str() {
         "write_file" => {
             if let Some(why) = effects::protected_target(&r.target) {
-                return Err(why);
+                return Err(ApprovalError::Refused(why));
             }
-            let w = effects::walk_target(&root.path, &r.target, true)?;
-            let dir = w.parent.ok_or_else(|| format!("{}: its directory could not be created", r.target))?;
+            let w = effects::walk_target(&root.path, &r.target, true).map_err(ApprovalError::Refused)?;
+            let dir = w
+                .parent
+                .ok_or_else(|| ApprovalError::Io(format!("{}: its directory could not be created", r.target)))?;
             let tmp = format!(".{}.lily-tmp-{}", w.name, crate::util::random_hex(4));
-            dir.write(&tmp, &content).map_err(|e| format!("{}: {e}", r.target))?;
+            dir.write(&tmp, &content).map_err(|e| ApprovalError::Io(format!("{}: {e}", r.target)))?;
             dir.rename(&tmp, &dir, &w.name).map_err(|e| {
                 let _ = dir.remove_file(&tmp);
-                format!("{}: {e}", r.target)
+                ApprovalError::Io(format!("{}: {e}", r.target))
             })?;
             Ok(())
         }
-        // Publishing and sending need a configured destination adapter; the
-        // request is recorded as applied so operators see the decision.
-        _ => Ok(()),
+        // Publishing and sending need a destination adapter, and none exists
+        // yet: nothing can be delivered, so nothing is recorded as applied.
+        kind => Err(ApprovalError::Refused(format!(
+            "no destination adapter is configured for {kind} effects, so nothing would be delivered; deny the request (adapters are planned)"
+        ))),
+    }
+}
+
+/// Why an approval decision was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no approval request {0}")]
+    NotFound(String),
+    #[error("approval request {id} is {}, not pending", state.as_str())]
+    NotPending { id: String, state: State },
+    /// The rules refuse it (target changed, the way to it changed, a link,
+    /// a protected target, no destination adapter).
+    #[error("{0}")]
+    Refused(String),
+    /// Writing the effect or the request's record failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ApprovalError {
+    /// The stable code of this refusal (the one place it is chosen).
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            ApprovalError::NotFound(_) => ErrorCode::JobNotFound,
+            ApprovalError::NotPending { .. } | ApprovalError::Refused(_) => ErrorCode::JobPolicyDenied,
+            ApprovalError::Io(_) => ErrorCode::JobExecutionFailed,
+        }
     }
 }
 
@@ -286,63 +319,71 @@ pub struct Decided {
 /// Approve a pending request: exactly one application even with two
 /// approvers at once (a lock on the request), the recorded bytes only, and
 /// refused if the target changed since the proposal unless `force`.
-pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, String> {
+pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, ApprovalError> {
     decide(root, id, |req| {
         if req.kind == "write_file" {
             // Never overridable: the way to the target is walked without
             // links, and must be the one recorded at proposal.
-            let walked = effects::walk_target(&root.path, &req.target, false).map_err(|e| format!("could not apply: {e}"))?;
+            let walked = effects::walk_target(&root.path, &req.target, false).map_err(|e| ApprovalError::Refused(format!("could not apply: {e}")))?;
             // The directories that existed at proposal must be the same ones
             // now; directories created since (by an earlier approval into a
             // new directory, say) extend the chain and are walked like any.
             let (then, now): (Vec<&str>, Vec<&str>) = (req.target_parent_at_proposal.split('/').collect(), walked.identity.split('/').collect());
             if !req.target_parent_at_proposal.is_empty() && !now.starts_with(&then) {
-                return Err(format!(
+                return Err(ApprovalError::Refused(format!(
                     "the directories leading to {} changed since the proposal (a directory was replaced or moved); deny this request and propose again",
                     req.target
-                ));
+                )));
             }
         }
         if req.kind == "write_file" && !force {
             let now = target_hash(&root.path, &req.target);
             if now != req.target_sha256_at_proposal {
-                return Err(format!(
+                return Err(ApprovalError::Refused(format!(
                     "{} changed since the proposal ({} → {}); review it and pass --force to overwrite",
                     req.target, req.target_sha256_at_proposal, now
-                ));
+                )));
             }
         }
         match apply(root, req) {
             Ok(()) => Ok((State::Applied, "approved and applied".to_string())),
-            Err(e) => Err(format!("could not apply: {e}")),
+            Err(ApprovalError::Io(e)) => Err(ApprovalError::Io(format!("could not apply: {e}"))),
+            Err(ApprovalError::Refused(e)) => Err(ApprovalError::Refused(format!("could not apply: {e}"))),
+            Err(e) => Err(e),
         }
     })
 }
 
 /// Deny a pending request.
-pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, String> {
+pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, ApprovalError> {
     decide(root, id, |_| Ok((State::Denied, reason.map(str::to_string).unwrap_or_else(|| "denied".into()))))
 }
 
-fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, String), String>) -> Result<Decided, String> {
+fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, String), ApprovalError>) -> Result<Decided, ApprovalError> {
+    if load(root, id).is_none() {
+        return Err(ApprovalError::NotFound(id.into()));
+    }
     let lock_path = dir(root).join(format!("{id}.lock"));
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| e.to_string())?;
-    let mut req = load(root, id).ok_or_else(|| format!("no approval request {id}"))?;
+        .map_err(|e| ApprovalError::Io(format!("{}: {e}", lock_path.display())))?;
+    lock.lock().map_err(|e| ApprovalError::Io(format!("{}: {e}", lock_path.display())))?;
+    let mut req = load(root, id).ok_or_else(|| ApprovalError::NotFound(id.into()))?;
     if req.state != State::Pending {
-        return Err(format!("approval request {id} is {:?}, not pending", req.state).to_lowercase());
+        return Err(ApprovalError::NotPending {
+            id: id.into(),
+            state: req.state,
+        });
     }
     let (state, message) = f(&req)?;
     req.state = state;
     req.decided_at = Some(rfc3339(Utc::now()));
     req.decided_by = "operator".into();
     req.note = Some(message.clone());
-    save(root, &req).map_err(|e| e.to_string())?;
+    save(root, &req).map_err(|e| ApprovalError::Io(format!("cannot save the request: {e}")))?;
     // The request file is the decision; the run's record follows it. A run
     // directory that is gone (pruned) cannot record it, which is reported.
     if let Err(e) = record_in_run(root, &req) {
