@@ -61,6 +61,34 @@ struct Extra {
     no_auto_effects: bool,
 }
 
+/// How far planning got: a plan to run, or a compile failure worth retrying
+/// (each attempt plans again until one succeeds).
+enum Planned {
+    Ready(Box<Plan>),
+    Retry(Option<PlanError>),
+}
+
+/// What every attempt of one run reads.
+struct AttemptInput<'a> {
+    spec: &'a JobSpec,
+    policy: &'a Policy,
+    events: &'a Arc<EventLog>,
+    run: &'a RunDir,
+    cancel: &'a Cancel,
+    seeds: Seeds,
+    extra: &'a Extra,
+}
+
+/// How one attempt ended, for its record.
+struct AttemptEnd<'a> {
+    n: u32,
+    start: chrono::DateTime<Utc>,
+    error: &'a LilyError,
+    cause: Value,
+    retryable: bool,
+    will_retry: bool,
+}
+
 /// The host: one root, one sandbox, the registries.
 pub struct Lily {
     pub root: Root,
@@ -448,7 +476,7 @@ impl Lily {
             Ok(p) => p,
             Err(e) => {
                 let pe = PlanError::new(ErrorCode::JobPolicyDenied, &e, false);
-                return self.finish_without_attempt(run, events, receipt, &spec, pe);
+                return self.finish_without_attempt(&run, &events, receipt, &spec, pe);
             }
         };
 
@@ -461,46 +489,36 @@ impl Lily {
             no_auto_effects: opts.no_auto_effects,
         };
 
-        // 2–4 (+ loading): plan.
-        let plan = match self.plan(&spec, &policy).await {
-            Ok(p) => p,
-            Err(pe) if !pe.retryable => return self.finish_without_attempt(run, events, receipt, &spec, pe),
-            Err(pe) => {
-                // Compile failures are retried like execution failures below.
-                return self
-                    .run_attempts(run, events, receipt, &spec, &policy, None, opts.cancel, seeds, opts.wait, Some(pe), extra)
-                    .await;
-            }
+        // 2–4 (+ loading): plan. Compile failures are retried like
+        // execution failures, by the attempts.
+        let planned = match self.plan(&spec, &policy).await {
+            Ok(p) => Planned::Ready(Box::new(p)),
+            Err(pe) if !pe.retryable => return self.finish_without_attempt(&run, &events, receipt, &spec, pe),
+            Err(pe) => Planned::Retry(Some(pe)),
         };
-        self.run_attempts(run, events, receipt, &spec, &policy, Some(plan), opts.cancel, seeds, opts.wait, None, extra)
-            .await
+        let input = AttemptInput {
+            spec: &spec,
+            policy: &policy,
+            events: &events,
+            run: &run,
+            cancel: &opts.cancel,
+            seeds,
+            extra: &extra,
+        };
+        let ended = self.run_attempts(&input, planned, &mut receipt, opts.wait).await?;
+        self.persist(&input, receipt, ended)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_attempts(
-        &self,
-        run: RunDir,
-        events: Arc<EventLog>,
-        mut receipt: Receipt,
-        spec: &JobSpec,
-        policy: &Policy,
-        mut plan: Option<Plan>,
-        cancel: Cancel,
-        seeds: Seeds,
-        wait: bool,
-        mut plan_error: Option<PlanError>,
-        extra: Extra,
-    ) -> Result<RunResult, LilyError> {
-        if let Some(p) = &plan {
-            record_plan(&mut receipt, p);
+    /// 4b–5b: the run slot, then attempts with retries and backoff.
+    async fn run_attempts(&self, input: &AttemptInput<'_>, mut planned: Planned, receipt: &mut Receipt, wait: bool) -> Result<Ended, LilyError> {
+        let AttemptInput { spec, events, run, cancel, .. } = *input;
+        if let Planned::Ready(p) = &planned {
+            record_plan(receipt, p);
         }
         // Parallel-run cap, across processes.
-        let slot = match acquire_slot(&self.root, &spec.id, spec.runtime.max_parallel_runs, wait, &cancel).await {
+        let slot = match acquire_slot(&self.root, &spec.id, spec.runtime.max_parallel_runs, wait, cancel).await {
             Ok(s) => s,
-            Err(e) => {
-                let pe = PlanError::new(ErrorCode::JobPolicyDenied, &e, false);
-                return self.finish_without_attempt(run, events, receipt, spec, pe);
-            }
+            Err(e) => return Ok(Ended::Refused(PlanError::new(ErrorCode::JobPolicyDenied, &e, false))),
         };
         if let Some(d) = receipt.policy.decisions.as_mut() {
             d.push(Decision {
@@ -509,7 +527,7 @@ impl Lily {
                 reason: format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs),
             });
         }
-        write_receipt(&run, &mut receipt, &events)?;
+        write_receipt(run, receipt, events)?;
 
         let max_attempts = spec.runtime.retry_max + 1;
         let mut backoff = Backoff::new(spec.runtime.retry_backoff_seconds);
@@ -519,9 +537,7 @@ impl Lily {
         for n in 1..=max_attempts {
             let att_start = Utc::now();
             events.emit("job_attempt_started", json!({"attempt": n}));
-            let outcome = self
-                .attempt(&mut plan, &mut plan_error, &mut receipt, spec, policy, &events, &run, &cancel, seeds, &extra)
-                .await;
+            let outcome = self.attempt(input, &mut planned, receipt).await;
             match outcome {
                 AttemptOutcome::Cancelled => {
                     cancelled = true;
@@ -554,11 +570,22 @@ impl Lily {
                 }
                 AttemptOutcome::Failed { error, cause, retryable } => {
                     let will_retry = retryable && n < max_attempts;
-                    last = Some(self.attempt_failed(&events, &mut receipt, n, att_start, &error, cause, retryable, will_retry));
+                    last = Some(attempt_failed(
+                        events,
+                        receipt,
+                        AttemptEnd {
+                            n,
+                            start: att_start,
+                            error: &error,
+                            cause,
+                            retryable,
+                            will_retry,
+                        },
+                    ));
                     if !will_retry {
                         break;
                     }
-                    if backoff.wait(&cancel).await {
+                    if backoff.wait(cancel).await {
                         cancelled = true;
                         break;
                     }
@@ -566,19 +593,42 @@ impl Lily {
             }
         }
         drop(slot);
+        Ok(if cancelled {
+            Ended::Cancelled
+        } else {
+            match success {
+                Some((out, proposals)) => Ended::Succeeded(out, proposals),
+                None => Ended::Failed(last),
+            }
+        })
+    }
 
-        // 6. Persist.
-        if cancelled {
-            receipt.status = RunStatus::Cancelled;
-            receipt.error = Some(ReceiptError {
-                code: ErrorCode::JobExecutionFailed,
-                message: "run cancelled".into(),
-                cause: json!({"kind": "cancelled"}),
-                first_event_seq: None,
-            });
-            events.emit("job_cancelled", json!({}));
-            return self.finalize(run, events, receipt, spec);
-        }
+    /// 6: persist what the attempts ended with.
+    fn persist(&self, input: &AttemptInput<'_>, mut receipt: Receipt, ended: Ended) -> Result<RunResult, LilyError> {
+        let AttemptInput {
+            spec,
+            policy,
+            events,
+            run,
+            extra,
+            ..
+        } = *input;
+        let (success, last) = match ended {
+            Ended::Refused(pe) => return self.finish_without_attempt(run, events, receipt, spec, pe),
+            Ended::Cancelled => {
+                receipt.status = RunStatus::Cancelled;
+                receipt.error = Some(ReceiptError {
+                    code: ErrorCode::JobExecutionFailed,
+                    message: "run cancelled".into(),
+                    cause: json!({"kind": "cancelled"}),
+                    first_event_seq: None,
+                });
+                events.emit("job_cancelled", json!({}));
+                return self.finalize(run, events, receipt, spec);
+            }
+            Ended::Succeeded(out, proposals) => (Some((out, proposals)), None),
+            Ended::Failed(last) => (None, last),
+        };
         match success {
             Some((out, proposals)) => {
                 let offered: Vec<(String, String, Vec<u8>)> = out.artifacts.clone();
@@ -593,7 +643,7 @@ impl Lily {
                     ) {
                         continue;
                     }
-                    let rec = run.write_file(&name, &media, &bytes).map_err(|e| io_failed(&run, e))?;
+                    let rec = run.write_file(&name, &media, &bytes).map_err(|e| io_failed(run, e))?;
                     receipt.artifacts.push(rec);
                 }
                 receipt.payload = out.payload;
@@ -606,7 +656,7 @@ impl Lily {
                     policy,
                     &proposals,
                     spec.output.publish.as_ref(),
-                    &*events,
+                    &**events,
                     extra.no_auto_effects,
                 );
                 receipt.status = RunStatus::Succeeded;
@@ -632,30 +682,28 @@ impl Lily {
 
     /// One attempt: (re-)plan if needed, then execute under the attempt
     /// timeout, racing cancellation.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        plan: &mut Option<Plan>,
-        plan_error: &mut Option<PlanError>,
-        receipt: &mut Receipt,
-        spec: &JobSpec,
-        policy: &Policy,
-        events: &Arc<EventLog>,
-        run: &RunDir,
-        cancel: &Cancel,
-        seeds: Seeds,
-        extra: &Extra,
-    ) -> AttemptOutcome {
-        // A plan that failed to compile is retried like an execution failure.
-        if plan.is_none() {
-            let planned = match plan_error.take() {
+    async fn attempt(&self, input: &AttemptInput<'_>, planned: &mut Planned, receipt: &mut Receipt) -> AttemptOutcome {
+        let AttemptInput {
+            spec,
+            policy,
+            events,
+            run,
+            cancel,
+            seeds,
+            extra,
+        } = *input;
+        // A plan that failed to compile is retried like an execution failure:
+        // the first attempt reports the failure planning already met, later
+        // ones plan again.
+        if let Planned::Retry(first) = planned {
+            let result = match first.take() {
                 Some(pe) => Err(pe),
                 None => self.plan(spec, policy).await,
             };
-            match planned {
+            match result {
                 Ok(p) => {
                     record_plan(receipt, &p);
-                    *plan = Some(p);
+                    *planned = Planned::Ready(Box::new(p));
                 }
                 Err(pe) => {
                     return AttemptOutcome::Failed {
@@ -666,12 +714,8 @@ impl Lily {
                 }
             }
         }
-        let Some(p) = plan.as_ref() else {
-            return AttemptOutcome::Failed {
-                error: LilyError::new(ErrorCode::JobExecutionFailed, "no plan"),
-                cause: Value::Null,
-                retryable: false,
-            };
+        let Planned::Ready(p) = &*planned else {
+            unreachable!("planned above");
         };
         let timeout = Duration::from_secs(spec.runtime.timeout_seconds);
         let mut ctx = ExecCtx::new(
@@ -717,36 +761,7 @@ impl Lily {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt_failed(
-        &self,
-        events: &EventLog,
-        receipt: &mut Receipt,
-        n: u32,
-        start: chrono::DateTime<Utc>,
-        err: &LilyError,
-        cause: Value,
-        retryable: bool,
-        will_retry: bool,
-    ) -> (ErrorCode, String, Value) {
-        receipt.attempts.push(Attempt {
-            n,
-            status: AttemptStatus::Failed,
-            started_at: rfc3339(start),
-            ended_at: rfc3339(Utc::now()),
-            error_code: Some(err.code),
-            message: Some(err.message.clone()),
-            retryable,
-            will_retry,
-        });
-        events.emit(
-            "job_attempt_failed",
-            json!({"attempt": n, "error_code": err.code.as_str(), "message": err.message, "cause": cause, "retryable": retryable, "will_retry": will_retry}),
-        );
-        (err.code, err.message.clone(), cause)
-    }
-
-    fn finish_without_attempt(&self, run: RunDir, events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec, pe: PlanError) -> Result<RunResult, LilyError> {
+    fn finish_without_attempt(&self, run: &RunDir, events: &EventLog, mut receipt: Receipt, spec: &JobSpec, pe: PlanError) -> Result<RunResult, LilyError> {
         receipt.status = pe.status;
         let kind = if pe.status == RunStatus::Denied { "policy_denied" } else { "job_failed" };
         events.emit(
@@ -766,17 +781,17 @@ impl Lily {
     }
 
     /// 6–7: summary, final receipt.
-    fn finalize(&self, run: RunDir, events: Arc<EventLog>, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
+    fn finalize(&self, run: &RunDir, events: &EventLog, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
         receipt.ended_at = Some(rfc3339(Utc::now()));
         // Decisions operators made while the run was going show in the summary too.
-        events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(&run, e))?;
+        events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(run, e))?;
         let (name, media, text) = match spec.output.summary_format {
             SummaryFormat::Markdown => (runs::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
             SummaryFormat::Json => (runs::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
         };
-        let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(&run, e))?;
+        let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(run, e))?;
         receipt.artifacts.push(rec);
-        run.commit_receipt(&mut receipt, &events).map_err(|e| io_failed(&run, e))?;
+        run.commit_receipt(&mut receipt, events).map_err(|e| io_failed(run, e))?;
         if let Err(e) = runs::append_index(&self.root.runs_dir(), &receipt) {
             tracing::warn!(error = %e, "could not update the run index; listings fall back to receipts");
         }
@@ -786,6 +801,43 @@ impl Lily {
             summary: text,
         })
     }
+}
+
+/// How the attempts of a run ended.
+enum Ended {
+    /// Refused before any attempt (the run slot).
+    Refused(PlanError),
+    Cancelled,
+    Succeeded(crate::blueprints::BlueprintOutput, Vec<(String, String, crate::sandbox::Proposal)>),
+    /// The last attempt's code, message and cause.
+    Failed(Option<(ErrorCode, String, Value)>),
+}
+
+/// Record a failed attempt in the receipt and the events.
+fn attempt_failed(events: &EventLog, receipt: &mut Receipt, end: AttemptEnd<'_>) -> (ErrorCode, String, Value) {
+    let AttemptEnd {
+        n,
+        start,
+        error: err,
+        cause,
+        retryable,
+        will_retry,
+    } = end;
+    receipt.attempts.push(Attempt {
+        n,
+        status: AttemptStatus::Failed,
+        started_at: rfc3339(start),
+        ended_at: rfc3339(Utc::now()),
+        error_code: Some(err.code),
+        message: Some(err.message.clone()),
+        retryable,
+        will_retry,
+    });
+    events.emit(
+        "job_attempt_failed",
+        json!({"attempt": n, "error_code": err.code.as_str(), "message": err.message, "cause": cause, "retryable": retryable, "will_retry": will_retry}),
+    );
+    (err.code, err.message.clone(), cause)
 }
 
 fn record_plan(receipt: &mut Receipt, p: &Plan) {
