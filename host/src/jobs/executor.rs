@@ -649,15 +649,17 @@ impl Lily {
                 receipt.payload = out.payload;
                 receipt.references = out.references;
                 receipt.approvals_requested = crate::policy::approvals::record_proposals(
-                    &self.root,
-                    &run.path,
-                    &spec.id,
-                    &run.run_id,
-                    policy,
+                    &crate::policy::approvals::ProposingRun {
+                        root: &self.root,
+                        run_dir: &run.path,
+                        job_id: &spec.id,
+                        run_id: &run.run_id,
+                        policy,
+                        events: &**events,
+                        never_apply: extra.no_auto_effects,
+                    },
                     &proposals,
                     spec.output.publish.as_ref(),
-                    &**events,
-                    extra.no_auto_effects,
                 );
                 receipt.status = RunStatus::Succeeded;
                 events.emit(

@@ -90,20 +90,31 @@ fn target_hash(root: &Path, rel: &str) -> String {
     }
 }
 
-/// Record the proposals of a finished run, decide them by policy, apply the
-/// auto-approved ones. Returns the `approvals_requested` list.
-#[allow(clippy::too_many_arguments)]
-pub fn record_proposals(
-    root: &Root,
-    run_dir: &Path,
-    job_id: &str,
-    run_id: &str,
-    policy: &Policy,
-    proposals: &[(String, String, Proposal)],
-    publish: Option<&Publish>,
-    events: &dyn EventSink,
-    never_apply: bool,
-) -> Vec<ApprovalRecord> {
+/// The run whose proposals are being recorded.
+pub struct ProposingRun<'a> {
+    pub root: &'a Root,
+    pub run_dir: &'a Path,
+    pub job_id: &'a str,
+    pub run_id: &'a str,
+    pub policy: &'a Policy,
+    pub events: &'a dyn EventSink,
+    /// A replay: an `auto_approve` match only asks for approval.
+    pub never_apply: bool,
+}
+
+/// Record the proposals of a finished run (and the job's `output.publish`),
+/// decide them by policy, apply the auto-approved ones. Returns the
+/// `approvals_requested` list.
+pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Proposal)], publish: Option<&Publish>) -> Vec<ApprovalRecord> {
+    let ProposingRun {
+        root,
+        run_dir,
+        job_id,
+        run_id,
+        policy,
+        events,
+        never_apply,
+    } = *run;
     let mut out = Vec::new();
     let mut all: Vec<(String, Proposal)> = proposals.iter().map(|(_, r, p)| (r.clone(), p.clone())).collect();
     if let Some(p) = publish {

@@ -1,4 +1,5 @@
-//! Small shared helpers: durable atomic writes, ids, time formatting.
+//! Files: atomic writes with an explicit [`Durability`], directories, and
+//! the [`Stamp`] that tells one version of a file from the next.
 
 use std::io::Write;
 use std::path::Path;
@@ -52,72 +53,6 @@ pub fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-}
-
-/// `n` random bytes as lower-case hex.
-pub fn random_hex(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    if getrandom::fill(&mut buf).is_err() {
-        // Fall back to time + pid; ids stay unique enough for a single host.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let mixed = t ^ (u128::from(std::process::id()) << 64);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (mixed >> ((i % 16) * 8)) as u8;
-        }
-    }
-    hex::encode(buf)
-}
-
-/// A random u64.
-pub fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    let _ = getrandom::fill(&mut buf);
-    u64::from_le_bytes(buf)
-}
-
-/// Flow collections (`[` / `{`) deeper than this are refused before a YAML
-/// document reaches the parser: the parser's own depth limit comes only after
-/// scanning, which takes time quadratic in the depth (seconds for 100 KB).
-pub const MAX_YAML_DEPTH: usize = 128;
-
-/// Whether `text` nests flow collections more than `max` deep, counting `[`
-/// and `{` outside quotes and comments (quotes are tracked per line).
-pub fn yaml_nesting_exceeds(text: &str, max: usize) -> bool {
-    let mut depth = 0usize;
-    for line in text.lines() {
-        let (mut in_single, mut in_double, mut prev) = (false, false, ' ');
-        for c in line.chars() {
-            match c {
-                '#' if !in_single && !in_double && prev.is_whitespace() => break,
-                '\'' if !in_double => in_single = !in_single,
-                '"' if !in_single => in_double = !in_double,
-                '[' | '{' if !in_single && !in_double => {
-                    depth += 1;
-                    if depth > max {
-                        return true;
-                    }
-                }
-                ']' | '}' if !in_single && !in_double => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            prev = c;
-        }
-    }
-    false
-}
-
-/// RFC 3339 UTC with millisecond precision.
-pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// sha256 of bytes as `sha256:<hex>`.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// What identifies one version of a file on disk (length, mtime, inode):

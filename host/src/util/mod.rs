@@ -1,0 +1,15 @@
+//! Small shared helpers, one file per concern: files and durability
+//! (`fs.rs`), randomness (`rand.rs`), the YAML guard (`yaml.rs`), time
+//! formatting (`time.rs`) and digests (`digest.rs`).
+
+mod digest;
+mod fs;
+mod rand;
+mod time;
+mod yaml;
+
+pub use digest::sha256;
+pub use fs::{Durability, Stamp, atomic_write, ensure_dir, sync_dir, write_atomic};
+pub use rand::{random_hex, random_u64};
+pub use time::rfc3339;
+pub use yaml::{MAX_YAML_DEPTH, yaml_nesting_exceeds};
