@@ -170,6 +170,9 @@ pub struct Policy {
     /// Effect globs, compiled once per policy version: (kind, rule list,
     /// glob text, matcher), in file order.
     effect_matchers: Vec<(&'static str, EffectList, String, GlobMatcher)>,
+    /// Granted `host:port` names resolved so far, once per policy version
+    /// (a long-lived process keeps this policy until the file changes).
+    resolved: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<std::net::SocketAddr>>>>,
 }
 
 /// Which list of an effect rule a glob is on.
@@ -194,6 +197,7 @@ impl Policy {
             source: None,
             matchers: Vec::new(),
             effect_matchers: Vec::new(),
+            resolved: Default::default(),
         }
     }
 
@@ -302,6 +306,7 @@ impl Policy {
             source: Some(path.to_path_buf()),
             matchers,
             effect_matchers,
+            resolved: Default::default(),
         })
     }
 
@@ -485,11 +490,28 @@ impl Policy {
 
     /// Full grants for one runnable step.
     pub fn grants_for(&self, runnable: &str, dirs: Vec<DirGrant>, env: Vec<(String, String)>) -> Grants {
-        Grants {
-            dirs,
-            env,
-            network: self.network_for(runnable),
+        let network = self.network_for(runnable);
+        let resolved = network.iter().map(|hp| (hp.clone(), self.resolve(hp))).collect();
+        Grants { dirs, env, network, resolved }
+    }
+
+    /// The addresses of a granted `host:port`, resolved the first time this
+    /// version of the policy grants it.
+    fn resolve(&self, host_port: &str) -> Vec<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        if let Ok(cache) = self.resolved.lock()
+            && let Some(a) = cache.get(host_port)
+        {
+            return a.clone();
         }
+        let addrs: Vec<std::net::SocketAddr> = host_port.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+        // A failed lookup is not kept: the next run asks again.
+        if !addrs.is_empty()
+            && let Ok(mut cache) = self.resolved.lock()
+        {
+            cache.insert(host_port.to_string(), addrs.clone());
+        }
+        addrs
     }
 
     /// Decide a proposed effect target.
@@ -603,6 +625,25 @@ effects:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn granted_network_names_are_resolved_once_per_policy_version() {
+        let p = Policy::parse(
+            Path::new("policy.yaml"),
+            "version: 1\nrunnables:\n  \"a.v1\":\n    network: [\"127.0.0.1:9\"]\n",
+            None,
+        )
+        .expect("policy");
+        let g = p.grants_for("a.v1", vec![], vec![]);
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        assert_eq!(g.resolved, vec![("127.0.0.1:9".to_string(), vec![addr])]);
+        assert_eq!(p.resolved.lock().expect("cache").get("127.0.0.1:9"), Some(&vec![addr]));
+        assert_eq!(
+            p.grants_for("a.v1", vec![], vec![]).network_addrs(),
+            g.resolved,
+            "the second run uses the cache"
+        );
+    }
 
     #[test]
     fn read_write_grants_never_cover_lily_state_or_git() {

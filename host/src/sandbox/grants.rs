@@ -34,6 +34,25 @@ pub struct Grants {
     /// Allowed outbound `host:port` pairs (resolved by the host); empty = no network.
     #[serde(default)]
     pub network: Vec<String>,
+    /// The addresses of `network`, resolved once by whoever built the grants
+    /// (the policy resolves each name once per policy version); when empty
+    /// the sandbox resolves `network` itself, once per step.
+    #[serde(skip)]
+    pub resolved: Vec<(String, Vec<std::net::SocketAddr>)>,
+}
+
+impl Grants {
+    /// `network` with its addresses: the pre-resolved ones, else resolved now.
+    pub fn network_addrs(&self) -> Vec<(String, Vec<std::net::SocketAddr>)> {
+        use std::net::ToSocketAddrs;
+        if !self.resolved.is_empty() || self.network.is_empty() {
+            return self.resolved.clone();
+        }
+        self.network
+            .iter()
+            .map(|hp| (hp.clone(), hp.to_socket_addrs().map(|a| a.collect()).unwrap_or_default()))
+            .collect()
+    }
 }
 
 impl Grants {

@@ -8,7 +8,7 @@ use super::wit::lily::runnable::{effects, events, types};
 use super::{Cause, StepEnvelope, StepReport, StepRequest};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,7 +45,19 @@ impl StepState {
         let stderr = CappedPipe::new(limits.max_stdio_bytes as usize);
         let denied = Arc::new(Mutex::new(Vec::new()));
         let tape = TapeRecorder::new(req.replay_tape.as_ref());
-        let wasi = build_wasi(&req.grants, &limits, req.seeds, tape.clone(), stdout.clone(), stderr.clone(), denied.clone())?;
+        // Granted names are resolved once (by the policy, or here) and serve
+        // both the connect check and the name lookups.
+        let network = req.grants.network_addrs();
+        let wasi = build_wasi(
+            &req.grants,
+            &network,
+            &limits,
+            req.seeds,
+            tape.clone(),
+            stdout.clone(),
+            stderr.clone(),
+            denied.clone(),
+        )?;
         // Every WASI handle (open file, socket, stream, pollable) is an entry
         // here, and files and sockets are host file descriptors: cap them per
         // step so a guest cannot exhaust the host process's descriptors.
@@ -55,7 +67,7 @@ impl StepState {
             wasi,
             table,
             bounds: super::shadow::Bounds {
-                names: granted_names(&req.grants),
+                names: granted_names(&network),
                 dir_stream_budget: limits.memory_bytes,
                 ..Default::default()
             },
@@ -126,15 +138,13 @@ const MAX_DENIED_RECORDS: usize = 1000;
 
 /// The granted network host names, each with the addresses the host
 /// resolved for it: the only names a guest's lookups may resolve.
-fn granted_names(grants: &Grants) -> Vec<(String, Vec<std::net::IpAddr>)> {
-    grants
-        .network
+fn granted_names(network: &[(String, Vec<SocketAddr>)]) -> Vec<(String, Vec<std::net::IpAddr>)> {
+    network
         .iter()
-        .filter_map(|hp| {
+        .filter_map(|(hp, addrs)| {
             let (host, _) = hp.rsplit_once(':')?;
             let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
-            let addrs = hp.to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default();
-            Some((host, addrs))
+            Some((host, addrs.iter().map(|a| a.ip()).collect()))
         })
         .collect()
 }
@@ -142,8 +152,10 @@ fn granted_names(grants: &Grants) -> Vec<(String, Vec<std::net::IpAddr>)> {
 /// Bytes one `get-random-bytes` call may ask the host for.
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
+#[allow(clippy::too_many_arguments)]
 fn build_wasi(
     grants: &Grants,
+    network: &[(String, Vec<SocketAddr>)],
     limits: &Limits,
     seeds: Option<super::Seeds>,
     tape: TapeRecorder,
@@ -174,7 +186,7 @@ fn build_wasi(
     // Network: TCP is allowed at the WASI level only so that every address
     // passes the check below, which says yes to granted `host:port` pairs
     // and records everything else as a denied capability.
-    let allowed: Vec<SocketAddr> = grants.network.iter().flat_map(|hp| hp.to_socket_addrs().into_iter().flatten()).collect();
+    let allowed: Vec<SocketAddr> = network.iter().flat_map(|(_, a)| a.iter().copied()).collect();
     b.allow_tcp(true);
     b.allow_udp(false);
     // Name lookups are answered by the host's own implementation
