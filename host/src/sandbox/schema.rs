@@ -514,6 +514,19 @@ mod tests {
     }
 
     #[test]
+    fn reference_cycles_without_progress_do_not_recurse_forever() {
+        for schema in [
+            json!({"$defs": {"n": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "null"}]}}, "$ref": "#/$defs/n"}),
+            json!({"$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}),
+            json!({"$defs": {"n": {"not": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"}),
+        ] {
+            if let Ok(s) = GuestSchema::compile(&schema) {
+                let _ = s.check(&json!({"a": 1}), None, 5);
+            }
+        }
+    }
+
+    #[test]
     fn a_foreign_panic_is_not_swallowed() {
         let r = std::panic::catch_unwind(|| Budget::steps(10).run(|| std::panic::resume_unwind(Box::new(1u8))));
         assert!(r.is_err());
