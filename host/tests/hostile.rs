@@ -752,7 +752,8 @@ fn infinite_loop_in_describe_is_refused_at_load() {
     let t = Instant::now();
     let err =
         w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &spin, None, false))
-            .expect_err("install refused");
+            .expect_err("install refused")
+            .to_string();
     assert!(err.contains("describe failed"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     // Planted behind the installer's back: the council is refused before any
@@ -1017,7 +1018,8 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     assert!(err.message.contains("acme:evil/exfil"), "{}", err.message);
     let err =
         w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &evil, None, false))
-            .expect_err("install refused");
+            .expect_err("install refused")
+            .to_string();
     assert!(err.contains("acme:evil/exfil"), "{err}");
     w.plant("hostile-import.v1", &evil);
     let r = w.council_of("evil", "hostile-import.v1", "x", json!({}), "{}");
@@ -1352,7 +1354,8 @@ fn outside_2_a_backtracking_pattern_in_a_declared_schema_is_refused_at_load() {
     let started = Instant::now();
     let err =
         w.rt.block_on(w.lily.runnables.install(&w.lily.sandbox, &bomb, None, false))
-            .expect_err("install refused");
+            .expect_err("install refused")
+            .to_string();
     assert!(err.contains("linear-time engine"), "{err}");
     // Planted without checks, it is refused again when a job loads it: the
     // council fails at load, fast, with a contract error; no step runs.

@@ -238,7 +238,10 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 return Err(super::root(g).err().unwrap_or_else(|| contract("no root".into())));
             }
             let bytes = std::fs::read(&file).map_err(|e| contract(format!("{}: {e}", file.display())))?;
-            let m = registry.install(&sandbox, &bytes, id.as_deref(), force).await.map_err(contract)?;
+            let m = registry
+                .install(&sandbox, &bytes, id.as_deref(), force)
+                .await
+                .map_err(|e| LilyError::new(e.code(), e.to_string()))?;
             if g.json {
                 render::json(&m);
             } else {

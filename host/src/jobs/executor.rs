@@ -394,9 +394,14 @@ impl Lily {
                 Err(e) => refused.push((id, e)),
             }
         }
-        refused.sort();
+        refused.sort_by(|a: &(String, crate::sandbox::LoadError), b| a.0.cmp(&b.0));
         if let Some((id, e)) = refused.into_iter().next() {
-            return Err(LilyError::new(ErrorCode::BlueprintContractInvalid, format!("runnable {id} was refused: {e}")));
+            // The component's problem, unless the host could not set up the load.
+            let code = match e.kind {
+                crate::sandbox::LoadErrorKind::Internal => ErrorCode::JobExecutionFailed,
+                _ => ErrorCode::BlueprintContractInvalid,
+            };
+            return Err(LilyError::new(code, format!("runnable {id} was refused: {e}")));
         }
         if !unresolved.is_empty() {
             // In graph order, as the bindings list them.

@@ -1,7 +1,7 @@
 //! The runnable registry: built-ins embedded in `lily`, plus components
 //! installed under `.lily/runnables/<id>/<version>/`.
 
-use crate::sandbox::{BUILTIN_IDS, Loaded, Sandbox, builtin_bytes};
+use crate::sandbox::{BUILTIN_IDS, LoadError, Loaded, Sandbox, builtin_bytes};
 use crate::workspace::Root;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -86,27 +86,27 @@ impl RunnableRegistry {
         v
     }
 
-    /// Resolve and load `id` into the sandbox.
-    pub async fn load(&self, sandbox: &Sandbox, id: &str) -> Result<Option<Arc<Loaded>>, String> {
+    /// Resolve and load `id` into the sandbox (`None`: no such runnable).
+    pub async fn load(&self, sandbox: &Sandbox, id: &str) -> Result<Option<Arc<Loaded>>, LoadError> {
         let Some((bytes, _)) = self.bytes(id) else { return Ok(None) };
-        sandbox.load(&bytes).await.map(Some).map_err(|e| e.message)
+        sandbox.load(&bytes).await.map(Some)
     }
 
     /// Validate and install a component. Refuses a different component under
     /// an existing id+version unless `force`, and any built-in id.
-    pub async fn install(&self, sandbox: &Sandbox, bytes: &[u8], expect_id: Option<&str>, force: bool) -> Result<Manifest, String> {
+    pub async fn install(&self, sandbox: &Sandbox, bytes: &[u8], expect_id: Option<&str>, force: bool) -> Result<Manifest, InstallError> {
         let Some(dir) = &self.dir else {
-            return Err("no .lily/ root to install into".into());
+            return Err(InstallError::Io("no .lily/ root to install into".into()));
         };
-        let loaded = sandbox.load(bytes).await.map_err(|e| format!("component refused: {}", e.message))?;
+        let loaded = sandbox.load(bytes).await.map_err(InstallError::Refused)?;
         let d = &loaded.descriptor;
         if let Some(want) = expect_id
             && want != d.id
         {
-            return Err(format!("the component describes itself as {:?}, not {want:?}", d.id));
+            return Err(InstallError::Conflict(format!("the component describes itself as {:?}, not {want:?}", d.id)));
         }
         if builtin_bytes(&d.id).is_some() {
-            return Err(format!("{:?} is a built-in runnable id; choose another id", d.id));
+            return Err(InstallError::Conflict(format!("{:?} is a built-in runnable id; choose another id", d.id)));
         }
         let target = dir.join(&d.id).join(&d.version);
         let manifest_path = target.join("manifest.json");
@@ -115,13 +115,14 @@ impl RunnableRegistry {
             && old.digest != loaded.digest
             && !force
         {
-            return Err(format!(
+            return Err(InstallError::Conflict(format!(
                 "{}@{} is already installed with digest {}; this component is {} (bump its version, or pass --force)",
                 d.id, d.version, old.digest, loaded.digest
-            ));
+            )));
         }
-        std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| InstallError::Io(format!("{}: {e}", target.display()));
+        std::fs::create_dir_all(&target).map_err(io)?;
+        crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(io)?;
         let manifest = Manifest {
             id: d.id.clone(),
             version: d.version.clone(),
@@ -131,9 +132,34 @@ impl RunnableRegistry {
             imports: loaded.imports.clone(),
             installed_at: crate::util::rfc3339(chrono::Utc::now()),
         };
-        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
-        crate::util::atomic_write(&manifest_path, &text).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| InstallError::Io(e.to_string()))?;
+        crate::util::atomic_write(&manifest_path, &text).map_err(io)?;
         Ok(manifest)
+    }
+}
+
+/// Why a component was not installed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InstallError {
+    /// The sandbox refused to load it (a contract problem of the component).
+    #[error("component refused: {0}")]
+    Refused(LoadError),
+    /// It is fine, but its id clashes (expected id, built-in, installed).
+    #[error("{0}")]
+    Conflict(String),
+    /// Writing it failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl InstallError {
+    /// The stable code (the one place it is chosen).
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            InstallError::Refused(_) | InstallError::Conflict(_) => ErrorCode::BlueprintContractInvalid,
+            InstallError::Io(_) => ErrorCode::JobExecutionFailed,
+        }
     }
 }
 
