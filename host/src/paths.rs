@@ -33,9 +33,9 @@ pub fn check_relative_file(p: &str) -> Result<(), String> {
     if p.is_empty() || p.len() > 1024 {
         return Err("effect path must be 1-1024 bytes".into());
     }
-    check_relative(p)?;
+    check_relative(p).map_err(|e| format!("effect path {e}"))?;
     if p.split(['/', '\\']).any(|c| c.is_empty() || c == ".") {
-        return Err(format!("{p:?} has an empty or '.' component"));
+        return Err(format!("effect path {p:?} has an empty or '.' component"));
     }
     Ok(())
 }

@@ -67,11 +67,17 @@ pub fn terminal_field(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
+/// `s` on one line for a document: line breaks become spaces, other
+/// controls are escaped visibly.
+fn one_line(s: &str) -> String {
+    terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned()
+}
+
 /// Inline Markdown text that renders as exactly the characters given:
 /// Markdown punctuation is backslash-escaped, `&`, `<` and `>` become
 /// entities, line breaks become spaces, controls are escaped visibly.
 pub fn markdown(s: &str) -> String {
-    let s = terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned();
+    let s = one_line(s);
     let mut out = String::with_capacity(s.len() + 8);
     let chars: Vec<char> = s.chars().collect();
     // A block marker counts only at the start of a line and only when a
@@ -115,7 +121,7 @@ pub fn markdown(s: &str) -> String {
 /// backtick longer than the longest run inside, so nothing in `s` can close
 /// it; HTML inside a code span is shown literally.
 pub fn markdown_code(s: &str) -> String {
-    let s = terminal_field(&s.replace("\r\n", " ").replace(['\n', '\r'], " ")).into_owned();
+    let s = one_line(s);
     let (mut run, mut longest) = (0usize, 0usize);
     for c in s.chars() {
         run = if c == '`' { run + 1 } else { 0 };

@@ -258,7 +258,7 @@ proptest! {
         proptest::collection::vec(prop_oneof![Just(".."), Just("."), Just(""), Just("/"), Just("\\"), Just("a"), Just("C:"), Just("\u{0}"), Just("%2e%2e")], 1..8)
             .prop_map(|parts| parts.join("/")),
     ]) {
-        if lily::policy::effects::check_relative_path(&path).is_ok() {
+        if lily::paths::check_relative_file(&path).is_ok() {
             let p = Path::new(&path);
             prop_assert!(!p.is_absolute(), "{path:?}");
             prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))), "{path:?}");

@@ -403,6 +403,20 @@ fn assert_specialist_contained(r: &RunResult, specialist: &str, kind: &str) {
     }
 }
 
+/// A run of a planted component the host refuses at load: `failed`, cause
+/// `blueprint_contract_invalid` naming `needle`, nothing instantiated.
+fn assert_refused_at_load(r: &RunResult, needle: &str) {
+    assert_eq!(r.receipt.status, RunStatus::Failed);
+    let e = r.receipt.error.as_ref().expect("error");
+    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
+    assert!(e.message.contains(needle), "{}", e.message);
+    assert!(r.receipt.steps.is_empty(), "no step ran");
+    assert!(
+        !runs::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"),
+        "nothing was instantiated"
+    );
+}
+
 /// Every entry at `key` of every observation in `list` has `ok: false`.
 fn all_refused(list: &Value, key: &str) {
     for item in list.as_array().expect("list") {
@@ -1023,15 +1037,7 @@ fn a_component_importing_interfaces_the_host_does_not_provide_is_refused_before_
     assert!(err.contains("acme:evil/exfil"), "{err}");
     w.plant("hostile-import.v1", &evil);
     let r = w.council_of("evil", "hostile-import.v1", "x", json!({}), "{}");
-    assert_eq!(r.receipt.status, RunStatus::Failed);
-    let e = r.receipt.error.as_ref().expect("error");
-    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
-    assert!(e.message.contains("acme:evil/exfil"), "{}", e.message);
-    assert!(r.receipt.steps.is_empty(), "no step ran");
-    assert!(
-        !runs::read_events(&r.run_dir).iter().any(|e| e["type"] == "step_started"),
-        "nothing was instantiated"
-    );
+    assert_refused_at_load(&r, "acme:evil/exfil");
     w.assert_unchanged(&before, "evil import");
     w.assert_echo_still_works();
 }
@@ -1361,11 +1367,7 @@ fn outside_2_a_backtracking_pattern_in_a_declared_schema_is_refused_at_load() {
     // council fails at load, fast, with a contract error; no step runs.
     w.plant("regex-bomb.v1", &bomb);
     let r = w.council_of("regex-bomb", "regex-bomb.v1", "bomb", json!({}), "{ timeout_seconds: 5 }");
-    assert_eq!(r.receipt.status, RunStatus::Failed);
-    let e = r.receipt.error.as_ref().expect("error");
-    assert_eq!(e.cause["code"], ErrorCode::BlueprintContractInvalid.as_str(), "{:?}", e.cause);
-    assert!(e.message.contains("linear-time engine"), "{}", e.message);
-    assert!(r.receipt.steps.is_empty(), "no step ran");
+    assert_refused_at_load(&r, "linear-time engine");
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     w.assert_echo_still_works();
 }

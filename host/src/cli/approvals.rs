@@ -36,11 +36,9 @@ fn not_found(id: &str) -> LilyError {
 
 /// A refused decision with the code the library chose for it.
 fn decision_error(e: approvals::ApprovalError) -> LilyError {
-    let hint = matches!(e, approvals::ApprovalError::NotFound(_)).then_some("`lily approvals list` shows the requests");
-    let err = LilyError::new(e.code(), e.to_string());
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
+    match &e {
+        approvals::ApprovalError::NotFound(id) => not_found(id),
+        _ => LilyError::new(e.code(), e.to_string()),
     }
 }
 
@@ -109,7 +107,6 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             Ok(EXIT_OK)
         }
         ApprovalsCmd::Approve { id, force } => {
-            approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
             let d = approvals::approve(&root, &id, force).map_err(decision_error)?;
             if g.json {
                 render::json(&d);
@@ -119,7 +116,6 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             Ok(EXIT_OK)
         }
         ApprovalsCmd::Deny { id, reason } => {
-            approvals::load(&root, &id).ok_or_else(|| not_found(&id))?;
             let d = approvals::deny(&root, &id, reason.as_deref()).map_err(decision_error)?;
             if g.json {
                 render::json(&d);

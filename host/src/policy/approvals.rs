@@ -76,18 +76,20 @@ fn dir(root: &Root) -> PathBuf {
 /// [`effects::walk_target`]): a target reached through a symbolic link reads
 /// as absent, never as the file it points to.
 pub fn read_target(root: &Path, rel: &str) -> Option<Vec<u8>> {
-    let w = effects::walk_target(root, rel, false).ok()?;
+    read_walked(&effects::walk_target(root, rel, false).ok()?)
+}
+
+/// The bytes of a walked target, if it exists.
+fn read_walked(w: &effects::Walked) -> Option<Vec<u8>> {
     if !w.exists {
         return None;
     }
-    w.parent?.read(&w.name).ok()
+    w.parent.as_ref()?.read(&w.name).ok()
 }
 
-fn target_hash(root: &Path, rel: &str) -> String {
-    match read_target(root, rel) {
-        Some(b) => sha256(&b),
-        None => "absent".into(),
-    }
+/// sha256 of a walked target, or `absent`.
+fn walked_hash(w: &effects::Walked) -> String {
+    read_walked(w).map_or_else(|| "absent".into(), |b| sha256(&b))
 }
 
 /// The run whose proposals are being recorded.
@@ -150,7 +152,7 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
         // globs then match the path that would really be written (no link is
         // ever followed, so it is the lexical path).
         let walked = (kind == "write_file").then(|| effects::walk_target(&root.path, &target, false));
-        let (mode, why) = if kind == "write_file" && effects::check_relative_path(&target).is_err() {
+        let (mode, why) = if kind == "write_file" && crate::paths::check_relative_file(&target).is_err() {
             (EffectMode::Deny, "target outside the root".to_string())
         } else if let Some(why) = (kind == "write_file").then(|| effects::protected_target(&target)).flatten() {
             (EffectMode::Deny, why)
@@ -178,10 +180,10 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
             created_at: rfc3339(now),
             expires_at: rfc3339(now + ttl),
             state: State::Pending,
-            target_sha256_at_proposal: if kind == "write_file" {
-                target_hash(&root.path, &target)
-            } else {
-                String::new()
+            target_sha256_at_proposal: match &walked {
+                Some(Ok(w)) => walked_hash(w),
+                Some(Err(_)) => "absent".into(),
+                None => String::new(),
             },
             target_parent_at_proposal: match &walked {
                 Some(Ok(w)) => w.identity.clone(),
@@ -346,14 +348,14 @@ pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, ApprovalEr
                     req.target
                 )));
             }
-        }
-        if req.kind == "write_file" && !force {
-            let now = target_hash(&root.path, &req.target);
-            if now != req.target_sha256_at_proposal {
-                return Err(ApprovalError::Refused(format!(
-                    "{} changed since the proposal ({} → {}); review it and pass --force to overwrite",
-                    req.target, req.target_sha256_at_proposal, now
-                )));
+            if !force {
+                let now = walked_hash(&walked);
+                if now != req.target_sha256_at_proposal {
+                    return Err(ApprovalError::Refused(format!(
+                        "{} changed since the proposal ({} → {}); review it and pass --force to overwrite",
+                        req.target, req.target_sha256_at_proposal, now
+                    )));
+                }
             }
         }
         match apply(root, req) {

@@ -1,13 +1,6 @@
 //! Confinement of effect targets to the Lily root.
 
-/// Check that an effect target is a plain relative path that cannot leave
-/// the root lexically ([`crate::paths::check_relative_file`]); links are
-/// dealt with by [`walk_target`].
-pub fn check_relative_path(path: &str) -> Result<(), String> {
-    crate::paths::check_relative_file(path).map_err(|e| format!("effect path {e}"))
-}
-
-/// Why `path` (already checked by [`check_relative_path`]) is a target Lily
+/// Why `path` (already checked by [`crate::paths::check_relative_file`]) is a target Lily
 /// never writes for a runnable, whatever the policy says: Lily's own state
 /// under `.lily/` (policy, config, jobs, runnables, cache, state, runs) —
 /// except `.lily/out/`, the runnables' output area — and any `.git/`.
@@ -60,7 +53,7 @@ fn identity_of(md: &cap_std::fs::Metadata) -> String {
 /// Each opened directory is checked to be the one that was inspected (same
 /// device and inode), so a swap between the check and the open is caught.
 pub fn walk_target(root: &std::path::Path, rel: &str, create: bool) -> Result<Walked, String> {
-    check_relative_path(rel)?;
+    crate::paths::check_relative_file(rel)?;
     let mut dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| format!("cannot open the root: {e}"))?;
     let mut identity = vec![identity_of(&dir.dir_metadata().map_err(|e| e.to_string())?)];
     let parts: Vec<&str> = rel.split(['/', '\\']).collect();

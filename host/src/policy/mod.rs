@@ -233,7 +233,7 @@ impl Policy {
                 .compile_matcher();
             matchers.push((pattern.clone(), m));
             for fs in &g.fs {
-                check_rel(&fs.path).map_err(|e| policy_error(path, format!("runnables.{pattern}.fs: {e}")))?;
+                crate::paths::check_relative(&fs.path).map_err(|e| policy_error(path, format!("runnables.{pattern}.fs: {e}")))?;
                 if let Some(root) = root
                     && let Ok(canon) = root.path.join(&fs.path).canonicalize()
                     && !canon.starts_with(&root.path)
@@ -295,7 +295,7 @@ impl Policy {
                     .compile_matcher();
                 effect_matchers.push((kind, list, g.clone(), m));
                 if kind == "write_file" {
-                    check_rel(g.trim_end_matches("/**").trim_end_matches("**"))
+                    crate::paths::check_relative(g.trim_end_matches("/**").trim_end_matches("**"))
                         .or_else(|e| if g == "**" { Ok(()) } else { Err(e) })
                         .map_err(|e| policy_error(path, format!("effects.write_file: {e}")))?;
                 }
@@ -575,10 +575,6 @@ fn rw_grant_refused(p: &str) -> Option<&'static str> {
         return Some("is inside a .git directory");
     }
     None
-}
-
-fn check_rel(p: &str) -> Result<(), String> {
-    crate::paths::check_relative(p)
 }
 
 /// The commented starter policy written by `lily init`.

@@ -271,7 +271,7 @@ impl effects::Host for StepState {
         }
         let effect = match effect {
             effects::Effect::WriteFile(w) => {
-                crate::paths::check_relative_file(&w.path).map_err(|e| format!("effect path {e}"))?;
+                crate::paths::check_relative_file(&w.path)?;
                 if w.contents.len() as u64 > self.limits.max_output_bytes {
                     return Err(format!("contents of {} bytes exceed the output cap", w.contents.len()));
                 }
