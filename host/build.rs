@@ -20,6 +20,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", guests.join(p).display());
     }
     println!("cargo:rerun-if-changed={}", wit.display());
+    println!("cargo:rerun-if-changed={}", root.join("contract").display());
     println!("cargo:rerun-if-env-changed=LILY_SKIP_TARGET_INSTALL");
 
     ensure_target();

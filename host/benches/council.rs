@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use lily::blueprints::{ExecCtx, Graph, Node, Prepared, Role, council};
+use lily::blueprints::{ExecCtx, Graph, Node, Prepared, Role, Settings, council};
 use lily::runs::EventLog;
 use lily::runs::EventSink;
 use lily::sandbox::{DirGrant, Grants, Limits, Loaded, Perms, Sandbox, SandboxOptions, StepRequest, builtin_bytes};
@@ -82,14 +82,16 @@ fn prepared(n: usize, specialist: &Arc<Loaded>, synth: &Arc<Loaded>) -> Prepared
     });
     loaded.insert(synth_id.clone(), synth.clone());
     grants.insert(synth_id, Grants::default());
+    let bindings = json!({"specialists": ["security.v1", "operations.v1"], "synthesizer": "default.v1", "synth_strategy": "deterministic", "max_findings": 8});
     Prepared {
         graph: Graph {
             blueprint: council::ID.into(),
+            // The synthesis strategy and max_findings execute reads.
+            settings: Settings::Council(council::parse_bindings(&bindings).expect("bindings")),
             nodes,
             edges,
         },
-        // Only read for the synthesis strategy and max_findings.
-        bindings: json!({"specialists": ["security.v1", "operations.v1"], "synthesizer": "default.v1", "synth_strategy": "deterministic", "max_findings": 8}),
+        bindings,
         loaded,
         grants,
     }

@@ -4,7 +4,7 @@
 
 use lily::ErrorCode;
 use lily::blueprints::Registry;
-use lily::blueprints::council::{self, CouncilOutput, FALLBACK_NODE, Finding, RankedFinding, Report};
+use lily::blueprints::council::{self, CouncilOutput, FALLBACK_NODE, Finding, RankedFinding, Report, ReportStatus};
 use lily::sandbox::RunnableKind;
 use serde_json::json;
 
@@ -25,7 +25,8 @@ fn strategy_and_synthesizer_kind_must_agree() {
         ("llm_with_fallback", RunnableKind::Generic, false),
     ];
     for (strategy, kind, ok) in cases {
-        let r = council::check_strategy(&bindings(strategy, "s.v1"), kind);
+        let b = council::parse_bindings(&bindings(strategy, "s.v1")).expect("bindings");
+        let r = council::check_strategy(&b, kind);
         match (ok, r) {
             (true, Ok(())) => {}
             (false, Err(e)) => {
@@ -101,13 +102,13 @@ fn the_report_lists_rankings_specialists_and_failures() {
         reports: vec![
             Report {
                 specialist: "a.v1".into(),
-                status: "ok".into(),
+                status: ReportStatus::Ok,
                 findings: vec![finding],
                 notes: "fine".into(),
             },
             Report {
                 specialist: "b.v1".into(),
-                status: "error".into(),
+                status: ReportStatus::Error,
                 findings: vec![],
                 notes: "trap: boom".into(),
             },

@@ -1,6 +1,33 @@
 //! Deterministic walk of a read-only workspace grant (e.g. `/workspace`).
 
+use crate::{Finding, SpecialistInput, SpecialistOutput};
 use std::path::{Path, PathBuf};
+
+/// What a workspace-scanning specialist accumulates over one [`walk`].
+pub trait Scanner: Default {
+    /// Look at one file.
+    fn visit(&mut self, entry: &Entry<'_>);
+    /// The findings of everything visited.
+    fn findings(self) -> Vec<Finding>;
+}
+
+/// The review of a scanning specialist: without a workspace grant, the one
+/// reference finding `reference(topic)` (notes `deterministic-default`);
+/// with one, a fresh `S` over a [`walk`] of it (notes: the walk's stats).
+pub fn scan_or_reference<S: Scanner>(input: &SpecialistInput, reference: impl FnOnce(&str) -> Finding) -> SpecialistOutput {
+    let Some(ws) = &input.workspace else {
+        return SpecialistOutput {
+            findings: vec![reference(&input.topic)],
+            notes: "deterministic-default".into(),
+        };
+    };
+    let mut scan = S::default();
+    let stats = walk(Path::new(ws), |e| scan.visit(e));
+    SpecialistOutput {
+        findings: scan.findings(),
+        notes: stats.describe(),
+    }
+}
 
 /// Files larger than this are not read (their size is still reported).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;

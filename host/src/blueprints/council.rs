@@ -3,18 +3,22 @@
 //! sandbox instance; a synthesizer ranks their findings.
 
 use super::{
-    Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, schema_errors, schema_of,
+    Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, Settings, schema_errors,
+    schema_of,
 };
 use crate::error::{ErrorCode, LilyError};
-use crate::sandbox::{Perms, RunnableKind};
+use crate::sandbox::{EnvelopeStatus, Perms, RunnableKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+pub use lily_contract::council::{
+    CouncilOutput, Finding, RankedFinding, Report, ReportStatus, SpecialistInput, SpecialistOutput, SynthInput, WORKSPACE_GUEST_PATH,
+};
+
 pub const ID: &str = "council.v1";
 pub const VERSION: &str = "1.0.0";
-pub const WORKSPACE_GUEST_PATH: &str = "/workspace";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +47,7 @@ fn default_max_findings() -> u32 {
 }
 
 /// Bindings of `council.v1`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CouncilBindings {
     /// Specialist runnable ids (at least 2, distinct).
@@ -70,51 +74,6 @@ pub struct CouncilInput {
     /// Context lines passed to every specialist.
     #[serde(default)]
     pub context: Vec<String>,
-}
-
-/// A finding after ranking.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RankedFinding {
-    pub title: String,
-    pub recommendation: String,
-    /// 0-1.
-    pub confidence: f64,
-    pub source_specialist: String,
-    pub evidence: Vec<String>,
-}
-
-/// One finding of a specialist report.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Finding {
-    pub title: String,
-    pub recommendation: String,
-    pub confidence: f64,
-    #[serde(default)]
-    pub evidence: Vec<String>,
-}
-
-/// A specialist's report (`status` ok / error; on error `notes` holds the cause).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub specialist: String,
-    pub status: String,
-    pub findings: Vec<Finding>,
-    pub notes: String,
-}
-
-/// Output (payload) of `council.v1`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CouncilOutput {
-    pub topic: String,
-    pub summary: String,
-    pub ranked_findings: Vec<RankedFinding>,
-    pub participating_specialists: Vec<String>,
-    pub failed_specialists: Vec<String>,
-    pub reports: Vec<Report>,
 }
 
 pub fn blueprint() -> Blueprint {
@@ -230,6 +189,7 @@ pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
     }
     Ok(Graph {
         blueprint: ID.into(),
+        settings: Settings::Council(b),
         nodes,
         edges,
     })
@@ -258,7 +218,7 @@ pub fn check_kinds(prepared: &Prepared) -> Result<(), LilyError> {
         }
     }
     if let Some(reduce) = prepared.graph.nodes.iter().find(|n| n.id.starts_with("reduce:")) {
-        check_strategy(&prepared.bindings, prepared.loaded[&reduce.id].descriptor.kind)?;
+        check_strategy(bindings_of(prepared)?, prepared.loaded[&reduce.id].descriptor.kind)?;
     }
     if let Some(fallback) = prepared.loaded.get(FALLBACK_NODE)
         && fallback.descriptor.kind != RunnableKind::Synthesizer
@@ -272,8 +232,7 @@ pub fn check_kinds(prepared: &Prepared) -> Result<(), LilyError> {
 }
 
 /// The synthesizer kind a strategy needs (checked at compile/resolve time).
-pub fn check_strategy(bindings: &Value, synth_kind: RunnableKind) -> Result<(), LilyError> {
-    let b = parse_bindings(bindings)?;
+pub fn check_strategy(b: &CouncilBindings, synth_kind: RunnableKind) -> Result<(), LilyError> {
     let needs_llm = matches!(b.synth_strategy, SynthStrategy::Llm | SynthStrategy::LlmWithFallback);
     if needs_llm && synth_kind != RunnableKind::Llm {
         return Err(LilyError::new(
@@ -333,10 +292,8 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
         .cloned()
         .ok_or_else(|| exec_failed("graph has no synthesizer", Value::Null, false))?;
     let specialists: Vec<Node> = graph.nodes.iter().filter(|n| n.role == Role::Specialist).cloned().collect();
-    // Bindings are re-derived from the graph: strategy and max_findings live
-    // in the synthesizer node's context.
-    let strategy = ctx_strategy(prepared);
-    let max_findings = ctx_max_findings(prepared);
+    let bindings = bindings_of(prepared).map_err(|e| exec_failed(e.message, Value::Null, false))?;
+    let (strategy, max_findings) = (bindings.synth_strategy, bindings.max_findings);
 
     // Map. Specialists must stop early enough for the reduce to run: a
     // specialist that hits its deadline is contained, so keep a fifth of the
@@ -353,11 +310,11 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
     let mut set = tokio::task::JoinSet::new();
     for (i, node) in specialists.iter().enumerate() {
         let has_ws = !node.dirs.is_empty() && prepared.grants.get(&node.id).is_some_and(|g| !g.dirs.is_empty());
-        let step_input = json!({
-            "topic": input.topic,
-            "context": input.context,
-            "workspace": if has_ws { Value::from(WORKSPACE_GUEST_PATH) } else { Value::Null },
-        });
+        let step_input = to_json(&SpecialistInput {
+            topic: input.topic.clone(),
+            context: input.context.clone(),
+            workspace: has_ws.then(|| WORKSPACE_GUEST_PATH.to_string()),
+        })?;
         let (sem, ctx, prepared, node) = (sem.clone(), ctx.clone(), prepared.clone(), node.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
@@ -380,7 +337,7 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
     let any_retryable = reports.iter().any(|(_, r)| *r);
     let reports: Vec<Report> = reports.into_iter().map(|(r, _)| r).collect();
 
-    let failed: Vec<&Report> = reports.iter().filter(|r| r.status != "ok").collect();
+    let failed: Vec<&Report> = reports.iter().filter(|r| r.status != ReportStatus::Ok).collect();
     if failed.len() == reports.len() {
         return Err(exec_failed(
             format!(
@@ -394,7 +351,11 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
     }
 
     // Reduce.
-    let synth_input = json!({"topic": input.topic, "max_findings": max_findings, "reports": reports});
+    let synth_input = to_json(&SynthInput {
+        topic: input.topic.clone(),
+        max_findings,
+        reports,
+    })?;
     let output = match strategy {
         SynthStrategy::Deterministic => run_synth(prepared, &synth_node, &synth_input, ctx).await.map_err(|e| {
             exec_failed(
@@ -440,7 +401,7 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
         },
     };
 
-    let payload = serde_json::to_value(&output).map_err(|e| exec_failed(format!("serialize output: {e}"), Value::Null, false))?;
+    let payload = to_json(&output)?;
     let errors = schema_errors(&schema_of::<CouncilOutput>(), &payload);
     if !errors.is_empty() {
         return Err(BlueprintFailure::new(
@@ -459,9 +420,9 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
     let evidence_bytes = serde_json::to_vec_pretty(&evidence).unwrap_or_default();
     Ok(BlueprintOutput {
         status: if output.failed_specialists.is_empty() {
-            "ok".into()
+            EnvelopeStatus::Ok
         } else {
-            "partial".into()
+            EnvelopeStatus::Partial
         },
         references: output.participating_specialists.clone(),
         payload,
@@ -472,28 +433,31 @@ pub async fn execute(prepared: &Arc<Prepared>, input: &Value, ctx: &Arc<ExecCtx>
     })
 }
 
+fn to_json<T: Serialize>(value: &T) -> Result<Value, BlueprintFailure> {
+    serde_json::to_value(value).map_err(|e| exec_failed(format!("serialize: {e}"), Value::Null, false))
+}
+
 /// Node id of the deterministic fallback synthesizer (added to the graph
 /// when the strategy is `llm_with_fallback`).
 pub const FALLBACK_NODE: &str = "fallback:default.v1";
 
-/// Extra context the executor stores in the prepared graph.
-fn ctx_strategy(prepared: &Prepared) -> SynthStrategy {
-    parse_bindings(&prepared.bindings).map(|b| b.synth_strategy).unwrap_or_default()
-}
-
-fn ctx_max_findings(prepared: &Prepared) -> u32 {
-    parse_bindings(&prepared.bindings).map(|b| b.max_findings).unwrap_or(8)
+/// The bindings [`compile`] parsed into the graph.
+fn bindings_of(prepared: &Prepared) -> Result<&CouncilBindings, LilyError> {
+    match &prepared.graph.settings {
+        Settings::Council(b) => Ok(b),
+        Settings::None => Err(LilyError::new(ErrorCode::BlueprintCompileFailed, "the graph was not compiled by council.v1")),
+    }
 }
 
 fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
     match report.outcome {
-        Ok(env) => match serde_json::from_value::<SpecialistPayload>(env.payload) {
+        Ok(env) => match serde_json::from_value::<SpecialistOutput>(env.payload) {
             // The specialist's own output schema may be looser than the
             // council's: a finding the synthesizer would refuse fails only
             // this specialist, never the whole council.
             Ok(p) if p.findings.iter().any(|f| finding_problem(f).is_some()) => Report {
                 specialist: specialist.into(),
-                status: "error".into(),
+                status: ReportStatus::Error,
                 findings: vec![],
                 notes: format!(
                     "contract_invalid: payload is not a specialist report: {}",
@@ -502,20 +466,20 @@ fn to_report(specialist: &str, report: crate::sandbox::StepReport) -> Report {
             },
             Ok(p) => Report {
                 specialist: specialist.into(),
-                status: "ok".into(),
+                status: ReportStatus::Ok,
                 findings: p.findings,
                 notes: p.notes,
             },
             Err(e) => Report {
                 specialist: specialist.into(),
-                status: "error".into(),
+                status: ReportStatus::Error,
                 findings: vec![],
                 notes: format!("contract_invalid: payload is not a specialist report: {e}"),
             },
         },
         Err(cause) => Report {
             specialist: specialist.into(),
-            status: "error".into(),
+            status: ReportStatus::Error,
             findings: vec![],
             notes: cause_notes(&cause),
         },
@@ -540,13 +504,6 @@ fn finding_problem(f: &Finding) -> Option<String> {
         return Some(format!("finding {:?} has confidence {}, outside 0-1", f.title, f.confidence));
     }
     None
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecialistPayload {
-    findings: Vec<Finding>,
-    notes: String,
 }
 
 /// Why a synthesizer step failed, and whether running again could help.
@@ -602,8 +559,8 @@ pub fn render_report(o: &CouncilOutput) -> String {
     }
     s.push_str("\n## Specialists\n");
     for r in &o.reports {
-        s.push_str(&format!("\n### {} ({})\n\n", md(&r.specialist), md(&r.status)));
-        if r.status == "ok" {
+        s.push_str(&format!("\n### {} ({})\n\n", md(&r.specialist), r.status.as_str()));
+        if r.status == ReportStatus::Ok {
             if r.findings.is_empty() {
                 s.push_str("No findings.\n");
             }
@@ -621,7 +578,7 @@ pub fn render_report(o: &CouncilOutput) -> String {
     }
     if !o.failed_specialists.is_empty() {
         s.push_str("\n## Failed specialists\n\n");
-        for r in o.reports.iter().filter(|r| r.status != "ok") {
+        for r in o.reports.iter().filter(|r| r.status != ReportStatus::Ok) {
             s.push_str(&format!("- {}: {}\n", md(&r.specialist), md(&r.notes)));
         }
     }

@@ -1,5 +1,6 @@
 //! The execution graph a blueprint compiles to.
 
+use super::council::CouncilBindings;
 use crate::sandbox::Perms;
 use serde::Serialize;
 
@@ -29,9 +30,20 @@ pub struct Node {
     pub env: Vec<String>,
 }
 
+/// What a blueprint's execute needs beyond the nodes, parsed and checked
+/// once, when the bindings are compiled.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Settings {
+    #[default]
+    None,
+    Council(CouncilBindings),
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Graph {
     pub blueprint: String,
+    #[serde(skip)]
+    pub settings: Settings,
     pub nodes: Vec<Node>,
     /// (from node, to node): `to` consumes `from`'s output.
     pub edges: Vec<(String, String)>,

@@ -5,11 +5,11 @@ pub mod council;
 pub mod graph;
 pub mod step;
 
-pub use graph::{DirRequest, Graph, Node, Role};
+pub use graph::{DirRequest, Graph, Node, Role, Settings};
 
 use crate::error::{ErrorCode, LilyError};
 use crate::runs::EventSink;
-use crate::sandbox::{ClockTape, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
+use crate::sandbox::{ClockTape, EnvelopeStatus, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -156,7 +156,7 @@ pub struct Prepared {
 /// What a blueprint run produced.
 #[derive(Debug, Clone)]
 pub struct BlueprintOutput {
-    pub status: String,
+    pub status: EnvelopeStatus,
     pub payload: Value,
     pub artifacts: Vec<(String, String, Vec<u8>)>,
     pub references: Vec<String>,

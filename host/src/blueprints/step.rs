@@ -2,7 +2,9 @@
 //! simplest blueprint: useful for single-purpose jobs and for testing
 //! runnables with exactly the grants policy allows.
 
-use super::{Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, schema_of};
+use super::{
+    Blueprint, BlueprintFailure, BlueprintKind, BlueprintMeta, BlueprintOutput, DirRequest, ExecCtx, Graph, Node, Prepared, Role, Settings, schema_of,
+};
 use crate::error::{ErrorCode, LilyError};
 use crate::sandbox::{Cause, Perms};
 use schemars::JsonSchema;
@@ -99,6 +101,7 @@ pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
     }
     Ok(Graph {
         blueprint: ID.into(),
+        settings: Settings::None,
         nodes: vec![Node {
             id: format!("step:{}", b.runnable),
             runnable: b.runnable,

@@ -352,7 +352,7 @@ async fn plan(g: &Global, root: lily::workspace::Root, id: &str) -> Result<i32, 
     );
     outln!("\npolicy decisions:");
     for d in &p.decisions {
-        outln!("  {} — {} ({})", d.subject, d.decision, d.reason);
+        outln!("  {} — {} ({})", d.subject, d.decision.as_str(), d.reason);
     }
     Ok(EXIT_OK)
 }

@@ -369,7 +369,7 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
                         }
                         outln!("\ndecisions:");
                         for d in &p.decisions {
-                            outln!("  {} — {}: {}", d.subject, d.decision, d.reason);
+                            outln!("  {} — {}: {}", d.subject, d.decision.as_str(), d.reason);
                         }
                     }
                     Ok(EXIT_OK)

@@ -18,7 +18,7 @@ use crate::runnables::RunnableRegistry;
 use crate::runs::EventSink;
 use crate::runs::{
     self, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, EventLog, PolicyRecord, Receipt, ReceiptError, RunDir, RunStatus,
-    TargetRecord, TriggerRecord,
+    TargetRecord, TriggerRecord, Verdict,
 };
 use crate::sandbox::{ClockTape, Grants, Limits, Sandbox, SandboxOptions, Seeds};
 use crate::spec::{self, JobSpec, SpecFile, SummaryFormat};
@@ -355,7 +355,7 @@ impl Lily {
             for n in &grants.network {
                 decisions.push(Decision {
                     subject: format!("{}: network {n}", node.runnable),
-                    decision: "granted".into(),
+                    decision: Verdict::Granted,
                     reason: "listed in policy".into(),
                 });
             }
@@ -528,7 +528,7 @@ impl Lily {
         if let Some(d) = receipt.policy.decisions.as_mut() {
             d.push(Decision {
                 subject: "runtime.max_parallel_runs".into(),
-                decision: "allowed".into(),
+                decision: Verdict::Allowed,
                 reason: format!("slot {} of {}", slot.1 + 1, spec.runtime.max_parallel_runs),
             });
         }

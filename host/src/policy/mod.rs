@@ -373,7 +373,7 @@ impl Policy {
             }
             decisions.push(Decision {
                 subject: format!("runtime.{cap}"),
-                decision: "allowed".into(),
+                decision: Verdict::Allowed,
                 reason: format!("{asked} <= {ceiling}"),
             });
             Ok(())
@@ -391,7 +391,7 @@ impl Policy {
                 Some(f) => check("fuel", f, ceiling)?,
                 None => decisions.push(Decision {
                     subject: "runtime.fuel".into(),
-                    decision: "applied".into(),
+                    decision: Verdict::Applied,
                     reason: format!("unset; policy ceiling {ceiling} applied"),
                 }),
             }
@@ -446,7 +446,7 @@ impl Policy {
                 },
                 Decision {
                     subject: format!("{runnable}: fs {rel_norm} -> {guest} ({})", mode_str(perms)),
-                    decision: "granted".into(),
+                    decision: Verdict::Granted,
                     reason: by,
                 },
             )),
@@ -481,7 +481,7 @@ impl Policy {
             }
             decisions.push(Decision {
                 subject: format!("{runnable}: env {n}"),
-                decision: "granted".into(),
+                decision: Verdict::Granted,
                 reason: "listed in policy".into(),
             });
         }
@@ -542,7 +542,7 @@ impl Policy {
 }
 
 /// One recorded policy decision (receipts, `lily policy explain`).
-pub use crate::runs::Decision;
+pub use crate::runs::{Decision, Verdict};
 
 pub fn mode_str(p: Perms) -> &'static str {
     match p {

@@ -4,8 +4,9 @@
 use super::*;
 use crate::error::{ErrorCode, LilyError};
 use crate::sandbox::{Descriptor, LoadError, LoadErrorKind, RunnableKind, Sandbox, host_provides};
+use lily_contract::council::{Finding, Report, ReportStatus, SpecialistInput, SynthInput, WORKSPACE_GUEST_PATH};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 /// One way a component breaks the Run Contract, in plain words.
 #[derive(Debug, Clone, Serialize)]
@@ -77,22 +78,40 @@ impl BuildReport {
 
 /// A sample of what `council.v1` sends a specialist.
 pub(super) fn sample_specialist_inputs() -> [Value; 2] {
-    [
-        json!({"topic": "example topic", "context": ["a line of context"], "workspace": "/workspace"}),
-        json!({"topic": "example topic", "context": [], "workspace": null}),
-    ]
+    let input = |context: Vec<String>, workspace: Option<&str>| {
+        serde_json::to_value(SpecialistInput {
+            topic: "example topic".into(),
+            context,
+            workspace: workspace.map(str::to_string),
+        })
+        .unwrap_or(Value::Null)
+    };
+    [input(vec!["a line of context".into()], Some(WORKSPACE_GUEST_PATH)), input(vec![], None)]
 }
 
 /// A sample of what `council.v1` sends a synthesizer.
 pub(super) fn sample_synth_input() -> Value {
-    json!({
-        "topic": "example topic",
-        "max_findings": 8,
-        "reports": [
-            {"specialist": "a.v1", "status": "ok", "findings": [{"title": "t", "recommendation": "r", "confidence": 0.5, "evidence": ["x:1"]}], "notes": "n"},
-            {"specialist": "b.v1", "status": "error", "findings": [], "notes": "trap"}
-        ]
+    let report = |specialist: &str, status, findings, notes: &str| Report {
+        specialist: specialist.into(),
+        status,
+        findings,
+        notes: notes.into(),
+    };
+    let finding = Finding {
+        title: "t".into(),
+        recommendation: "r".into(),
+        confidence: 0.5,
+        evidence: vec!["x:1".into()],
+    };
+    serde_json::to_value(SynthInput {
+        topic: "example topic".into(),
+        max_findings: 8,
+        reports: vec![
+            report("a.v1", ReportStatus::Ok, vec![finding], "n"),
+            report("b.v1", ReportStatus::Error, vec![], "trap"),
+        ],
     })
+    .unwrap_or(Value::Null)
 }
 
 /// Turn a sandbox load error into a problem with a fix, by its kind.

@@ -20,7 +20,7 @@ pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
-    RunStatus, StepRecord, TargetRecord, TriggerRecord,
+    RunStatus, StepRecord, TargetRecord, TriggerRecord, Verdict,
 };
 
 use crate::util::rfc3339;

@@ -152,12 +152,36 @@ pub struct TargetRecord {
     pub version: Option<String>,
 }
 
-/// One policy decision (receipts, `lily policy explain`): `decision` is
-/// `granted`, `allowed`, `denied`, `applied`… as the rule says.
+/// What the policy did about one subject.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A capability (directory, env var, network name) is given to a step.
+    Granted,
+    /// A requested value is within the policy's ceiling.
+    Allowed,
+    /// The policy supplied a value the job left unset (e.g. its fuel ceiling).
+    Applied,
+    /// The request was refused.
+    Denied,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Granted => "granted",
+            Verdict::Allowed => "allowed",
+            Verdict::Applied => "applied",
+            Verdict::Denied => "denied",
+        }
+    }
+}
+
+/// One policy decision (receipts, `lily policy explain`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Decision {
     pub subject: String,
-    pub decision: String,
+    pub decision: Verdict,
     pub reason: String,
 }
 

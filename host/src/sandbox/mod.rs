@@ -80,10 +80,29 @@ impl RunnableKind {
     }
 }
 
+/// How a step (or a blueprint run) says it went when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvelopeStatus {
+    /// Everything it set out to do.
+    Ok,
+    /// Some of it (a council with a failed specialist, a runnable that says so).
+    Partial,
+}
+
+impl EnvelopeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvelopeStatus::Ok => "ok",
+            EnvelopeStatus::Partial => "partial",
+        }
+    }
+}
+
 /// The envelope a runnable returned, in host types, after validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepEnvelope {
-    pub status: String,
+    pub status: EnvelopeStatus,
     pub artifacts: Vec<StepArtifact>,
     pub approvals_requested: Vec<String>,
     pub references: Vec<String>,
@@ -627,8 +646,8 @@ fn check_envelope(
     }
     Ok(StepEnvelope {
         status: match env.status {
-            wit::lily::runnable::types::RunStatus::Ok => "ok".into(),
-            wit::lily::runnable::types::RunStatus::Partial => "partial".into(),
+            wit::lily::runnable::types::RunStatus::Ok => EnvelopeStatus::Ok,
+            wit::lily::runnable::types::RunStatus::Partial => EnvelopeStatus::Partial,
         },
         artifacts,
         approvals_requested: env.approvals_requested,

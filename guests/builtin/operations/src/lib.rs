@@ -5,9 +5,8 @@
 //! configuration, a missing licence, TODO/FIXME/XXX density, and oversized or
 //! binary blobs in the tree.
 
-use lily_guest::workspace::{Entry, walk};
+use lily_guest::workspace::{Entry, Scanner, scan_or_reference};
 use lily_guest::{Finding, RunError, Specialist, SpecialistInput, SpecialistOutput};
-use std::path::Path;
 
 const MAX_EVIDENCE: usize = 25;
 /// Files above this size are reported as oversized blobs.
@@ -23,23 +22,12 @@ impl Specialist for Operations {
     const SUMMARY: &'static str = "Reviews operational readiness; with a workspace, checks docs, CI, licence, TODO density and blobs";
 
     fn review(input: &SpecialistInput) -> Result<SpecialistOutput, RunError> {
-        let Some(ws) = &input.workspace else {
-            return Ok(SpecialistOutput {
-                findings: vec![Finding {
-                    title: "Operational hardening checkpoint".into(),
-                    recommendation: format!("Define runbook and SLO checks for {}.", input.topic),
-                    confidence: 0.74,
-                    evidence: vec![],
-                }],
-                notes: "deterministic-default".into(),
-            });
-        };
-        let mut scan = Scan::default();
-        let stats = walk(Path::new(ws), |e| scan.visit(e));
-        Ok(SpecialistOutput {
-            findings: scan.findings(),
-            notes: stats.describe(),
-        })
+        Ok(scan_or_reference::<Scan>(input, |topic| Finding {
+            title: "Operational hardening checkpoint".into(),
+            recommendation: format!("Define runbook and SLO checks for {topic}."),
+            confidence: 0.74,
+            evidence: vec![],
+        }))
     }
 }
 
@@ -55,8 +43,8 @@ pub struct Scan {
     blobs: Vec<String>,
 }
 
-impl Scan {
-    pub fn visit(&mut self, e: &Entry<'_>) {
+impl Scanner for Scan {
+    fn visit(&mut self, e: &Entry<'_>) {
         let top = !e.rel.contains('/');
         let name = e.rel.rsplit('/').next().unwrap_or(e.rel);
         let upper = name.to_ascii_uppercase();
@@ -96,7 +84,7 @@ impl Scan {
         }
     }
 
-    pub fn findings(self) -> Vec<Finding> {
+    fn findings(self) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut add = |title: &str, rec: &str, confidence: f64, evidence: Vec<String>| {
             out.push(Finding {

@@ -5,9 +5,8 @@
 //! access key ids, credentials assigned to literals, `.env` files and key
 //! material by file name, each finding with `path:line` evidence.
 
-use lily_guest::workspace::{Entry, walk};
+use lily_guest::workspace::{Entry, Scanner, scan_or_reference};
 use lily_guest::{Finding, RunError, Specialist, SpecialistInput, SpecialistOutput};
-use std::path::Path;
 
 /// At most this many evidence lines per finding.
 const MAX_EVIDENCE: usize = 25;
@@ -20,23 +19,12 @@ impl Specialist for Security {
     const SUMMARY: &'static str = "Reviews authz boundaries; with a workspace, finds committed secrets and key material";
 
     fn review(input: &SpecialistInput) -> Result<SpecialistOutput, RunError> {
-        let Some(ws) = &input.workspace else {
-            return Ok(SpecialistOutput {
-                findings: vec![Finding {
-                    title: "Security control gap review".into(),
-                    recommendation: format!("Validate authz boundaries for {}.", input.topic),
-                    confidence: 0.82,
-                    evidence: vec![],
-                }],
-                notes: "deterministic-default".into(),
-            });
-        };
-        let mut scan = Scan::default();
-        let stats = walk(Path::new(ws), |e| scan.visit(e));
-        Ok(SpecialistOutput {
-            findings: scan.findings(),
-            notes: stats.describe(),
-        })
+        Ok(scan_or_reference::<Scan>(input, |topic| Finding {
+            title: "Security control gap review".into(),
+            recommendation: format!("Validate authz boundaries for {topic}."),
+            confidence: 0.82,
+            evidence: vec![],
+        }))
     }
 }
 
@@ -56,8 +44,8 @@ fn push(list: &mut Vec<String>, item: String) {
     }
 }
 
-impl Scan {
-    pub fn visit(&mut self, e: &Entry<'_>) {
+impl Scanner for Scan {
+    fn visit(&mut self, e: &Entry<'_>) {
         let name = e.rel.rsplit('/').next().unwrap_or(e.rel);
         if is_env_file(name) {
             push(&mut self.env_files, e.rel.to_string());
@@ -80,7 +68,7 @@ impl Scan {
         }
     }
 
-    pub fn findings(self) -> Vec<Finding> {
+    fn findings(self) -> Vec<Finding> {
         let mut out = Vec::new();
         let mut add = |hits: Vec<String>, title: &str, rec: &str, base: f64| {
             if hits.is_empty() {
