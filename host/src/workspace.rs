@@ -85,15 +85,35 @@ impl Root {
 
     /// Resolve a path relative to the root and check that it stays inside it
     /// (after following symlinks). Returns the canonical path.
-    pub fn confine(&self, rel: &str) -> Result<PathBuf, String> {
-        crate::paths::check_relative(rel).map_err(|e| format!("{e} {}", self.path.display()))?;
+    pub fn confine(&self, rel: &str) -> Result<PathBuf, ConfineError> {
+        crate::paths::check_relative(rel).map_err(|cause| ConfineError::Path {
+            cause,
+            root: self.path.clone(),
+        })?;
         let full = self.path.join(rel);
-        let canon = full.canonicalize().map_err(|e| format!("{}: {e}", full.display()))?;
+        let canon = full.canonicalize().map_err(|source| ConfineError::Resolve { path: full.clone(), source })?;
         if !canon.starts_with(&self.path) {
-            return Err(format!("{rel:?} resolves to {} outside the root", canon.display()));
+            return Err(ConfineError::Outside {
+                rel: rel.into(),
+                resolved: canon,
+            });
         }
         Ok(canon)
     }
+}
+
+/// Why [`Root::confine`] refused a path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// Lexically outside (absolute, `..`) the root shown.
+    #[error("{cause} {}", root.display())]
+    Path { cause: crate::paths::PathError, root: PathBuf },
+    /// It does not exist or cannot be resolved.
+    #[error("{}: {source}", path.display())]
+    Resolve { path: PathBuf, source: std::io::Error },
+    /// It resolves (through a symlink) outside the root.
+    #[error("{rel:?} resolves to {} outside the root", resolved.display())]
+    Outside { rel: String, resolved: PathBuf },
 }
 
 fn read_config(root: &Path) -> Result<Config, LilyError> {

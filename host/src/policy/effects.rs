@@ -52,8 +52,8 @@ fn identity_of(md: &cap_std::fs::Metadata) -> String {
 /// glob matched. With `create`, missing directories are made on the way.
 /// Each opened directory is checked to be the one that was inspected (same
 /// device and inode), so a swap between the check and the open is caught.
-pub fn walk_target(root: &std::path::Path, rel: &str, create: bool) -> Result<Walked, String> {
-    crate::paths::check_relative_file(rel)?;
+pub(super) fn walk_target(root: &std::path::Path, rel: &str, create: bool) -> Result<Walked, String> {
+    crate::paths::check_relative_file(rel).map_err(|e| e.to_string())?;
     let mut dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| format!("cannot open the root: {e}"))?;
     let mut identity = vec![identity_of(&dir.dir_metadata().map_err(|e| e.to_string())?)];
     let parts: Vec<&str> = rel.split(['/', '\\']).collect();

@@ -179,7 +179,7 @@ pub(super) fn schema_rejects(schema: &Value, sample: &Value) -> Option<String> {
     let v = crate::sandbox::schema::GuestSchema::compile(schema).ok()?;
     match v.check(sample, None, 3) {
         Ok(Ok(())) => None,
-        Ok(Err(errors)) => Some(errors),
+        Ok(Err(mismatch)) => Some(mismatch.0),
         Err(e) => Some(e.to_string()),
     }
 }

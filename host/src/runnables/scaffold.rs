@@ -81,9 +81,21 @@ pub(super) fn tool_error(message: impl Into<String>) -> LilyError {
     LilyError::new(ErrorCode::BlueprintCompileFailed, message)
 }
 
+/// Why `lily runnables new` cannot write a crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScaffoldError {
+    #[error("{0:?} is not a usable crate name: start with a lower-case letter, then lower-case letters, digits, '-' or '_' (at most 50), e.g. my-check")]
+    BadName(String),
+    #[error("{0:?} is reserved (it clashes with the SDK or a standard crate); choose another name")]
+    Reserved(String),
+    /// The embedded templates or SDK no longer fit together (a bug of this build).
+    #[error("{0}")]
+    Template(String),
+}
+
 /// Check a crate name for `lily runnables new`: a lower-case letter, then
 /// lower-case letters, digits, `-` or `_`, at most 50 characters.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
     let b = name.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 50
@@ -91,14 +103,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_'))
         && !name.ends_with(['-', '_']);
     if !ok {
-        return Err(format!(
-            "{name:?} is not a usable crate name: start with a lower-case letter, then lower-case letters, digits, '-' or '_' (at most 50), e.g. my-check"
-        ));
+        return Err(ScaffoldError::BadName(name.into()));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!(
-            "{name:?} is reserved (it clashes with the SDK or a standard crate); choose another name"
-        ));
+        return Err(ScaffoldError::Reserved(name.into()));
     }
     Ok(())
 }
@@ -119,24 +127,27 @@ pub(super) fn type_name(name: &str) -> String {
         .collect()
 }
 
-pub(super) fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+pub(super) fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, ScaffoldError> {
     let mut s = template.to_string();
     for (k, v) in vars {
         s = s.replace(&format!("{{{{{k}}}}}"), v);
     }
     match s.find("{{") {
-        Some(at) => Err(format!("scaffold template left a placeholder unfilled: {}", &s[at..(at + 24).min(s.len())])),
+        Some(at) => Err(ScaffoldError::Template(format!(
+            "scaffold template left a placeholder unfilled: {}",
+            s[at..].chars().take(24).collect::<String>()
+        ))),
         None => Ok(s),
     }
 }
 
 /// The vendored SDK's `lib.rs`: the repository's, with `generate!` pointed
 /// at the crate's own `wit/` directory.
-pub fn vendored_sdk_lib() -> Result<String, String> {
+pub fn vendored_sdk_lib() -> Result<String, ScaffoldError> {
     if !SDK_LIB.contains(SDK_WIT_PATH) {
-        return Err(format!(
+        return Err(ScaffoldError::Template(format!(
             "the embedded guest SDK no longer contains `{SDK_WIT_PATH}`; update lily's authoring module"
-        ));
+        )));
     }
     let header = format!(
         "// Vendored from the Lily guest SDK by `lily runnables new` (lily {}). Do not\n// edit: scaffold a new crate with a newer `lily` to update it.\n\n",
@@ -146,7 +157,7 @@ pub fn vendored_sdk_lib() -> Result<String, String> {
 }
 
 /// The files of a new crate: (path relative to the crate directory, contents).
-pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, String> {
+pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
     check_name(name)?;
     let id = scaffold_id(name);
     let ty = type_name(name);
@@ -180,7 +191,7 @@ pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, Str
 /// Write a new crate `parent/name` of the given kind. Refuses a name that
 /// is not a usable crate name and a directory that exists and is not empty.
 pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind) -> Result<Scaffold, LilyError> {
-    let files = scaffold_files(name, kind).map_err(tool_error)?;
+    let files = scaffold_files(name, kind).map_err(|e| tool_error(e.to_string()))?;
     let dir = parent.join(name);
     if dir.exists() {
         let empty = std::fs::read_dir(&dir).map(|mut rd| rd.next().is_none()).unwrap_or(false);

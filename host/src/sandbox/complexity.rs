@@ -25,10 +25,18 @@ pub fn compile_budget(bytes: usize) -> Duration {
     Duration::from_secs(60) + Duration::from_secs(4) * u32::try_from(bytes >> 20).unwrap_or(u32::MAX)
 }
 
+/// A function nesting control flow deeper than [`MAX_NESTING`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("function {function} nests control flow more than {MAX_NESTING} levels deep; the host refuses to compile it")]
+pub struct TooDeep {
+    /// 1-based index among the module's function bodies.
+    pub function: usize,
+}
+
 /// Why a component is refused before compiling, or `Ok` if it may be
 /// compiled. Malformed bytes are not refused here (the compiler reports them
 /// with its own message).
-pub fn precheck(bytes: &[u8]) -> Result<(), String> {
+pub fn precheck(bytes: &[u8]) -> Result<(), TooDeep> {
     let mut function = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(Payload::CodeSectionEntry(body)) = payload else {
@@ -48,9 +56,7 @@ pub fn precheck(bytes: &[u8]) -> Result<(), String> {
                     depth += 1;
                     max = max.max(depth);
                     if max > MAX_NESTING {
-                        return Err(format!(
-                            "function {function} nests control flow more than {MAX_NESTING} levels deep; the host refuses to compile it"
-                        ));
+                        return Err(TooDeep { function });
                     }
                 }
                 Ok(Operator::End) => depth = depth.saturating_sub(1),
@@ -94,7 +100,7 @@ mod tests {
         assert!(precheck(&nested_blocks(100)).is_ok());
         assert!(precheck(&nested_blocks(MAX_NESTING)).is_ok());
         let e = precheck(&nested_blocks(MAX_NESTING + 1)).expect_err("refused");
-        assert!(e.contains("nests control flow"), "{e}");
+        assert!(e.to_string().contains("nests control flow"), "{e}");
         assert!(precheck(b"not wasm").is_ok(), "malformed bytes are left to the compiler");
     }
 

@@ -1,7 +1,7 @@
 //! Per-store state and the host side of the Run Contract imports (`events`,
 //! `effects`), plus capped stdout/stderr capture.
 
-use super::grants::{Grants, Perms};
+use super::grants::Perms;
 use super::limits::{Limiter, Limits};
 use super::outcome::{ClockTape, GuestEvent, Proposal, ProposedEffect};
 use super::wit::lily::runnable::{effects, events, types};
@@ -49,14 +49,14 @@ impl StepState {
         // both the connect check and the name lookups.
         let network = req.grants.network_addrs();
         let wasi = build_wasi(
-            &req.grants,
+            req,
             &network,
-            &limits,
-            req.seeds,
-            tape.clone(),
-            stdout.clone(),
-            stderr.clone(),
-            denied.clone(),
+            Channels {
+                tape: tape.clone(),
+                stdout: stdout.clone(),
+                stderr: stderr.clone(),
+                denied: denied.clone(),
+            },
         )?;
         // Every WASI handle (open file, socket, stream, pollable) is an entry
         // here, and files and sockets are host file descriptors: cap them per
@@ -152,17 +152,20 @@ fn granted_names(network: &[(String, Vec<SocketAddr>)]) -> Vec<(String, Vec<std:
 /// Bytes one `get-random-bytes` call may ask the host for.
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
-#[allow(clippy::too_many_arguments)]
-fn build_wasi(
-    grants: &Grants,
-    network: &[(String, Vec<SocketAddr>)],
-    limits: &Limits,
-    seeds: Option<super::Seeds>,
+/// The host ends of a step's WASI context, which the store keeps too: the
+/// clock tape, the capped stdio pipes and the denied-capability records.
+struct Channels {
     tape: TapeRecorder,
     stdout: CappedPipe,
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
-) -> wasmtime::Result<WasiCtx> {
+}
+
+/// The WASI context of one step: exactly its grants (directories, env,
+/// resolved network names), its clocks on the tape, its seeds and limits.
+fn build_wasi(req: &StepRequest, network: &[(String, Vec<SocketAddr>)], channels: Channels) -> wasmtime::Result<WasiCtx> {
+    let Channels { tape, stdout, stderr, denied } = channels;
+    let (grants, limits) = (&req.grants, &req.limits);
     let mut b = WasiCtxBuilder::new();
     b.stdout(stdout).stderr(stderr);
     for d in &grants.dirs {
@@ -178,7 +181,7 @@ fn build_wasi(
     }
     b.wall_clock(TapeWall(tape.clone()));
     b.monotonic_clock(TapeMonotonic(tape, std::time::Instant::now()));
-    if let Some(s) = seeds {
+    if let Some(s) = req.seeds {
         b.insecure_random_seed(u128::from(s.random_seed));
         b.secure_random(StdRng::seed_from_u64(s.random_seed ^ 0x9E37_79B9_7F4A_7C15));
         b.insecure_random(StdRng::seed_from_u64(s.random_seed));
@@ -271,7 +274,7 @@ impl effects::Host for StepState {
         }
         let effect = match effect {
             effects::Effect::WriteFile(w) => {
-                crate::paths::check_relative_file(&w.path)?;
+                crate::paths::check_relative_file(&w.path).map_err(|e| e.to_string())?;
                 if w.contents.len() as u64 > self.limits.max_output_bytes {
                     return Err(format!("contents of {} bytes exceed the output cap", w.contents.len()));
                 }

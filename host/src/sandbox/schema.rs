@@ -101,7 +101,7 @@ impl GuestSchema {
     /// Validate `value`, keeping up to `max_errors` error lines. `Ok(Err(..))`
     /// is "does not match" (with the errors), `Err` is "could not tell within
     /// the budget".
-    pub fn check(&self, value: &Value, deadline: Option<Instant>, max_errors: usize) -> Result<Result<(), String>, SchemaError> {
+    pub fn check(&self, value: &Value, deadline: Option<Instant>, max_errors: usize) -> Result<Result<(), Mismatch>, SchemaError> {
         let budget = Budget::for_instance(value, deadline);
         budget.run(|| {
             if self.validator.is_valid(MNode(value)) {
@@ -113,10 +113,16 @@ impl GuestSchema {
                 .take(max_errors)
                 .map(|e| format!("{} (at '{}')", e, e.instance_path()))
                 .collect();
-            Err(errors.join("; "))
+            Err(Mismatch(errors.join("; ")))
         })
     }
 }
+
+/// A value that does not match its schema: the first errors, `; `-joined,
+/// each with its location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Mismatch(pub String);
 
 /// Nesting depth of a JSON value, without recursion.
 fn depth(v: &Value) -> usize {
@@ -458,7 +464,7 @@ mod tests {
         let s = GuestSchema::compile(&json!({"type": "object", "required": ["findings"], "properties": {"findings": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}}}})).expect("compile");
         assert_eq!(s.check(&json!({"findings": ["abc", "def"]}), None, 5), Ok(Ok(())));
         let bad = s.check(&json!({"findings": ["ABC"]}), None, 5).expect("within budget");
-        assert!(bad.expect_err("invalid").contains("/findings/0"));
+        assert!(bad.expect_err("invalid").0.contains("/findings/0"));
     }
 
     #[test]

@@ -148,6 +148,17 @@ pub struct FireTime {
     pub timezone: String,
 }
 
+/// Why a schedule was refused; its text is one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("invalid cron expression '{expr}': {reason}")]
+    Expression { expr: String, reason: String },
+    #[error("time zone is empty (expected an IANA name such as 'Europe/Berlin')")]
+    EmptyZone,
+    #[error("unknown IANA time zone '{0}'")]
+    UnknownZone(String),
+}
+
 impl CronSchedule {
     /// Accepts: standard 5-field crontab (`*/15 * * * *`), 6 fields with
     /// LEADING seconds (`0 */5 * * * *`), and the macros `@hourly` `@daily`
@@ -159,18 +170,21 @@ impl CronSchedule {
     /// tz database). The error is a one-line human reason, e.g.
     /// `invalid cron expression '61 * * * *': minute value 61 out of range (0-59)`
     /// or `unknown IANA time zone 'Mars/Base'`.
-    pub fn parse(expr: &str, timezone: &str) -> Result<CronSchedule, String> {
+    pub fn parse(expr: &str, timezone: &str) -> Result<CronSchedule, ScheduleError> {
         let expr = expr.trim();
-        let invalid = |reason: &str| format!("invalid cron expression '{expr}': {reason}");
+        let invalid = |reason: &str| ScheduleError::Expression {
+            expr: expr.to_string(),
+            reason: reason.to_string(),
+        };
         if expr.is_empty() {
             return Err(invalid("expression is empty"));
         }
 
         let zone = timezone.trim();
         if zone.is_empty() {
-            return Err("time zone is empty (expected an IANA name such as 'Europe/Berlin')".to_string());
+            return Err(ScheduleError::EmptyZone);
         }
-        let tz: Tz = zone.parse().map_err(|_| format!("unknown IANA time zone '{zone}'"))?;
+        let tz: Tz = zone.parse().map_err(|_| ScheduleError::UnknownZone(zone.to_string()))?;
 
         let body = if expr.starts_with('@') {
             MACROS
@@ -448,7 +462,7 @@ mod tests {
     }
 
     fn parse_err(expr: &str, tz: &str) -> String {
-        let err = CronSchedule::parse(expr, tz).expect_err("schedule should be rejected");
+        let err = CronSchedule::parse(expr, tz).expect_err("schedule should be rejected").to_string();
         assert!(!err.contains('\n'), "error must be one line: {err:?}");
         err
     }

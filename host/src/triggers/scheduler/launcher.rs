@@ -119,11 +119,13 @@ impl ExecutorLauncher {
     }
 
     pub(super) fn task(&self, fire: Fire, guard: RunGuard, batch: Option<Arc<Batch>>) -> Box<dyn FnOnce() + Send + 'static> {
-        let lily = self.lily.clone();
-        let cancel = self.cancel.clone();
-        let handle = self.handle.clone();
-        let observer = self.observer.clone();
-        let on_invoke = self.on_invoke.clone();
+        let shared = Shared {
+            lily: self.lily.clone(),
+            cancel: self.cancel.clone(),
+            handle: self.handle.clone(),
+            observer: self.observer.clone(),
+            on_invoke: self.on_invoke.clone(),
+        };
         Box::new(move || {
             let seat = batch.map(|batch| {
                 batch.wait_open();
@@ -132,7 +134,7 @@ impl ExecutorLauncher {
                     counted: std::sync::atomic::AtomicBool::new(false),
                 })
             });
-            run_fire(&lily, fire, guard, cancel, &handle, observer.as_ref(), on_invoke.as_ref(), seat);
+            shared.run_fire(fire, guard, seat);
         })
     }
 }
@@ -176,89 +178,98 @@ impl Launcher for ExecutorLauncher {
     }
 }
 
-/// One cron run on the current (pool) thread.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn run_fire(
-    lily: &Lily,
-    fire: Fire,
-    guard: RunGuard,
+/// What every cron run of one launcher needs, moved into the run's task.
+struct Shared {
+    lily: Arc<Lily>,
     cancel: Cancel,
-    handle: &tokio::runtime::Handle,
-    observer: Option<&Observer>,
-    on_invoke: Option<&InvokeHook>,
-    seat: Option<Arc<BatchSeat>>,
-) {
-    let start = guard.start_signal();
-    let _guard = guard;
-    let scheduled_for = rfc3339(fire.scheduled_for);
-    // A run that cannot start leaves a `missed` record saying why.
-    let not_started = |code: ErrorCode, message: String| {
-        warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
-        match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
-            Ok(_) => start.started(),
-            Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),
-        }
-        if let Some(o) = observer {
-            o(&SchedulerEvent::RunNotStarted {
-                job_id: fire.job_id.clone(),
-                scheduled_for: scheduled_for.clone(),
-                code,
-                message,
-            });
-        }
-    };
-    // The spec as it is now (one file, not the whole directory; parsed
-    // again only if it changed since the scheduler read it).
-    let spec_file = fire.spec_now();
-    match &spec_file.spec {
-        Ok(s) if s.id == fire.job_id => {}
-        Ok(s) => {
-            return not_started(
-                ErrorCode::JobNotFound,
-                format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
-            );
-        }
-        Err(e) => return not_started(e.code, e.message.clone()),
-    }
-    // Called by the executor once the run's first receipt and `job_started`
-    // are on disk.
-    let signal = start.clone();
-    let on_started: Box<dyn FnOnce() + Send> = Box::new(move || {
-        signal.started();
-        if let Some(seat) = &seat {
-            seat.started(true);
-        }
-    });
-    let opts = RunOptions {
-        trigger: TriggerInfo::Cron {
-            scheduled_for: fire.scheduled_for,
-            local: fire.local.clone(),
-            timezone: fire.timezone.clone(),
-        },
-        cancel,
-        wait: false,
-        on_started: Some(on_started),
-        spec_override: Some(spec_file),
-        ..RunOptions::default()
-    };
-    if let Some(hook) = on_invoke {
-        hook(&fire);
-    }
-    match handle.block_on(lily.run_job(&fire.job_id, opts)) {
-        Ok(res) => {
-            start.started();
-            let r = &res.receipt;
-            info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+    handle: tokio::runtime::Handle,
+    observer: Option<Observer>,
+    on_invoke: Option<InvokeHook>,
+}
+
+impl Shared {
+    /// One cron run on the current (pool) thread.
+    fn run_fire(self, fire: Fire, guard: RunGuard, seat: Option<Arc<BatchSeat>>) {
+        let Shared {
+            lily,
+            cancel,
+            handle,
+            observer,
+            on_invoke,
+        } = self;
+        let (observer, on_invoke) = (observer.as_ref(), on_invoke.as_ref());
+        let start = guard.start_signal();
+        let _guard = guard;
+        let scheduled_for = rfc3339(fire.scheduled_for);
+        // A run that cannot start leaves a `missed` record saying why.
+        let not_started = |code: ErrorCode, message: String| {
+            warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+            match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
+                Ok(_) => start.started(),
+                Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),
+            }
             if let Some(o) = observer {
-                o(&SchedulerEvent::RunFinished {
+                o(&SchedulerEvent::RunNotStarted {
                     job_id: fire.job_id.clone(),
-                    run_id: r.run_id.clone(),
-                    status: r.status,
                     scheduled_for: scheduled_for.clone(),
-                    run_dir: res.run_dir.clone(),
+                    code,
+                    message,
                 });
             }
+        };
+        // The spec as it is now (one file, not the whole directory; parsed
+        // again only if it changed since the scheduler read it).
+        let spec_file = fire.spec_now();
+        match &spec_file.spec {
+            Ok(s) if s.id == fire.job_id => {}
+            Ok(s) => {
+                return not_started(
+                    ErrorCode::JobNotFound,
+                    format!("{} now declares job {:?}, not {:?}", fire.spec_path.display(), s.id, fire.job_id),
+                );
+            }
+            Err(e) => return not_started(e.code, e.message.clone()),
         }
-        Err(e) => not_started(e.code, e.message),
+        // Called by the executor once the run's first receipt and `job_started`
+        // are on disk.
+        let signal = start.clone();
+        let on_started: Box<dyn FnOnce() + Send> = Box::new(move || {
+            signal.started();
+            if let Some(seat) = &seat {
+                seat.started(true);
+            }
+        });
+        let opts = RunOptions {
+            trigger: TriggerInfo::Cron {
+                scheduled_for: fire.scheduled_for,
+                local: fire.local.clone(),
+                timezone: fire.timezone.clone(),
+            },
+            cancel,
+            wait: false,
+            on_started: Some(on_started),
+            spec_override: Some(spec_file),
+            ..RunOptions::default()
+        };
+        if let Some(hook) = on_invoke {
+            hook(&fire);
+        }
+        match handle.block_on(lily.run_job(&fire.job_id, opts)) {
+            Ok(res) => {
+                start.started();
+                let r = &res.receipt;
+                info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+                if let Some(o) = observer {
+                    o(&SchedulerEvent::RunFinished {
+                        job_id: fire.job_id.clone(),
+                        run_id: r.run_id.clone(),
+                        status: r.status,
+                        scheduled_for: scheduled_for.clone(),
+                        run_dir: res.run_dir.clone(),
+                    });
+                }
+            }
+            Err(e) => not_started(e.code, e.message),
+        }
     }
 }
