@@ -9,9 +9,11 @@
 //! never prints and is tested without the binary.
 
 pub mod blueprints;
+pub mod config;
 pub mod error;
 pub mod init;
 pub mod jobs;
+pub mod llm;
 pub mod paths;
 pub mod policy;
 pub mod runnables;

@@ -2,7 +2,6 @@
 //! `.lily/` (or `--root` / `LILY_ROOT`), and the paths inside it.
 
 use crate::error::{ErrorCode, LilyError};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Paths of one Lily root.
@@ -12,14 +11,8 @@ pub struct Root {
     pub path: PathBuf,
     /// Where job specs are discovered.
     pub jobs_dir: PathBuf,
-}
-
-/// `.lily/config.yaml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Job discovery path, relative to the root.
-    pub jobs_path: Option<String>,
+    /// `.lily/config.yaml`, checked when the root was opened.
+    pub config: std::sync::Arc<crate::config::Config>,
 }
 
 impl Root {
@@ -47,7 +40,7 @@ impl Root {
 
     /// A root at a known path (tests, `lily init`).
     pub fn at(path: PathBuf, jobs_dir: Option<&Path>) -> Result<Root, LilyError> {
-        let config = read_config(&path)?;
+        let config = crate::config::Config::load(&path)?;
         let jobs_dir = match jobs_dir {
             Some(d) => {
                 if d.is_absolute() {
@@ -56,12 +49,16 @@ impl Root {
                     std::env::current_dir().map(|c| c.join(d)).unwrap_or_else(|_| d.to_path_buf())
                 }
             }
-            None => match config.jobs_path {
+            None => match &config.jobs_path {
                 Some(p) => path.join(p),
                 None => path.join(".lily").join("jobs"),
             },
         };
-        Ok(Root { path, jobs_dir })
+        Ok(Root {
+            path,
+            jobs_dir,
+            config: std::sync::Arc::new(config),
+        })
     }
 
     pub fn lily_dir(&self) -> PathBuf {
@@ -114,13 +111,4 @@ pub enum ConfineError {
     /// It resolves (through a symlink) outside the root.
     #[error("{rel:?} resolves to {} outside the root", resolved.display())]
     Outside { rel: String, resolved: PathBuf },
-}
-
-fn read_config(root: &Path) -> Result<Config, LilyError> {
-    let p = root.join(".lily").join("config.yaml");
-    match std::fs::read_to_string(&p) {
-        Ok(text) if text.trim().is_empty() => Ok(Config::default()),
-        Ok(text) => serde_norway::from_str(&text).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {e}", p.display()))),
-        Err(_) => Ok(Config::default()),
-    }
 }

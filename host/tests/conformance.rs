@@ -18,7 +18,7 @@ const WIT: &str = include_str!("../../wit/runnable.wit");
 
 #[test]
 fn wit_package_is_run_contract_r0() {
-    assert!(WIT.contains("package lily:runnable@0.1.0;"));
+    assert!(WIT.contains("package lily:runnable@0.1.1;"));
     for needle in [
         "world runnable",
         "import events;",

@@ -26,8 +26,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("util", 0),
     ("text", 0),
     ("paths", 0),
+    ("config", 0),
     ("workspace", 0),
     ("sandbox", 1),
+    ("llm", 2),
     ("spec", 2),
     ("runs", 2),
     ("runnables", 2),
@@ -41,7 +43,14 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Same-layer edges that are allowed (everything else in one layer must
 /// not depend on its neighbours).
-const SAME_LAYER: &[(&str, &str)] = &[("workspace", "error"), ("workspace", "paths")];
+const SAME_LAYER: &[(&str, &str)] = &[
+    ("workspace", "error"),
+    ("workspace", "paths"),
+    ("workspace", "config"),
+    ("config", "error"),
+    ("config", "paths"),
+    ("config", "util"),
+];
 
 fn layer(m: &str) -> Option<u8> {
     LAYERS.iter().find(|(n, _)| *n == m).map(|(_, l)| *l)

@@ -1,4 +1,4 @@
-//! Guest SDK for Lily runnables (Run Contract R0, `lily:runnable@0.1.0`).
+//! Guest SDK for Lily runnables (Run Contract R0, `lily:runnable@0.1.1`).
 //!
 //! Implement [`Specialist`] or [`Synthesizer`] and export it with
 //! [`export_specialist!`] / [`export_synthesizer!`]; `describe`, the JSON
@@ -11,6 +11,7 @@
 //! an error, so a runnable's logic can be unit-tested without a sandbox.
 
 pub mod council;
+pub mod llm;
 pub mod workspace;
 
 /// Raw bindings generated from `wit/` by wit-bindgen.

@@ -199,6 +199,8 @@ pub struct ExecCtx {
     pub replay_tapes: BTreeMap<String, ClockTape>,
     /// Clock reads recorded per node.
     pub tapes: Mutex<BTreeMap<String, ClockTape>>,
+    /// The run's model budgets (steps whose grants include `llm`).
+    pub models: Option<Arc<crate::llm::RunModels>>,
 }
 
 impl ExecCtx {
@@ -215,6 +217,7 @@ impl ExecCtx {
             proposals: Mutex::new(Vec::new()),
             replay_tapes: BTreeMap::new(),
             tapes: Mutex::new(BTreeMap::new()),
+            models: None,
         }
     }
 }
@@ -244,6 +247,7 @@ impl ExecCtx {
     pub async fn run_step_until(&self, prepared: &Prepared, node: &Node, input: Value, deadline: Instant) -> StepReport {
         let loaded = &prepared.loaded[&node.id];
         let grants = prepared.grants.get(&node.id).cloned().unwrap_or_default();
+        let grants_llm = grants.llm.clone();
         let remaining = deadline.min(self.deadline).saturating_duration_since(Instant::now());
         let limits = Limits {
             deadline: self.limits.deadline.min(remaining),
@@ -261,6 +265,7 @@ impl ExecCtx {
                     limits,
                     seeds: self.seeds.map(|s| node_seeds(s, &node.id)),
                     replay_tape: self.replay_tapes.get(&node.id).cloned(),
+                    models: grants_llm.and_then(|g| self.models.as_ref().map(|m| m.for_step(&g))),
                 },
             )
             .await;
@@ -287,10 +292,28 @@ impl ExecCtx {
                 json!({"node": node.id, "stdout": report.stdout, "stderr": report.stderr, "truncated": report.stdio_truncated}),
             );
         }
+        // A step that fails after its model budget ran out ended because of
+        // the budget, whatever the guest made of the refusal.
+        let budget_ended = report
+            .tape
+            .calls
+            .last()
+            .is_some_and(|c| matches!(c.outcome, Err(crate::sandbox::llm::LlmError::BudgetExhausted { .. })));
         let (outcome, cause) = match &report.outcome {
             Ok(_) => ("ok".to_string(), None),
+            Err(c) if budget_ended => ("llm_budget_exhausted".to_string(), Some(c.clone())),
             Err(c) => (c.kind().to_string(), Some(c.clone())),
         };
+        for c in &report.tape.calls {
+            self.events.emit(
+                "llm_call",
+                json!({
+                    "node": node.id, "call_id": c.call_id, "model": c.request.model, "request_hash": c.request_hash,
+                    "latency_ms": c.latency_ms, "usage": c.usage(),
+                    "error": c.outcome.as_ref().err().map(|e| e.to_string()),
+                }),
+            );
+        }
         self.events.emit(
             "step_finished",
             json!({
@@ -313,6 +336,8 @@ impl ExecCtx {
                 cause,
                 duration_ms: report.duration.as_millis() as u64,
                 fuel_used: report.fuel_used,
+                llm: Some(crate::sandbox::llm::LlmTotals::of(&report.tape.calls)).filter(|t| !t.is_zero()),
+                replay_misses: report.replay_misses.clone(),
             });
         }
         report

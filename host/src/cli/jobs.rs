@@ -541,6 +541,14 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
             outln!("  {} {} {}", c.node, c.version, c.digest);
         }
     }
+    if let Some(t) = &r.llm {
+        outln!("\nmodel calls: {} ({} input, {} output tokens)", t.calls, t.input_tokens, t.output_tokens);
+        for s in &r.steps {
+            if let Some(l) = &s.llm {
+                outln!("  {} {} calls, {} input, {} output tokens", s.node, l.calls, l.input_tokens, l.output_tokens);
+            }
+        }
+    }
     if !r.artifacts.is_empty() {
         outln!("\nartifacts:");
         for a in &r.artifacts {

@@ -13,6 +13,7 @@
 
 use crate::blueprints::{Blueprint, ExecCtx, Graph, Prepared, Registry};
 use crate::error::{ErrorCode, LilyError};
+use crate::llm::{LlmService, RunModels};
 use crate::policy::Policy;
 use crate::runnables::RunnableRegistry;
 use crate::runs::EventSink;
@@ -95,6 +96,8 @@ pub struct Lily {
     pub sandbox: Arc<Sandbox>,
     pub blueprints: Registry,
     pub runnables: RunnableRegistry,
+    /// The model providers of `.lily/config.yaml`.
+    pub llm: Arc<LlmService>,
     /// The policy as last parsed, with the stamp of its file (`None`: no
     /// file). Re-read whenever the file's stamp changes.
     policy_cache: std::sync::Mutex<Option<(Option<crate::util::Stamp>, Result<Arc<Policy>, LilyError>)>>,
@@ -262,7 +265,9 @@ impl Lily {
             cache_dir: Some(root.cache_dir()),
         })?;
         let runnables = RunnableRegistry::new(Some(&root));
+        let llm = Arc::new(LlmService::new(&root.config.llm));
         let lily = Lily {
+            llm,
             root,
             sandbox: Arc::new(sandbox),
             blueprints: Registry::builtin(),
@@ -322,6 +327,8 @@ impl Lily {
             .load_graph(&graph)
             .await
             .map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
+        check_llm(&graph, &loaded, &grants, &self.root.config.llm, policy, &mut decisions)
+            .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let prepared = Arc::new(Prepared {
             graph,
             bindings: spec.bindings.clone(),
@@ -735,6 +742,7 @@ impl Lily {
         );
         ctx.seeds = Some(seeds);
         ctx.replay_tapes = extra.replay_tapes.clone();
+        ctx.models = Some(Arc::new(RunModels::new(self.llm.clone())));
         let ctx = Arc::new(ctx);
         let exec = p.blueprint.execute(&p.prepared, &spec.target.input, &ctx);
         let result = tokio::select! {
@@ -743,6 +751,11 @@ impl Lily {
         };
         if let Ok(steps) = ctx.steps.lock() {
             receipt.steps.extend(steps.iter().cloned());
+            let mut total = crate::sandbox::llm::LlmTotals::default();
+            for s in receipt.steps.iter().filter_map(|s| s.llm.as_ref()) {
+                total.add(s);
+            }
+            receipt.llm = Some(total).filter(|t| !t.is_zero());
         }
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)
@@ -941,4 +954,66 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
             return Err(LilyError::new(ErrorCode::JobExecutionFailed, "cancelled while waiting for a parallel-run slot"));
         }
     }
+}
+
+/// Model calls are planned like every capability: a component that imports
+/// `lily:runnable/llm` runs only where policy grants `llm` (else the run is
+/// refused before any step, with the lines to add), and every granted alias
+/// must be configured.
+fn check_llm(
+    graph: &crate::blueprints::Graph,
+    loaded: &BTreeMap<String, Arc<crate::sandbox::Loaded>>,
+    grants: &BTreeMap<String, Grants>,
+    config: &crate::config::LlmConfig,
+    policy: &Policy,
+    decisions: &mut Vec<Decision>,
+) -> Result<(), LilyError> {
+    for node in &graph.nodes {
+        let imports_llm = loaded
+            .get(&node.id)
+            .is_some_and(|l| l.imports.iter().any(|i| i.starts_with("lily:runnable/llm@")));
+        let grant = grants.get(&node.id).and_then(|g| g.llm.as_ref());
+        match grant {
+            None if imports_llm => {
+                let example = config.models.keys().next().map(String::as_str).unwrap_or("reviewer");
+                return Err(LilyError::new(
+                    ErrorCode::JobPolicyDenied,
+                    format!("{} imports lily:runnable/llm, but {} grants it no models", node.runnable, policy.source_name()),
+                )
+                .with_hint(format!(
+                    "add to {}:\nrunnables:\n  \"{}\":\n    llm: {{models: [{example}], max_calls: 20, max_input_tokens: 60000, max_output_tokens: 8000}}",
+                    policy.source_name(),
+                    node.runnable
+                )));
+            }
+            None => {}
+            Some(g) => {
+                if let Some(missing) = g.models.iter().find(|m| !config.models.contains_key(*m)) {
+                    return Err(LilyError::new(
+                        ErrorCode::JobPolicyDenied,
+                        format!(
+                            "policy rule {:?} grants {} the model alias {missing:?}, which .lily/config.yaml does not define",
+                            g.rule, node.runnable
+                        ),
+                    )
+                    .with_hint(format!(
+                        "add llm.models.{missing} (provider and model) to .lily/config.yaml, or remove it from the grant"
+                    )));
+                }
+                decisions.push(Decision {
+                    subject: format!("{}: llm", node.runnable),
+                    decision: Verdict::Granted,
+                    reason: format!(
+                        "models [{}]; per run under rule {:?}: {} calls, {} input and {} output tokens",
+                        g.models.join(", "),
+                        g.rule,
+                        g.budget.max_calls,
+                        g.budget.max_input_tokens,
+                        g.budget.max_output_tokens
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }

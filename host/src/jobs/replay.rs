@@ -102,7 +102,12 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
 /// (sha256 each). The summary is excluded (it names the run).
 pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay: &Receipt) -> Verification {
     let mut compared = Vec::new();
-    let mut first = None;
+    // A host call the tape did not hold is the first difference: the step
+    // and call it names are where the replay left the recorded run.
+    let mut first = replay
+        .steps
+        .iter()
+        .find_map(|s| s.replay_misses.first().map(|m| format!("step {} ({}): host call {m}", s.node, s.runnable)));
     let h = |v: &Value| crate::util::sha256(v.to_string().as_bytes());
     let (a, b) = (h(&original.payload), h(&replay.payload));
     if a != b && first.is_none() {

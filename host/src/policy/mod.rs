@@ -6,7 +6,7 @@ pub mod approvals;
 pub mod effects;
 
 use crate::error::{ErrorCode, LilyError};
-use crate::sandbox::{DirGrant, Grants, Limits, Perms};
+use crate::sandbox::{DirGrant, Grants, Limits, LlmBudget, LlmGrant, Perms};
 use crate::spec::JobSpec;
 use crate::workspace::Root;
 use globset::{Glob, GlobMatcher};
@@ -106,6 +106,20 @@ pub struct RunnableGrants {
     /// Outbound `host:port` allow-list.
     #[serde(default)]
     pub network: Vec<String>,
+    /// Model calls: the aliases and the run's budget under this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmRule>,
+}
+
+/// `runnables.<id>.llm`: which model aliases, and how much of them per run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmRule {
+    /// Model aliases from `.lily/config.yaml` (`llm.models`).
+    pub models: Vec<String>,
+    pub max_calls: u32,
+    pub max_input_tokens: u64,
+    pub max_output_tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,6 +246,20 @@ impl Policy {
                 .map_err(|e| policy_error(path, format!("runnables: bad glob {pattern:?}: {e}")))?
                 .compile_matcher();
             matchers.push((pattern.clone(), m));
+            if let Some(l) = &g.llm {
+                if l.models.is_empty() || l.models.iter().any(|m| !crate::paths::valid_id(m)) {
+                    return Err(policy_error(
+                        path,
+                        format!("runnables.{pattern}.llm.models must list model aliases (e.g. [reviewer])"),
+                    ));
+                }
+                if l.max_calls == 0 || l.max_output_tokens == 0 || l.max_input_tokens == 0 {
+                    return Err(policy_error(
+                        path,
+                        format!("runnables.{pattern}.llm: max_calls, max_input_tokens and max_output_tokens must be at least 1"),
+                    ));
+                }
+            }
             for fs in &g.fs {
                 crate::paths::check_relative(&fs.path).map_err(|e| policy_error(path, format!("runnables.{pattern}.fs: {e}")))?;
                 if let Some(root) = root
@@ -345,6 +373,23 @@ impl Policy {
     }
 
     /// Network allow-list for `runnable`.
+    /// The model grant of `runnable`: the most specific rule with `llm`
+    /// (its exact id before globs). Steps granted by one rule share its
+    /// budget within a run.
+    pub fn llm_for(&self, runnable: &str) -> Option<LlmGrant> {
+        self.entries_for(runnable).into_iter().find_map(|(pattern, g)| {
+            g.llm.as_ref().map(|l| LlmGrant {
+                models: l.models.clone(),
+                budget: LlmBudget {
+                    max_calls: l.max_calls,
+                    max_input_tokens: l.max_input_tokens,
+                    max_output_tokens: l.max_output_tokens,
+                },
+                rule: pattern.to_string(),
+            })
+        })
+    }
+
     pub fn network_for(&self, runnable: &str) -> Vec<String> {
         let mut v: Vec<String> = self.entries_for(runnable).iter().flat_map(|(_, g)| g.network.clone()).collect();
         v.sort();
@@ -413,7 +458,7 @@ impl Policy {
         }
     }
 
-    fn source_name(&self) -> String {
+    pub fn source_name(&self) -> String {
         self.source
             .as_ref()
             .map(|p| p.display().to_string())
@@ -492,7 +537,13 @@ impl Policy {
     pub fn grants_for(&self, runnable: &str, dirs: Vec<DirGrant>, env: Vec<(String, String)>) -> Grants {
         let network = self.network_for(runnable);
         let resolved = network.iter().map(|hp| (hp.clone(), self.resolve(hp))).collect();
-        Grants { dirs, env, network, resolved }
+        Grants {
+            dirs,
+            env,
+            network,
+            resolved,
+            llm: self.llm_for(runnable),
+        }
     }
 
     /// The addresses of a granted `host:port`, resolved the first time this

@@ -145,7 +145,7 @@ pub(super) fn load_problem(e: &LoadError) -> (Problem, Vec<String>) {
         ),
         LoadErrorKind::LinkFailed => p(
             "imports",
-            "The component's imports do not match what the host links (WASI 0.2 and lily:runnable@0.1.0); rebuild it against the WIT in lily-guest/wit/.",
+            "The component's imports do not match what the host links (WASI 0.2 and lily:runnable@0.1.x); rebuild it against the WIT in lily-guest/wit/.",
         ),
         LoadErrorKind::MissingExports => p(
             "exports",

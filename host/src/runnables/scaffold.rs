@@ -10,6 +10,7 @@ pub const RUNNABLE_WIT: &str = include_str!("../../../wit/runnable.wit");
 pub(super) const SDK_LIB: &str = include_str!("../../../guests/sdk/src/lib.rs");
 pub(super) const SDK_COUNCIL: &str = include_str!("../../../guests/sdk/src/council.rs");
 pub(super) const SDK_WORKSPACE: &str = include_str!("../../../guests/sdk/src/workspace.rs");
+pub(super) const SDK_LLM: &str = include_str!("../../../guests/sdk/src/llm.rs");
 pub(super) const CONTRACT_LIB: &str = include_str!("../../../contract/src/lib.rs");
 pub(super) const CONTRACT_COUNCIL: &str = include_str!("../../../contract/src/council.rs");
 pub(super) const T_CONTRACT_CARGO: &str = include_str!("../../assets/scaffold/contract-Cargo.toml.tmpl");
@@ -182,6 +183,7 @@ pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, Str
         ("lily-guest/src/lib.rs".into(), vendored_sdk_lib()?),
         ("lily-guest/src/council.rs".into(), SDK_COUNCIL.to_string()),
         ("lily-guest/src/workspace.rs".into(), SDK_WORKSPACE.to_string()),
+        ("lily-guest/src/llm.rs".into(), SDK_LLM.to_string()),
         ("lily-guest/contract/Cargo.toml".into(), render(T_CONTRACT_CARGO, &vars)?),
         ("lily-guest/contract/src/lib.rs".into(), CONTRACT_LIB.to_string()),
         ("lily-guest/contract/src/council.rs".into(), CONTRACT_COUNCIL.to_string()),

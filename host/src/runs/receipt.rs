@@ -218,6 +218,12 @@ pub struct StepRecord {
     pub cause: Option<Cause>,
     pub duration_ms: u64,
     pub fuel_used: u64,
+    /// Model calls and tokens of the step (absent: it made none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::sandbox::llm::LlmTotals>,
+    /// In a replay: host calls that differed from the recorded tape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replay_misses: Vec<String>,
 }
 
 /// A component that differed from the replayed run (`--allow-drift`).
@@ -287,6 +293,9 @@ pub struct Receipt {
     pub components: Vec<ComponentRecord>,
     #[serde(default)]
     pub steps: Vec<StepRecord>,
+    /// Model calls and tokens of the whole run (absent: none were made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::sandbox::llm::LlmTotals>,
     pub spec_sha256: String,
     #[serde(default)]
     pub spec_path: String,
@@ -322,6 +331,7 @@ impl Receipt {
             policy: PolicyRecord::default(),
             components: Vec::new(),
             steps: Vec::new(),
+            llm: None,
             spec_sha256: spec_sha256.into(),
             spec_path: spec_path.into(),
             seeds: None,

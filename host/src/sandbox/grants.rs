@@ -39,6 +39,28 @@ pub struct Grants {
     /// the sandbox resolves `network` itself, once per step.
     #[serde(skip)]
     pub resolved: Vec<(String, Vec<std::net::SocketAddr>)>,
+    /// Model calls (`lily:runnable/llm`); `None` = the step may not call models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmGrant>,
+}
+
+/// The models a step may call and the budget it draws from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmGrant {
+    /// Model aliases (`.lily/config.yaml` `llm.models`).
+    pub models: Vec<String>,
+    pub budget: LlmBudget,
+    /// The policy rule that granted it: steps of one run granted by the
+    /// same rule share one budget.
+    pub rule: String,
+}
+
+/// Caps on a run's model use under one grant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmBudget {
+    pub max_calls: u32,
+    pub max_input_tokens: u64,
+    pub max_output_tokens: u64,
 }
 
 impl Grants {

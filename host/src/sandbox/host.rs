@@ -36,6 +36,16 @@ pub struct StepState {
     stderr: CappedPipe,
     denied: Arc<Mutex<Vec<String>>>,
     tape: TapeRecorder,
+    /// The step's absolute deadline (host calls never outlive it).
+    pub(super) deadline: std::time::Instant,
+    /// Model access, when the step's policy grants `llm`.
+    pub(super) models: Option<super::llm::Models>,
+    /// Host calls made so far (the tape's `calls`).
+    pub(super) calls: Vec<super::llm::TapedCall>,
+    /// In a replay: the recorded calls still to be served.
+    pub(super) replay_calls: Option<std::collections::VecDeque<super::llm::TapedCall>>,
+    /// In a replay: calls that differed from the tape.
+    pub(super) replay_misses: Vec<String>,
 }
 
 impl StepState {
@@ -88,6 +98,11 @@ impl StepState {
             stderr,
             denied,
             tape,
+            deadline: std::time::Instant::now() + req.limits.deadline,
+            models: req.models.clone(),
+            calls: Vec::new(),
+            replay_calls: req.replay_tape.as_ref().map(|t| t.calls.iter().cloned().collect()),
+            replay_misses: Vec::new(),
         })
     }
 
@@ -127,7 +142,11 @@ impl StepState {
             stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
             stdio_truncated: truncated,
             denied_connections: denied,
-            tape: self.tape.tape(),
+            tape: ClockTape {
+                calls: self.calls,
+                ..self.tape.tape()
+            },
+            replay_misses: self.replay_misses,
         }
     }
 }

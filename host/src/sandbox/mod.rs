@@ -11,12 +11,13 @@ pub mod complexity;
 mod grants;
 mod host;
 mod limits;
+pub mod llm;
 mod outcome;
 pub mod schema;
 mod shadow;
 
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
-pub use grants::{DirGrant, Grants, Perms};
+pub use grants::{DirGrant, Grants, LlmBudget, LlmGrant, Perms};
 pub use limits::Limits;
 pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport};
 
@@ -35,6 +36,7 @@ mod wit {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "runnable",
+        imports: { "lily:runnable/llm.complete": async },
         exports: { default: async },
     });
 }
@@ -147,8 +149,11 @@ pub struct StepRequest {
     pub limits: Limits,
     /// Random seed (and recorded start); `None` = fresh randomness.
     pub seeds: Option<Seeds>,
-    /// Clock reads to feed back (replay); `None` = real clocks (recorded).
+    /// Clock reads and host calls to feed back (replay); `None` = real
+    /// clocks and calls (recorded).
     pub replay_tape: Option<ClockTape>,
+    /// Model access (`lily:runnable/llm`), when policy grants it.
+    pub models: Option<llm::Models>,
 }
 
 /// The nondeterminism a step can observe, recorded for replay.

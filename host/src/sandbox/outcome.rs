@@ -51,14 +51,18 @@ pub struct Proposal {
     pub reason: String,
 }
 
-/// Every clock read of a step, in order: recorded in normal runs, fed back
-/// in a replay so a deterministic runnable produces the same bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// A step's replay tape: every clock read and every host call (model calls
+/// today), in order. Recorded in normal runs and fed back in a replay, so a
+/// deterministic runnable produces the same bytes without calling out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClockTape {
     /// Wall-clock reads, nanoseconds since the Unix epoch.
     pub wall: Vec<u64>,
     /// Monotonic-clock reads, nanoseconds.
     pub monotonic: Vec<u64>,
+    /// Host calls with their requests and full outcomes (no credentials).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<super::llm::TapedCall>,
 }
 
 /// Why a step did not produce a valid envelope.
@@ -197,8 +201,10 @@ pub struct StepReport {
     pub stdio_truncated: bool,
     /// Network addresses the guest tried and was denied.
     pub denied_connections: Vec<String>,
-    /// Clock reads of the step (for replay).
+    /// Clock reads and host calls of the step (for replay).
     pub tape: ClockTape,
+    /// In a replay: host calls that differed from the tape (divergence).
+    pub replay_misses: Vec<String>,
 }
 
 impl StepReport {
@@ -215,6 +221,7 @@ impl StepReport {
             stdio_truncated: false,
             denied_connections: Vec::new(),
             tape: Default::default(),
+            replay_misses: Vec::new(),
         }
     }
 }

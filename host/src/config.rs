@@ -1,0 +1,196 @@
+//! `.lily/config.yaml`: the operator's configuration of a root — where jobs
+//! live, and which model providers and model aliases exist. Strict like
+//! every Lily file (unknown keys refused, errors with line and column);
+//! checked once when the root is opened.
+//!
+//! Credentials are never in this file: a provider names the environment
+//! variable that holds its key (`api_key_env`), which the host reads at the
+//! moment of a call.
+
+use crate::error::{ErrorCode, LilyError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// `.lily/config.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Job discovery path, relative to the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs_path: Option<String>,
+    /// Model providers and aliases (`lily:runnable/llm`).
+    #[serde(default)]
+    pub llm: LlmConfig,
+}
+
+/// The `llm:` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Alias → model. Runnables and policy name aliases only.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// The OpenAI-compatible chat-completions protocol (OpenAI, vLLM,
+    /// llama.cpp server, Ollama, LM Studio, LiteLLM).
+    Openai,
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// e.g. `http://127.0.0.1:8080/v1` (`/chat/completions` is appended).
+    pub base_url: String,
+    /// The environment variable holding the API key; unset = no key sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Per provider request (each attempt), seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    /// Retries after a 429 / 5xx / timeout (with backoff, honouring
+    /// `Retry-After`), within the step's deadline.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A key of `providers`.
+    pub provider: String,
+    /// The provider's own model name.
+    pub model: String,
+    /// Used when the request sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// A ceiling on every request's `max-output-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+}
+
+fn invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {msg}", path.display()))
+}
+
+impl Config {
+    /// Read `<root>/.lily/config.yaml`; a missing or empty file is the
+    /// default configuration.
+    pub fn load(root: &Path) -> Result<Config, LilyError> {
+        let p = root.join(".lily").join("config.yaml");
+        match std::fs::read_to_string(&p) {
+            Ok(text) => Config::parse(&p, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(invalid(&p, format!("cannot read: {e}"))),
+        }
+    }
+
+    /// Parse and check a configuration (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, LilyError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        if crate::util::yaml_nesting_exceeds(text, crate::util::MAX_YAML_DEPTH) {
+            return Err(invalid(path, format!("nested more than {} levels deep", crate::util::MAX_YAML_DEPTH)));
+        }
+        let c: Config = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
+        c.llm.check().map_err(|m| invalid(path, m).with_hint("see docs/llm.md#configuration"))?;
+        Ok(c)
+    }
+}
+
+impl LlmConfig {
+    fn check(&self) -> Result<(), String> {
+        for (name, p) in &self.providers {
+            if !crate::paths::valid_id(name) {
+                return Err(format!("llm.providers.{name}: a provider name is lower-case letters, digits, '.', '_' or '-'"));
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(format!("llm.providers.{name}.base_url {:?} must start with http:// or https://", p.base_url));
+            }
+            if p.timeout_seconds == 0 || p.timeout_seconds > 3600 {
+                return Err(format!("llm.providers.{name}.timeout_seconds must be 1-3600"));
+            }
+            if p.max_retries > 10 {
+                return Err(format!("llm.providers.{name}.max_retries must be at most 10"));
+            }
+            if let Some(env) = &p.api_key_env
+                && (env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            {
+                return Err(format!("llm.providers.{name}.api_key_env {env:?} must be an environment variable name"));
+            }
+        }
+        for (alias, m) in &self.models {
+            if !crate::paths::valid_id(alias) {
+                return Err(format!("llm.models.{alias}: an alias is lower-case letters, digits, '.', '_' or '-'"));
+            }
+            if !self.providers.contains_key(&m.provider) {
+                let known: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "llm.models.{alias}.provider {:?} is not a configured provider (known: {})",
+                    m.provider,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+            }
+            if m.model.is_empty() {
+                return Err(format!("llm.models.{alias}.model must not be empty"));
+            }
+            if let Some(t) = m.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(format!("llm.models.{alias}.temperature must be 0-2"));
+            }
+            if m.max_output_tokens == Some(0) {
+                return Err(format!("llm.models.{alias}.max_output_tokens must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, LilyError> {
+        Config::parse(Path::new("config.yaml"), text)
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let c = parse(
+            "llm:\n  providers:\n    local: {kind: openai, base_url: \"http://127.0.0.1:8080/v1\", api_key_env: LOCAL_LLM_KEY, timeout_seconds: 60}\n  models:\n    reviewer: {provider: local, model: \"gemma-3-270m\", temperature: 0, max_output_tokens: 512}\n",
+        )
+        .expect("parses");
+        assert_eq!(c.llm.providers["local"].max_retries, 2);
+        assert_eq!(c.llm.models["reviewer"].max_output_tokens, Some(512));
+    }
+
+    #[test]
+    fn unknown_keys_and_dangling_providers_are_refused_with_their_place() {
+        let e = parse("llm:\n  providers:\n    local: {kind: openai, base_url: \"http://x\", api_key: sk-123}\n").expect_err("unknown key");
+        assert_eq!(e.code, ErrorCode::JobInvalidSpec);
+        assert!(e.message.contains("api_key") && e.message.contains("line 3"), "{}", e.message);
+        let e = parse("llm:\n  models:\n    reviewer: {provider: nowhere, model: m}\n").expect_err("dangling");
+        assert!(e.message.contains("llm.models.reviewer.provider \"nowhere\""), "{}", e.message);
+        let e = parse("llm:\n  providers:\n    p: {kind: openai, base_url: \"ftp://x\"}\n").expect_err("scheme");
+        assert!(e.message.contains("base_url"), "{}", e.message);
+        assert!(parse("jobs_path: jobs\n").is_ok());
+        assert!(parse("").is_ok());
+    }
+}

@@ -1,0 +1,443 @@
+//! Model calls end to end at the library level: the `llm-caller.v1` test
+//! guest in the real sandbox, through `lily::llm` (allow-list, budget,
+//! provider client), against a scripted OpenAI-compatible server on
+//! 127.0.0.1 started by each test.
+
+use lily::config::{Config, LlmConfig};
+use lily::llm::{LlmService, RunModels};
+use lily::sandbox::llm::LlmError;
+use lily::sandbox::{ClockTape, Grants, Limits, LlmBudget, LlmGrant, Sandbox, SandboxOptions, StepReport, StepRequest};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const KEY: &str = "sk-test-4f1d2c9a7be3";
+
+/// One scripted answer of the fake provider.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+    delay: Duration,
+}
+
+fn ok_reply(text: &str, input_tokens: u32, output_tokens: u32) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![],
+        body: json!({
+            "id": "x", "object": "chat.completion", "model": "fake-model-1",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        })
+        .to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+fn status_reply(status: u16, headers: &[(&str, &str)]) -> Reply {
+    Reply {
+        status,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: json!({"error": {"message": format!("scripted {status}")}}).to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+/// A provider that answers each request with the next scripted reply (the
+/// last one repeats) and keeps every request it saw (headers and body).
+struct FakeProvider {
+    port: u16,
+    seen: Arc<Mutex<Vec<(String, Value, std::time::Instant)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeProvider {
+    fn start(script: Vec<Reply>) -> FakeProvider {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                s.set_nonblocking(false).ok();
+                let reply = script[n.min(script.len() - 1)].clone();
+                n += 1;
+                let seen = seen2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (head, body) = loop {
+                        let Ok(k) = s.read(&mut chunk) else { return };
+                        if k == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..at]).to_string();
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            while buf.len() < at + 4 + len {
+                                let Ok(k) = s.read(&mut chunk) else { return };
+                                if k == 0 {
+                                    break;
+                                }
+                                buf.extend_from_slice(&chunk[..k]);
+                            }
+                            break (head, buf[at + 4..].to_vec());
+                        }
+                    };
+                    seen.lock()
+                        .expect("seen")
+                        .push((head, serde_json::from_slice(&body).unwrap_or(Value::Null), std::time::Instant::now()));
+                    std::thread::sleep(reply.delay);
+                    let mut out = format!(
+                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        reply.status,
+                        reply.body.len()
+                    );
+                    for (k, v) in &reply.headers {
+                        out.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    out.push_str("\r\n");
+                    out.push_str(&reply.body);
+                    let _ = s.write_all(out.as_bytes());
+                });
+            }
+        });
+        FakeProvider { port, seen, stop }
+    }
+
+    fn requests(&self) -> Vec<(String, Value, std::time::Instant)> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn config(port: u16, extra: &str) -> LlmConfig {
+    let text = format!(
+        "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 2}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1, max_output_tokens: 64}}\n    other: {{provider: fake, model: fake-model-2}}\n{extra}"
+    );
+    Config::parse(Path::new("config.yaml"), &text).expect("config").llm
+}
+
+fn grant(models: &[&str], calls: u32, input: u64, output: u64) -> LlmGrant {
+    LlmGrant {
+        models: models.iter().map(|s| s.to_string()).collect(),
+        budget: LlmBudget {
+            max_calls: calls,
+            max_input_tokens: input,
+            max_output_tokens: output,
+        },
+        rule: "llm-caller.v1".into(),
+    }
+}
+
+fn guest() -> Vec<u8> {
+    let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join("llm_caller.wasm");
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+struct World {
+    sb: Arc<Sandbox>,
+    rt: tokio::runtime::Runtime,
+    loaded: Arc<lily::sandbox::Loaded>,
+}
+
+impl World {
+    fn new() -> World {
+        unsafe_env_set();
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let sb = Arc::new(Sandbox::new(SandboxOptions::default()).expect("sandbox"));
+        let loaded = rt.block_on(sb.load(&guest())).expect("load llm-caller");
+        World { sb, rt, loaded }
+    }
+
+    fn run(&self, run: &RunModels, g: Option<&LlmGrant>, input: Value, replay: Option<ClockTape>) -> StepReport {
+        self.rt.block_on(self.sb.run(
+            &self.loaded,
+            StepRequest {
+                input,
+                grants: Grants {
+                    llm: g.cloned(),
+                    ..Grants::default()
+                },
+                limits: Limits {
+                    deadline: Duration::from_secs(10),
+                    ..Limits::default()
+                },
+                seeds: None,
+                replay_tape: replay,
+                models: g.map(|g| run.for_step(g)),
+            },
+        ))
+    }
+}
+
+/// The provider's key variable, set once for the whole test process.
+fn unsafe_env_set() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: every test calls this before it starts a runtime, a
+        // sandbox or a provider, and the first caller sets the variable
+        // while the others wait on `ONCE`: no thread of this process reads
+        // the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("LILY_TEST_LLM_KEY", KEY)
+        }
+    });
+}
+
+fn payload(r: &StepReport) -> Value {
+    match &r.outcome {
+        Ok(env) => env.payload.clone(),
+        Err(c) => panic!("step failed: {}", c.message()),
+    }
+}
+
+fn call(model: &str, user: &str) -> Value {
+    json!({"model": model, "user": user, "max_output_tokens": 16})
+}
+
+#[test]
+fn a_granted_call_reaches_the_provider_with_the_key_and_the_answer_reaches_the_guest() {
+    let fake = FakeProvider::start(vec![ok_reply("looks fine", 12, 3)]);
+    let w = World::new();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let g = grant(&["reviewer"], 5, 10_000, 1_000);
+    let r = w.run(&run, Some(&g), json!({"calls": [call("reviewer", "review this")]}), None);
+    let p = payload(&r);
+    assert_eq!(p["results"][0]["ok"]["text"], "looks fine", "{p}");
+    assert_eq!(p["results"][0]["ok"]["input_tokens"], 12);
+    assert_eq!(p["results"][0]["ok"]["call_id"], "llm-1");
+    assert_eq!(p["models"], json!(["reviewer"]));
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .0
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {KEY}").to_ascii_lowercase()),
+        "{}",
+        seen[0].0
+    );
+    assert_eq!(seen[0].1["model"], "fake-model-1", "the alias is resolved to the provider's model");
+    assert_eq!(seen[0].1["max_tokens"], 16);
+    // The tape holds the call, and nothing of the key.
+    assert_eq!(r.tape.calls.len(), 1);
+    let tape = serde_json::to_string(&r.tape).expect("tape");
+    assert!(!tape.contains(KEY), "the key must never be taped");
+    assert!(tape.contains("fake-model-1") && tape.contains("looks fine"));
+    // The budget settled to the reported usage: 5 calls - 1, 10000 - 12, 1000 - 3.
+    assert_eq!(p["budget"], json!({"calls": 4, "input_tokens": 9988, "output_tokens": 997}));
+}
+
+#[test]
+fn an_alias_outside_the_grant_is_refused_without_a_request() {
+    let fake = FakeProvider::start(vec![ok_reply("x", 1, 1)]);
+    let w = World::new();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let g = grant(&["reviewer"], 5, 10_000, 1_000);
+    let p = payload(&w.run(&run, Some(&g), json!({"calls": [call("other", "x"), call("http://evil/v1", "x")]}), None));
+    for i in 0..2 {
+        assert!(p["results"][i]["error"].as_str().unwrap_or("").starts_with("model_not_allowed"), "{p}");
+    }
+    // Without any grant the guest is told so, too.
+    let p = payload(&w.run(&run, None, json!({"calls": [call("reviewer", "x")]}), None));
+    assert!(p["results"][0]["error"].as_str().unwrap_or("").contains("no llm grant"), "{p}");
+    assert!(fake.requests().is_empty(), "nothing may reach the provider");
+}
+
+#[test]
+fn a_call_that_could_overshoot_the_budget_is_refused_before_it_is_sent_even_from_eight_steps_at_once() {
+    // Every call uses all 16 output tokens it may: 100 hold 6 calls.
+    let fake = FakeProvider::start(vec![Reply {
+        delay: Duration::from_millis(50),
+        ..ok_reply("ok", 1, 16)
+    }]);
+    let w = World::new();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    // Each call reserves 16 output tokens: 100 hold 6 calls, whatever the usage.
+    let g = grant(&["reviewer"], 1_000, 1_000_000, 100);
+    let (ok, refused): (usize, usize) = w.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (sb, loaded, models) = (w.sb.clone(), w.loaded.clone(), run.for_step(&g));
+            let g = g.clone();
+            set.spawn(async move {
+                sb.run(
+                    &loaded,
+                    StepRequest {
+                        input: json!({"calls": [call("reviewer", "a"), call("reviewer", "b")]}),
+                        grants: Grants {
+                            llm: Some(g),
+                            ..Grants::default()
+                        },
+                        limits: Limits {
+                            deadline: Duration::from_secs(10),
+                            ..Limits::default()
+                        },
+                        seeds: None,
+                        replay_tape: None,
+                        models: Some(models),
+                    },
+                )
+                .await
+            });
+        }
+        let mut ok = 0;
+        let mut refused = 0;
+        while let Some(r) = set.join_next().await {
+            let p = payload(&r.expect("task"));
+            for res in p["results"].as_array().expect("results") {
+                if res.get("ok").is_some() {
+                    ok += 1;
+                } else {
+                    assert!(res["error"].as_str().unwrap_or("").starts_with("budget_exhausted"), "{res}");
+                    refused += 1;
+                }
+            }
+        }
+        (ok, refused)
+    });
+    // 8 steps × 2 calls = 16 asked, 16 output tokens each: exactly 6 fit
+    // in 100, however the steps interleave.
+    assert_eq!(ok, 6, "{ok} calls granted out of a budget for 6");
+    assert_eq!(ok + refused, 16);
+    assert_eq!(fake.requests().len(), ok, "a refused call is never sent");
+}
+
+#[test]
+fn retries_honour_retry_after_then_succeed_and_a_500_is_retried_then_reported() {
+    let fake = FakeProvider::start(vec![status_reply(429, &[("retry-after", "1")]), ok_reply("after the wait", 2, 2)]);
+    let w = World::new();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let g = grant(&["reviewer"], 5, 10_000, 1_000);
+    let p = payload(&w.run(&run, Some(&g), json!({"calls": [call("reviewer", "x")]}), None));
+    assert_eq!(p["results"][0]["ok"]["text"], "after the wait", "{p}");
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 2);
+    let waited = seen[1].2.duration_since(seen[0].2);
+    assert!(waited >= Duration::from_millis(950), "Retry-After: 1 must be honoured, waited {waited:?}");
+
+    let fake = FakeProvider::start(vec![status_reply(500, &[])]);
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let p = payload(&w.run(&run, Some(&g), json!({"calls": [call("reviewer", "x")]}), None));
+    let e = p["results"][0]["error"].as_str().unwrap_or("");
+    assert!(e.starts_with("provider http_500"), "{e}");
+    assert_eq!(fake.requests().len(), 3, "1 attempt + max_retries 2");
+}
+
+#[test]
+fn a_slow_provider_times_out_and_malformed_or_schema_breaking_replies_are_errors() {
+    let w = World::new();
+    let g = grant(&["reviewer"], 10, 10_000, 1_000);
+    let fake = FakeProvider::start(vec![Reply {
+        delay: Duration::from_secs(4),
+        ..ok_reply("too late", 1, 1)
+    }]);
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, "").clone())));
+    let p = payload(&w.run(&run, Some(&g), json!({"calls": [call("reviewer", "x")]}), None));
+    assert!(p["results"][0]["error"].as_str().unwrap_or("").starts_with("provider timeout"), "{p}");
+
+    let fake = FakeProvider::start(vec![Reply {
+        body: "{not json".into(),
+        ..ok_reply("", 0, 0)
+    }]);
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let p = payload(&w.run(&run, Some(&g), json!({"calls": [call("reviewer", "x")]}), None));
+    assert!(p["results"][0]["error"].as_str().unwrap_or("").starts_with("provider bad_reply"), "{p}");
+
+    let fake = FakeProvider::start(vec![ok_reply("{\"score\": \"high\"}", 3, 3)]);
+    let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+    let schema = json!({"type": "object", "required": ["score"], "properties": {"score": {"type": "number"}}});
+    let p = payload(&w.run(
+        &run,
+        Some(&g),
+        json!({"calls": [{"model": "reviewer", "user": "x", "max_output_tokens": 8, "response_format": schema}]}),
+        None,
+    ));
+    assert!(
+        p["results"][0]["error"].as_str().unwrap_or("").starts_with("provider reply_breaks_schema"),
+        "{p}"
+    );
+    let sent = &fake.requests()[0].1;
+    assert_eq!(sent["response_format"]["type"], "json_schema", "{sent}");
+}
+
+#[test]
+fn replay_answers_from_the_tape_with_the_provider_gone_and_a_changed_request_is_a_replay_miss() {
+    let w = World::new();
+    let g = grant(&["reviewer"], 10, 10_000, 1_000);
+    let input = json!({"calls": [call("reviewer", "first"), call("reviewer", "second")]});
+    let (recorded, tape) = {
+        let fake = FakeProvider::start(vec![ok_reply("answer", 5, 2)]);
+        let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
+        let r = w.run(&run, Some(&g), input.clone(), None);
+        (payload(&r), r.tape)
+    };
+    // The provider is stopped (dropped); a port nobody listens on.
+    let dead = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(dead, ""))));
+    let replayed = w.run(&run, Some(&g), input.clone(), Some(tape.clone()));
+    assert_eq!(payload(&replayed), recorded, "byte-identical payload from the tape");
+    assert!(replayed.replay_misses.is_empty());
+
+    let changed = json!({"calls": [call("reviewer", "first"), call("reviewer", "a different prompt")]});
+    let r = w.run(&run, Some(&g), changed, Some(tape));
+    let p = payload(&r);
+    assert!(p["results"][0].get("ok").is_some(), "{p}");
+    assert!(p["results"][1]["error"].as_str().unwrap_or("").starts_with("replay_miss: llm-2"), "{p}");
+    assert_eq!(r.replay_misses.len(), 1, "the divergence names the call: {:?}", r.replay_misses);
+}
+
+#[test]
+fn the_sandbox_refuses_malformed_requests_itself() {
+    let w = World::new();
+    let run = RunModels::new(Arc::new(LlmService::new(&config(1, ""))));
+    let g = grant(&["reviewer"], 10, 10_000, 1_000);
+    let p = payload(&w.run(
+        &run,
+        Some(&g),
+        json!({"calls": [
+            {"model": "reviewer", "user": "x", "max_output_tokens": 0},
+            {"model": "reviewer", "user": "x", "max_output_tokens": 4, "response_format": {"pattern": "(a)\\1"}},
+        ]}),
+        None,
+    ));
+    assert!(
+        p["results"][0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("invalid_request: max-output-tokens"),
+        "{p}"
+    );
+    assert!(
+        p["results"][1]["error"].as_str().unwrap_or("").starts_with("invalid_request: response-format"),
+        "{p}"
+    );
+    let _ = LlmError::ReplayMiss { message: String::new() };
+}
