@@ -68,6 +68,11 @@ fn builtin_envelopes_match_their_declared_output_schemas() {
     let spec_input = json!({"topic": "conformance", "context": ["a"]});
     for (id, _) in BUILTIN_IDS {
         let l = rt.block_on(sb.load(builtin_bytes(id).expect("bytes"))).expect("load");
+        if l.imports.iter().any(|i| i.starts_with("lily:runnable/llm@")) {
+            // Model-backed built-ins need a provider: host/tests/llm.rs runs
+            // them against a scripted one and checks their output there.
+            continue;
+        }
         let input = match l.descriptor.kind {
             RunnableKind::Specialist | RunnableKind::Generic => spec_input.clone(),
             _ => json!({"topic": "conformance", "max_findings": 8, "reports": [

@@ -5,7 +5,6 @@
 
 use lily::config::{Config, LlmConfig};
 use lily::llm::{LlmService, RunModels};
-use lily::sandbox::llm::LlmError;
 use lily::sandbox::{ClockTape, Grants, Limits, LlmBudget, LlmGrant, Sandbox, SandboxOptions, StepReport, StepRequest};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -58,6 +57,12 @@ struct FakeProvider {
 
 impl FakeProvider {
     fn start(script: Vec<Reply>) -> FakeProvider {
+        FakeProvider::start_with(move |_, n| script[n.min(script.len() - 1)].clone())
+    }
+
+    /// Answer with `answer(request body, request number)`.
+    fn start_with(answer: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> FakeProvider {
+        let answer = Arc::new(answer);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -72,9 +77,9 @@ impl FakeProvider {
                     continue;
                 };
                 s.set_nonblocking(false).ok();
-                let reply = script[n.min(script.len() - 1)].clone();
+                let i = n;
                 n += 1;
-                let seen = seen2.clone();
+                let (seen, answer) = (seen2.clone(), answer.clone());
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -104,9 +109,9 @@ impl FakeProvider {
                             break (head, buf[at + 4..].to_vec());
                         }
                     };
-                    seen.lock()
-                        .expect("seen")
-                        .push((head, serde_json::from_slice(&body).unwrap_or(Value::Null), std::time::Instant::now()));
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let reply = answer(&body, i);
+                    seen.lock().expect("seen").push((head, body, std::time::Instant::now()));
                     std::thread::sleep(reply.delay);
                     let mut out = format!(
                         "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -439,5 +444,237 @@ fn the_sandbox_refuses_malformed_requests_itself() {
         p["results"][1]["error"].as_str().unwrap_or("").starts_with("invalid_request: response-format"),
         "{p}"
     );
-    let _ = LlmError::ReplayMiss { message: String::new() };
+}
+
+/// A root with the fake provider configured, `llm-caller.v1` installed and
+/// a `step.v1` job `ask` that makes `calls`.
+struct JobRoot {
+    _tmp: tempfile::TempDir,
+    lily: lily::jobs::Lily,
+    rt: tokio::runtime::Runtime,
+}
+
+fn job_root(port: u16, grant_llm: bool, calls: Value) -> JobRoot {
+    unsafe_env_set();
+    let tmp = tempfile::tempdir().expect("tmp");
+    lily::init::init_at(tmp.path()).expect("init");
+    let dir = tmp.path().canonicalize().expect("canon");
+    std::fs::write(
+        dir.join(".lily/config.yaml"),
+        format!(
+            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
+        ),
+    )
+    .expect("config");
+    let grant = if grant_llm {
+        "runnables:\n  \"llm-caller.v1\":\n    llm: {models: [reviewer], max_calls: 4, max_input_tokens: 10000, max_output_tokens: 1000}\n"
+    } else {
+        "runnables: {}\n"
+    };
+    std::fs::write(dir.join(".lily/policy.yaml"), format!("version: 1\n{grant}")).expect("policy");
+    let job = format!(
+        "id: ask\ntitle: ask\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {}\nbindings: {{ runnable: llm-caller.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n",
+        json!({"calls": calls})
+    );
+    std::fs::write(dir.join(".lily/jobs/ask.job.yaml"), job).expect("job");
+    let root = lily::workspace::Root::at(dir, None).expect("root");
+    let lily = lily::jobs::Lily::open(root).expect("open");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(lily.runnables.install(&lily.sandbox, &guest(), None, false))
+        .expect("install llm-caller");
+    JobRoot { _tmp: tmp, lily, rt }
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn a_job_tapes_its_calls_replays_them_with_the_provider_stopped_and_never_writes_the_key() {
+    let fake = FakeProvider::start(vec![ok_reply("job answer", 7, 3)]);
+    let j = job_root(fake.port, true, json!([call("reviewer", "one"), call("reviewer", "two")]));
+    let run = j.rt.block_on(j.lily.run_job("ask", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", run.receipt.error);
+    let totals = run.receipt.llm.expect("the receipt sums the run's calls");
+    assert_eq!((totals.calls, totals.input_tokens, totals.output_tokens), (2, 14, 6));
+    assert_eq!(run.receipt.steps[0].llm, Some(totals));
+    let decided = serde_json::to_string(&run.receipt.policy).expect("policy record");
+    assert!(
+        decided.contains("llm") && decided.contains("reviewer"),
+        "the grant is a recorded decision: {decided}"
+    );
+    assert_eq!(fake.requests().len(), 2);
+    assert!(
+        files_containing(&j.lily.root.path, KEY.as_bytes()).is_empty(),
+        "the key was written under the root"
+    );
+    let events = std::fs::read_to_string(run.run_dir.join("events.jsonl")).expect("events");
+    assert_eq!(events.matches("\"llm_call\"").count(), 2, "one event per call");
+
+    // The provider is gone: the replay is served from the tape.
+    drop(fake);
+    let (rep, original) =
+        j.rt.block_on(lily::jobs::replay::replay(&j.lily, &run.receipt.run_id, Default::default(), Default::default()))
+            .expect("replay");
+    let v = lily::jobs::replay::verify(&run.run_dir, &original, &rep.run_dir, &rep.receipt);
+    assert!(v.identical, "{v:?}");
+
+    // A tape that no longer matches the requests: the divergence names the step and the call.
+    let tapes = run.run_dir.join("clock_tapes.json");
+    let text = std::fs::read_to_string(&tapes).expect("tape");
+    let first_hash = serde_json::from_str::<Value>(&text).expect("json")["step:llm-caller.v1"]["calls"][1]["request_hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    std::fs::write(&tapes, text.replace(&first_hash, "sha256:0000")).expect("tamper");
+    let (rep, original) =
+        j.rt.block_on(lily::jobs::replay::replay(&j.lily, &run.receipt.run_id, Default::default(), Default::default()))
+            .expect("replay");
+    let v = lily::jobs::replay::verify(&run.run_dir, &original, &rep.run_dir, &rep.receipt);
+    assert!(!v.identical);
+    let diff = v.first_difference.unwrap_or_default();
+    assert!(diff.contains("step step:llm-caller.v1") && diff.contains("llm-2"), "{diff}");
+}
+
+#[test]
+fn a_component_that_imports_llm_without_a_grant_is_refused_before_it_runs_with_the_lines_to_add() {
+    let fake = FakeProvider::start(vec![ok_reply("never", 1, 1)]);
+    let j = job_root(fake.port, false, json!([call("reviewer", "x")]));
+    let run = j.rt.block_on(j.lily.run_job("ask", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Denied);
+    let e = run.receipt.error.expect("error");
+    assert_eq!(e.code, lily::ErrorCode::JobPolicyDenied);
+    assert!(e.message.contains("llm-caller.v1 imports lily:runnable/llm"), "{}", e.message);
+    let hint = e.cause["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains("\"llm-caller.v1\":\n    llm: {models: [reviewer], max_calls:"),
+        "the hint holds the policy lines to add: {hint}"
+    );
+    assert!(run.receipt.steps.is_empty(), "no step ran");
+    assert!(fake.requests().is_empty());
+}
+
+fn council_root(port: u16, strategy: &str) -> JobRoot {
+    unsafe_env_set();
+    let tmp = tempfile::tempdir().expect("tmp");
+    lily::init::init_at(tmp.path()).expect("init");
+    let dir = tmp.path().canonicalize().expect("canon");
+    std::fs::create_dir_all(dir.join("ws/src")).expect("ws");
+    std::fs::write(dir.join("ws/src/app.py"), "import os\n\nAPI_KEY = \"abc123\"\nprint(API_KEY)\n").expect("file");
+    std::fs::write(
+        dir.join(".lily/config.yaml"),
+        format!(
+            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join(".lily/policy.yaml"),
+        "version: 1\nrunnables:\n  \"llm-review.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"security.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"llm-*\":\n    llm: {models: [reviewer], max_calls: 10, max_input_tokens: 200000, max_output_tokens: 10000}\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.join(".lily/jobs/review.job.yaml"),
+        format!(
+            "id: review\ntitle: review\ntarget:\n  kind: blueprint\n  id: council.v1\n  input: {{topic: secrets handling}}\nbindings:\n  specialists: [llm-review.v1, security.v1]\n  synthesizer: llm-synth.v1\n  synth_strategy: {strategy}\n  workspace: ws\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n"
+        ),
+    )
+    .expect("job");
+    let root = lily::workspace::Root::at(dir, None).expect("root");
+    let lily = lily::jobs::Lily::open(root).expect("open");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    JobRoot { _tmp: tmp, lily, rt }
+}
+
+/// The provider as both built-in LLM runnables expect it: a review with one
+/// grounded and one invented finding, and a synthesis naming `synth_source`.
+fn council_provider(synth_source: &'static str) -> FakeProvider {
+    FakeProvider::start_with(move |body, _| {
+        let system = body["messages"][0]["content"].as_str().unwrap_or("");
+        let answer = if system.contains("You review a code workspace") {
+            json!({"findings": [
+                {"title": "API key in source", "recommendation": "Load it from the environment.", "confidence": 0.8,
+                 "evidence": [{"path": "src/app.py", "line": 3, "quote": "API_KEY = \"abc123\""}]},
+                {"title": "Invented problem", "recommendation": "None.", "confidence": 0.9,
+                 "evidence": [{"path": "src/ghost.py", "line": 7, "quote": "eval(input())"}]}
+            ]})
+        } else {
+            json!({"summary": "One secret is committed; move it out of the code.", "ranked_findings": [
+                {"title": "API key in source", "recommendation": "Load it from the environment.", "confidence": 0.8,
+                 "source_specialist": synth_source, "evidence": ["src/app.py:3"]}
+            ]})
+        };
+        ok_reply(&answer.to_string(), 100, 20)
+    })
+}
+
+#[test]
+fn a_council_of_llm_runnables_keeps_only_grounded_findings_and_ranks_with_the_model() {
+    let fake = council_provider("llm-review.v1");
+    let j = council_root(fake.port, "llm");
+    let run = j.rt.block_on(j.lily.run_job("review", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", run.receipt.error);
+    let p = &run.receipt.payload;
+    assert_eq!(p["summary"], "One secret is committed; move it out of the code.", "{p}");
+    let review = p["reports"]
+        .as_array()
+        .expect("reports")
+        .iter()
+        .find(|r| r["specialist"] == "llm-review.v1")
+        .expect("review report")
+        .clone();
+    assert_eq!(review["status"], "ok", "{review}");
+    assert_eq!(
+        review["findings"].as_array().map(Vec::len),
+        Some(1),
+        "the invented finding is dropped: {review}"
+    );
+    assert_eq!(review["findings"][0]["evidence"], json!(["src/app.py:3"]));
+    assert!(review["notes"].as_str().unwrap_or("").contains("ungrounded_findings: 1"), "{review}");
+    let totals = run.receipt.llm.expect("llm totals");
+    assert_eq!(totals.calls, 2, "one review call, one synthesis call");
+    // The request the review sent holds the workspace as numbered lines.
+    let sent = fake.requests();
+    let review_req = sent
+        .iter()
+        .find(|(_, b, _)| b["messages"][0]["content"].as_str().unwrap_or("").contains("You review"))
+        .expect("review request");
+    assert!(
+        review_req.1["messages"][1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("3: API_KEY = \"abc123\"")
+    );
+}
+
+#[test]
+fn an_llm_synthesis_that_invents_a_specialist_fails_llm_and_falls_back_under_llm_with_fallback() {
+    let fake = council_provider("made-up.v1");
+    let j = council_root(fake.port, "llm");
+    let run = j.rt.block_on(j.lily.run_job("review", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Failed);
+    let e = run.receipt.error.expect("error");
+    assert!(
+        e.message.contains("invalid_model_output") || e.message.contains("not a specialist that reported"),
+        "{}",
+        e.message
+    );
+
+    let j = council_root(fake.port, "llm_with_fallback");
+    let run = j.rt.block_on(j.lily.run_job("review", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", run.receipt.error);
+    let summary = run.receipt.payload["summary"].as_str().unwrap_or("");
+    assert!(summary.contains("[fallback: llm_synth_failed") && summary.contains("made-up.v1"), "{summary}");
 }

@@ -188,7 +188,11 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                     l.size
                 );
                 for i in &l.imports {
-                    outln!("  {i}");
+                    if i.starts_with("lily:runnable/llm@") {
+                        outln!("  {i}  (model calls: runs only where policy grants runnables.{}.llm)", d.id);
+                    } else {
+                        outln!("  {i}");
+                    }
                 }
                 outln!("\ninput schema:  {}\noutput schema: {}", d.input_schema, d.output_schema);
             }

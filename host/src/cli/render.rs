@@ -27,8 +27,9 @@ pub fn error(e: &LilyError, json: bool) {
 pub fn grants(indent: &str, g: &serde_json::Value, say_none: bool) {
     let list = |k: &str| g[k].as_array().cloned().unwrap_or_default();
     let (dirs, env, net) = (list("dirs"), list("env"), list("network"));
-    if say_none && dirs.is_empty() && env.is_empty() && net.is_empty() {
-        outln!("{indent}nothing granted (no files, no env, no network)");
+    let llm = &g["llm"];
+    if say_none && dirs.is_empty() && env.is_empty() && net.is_empty() && llm.is_null() {
+        outln!("{indent}nothing granted (no files, no env, no network, no models)");
     }
     for d in &dirs {
         outln!(
@@ -43,6 +44,17 @@ pub fn grants(indent: &str, g: &serde_json::Value, say_none: bool) {
     }
     for e in &net {
         outln!("{indent}net {}", e.as_str().unwrap_or(""));
+    }
+    if let Some(models) = llm["models"].as_array() {
+        let b = &llm["budget"];
+        outln!(
+            "{indent}llm {} (per run under {:?}: {} calls, {} input, {} output tokens)",
+            models.iter().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+            llm["rule"].as_str().unwrap_or(""),
+            b["max_calls"],
+            b["max_input_tokens"],
+            b["max_output_tokens"]
+        );
     }
 }
 

@@ -959,7 +959,7 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
 /// Model calls are planned like every capability: a component that imports
 /// `lily:runnable/llm` runs only where policy grants `llm` (else the run is
 /// refused before any step, with the lines to add), and every granted alias
-/// must be configured.
+/// should be configured (one that is not is a recorded decision).
 fn check_llm(
     graph: &crate::blueprints::Graph,
     loaded: &BTreeMap<String, Arc<crate::sandbox::Loaded>>,
@@ -988,17 +988,16 @@ fn check_llm(
             }
             None => {}
             Some(g) => {
-                if let Some(missing) = g.models.iter().find(|m| !config.models.contains_key(*m)) {
-                    return Err(LilyError::new(
-                        ErrorCode::JobPolicyDenied,
-                        format!(
-                            "policy rule {:?} grants {} the model alias {missing:?}, which .lily/config.yaml does not define",
-                            g.rule, node.runnable
-                        ),
-                    )
-                    .with_hint(format!(
-                        "add llm.models.{missing} (provider and model) to .lily/config.yaml, or remove it from the grant"
-                    )));
+                // An alias granted but not configured is not a refusal: the
+                // step runs, its calls to it fail with `model-not-allowed`
+                // (a council with `llm_with_fallback` falls back), and the
+                // decision says why.
+                for missing in g.models.iter().filter(|m| !config.models.contains_key(*m)) {
+                    decisions.push(Decision {
+                        subject: format!("{}: llm {missing}", node.runnable),
+                        decision: Verdict::Denied,
+                        reason: format!("granted by policy, but .lily/config.yaml defines no llm.models.{missing}: calls to it will fail"),
+                    });
                 }
                 decisions.push(Decision {
                     subject: format!("{}: llm", node.runnable),

@@ -6,6 +6,8 @@ include!(concat!(env!("OUT_DIR"), "/builtin_guests.rs"));
 pub const BUILTIN_IDS: &[(&str, &str)] = &[
     ("default.v1", "default_synth"),
     ("echo.v1", "echo"),
+    ("llm-review.v1", "llm_review"),
+    ("llm-synth.v1", "llm_synth"),
     ("operations.v1", "operations"),
     ("security.v1", "security"),
 ];

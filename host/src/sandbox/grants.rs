@@ -88,6 +88,7 @@ impl Grants {
             })).collect::<Vec<_>>(),
             "env": self.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
             "network": self.network,
+            "llm": self.llm,
         })
     }
 }
