@@ -108,6 +108,10 @@ impl Config {
         if crate::util::yaml_nesting_exceeds(text, crate::util::MAX_YAML_DEPTH) {
             return Err(invalid(path, format!("nested more than {} levels deep", crate::util::MAX_YAML_DEPTH)));
         }
+        // A file of comments only (what `lily init` writes) is the default.
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Ok(Config::default());
+        }
         let c: Config = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
         c.llm.check().map_err(|m| invalid(path, m).with_hint("see docs/llm.md#configuration"))?;
         Ok(c)

@@ -169,3 +169,25 @@ fn every_error_code_is_documented() {
         assert!(text.contains(c.as_str()), "docs/runbook.md must document {c}");
     }
 }
+
+/// The versioning rule: a component built against `lily:runnable@0.1.0`
+/// (before `llm` existed; built by lily at b1af047) still loads and runs on
+/// a host that speaks 0.1.1.
+#[test]
+fn a_component_built_against_0_1_0_still_loads_and_runs() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/r0-0.1.0-echo.wasm")).expect("fixture");
+    let sb = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+    let rt = rt();
+    let l = rt.block_on(sb.load(&bytes)).expect("a 0.1.0 component loads");
+    assert!(l.imports.iter().any(|i| i == "lily:runnable/events@0.1.0"), "{:?}", l.imports);
+    assert!(!l.imports.iter().any(|i| i.starts_with("lily:runnable/llm")));
+    let r = rt.block_on(sb.run(
+        &l,
+        StepRequest {
+            input: json!({"x": 1}),
+            ..Default::default()
+        },
+    ));
+    let env = r.outcome.unwrap_or_else(|c| panic!("{c:?}"));
+    assert_eq!(env.payload, json!({"x": 1}));
+}

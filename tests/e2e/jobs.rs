@@ -63,8 +63,8 @@ fn validate_reports_every_spec_with_its_own_code() {
             .cloned()
             .unwrap_or_else(|| panic!("{} not in {results}", p.display()))
     };
-    // demo (from init) and good are fine.
-    assert_eq!(results.as_array().expect("array").len(), 6, "{results}");
+    // demo and review (from init) and good are fine.
+    assert_eq!(results.as_array().expect("array").len(), 7, "{results}");
     assert_eq!(by_file(&good)["ok"], true);
     for (file, code) in [
         (&unknown, "job_invalid_spec"),

@@ -23,6 +23,7 @@ macro_rules! errln {
 mod approvals;
 mod init;
 mod jobs;
+mod llm;
 mod misc;
 pub mod render;
 mod schedule;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Approval requests for proposed side effects
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCmd),
+    /// Model aliases of .lily/config.yaml (lily:runnable/llm)
+    #[command(subcommand)]
+    Llm(llm::LlmCmd),
 }
 
 /// Run a parsed command; returns the process exit status.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> i32 {
             Command::Runnables(c) => misc::runnables(&g, c).await,
             Command::Policy(c) => misc::policy(&g, c).await,
             Command::Approvals(c) => approvals::run(&g, c),
+            Command::Llm(c) => llm::run(&g, c).await,
         }
     });
     // Do not wait for blocked guest threads on exit.

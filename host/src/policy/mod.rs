@@ -656,6 +656,15 @@ runnables:
     fs:
       - path: .lily/examples/workspace
         mode: ro
+  # The model-backed built-ins of the `review` job. Model aliases are
+  # configured in .lily/config.yaml (llm:); the budget is per run, shared by
+  # every step this rule grants.
+  "llm-review.v1":
+    fs:
+      - path: .lily/examples/workspace
+        mode: ro
+  "llm-*":
+    llm: {models: [reviewer], max_calls: 20, max_input_tokens: 60000, max_output_tokens: 8000}
 
 # Side effects proposed by runnables: deny, require_approval or auto_approve.
 effects:
