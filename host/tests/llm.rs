@@ -3,143 +3,19 @@
 //! provider client), against a scripted OpenAI-compatible server on
 //! 127.0.0.1 started by each test.
 
+#[path = "../../tests/support/fake_llm.rs"]
+mod fake_llm;
+use fake_llm::*;
+
 use lily::config::{Config, LlmConfig};
 use lily::llm::{LlmService, RunModels};
 use lily::sandbox::{ClockTape, Grants, Limits, LlmBudget, LlmGrant, Sandbox, SandboxOptions, StepReport, StepRequest};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-const KEY: &str = "sk-test-4f1d2c9a7be3";
-
-/// One scripted answer of the fake provider.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    delay: Duration,
-}
-
-fn ok_reply(text: &str, input_tokens: u32, output_tokens: u32) -> Reply {
-    Reply {
-        status: 200,
-        headers: vec![],
-        body: json!({
-            "id": "x", "object": "chat.completion", "model": "fake-model-1",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
-        })
-        .to_string(),
-        delay: Duration::ZERO,
-    }
-}
-
-fn status_reply(status: u16, headers: &[(&str, &str)]) -> Reply {
-    Reply {
-        status,
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        body: json!({"error": {"message": format!("scripted {status}")}}).to_string(),
-        delay: Duration::ZERO,
-    }
-}
-
-/// A provider that answers each request with the next scripted reply (the
-/// last one repeats) and keeps every request it saw (headers and body).
-struct FakeProvider {
-    port: u16,
-    seen: Arc<Mutex<Vec<(String, Value, std::time::Instant)>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl FakeProvider {
-    fn start(script: Vec<Reply>) -> FakeProvider {
-        FakeProvider::start_with(move |_, n| script[n.min(script.len() - 1)].clone())
-    }
-
-    /// Answer with `answer(request body, request number)`.
-    fn start_with(answer: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> FakeProvider {
-        let answer = Arc::new(answer);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0usize;
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut s, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                s.set_nonblocking(false).ok();
-                let i = n;
-                n += 1;
-                let (seen, answer) = (seen2.clone(), answer.clone());
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (head, body) = loop {
-                        let Ok(k) = s.read(&mut chunk) else { return };
-                        if k == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..k]);
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..at]).to_string();
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            while buf.len() < at + 4 + len {
-                                let Ok(k) = s.read(&mut chunk) else { return };
-                                if k == 0 {
-                                    break;
-                                }
-                                buf.extend_from_slice(&chunk[..k]);
-                            }
-                            break (head, buf[at + 4..].to_vec());
-                        }
-                    };
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let reply = answer(&body, i);
-                    seen.lock().expect("seen").push((head, body, std::time::Instant::now()));
-                    std::thread::sleep(reply.delay);
-                    let mut out = format!(
-                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                        reply.status,
-                        reply.body.len()
-                    );
-                    for (k, v) in &reply.headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str("\r\n");
-                    out.push_str(&reply.body);
-                    let _ = s.write_all(out.as_bytes());
-                });
-            }
-        });
-        FakeProvider { port, seen, stop }
-    }
-
-    fn requests(&self) -> Vec<(String, Value, std::time::Instant)> {
-        self.seen.lock().expect("seen").clone()
-    }
-}
-
-impl Drop for FakeProvider {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 fn config(port: u16, extra: &str) -> LlmConfig {
     let text = format!(
@@ -566,6 +442,9 @@ fn a_component_that_imports_llm_without_a_grant_is_refused_before_it_runs_with_t
     assert!(fake.requests().is_empty());
 }
 
+/// The citation the scripted review makes into [`council_root`]'s workspace.
+const APP_PY_LINE_3: (&str, usize, &str) = ("src/app.py", 3, "API_KEY = \"abc123\"");
+
 fn council_root(port: u16, strategy: &str) -> JobRoot {
     unsafe_env_set();
     let tmp = tempfile::tempdir().expect("tmp");
@@ -598,31 +477,9 @@ fn council_root(port: u16, strategy: &str) -> JobRoot {
     JobRoot { _tmp: tmp, lily, rt }
 }
 
-/// The provider as both built-in LLM runnables expect it: a review with one
-/// grounded and one invented finding, and a synthesis naming `synth_source`.
-fn council_provider(synth_source: &'static str) -> FakeProvider {
-    FakeProvider::start_with(move |body, _| {
-        let system = body["messages"][0]["content"].as_str().unwrap_or("");
-        let answer = if system.contains("You review a code workspace") {
-            json!({"findings": [
-                {"title": "API key in source", "recommendation": "Load it from the environment.", "confidence": 0.8,
-                 "evidence": [{"path": "src/app.py", "line": 3, "quote": "API_KEY = \"abc123\""}]},
-                {"title": "Invented problem", "recommendation": "None.", "confidence": 0.9,
-                 "evidence": [{"path": "src/ghost.py", "line": 7, "quote": "eval(input())"}]}
-            ]})
-        } else {
-            json!({"summary": "One secret is committed; move it out of the code.", "ranked_findings": [
-                {"title": "API key in source", "recommendation": "Load it from the environment.", "confidence": 0.8,
-                 "source_specialist": synth_source, "evidence": ["src/app.py:3"]}
-            ]})
-        };
-        ok_reply(&answer.to_string(), 100, 20)
-    })
-}
-
 #[test]
 fn a_council_of_llm_runnables_keeps_only_grounded_findings_and_ranks_with_the_model() {
-    let fake = council_provider("llm-review.v1");
+    let fake = council_provider("llm-review.v1", APP_PY_LINE_3);
     let j = council_root(fake.port, "llm");
     let run = j.rt.block_on(j.lily.run_job("review", lily::jobs::RunOptions::default())).expect("run");
     assert_eq!(run.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", run.receipt.error);
@@ -661,7 +518,7 @@ fn a_council_of_llm_runnables_keeps_only_grounded_findings_and_ranks_with_the_mo
 
 #[test]
 fn an_llm_synthesis_that_invents_a_specialist_fails_llm_and_falls_back_under_llm_with_fallback() {
-    let fake = council_provider("made-up.v1");
+    let fake = council_provider("made-up.v1", APP_PY_LINE_3);
     let j = council_root(fake.port, "llm");
     let run = j.rt.block_on(j.lily.run_job("review", lily::jobs::RunOptions::default())).expect("run");
     assert_eq!(run.receipt.status, lily::runs::RunStatus::Failed);

@@ -1,5 +1,7 @@
 //! End-to-end tests: drive the real `lily` binary and real guests.
 
+#[path = "../support/fake_llm.rs"]
+mod fake_llm;
 mod harness;
 
 mod authoring;
@@ -7,6 +9,7 @@ mod cli;
 mod council;
 mod crash;
 mod jobs;
+mod llm;
 mod scheduler;
 #[test]
 fn smoke() {}

@@ -1,0 +1,105 @@
+//! Model calls through the CLI: the example `review` job that `lily init`
+//! writes, against a scripted provider on 127.0.0.1, with the key in the
+//! environment of `lily` only.
+
+use crate::fake_llm::{KEY, council_provider};
+use crate::harness::*;
+
+/// The grounded citation the scripted review makes into the example workspace.
+const CITE: (&str, usize, &str) = ("src/app.py", 5, "# TODO: validate the amount");
+
+fn configure(env: &Env, port: u16) {
+    std::fs::write(
+        env.lily_dir().join("config.yaml"),
+        format!(
+            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
+        ),
+    )
+    .expect("config");
+}
+
+fn lily_with_key(env: &Env, args: &[&str]) -> Out {
+    let o = env.cmd().env("LILY_TEST_LLM_KEY", KEY).args(args).output().expect("spawn lily");
+    let out = Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY), "lily printed the key");
+    out
+}
+
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            // The shared compile cache is a symlink out of the root.
+            if p.is_symlink() {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_review_job_calls_the_model_shows_its_calls_replays_offline_and_never_writes_the_key() {
+    let env = Env::new();
+    let fake = council_provider("llm-review.v1", CITE);
+    configure(&env, fake.port);
+
+    let check = lily_with_key(&env, &["llm", "check"]);
+    check.expect_code(0);
+    assert!(
+        check.stdout.contains("✓ reviewer answered") && check.stdout.contains("fake-model-1"),
+        "{}",
+        check.stdout
+    );
+
+    let explain = lily_with_key(&env, &["policy", "explain", "review"]);
+    explain.expect_code(0);
+    assert!(explain.stdout.contains("llm reviewer (per run under \"llm-*\": 20 calls"), "{}", explain.stdout);
+
+    let run = lily_with_key(&env, &["jobs", "run", "review"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("One secret is committed"), "the model's summary: {}", run.stdout);
+    let dir = env.only_run("review");
+    let r = receipt(&dir);
+    assert_eq!(r["llm"]["calls"], 2, "{}", r["llm"]);
+    let show = lily_with_key(&env, &["jobs", "show", r["run_id"].as_str().expect("id")]);
+    assert!(show.stdout.contains("model calls: 2 (200 input, 40 output tokens)"), "{}", show.stdout);
+    assert!(show.stdout.contains("map:llm-review.v1 1 calls"), "{}", show.stdout);
+    assert!(files_holding(&env.root, KEY).is_empty(), "the key was written under the root");
+
+    drop(fake);
+    let replay = lily_with_key(&env, &["jobs", "replay", r["run_id"].as_str().expect("id"), "--verify"]);
+    replay.expect_code(0);
+    let check = lily_with_key(&env, &["llm", "check"]);
+    check.expect_code(13);
+    assert!(
+        check.stdout.contains("✗ reviewer") && check.stdout.contains("provider error connect"),
+        "{}",
+        check.stdout
+    );
+}
+
+#[test]
+fn without_a_configured_model_the_review_job_falls_back_and_says_why() {
+    let env = Env::new();
+    let run = env.lily(&["jobs", "run", "review"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("[fallback: llm_synth_failed") && run.stdout.contains("is not a model alias in .lily/config.yaml"),
+        "{}",
+        run.stdout
+    );
+    let models = env.lily(&["llm", "models"]);
+    assert!(models.stdout.contains("no model aliases"), "{}", models.stdout);
+}
