@@ -33,3 +33,8 @@ bench:
 # Run the demo council (the README's main-job command).
 demo:
     cargo run -p lily --locked -- demo
+
+# A real small model on 127.0.0.1 (PyPI only; ~12 min to build once) and the
+# example `review` job against it, then replayed offline (docs/llm.md).
+llm-smoke:
+    bash scripts/llm-smoke.sh

@@ -535,3 +535,45 @@ fn an_llm_synthesis_that_invents_a_specialist_fails_llm_and_falls_back_under_llm
     let summary = run.receipt.payload["summary"].as_str().unwrap_or("");
     assert!(summary.contains("[fallback: llm_synth_failed") && summary.contains("made-up.v1"), "{summary}");
 }
+
+#[test]
+fn a_job_may_lower_its_model_budget_but_never_raise_it() {
+    let fake = FakeProvider::start(vec![ok_reply("fine", 2, 2)]);
+    let j = job_root(fake.port, true, json!([call("reviewer", "one"), call("reviewer", "two")]));
+    let job = j.lily.root.jobs_dir.join("ask.job.yaml");
+    let text = std::fs::read_to_string(&job).expect("job");
+    std::fs::write(
+        &job,
+        text.replace("runtime: { timeout_seconds: 30 }", "runtime: { timeout_seconds: 30, llm: { max_calls: 1 } }"),
+    )
+    .expect("lower");
+    let run = j.rt.block_on(j.lily.run_job("ask", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", run.receipt.error);
+    let results = &run.receipt.payload["result"]["results"];
+    assert!(results[0].get("ok").is_some(), "{results}");
+    assert!(
+        results[1]["error"].as_str().unwrap_or("").starts_with("budget_exhausted: no calls left"),
+        "{results}"
+    );
+    assert_eq!(fake.requests().len(), 1);
+
+    // A step that fails because its budget ran out is recorded as such.
+    let failing = text
+        .replace("runtime: { timeout_seconds: 30 }", "runtime: { timeout_seconds: 30, llm: { max_calls: 1 } }")
+        .replace("{\"calls\":", "{\"fail_on_error\":true,\"calls\":");
+    assert_ne!(failing, text);
+    std::fs::write(&job, failing).expect("fail on error");
+    let run = j.rt.block_on(j.lily.run_job("ask", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Failed);
+    assert_eq!(run.receipt.steps[0].outcome, "llm_budget_exhausted", "{:?}", run.receipt.steps[0]);
+
+    std::fs::write(
+        &job,
+        text.replace("runtime: { timeout_seconds: 30 }", "runtime: { timeout_seconds: 30, llm: { max_calls: 99 } }"),
+    )
+    .expect("raise");
+    let run = j.rt.block_on(j.lily.run_job("ask", lily::jobs::RunOptions::default())).expect("run");
+    assert_eq!(run.receipt.status, lily::runs::RunStatus::Denied);
+    let e = run.receipt.error.expect("error");
+    assert!(e.message.contains("runtime.llm.max_calls = 99 exceeds"), "{}", e.message);
+}

@@ -408,7 +408,7 @@ fn install_refuses_bad_descriptors_unknown_imports_and_id_clashes() {
 }
 
 /// A fenced block of the guide: (line of the opening fence, info string, body).
-fn fenced_blocks(markdown: &str) -> Vec<(usize, String, String)> {
+pub(crate) fn fenced_blocks(markdown: &str) -> Vec<(usize, String, String)> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((n, line)) = lines.next() {
@@ -489,7 +489,7 @@ fn guide_commands_run_in_order() {
     assert_eq!(o.code, 0, "a command of the guide failed\nstdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
 
     // Where the guide ends: its specialist's findings in the council report.
-    let runs: Vec<PathBuf> = std::fs::read_dir(work.join(".lily/runs/review"))
+    let runs: Vec<PathBuf> = std::fs::read_dir(work.join(".lily/runs/my-review"))
         .expect("the guide's job ran")
         .filter_map(Result::ok)
         .map(|e| e.path())

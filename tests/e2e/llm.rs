@@ -103,3 +103,39 @@ fn without_a_configured_model_the_review_job_falls_back_and_says_why() {
     let models = env.lily(&["llm", "models"]);
     assert!(models.stdout.contains("no model aliases"), "{}", models.stdout);
 }
+
+#[test]
+fn the_commands_of_docs_llm_md_run_in_order() {
+    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/llm.md")).expect("docs/llm.md");
+    let blocks: Vec<String> = crate::authoring::fenced_blocks(&doc)
+        .into_iter()
+        .filter(|(_, info, _)| info == "sh")
+        .map(|(_, _, body)| body)
+        .collect();
+    assert!(blocks.len() >= 2, "the first-run blocks are there");
+    let fake = council_provider("llm-review.v1", CITE);
+    let script = format!("set -euo pipefail\n{}", blocks.concat()).replace("127.0.0.1:8099", &format!("127.0.0.1:{}", fake.port));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().canonicalize().expect("canon");
+    let (bin, work) = (base.join("bin"), base.join("work"));
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&work).expect("work");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(LILY, bin.join("lily")).expect("link lily");
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&work)
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env_remove("LILY_ROOT")
+        .env_remove("LILY_JOBS_DIR")
+        .env_remove("LILY_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash");
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "a command of docs/llm.md failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("✓ reviewer answered"), "{stdout}");
+    assert!(stdout.contains("model calls: 2"), "{stdout}");
+    assert!(stdout.contains("identical"), "the replay verified: {stdout}");
+}

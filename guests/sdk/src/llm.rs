@@ -61,6 +61,19 @@ pub fn request(model: &str, system: &str, user: &str, max_output_tokens: u32) ->
     }
 }
 
+/// One call whose answer must be JSON of type `T` (set the request's
+/// `response_format` to its schema): a failed call is the run error
+/// `llm_failed` (retryable when the provider says so), an answer that is
+/// not a `T` is `invalid_model_output`.
+pub fn complete_json<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, crate::RunError> {
+    let reply = complete(request).map_err(|e| crate::RunError {
+        code: "llm_failed".into(),
+        message: describe(&e),
+        retryable: matches!(e, LlmError::Provider(ref p) if p.retryable),
+    })?;
+    serde_json::from_str(&reply.text).map_err(|e| crate::error("invalid_model_output", format!("the model's answer is not the expected JSON: {e}")))
+}
+
 /// The error as one line (`kind: message`), for notes and run errors.
 pub fn describe(e: &LlmError) -> String {
     match e {

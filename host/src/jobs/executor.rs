@@ -327,8 +327,17 @@ impl Lily {
             .load_graph(&graph)
             .await
             .map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
-        check_llm(&graph, &loaded, &grants, &self.root.config.llm, policy, &mut decisions)
-            .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
+        let mut grants = grants;
+        check_llm(
+            &graph,
+            &loaded,
+            &mut grants,
+            spec.runtime.llm.as_ref(),
+            &self.root.config.llm,
+            policy,
+            &mut decisions,
+        )
+        .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let prepared = Arc::new(Prepared {
             graph,
             bindings: spec.bindings.clone(),
@@ -963,7 +972,8 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
 fn check_llm(
     graph: &crate::blueprints::Graph,
     loaded: &BTreeMap<String, Arc<crate::sandbox::Loaded>>,
-    grants: &BTreeMap<String, Grants>,
+    grants: &mut BTreeMap<String, Grants>,
+    lower: Option<&crate::spec::LlmRuntime>,
     config: &crate::config::LlmConfig,
     policy: &Policy,
     decisions: &mut Vec<Decision>,
@@ -972,7 +982,11 @@ fn check_llm(
         let imports_llm = loaded
             .get(&node.id)
             .is_some_and(|l| l.imports.iter().any(|i| i.starts_with("lily:runnable/llm@")));
-        let grant = grants.get(&node.id).and_then(|g| g.llm.as_ref());
+        let mut grant = grants.get_mut(&node.id).and_then(|g| g.llm.as_mut());
+        if let (Some(g), Some(low)) = (grant.as_deref_mut(), lower) {
+            lower_budget(g, low, &node.runnable)?;
+        }
+        let grant = grant.map(|g| &*g);
         match grant {
             None if imports_llm => {
                 let example = config.models.keys().next().map(String::as_str).unwrap_or("reviewer");
@@ -1013,6 +1027,44 @@ fn check_llm(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Apply a job's `runtime.llm` to a grant: each cap may only go down.
+fn lower_budget(g: &mut crate::sandbox::LlmGrant, low: &crate::spec::LlmRuntime, runnable: &str) -> Result<(), LilyError> {
+    let b = &mut g.budget;
+    let caps: [(&str, Option<u64>, &mut u64); 2] = [
+        ("max_input_tokens", low.max_input_tokens, &mut b.max_input_tokens),
+        ("max_output_tokens", low.max_output_tokens, &mut b.max_output_tokens),
+    ];
+    for (name, asked, have) in caps {
+        if let Some(asked) = asked {
+            if asked > *have {
+                return Err(LilyError::new(
+                    ErrorCode::JobPolicyDenied,
+                    format!("runtime.llm.{name} = {asked} exceeds what policy rule {:?} grants {runnable} ({have})", g.rule),
+                )
+                .with_hint(format!("lower runtime.llm.{name}, or raise runnables.{:?}.llm.{name} in the policy", g.rule)));
+            }
+            *have = asked;
+        }
+    }
+    if let Some(asked) = low.max_calls {
+        if asked > b.max_calls {
+            return Err(LilyError::new(
+                ErrorCode::JobPolicyDenied,
+                format!(
+                    "runtime.llm.max_calls = {asked} exceeds what policy rule {:?} grants {runnable} ({})",
+                    g.rule, b.max_calls
+                ),
+            )
+            .with_hint(format!(
+                "lower runtime.llm.max_calls, or raise runnables.{:?}.llm.max_calls in the policy",
+                g.rule
+            )));
+        }
+        b.max_calls = asked;
     }
     Ok(())
 }

@@ -166,23 +166,15 @@ impl Provider {
         if let Some(k) = key {
             rb = rb.bearer_auth(k);
         }
-        let mut resp = match rb.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Err(fail(
-                    provider_error("timeout", format!("{} did not answer within {timeout:?}", self.name), true),
-                    None,
-                    false,
-                ));
-            }
-            Err(e) => {
-                return Err(fail(
-                    provider_error("connect", format!("{}: {}", self.name, e.without_url()), true),
-                    None,
-                    false,
-                ));
-            }
+        let transport = |e: reqwest::Error, what: &str| {
+            let error = if e.is_timeout() {
+                provider_error("timeout", format!("{} did not {what} within {timeout:?}", self.name), true)
+            } else {
+                provider_error("connect", format!("{}: {}", self.name, e.without_url()), true)
+            };
+            fail(error, None, false)
         };
+        let mut resp = rb.send().await.map_err(|e| transport(e, "answer"))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -204,20 +196,7 @@ impl Provider {
                     bytes.extend_from_slice(&c);
                 }
                 Ok(None) => break,
-                Err(e) if e.is_timeout() => {
-                    return Err(fail(
-                        provider_error("timeout", format!("{} did not finish its reply within {timeout:?}", self.name), true),
-                        None,
-                        false,
-                    ));
-                }
-                Err(e) => {
-                    return Err(fail(
-                        provider_error("connect", format!("{}: {}", self.name, e.without_url()), true),
-                        None,
-                        false,
-                    ));
-                }
+                Err(e) => return Err(transport(e, "finish its reply")),
             }
         }
         if !status.is_success() {

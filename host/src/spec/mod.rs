@@ -96,6 +96,21 @@ pub struct Runtime {
     pub fuel: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u64>,
+    /// Lower the model budget policy grants (per run, per rule); never raise it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmRuntime>,
+}
+
+/// `runtime.llm`: caps below a step's `llm` grant (unset: the grant's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmRuntime {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
 }
 
 fn default_timeout() -> u64 {

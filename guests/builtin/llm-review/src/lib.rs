@@ -7,7 +7,7 @@
 //! path is not in the workspace, whose line does not exist or does not hold
 //! the quoted text is dropped and counted (`ungrounded_findings` in the notes
 //! and a `grounding` event) — a hallucinated finding never reaches the report.
-use lily_guest::llm::{self, LlmError};
+use lily_guest::llm;
 use lily_guest::workspace::walk;
 use lily_guest::{Finding, Level, RunError, Specialist, SpecialistInput, SpecialistOutput, emit, error, json};
 use serde::Deserialize;
@@ -162,13 +162,7 @@ impl Specialist for LlmReview {
         );
         let mut req = llm::request(&model, SYSTEM, &user, 1536);
         req.response_format = Some(answer_schema());
-        let reply = llm::complete(&req).map_err(|e| RunError {
-            code: "llm_failed".into(),
-            message: llm::describe(&e),
-            retryable: matches!(e, LlmError::Provider(ref p) if p.retryable),
-        })?;
-        let answer: ModelAnswer =
-            serde_json::from_str(&reply.text).map_err(|e| error("invalid_model_output", format!("the model's answer is not the expected JSON: {e}")))?;
+        let answer: ModelAnswer = llm::complete_json(&req)?;
         let (findings, ungrounded) = ground(&c.files, answer);
         emit(Level::Info, "grounding", &json!({"kept": findings.len(), "ungrounded_findings": ungrounded}));
         Ok(SpecialistOutput {

@@ -5,7 +5,7 @@
 //! confidences are 0-1, at most `max_findings` — and fails with
 //! `invalid_model_output` otherwise, which the council handles (`llm` fails
 //! the run, `llm_with_fallback` falls back to the deterministic ranking).
-use lily_guest::llm::{self, LlmError};
+use lily_guest::llm;
 use lily_guest::{CouncilOutput, Kind, RankedFinding, ReportStatus, RunError, SynthInput, Synthesizer, error, json};
 use serde::Deserialize;
 
@@ -116,13 +116,7 @@ impl Synthesizer for LlmSynth {
         };
         let mut req = llm::request(&model, SYSTEM, &prompt(input), 2048);
         req.response_format = Some(answer_schema(input.max_findings));
-        let reply = llm::complete(&req).map_err(|e| RunError {
-            code: "llm_failed".into(),
-            message: llm::describe(&e),
-            retryable: matches!(e, LlmError::Provider(ref p) if p.retryable),
-        })?;
-        let answer: ModelAnswer =
-            serde_json::from_str(&reply.text).map_err(|e| error("invalid_model_output", format!("the model's answer is not the expected JSON: {e}")))?;
+        let answer: ModelAnswer = llm::complete_json(&req)?;
         check(input, answer).map_err(|why| error("invalid_model_output", why))
     }
 }
@@ -163,47 +157,20 @@ mod tests {
         }
     }
 
+    fn answer(src: &str, n: usize) -> ModelAnswer {
+        ModelAnswer {
+            summary: "s".into(),
+            ranked_findings: vec![finding(src, 0.9); n],
+        }
+    }
+
     #[test]
     fn an_answer_is_held_to_the_specialists_that_reported_and_to_max_findings() {
-        let ok = check(
-            &input(),
-            ModelAnswer {
-                summary: "s".into(),
-                ranked_findings: vec![finding("a.v1", 0.9)],
-            },
-        )
-        .expect("ok");
+        let ok = check(&input(), answer("a.v1", 1)).expect("ok");
         assert_eq!(ok.failed_specialists, vec!["b.v1"]);
-        assert!(
-            check(
-                &input(),
-                ModelAnswer {
-                    summary: "s".into(),
-                    ranked_findings: vec![finding("b.v1", 0.9)]
-                }
-            )
-            .is_err()
-        );
-        assert!(
-            check(
-                &input(),
-                ModelAnswer {
-                    summary: "s".into(),
-                    ranked_findings: vec![finding("made-up.v1", 0.9)]
-                }
-            )
-            .is_err()
-        );
-        assert!(
-            check(
-                &input(),
-                ModelAnswer {
-                    summary: "s".into(),
-                    ranked_findings: vec![finding("a.v1", 0.1); 3]
-                }
-            )
-            .is_err()
-        );
+        assert!(check(&input(), answer("b.v1", 1)).is_err(), "b.v1 failed: it cannot be cited");
+        assert!(check(&input(), answer("made-up.v1", 1)).is_err());
+        assert!(check(&input(), answer("a.v1", 3)).is_err(), "max_findings is 2");
     }
 
     #[test]
