@@ -255,16 +255,26 @@ fn a_slow_provider_times_out_and_malformed_or_schema_breaking_replies_are_errors
     let fake = FakeProvider::start(vec![ok_reply("{\"score\": \"high\"}", 3, 3)]);
     let run = RunModels::new(Arc::new(LlmService::new(&config(fake.port, ""))));
     let schema = json!({"type": "object", "required": ["score"], "properties": {"score": {"type": "number"}}});
-    let p = payload(&w.run(
+    let r = w.run(
         &run,
         Some(&g),
         json!({"calls": [{"model": "reviewer", "user": "x", "max_output_tokens": 8, "response_format": schema}]}),
         None,
-    ));
+    );
+    let p = payload(&r);
     assert!(
         p["results"][0]["error"].as_str().unwrap_or("").starts_with("provider reply_breaks_schema"),
         "{p}"
     );
+    // The tokens of a reply that broke the format were spent: taped and charged.
+    assert_eq!(
+        r.tape.calls[0].usage(),
+        lily::sandbox::llm::Usage {
+            input_tokens: 3,
+            output_tokens: 3
+        }
+    );
+    assert_eq!(p["budget"]["output_tokens"], 1000 - 3, "{p}");
     let sent = &fake.requests()[0].1;
     assert_eq!(sent["response_format"]["type"], "json_schema", "{sent}");
 }

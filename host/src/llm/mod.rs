@@ -184,7 +184,7 @@ impl ModelAccess for StepModels {
             Ok(r) => self.pool.charge(r.usage),
             // Refused before anything was sent: nothing was charged then.
             Err(LlmError::ModelNotAllowed { .. } | LlmError::BudgetExhausted { .. } | LlmError::InvalidRequest { .. } | LlmError::ReplayMiss { .. }) => {}
-            Err(LlmError::Provider { .. }) => self.pool.charge(Usage::default()),
+            Err(LlmError::Provider { usage, .. }) => self.pool.charge(usage.unwrap_or_default()),
         }
     }
 
@@ -200,6 +200,7 @@ impl ModelAccess for StepModels {
             let result = self.service.call(req, deadline).await;
             let used = match &result {
                 Ok(r) => Some(r.usage),
+                Err(LlmError::Provider { usage: Some(u), .. }) => Some(*u),
                 // Nothing reached a model: the reservation comes back whole.
                 Err(LlmError::ModelNotAllowed { .. } | LlmError::InvalidRequest { .. }) => Some(Usage::default()),
                 Err(_) => None,

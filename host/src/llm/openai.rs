@@ -39,6 +39,7 @@ fn provider_error(code: &str, message: impl Into<String>, retryable: bool) -> Ll
         code: code.into(),
         message: message.into(),
         retryable,
+        usage: None,
     }
 }
 
@@ -147,10 +148,16 @@ impl Provider {
 
     fn scrub_error(&self, e: LlmError, key: Option<&str>) -> LlmError {
         match e {
-            LlmError::Provider { code, message, retryable } => LlmError::Provider {
+            LlmError::Provider {
+                code,
+                message,
+                retryable,
+                usage,
+            } => LlmError::Provider {
                 code,
                 message: self.scrub(message, key),
                 retryable,
+                usage,
             },
             other => other,
         }
@@ -260,7 +267,12 @@ impl Provider {
                 },
             };
             if let Some(why) = why {
-                return Err(provider_error("reply_breaks_schema", format!("{}: {why}", self.name), false));
+                return Err(LlmError::Provider {
+                    code: "reply_breaks_schema".into(),
+                    message: format!("{}: {why}", self.name),
+                    retryable: false,
+                    usage: Some(usage),
+                });
             }
         }
         Ok(LlmReply {

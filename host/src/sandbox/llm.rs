@@ -110,7 +110,15 @@ pub enum LlmError {
     #[error("invalid llm request: {message}")]
     InvalidRequest { message: String },
     #[error("provider error {code}: {message}")]
-    Provider { code: String, message: String, retryable: bool },
+    Provider {
+        code: String,
+        message: String,
+        retryable: bool,
+        /// Tokens the provider reported for a reply it did give (one that
+        /// broke the response format); charged and taped like any usage.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
     #[error("replay miss: {message}")]
     ReplayMiss { message: String },
 }
@@ -164,7 +172,11 @@ pub struct TapedCall {
 
 impl TapedCall {
     pub fn usage(&self) -> Usage {
-        self.outcome.as_ref().map(|r| r.usage).unwrap_or_default()
+        match &self.outcome {
+            Ok(r) => r.usage,
+            Err(LlmError::Provider { usage: Some(u), .. }) => *u,
+            Err(_) => Usage::default(),
+        }
     }
 }
 
@@ -263,7 +275,7 @@ fn to_wit_error(e: LlmError) -> llm::LlmError {
         LlmError::ModelNotAllowed { message } => llm::LlmError::ModelNotAllowed(message),
         LlmError::BudgetExhausted { message } => llm::LlmError::BudgetExhausted(message),
         LlmError::InvalidRequest { message } => llm::LlmError::InvalidRequest(message),
-        LlmError::Provider { code, message, retryable } => llm::LlmError::Provider(llm::ProviderError { code, message, retryable }),
+        LlmError::Provider { code, message, retryable, .. } => llm::LlmError::Provider(llm::ProviderError { code, message, retryable }),
         LlmError::ReplayMiss { message } => llm::LlmError::ReplayMiss(message),
     }
 }
