@@ -22,6 +22,40 @@ pub struct Config {
     /// Model providers and aliases (`lily:runnable/llm`).
     #[serde(default)]
     pub llm: LlmConfig,
+    /// Where approved `send` and `publish` effects are delivered, by name.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, Destination>,
+}
+
+/// A destination for `send` / `publish` effects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    /// POST the bytes to `url` (JSON as-is, anything else with its media
+    /// type), with an `Idempotency-Key` of the approval id.
+    Webhook {
+        url: String,
+        /// Header name → environment variable holding its value (read at
+        /// delivery, never recorded).
+        #[serde(default)]
+        headers_from_env: BTreeMap<String, String>,
+        #[serde(default = "default_delivery_timeout")]
+        timeout_seconds: u64,
+        /// Attempts in all (retries on 5xx, timeouts and refused connections).
+        #[serde(default = "default_delivery_attempts")]
+        max_attempts: u32,
+    },
+    /// Write the bytes atomically under `path` (root-relative, confined and
+    /// walked without links like `write_file`).
+    Directory { path: String },
+}
+
+fn default_delivery_timeout() -> u64 {
+    30
+}
+
+fn default_delivery_attempts() -> u32 {
+    3
 }
 
 /// The `llm:` section.
@@ -114,8 +148,49 @@ impl Config {
         }
         let c: Config = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
         c.llm.check().map_err(|m| invalid(path, m).with_hint("see docs/llm.md#configuration"))?;
+        check_destinations(&c.destinations).map_err(|m| invalid(path, m).with_hint("see docs/security.md#destinations"))?;
         Ok(c)
     }
+}
+
+fn check_destinations(d: &BTreeMap<String, Destination>) -> Result<(), String> {
+    for (name, dest) in d {
+        if !crate::paths::valid_id(name) {
+            return Err(format!(
+                "destinations.{name}: a destination name is lower-case letters, digits, '.', '_' or '-'"
+            ));
+        }
+        match dest {
+            Destination::Webhook {
+                url,
+                headers_from_env,
+                timeout_seconds,
+                max_attempts,
+            } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!("destinations.{name}.url must start with http:// or https://"));
+                }
+                for (h, env) in headers_from_env {
+                    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    if !token(h) || !token(env) {
+                        return Err(format!(
+                            "destinations.{name}.headers_from_env: {h:?}: {env:?} must be a header name and an environment variable name"
+                        ));
+                    }
+                }
+                if *timeout_seconds == 0 || *timeout_seconds > 600 || *max_attempts == 0 || *max_attempts > 10 {
+                    return Err(format!("destinations.{name}: timeout_seconds must be 1-600 and max_attempts 1-10"));
+                }
+            }
+            Destination::Directory { path } => {
+                if path.is_empty() {
+                    return Err(format!("destinations.{name}.path must name a directory"));
+                }
+                crate::paths::check_relative(path).map_err(|e| format!("destinations.{name}.path: {e}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl LlmConfig {

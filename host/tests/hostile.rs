@@ -1824,7 +1824,7 @@ fn an_approval_decided_while_its_run_is_still_going_survives_the_runs_final_rece
 }
 
 #[test]
-fn approving_a_publish_without_a_destination_adapter_is_refused_not_recorded_as_applied() {
+fn a_publish_to_a_destination_nobody_configured_is_refused_at_proposal_and_never_applied() {
     let w = World::new();
     let r = w.council(
         "publish",
@@ -1835,13 +1835,10 @@ fn approving_a_publish_without_a_destination_adapter_is_refused_not_recorded_as_
     assert_council_contained(&r, "ok");
     let id = r.receipt.approvals_requested[0].id.clone();
     assert_eq!(json(&r.receipt.approvals_requested[0])["kind"], "publish");
+    let req = approvals::load(&w.lily.root, &id).expect("request");
+    assert_eq!(req.state, approvals::State::Denied, "refused when proposed, never `applied`");
+    assert!(req.decided_by.contains("unknown destination"), "{}", req.decided_by);
     let e = approvals::approve(&w.lily.root, &id, false).expect_err("nothing can be delivered");
     assert_eq!(e.code(), ErrorCode::JobPolicyDenied);
-    assert!(e.to_string().contains("no destination adapter"), "{e}");
-    assert_eq!(
-        approvals::load(&w.lily.root, &id).expect("request").state,
-        approvals::State::Pending,
-        "still pending, never `applied`"
-    );
     assert!(!runs::read_events(&r.run_dir).iter().any(|ev| ev["type"] == "approval_applied"));
 }

@@ -28,6 +28,17 @@ pub enum ApprovalsCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Deliver again a send / publish whose delivery failed (never one already delivered)
+    Retry { id: String },
+}
+
+/// Exit status of a decision: a delivery that failed is not success.
+fn decided_status(d: &approvals::Decided) -> i32 {
+    if d.state == approvals::State::DeliveryFailed {
+        ErrorCode::JobExecutionFailed.exit_status()
+    } else {
+        EXIT_OK
+    }
 }
 
 fn not_found(id: &str) -> LilyError {
@@ -59,7 +70,7 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
                         // nothing it holds can shift the other columns.
                         vec![
                             r.id.clone(),
-                            format!("{:?}", r.state).to_lowercase(),
+                            r.state.as_str().to_string(),
                             r.kind.clone(),
                             r.job_id.clone(),
                             r.run_id.clone(),
@@ -80,7 +91,18 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             } else {
                 None
             };
-            let diff = diff(current.as_deref(), &proposed);
+            let diff = if r.kind == "write_file" {
+                diff(current.as_deref(), &proposed)
+            } else {
+                // A message or artifact for a destination: a preview.
+                let text = String::from_utf8_lossy(&proposed);
+                let preview: String = text.chars().take(600).collect();
+                format!(
+                    "payload ({} bytes{}):\n{preview}",
+                    proposed.len(),
+                    if text.chars().count() > 600 { ", first 600 characters" } else { "" }
+                )
+            };
             if g.json {
                 render::json(&json!({"request": r, "diff": diff}));
             } else {
@@ -89,9 +111,9 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
                 // diff, so nothing the guest wrote can stand in for it.
                 let field = lily::text::terminal_field;
                 outln!(
-                    "{} ({:?}) {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
+                    "{} ({}) {}\n  from {} in run {} of {}\n  reason: {}\n  {} bytes, {}\n  expires {}",
                     r.id,
-                    r.state,
+                    r.state.as_str(),
                     r.kind,
                     field(&r.runnable),
                     r.run_id,
@@ -102,7 +124,21 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
                     r.expires_at
                 );
                 outln!("\n{diff}\n");
-                outln!("target ({}): {}", r.kind, field(&r.target));
+                if let Some(d) = &r.delivery {
+                    outln!(
+                        "delivery: {} to {} ({}) — {} attempt(s) at {}{}{}{}",
+                        if d.error.is_none() { "delivered" } else { "failed" },
+                        field(&d.destination),
+                        d.kind,
+                        d.attempts,
+                        d.at,
+                        d.status.map(|s| format!(", HTTP {s}")).unwrap_or_default(),
+                        d.path.as_ref().map(|p| format!(", {}", field(p))).unwrap_or_default(),
+                        d.error.as_ref().map(|e| format!(", {}", field(e))).unwrap_or_default(),
+                    );
+                }
+                let label = if r.kind == "write_file" { "target" } else { "destination" };
+                outln!("{label} ({}): {}", r.kind, field(&r.target));
             }
             Ok(EXIT_OK)
         }
@@ -113,7 +149,16 @@ pub fn run(g: &Global, cmd: ApprovalsCmd) -> Result<i32, LilyError> {
             } else {
                 outln!("{}: {}", d.id, d.message);
             }
-            Ok(EXIT_OK)
+            Ok(decided_status(&d))
+        }
+        ApprovalsCmd::Retry { id } => {
+            let d = approvals::retry(&root, &id).map_err(decision_error)?;
+            if g.json {
+                render::json(&d);
+            } else {
+                outln!("{}: {}", d.id, d.message);
+            }
+            Ok(decided_status(&d))
         }
         ApprovalsCmd::Deny { id, reason } => {
             let d = approvals::deny(&root, &id, reason.as_deref()).map_err(decision_error)?;

@@ -50,6 +50,23 @@ pub struct Request {
     pub note: Option<String>,
     /// Where the proposed content is kept.
     pub content_path: PathBuf,
+    /// The run's artifact a `publish` delivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// What delivering a `send` / `publish` did (last attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<super::delivery::DeliveryRecord>,
+}
+
+impl Request {
+    /// The file name a delivery writes or announces: the published
+    /// artifact's, or `<id>.txt` for a message.
+    pub fn delivery_file_name(&self) -> String {
+        match &self.artifact {
+            Some(a) => a.rsplit('/').next().unwrap_or(a).to_string(),
+            None => format!("{}.txt", self.id),
+        }
+    }
 }
 
 impl Request {
@@ -139,10 +156,15 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
     let _ = std::fs::create_dir_all(&adir);
     let _ = std::fs::create_dir_all(dir(root));
     for (runnable, p) in all {
-        let (kind, target, content): (&str, String, Vec<u8>) = match &p.effect {
-            ProposedEffect::WriteFile { path, contents } => ("write_file", path.clone(), contents.clone()),
-            ProposedEffect::Publish { artifact, to } => ("publish", to.clone(), std::fs::read(run_dir.join(artifact)).unwrap_or_default()),
-            ProposedEffect::Send { channel, message } => ("send", channel.clone(), message.clone().into_bytes()),
+        let (kind, target, content, artifact): (&str, String, Vec<u8>, Option<String>) = match &p.effect {
+            ProposedEffect::WriteFile { path, contents } => ("write_file", path.clone(), contents.clone(), None),
+            ProposedEffect::Publish { artifact, to } => (
+                "publish",
+                to.clone(),
+                std::fs::read(run_dir.join(artifact)).unwrap_or_default(),
+                Some(artifact.clone()),
+            ),
+            ProposedEffect::Send { channel, message } => ("send", channel.clone(), message.clone().into_bytes(), None),
         };
         let content_path = adir.join(format!("{}.bin", p.id));
         let _ = atomic_write(&content_path, &content);
@@ -158,6 +180,11 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
             (EffectMode::Deny, why)
         } else if let Some(Err(e)) = &walked {
             (EffectMode::Deny, format!("target refused: {e}"))
+        } else if kind != "write_file" && !root.config.destinations.contains_key(&target) {
+            (
+                EffectMode::Deny,
+                format!("unknown destination {target:?}: .lily/config.yaml configures no such destination (destinations:)"),
+            )
         } else {
             match policy.decide_effect(kind, &target) {
                 (EffectMode::AutoApprove, _) if never_apply => (
@@ -193,6 +220,8 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
             decided_at: None,
             note: None,
             content_path,
+            artifact,
+            delivery: None,
         };
         events.emit(
             "approval_requested",
@@ -204,11 +233,18 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
                 req.decided_at = Some(rfc3339(Utc::now()));
                 events.emit("approval_denied", json!({"approval_id": req.id, "by": why}));
             }
-            EffectMode::AutoApprove => match apply(root, &req) {
-                Ok(()) => {
-                    req.state = State::Applied;
+            EffectMode::AutoApprove => match carry_out(root, &req) {
+                Ok(done) => {
+                    req.state = done.state;
                     req.decided_at = Some(rfc3339(Utc::now()));
-                    events.emit("approval_applied", json!({"approval_id": req.id, "by": why}));
+                    req.note = Some(done.message.clone());
+                    let kind = match done.state {
+                        State::Delivered => "approval_delivered",
+                        State::DeliveryFailed => "approval_delivery_failed",
+                        _ => "approval_applied",
+                    };
+                    events.emit(kind, json!({"approval_id": req.id, "by": why, "delivery": done.delivery}));
+                    req.delivery = done.delivery;
                 }
                 Err(e) => {
                     let e = e.to_string();
@@ -263,34 +299,73 @@ pub fn list(root: &Root, job: Option<&str>) -> Vec<Request> {
 /// directories), and the bytes are written to a temporary file in the
 /// target's own directory and renamed over it through that directory's
 /// handle — nothing a later swap of a parent can redirect.
-fn apply(root: &Root, r: &Request) -> Result<(), ApprovalError> {
+fn carry_out(root: &Root, r: &Request) -> Result<Done, ApprovalError> {
     let content = std::fs::read(&r.content_path).map_err(|e| ApprovalError::Io(format!("proposed content missing: {e}")))?;
     if sha256(&content) != r.sha256 {
         return Err(ApprovalError::Refused("proposed content does not match its recorded sha256".into()));
     }
     match r.kind.as_str() {
         "write_file" => {
-            if let Some(why) = effects::protected_target(&r.target) {
-                return Err(ApprovalError::Refused(why));
-            }
-            let w = effects::walk_target(&root.path, &r.target, true).map_err(ApprovalError::Refused)?;
-            let dir = w
-                .parent
-                .ok_or_else(|| ApprovalError::Io(format!("{}: its directory could not be created", r.target)))?;
-            let tmp = format!(".{}.lily-tmp-{}", w.name, crate::util::random_hex(4));
-            dir.write(&tmp, &content).map_err(|e| ApprovalError::Io(format!("{}: {e}", r.target)))?;
-            dir.rename(&tmp, &dir, &w.name).map_err(|e| {
-                let _ = dir.remove_file(&tmp);
-                ApprovalError::Io(format!("{}: {e}", r.target))
-            })?;
-            Ok(())
+            write_confined(root, &r.target, &content)?;
+            Ok(Done {
+                state: State::Applied,
+                message: "approved and applied".into(),
+                delivery: None,
+            })
         }
-        // Publishing and sending need a destination adapter, and none exists
-        // yet: nothing can be delivered, so nothing is recorded as applied.
-        kind => Err(ApprovalError::Refused(format!(
-            "no destination adapter is configured for {kind} effects, so nothing would be delivered; deny the request (adapters are planned)"
-        ))),
+        // `send` and `publish` are delivered to their destination; a failed
+        // delivery is an outcome (recorded, retryable), not an "applied".
+        _ => match super::delivery::deliver(root, &r.target, &r.id, &r.delivery_file_name(), &content) {
+            Ok(d) => Ok(Done {
+                state: State::Delivered,
+                message: match (&d.status, &d.path) {
+                    (Some(s), _) => format!("delivered to {} (HTTP {s}, {} attempt(s))", d.destination, d.attempts),
+                    (_, Some(p)) => format!("delivered to {} ({p})", d.destination),
+                    _ => format!("delivered to {}", d.destination),
+                },
+                delivery: Some(d),
+            }),
+            Err(d) => Ok(Done {
+                state: State::DeliveryFailed,
+                message: format!(
+                    "delivery to {} failed after {} attempt(s): {}; `lily approvals retry {}` tries again",
+                    d.destination,
+                    d.attempts,
+                    d.error.as_deref().unwrap_or("unknown"),
+                    r.id
+                ),
+                delivery: Some(d),
+            }),
+        },
     }
+}
+
+/// What carrying out an approved request did.
+struct Done {
+    state: State,
+    message: String,
+    delivery: Option<super::delivery::DeliveryRecord>,
+}
+
+/// Write `content` to the root-relative `rel`: never a protected target, the
+/// way walked without following links (missing directories created), a
+/// temporary file in the target's own directory renamed over it through
+/// that directory's handle — nothing a later swap of a parent can redirect.
+pub(super) fn write_confined(root: &Root, rel: &str, content: &[u8]) -> Result<(), ApprovalError> {
+    if let Some(why) = effects::protected_target(rel) {
+        return Err(ApprovalError::Refused(why));
+    }
+    let w = effects::walk_target(&root.path, rel, true).map_err(ApprovalError::Refused)?;
+    let dir = w
+        .parent
+        .ok_or_else(|| ApprovalError::Io(format!("{rel}: its directory could not be created")))?;
+    let tmp = format!(".{}.lily-tmp-{}", w.name, crate::util::random_hex(4));
+    dir.write(&tmp, content).map_err(|e| ApprovalError::Io(format!("{rel}: {e}")))?;
+    dir.rename(&tmp, &dir, &w.name).map_err(|e| {
+        let _ = dir.remove_file(&tmp);
+        ApprovalError::Io(format!("{rel}: {e}"))
+    })?;
+    Ok(())
 }
 
 /// Why an approval decision was not taken.
@@ -358,8 +433,8 @@ pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, ApprovalEr
                 }
             }
         }
-        match apply(root, req) {
-            Ok(()) => Ok((State::Applied, "approved and applied".to_string())),
+        match carry_out(root, req) {
+            Ok(done) => Ok(done),
             Err(ApprovalError::Io(e)) => Err(ApprovalError::Io(format!("could not apply: {e}"))),
             Err(ApprovalError::Refused(e)) => Err(ApprovalError::Refused(format!("could not apply: {e}"))),
             Err(e) => Err(e),
@@ -367,12 +442,30 @@ pub fn approve(root: &Root, id: &str, force: bool) -> Result<Decided, ApprovalEr
     })
 }
 
-/// Deny a pending request.
-pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, ApprovalError> {
-    decide(root, id, |_| Ok((State::Denied, reason.map(str::to_string).unwrap_or_else(|| "denied".into()))))
+/// Deliver again a request whose delivery failed (`lily approvals retry`).
+/// Only a `delivery_failed` request can be retried, under the request's
+/// lock: once delivered, a second retry or approve is refused.
+pub fn retry(root: &Root, id: &str) -> Result<Decided, ApprovalError> {
+    decide_from(root, id, State::DeliveryFailed, |req| carry_out(root, req))
 }
 
-fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, String), ApprovalError>) -> Result<Decided, ApprovalError> {
+/// Deny a pending request.
+pub fn deny(root: &Root, id: &str, reason: Option<&str>) -> Result<Decided, ApprovalError> {
+    decide(root, id, |_| {
+        Ok(Done {
+            state: State::Denied,
+            message: reason.map(str::to_string).unwrap_or_else(|| "denied".into()),
+            delivery: None,
+        })
+    })
+}
+
+fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<Done, ApprovalError>) -> Result<Decided, ApprovalError> {
+    decide_from(root, id, State::Pending, f)
+}
+
+/// Take a decision on a request in state `from`, under its lock.
+fn decide_from(root: &Root, id: &str, from: State, f: impl FnOnce(&Request) -> Result<Done, ApprovalError>) -> Result<Decided, ApprovalError> {
     if load(root, id).is_none() {
         return Err(ApprovalError::NotFound(id.into()));
     }
@@ -385,13 +478,16 @@ fn decide(root: &Root, id: &str, f: impl FnOnce(&Request) -> Result<(State, Stri
         .map_err(|e| ApprovalError::Io(format!("{}: {e}", lock_path.display())))?;
     lock.lock().map_err(|e| ApprovalError::Io(format!("{}: {e}", lock_path.display())))?;
     let mut req = load(root, id).ok_or_else(|| ApprovalError::NotFound(id.into()))?;
-    if req.state != State::Pending {
+    if req.state != from {
         return Err(ApprovalError::NotPending {
             id: id.into(),
             state: req.state,
         });
     }
-    let (state, message) = f(&req)?;
+    let Done { state, message, delivery } = f(&req)?;
+    if delivery.is_some() {
+        req.delivery = delivery;
+    }
     req.state = state;
     req.decided_at = Some(rfc3339(Utc::now()));
     req.decided_by = "operator".into();
@@ -420,6 +516,8 @@ fn record_in_run(root: &Root, req: &Request) -> Result<(), String> {
         State::Failed => ("approval_failed", State::Failed),
         State::Expired => ("approval_updated", State::Expired),
         State::Pending => ("approval_updated", State::Pending),
+        State::Delivered => ("approval_delivered", State::Delivered),
+        State::DeliveryFailed => ("approval_delivery_failed", State::DeliveryFailed),
     };
     runs::record_operator_decision(&run_dir, &req.run_id, &req.id, kind, state).map_err(|e| format!("{}: {e}", run_dir.display()))
 }

@@ -3,6 +3,7 @@
 //! Deny by default: a missing file grants nothing.
 
 pub mod approvals;
+pub mod delivery;
 pub mod effects;
 
 use crate::error::{ErrorCode, LilyError};

@@ -245,6 +245,10 @@ pub enum ApprovalState {
     Denied,
     Expired,
     Failed,
+    /// A `send` / `publish` reached its destination.
+    Delivered,
+    /// Approved, but the destination could not be reached (retryable).
+    DeliveryFailed,
 }
 
 impl ApprovalState {
@@ -255,6 +259,8 @@ impl ApprovalState {
             ApprovalState::Denied => "denied",
             ApprovalState::Expired => "expired",
             ApprovalState::Failed => "failed",
+            ApprovalState::Delivered => "delivered",
+            ApprovalState::DeliveryFailed => "delivery_failed",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! hostile. Used by the sandbox, policy and hostile-runnable tests.
 //!
 //! Input: `{"op": "<name>", ...}`. Output payload: `{"ok": bool, ...}`.
-use lily_guest::{Descriptor, Envelope, Guest, Kind, Level, RunError, RunStatus, emit, error, propose_write};
+use lily_guest::{Descriptor, Envelope, Guest, Kind, Level, RunError, RunStatus, emit, error, propose_publish, propose_send, propose_write};
 use serde_json::{Value, json};
 
 struct Probe;
@@ -153,18 +153,25 @@ impl Guest for Probe {
                 eprint!("{}", s(&v, "stderr"));
                 ok(json!({"ok": true}))
             }
-            "propose_write" => match propose_write(s(&v, "path"), s(&v, "content").as_bytes(), "probe proposal") {
-                Ok(id) => Ok(Envelope {
-                    status: RunStatus::Ok,
-                    artifacts: vec![],
-                    approvals_requested: vec![id.clone()],
-                    references: vec![],
-                    payload: json!({"ok": true, "request": id}).to_string(),
-                }),
-                Err(e) => ok(json!({"ok": false, "error": e})),
-            },
+            "propose_write" => proposed(propose_write(s(&v, "path"), s(&v, "content").as_bytes(), "probe proposal")),
+            "propose_send" => proposed(propose_send(s(&v, "channel"), s(&v, "message"), "probe proposal")),
+            "propose_publish" => proposed(propose_publish(s(&v, "artifact"), s(&v, "to"), "probe proposal")),
             other => Err(error("invalid_input", format!("unknown op {other:?}"))),
         }
+    }
+}
+
+/// The envelope of a proposal: its id in `approvals_requested`, or the refusal.
+fn proposed(r: Result<String, String>) -> Result<Envelope, RunError> {
+    match r {
+        Ok(id) => Ok(Envelope {
+            status: RunStatus::Ok,
+            artifacts: vec![],
+            approvals_requested: vec![id.clone()],
+            references: vec![],
+            payload: json!({"ok": true, "request": id}).to_string(),
+        }),
+        Err(e) => ok(json!({"ok": false, "error": e})),
     }
 }
 
