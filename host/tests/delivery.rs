@@ -4,16 +4,14 @@
 
 #[path = "../../tests/support/fake_llm.rs"]
 mod fake_llm;
-use fake_llm::{FakeProvider, Reply, status_reply};
+use fake_llm::{FakeProvider, HOOK_TOKEN as TOKEN, Reply, files_holding, set_test_secrets, status_reply};
 
 use lily::jobs::{Lily, RunOptions};
 use lily::policy::approvals::{self, State};
 use lily::workspace::Root;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-const TOKEN: &str = "hook-token-93f1e0c2d7";
 
 fn guest(name: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"))).expect("test guest built")
@@ -39,7 +37,7 @@ struct World {
 /// of every send and publish (auto-approving sends to `auto-hook`), with
 /// `probe.v1` installed and a job `ask` running it with `input`.
 fn world(port: u16, input: Value) -> World {
-    set_token();
+    set_test_secrets();
     let tmp = tempfile::tempdir().expect("tmp");
     lily::init::init_at(tmp.path()).expect("init");
     let dir = tmp.path().canonicalize().expect("canon");
@@ -69,18 +67,6 @@ fn world(port: u16, input: Value) -> World {
     World { _tmp: tmp, lily, rt }
 }
 
-fn set_token() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: called before any runtime, sandbox or server of the test
-        // exists; other tests wait on `ONCE` while it runs.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("LILY_TEST_HOOK_TOKEN", TOKEN)
-        }
-    });
-}
-
 fn run(w: &World) -> lily::jobs::RunResult {
     let r = w.rt.block_on(w.lily.run_job("ask", RunOptions::default())).expect("run");
     assert_eq!(r.receipt.status, lily::runs::RunStatus::Succeeded, "{:?}", r.receipt.error);
@@ -98,22 +84,6 @@ fn hook_posts(fake: &FakeProvider) -> Vec<(String, Value)> {
         .filter(|(h, _, _)| h.starts_with("POST /hook"))
         .map(|(h, b, _)| (h, b))
         .collect()
-}
-
-fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-                hits.push(p);
-            }
-        }
-    }
-    hits
 }
 
 #[test]

@@ -49,7 +49,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        unsafe_env_set();
+        set_test_secrets();
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
         let sb = Arc::new(Sandbox::new(SandboxOptions::default()).expect("sandbox"));
         let loaded = rt.block_on(sb.load(&guest())).expect("load llm-caller");
@@ -75,21 +75,6 @@ impl World {
             },
         ))
     }
-}
-
-/// The provider's key variable, set once for the whole test process.
-fn unsafe_env_set() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: every test calls this before it starts a runtime, a
-        // sandbox or a provider, and the first caller sets the variable
-        // while the others wait on `ONCE`: no thread of this process reads
-        // the environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("LILY_TEST_LLM_KEY", KEY)
-        }
-    });
 }
 
 fn payload(r: &StepReport) -> Value {
@@ -341,7 +326,7 @@ struct JobRoot {
 }
 
 fn job_root(port: u16, grant_llm: bool, calls: Value) -> JobRoot {
-    unsafe_env_set();
+    set_test_secrets();
     let tmp = tempfile::tempdir().expect("tmp");
     lily::init::init_at(tmp.path()).expect("init");
     let dir = tmp.path().canonicalize().expect("canon");
@@ -371,22 +356,6 @@ fn job_root(port: u16, grant_llm: bool, calls: Value) -> JobRoot {
     JobRoot { _tmp: tmp, lily, rt }
 }
 
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-                hits.push(p);
-            }
-        }
-    }
-    hits
-}
-
 #[test]
 fn a_job_tapes_its_calls_replays_them_with_the_provider_stopped_and_never_writes_the_key() {
     let fake = FakeProvider::start(vec![ok_reply("job answer", 7, 3)]);
@@ -402,10 +371,7 @@ fn a_job_tapes_its_calls_replays_them_with_the_provider_stopped_and_never_writes
         "the grant is a recorded decision: {decided}"
     );
     assert_eq!(fake.requests().len(), 2);
-    assert!(
-        files_containing(&j.lily.root.path, KEY.as_bytes()).is_empty(),
-        "the key was written under the root"
-    );
+    assert!(files_holding(&j.lily.root.path, KEY).is_empty(), "the key was written under the root");
     let events = std::fs::read_to_string(run.run_dir.join("events.jsonl")).expect("events");
     assert_eq!(events.matches("\"llm_call\"").count(), 2, "one event per call");
 
@@ -456,7 +422,7 @@ fn a_component_that_imports_llm_without_a_grant_is_refused_before_it_runs_with_t
 const APP_PY_LINE_3: (&str, usize, &str) = ("src/app.py", 3, "API_KEY = \"abc123\"");
 
 fn council_root(port: u16, strategy: &str) -> JobRoot {
-    unsafe_env_set();
+    set_test_secrets();
     let tmp = tempfile::tempdir().expect("tmp");
     lily::init::init_at(tmp.path()).expect("init");
     let dir = tmp.path().canonicalize().expect("canon");

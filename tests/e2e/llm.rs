@@ -2,7 +2,7 @@
 //! writes, against a scripted provider on 127.0.0.1, with the key in the
 //! environment of `lily` only.
 
-use crate::fake_llm::{KEY, council_provider};
+use crate::fake_llm::{KEY, council_provider, files_holding};
 use crate::harness::*;
 
 /// The grounded citation the scripted review makes into the example workspace.
@@ -27,26 +27,6 @@ fn lily_with_key(env: &Env, args: &[&str]) -> Out {
     };
     assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY), "lily printed the key");
     out
-}
-
-fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            // The shared compile cache is a symlink out of the root.
-            if p.is_symlink() {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
-                hits.push(p);
-            }
-        }
-    }
-    hits
 }
 
 #[test]

@@ -161,3 +161,45 @@ pub fn council_provider(synth_source: &'static str, cite: (&'static str, usize, 
         ok_reply(&answer.to_string(), 100, 20)
     })
 }
+
+/// Files under `dir` (links not followed) whose bytes contain `needle`:
+/// where a secret must never be found.
+pub fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_symlink() {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// Set the test process's secrets (`LILY_TEST_LLM_KEY` = [`KEY`],
+/// `LILY_TEST_HOOK_TOKEN` = [`HOOK_TOKEN`]) once, before anything reads the
+/// environment.
+pub fn set_test_secrets() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: every test calls this before it starts a runtime, a
+        // sandbox or a server; the first caller sets the variables while
+        // the others wait on `ONCE`, so no thread reads the environment
+        // concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("LILY_TEST_LLM_KEY", KEY);
+            std::env::set_var("LILY_TEST_HOOK_TOKEN", HOOK_TOKEN);
+        }
+    });
+}
+
+/// The webhook token the delivery tests put in the environment.
+pub const HOOK_TOKEN: &str = "hook-token-93f1e0c2d7";
