@@ -4,7 +4,7 @@
 
 #[path = "../../tests/support/fake_llm.rs"]
 mod fake_llm;
-use fake_llm::{FakeProvider, HOOK_TOKEN as TOKEN, Reply, files_holding, set_test_secrets, status_reply};
+use fake_llm::{FakeProvider, HOOK_TOKEN as TOKEN, Reply, files_holding, init_root, set_test_secrets, status_reply};
 
 use lily::jobs::{Lily, RunOptions};
 use lily::policy::approvals::{self, State};
@@ -38,28 +38,18 @@ struct World {
 /// `probe.v1` installed and a job `ask` running it with `input`.
 fn world(port: u16, input: Value) -> World {
     set_test_secrets();
-    let tmp = tempfile::tempdir().expect("tmp");
-    lily::init::init_at(tmp.path()).expect("init");
-    let dir = tmp.path().canonicalize().expect("canon");
-    std::fs::write(
-        dir.join(".lily/config.yaml"),
-        format!(
+    let (tmp, dir) = init_root(
+        &format!(
             "destinations:\n  hook: {{kind: webhook, url: \"http://127.0.0.1:{port}/hook\", headers_from_env: {{Authorization: LILY_TEST_HOOK_TOKEN}}, timeout_seconds: 2, max_attempts: 3}}\n  auto-hook: {{kind: webhook, url: \"http://127.0.0.1:{port}/auto\", max_attempts: 1}}\n  reports: {{kind: directory, path: out/reports}}\n"
         ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.join(".lily/policy.yaml"),
         "version: 1\nrunnables: {}\neffects:\n  write_file: {default: require_approval}\n  publish: {default: require_approval}\n  send: {default: require_approval, auto_approve: [auto-hook]}\n",
-    )
-    .expect("policy");
-    std::fs::write(
-        dir.join(".lily/jobs/ask.job.yaml"),
-        format!(
-            "id: ask\ntitle: ask\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {input}\nbindings: {{ runnable: probe.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n"
-        ),
-    )
-    .expect("job");
+        &[(
+            "ask",
+            format!(
+                "id: ask\ntitle: ask\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {input}\nbindings: {{ runnable: probe.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n"
+            ),
+        )],
+    );
     let lily = Lily::open(Root::at(dir, None).expect("root")).expect("open");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(lily.runnables.install(&lily.sandbox, &guest("probe"), None, false))

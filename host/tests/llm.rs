@@ -325,29 +325,25 @@ struct JobRoot {
     rt: tokio::runtime::Runtime,
 }
 
+/// The fake provider as `reviewer` (`max_retries: 0`).
+fn provider_config(port: u16) -> String {
+    format!(
+        "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
+    )
+}
+
 fn job_root(port: u16, grant_llm: bool, calls: Value) -> JobRoot {
     set_test_secrets();
-    let tmp = tempfile::tempdir().expect("tmp");
-    lily::init::init_at(tmp.path()).expect("init");
-    let dir = tmp.path().canonicalize().expect("canon");
-    std::fs::write(
-        dir.join(".lily/config.yaml"),
-        format!(
-            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
-        ),
-    )
-    .expect("config");
     let grant = if grant_llm {
         "runnables:\n  \"llm-caller.v1\":\n    llm: {models: [reviewer], max_calls: 4, max_input_tokens: 10000, max_output_tokens: 1000}\n"
     } else {
         "runnables: {}\n"
     };
-    std::fs::write(dir.join(".lily/policy.yaml"), format!("version: 1\n{grant}")).expect("policy");
     let job = format!(
         "id: ask\ntitle: ask\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {}\nbindings: {{ runnable: llm-caller.v1 }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n",
         json!({"calls": calls})
     );
-    std::fs::write(dir.join(".lily/jobs/ask.job.yaml"), job).expect("job");
+    let (tmp, dir) = init_root(&provider_config(port), &format!("version: 1\n{grant}"), &[("ask", job)]);
     let root = lily::workspace::Root::at(dir, None).expect("root");
     let lily = lily::jobs::Lily::open(root).expect("open");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -423,30 +419,16 @@ const APP_PY_LINE_3: (&str, usize, &str) = ("src/app.py", 3, "API_KEY = \"abc123
 
 fn council_root(port: u16, strategy: &str) -> JobRoot {
     set_test_secrets();
-    let tmp = tempfile::tempdir().expect("tmp");
-    lily::init::init_at(tmp.path()).expect("init");
-    let dir = tmp.path().canonicalize().expect("canon");
+    let job = format!(
+        "id: review\ntitle: review\ntarget:\n  kind: blueprint\n  id: council.v1\n  input: {{topic: secrets handling}}\nbindings:\n  specialists: [llm-review.v1, security.v1]\n  synthesizer: llm-synth.v1\n  synth_strategy: {strategy}\n  workspace: ws\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n"
+    );
+    let (tmp, dir) = init_root(
+        &provider_config(port),
+        "version: 1\nrunnables:\n  \"llm-review.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"security.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"llm-*\":\n    llm: {models: [reviewer], max_calls: 10, max_input_tokens: 200000, max_output_tokens: 10000}\n",
+        &[("review", job)],
+    );
     std::fs::create_dir_all(dir.join("ws/src")).expect("ws");
     std::fs::write(dir.join("ws/src/app.py"), "import os\n\nAPI_KEY = \"abc123\"\nprint(API_KEY)\n").expect("file");
-    std::fs::write(
-        dir.join(".lily/config.yaml"),
-        format!(
-            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{port}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\n"
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.join(".lily/policy.yaml"),
-        "version: 1\nrunnables:\n  \"llm-review.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"security.v1\":\n    fs: [{path: ws, mode: ro}]\n  \"llm-*\":\n    llm: {models: [reviewer], max_calls: 10, max_input_tokens: 200000, max_output_tokens: 10000}\n",
-    )
-    .expect("policy");
-    std::fs::write(
-        dir.join(".lily/jobs/review.job.yaml"),
-        format!(
-            "id: review\ntitle: review\ntarget:\n  kind: blueprint\n  id: council.v1\n  input: {{topic: secrets handling}}\nbindings:\n  specialists: [llm-review.v1, security.v1]\n  synthesizer: llm-synth.v1\n  synth_strategy: {strategy}\n  workspace: ws\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: 30 }}\noutput: {{}}\n"
-        ),
-    )
-    .expect("job");
     let root = lily::workspace::Root::at(dir, None).expect("root");
     let lily = lily::jobs::Lily::open(root).expect("open");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");

@@ -203,3 +203,17 @@ pub fn set_test_secrets() {
 
 /// The webhook token the delivery tests put in the environment.
 pub const HOOK_TOKEN: &str = "hook-token-93f1e0c2d7";
+
+/// A new Lily root (`lily init`) with `.lily/config.yaml` and
+/// `.lily/policy.yaml` replaced and `jobs` (`(id, spec text)`) written.
+pub fn init_root(config: &str, policy: &str, jobs: &[(&str, String)]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    lily::init::init_at(tmp.path()).expect("init");
+    let dir = tmp.path().canonicalize().expect("canon");
+    std::fs::write(dir.join(".lily/config.yaml"), config).expect("config");
+    std::fs::write(dir.join(".lily/policy.yaml"), policy).expect("policy");
+    for (id, spec) in jobs {
+        std::fs::write(dir.join(format!(".lily/jobs/{id}.job.yaml")), spec).expect("job");
+    }
+    (tmp, dir)
+}

@@ -5,7 +5,7 @@
 //! "seed"?, "response_format"?}], "fail_on_error"?: bool}`. With
 //! `fail_on_error`, the first failed call ends the run with a run error.
 use lily_guest::llm::{self, LlmError};
-use lily_guest::{Descriptor, Envelope, Guest, Kind, RunError, RunStatus, error, json};
+use lily_guest::{Descriptor, Envelope, Guest, Kind, RunError, error, json, ok_envelope};
 use serde_json::Value;
 
 struct Caller;
@@ -58,13 +58,7 @@ impl Guest for Caller {
             "models": llm::models(),
             "budget": {"calls": b.calls, "input_tokens": b.input_tokens, "output_tokens": b.output_tokens},
         });
-        Ok(Envelope {
-            status: RunStatus::Ok,
-            artifacts: vec![],
-            approvals_requested: vec![],
-            references: vec![],
-            payload: payload.to_string(),
-        })
+        ok_envelope(&payload, vec![], vec![])
     }
 }
 
