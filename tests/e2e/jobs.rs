@@ -840,3 +840,47 @@ fn an_unset_parallelism_is_capped_by_the_policy_not_denied() {
         out.stderr
     );
 }
+
+#[test]
+fn validate_checks_the_input_and_the_artifacts_against_the_blueprint() {
+    let env = Env::new();
+    let demo = std::fs::read_to_string(env.jobs_dir().join("demo.job.yaml")).expect("demo");
+    let input = env.write_job(
+        "input",
+        &demo
+            .replace("id: demo", "id: input")
+            .replace("    topic: example payments service readiness\n", "    subject: x\n"),
+    );
+    let artifacts = env.write_job(
+        "artifacts",
+        &demo.replace("id: demo", "id: artifacts").replace("[report.md, evidence.json]", "[reprot.md]"),
+    );
+    let out = env.lily(&["jobs", "validate", "--json"]);
+    out.expect_code(10);
+    let results = out.json();
+    let of = |p: &Path| {
+        results
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["file"].as_str() == p.to_str())
+            .cloned()
+            .expect("result")
+    };
+    let r = of(&input);
+    assert_eq!(r["code"], "job_invalid_spec", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("target.input does not match council.v1's input schema"),
+        "{r}"
+    );
+    let r = of(&artifacts);
+    assert_eq!(r["code"], "job_invalid_spec", "{r}");
+    assert!(r["message"].as_str().unwrap_or("").contains("output.artifacts lists \"reprot.md\""), "{r}");
+    // `jobs run` refuses the same way, before any step.
+    let run = env.lily(&["jobs", "run", "input"]);
+    run.expect_code(10);
+    assert!(run.stderr.contains("error[job_invalid_spec]: target.input"), "{}", run.stderr);
+}

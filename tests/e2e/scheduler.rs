@@ -111,10 +111,31 @@ fn real_runs(env: &Env, job: &str, status: Option<&str>) -> usize {
         .count()
 }
 
+/// `jobs status --json`: exit 0 while a scheduler serves the root, 3 when none does.
 fn status_json(env: &Env) -> Value {
     let out = env.lily(&["jobs", "status", "--json"]);
-    out.expect_code(0);
-    out.json()
+    let v = out.json();
+    let expected = if v["scheduler"]["running"] == true { 0 } else { 3 };
+    out.expect_code(expected);
+    v
+}
+
+#[test]
+fn status_is_a_health_check_and_list_shows_pause_and_disable() {
+    let env = Env::new();
+    env.write_job("nightly", &cron_job("nightly", "0 9 * * *", "Europe/Berlin"));
+    let out = env.lily(&["jobs", "status"]);
+    out.expect_code(3);
+    assert!(out.stdout.contains("scheduler: not running"), "{}", out.stdout);
+    env.lily(&["jobs", "disable", "nightly"]).expect_code(0);
+    let list = env.lily(&["jobs", "list", "--json"]).json();
+    let job = list.as_array().expect("list").iter().find(|j| j["id"] == "nightly").expect("nightly").clone();
+    assert_eq!(job["state"], "disabled", "{job}");
+    assert!(job["next_fire"].is_null(), "a disabled job has no next fire: {job}");
+    env.lily(&["jobs", "enable", "nightly"]).expect_code(0);
+    env.lily(&["jobs", "pause", "nightly"]).expect_code(0);
+    let text = env.lily(&["jobs", "list"]).stdout;
+    assert!(text.contains(", paused (would be next "), "{text}");
 }
 
 fn wait_for_scheduler(env: &Env, serve: &Serve) {

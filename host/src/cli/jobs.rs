@@ -113,20 +113,30 @@ fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
     let files = spec::discover(&root.jobs_dir);
     let declared = spec::declared_ids_of(&files);
     let now = chrono::Utc::now();
+    // Pause / disable live in the scheduler's state, not in the spec.
+    let sched = lily::triggers::state::read_state(&lily::triggers::state::StateStore::new(root).path()).unwrap_or_default();
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for f in &files {
         let path = f.path.display().to_string();
         match &f.spec {
             Ok(s) => {
-                let (trigger, next) = match s.trigger.kind {
-                    TriggerType::Manual => ("manual".to_string(), None),
+                let js = sched.jobs.get(&s.id);
+                let activity = js.map(|j| j.state).unwrap_or_default();
+                let (trigger, next, state) = match s.trigger.kind {
+                    TriggerType::Manual => ("manual".to_string(), None, None),
                     TriggerType::Cron => {
-                        let next = s.schedule().and_then(|sch| sch.next_after(now)).map(|t| sch_fire(s, t));
-                        (
-                            format!("cron {:?} {}", s.trigger.cron.as_deref().unwrap_or(""), s.effective_timezone().unwrap_or("")),
-                            next,
-                        )
+                        use lily::triggers::state::Activity;
+                        let after = js.map(|j| j.cursor.max(now)).unwrap_or(now);
+                        let next = match activity {
+                            Activity::Disabled => None,
+                            _ => s.schedule().and_then(|sch| sch.next_after(after)).map(|t| sch_fire(s, t)),
+                        };
+                        let mut t = format!("cron {:?} {}", s.trigger.cron.as_deref().unwrap_or(""), s.effective_timezone().unwrap_or(""));
+                        if activity != Activity::Active {
+                            t.push_str(&format!(", {}", activity.as_str()));
+                        }
+                        (t, next, Some(activity))
                     }
                 };
                 let last = runs::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
@@ -134,16 +144,17 @@ fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
                 rows.push(vec![
                     s.id.clone(),
                     s.title.clone(),
-                    match &next {
-                        Some(n) => format!("{trigger} (next {n})"),
-                        None => trigger.clone(),
+                    match (&next, state) {
+                        (Some(n), Some(lily::triggers::state::Activity::Paused)) => format!("{trigger} (would be next {n})"),
+                        (Some(n), _) => format!("{trigger} (next {n})"),
+                        (None, _) => trigger.clone(),
                     },
                     last.as_ref()
                         .map(|l| format!("{} {}", l.status.as_str(), l.run_id))
                         .unwrap_or_else(|| "-".into()),
                     if dup { format!("duplicate id ({path})") } else { String::new() },
                 ]);
-                out.push(json!({"id": s.id, "title": s.title, "file": path, "trigger": trigger, "next_fire": next, "last_run": last, "duplicate_id": dup}));
+                out.push(json!({"id": s.id, "title": s.title, "file": path, "trigger": trigger, "state": state, "next_fire": next, "last_run": last, "duplicate_id": dup}));
             }
             Err(e) => {
                 rows.push(vec![

@@ -39,6 +39,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INTERNAL: i32 = 1;
 /// Exit status: the run was cancelled (Ctrl-C / SIGTERM).
 pub const EXIT_CANCELLED: i32 = 130;
+/// `lily jobs status` when no scheduler runs for the root (like
+/// `systemctl is-active`: a health check).
+pub const EXIT_NOT_RUNNING: i32 = 3;
 
 /// Process exit status for an error code (see `docs/runbook.md`).
 pub fn exit_code(code: ErrorCode) -> i32 {

@@ -2,7 +2,7 @@
 //! the cron side of the CLI. Parsing and rendering only; the scheduler
 //! lives in [`lily::triggers`].
 
-use super::{EXIT_OK, Global, render};
+use super::{EXIT_NOT_RUNNING, EXIT_OK, Global, render};
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use lily::error::{ErrorCode, LilyError};
 use lily::runs;
@@ -204,6 +204,8 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
         Some(None) => json!({"running": true, "pid": null, "since": null}),
         None => json!({"running": false}),
     };
+    // A health check: 0 only while a scheduler serves this root.
+    let exit = if daemon.is_some() { EXIT_OK } else { EXIT_NOT_RUNNING };
     if g.json {
         render::json(&json!({
             "scheduler": scheduler,
@@ -212,12 +214,12 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
             "jobs": jobs,
             "invalid": invalid,
         }));
-        return Ok(EXIT_OK);
+        return Ok(exit);
     }
     match &daemon {
         Some(Some(i)) => outln!("scheduler: running (pid {}, since {})", i.pid, rfc3339(i.started_at)),
         Some(None) => outln!("scheduler: running (pid unknown)"),
-        None => outln!("scheduler: not running (start one with `lily jobs serve`)"),
+        None => outln!("scheduler: not running (start one with `lily jobs serve`); no cron job fires until one does"),
     }
     if let Some(e) = &state_problem {
         outln!("warning: {e}");
@@ -236,7 +238,7 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
             i["message"].as_str().unwrap_or("")
         );
     }
-    Ok(EXIT_OK)
+    Ok(exit)
 }
 
 /// `lily jobs serve [--grace-seconds N]`.

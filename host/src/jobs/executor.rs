@@ -318,6 +318,7 @@ impl Lily {
         let graph = blueprint
             .compile(&spec.bindings)
             .map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
@@ -1065,6 +1066,37 @@ fn lower_budget(g: &mut crate::sandbox::LlmGrant, low: &crate::spec::LlmRuntime,
             )));
         }
         b.max_calls = asked;
+    }
+    Ok(())
+}
+
+/// What a spec asks of its blueprint, checked before anything runs: the
+/// input must match the blueprint's input schema, and `output.artifacts`
+/// may name only artifacts the blueprint produces (when its list is
+/// closed: `step.v1` passes on whatever its runnable returns). Both are
+/// `job_invalid_spec` — the spec asks for something its target cannot do.
+fn check_target_io(blueprint: &Blueprint, spec: &JobSpec) -> Result<(), LilyError> {
+    let meta = &blueprint.meta;
+    let errors = crate::blueprints::schema_errors(&meta.input_schema, &spec.target.input);
+    if !errors.is_empty() {
+        return Err(LilyError::new(
+            ErrorCode::JobInvalidSpec,
+            format!("target.input does not match {}'s input schema: {}", meta.id, errors.join("; ")),
+        )
+        .with_hint(format!("`lily blueprints show {}` prints the input schema", meta.id)));
+    }
+    if blueprint.kind == crate::blueprints::BlueprintKind::Council
+        && let Some(wanted) = &spec.output.artifacts
+        && let Some(unknown) = wanted.iter().find(|a| !meta.artifacts.contains(a))
+    {
+        return Err(LilyError::new(
+            ErrorCode::JobInvalidSpec,
+            format!(
+                "output.artifacts lists {unknown:?}, which {} does not produce (it produces {})",
+                meta.id,
+                meta.artifacts.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
