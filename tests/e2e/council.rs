@@ -240,7 +240,8 @@ fn unresolved_runnable_ids_fail_compilation_listing_all_of_them_before_any_step(
 // ---------------------------------------------------------------- containment
 
 /// A council of the built-ins plus `bad-specialist.v1` in `mode`: the bad
-/// one fails with `kind`, the others' findings survive, the run succeeds.
+/// one fails with `kind`, the others' findings survive, the run ends
+/// `partial` (exit 4) — visibly, not as a success.
 fn contained(mode: &str, runtime: &str, kind: &str, needle: &str, step_outcome: &str) {
     let env = Env::new();
     env.install("bad_specialist");
@@ -250,9 +251,12 @@ fn contained(mode: &str, runtime: &str, kind: &str, needle: &str, step_outcome: 
         &council_job(&id, WITH_BAD, "default.v1", "deterministic", &input("hostile", Some(mode)), "", runtime),
     );
     let out = env.lily(&["jobs", "run", &id]);
-    out.expect_code(0);
+    out.expect_code(4);
+    assert!(out.stdout.starts_with(&format!("# {id} — partial")), "{}", out.stdout);
     let (run, r) = payload_of(&env, &id);
-    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["status"], "partial");
+    let listed = env.lily(&["jobs", "runs", &id]).stdout;
+    assert!(listed.contains("partial"), "{listed}");
     let p = &r["payload"];
     assert_eq!(p["failed_specialists"], json!(["bad-specialist.v1"]));
     assert_eq!(p["participating_specialists"], json!(WITH_BAD));

@@ -74,7 +74,8 @@ fn the_review_job_calls_the_model_shows_its_calls_replays_offline_and_never_writ
 fn without_a_configured_model_the_review_job_falls_back_and_says_why() {
     let env = Env::new();
     let run = env.lily(&["jobs", "run", "review"]);
-    run.expect_code(0);
+    run.expect_code(4);
+    assert!(run.stdout.starts_with("# review — partial"), "{}", run.stdout);
     assert!(
         run.stdout.contains("[fallback: llm_synth_failed") && run.stdout.contains("is not a model alias in .lily/config.yaml"),
         "{}",

@@ -1,6 +1,6 @@
 //! `lily jobs …`
 
-use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, Global, exit_code, render, root};
+use super::{EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, Global, exit_code, render, root};
 use clap::Subcommand;
 use lily::error::{ErrorCode, LilyError};
 use lily::jobs::{Cancel, Lily, RunOptions};
@@ -47,7 +47,7 @@ pub enum JobsCmd {
         id: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Only runs with this status (succeeded, failed, denied, cancelled, interrupted, running)
+        /// Only runs with this status (succeeded, partial, failed, denied, cancelled, interrupted, running, missed, skipped_overlap)
         #[arg(long)]
         status: Option<String>,
     },
@@ -289,6 +289,7 @@ async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) 
 pub fn status_exit(r: &runs::Receipt) -> i32 {
     match r.status {
         RunStatus::Succeeded => EXIT_OK,
+        RunStatus::Partial => EXIT_PARTIAL,
         RunStatus::Cancelled => EXIT_CANCELLED,
         // A scheduled time that did not run is a record, not a failed run.
         RunStatus::Running | RunStatus::Missed | RunStatus::SkippedOverlap => EXIT_OK,
@@ -470,7 +471,7 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
     let status = match status {
         Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
             LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}"))
-                .with_hint("one of succeeded, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
+                .with_hint("one of succeeded, partial, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
         })?),
         None => None,
     };

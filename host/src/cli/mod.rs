@@ -42,6 +42,8 @@ pub const EXIT_CANCELLED: i32 = 130;
 /// `lily jobs status` when no scheduler runs for the root (like
 /// `systemctl is-active`: a health check).
 pub const EXIT_NOT_RUNNING: i32 = 3;
+/// A run that completed `partial` (some step failed; the blueprint went on).
+pub const EXIT_PARTIAL: i32 = 4;
 
 /// Process exit status for an error code (see `docs/runbook.md`).
 pub fn exit_code(code: ErrorCode) -> i32 {

@@ -683,7 +683,10 @@ impl Lily {
                     &proposals,
                     spec.output.publish.as_ref(),
                 );
-                receipt.status = RunStatus::Succeeded;
+                receipt.status = match out.status {
+                    crate::sandbox::EnvelopeStatus::Ok => RunStatus::Succeeded,
+                    crate::sandbox::EnvelopeStatus::Partial => RunStatus::Partial,
+                };
                 events.emit(
                     "job_completed",
                     json!({"status": out.status, "artifacts": receipt.artifacts.iter().map(|a| &a.name).collect::<Vec<_>>()}),

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 pub enum RunStatus {
     Running,
     Succeeded,
+    /// It completed, but not all of it: some step failed and the blueprint
+    /// went on without it (a council with a failed specialist).
+    Partial,
     Failed,
     Denied,
     Cancelled,
@@ -30,6 +33,7 @@ impl RunStatus {
         match self {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
+            RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Denied => "denied",
             RunStatus::Cancelled => "cancelled",
