@@ -158,3 +158,38 @@ fn policy_check_reports_file_line_and_key() {
         out.stderr
     );
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_a_slot_is_cancelled_not_denied() {
+    let env = Env::new();
+    sleeper(&env, "busy", 60_000);
+    let mut first = env
+        .cmd()
+        .args(["jobs", "run", "busy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(60), "the first run's step to start", || {
+        env.run_dirs("busy").first().is_some_and(|d| event_types(d).iter().any(|t| t == "step_started"))
+    });
+    // The second run waits for the one slot (max_parallel_runs defaults to 1).
+    let second = env
+        .cmd()
+        .args(["jobs", "run", "busy", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(30), "the second run to be waiting", || env.run_dirs("busy").len() == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-TERM", &second.id().to_string()]).status().expect("kill").success());
+    let out = second.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let waiting = env.run_dirs("busy").into_iter().max().expect("second run dir");
+    let r = receipt(&waiting);
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(event_types(&waiting).iter().any(|t| t == "job_cancelled"));
+    let _ = Command::new("kill").args(["-INT", &first.id().to_string()]).status();
+    let _ = first.wait();
+}

@@ -540,6 +540,9 @@ impl Lily {
         // Parallel-run cap, across processes.
         let slot = match acquire_slot(&self.root, &spec.id, spec.runtime.max_parallel_runs, wait, cancel).await {
             Ok(s) => s,
+            // Ctrl-C / SIGTERM while waiting for a slot cancels the run; it
+            // is not a policy denial.
+            Err(_) if cancel.is_cancelled() => return Ok(Ended::Cancelled),
             Err(e) => return Ok(Ended::Refused(PlanError::new(ErrorCode::JobPolicyDenied, &e, false))),
         };
         if let Some(d) = receipt.policy.decisions.as_mut() {
