@@ -209,3 +209,20 @@ fn an_auto_approved_send_is_delivered_when_the_run_succeeds() {
     assert_eq!(r.receipt.approvals_requested[0].state, State::Delivered);
     assert_eq!(fake.requests().iter().filter(|(h, _, _)| h.starts_with("POST /auto")).count(), 1);
 }
+
+/// Hostile: a publish names a path instead of one of its run's artifacts,
+/// to have the host read a file outside the run and deliver it. Refused to
+/// the guest when proposed; nothing is read, recorded or delivered.
+#[test]
+fn a_publish_of_a_path_outside_the_run_is_refused_and_nothing_is_read() {
+    let fake = FakeProvider::start(vec![ok_hook()]);
+    for artifact in ["../../../policy.yaml", "../../../../.lily/policy.yaml", "/etc/hostname", "..", ".run.lock"] {
+        let w = world(fake.port, json!({"op": "propose_publish", "artifact": artifact, "to": "reports"}));
+        let r = run(&w);
+        assert!(r.receipt.approvals_requested.is_empty(), "{artifact}: {:?}", r.receipt.approvals_requested);
+        let p = &r.receipt.payload["result"];
+        assert_eq!(p["ok"], false, "{artifact}: {p}");
+        assert!(p["error"].as_str().unwrap_or("").contains("is not an artifact name"), "{artifact}: {p}");
+        assert!(!w.lily.root.path.join("out/reports").exists(), "{artifact}: nothing delivered");
+    }
+}

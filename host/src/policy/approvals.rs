@@ -158,12 +158,7 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
     for (runnable, p) in all {
         let (kind, target, content, artifact): (&str, String, Vec<u8>, Option<String>) = match &p.effect {
             ProposedEffect::WriteFile { path, contents } => ("write_file", path.clone(), contents.clone(), None),
-            ProposedEffect::Publish { artifact, to } => (
-                "publish",
-                to.clone(),
-                std::fs::read(run_dir.join(artifact)).unwrap_or_default(),
-                Some(artifact.clone()),
-            ),
+            ProposedEffect::Publish { artifact, to } => ("publish", to.clone(), read_artifact(run_dir, artifact), Some(artifact.clone())),
             ProposedEffect::Send { channel, message } => ("send", channel.clone(), message.clone().into_bytes(), None),
         };
         let content_path = adir.join(format!("{}.bin", p.id));
@@ -180,6 +175,8 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
             (EffectMode::Deny, why)
         } else if let Some(Err(e)) = &walked {
             (EffectMode::Deny, format!("target refused: {e}"))
+        } else if let Some(a) = artifact.as_deref().filter(|a| !artifact_readable(run_dir, a)) {
+            (EffectMode::Deny, format!("publish artifact {a:?} is not a file of this run"))
         } else if kind != "write_file" && !root.config.destinations.contains_key(&target) {
             (
                 EffectMode::Deny,
@@ -259,6 +256,22 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
         out.push(req.summary());
     }
     out
+}
+
+/// Is `name` a plain artifact name of a regular file (not a link) in the
+/// run directory? Only such a file is ever read for a `publish`.
+fn artifact_readable(run_dir: &Path, name: &str) -> bool {
+    crate::sandbox::valid_artifact_name(name) && std::fs::symlink_metadata(run_dir.join(name)).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The bytes a `publish` would deliver, or nothing for a name that is not
+/// a run artifact (the request is then denied).
+fn read_artifact(run_dir: &Path, name: &str) -> Vec<u8> {
+    if artifact_readable(run_dir, name) {
+        std::fs::read(run_dir.join(name)).unwrap_or_default()
+    } else {
+        Vec::new()
+    }
 }
 
 fn save(root: &Root, r: &Request) -> std::io::Result<()> {

@@ -306,6 +306,14 @@ impl effects::Host for StepState {
                 if p.artifact.len() > MAX_EFFECT_NAME_BYTES || p.to.len() > MAX_EFFECT_NAME_BYTES {
                     return Err(format!("publish artifact and destination must be at most {MAX_EFFECT_NAME_BYTES} bytes"));
                 }
+                // An artifact of this run, by its plain name: never a path
+                // the host would resolve outside the run directory.
+                if !super::valid_artifact_name(&p.artifact) {
+                    return Err(format!(
+                        "publish artifact {:?} is not an artifact name ([A-Za-z0-9._-], no leading '.')",
+                        p.artifact
+                    ));
+                }
                 ProposedEffect::Publish {
                     artifact: p.artifact,
                     to: p.to,

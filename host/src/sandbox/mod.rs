@@ -663,7 +663,7 @@ fn check_envelope(
 
 /// A plain file name that cannot pass for one of the host's own hidden files
 /// in the run directory (`.run.lock`, `.tmp-*.partial` temp files).
-fn valid_artifact_name(name: &str) -> bool {
+pub fn valid_artifact_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
