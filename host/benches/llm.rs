@@ -149,10 +149,10 @@ fn main() {
         &[vec![
             N.to_string(),
             per_call.len().to_string(),
-            fmt(pct(&per_call, 0.5)),
+            fmt(pct(&per_call, 50.0)),
             fmt(per_call[0]),
             fmt(per_call[per_call.len() - 1]),
-            met(pct(&per_call, 0.5) <= Duration::from_millis(1)),
+            met(pct(&per_call, 50.0) <= Duration::from_millis(1)),
         ]],
     );
     println!(

@@ -198,6 +198,18 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for SafeFormatter
     }
 }
 
+/// `s` cut to at most `max_bytes` bytes, at a character boundary.
+pub fn truncate_chars(s: &str, max_bytes: usize) -> Cow<'_, str> {
+    if s.len() <= max_bytes {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(s[..end].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,16 @@ fn deny_expiry_and_replay_never_deliver() {
     let id = only_request(&first);
     approvals::deny(&w.lily.root, &id, Some("no")).expect("deny");
     assert!(approvals::approve(&w.lily.root, &id, false).is_err());
+    // A second request outlives its TTL (its expiry moved into the past, as
+    // time would): it reads as expired, approving it is refused, nothing is sent.
+    let second = only_request(&run(&w));
+    let file = w.lily.root.state_dir().join("approvals").join(format!("{second}.json"));
+    let mut req: Value = serde_json::from_slice(&std::fs::read(&file).expect("request")).expect("json");
+    req["expires_at"] = json!("2000-01-01T00:00:00.000Z");
+    std::fs::write(&file, serde_json::to_vec(&req).expect("json")).expect("write");
+    assert_eq!(approvals::load(&w.lily.root, &second).expect("load").state, State::Expired);
+    let e = approvals::approve(&w.lily.root, &second, false).expect_err("an expired request cannot be approved");
+    assert!(e.to_string().contains("expired"), "{e}");
     // A replay proposes again, and delivers nothing by itself.
     let (rep, _) =
         w.rt.block_on(lily::jobs::replay::replay(

@@ -253,7 +253,10 @@ fn a_slow_provider_times_out_and_malformed_or_schema_breaking_replies_are_errors
     );
     // The tokens of a reply that broke the format were spent: taped and charged.
     assert_eq!(
-        r.tape.calls[0].usage(),
+        match &r.tape.calls[0] {
+            lily::sandbox::TapedCall::Llm(c) => c.usage(),
+            other => panic!("not a model call: {other:?}"),
+        },
         lily::sandbox::llm::Usage {
             input_tokens: 3,
             output_tokens: 3

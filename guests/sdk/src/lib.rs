@@ -11,6 +11,7 @@
 //! an error, so a runnable's logic can be unit-tested without a sandbox.
 
 pub mod council;
+pub mod http;
 pub mod llm;
 pub mod workspace;
 

@@ -9,7 +9,7 @@ pub use graph::{DirRequest, Graph, Node, Role, Settings};
 
 use crate::error::{ErrorCode, LilyError};
 use crate::runs::EventSink;
-use crate::sandbox::{ClockTape, EnvelopeStatus, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest};
+use crate::sandbox::{ClockTape, EnvelopeStatus, Grants, Limits, Loaded, Proposal, Sandbox, Seeds, StepReport, StepRequest, TapedCall};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -286,6 +286,19 @@ impl ExecCtx {
                 json!({"node": node.id, "runnable": node.runnable, "capability": "network", "target": d}),
             );
         }
+        for d in &report.denied_http {
+            let hint = d
+                .grant
+                .as_ref()
+                .map(|g| format!("to allow it, add {g:?} under runnables.{:?}.http in .lily/policy.yaml", node.runnable));
+            self.events.emit(
+                "capability_denied",
+                json!({
+                    "node": node.id, "runnable": node.runnable, "capability": "http",
+                    "method": d.method, "target": d.url, "reason": d.reason, "hint": hint,
+                }),
+            );
+        }
         if !report.stderr.is_empty() || !report.stdout.is_empty() {
             self.events.emit(
                 "guest_output",
@@ -297,7 +310,12 @@ impl ExecCtx {
         let budget_ended = report
             .tape
             .calls
-            .last()
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                TapedCall::Llm(c) => Some(c),
+                _ => None,
+            })
             .is_some_and(|c| matches!(c.outcome, Err(crate::sandbox::llm::LlmError::BudgetExhausted { .. })));
         let (outcome, cause) = match &report.outcome {
             Ok(_) => ("ok".to_string(), None),
@@ -305,14 +323,26 @@ impl ExecCtx {
             Err(c) => (c.kind().to_string(), Some(c.clone())),
         };
         for c in &report.tape.calls {
-            self.events.emit(
-                "llm_call",
-                json!({
-                    "node": node.id, "call_id": c.call_id, "model": c.request.model, "request_hash": c.request_hash,
-                    "latency_ms": c.latency_ms, "usage": c.usage(),
-                    "error": c.outcome.as_ref().err().map(|e| e.to_string()),
-                }),
-            );
+            match c {
+                TapedCall::Llm(c) => self.events.emit(
+                    "llm_call",
+                    json!({
+                        "node": node.id, "call_id": c.call_id, "model": c.request.model, "request_hash": c.request_hash,
+                        "latency_ms": c.latency_ms, "usage": c.usage(),
+                        "error": c.outcome.as_ref().err().map(|e| e.to_string()),
+                    }),
+                ),
+                TapedCall::Http(c) => self.events.emit(
+                    "http_call",
+                    json!({
+                        "node": node.id, "call_id": c.call_id, "method": c.request.method,
+                        "url": crate::sandbox::http::without_query(&c.request.url), "request_hash": c.request_hash,
+                        "latency_ms": c.latency_ms, "status": c.outcome.as_ref().ok().map(|r| r.status),
+                        "response_bytes": c.outcome.as_ref().ok().map(|r| r.body_bytes),
+                        "error": c.outcome.as_ref().err().map(|f| format!("{}: {}", f.code, f.message)),
+                    }),
+                ),
+            }
         }
         self.events.emit(
             "step_finished",
@@ -337,6 +367,7 @@ impl ExecCtx {
                 duration_ms: report.duration.as_millis() as u64,
                 fuel_used: report.fuel_used,
                 llm: Some(crate::sandbox::llm::LlmTotals::of(&report.tape.calls)).filter(|t| !t.is_zero()),
+                http: Some(crate::sandbox::http::HttpTotals::of(&report.tape.calls)).filter(|t| !t.is_zero()),
                 replay_misses: report.replay_misses.clone(),
             });
         }

@@ -190,6 +190,8 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 for i in &l.imports {
                     if i.starts_with("lily:runnable/llm@") {
                         outln!("  {i}  (model calls: runs only where policy grants runnables.{}.llm)", d.id);
+                    } else if i.starts_with("wasi:http/outgoing-handler@") {
+                        outln!("  {i}  (outbound HTTP: each request must be under runnables.{}.http)", d.id);
                     } else {
                         outln!("  {i}");
                     }

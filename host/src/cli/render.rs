@@ -26,10 +26,10 @@ pub fn error(e: &LilyError, json: bool) {
 /// each, under `indent`; `nothing granted` when there are none.
 pub fn grants(indent: &str, g: &serde_json::Value, say_none: bool) {
     let list = |k: &str| g[k].as_array().cloned().unwrap_or_default();
-    let (dirs, env, net) = (list("dirs"), list("env"), list("network"));
+    let (dirs, env, net, http) = (list("dirs"), list("env"), list("network"), list("http"));
     let llm = &g["llm"];
-    if say_none && dirs.is_empty() && env.is_empty() && net.is_empty() && llm.is_null() {
-        outln!("{indent}nothing granted (no files, no env, no network, no models)");
+    if say_none && dirs.is_empty() && env.is_empty() && net.is_empty() && http.is_empty() && llm.is_null() {
+        outln!("{indent}nothing granted (no files, no env, no network, no http, no models)");
     }
     for d in &dirs {
         outln!(
@@ -44,6 +44,9 @@ pub fn grants(indent: &str, g: &serde_json::Value, say_none: bool) {
     }
     for e in &net {
         outln!("{indent}net {}", e.as_str().unwrap_or(""));
+    }
+    for e in &http {
+        outln!("{indent}http {}", e.as_str().unwrap_or(""));
     }
     if let Some(models) = llm["models"].as_array() {
         let b = &llm["budget"];

@@ -376,6 +376,13 @@ impl Lily {
                     reason: "listed in policy".into(),
                 });
             }
+            for h in &grants.http {
+                decisions.push(Decision {
+                    subject: format!("{}: http {h}", node.runnable),
+                    decision: Verdict::Granted,
+                    reason: "listed in policy".into(),
+                });
+            }
             out.insert(node.id.clone(), grants);
         }
         Ok(out)
@@ -772,6 +779,11 @@ impl Lily {
                 total.add(s);
             }
             receipt.llm = Some(total).filter(|t| !t.is_zero());
+            let mut http = crate::sandbox::http::HttpTotals::default();
+            for s in receipt.steps.iter().filter_map(|s| s.http.as_ref()) {
+                http.add(s);
+            }
+            receipt.http = Some(http).filter(|t| !t.is_zero());
         }
         if let Ok(t) = ctx.tapes.lock()
             && let Ok(bytes) = serde_json::to_vec(&*t)

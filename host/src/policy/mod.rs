@@ -75,6 +75,11 @@ pub struct LimitsPolicy {
     pub max_events_per_step: u64,
     /// Largest component (MiB) Lily compiles and runs.
     pub max_component_mb: u64,
+    /// Ceilings for `runtime.http` (per step).
+    pub http_max_requests: u32,
+    pub http_max_request_bytes: u64,
+    pub http_max_response_bytes: u64,
+    pub http_timeout_seconds: u64,
 }
 
 impl Default for LimitsPolicy {
@@ -90,6 +95,10 @@ impl Default for LimitsPolicy {
             max_event_bytes: 16 << 10,
             max_events_per_step: 1000,
             max_component_mb: 64,
+            http_max_requests: 1024,
+            http_max_request_bytes: 16 << 20,
+            http_max_response_bytes: 64 << 20,
+            http_timeout_seconds: 300,
         }
     }
 }
@@ -104,9 +113,12 @@ pub struct RunnableGrants {
     /// environment at run time and are never recorded).
     #[serde(default)]
     pub env: Vec<String>,
-    /// Outbound `host:port` allow-list.
+    /// Outbound `host:port` allow-list (raw TCP).
     #[serde(default)]
     pub network: Vec<String>,
+    /// `wasi:http` allow-list: `scheme://host[:port][/path-prefix]`.
+    #[serde(default)]
+    pub http: Vec<String>,
     /// Model calls: the aliases and the run's budget under this rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmRule>,
@@ -301,6 +313,9 @@ impl Policy {
                     ));
                 }
             }
+            for h in &g.http {
+                crate::sandbox::http::HttpRule::parse(h).map_err(|e| policy_error(path, format!("runnables.{pattern}.http: {e}")))?;
+            }
             for e in &g.env {
                 if e.is_empty() || e.contains('=') || e.contains('*') {
                     return Err(policy_error(path, format!("runnables.{pattern}.env: {e:?} is not an env var name")));
@@ -391,6 +406,14 @@ impl Policy {
         })
     }
 
+    /// The `wasi:http` allow-list of `runnable` (every matching rule's).
+    pub fn http_for(&self, runnable: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.entries_for(runnable).iter().flat_map(|(_, g)| g.http.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn network_for(&self, runnable: &str) -> Vec<String> {
         let mut v: Vec<String> = self.entries_for(runnable).iter().flat_map(|(_, g)| g.network.clone()).collect();
         v.sort();
@@ -432,6 +455,27 @@ impl Policy {
         check("max_parallelism", parallelism as u64, l.max_parallelism as u64)?;
         check("max_parallel_runs", u64::from(r.max_parallel_runs), u64::from(l.max_parallel_runs))?;
         check("memory_mb", r.memory_mb.unwrap_or(l.memory_mb.min(256)), l.memory_mb)?;
+        if let Some(h) = &r.http {
+            let check_http = |cap: &str, asked: Option<u64>, ceiling: u64| -> Result<(), LilyError> {
+                match asked {
+                    Some(a) if a > ceiling => Err(LilyError::new(
+                        ErrorCode::JobPolicyDenied,
+                        format!("runtime.http.{cap} = {a} exceeds the policy ceiling limits.http_{cap} = {ceiling}"),
+                    )
+                    .with_hint(format!(
+                        "lower runtime.http.{cap} in the job, or raise limits.http_{cap} in {}",
+                        self.source_name()
+                    ))
+                    .with_details(serde_json::json!({"cap": format!("http.{cap}"), "asked": a, "ceiling": ceiling}))),
+                    Some(0) => Err(LilyError::new(ErrorCode::JobInvalidSpec, format!("runtime.http.{cap} must be at least 1"))),
+                    _ => Ok(()),
+                }
+            };
+            check_http("max_requests", h.max_requests.map(u64::from), u64::from(l.http_max_requests))?;
+            check_http("max_request_bytes", h.max_request_bytes, l.http_max_request_bytes)?;
+            check_http("max_response_bytes", h.max_response_bytes, l.http_max_response_bytes)?;
+            check_http("timeout_seconds", h.timeout_seconds, l.http_timeout_seconds)?;
+        }
         if let Some(ceiling) = l.fuel {
             match r.fuel {
                 Some(f) => check("fuel", f, ceiling)?,
@@ -455,7 +499,26 @@ impl Policy {
             max_output_bytes: l.max_output_bytes,
             max_events: l.max_events_per_step,
             max_event_bytes: l.max_event_bytes,
+            http: self.http_limits_for(spec),
             ..Limits::default()
+        }
+    }
+
+    /// A step's HTTP caps: what the job asks, else the defaults, never
+    /// above the ceilings (`check_runtime` refuses a job that asks more).
+    fn http_limits_for(&self, spec: &JobSpec) -> crate::sandbox::http::HttpLimits {
+        let l = &self.file.limits;
+        let d = crate::sandbox::http::HttpLimits::default();
+        let h = spec.runtime.http.unwrap_or_default();
+        crate::sandbox::http::HttpLimits {
+            max_requests: h.max_requests.unwrap_or(d.max_requests).min(l.http_max_requests),
+            max_request_bytes: h.max_request_bytes.unwrap_or(d.max_request_bytes).min(l.http_max_request_bytes),
+            max_response_bytes: h.max_response_bytes.unwrap_or(d.max_response_bytes).min(l.http_max_response_bytes),
+            timeout: h
+                .timeout_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(d.timeout)
+                .min(Duration::from_secs(l.http_timeout_seconds)),
         }
     }
 
@@ -543,6 +606,7 @@ impl Policy {
             env,
             network,
             resolved,
+            http: self.http_for(runnable),
             llm: self.llm_for(runnable),
         }
     }

@@ -72,6 +72,20 @@ mod tests {
             assert!(get("lily-guest/src/lib.rs").contains(VENDORED_WIT_PATH));
             assert!(!get("lily-guest/src/lib.rs").contains(SDK_WIT_PATH));
             assert_eq!(get("lily-guest/wit/runnable.wit"), RUNNABLE_WIT);
+            // Every source and WIT file of the repository's SDK is vendored
+            // (a module the scaffold forgot would not build).
+            let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk");
+            for sub in ["src", "wit-http", "wit-http/deps"] {
+                for e in std::fs::read_dir(sdk.join(sub)).expect("sdk dir").flatten() {
+                    if e.path().is_file() {
+                        let rel = format!("lily-guest/{sub}/{}", e.file_name().to_string_lossy());
+                        let want = std::fs::read_to_string(e.path()).expect("read");
+                        if rel != "lily-guest/src/lib.rs" {
+                            assert_eq!(get(&rel), want, "{rel} differs from the repository's SDK");
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -11,6 +11,18 @@ pub(super) const SDK_LIB: &str = include_str!("../../../guests/sdk/src/lib.rs");
 pub(super) const SDK_COUNCIL: &str = include_str!("../../../guests/sdk/src/council.rs");
 pub(super) const SDK_WORKSPACE: &str = include_str!("../../../guests/sdk/src/workspace.rs");
 pub(super) const SDK_LLM: &str = include_str!("../../../guests/sdk/src/llm.rs");
+pub(super) const SDK_HTTP: &str = include_str!("../../../guests/sdk/src/http.rs");
+/// The WASI 0.2.12 WIT the SDK's `http` module is generated from.
+pub(super) const SDK_HTTP_WIT: &[(&str, &str)] = &[
+    ("world.wit", include_str!("../../../guests/sdk/wit-http/world.wit")),
+    ("deps/cli.wit", include_str!("../../../guests/sdk/wit-http/deps/cli.wit")),
+    ("deps/clocks.wit", include_str!("../../../guests/sdk/wit-http/deps/clocks.wit")),
+    ("deps/filesystem.wit", include_str!("../../../guests/sdk/wit-http/deps/filesystem.wit")),
+    ("deps/http.wit", include_str!("../../../guests/sdk/wit-http/deps/http.wit")),
+    ("deps/io.wit", include_str!("../../../guests/sdk/wit-http/deps/io.wit")),
+    ("deps/random.wit", include_str!("../../../guests/sdk/wit-http/deps/random.wit")),
+    ("deps/sockets.wit", include_str!("../../../guests/sdk/wit-http/deps/sockets.wit")),
+];
 pub(super) const CONTRACT_LIB: &str = include_str!("../../../contract/src/lib.rs");
 pub(super) const CONTRACT_COUNCIL: &str = include_str!("../../../contract/src/council.rs");
 pub(super) const T_CONTRACT_CARGO: &str = include_str!("../../assets/scaffold/contract-Cargo.toml.tmpl");
@@ -173,7 +185,7 @@ pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, Str
         ScaffoldKind::Specialist => T_SPECIALIST,
         ScaffoldKind::Synthesizer => T_SYNTHESIZER,
     };
-    Ok(vec![
+    let mut files = vec![
         ("Cargo.toml".into(), render(T_CARGO, &vars)?),
         (".gitignore".into(), render(T_GITIGNORE, &vars)?),
         ("README.md".into(), render(T_README, &vars)?),
@@ -184,10 +196,13 @@ pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, Str
         ("lily-guest/src/council.rs".into(), SDK_COUNCIL.to_string()),
         ("lily-guest/src/workspace.rs".into(), SDK_WORKSPACE.to_string()),
         ("lily-guest/src/llm.rs".into(), SDK_LLM.to_string()),
+        ("lily-guest/src/http.rs".into(), SDK_HTTP.to_string()),
         ("lily-guest/contract/Cargo.toml".into(), render(T_CONTRACT_CARGO, &vars)?),
         ("lily-guest/contract/src/lib.rs".into(), CONTRACT_LIB.to_string()),
         ("lily-guest/contract/src/council.rs".into(), CONTRACT_COUNCIL.to_string()),
-    ])
+    ];
+    files.extend(SDK_HTTP_WIT.iter().map(|(p, text)| (format!("lily-guest/wit-http/{p}"), text.to_string())));
+    Ok(files)
 }
 
 /// Write a new crate `parent/name` of the given kind. Refuses a name that

@@ -225,6 +225,9 @@ pub struct StepRecord {
     /// Model calls and tokens of the step (absent: it made none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<crate::sandbox::llm::LlmTotals>,
+    /// HTTP requests and body bytes of the step (absent: it made none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::sandbox::http::HttpTotals>,
     /// In a replay: host calls that differed from the recorded tape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_misses: Vec<String>,
@@ -306,6 +309,9 @@ pub struct Receipt {
     /// Model calls and tokens of the whole run (absent: none were made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<crate::sandbox::llm::LlmTotals>,
+    /// HTTP requests of the whole run (absent: none were made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::sandbox::http::HttpTotals>,
     pub spec_sha256: String,
     #[serde(default)]
     pub spec_path: String,
@@ -342,6 +348,7 @@ impl Receipt {
             components: Vec::new(),
             steps: Vec::new(),
             llm: None,
+            http: None,
             spec_sha256: spec_sha256.into(),
             spec_path: spec_path.into(),
             seeds: None,

@@ -39,6 +39,10 @@ pub struct Grants {
     /// the sandbox resolves `network` itself, once per step.
     #[serde(skip)]
     pub resolved: Vec<(String, Vec<std::net::SocketAddr>)>,
+    /// Outbound HTTP allow-list (`scheme://host[:port][/prefix]`, policy
+    /// `runnables.<id>.http`); empty = every `wasi:http` request is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<String>,
     /// Model calls (`lily:runnable/llm`); `None` = the step may not call models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmGrant>,
@@ -88,6 +92,7 @@ impl Grants {
             })).collect::<Vec<_>>(),
             "env": self.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
             "network": self.network,
+            "http": self.http,
             "llm": self.llm,
         })
     }

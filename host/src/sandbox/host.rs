@@ -3,7 +3,7 @@
 
 use super::grants::Perms;
 use super::limits::{Limiter, Limits};
-use super::outcome::{ClockTape, GuestEvent, Proposal, ProposedEffect};
+use super::outcome::{ClockTape, GuestEvent, Proposal, ProposedEffect, TapedCall};
 use super::wit::lily::runnable::{effects, events, types};
 use super::{Cause, StepEnvelope, StepReport, StepRequest};
 use rand::SeedableRng;
@@ -40,10 +40,13 @@ pub struct StepState {
     pub(super) deadline: std::time::Instant,
     /// Model access, when the step's policy grants `llm`.
     pub(super) models: Option<super::llm::Models>,
-    /// Host calls made so far (the tape's `calls`).
-    pub(super) calls: Vec<super::llm::TapedCall>,
-    /// In a replay: the recorded calls still to be served.
-    pub(super) replay_calls: Option<std::collections::VecDeque<super::llm::TapedCall>>,
+    /// Model calls made so far (on the tape's `calls`).
+    pub(super) calls: Vec<super::llm::LlmCall>,
+    /// In a replay: the recorded model calls still to be served.
+    pub(super) replay_calls: Option<std::collections::VecDeque<super::llm::LlmCall>>,
+    /// `wasi:http`: its context and the step's hooks (allow-list, caps, tape).
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    http: super::http::HttpHooks,
     /// In a replay: calls that differed from the tape.
     pub(super) replay_misses: Vec<String>,
 }
@@ -101,8 +104,35 @@ impl StepState {
             deadline: std::time::Instant::now() + req.limits.deadline,
             models: req.models.clone(),
             calls: Vec::new(),
-            replay_calls: req.replay_tape.as_ref().map(|t| t.calls.iter().cloned().collect()),
+            replay_calls: req.replay_tape.as_ref().map(|t| {
+                t.calls
+                    .iter()
+                    .filter_map(|c| match c {
+                        TapedCall::Llm(c) => Some(c.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            }),
             replay_misses: Vec::new(),
+            http_ctx: {
+                let mut c = wasmtime_wasi_http::WasiHttpCtx::new();
+                c.set_field_size_limit(super::http::FIELD_SIZE_LIMIT);
+                c
+            },
+            http: super::http::HttpHooks::new(
+                &req.grants.http,
+                req.limits.http,
+                std::time::Instant::now() + req.limits.deadline,
+                req.replay_tape.as_ref().map(|t| {
+                    t.calls
+                        .iter()
+                        .filter_map(|c| match c {
+                            TapedCall::Http(c) => Some(c.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                }),
+            ),
         })
     }
 
@@ -131,6 +161,11 @@ impl StepState {
     pub(crate) fn into_report(self, outcome: Result<StepEnvelope, Cause>, duration: Duration, fuel_used: u64) -> StepReport {
         let truncated = self.stdout.truncated() || self.stderr.truncated();
         let denied = self.denied.lock().map(|d| d.clone()).unwrap_or_default();
+        let http = self.http.record();
+        let mut calls: Vec<TapedCall> = self.calls.into_iter().map(TapedCall::Llm).collect();
+        calls.extend(http.calls.into_iter().map(TapedCall::Http));
+        let mut replay_misses = self.replay_misses;
+        replay_misses.extend(http.misses);
         StepReport {
             outcome,
             duration,
@@ -142,11 +177,9 @@ impl StepState {
             stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
             stdio_truncated: truncated,
             denied_connections: denied,
-            tape: ClockTape {
-                calls: self.calls,
-                ..self.tape.tape()
-            },
-            replay_misses: self.replay_misses,
+            denied_http: http.denied,
+            tape: ClockTape { calls, ..self.tape.tape() },
+            replay_misses,
         }
     }
 }
@@ -242,6 +275,16 @@ impl WasiView for StepState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StepState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_stdio_bytes: u64,
     pub max_table_elements: usize,
     pub max_instances: usize,
+    /// Outbound HTTP (`wasi:http`) caps; absent in a receipt = the defaults
+    /// (so receipts written before HTTP read and write back unchanged).
+    #[serde(default, skip_serializing_if = "super::http::HttpLimits::is_default")]
+    pub http: super::http::HttpLimits,
 }
 
 impl Default for Limits {
@@ -38,6 +42,7 @@ impl Default for Limits {
             max_stdio_bytes: 64 << 10,
             max_table_elements: 100_000,
             max_instances: 100,
+            http: super::http::HttpLimits::default(),
         }
     }
 }
@@ -54,7 +59,7 @@ impl Limits {
     }
 }
 
-mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -8,6 +8,7 @@
 //! a replay answers from the tape without calling anything.
 
 use super::host::StepState;
+use super::outcome::TapedCall;
 use super::wit::lily::runnable::llm;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -157,11 +158,9 @@ impl std::fmt::Debug for Models {
     }
 }
 
-/// One call on a step's tape.
+/// One model call on a step's tape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TapedCall {
-    /// `llm` (the capability; HTTP and MCP calls will share the tape).
-    pub capability: String,
+pub struct LlmCall {
     /// `llm-<n>`, 1-based per step.
     pub call_id: String,
     pub request_hash: String,
@@ -170,7 +169,7 @@ pub struct TapedCall {
     pub latency_ms: u64,
 }
 
-impl TapedCall {
+impl LlmCall {
     pub fn usage(&self) -> Usage {
         match &self.outcome {
             Ok(r) => r.usage,
@@ -191,7 +190,10 @@ pub struct LlmTotals {
 impl LlmTotals {
     pub fn of(calls: &[TapedCall]) -> LlmTotals {
         let mut t = LlmTotals::default();
-        for c in calls.iter().filter(|c| c.capability == "llm") {
+        for c in calls.iter().filter_map(|c| match c {
+            TapedCall::Llm(c) => Some(c),
+            _ => None,
+        }) {
             t.add(&LlmTotals {
                 calls: 1,
                 input_tokens: u64::from(c.usage().input_tokens),
@@ -299,7 +301,7 @@ fn to_wit_reply(r: &LlmReply, call_id: String) -> llm::Response {
 
 impl llm::Host for StepState {
     async fn complete(&mut self, request: llm::Request) -> Result<llm::Response, llm::LlmError> {
-        let n = self.calls.len() + 1;
+        let n = self.calls.len() + 1; // model calls only (HTTP keeps its own)
         if n > MAX_CALLS_PER_STEP {
             return Err(to_wit_error(invalid(format!("at most {MAX_CALLS_PER_STEP} model calls per step"))));
         }
@@ -335,8 +337,7 @@ impl llm::Host for StepState {
             },
         };
         let reply = outcome.as_ref().map(|r| to_wit_reply(r, call_id.clone())).map_err(|e| to_wit_error(e.clone()));
-        self.calls.push(TapedCall {
-            capability: "llm".into(),
+        self.calls.push(LlmCall {
             call_id,
             request_hash,
             request,

@@ -10,6 +10,7 @@ mod cache;
 pub mod complexity;
 mod grants;
 mod host;
+pub mod http;
 mod limits;
 pub mod llm;
 mod outcome;
@@ -19,7 +20,7 @@ mod shadow;
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, LlmBudget, LlmGrant, Perms};
 pub use limits::Limits;
-pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport};
+pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport, TapedCall};
 
 use crate::sandbox::host::StepState;
 use serde::{Deserialize, Serialize};
@@ -240,6 +241,9 @@ impl Sandbox {
         let (engine, pooled) = new_engine()?;
         let mut linker: Linker<StepState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // `wasi:http` for every component; a request goes out only under the
+        // step's allow-list (`http.rs`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         shadow::install(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));

@@ -52,7 +52,7 @@ pub struct Proposal {
 }
 
 /// A step's replay tape: every clock read and every host call (model calls
-/// today), in order. Recorded in normal runs and fed back in a replay, so a
+/// and HTTP requests), each capability in its call order. Recorded in normal runs and fed back in a replay, so a
 /// deterministic runnable produces the same bytes without calling out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClockTape {
@@ -62,7 +62,25 @@ pub struct ClockTape {
     pub monotonic: Vec<u64>,
     /// Host calls with their requests and full outcomes (no credentials).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub calls: Vec<super::llm::TapedCall>,
+    pub calls: Vec<TapedCall>,
+}
+
+/// One host call on a step's tape, by capability (`"capability": "llm"` /
+/// `"http"` in the JSON, next to the call's own fields).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "capability", rename_all = "snake_case")]
+pub enum TapedCall {
+    Llm(super::llm::LlmCall),
+    Http(super::http::HttpCall),
+}
+
+impl TapedCall {
+    pub fn call_id(&self) -> &str {
+        match self {
+            TapedCall::Llm(c) => &c.call_id,
+            TapedCall::Http(c) => &c.call_id,
+        }
+    }
 }
 
 /// Why a step did not produce a valid envelope.
@@ -201,6 +219,8 @@ pub struct StepReport {
     pub stdio_truncated: bool,
     /// Network addresses the guest tried and was denied.
     pub denied_connections: Vec<String>,
+    /// HTTP requests the allow-list refused.
+    pub denied_http: Vec<super::http::HttpDenied>,
     /// Clock reads and host calls of the step (for replay).
     pub tape: ClockTape,
     /// In a replay: host calls that differed from the tape (divergence).
@@ -220,6 +240,7 @@ impl StepReport {
             stderr: String::new(),
             stdio_truncated: false,
             denied_connections: Vec::new(),
+            denied_http: Vec::new(),
             tape: Default::default(),
             replay_misses: Vec::new(),
         }

@@ -99,6 +99,25 @@ pub struct Runtime {
     /// Lower the model budget policy grants (per run, per rule); never raise it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmRuntime>,
+    /// Outbound HTTP caps per step (unset: the defaults; never above the
+    /// policy's `limits.http_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRuntime>,
+}
+
+/// `runtime.http`: a step's HTTP caps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRuntime {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    /// Per request, connect to last byte (never past the step's deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `runtime.llm`: caps below a step's `llm` grant (unset: the grant's).
