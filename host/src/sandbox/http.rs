@@ -529,7 +529,7 @@ impl Shared {
             }
             calls.push(HttpCall {
                 call_id: call_id.clone(),
-                request_hash: record.hash(),
+                request_hash: String::new(), // set when the call finishes
                 request: record.clone(),
                 outcome: Err(HttpFailure::new("internal-error", "the step ended before the response")),
                 latency_ms: 0,

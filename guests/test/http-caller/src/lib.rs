@@ -4,7 +4,9 @@
 //!
 //! Input: `{"requests": [{"method"?, "url", "headers"?: [[name, value]],
 //! "body"?: text, "body_repeat"?: n (the body n times), "follow"?: bool}],
-//! "fail_on_error"?: bool}`. With `follow`, a 3xx `location` is requested
+//! "fail_on_error"?: bool, "timings"?: bool}`. With `timings`, each result
+//! is only `{elapsed_us, ok}`: the request's time as the guest saw it (for
+//! the benchmark). With `follow`, a 3xx `location` is requested
 //! next (as a browser would) — the host checks that request too.
 use lily_guest::http::{self, HttpError, Response};
 use lily_guest::{Descriptor, Envelope, Guest, Kind, RunError, error, json, ok_envelope};
@@ -52,7 +54,14 @@ impl Guest for Caller {
         let fail_on_error = input["fail_on_error"].as_bool().unwrap_or(false);
         let mut results = Vec::new();
         for r in input["requests"].as_array().cloned().unwrap_or_default() {
-            match send(&r) {
+            let started = std::time::Instant::now();
+            let sent = send(&r);
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            if input["timings"].as_bool() == Some(true) {
+                results.push(json!({"elapsed_us": elapsed_us, "ok": sent.is_ok()}));
+                continue;
+            }
+            match sent {
                 Ok(resp) => results.push(json!({
                     "status": resp.status,
                     "content_type": resp.header("content-type"),
