@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// Files `lily init` writes, relative to the root (never overwritten).
 pub const INIT_FILES: &[(&str, &str)] = &[
     (".lily/policy.yaml", STARTER_POLICY),
+    (".lily/.gitignore", include_str!("../assets/example/gitignore")),
     (".lily/config.yaml", include_str!("../assets/example/config.yaml")),
     (".lily/jobs/demo.job.yaml", include_str!("../assets/example/demo.job.yaml")),
     (".lily/jobs/review.job.yaml", include_str!("../assets/example/review.job.yaml")),

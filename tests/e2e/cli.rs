@@ -193,3 +193,65 @@ fn ctrl_c_while_waiting_for_a_slot_is_cancelled_not_denied() {
     let _ = Command::new("kill").args(["-INT", &first.id().to_string()]).status();
     let _ = first.wait();
 }
+
+#[test]
+fn init_writes_a_gitignore_that_keeps_runs_state_and_cache_out_of_git() {
+    let env = Env::new();
+    let ignore = std::fs::read_to_string(env.lily_dir().join(".gitignore")).expect(".lily/.gitignore");
+    for d in ["/runs/", "/state/", "/cache/"] {
+        assert!(ignore.lines().any(|l| l == d), "{d} missing: {ignore}");
+    }
+    // git agrees, when it is installed.
+    let git = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(&env.root).output();
+    match git(&["init", "-q"]) {
+        Ok(o) if o.status.success() => {
+            env.lily(&["jobs", "run", "demo"]).expect_code(0);
+            let o = git(&["status", "--porcelain", "--untracked-files=all"]).expect("git status");
+            let listed = String::from_utf8_lossy(&o.stdout).to_string();
+            assert!(listed.contains(".lily/jobs/demo.job.yaml") && listed.contains(".lily/policy.yaml"), "{listed}");
+            for hidden in [".lily/runs/", ".lily/state/", ".lily/cache/"] {
+                assert!(!listed.contains(hidden), "{hidden} is not ignored:\n{listed}");
+            }
+        }
+        _ => eprintln!("SKIPPED git check of .lily/.gitignore: git is not installed"),
+    }
+}
+
+#[test]
+fn log_lines_on_a_non_terminal_have_no_colour_codes() {
+    let env = Env::new();
+    // LILY_LOG=debug makes any command log; stderr is a pipe here.
+    let out = env
+        .cmd()
+        .env("LILY_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .args(["jobs", "run", "demo"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.is_empty(), "debug logging wrote nothing to stderr");
+    assert!(!err.contains('\u{1b}'), "ANSI escape in non-terminal stderr: {err:?}");
+}
+
+#[test]
+fn the_example_systemd_unit_verifies() {
+    let Ok(v) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED the_example_systemd_unit_verifies: systemd-analyze is not installed");
+        return;
+    };
+    assert!(v.status.success());
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/lily-scheduler.service")).expect("unit");
+    assert!(text.contains("Restart=on-failure") && text.contains("ExecStart=/usr/local/bin/lily jobs serve"));
+    let env = Env::new();
+    // Point it at this build and this root (the unit names /usr/local/bin and
+    // /srv/lily, which do not exist here) and a user that does.
+    let unit = text
+        .replace("/usr/local/bin/lily", LILY)
+        .replace("/srv/lily", &env.root.display().to_string())
+        .replace("User=lily", "User=root");
+    let path = env.root.join("lily-scheduler.service");
+    std::fs::write(&path, unit).expect("write unit");
+    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("verify");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+}

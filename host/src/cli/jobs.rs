@@ -561,6 +561,20 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
             }
         }
     }
+    if let Some(t) = &r.http {
+        outln!(
+            "\nhttp requests: {} ({} denied; {} bytes sent, {} received)",
+            t.requests,
+            t.denied,
+            t.request_bytes,
+            t.response_bytes
+        );
+        for s in &r.steps {
+            if let Some(h) = &s.http {
+                outln!("  {} {} requests, {} denied", s.node, h.requests, h.denied);
+            }
+        }
+    }
     if !r.artifacts.is_empty() {
         outln!("\nartifacts:");
         for a in &r.artifacts {

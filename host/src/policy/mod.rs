@@ -455,6 +455,16 @@ impl Policy {
         check("max_parallelism", parallelism as u64, l.max_parallelism as u64)?;
         check("max_parallel_runs", u64::from(r.max_parallel_runs), u64::from(l.max_parallel_runs))?;
         check("memory_mb", r.memory_mb.unwrap_or(l.memory_mb.min(256)), l.memory_mb)?;
+        if let Some(ceiling) = l.fuel {
+            match r.fuel {
+                Some(f) => check("fuel", f, ceiling)?,
+                None => decisions.push(Decision {
+                    subject: "runtime.fuel".into(),
+                    decision: Verdict::Applied,
+                    reason: format!("unset; policy ceiling {ceiling} applied"),
+                }),
+            }
+        }
         if let Some(h) = &r.http {
             let check_http = |cap: &str, asked: Option<u64>, ceiling: u64| -> Result<(), LilyError> {
                 match asked {
@@ -475,15 +485,20 @@ impl Policy {
             check_http("max_request_bytes", h.max_request_bytes, l.http_max_request_bytes)?;
             check_http("max_response_bytes", h.max_response_bytes, l.http_max_response_bytes)?;
             check_http("timeout_seconds", h.timeout_seconds, l.http_timeout_seconds)?;
-        }
-        if let Some(ceiling) = l.fuel {
-            match r.fuel {
-                Some(f) => check("fuel", f, ceiling)?,
-                None => decisions.push(Decision {
-                    subject: "runtime.fuel".into(),
-                    decision: Verdict::Applied,
-                    reason: format!("unset; policy ceiling {ceiling} applied"),
-                }),
+            let asked = [
+                ("max_requests", h.max_requests.map(u64::from), u64::from(l.http_max_requests)),
+                ("max_request_bytes", h.max_request_bytes, l.http_max_request_bytes),
+                ("max_response_bytes", h.max_response_bytes, l.http_max_response_bytes),
+                ("timeout_seconds", h.timeout_seconds, l.http_timeout_seconds),
+            ];
+            for (cap, a, ceiling) in asked {
+                if let Some(a) = a {
+                    decisions.push(Decision {
+                        subject: format!("runtime.http.{cap}"),
+                        decision: Verdict::Allowed,
+                        reason: format!("{a} <= {ceiling}"),
+                    });
+                }
             }
         }
         Ok(decisions)
