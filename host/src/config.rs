@@ -25,6 +25,65 @@ pub struct Config {
     /// Where approved `send` and `publish` effects are delivered, by name.
     #[serde(default)]
     pub destinations: BTreeMap<String, Destination>,
+    /// What `lily mcp serve` exposes to MCP clients (nothing by default).
+    #[serde(default)]
+    pub mcp: McpConfig,
+}
+
+/// The `mcp:` section: the jobs and runnables an MCP client may call, and
+/// its budget per session and per call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    #[serde(default)]
+    pub expose: McpExpose,
+    #[serde(default = "default_mcp_calls")]
+    pub max_calls_per_session: u32,
+    /// Wall time of a session's tool calls, summed.
+    #[serde(default = "default_mcp_session_seconds")]
+    pub max_seconds_per_session: u64,
+    /// Wall time of one tool call (the run is cancelled past it).
+    #[serde(default = "default_mcp_call_seconds")]
+    pub max_seconds_per_call: u64,
+    /// Model tokens (input + output) of a session's runs; unset = the
+    /// policy's per-run budgets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_llm_tokens_per_session: Option<u64>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            expose: McpExpose::default(),
+            max_calls_per_session: default_mcp_calls(),
+            max_seconds_per_session: default_mcp_session_seconds(),
+            max_seconds_per_call: default_mcp_call_seconds(),
+            max_llm_tokens_per_session: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpExpose {
+    /// Job ids, each a tool of the same name.
+    #[serde(default)]
+    pub jobs: Vec<String>,
+    /// Runnable ids, each a tool run through `step.v1`.
+    #[serde(default)]
+    pub runnables: Vec<String>,
+}
+
+fn default_mcp_calls() -> u32 {
+    100
+}
+
+fn default_mcp_session_seconds() -> u64 {
+    3600
+}
+
+fn default_mcp_call_seconds() -> u64 {
+    600
 }
 
 /// A destination for `send` / `publish` effects.
@@ -149,7 +208,28 @@ impl Config {
         let c: Config = serde_norway::from_str(text).map_err(|e| invalid(path, e))?;
         c.llm.check().map_err(|m| invalid(path, m).with_hint("see docs/llm.md#configuration"))?;
         check_destinations(&c.destinations).map_err(|m| invalid(path, m).with_hint("see docs/security.md#destinations"))?;
+        c.mcp.check().map_err(|m| invalid(path, m).with_hint("see docs/mcp.md#configuration"))?;
         Ok(c)
+    }
+}
+
+impl McpConfig {
+    fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (what, ids) in [("jobs", &self.expose.jobs), ("runnables", &self.expose.runnables)] {
+            for id in ids {
+                if !crate::paths::valid_id(id) {
+                    return Err(format!("mcp.expose.{what}: {id:?} is not a job or runnable id"));
+                }
+                if !seen.insert(id.as_str()) {
+                    return Err(format!("mcp.expose: {id:?} is listed twice (tool names must be unique)"));
+                }
+            }
+        }
+        if self.max_calls_per_session == 0 || self.max_seconds_per_session == 0 || self.max_seconds_per_call == 0 {
+            return Err("mcp: max_calls_per_session, max_seconds_per_session and max_seconds_per_call must be at least 1".into());
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod init;
 pub mod jobs;
 pub mod llm;
+pub mod mcp;
 pub mod paths;
 pub mod policy;
 pub mod runnables;

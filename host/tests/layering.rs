@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("jobs", 5),
     ("init", 5),
     ("triggers", 6),
+    ("mcp", 6),
     ("cli", 7),
 ];
 

@@ -10,6 +10,7 @@ mod council;
 mod crash;
 mod jobs;
 mod llm;
+mod mcp;
 mod scheduler;
 #[test]
 fn smoke() {}

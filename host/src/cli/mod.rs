@@ -24,6 +24,7 @@ mod approvals;
 mod init;
 mod jobs;
 mod llm;
+mod mcp;
 mod misc;
 pub mod render;
 mod schedule;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Model aliases of .lily/config.yaml (lily:runnable/llm)
     #[command(subcommand)]
     Llm(llm::LlmCmd),
+    /// Serve exposed jobs and runnables to AI agents over MCP (mcp: in .lily/config.yaml)
+    #[command(subcommand)]
+    Mcp(mcp::McpCmd),
 }
 
 /// Run a parsed command; returns the process exit status.
@@ -118,6 +122,7 @@ pub fn run(cli: Cli) -> i32 {
             Command::Policy(c) => misc::policy(&g, c).await,
             Command::Approvals(c) => approvals::run(&g, c),
             Command::Llm(c) => llm::run(&g, c).await,
+            Command::Mcp(c) => mcp::run(&g, c).await,
         }
     });
     // Do not wait for blocked guest threads on exit.

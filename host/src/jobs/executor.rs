@@ -115,6 +115,11 @@ pub enum TriggerInfo {
     Replay {
         of: String,
     },
+    Mcp {
+        client: String,
+        session: String,
+        tool: String,
+    },
 }
 
 impl TriggerInfo {
@@ -131,6 +136,11 @@ impl TriggerInfo {
                 timezone: timezone.clone(),
             },
             TriggerInfo::Replay { of } => TriggerRecord::Replay { replay_of: of.clone() },
+            TriggerInfo::Mcp { client, session, tool } => TriggerRecord::Mcp {
+                client: client.clone(),
+                session: session.clone(),
+                tool: tool.clone(),
+            },
         }
     }
 }

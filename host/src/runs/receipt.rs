@@ -116,17 +116,27 @@ pub enum TriggerRecord {
     Replay {
         replay_of: String,
     },
+    /// A tool call of an MCP client (`lily mcp serve`).
+    Mcp {
+        /// The client's name and version, as it introduced itself.
+        client: String,
+        /// The server's id of the client's session.
+        session: String,
+        /// The tool that was called.
+        tool: String,
+    },
     /// A run killed before its first receipt: what started it is not known.
     Unknown,
 }
 
 impl TriggerRecord {
-    /// `manual`, `cron` or `replay`.
+    /// `manual`, `cron`, `replay`, `mcp` or `unknown`.
     pub fn kind(&self) -> &'static str {
         match self {
             TriggerRecord::Manual => "manual",
             TriggerRecord::Cron { .. } => "cron",
             TriggerRecord::Replay { .. } => "replay",
+            TriggerRecord::Mcp { .. } => "mcp",
             TriggerRecord::Unknown => "unknown",
         }
     }

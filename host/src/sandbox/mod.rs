@@ -142,6 +142,18 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+impl Loaded {
+    /// Check an input against the component's declared input schema, within
+    /// `budget` (the schema is the guest's: its validation is bounded).
+    pub fn check_input(&self, input: &serde_json::Value, budget: Duration) -> Result<(), String> {
+        match self.input_schema.check(input, Some(Instant::now() + budget), 5) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errors)) => Err(format!("input does not match the runnable's input schema: {errors}")),
+            Err(e) => Err(format!("input could not be checked: {e}")),
+        }
+    }
+}
+
 /// One step to run.
 #[derive(Debug, Clone, Default)]
 pub struct StepRequest {

@@ -1,0 +1,530 @@
+//! `lily mcp serve`: the jobs and runnables an operator exposes in
+//! `.lily/config.yaml` (`mcp.expose`) as MCP tools, over stdio, through the
+//! official Rust SDK (`rmcp`).
+//!
+//! Every tool call is an ordinary Lily run — run directory, receipt with
+//! trigger `mcp` (client, session, tool), events, replayable — under the
+//! job's own policy, bindings and caps: the agent chooses only the input.
+//! There is no tool that changes policy, installs runnables or approves
+//! effects; effects proposed during a call stay pending for an operator and
+//! the result names them. A session has a budget (calls, wall time, model
+//! tokens; `mcp:` in the config); exhaustion is a tool error with the
+//! reason. Progress notifications follow the steps; a client's cancellation
+//! cancels the run (`cancelled`), as Ctrl-C does.
+//!
+//! What goes back to the agent is data: the summary text has control and
+//! bidi characters removed, artifacts are returned as text only when they
+//! are UTF-8 and within [`MAX_ARTIFACT_BYTES`].
+
+use crate::config::McpConfig;
+use crate::error::{ErrorCode, LilyError};
+use crate::jobs::{Cancel, Lily, RunOptions, RunResult, TriggerInfo};
+use crate::spec::SpecFile;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, InitializeResult, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest artifact `get_artifact` returns.
+pub const MAX_ARTIFACT_BYTES: u64 = 1 << 20;
+/// The read-only helper tools (no job or runnable may take these names).
+pub const HELPERS: [&str; 3] = ["list_runs", "get_run", "get_artifact"];
+
+/// One exposed tool.
+#[derive(Debug, Clone)]
+enum Target {
+    Job { id: String, input_schema: Value },
+    Runnable { id: String, loaded: Arc<crate::sandbox::Loaded> },
+}
+
+/// What a session may still use.
+#[derive(Debug, Default)]
+struct Used {
+    calls: u32,
+    seconds: f64,
+    llm_tokens: u64,
+}
+
+/// The server of one stdio session.
+pub struct McpServer {
+    lily: Arc<Lily>,
+    config: McpConfig,
+    tools: Vec<(Tool, Target)>,
+    session: String,
+    used: Mutex<Used>,
+}
+
+fn schema_object(v: &Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("object") => Arc::new(m.clone()),
+        // MCP arguments are always an object: a runnable that declares
+        // anything else gets a plain object schema (its own schema still
+        // applies when it runs).
+        _ => Arc::new(json!({"type": "object"}).as_object().cloned().unwrap_or_default()),
+    }
+}
+
+/// The structured result of every job and runnable tool.
+pub fn output_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["job_id", "run_id", "status", "summary", "receipt_sha256", "approvals_pending"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "status": {"type": "string", "description": "succeeded, partial, failed, denied, cancelled, …"},
+            "summary": {"type": "string", "description": "the run's summary.md as plain text"},
+            "receipt_sha256": {"type": "string"},
+            "ranked_findings": {"type": "array", "items": {"type": "object"}},
+            "payload": {"description": "the blueprint's output (council: the ranked findings and reports; step: the runnable's result)"},
+            "approvals_pending": {"type": "array", "items": {"type": "string"}, "description": "approval ids waiting for an operator (lily approvals …)"},
+            "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        },
+    })
+}
+
+/// Text for the agent: no control or bidi/format characters but newline and tab.
+pub fn plain_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c == '\n' || *c == '\t' || !(c.is_control() || matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2066..=0x2069 | 0xFEFF)))
+        .collect()
+}
+
+fn tool_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(plain_text(&message.into()))])
+}
+
+impl McpServer {
+    /// The tools of `config`, resolved now: an exposed job that does not
+    /// exist, a runnable that does not load, or a name taken twice is an
+    /// error before the server answers anything.
+    pub async fn new(lily: Arc<Lily>, config: McpConfig) -> Result<McpServer, LilyError> {
+        let mut tools = Vec::new();
+        let out = schema_object(&output_schema());
+        for id in &config.expose.jobs {
+            if HELPERS.contains(&id.as_str()) {
+                return Err(LilyError::new(
+                    ErrorCode::JobInvalidSpec,
+                    format!("mcp.expose.jobs: {id:?} is the name of a built-in tool"),
+                ));
+            }
+            let f = lily.load_spec(id).map_err(|e| e.with_hint("mcp.expose.jobs lists a job that does not load"))?;
+            let spec = f.spec.clone()?;
+            let bp = lily.blueprints.resolve(&spec.target.id, spec.target.version.as_deref())?;
+            let input_schema = bp.meta.input_schema.clone();
+            let mut t = Tool::new(
+                id.clone(),
+                format!(
+                    "Run the Lily job {id:?} ({}: {}) with this input; returns its run and results",
+                    bp.meta.id,
+                    plain_text(&spec.title)
+                ),
+                schema_object(&input_schema),
+            );
+            t.output_schema = Some(out.clone());
+            tools.push((t, Target::Job { id: id.clone(), input_schema }));
+        }
+        for id in &config.expose.runnables {
+            if HELPERS.contains(&id.as_str()) {
+                return Err(LilyError::new(
+                    ErrorCode::JobInvalidSpec,
+                    format!("mcp.expose.runnables: {id:?} is the name of a built-in tool"),
+                ));
+            }
+            let loaded = lily
+                .runnables
+                .load(&lily.sandbox, id)
+                .await
+                .map_err(|e| LilyError::new(ErrorCode::BlueprintContractInvalid, format!("mcp.expose.runnables: {id}: {}", e.message)))?
+                .ok_or_else(|| {
+                    LilyError::new(
+                        ErrorCode::JobTargetUnresolved,
+                        format!("mcp.expose.runnables: no runnable {id:?} (built-in or installed)"),
+                    )
+                })?;
+            let mut t = Tool::new(
+                id.clone(),
+                format!("Run the Lily runnable {id} in its sandbox: {}", plain_text(&loaded.descriptor.summary)),
+                schema_object(&loaded.descriptor.input_schema),
+            );
+            t.output_schema = Some(out.clone());
+            tools.push((t, Target::Runnable { id: id.clone(), loaded }));
+        }
+        let helper = |name: &str, desc: &str, schema: Value| Tool::new(name.to_string(), desc.to_string(), schema_object(&schema));
+        let helpers = [
+            helper(
+                "list_runs",
+                "List recent Lily runs of a job (newest first)",
+                json!({"type": "object", "required": ["job"], "properties": {"job": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}}}),
+            ),
+            helper(
+                "get_run",
+                "A Lily run's receipt and summary",
+                json!({"type": "object", "required": ["run_id"], "properties": {"run_id": {"type": "string"}}}),
+            ),
+            helper(
+                "get_artifact",
+                "One artifact of a Lily run, as text (UTF-8, at most 1 MiB)",
+                json!({"type": "object", "required": ["run_id", "name"], "properties": {"run_id": {"type": "string"}, "name": {"type": "string"}}}),
+            ),
+        ];
+        // Helpers read runs of exposed jobs only.
+        for h in helpers {
+            tools.push((
+                h,
+                Target::Job {
+                    id: String::new(),
+                    input_schema: Value::Null,
+                },
+            ));
+        }
+        let session = format!("mcp-{}", crate::runs::new_run_id().rsplit('-').next().unwrap_or("0"));
+        Ok(McpServer {
+            lily,
+            config,
+            tools,
+            session,
+            used: Mutex::default(),
+        })
+    }
+
+    /// Serve one session on stdin/stdout until the client goes away.
+    pub async fn serve_stdio(self) -> Result<(), LilyError> {
+        let running = self
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("MCP session did not start: {e}")))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("MCP session ended with an error: {e}")))?;
+        Ok(())
+    }
+
+    fn job_ids(&self) -> Vec<String> {
+        self.config
+            .expose
+            .jobs
+            .iter()
+            .cloned()
+            .chain(self.config.expose.runnables.iter().map(|r| runnable_job_id(r)))
+            .collect()
+    }
+
+    /// Reserve one call of the session's budget, or say why not.
+    fn reserve(&self) -> Result<(), String> {
+        let mut u = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let c = &self.config;
+        if u.calls >= c.max_calls_per_session {
+            return Err(format!(
+                "session budget exhausted: {} tool calls (mcp.max_calls_per_session)",
+                c.max_calls_per_session
+            ));
+        }
+        if u.seconds >= c.max_seconds_per_session as f64 {
+            return Err(format!(
+                "session budget exhausted: {} s of tool calls (mcp.max_seconds_per_session)",
+                c.max_seconds_per_session
+            ));
+        }
+        if let Some(max) = c.max_llm_tokens_per_session
+            && u.llm_tokens >= max
+        {
+            return Err(format!("session budget exhausted: {max} model tokens (mcp.max_llm_tokens_per_session)"));
+        }
+        u.calls += 1;
+        Ok(())
+    }
+
+    fn settle(&self, took: Duration, r: Option<&RunResult>) {
+        let mut u = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        u.seconds += took.as_secs_f64();
+        if let Some(l) = r.and_then(|r| r.receipt.llm.as_ref()) {
+            u.llm_tokens += l.input_tokens + l.output_tokens;
+        }
+    }
+
+    async fn run_tool(&self, target: &Target, args: Value, client: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+        let (tool, spec_file) = match target {
+            Target::Job { id, input_schema } => {
+                let errors = crate::blueprints::schema_errors(input_schema, &args);
+                if !errors.is_empty() {
+                    return tool_error(format!("the arguments do not match {id}'s input schema: {}", errors.join("; ")));
+                }
+                match job_with_input(&self.lily, id, &args) {
+                    Ok(f) => (id.clone(), f),
+                    Err(e) => return tool_error(format!("{}: {}", e.code, e.message)),
+                }
+            }
+            Target::Runnable { id, loaded } => {
+                if let Err(why) = loaded.check_input(&args, Duration::from_secs(1)) {
+                    return tool_error(format!("{id}: {why}"));
+                }
+                (id.clone(), runnable_job(&self.lily, id, &args, self.config.max_seconds_per_call))
+            }
+        };
+        if let Err(why) = self.reserve() {
+            return tool_error(why);
+        }
+        let started = Instant::now();
+        let cancel = Cancel::new();
+        // Progress: one notification per finished step, when the client
+        // asked for it (a progress token in the request's `_meta`).
+        let progress = ctx.meta.get_progress_token().map(|token| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<u64>, String)>();
+            let peer = ctx.peer.clone();
+            tokio::spawn(async move {
+                while let Some((done, total, message)) = rx.recv().await {
+                    let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
+                    p.total = total.map(|t| t as f64);
+                    p.message = Some(message);
+                    let _ = peer.notify_progress(p).await;
+                }
+            });
+            tx
+        });
+        let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = progress.map(|tx| {
+            let done = std::sync::atomic::AtomicU64::new(0);
+            Box::new(move |kind: &str, v: &Value| {
+                if kind == "step_finished" {
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let what = format!("{} {}", v["node"].as_str().unwrap_or("step"), v["outcome"].as_str().unwrap_or(""));
+                    let _ = tx.send((n, None, plain_text(&what)));
+                }
+            }) as Box<dyn Fn(&str, &Value) + Send + Sync>
+        });
+        let opts = RunOptions {
+            trigger: TriggerInfo::Mcp {
+                client,
+                session: self.session.clone(),
+                tool: tool.clone(),
+            },
+            wait: true,
+            cancel: cancel.clone(),
+            observer,
+            spec_override: Some(spec_file),
+            ..RunOptions::default()
+        };
+        let job_id = spec_job_id(target);
+        let run = self.lily.run_job(&job_id, opts);
+        let limit = Duration::from_secs(self.config.max_seconds_per_call);
+        let ct = ctx.ct.clone();
+        let watcher = async {
+            tokio::select! {
+                _ = ct.cancelled() => "the client cancelled the call",
+                _ = tokio::time::sleep(limit) => "the call reached mcp.max_seconds_per_call",
+            }
+        };
+        tokio::pin!(run);
+        let mut why_cancelled = None;
+        let result = tokio::select! {
+            r = &mut run => r,
+            why = watcher => {
+                why_cancelled = Some(why);
+                cancel.cancel();
+                run.await
+            }
+        };
+        self.settle(started.elapsed(), result.as_ref().ok());
+        match result {
+            Ok(r) => {
+                let mut out = tool_result(&r);
+                if let Some(why) = why_cancelled {
+                    out.content.push(ContentBlock::text(format!("cancelled: {why}")));
+                }
+                out
+            }
+            Err(e) => tool_error(format!("{}: {}", e.code, e.message)),
+        }
+    }
+
+    fn helper(&self, name: &str, args: &Value) -> CallToolResult {
+        let runs = self.lily.root.runs_dir();
+        let allowed = self.job_ids();
+        let run_dir = |run_id: &str| -> Result<std::path::PathBuf, CallToolResult> {
+            let dir = crate::runs::find_run(&runs, run_id).ok_or_else(|| tool_error(format!("no run {run_id:?}")))?;
+            let job = dir
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !allowed.contains(&job) {
+                return Err(tool_error(format!("run {run_id:?} is not of a job this server exposes")));
+            }
+            Ok(dir)
+        };
+        match name {
+            "list_runs" => {
+                let job = args["job"].as_str().unwrap_or("");
+                if !allowed.iter().any(|j| j == job) {
+                    return tool_error(format!("{job:?} is not a job this server exposes"));
+                }
+                let limit = args["limit"].as_u64().unwrap_or(20).clamp(1, 200) as usize;
+                let list: Vec<Value> = crate::runs::list_runs(&runs, job, limit, None)
+                    .iter()
+                    .map(|s| json!({"run_id": s.run_id, "status": s.status, "started_at": s.started_at, "ended_at": s.ended_at, "trigger": s.trigger}))
+                    .collect();
+                let mut r = CallToolResult::success(vec![ContentBlock::text(format!("{} run(s) of {job}", list.len()))]);
+                r.structured_content = Some(json!({"runs": list}));
+                r
+            }
+            "get_run" => {
+                let dir = match run_dir(args["run_id"].as_str().unwrap_or("")) {
+                    Ok(d) => d,
+                    Err(e) => return e,
+                };
+                let receipt = crate::runs::read_receipt(&dir)
+                    .and_then(|r| serde_json::to_value(r).ok())
+                    .unwrap_or(Value::Null);
+                let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap_or_default();
+                let mut r = CallToolResult::success(vec![ContentBlock::text(plain_text(&summary))]);
+                r.structured_content = Some(json!({"receipt": receipt}));
+                r
+            }
+            "get_artifact" => {
+                let dir = match run_dir(args["run_id"].as_str().unwrap_or("")) {
+                    Ok(d) => d,
+                    Err(e) => return e,
+                };
+                let name = args["name"].as_str().unwrap_or("");
+                if !crate::sandbox::valid_artifact_name(name) {
+                    return tool_error(format!("{name:?} is not an artifact name"));
+                }
+                // A regular file of the run directory (never a link), within the cap.
+                let path = dir.join(name);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.file_type().is_file() && m.len() <= MAX_ARTIFACT_BYTES => match std::fs::read(&path).map(String::from_utf8) {
+                        Ok(Ok(text)) => CallToolResult::success(vec![ContentBlock::text(plain_text(&text))]),
+                        Ok(Err(_)) => tool_error(format!("{name} is not UTF-8 text")),
+                        Err(e) => tool_error(format!("{name}: {e}")),
+                    },
+                    Ok(m) if m.file_type().is_file() => tool_error(format!("{name} is over {MAX_ARTIFACT_BYTES} bytes")),
+                    _ => tool_error(format!("run has no artifact {name:?}")),
+                }
+            }
+            other => tool_error(format!("no tool {other:?}")),
+        }
+    }
+}
+
+/// The job id an exposed runnable's runs are kept under.
+fn runnable_job_id(runnable: &str) -> String {
+    format!("mcp.{runnable}")
+}
+
+fn spec_job_id(t: &Target) -> String {
+    match t {
+        Target::Job { id, .. } => id.clone(),
+        Target::Runnable { id, .. } => runnable_job_id(id),
+    }
+}
+
+/// The job's spec with `target.input` replaced by the agent's arguments
+/// (everything else as the operator wrote it).
+fn job_with_input(lily: &Lily, id: &str, args: &Value) -> Result<SpecFile, LilyError> {
+    let f = lily.load_spec(id)?;
+    let raw = f.raw.clone().unwrap_or_default();
+    let mut doc: Value = serde_norway::from_str(&raw).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, e.to_string()))?;
+    doc["target"]["input"] = args.clone();
+    let text = serde_norway::to_string(&doc).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, e.to_string()))?;
+    Ok(SpecFile {
+        path: f.path.clone(),
+        sha256: Some(crate::util::sha256(text.as_bytes())),
+        spec: crate::spec::parse(&f.path, &text),
+        raw: Some(text),
+    })
+}
+
+/// A `step.v1` job running `runnable` on the agent's arguments.
+fn runnable_job(lily: &Lily, runnable: &str, args: &Value, timeout: u64) -> SpecFile {
+    let id = runnable_job_id(runnable);
+    let text = format!(
+        "id: {id}\ntitle: \"MCP tool {runnable}\"\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {args}\nbindings: {{ runnable: {runnable} }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: {timeout} }}\noutput: {{}}\n"
+    );
+    let path = lily.root.lily_dir().join("mcp").join(format!("{id}.job.yaml"));
+    SpecFile {
+        sha256: Some(crate::util::sha256(text.as_bytes())),
+        spec: crate::spec::parse(&path, &text),
+        raw: Some(text),
+        path,
+    }
+}
+
+/// What a run becomes for the agent.
+fn tool_result(r: &RunResult) -> CallToolResult {
+    let receipt_sha = std::fs::read(r.run_dir.join("run_receipt.json"))
+        .map(|b| crate::util::sha256(&b))
+        .unwrap_or_default();
+    let rc = &r.receipt;
+    let pending: Vec<String> = rc
+        .approvals_requested
+        .iter()
+        .filter(|a| a.state == crate::policy::approvals::State::Pending)
+        .map(|a| a.id.clone())
+        .collect();
+    let summary = plain_text(&r.summary);
+    let structured = json!({
+        "job_id": rc.job_id,
+        "run_id": rc.run_id,
+        "status": rc.status,
+        "summary": summary,
+        "receipt_sha256": receipt_sha,
+        "ranked_findings": rc.payload.get("ranked_findings").cloned().unwrap_or(json!([])),
+        "payload": rc.payload,
+        "approvals_pending": pending,
+        "error": rc.error.as_ref().map(|e| json!({"code": e.code, "message": plain_text(&e.message)})),
+    });
+    let mut text = summary;
+    if !pending.is_empty() {
+        text.push_str(&format!(
+            "\n\nWaiting for an operator: {} approval(s) ({}); nothing was applied.",
+            pending.len(),
+            pending.join(", ")
+        ));
+    }
+    let ok = matches!(rc.status, crate::runs::RunStatus::Succeeded | crate::runs::RunStatus::Partial);
+    let mut out = if ok {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    };
+    out.structured_content = Some(structured);
+    out
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("lily", crate::VERSION))
+            .with_instructions(
+                "Lily runs jobs and runnables in a WebAssembly sandbox under the operator's policy. Each tool call is a recorded, \
+                 replayable run; effects it proposes wait for an operator's approval.",
+            )
+    }
+
+    async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _ctx: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.iter().map(|(t, _)| t.clone()).collect()))
+    }
+
+    async fn call_tool(&self, request: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let Some((_, target)) = self.tools.iter().find(|(t, _)| t.name == name) else {
+            return Err(McpError::invalid_params(format!("no tool {name:?}"), None));
+        };
+        if HELPERS.contains(&name.as_str()) {
+            return Ok(self.helper(&name, &args).into());
+        }
+        let client = ctx
+            .peer
+            .peer_info()
+            .map(|i| format!("{} {}", i.client_info.name, i.client_info.version))
+            .unwrap_or_else(|| "unknown".into());
+        Ok(self.run_tool(target, args, plain_text(&client), &ctx).await.into())
+    }
+}

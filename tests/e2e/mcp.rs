@@ -1,0 +1,235 @@
+//! `lily mcp serve` driven by a real MCP client nobody here wrote: the
+//! official Python SDK (`mcp`, pinned in `tests/mcp/requirements.txt`)
+//! through `tests/mcp/drive.py`. The client's Python comes from
+//! `LILY_MCP_PYTHON` (set by `.ci/run`) or `tests/mcp/setup.sh`; when
+//! neither works (no Python, no PyPI) the tests say SKIPPED and pass.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Python that has the MCP SDK, or `None` (the test is skipped).
+fn python() -> Option<String> {
+    static PY: OnceLock<Option<String>> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Ok(p) = std::env::var("LILY_MCP_PYTHON") {
+            return Some(p);
+        }
+        let out = std::process::Command::new("bash").arg(repo().join("tests/mcp/setup.sh")).output().ok()?;
+        if !out.status.success() {
+            eprintln!("tests/mcp/setup.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).lines().last().map(str::to_string)
+    })
+    .clone()
+}
+
+macro_rules! python_or_skip {
+    ($name:literal) => {
+        match python() {
+            Some(p) => p,
+            None => {
+                eprintln!(concat!(
+                    "SKIPPED ",
+                    $name,
+                    ": no Python with the MCP SDK (tests/mcp/setup.sh needs python3 and PyPI)"
+                ));
+                return;
+            }
+        }
+    };
+}
+
+/// A root exposing `demo`, `echo.v1` and `probe.v1` (installed), with
+/// extra `mcp:` keys.
+fn mcp_env(extra: &str) -> Env {
+    let env = Env::new();
+    env.install("probe");
+    let config = std::fs::read_to_string(env.lily_dir().join("config.yaml")).expect("config");
+    std::fs::write(
+        env.lily_dir().join("config.yaml"),
+        format!("{config}\nmcp:\n  expose:\n    jobs: [demo]\n    runnables: [echo.v1, probe.v1]\n{extra}"),
+    )
+    .expect("config");
+    env
+}
+
+fn drive(py: &str, env: &Env, args: &[&str]) -> Value {
+    let out = std::process::Command::new(py)
+        .arg(repo().join("tests/mcp/drive.py"))
+        .args(["--server", LILY, "--root"])
+        .arg(&env.root)
+        .args(["--timeout", "60"])
+        .args(args)
+        .env("LILY_ROOT", &env.root)
+        .output()
+        .expect("run drive.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("drive.py printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn tools_are_what_the_config_exposes_and_a_council_call_is_a_recorded_run() {
+    let py = python_or_skip!("tools_are_what_the_config_exposes_and_a_council_call_is_a_recorded_run");
+    let env = mcp_env("");
+    let list = drive(&py, &env, &["list"]);
+    let names: Vec<&str> = list["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["demo", "echo.v1", "probe.v1", "list_runs", "get_run", "get_artifact"], "{list}");
+    assert!(!names.contains(&"review"), "a job that is not exposed is not a tool");
+    let demo = &list["tools"][0];
+    assert_eq!(demo["inputSchema"]["required"], json!(["topic"]), "the council's input schema: {demo}");
+    assert!(demo["outputSchema"]["required"].as_array().is_some_and(|r| r.contains(&json!("run_id"))));
+    assert_eq!(list["tools"][2]["inputSchema"]["required"], json!(["op"]), "the runnable's own schema");
+
+    // The client validates structuredContent against outputSchema itself.
+    let r = drive(&py, &env, &["call", "demo", r#"{"topic": "payments readiness", "context": ["a web service"]}"#]);
+    assert_eq!(r["isError"], false, "{r}");
+    let s = &r["structuredContent"];
+    assert_eq!(s["status"], "succeeded");
+    assert!(s["ranked_findings"].as_array().is_some_and(|f| !f.is_empty()), "{s}");
+    assert!(
+        r["progress"].as_array().is_some_and(|p| p.len() == 3),
+        "one progress notification per step: {r}"
+    );
+    let run = env.only_run("demo");
+    let receipt = receipt(&run);
+    assert_eq!(receipt["run_id"], s["run_id"]);
+    assert_eq!(receipt["trigger"]["type"], "mcp");
+    assert_eq!(receipt["trigger"]["tool"], "demo");
+    assert!(
+        receipt["trigger"]["client"].as_str().is_some_and(|c| c.starts_with("mcp")),
+        "{}",
+        receipt["trigger"]
+    );
+    assert_eq!(receipt["target"]["input"]["topic"], "payments readiness", "the agent's input ran");
+    let sha = lily::util::sha256(&std::fs::read(run.join("run_receipt.json")).expect("receipt"));
+    assert_eq!(s["receipt_sha256"], sha);
+    // It replays like any run.
+    env.lily(&["jobs", "replay", s["run_id"].as_str().expect("id"), "--verify"]).expect_code(0);
+
+    // Input that breaks the schema: a clean tool error and no run.
+    let bad = drive(&py, &env, &["call", "demo", r#"{"subject": "x"}"#]);
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(bad["content"][0]["text"].as_str().unwrap_or("").contains("input schema"), "{bad}");
+    let bad = drive(&py, &env, &["call", "probe.v1", r#"{"nope": 1}"#]);
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert_eq!(env.run_dirs("demo").len(), 2, "the replay is the only other run of demo");
+    assert!(env.run_dirs("mcp.probe.v1").is_empty(), "no run for input the schema refuses");
+
+    // The read-only helpers see the run.
+    let runs = drive(&py, &env, &["call", "list_runs", r#"{"job": "demo"}"#]);
+    assert_eq!(runs["structuredContent"]["runs"].as_array().map(Vec::len), Some(2), "{runs}");
+    let art = drive(
+        &py,
+        &env,
+        &["call", "get_artifact", &json!({"run_id": s["run_id"], "name": "report.md"}).to_string()],
+    );
+    assert!(art["content"][0]["text"].as_str().unwrap_or("").contains("payments readiness"), "{art}");
+    let outside = drive(
+        &py,
+        &env,
+        &[
+            "call",
+            "get_artifact",
+            &json!({"run_id": s["run_id"], "name": "../../../policy.yaml"}).to_string(),
+        ],
+    );
+    assert_eq!(outside["isError"], true, "{outside}");
+}
+
+#[test]
+fn a_hostile_runnable_is_contained_and_the_server_answers_the_next_call() {
+    let py = python_or_skip!("a_hostile_runnable_is_contained_and_the_server_answers_the_next_call");
+    let env = mcp_env("");
+    let seq = json!([
+        {"tool": "probe.v1", "arguments": {"op": "alloc"}},
+        {"tool": "probe.v1", "arguments": {"op": "panic", "message": "\u{1b}[31mred\u{202e}"}},
+        {"tool": "echo.v1", "arguments": {"after": "hostile"}},
+    ]);
+    let r = drive(&py, &env, &["sequence", &seq.to_string()]);
+    let res = r["results"].as_array().expect("results");
+    assert_eq!(res[0]["isError"], true, "{r}");
+    assert_eq!(res[0]["structuredContent"]["status"], "failed");
+    assert_eq!(res[1]["isError"], true);
+    let text = res[1]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "control characters reach the agent: {text:?}"
+    );
+    assert_eq!(res[2]["isError"], false, "{r}");
+    assert_eq!(res[2]["structuredContent"]["payload"]["result"]["after"], "hostile");
+    let failed = receipt(&env.run_dirs("mcp.probe.v1")[0]);
+    assert_eq!(failed["steps"][0]["outcome"], "memory_limit", "{failed}");
+}
+
+#[test]
+fn the_session_budget_ends_in_a_tool_error_and_cancellation_cancels_the_run() {
+    let py = python_or_skip!("the_session_budget_ends_in_a_tool_error_and_cancellation_cancels_the_run");
+    let env = mcp_env("  max_calls_per_session: 2\n");
+    let call = json!({"tool": "echo.v1", "arguments": {"n": 1}});
+    let r = drive(&py, &env, &["sequence", &json!([call, call, call]).to_string()]);
+    let res = r["results"].as_array().expect("results");
+    assert_eq!((res[0]["isError"].clone(), res[1]["isError"].clone()), (json!(false), json!(false)), "{r}");
+    assert_eq!(res[2]["isError"], true);
+    assert!(
+        res[2]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("session budget exhausted: 2 tool calls"),
+        "{r}"
+    );
+    assert_eq!(env.run_dirs("mcp.echo.v1").len(), 2, "the refused call made no run");
+
+    // A client cancellation cancels the run, as Ctrl-C does.
+    let c = drive(&py, &env, &["cancel", "probe.v1", r#"{"op": "sleep", "ms": 30000}"#, "1.5"]);
+    assert_eq!(c["cancelled"], true, "{c}");
+    assert!(c["tools_after"].as_u64().is_some_and(|n| n == 6), "the server still answers: {c}");
+    wait_until(std::time::Duration::from_secs(10), "the cancelled run's receipt", || {
+        env.run_dirs("mcp.probe.v1").first().is_some_and(|d| receipt(d)["status"] == "cancelled")
+    });
+}
+
+#[test]
+fn twenty_concurrent_calls_all_run() {
+    let py = python_or_skip!("twenty_concurrent_calls_all_run");
+    let env = mcp_env("");
+    let r = drive(&py, &env, &["calls", "echo.v1", r#"{"k": "v"}"#, "20"]);
+    let res = r["results"].as_array().expect("results");
+    assert_eq!(res.len(), 20, "{r}");
+    assert!(
+        res.iter().all(|x| x["isError"] == false && x["structuredContent"]["status"] == "succeeded"),
+        "{r}"
+    );
+    let mut ids: Vec<String> = res
+        .iter()
+        .filter_map(|x| x["structuredContent"]["run_id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "twenty distinct runs");
+    assert_eq!(env.run_dirs("mcp.echo.v1").len(), 20);
+}
+
+#[test]
+fn serve_refuses_a_config_that_exposes_nothing_or_an_unknown_job() {
+    let env = Env::new();
+    let out = env.lily(&["mcp", "serve"]);
+    assert_eq!(out.code, 10, "{out:?}");
+    assert!(out.stderr.contains("nothing is exposed"), "{}", out.stderr);
+    let config = std::fs::read_to_string(env.lily_dir().join("config.yaml")).expect("config");
+    std::fs::write(
+        env.lily_dir().join("config.yaml"),
+        format!("{config}\nmcp:\n  expose:\n    jobs: [no-such-job]\n"),
+    )
+    .expect("config");
+    let out = env.lily(&["mcp", "serve"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no-such-job"), "{}", out.stderr);
+}
