@@ -232,4 +232,17 @@ fn serve_refuses_a_config_that_exposes_nothing_or_an_unknown_job() {
     let out = env.lily(&["mcp", "serve"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("no-such-job"), "{}", out.stderr);
+    // A session budget above the policy's ceiling is refused before serving.
+    std::fs::write(
+        env.lily_dir().join("config.yaml"),
+        format!("{config}\nmcp:\n  expose:\n    jobs: [demo]\n  max_calls_per_session: 50000\n"),
+    )
+    .expect("config");
+    let out = env.lily(&["mcp", "serve"]);
+    assert_eq!(out.code, 12, "{out:?}");
+    assert!(
+        out.stderr.contains("exceeds the policy ceiling limits.mcp_max_calls_per_session = 10000"),
+        "{}",
+        out.stderr
+    );
 }

@@ -104,6 +104,7 @@ impl McpServer {
     /// exist, a runnable that does not load, or a name taken twice is an
     /// error before the server answers anything.
     pub async fn new(lily: Arc<Lily>, config: McpConfig) -> Result<McpServer, LilyError> {
+        lily.policy()?.check_mcp(&config)?;
         let mut tools = Vec::new();
         let out = schema_object(&output_schema());
         for id in &config.expose.jobs {

@@ -80,6 +80,10 @@ pub struct LimitsPolicy {
     pub http_max_request_bytes: u64,
     pub http_max_response_bytes: u64,
     pub http_timeout_seconds: u64,
+    /// Ceilings for `mcp:` in `.lily/config.yaml` (`lily mcp serve`).
+    pub mcp_max_calls_per_session: u32,
+    pub mcp_max_seconds_per_session: u64,
+    pub mcp_max_seconds_per_call: u64,
 }
 
 impl Default for LimitsPolicy {
@@ -99,6 +103,9 @@ impl Default for LimitsPolicy {
             http_max_request_bytes: 16 << 20,
             http_max_response_bytes: 64 << 20,
             http_timeout_seconds: 300,
+            mcp_max_calls_per_session: 10_000,
+            mcp_max_seconds_per_session: 86_400,
+            mcp_max_seconds_per_call: 86_400,
         }
     }
 }
@@ -502,6 +509,30 @@ impl Policy {
             }
         }
         Ok(decisions)
+    }
+
+    /// Check the MCP server's budgets (`mcp:` in the config) against the
+    /// ceilings.
+    pub fn check_mcp(&self, c: &crate::config::McpConfig) -> Result<(), LilyError> {
+        let l = &self.file.limits;
+        for (key, asked, ceiling) in [
+            (
+                "max_calls_per_session",
+                u64::from(c.max_calls_per_session),
+                u64::from(l.mcp_max_calls_per_session),
+            ),
+            ("max_seconds_per_session", c.max_seconds_per_session, l.mcp_max_seconds_per_session),
+            ("max_seconds_per_call", c.max_seconds_per_call, l.mcp_max_seconds_per_call),
+        ] {
+            if asked > ceiling {
+                return Err(LilyError::new(
+                    ErrorCode::JobPolicyDenied,
+                    format!("mcp.{key} = {asked} in .lily/config.yaml exceeds the policy ceiling limits.mcp_{key} = {ceiling}"),
+                )
+                .with_hint(format!("lower mcp.{key}, or raise limits.mcp_{key} in {}", self.source_name())));
+            }
+        }
+        Ok(())
     }
 
     /// The step limits for a job under this policy.
