@@ -246,3 +246,49 @@ fn serve_refuses_a_config_that_exposes_nothing_or_an_unknown_job() {
         out.stderr
     );
 }
+
+#[test]
+fn streamable_http_needs_the_bearer_token_and_refuses_remote_binds() {
+    let py = python_or_skip!("streamable_http_needs_the_bearer_token_and_refuses_remote_binds");
+    let env = mcp_env("");
+    // Not loopback without --allow-remote: refused before anything listens.
+    let out = env.lily(&["mcp", "serve", "--http", "0.0.0.0:0"]);
+    assert_eq!(out.code, 12, "{out:?}");
+    assert!(out.stderr.contains("not a loopback address"), "{}", out.stderr);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let token = "test-token-5c1e9a27b04d";
+    let mut server = env
+        .cmd()
+        .args(["mcp", "serve", "--http", &format!("127.0.0.1:{port}")])
+        .env("LILY_MCP_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until(std::time::Duration::from_secs(20), "the server listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let r = drive(&py, &env, &["--http", &url, "--token", token, "call", "echo.v1", r#"{"over": "http"}"#]);
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["payload"]["result"]["over"], "http");
+    assert_eq!(receipt(&env.only_run("mcp.echo.v1"))["trigger"]["type"], "mcp");
+    // Without the token, or with another one: no session, no run.
+    for bad in [None, Some("test-token-00000000000000")] {
+        let mut args = vec!["--http", url.as_str()];
+        if let Some(t) = bad {
+            args.extend(["--token", t]);
+        }
+        args.extend(["call", "echo.v1", "{}"]);
+        let r = drive(&py, &env, &args);
+        assert!(r.get("error").is_some() || r["isError"] == true, "{r}");
+    }
+    assert_eq!(env.run_dirs("mcp.echo.v1").len(), 1, "refused requests made no run");
+    let _ = server.kill();
+    let _ = server.wait();
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = server.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    assert!(err.contains(&format!("serving http://127.0.0.1:{port}/mcp")) && !err.contains(token), "{err}");
+}

@@ -4,6 +4,10 @@
 Usage (run with the venv python printed by tests/mcp/setup.sh):
 
     drive.py --server PATH --root DIR [--timeout S] [--trace] SCENARIO ARGS...
+    drive.py --server PATH --root DIR --http URL [--token T] SCENARIO ARGS...
+
+With --http the driver connects to an already running `lily mcp serve
+--http` (streamable HTTP, `Authorization: Bearer T`) instead of spawning one.
 
 The server runs as `PATH mcp serve`, cwd=DIR, env = this environment plus
 LILY_ROOT=DIR. Exactly one JSON object is printed on stdout (one line);
@@ -205,9 +209,21 @@ async def scenario(a, session, tap, init):
 
 
 async def run(a):
+    timeout = timedelta(seconds=a.timeout)
+    if a.http:
+        # An already running `lily mcp serve --http`: streamable HTTP with
+        # the bearer token (or none, to see the refusal).
+        from mcp.client.streamable_http import streamablehttp_client
+        headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
+        async with streamablehttp_client(a.http, headers=headers, timeout=a.timeout) as (read, write, _):
+            tap = Tap(write)
+            async with ClientSession(read, tap, read_timeout_seconds=timeout,
+                                     message_handler=trace_incoming) as session:
+                init = await session.initialize()
+                log("initialized:", init.serverInfo.name, init.serverInfo.version, init.protocolVersion)
+                return await scenario(a, session, tap, init)
     params = StdioServerParameters(command=a.server, args=["mcp", "serve"], cwd=a.root,
                                    env={**os.environ, "LILY_ROOT": a.root})
-    timeout = timedelta(seconds=a.timeout)
     async with stdio_client(params, errlog=sys.stderr) as (read, write):
         tap = Tap(write)
         async with ClientSession(read, tap, read_timeout_seconds=timeout,
@@ -224,6 +240,8 @@ def main():
     p.add_argument("--root", required=True, help="LILY_ROOT and cwd of the server")
     p.add_argument("--timeout", type=float, default=120.0, help="read timeout per request (s)")
     p.add_argument("--trace", action="store_true", help="log JSON-RPC traffic to stderr")
+    p.add_argument("--http", help="URL of a running `lily mcp serve --http` (instead of spawning stdio)")
+    p.add_argument("--token", help="bearer token for --http")
     p.add_argument("scenario", choices=["list", "call", "calls", "sequence", "cancel", "bench"])
     p.add_argument("args", nargs="*")
     a = p.parse_args()

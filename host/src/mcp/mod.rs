@@ -42,6 +42,13 @@ enum Target {
     Runnable { id: String, loaded: Arc<crate::sandbox::Loaded> },
 }
 
+/// A message to a call's progress sender.
+enum Progress {
+    Step(u64, String),
+    /// Answered once every earlier notification went out.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// What a session may still use.
 #[derive(Debug, Default)]
 struct Used {
@@ -184,14 +191,74 @@ impl McpServer {
                 },
             ));
         }
-        let session = format!("mcp-{}", crate::runs::new_run_id().rsplit('-').next().unwrap_or("0"));
         Ok(McpServer {
             lily,
             config,
             tools,
-            session,
+            session: new_session_id(),
             used: Mutex::default(),
         })
+    }
+
+    /// The same tools and configuration for a new session (its own id and
+    /// budget).
+    fn fresh(&self) -> McpServer {
+        McpServer {
+            lily: self.lily.clone(),
+            config: self.config.clone(),
+            tools: self.tools.clone(),
+            session: new_session_id(),
+            used: Mutex::default(),
+        }
+    }
+
+    /// Serve the streamable-HTTP transport on `listener` (path `/mcp`):
+    /// every request must carry `Authorization: Bearer <token>` (else 401,
+    /// before MCP sees it); each MCP session gets its own budget. Runs until
+    /// the listener fails.
+    pub async fn serve_http(self, listener: tokio::net::TcpListener, token: String) -> Result<(), LilyError> {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+        let addr = listener
+            .local_addr()
+            .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, e.to_string()))?;
+        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        hosts.push(addr.ip().to_string());
+        let template = Arc::new(self);
+        let service = StreamableHttpService::new(
+            move || Ok(template.fresh()),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+        );
+        let expected = Arc::new(format!("Bearer {token}"));
+        loop {
+            let (stream, _) = listener
+                .accept()
+                .await
+                .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("accept on {addr}: {e}")))?;
+            let (service, expected) = (service.clone(), expected.clone());
+            tokio::spawn(async move {
+                let handler = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (service, expected) = (service.clone(), expected.clone());
+                    async move {
+                        let authorized = req
+                            .headers()
+                            .get(http::header::AUTHORIZATION)
+                            .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+                        let response = if !authorized {
+                            refused(http::StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer <token>)")
+                        } else if req.uri().path() != "/mcp" {
+                            refused(http::StatusCode::NOT_FOUND, "the MCP endpoint is /mcp")
+                        } else {
+                            service.handle(req).await
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, handler).await;
+            });
+        }
     }
 
     /// Serve one session on stdin/stdout until the client goes away.
@@ -275,27 +342,35 @@ impl McpServer {
         let started = Instant::now();
         let cancel = Cancel::new();
         // Progress: one notification per finished step, when the client
-        // asked for it (a progress token in the request's `_meta`).
+        // asked for it (a progress token in the request's `_meta`), all sent
+        // before the result (the run's end flushes them).
         let progress = ctx.meta.get_progress_token().map(|token| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<u64>, String)>();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
             let peer = ctx.peer.clone();
             tokio::spawn(async move {
-                while let Some((done, total, message)) = rx.recv().await {
-                    let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
-                    p.total = total.map(|t| t as f64);
-                    p.message = Some(message);
-                    let _ = peer.notify_progress(p).await;
+                while let Some(msg) = rx.recv().await {
+                    match msg {
+                        Progress::Step(done, message) => {
+                            let mut p = ProgressNotificationParam::new(token.clone(), done as f64);
+                            p.message = Some(message);
+                            let _ = peer.notify_progress(p).await;
+                        }
+                        Progress::Flush(ack) => {
+                            let _ = ack.send(());
+                        }
+                    }
                 }
             });
             tx
         });
+        let flush = progress.clone();
         let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = progress.map(|tx| {
             let done = std::sync::atomic::AtomicU64::new(0);
             Box::new(move |kind: &str, v: &Value| {
                 if kind == "step_finished" {
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     let what = format!("{} {}", v["node"].as_str().unwrap_or("step"), v["outcome"].as_str().unwrap_or(""));
-                    let _ = tx.send((n, None, plain_text(&what)));
+                    let _ = tx.send(Progress::Step(n, plain_text(&what)));
                 }
             }) as Box<dyn Fn(&str, &Value) + Send + Sync>
         });
@@ -331,6 +406,12 @@ impl McpServer {
                 run.await
             }
         };
+        if let Some(tx) = flush {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if tx.send(Progress::Flush(ack)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+            }
+        }
         self.settle(started.elapsed(), result.as_ref().ok());
         match result {
             Ok(r) => {
@@ -411,6 +492,28 @@ impl McpServer {
             other => tool_error(format!("no tool {other:?}")),
         }
     }
+}
+
+fn new_session_id() -> String {
+    format!("mcp-{}", crate::runs::new_run_id().rsplit('-').next().unwrap_or("0"))
+}
+
+/// Compare without an early exit (a token check must not leak its prefix
+/// through timing).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+type HttpResponse = http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>;
+
+fn refused(status: http::StatusCode, why: &str) -> HttpResponse {
+    use http_body_util::BodyExt;
+    let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(why.to_string())).boxed());
+    *r.status_mut() = status;
+    if status == http::StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    }
+    r
 }
 
 /// The job id an exposed runnable's runs are kept under.
