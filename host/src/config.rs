@@ -49,6 +49,10 @@ pub struct McpConfig {
     /// policy's per-run budgets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_llm_tokens_per_session: Option<u64>,
+    /// Model tokens of one call's run: its input tokens and its output
+    /// tokens each at most this (lowers `runtime.llm` of that run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_llm_tokens_per_call: Option<u64>,
 }
 
 impl Default for McpConfig {
@@ -59,6 +63,7 @@ impl Default for McpConfig {
             max_seconds_per_session: default_mcp_session_seconds(),
             max_seconds_per_call: default_mcp_call_seconds(),
             max_llm_tokens_per_session: None,
+            max_llm_tokens_per_call: None,
         }
     }
 }

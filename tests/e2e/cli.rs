@@ -255,3 +255,27 @@ fn the_example_systemd_unit_verifies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
 }
+
+#[test]
+fn policy_check_speaks_the_file_s_words_and_its_hint_does_not_point_at_itself() {
+    let env = Env::new();
+    let ok = env.lily(&["policy", "check"]);
+    ok.expect_code(0);
+    assert!(ok.stdout.contains("write_file require_approval"), "{}", ok.stdout);
+    assert!(!ok.stdout.contains("RequireApproval"), "a Rust name leaked: {}", ok.stdout);
+    env.write_policy("version: 1\nrunnables:\n  a: {fs: [{path: /etc, mode: ro}]}\n");
+    let bad = env.lily(&["policy", "check"]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        !bad.stderr.contains("`lily policy check` validates"),
+        "the hint sends the user to the command they ran: {}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("docs/security.md#keys"), "{}", bad.stderr);
+    // A denial's hint says where the lines go, so appending it cannot make
+    // a second `runnables:` key.
+    env.write_policy("version: 1\nrunnables: {}\n");
+    env.write_job("peek", &step_job("peek", "echo.v1", "{}", "  workspace: .lily/examples/workspace\n", "{}"));
+    let denied = env.lily(&["jobs", "plan", "peek"]);
+    assert!(denied.stderr.contains("add under the `runnables:` key of"), "{}", denied.stderr);
+}

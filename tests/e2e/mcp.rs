@@ -292,3 +292,39 @@ fn streamable_http_needs_the_bearer_token_and_refuses_remote_binds() {
     let _ = server.stderr.take().map(|mut e| e.read_to_string(&mut err));
     assert!(err.contains(&format!("serving http://127.0.0.1:{port}/mcp")) && !err.contains(token), "{err}");
 }
+
+#[test]
+fn a_per_call_model_token_cap_lowers_the_run_s_budget_below_the_grant() {
+    let py = python_or_skip!("a_per_call_model_token_cap_lowers_the_run_s_budget_below_the_grant");
+    crate::fake_llm::set_test_secrets();
+    let fake = crate::fake_llm::FakeProvider::start(vec![crate::fake_llm::ok_reply("fine", 3, 2)]);
+    let env = Env::new();
+    env.install("llm_caller");
+    std::fs::write(
+        env.lily_dir().join("config.yaml"),
+        format!(
+            "llm:\n  providers:\n    fake: {{kind: openai, base_url: \"http://127.0.0.1:{}/v1\", api_key_env: LILY_TEST_LLM_KEY, timeout_seconds: 2, max_retries: 0}}\n  models:\n    reviewer: {{provider: fake, model: fake-model-1}}\nmcp:\n  expose:\n    runnables: [llm-caller.v1]\n  max_llm_tokens_per_call: 200\n",
+            fake.port
+        ),
+    )
+    .expect("config");
+    env.add_policy_runnables("  \"llm-caller.v1\":\n    llm: {models: [reviewer], max_calls: 4, max_input_tokens: 10000, max_output_tokens: 1000}\n");
+    let calls = json!({"calls": [
+        {"model": "reviewer", "user": "hi", "max_output_tokens": 8},
+        {"model": "reviewer", "user": "again", "max_output_tokens": 500},
+    ]});
+    let r = drive(&py, &env, &["call", "llm-caller.v1", &calls.to_string()]);
+    assert_eq!(r["isError"], false, "{r}");
+    let results = &r["structuredContent"]["payload"]["result"]["results"];
+    assert_eq!(results[0]["ok"]["text"], "fine", "{r}");
+    assert!(
+        results[1]["error"].as_str().unwrap_or("").contains("budget"),
+        "200 output tokens per call (the grant has 1000): 500 more is refused: {r}"
+    );
+    assert_eq!(fake.requests().len(), 1, "the refused call was not sent");
+    let snapshot = std::fs::read_to_string(env.only_run("mcp.llm-caller.v1").join("job_spec.yaml")).unwrap_or_default();
+    assert!(
+        snapshot.contains("max_output_tokens: 200"),
+        "the run's spec records the lowered budget: {snapshot}"
+    );
+}

@@ -340,11 +340,11 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
                 render::json(&json!({"ok": true, "source": src, "policy": p.file}));
             } else {
                 outln!(
-                    "ok: {src}\n  {} runnable entries; effects: write_file {:?}, publish {:?}, send {:?}",
+                    "ok: {src}\n  {} runnable entries; effects: write_file {}, publish {}, send {}",
                     p.file.runnables.len(),
-                    p.file.effects.write_file.default,
-                    p.file.effects.publish.default,
-                    p.file.effects.send.default
+                    p.file.effects.write_file.default.as_str(),
+                    p.file.effects.publish.default.as_str(),
+                    p.file.effects.send.default.as_str()
                 );
             }
             Ok(EXIT_OK)

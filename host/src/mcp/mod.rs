@@ -309,6 +309,23 @@ impl McpServer {
         Ok(())
     }
 
+    /// Input and output model tokens the next call may use: the per-call
+    /// cap (each), and what is left of the session's (split in half, so
+    /// input + output stay within it), whichever is lower (`None`: no cap
+    /// beyond the policy's).
+    fn llm_cap(&self) -> Option<(u64, u64)> {
+        let left = self.config.max_llm_tokens_per_session.map(|max| {
+            let u = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            let left = max.saturating_sub(u.llm_tokens);
+            (left / 2, left - left / 2)
+        });
+        let per_call = self.config.max_llm_tokens_per_call.map(|c| (c, c));
+        match (left, per_call) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.min(b.1))),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn settle(&self, took: Duration, r: Option<&RunResult>) {
         let mut u = self.used.lock().unwrap_or_else(|e| e.into_inner());
         u.seconds += took.as_secs_f64();
@@ -324,7 +341,7 @@ impl McpServer {
                 if !errors.is_empty() {
                     return tool_error(format!("the arguments do not match {id}'s input schema: {}", errors.join("; ")));
                 }
-                match job_with_input(&self.lily, id, &args) {
+                match job_with_input(&self.lily, id, &args, self.llm_cap()) {
                     Ok(f) => (id.clone(), f),
                     Err(e) => return tool_error(format!("{}: {}", e.code, e.message)),
                 }
@@ -333,7 +350,10 @@ impl McpServer {
                 if let Err(why) = loaded.check_input(&args, Duration::from_secs(1)) {
                     return tool_error(format!("{id}: {why}"));
                 }
-                (id.clone(), runnable_job(&self.lily, id, &args, self.config.max_seconds_per_call))
+                match runnable_job(&self.lily, id, &args, self.config.max_seconds_per_call, self.llm_cap()) {
+                    Ok(f) => (id.clone(), f),
+                    Err(e) => return tool_error(format!("{}: {}", e.code, e.message)),
+                }
             }
         };
         if let Err(why) = self.reserve() {
@@ -529,34 +549,67 @@ fn spec_job_id(t: &Target) -> String {
 }
 
 /// The job's spec with `target.input` replaced by the agent's arguments
-/// (everything else as the operator wrote it).
-fn job_with_input(lily: &Lily, id: &str, args: &Value) -> Result<SpecFile, LilyError> {
+/// (everything else as the operator wrote it), model tokens capped at
+/// `llm_cap`.
+fn job_with_input(lily: &Lily, id: &str, args: &Value, llm_cap: Option<(u64, u64)>) -> Result<SpecFile, LilyError> {
     let f = lily.load_spec(id)?;
     let raw = f.raw.clone().unwrap_or_default();
     let mut doc: Value = serde_norway::from_str(&raw).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, e.to_string()))?;
     doc["target"]["input"] = args.clone();
-    let text = serde_norway::to_string(&doc).map_err(|e| LilyError::new(ErrorCode::JobInvalidSpec, e.to_string()))?;
-    Ok(SpecFile {
-        path: f.path.clone(),
-        sha256: Some(crate::util::sha256(text.as_bytes())),
-        spec: crate::spec::parse(&f.path, &text),
-        raw: Some(text),
-    })
+    spec_file(lily, f.path.clone(), doc, llm_cap)
 }
 
 /// A `step.v1` job running `runnable` on the agent's arguments.
-fn runnable_job(lily: &Lily, runnable: &str, args: &Value, timeout: u64) -> SpecFile {
+fn runnable_job(lily: &Lily, runnable: &str, args: &Value, timeout: u64, llm_cap: Option<(u64, u64)>) -> Result<SpecFile, LilyError> {
     let id = runnable_job_id(runnable);
-    let text = format!(
-        "id: {id}\ntitle: \"MCP tool {runnable}\"\ntarget:\n  kind: blueprint\n  id: step.v1\n  input: {args}\nbindings: {{ runnable: {runnable} }}\ntrigger: {{ type: manual }}\nruntime: {{ timeout_seconds: {timeout} }}\noutput: {{}}\n"
-    );
-    let path = lily.root.lily_dir().join("mcp").join(format!("{id}.job.yaml"));
-    SpecFile {
+    let doc = json!({
+        "id": id,
+        "title": format!("MCP tool {runnable}"),
+        "target": {"kind": "blueprint", "id": "step.v1", "input": args},
+        "bindings": {"runnable": runnable},
+        "trigger": {"type": "manual"},
+        "runtime": {"timeout_seconds": timeout},
+        "output": {},
+    });
+    spec_file(lily, lily.root.lily_dir().join("mcp").join(format!("{id}.job.yaml")), doc, llm_cap)
+}
+
+/// The spec document as the run's spec: with `llm_cap` (input, output),
+/// `runtime.llm` lowers every model grant of the job's steps to at most
+/// that many input and output tokens (never above any grant, so it only
+/// lowers; an operator's lower `runtime.llm` stays).
+fn spec_file(lily: &Lily, path: std::path::PathBuf, mut doc: Value, llm_cap: Option<(u64, u64)>) -> Result<SpecFile, LilyError> {
+    let invalid = |e: String| LilyError::new(ErrorCode::JobInvalidSpec, e);
+    if let Some((cap_in, cap_out)) = llm_cap {
+        let text = serde_norway::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
+        let spec = crate::spec::parse(&path, &text)?;
+        let graph = lily
+            .blueprints
+            .resolve(&spec.target.id, spec.target.version.as_deref())?
+            .compile(&spec.bindings)?;
+        let policy = lily.policy()?;
+        let grants: Vec<_> = graph.nodes.iter().filter_map(|n| policy.llm_for(&n.runnable)).collect();
+        if !grants.is_empty() {
+            let low = spec.runtime.llm.unwrap_or_default();
+            let fit = |asked: Option<u64>, cap: u64, granted: fn(&crate::sandbox::LlmBudget) -> u64| {
+                grants.iter().map(|g| granted(&g.budget)).chain(asked).chain([cap]).min().unwrap_or(cap).max(1)
+            };
+            doc["runtime"]["llm"] = json!({
+                "max_input_tokens": fit(low.max_input_tokens, cap_in, |b| b.max_input_tokens),
+                "max_output_tokens": fit(low.max_output_tokens, cap_out, |b| b.max_output_tokens),
+            });
+            if let Some(c) = low.max_calls {
+                doc["runtime"]["llm"]["max_calls"] = json!(c);
+            }
+        }
+    }
+    let text = serde_norway::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
+    Ok(SpecFile {
         sha256: Some(crate::util::sha256(text.as_bytes())),
         spec: crate::spec::parse(&path, &text),
         raw: Some(text),
         path,
-    }
+    })
 }
 
 /// What a run becomes for the agent.

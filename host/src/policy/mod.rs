@@ -159,6 +159,17 @@ pub enum EffectMode {
     AutoApprove,
 }
 
+impl EffectMode {
+    /// The name as the policy file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectMode::Deny => "deny",
+            EffectMode::RequireApproval => "require_approval",
+            EffectMode::AutoApprove => "auto_approve",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EffectRule {
@@ -217,7 +228,8 @@ enum EffectList {
 }
 
 fn policy_error(path: &Path, msg: impl std::fmt::Display) -> LilyError {
-    LilyError::new(ErrorCode::JobPolicyDenied, format!("{}: invalid policy: {msg}", path.display())).with_hint("`lily policy check` validates the file")
+    LilyError::new(ErrorCode::JobPolicyDenied, format!("{}: invalid policy: {msg}", path.display()))
+        .with_hint("fix the line named above; docs/security.md#keys lists every key and its rule")
 }
 
 impl Policy {
@@ -610,7 +622,7 @@ impl Policy {
                 format!("policy does not allow {runnable} {} access to {rel_norm:?}", mode_str(perms)),
             )
             .with_hint(format!(
-                "to allow this, add to {} (merge into the existing \"{runnable}\" entry if there is one):\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
+                "to allow this, add under the `runnables:` key of {} (into the existing \"{runnable}\" entry if there is one; a second `runnables:` key is refused):\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
                 self.source_name(),
                 mode_str(perms)
             ))
@@ -626,7 +638,7 @@ impl Policy {
             if !self.allows_env(runnable, n) {
                 return Err(
                     LilyError::new(ErrorCode::JobPolicyDenied, format!("policy does not allow env var {n} for {runnable}")).with_hint(format!(
-                        "to allow this, add to {}:\nrunnables:\n  \"{runnable}\":\n    env: [{n}]",
+                        "to allow this, add under the `runnables:` key of {} (into the existing \"{runnable}\" entry if there is one; a second `runnables:` key is refused):\nrunnables:\n  \"{runnable}\":\n    env: [{n}]",
                         self.source_name()
                     )),
                 );
