@@ -328,3 +328,38 @@ fn a_per_call_model_token_cap_lowers_the_run_s_budget_below_the_grant() {
         "the run's spec records the lowered budget: {snapshot}"
     );
 }
+
+#[test]
+fn the_mcp_inspector_cli_lists_and_calls_the_tools() {
+    let inspector = std::env::var("LILY_MCP_INSPECTOR").ok().or_else(|| {
+        let out = std::process::Command::new("bash")
+            .arg(repo().join("tests/mcp/setup-inspector.sh"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_string())
+    });
+    let Some(inspector) = inspector.filter(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("SKIPPED the_mcp_inspector_cli_lists_and_calls_the_tools: no MCP Inspector (tests/mcp/setup-inspector.sh needs npm)");
+        return;
+    };
+    let env = mcp_env("");
+    let run = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(&inspector)
+            .arg("--cli")
+            .arg("-e")
+            .arg(format!("LILY_ROOT={}", env.root.display()))
+            .args([LILY, "mcp", "serve"])
+            .args(args)
+            .output()
+            .expect("run the inspector");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("inspector output ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let list = run(&["--method", "tools/list"]);
+    let names: Vec<&str> = list["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"demo") && names.contains(&"echo.v1"), "{list}");
+    let call = run(&["--method", "tools/call", "--tool-name", "demo", "--tool-arg", "topic=inspected"]);
+    assert_eq!(call["structuredContent"]["status"], "succeeded", "{call}");
+    assert_eq!(receipt(&env.only_run("demo"))["target"]["input"]["topic"], "inspected");
+}
