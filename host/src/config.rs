@@ -39,7 +39,8 @@ pub struct McpConfig {
     pub expose: McpExpose,
     #[serde(default = "default_mcp_calls")]
     pub max_calls_per_session: u32,
-    /// Wall time of a session's tool calls, summed.
+    /// Wall time of a session's tool calls, summed; a running call holds
+    /// its whole `max_seconds_per_call` (or what is left) until it ends.
     #[serde(default = "default_mcp_session_seconds")]
     pub max_seconds_per_session: u64,
     /// Wall time of one tool call (the run is cancelled past it).
@@ -84,11 +85,11 @@ fn default_mcp_calls() -> u32 {
 }
 
 fn default_mcp_session_seconds() -> u64 {
-    3600
+    36_000
 }
 
 fn default_mcp_call_seconds() -> u64 {
-    600
+    300
 }
 
 /// A destination for `send` / `publish` effects.

@@ -373,3 +373,73 @@ fn policy_refuses_bad_http_entries_and_runtime_http_above_the_ceiling() {
         e.message
     );
 }
+
+#[test]
+fn the_tape_keeps_no_credentials_query_values_or_secret_headers_but_the_guest_gets_them() {
+    let server = TestServer::start(|r| match r.target.as_str() {
+        t if t.starts_with("/big-headers") => Answer {
+            status: 200,
+            headers: (0..40).map(|i| (format!("x-filler-{i}"), "f".repeat(4000))).collect(),
+            ..Answer::default()
+        },
+        _ => Answer {
+            status: 200,
+            headers: vec![("set-cookie".into(), "session=srv-cookie-8d1f".into()), ("x-request-id".into(), "r-1".into())],
+            body: b"ok".to_vec(),
+            ..Answer::default()
+        },
+    });
+    let w = World::new();
+    let allow = vec![server.url("/")];
+    let r = w.run_with(
+        &allow,
+        HttpLimits {
+            max_response_bytes: 64 << 10,
+            ..HttpLimits::default()
+        },
+        json!([
+            {"url": server.url("/a?access_token=q-secret-77&page=2"),
+             "headers": [["api-key", "azure-secret-55"], ["private-token", "gl-secret-66"], ["x-trace", "visible"]]},
+            get(&format!("http://user:pw-secret-44@127.0.0.1:{}/b", server.port)),
+            get(&server.url("/big-headers")),
+        ]),
+        None,
+    );
+    let res = results(&r);
+    assert_eq!(res[0]["status"], 200, "{res:?}");
+    assert_eq!(
+        server.requests()[0].header("api-key"),
+        Some("azure-secret-55"),
+        "the guest's header is sent as is"
+    );
+    assert_eq!(res[1]["error"], "HTTP-request-denied");
+    assert_eq!(
+        res[2]["error"], "HTTP-response-header-section-size",
+        "160 KB of headers against a 64 KiB response budget: {res:?}"
+    );
+    let tape = serde_json::to_string(&r.tape).expect("tape");
+    for secret in ["q-secret-77", "azure-secret-55", "gl-secret-66", "pw-secret-44", "srv-cookie-8d1f"] {
+        assert!(!tape.contains(secret), "{secret} is on the tape: {tape}");
+    }
+    assert!(tape.contains("visible") && tape.contains("query_sha256") && tape.contains("r-1"), "{tape}");
+    let denied = serde_json::to_string(&r.denied_http).expect("json");
+    assert!(!denied.contains("pw-secret-44"), "{denied}");
+    // The replay answers with what the tape holds.
+    let again = w.run_with(
+        &allow,
+        HttpLimits {
+            max_response_bytes: 64 << 10,
+            ..HttpLimits::default()
+        },
+        json!([
+            {"url": server.url("/a?access_token=q-secret-77&page=2"),
+             "headers": [["api-key", "azure-secret-55"], ["private-token", "gl-secret-66"], ["x-trace", "visible"]]},
+        ]),
+        Some(r.tape.clone()),
+    );
+    assert!(
+        again.replay_misses.is_empty(),
+        "the same request matches its scrubbed record: {:?}",
+        again.replay_misses
+    );
+}

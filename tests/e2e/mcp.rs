@@ -285,6 +285,16 @@ fn streamable_http_needs_the_bearer_token_and_refuses_remote_binds() {
         assert!(r.get("error").is_some() || r["isError"] == true, "{r}");
     }
     assert_eq!(env.run_dirs("mcp.echo.v1").len(), 1, "refused requests made no run");
+    // A flood of idle unauthenticated connections (more than the 256 the
+    // server serves at once) neither ends the server nor holds it: beyond
+    // the cap they are closed, and idle ones time out after 5 s.
+    let idle: Vec<std::net::TcpStream> = (0..300).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok()).collect();
+    assert!(idle.len() >= 256, "{} connections", idle.len());
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(server.try_wait().expect("status").is_none(), "the server ended under the flood");
+    let r = drive(&py, &env, &["--http", &url, "--token", token, "call", "echo.v1", r#"{"after": "flood"}"#]);
+    assert_eq!(r["isError"], false, "{r}");
+    drop(idle);
     let _ = server.kill();
     let _ = server.wait();
     let mut err = String::new();
@@ -362,4 +372,55 @@ fn the_mcp_inspector_cli_lists_and_calls_the_tools() {
     let call = run(&["--method", "tools/call", "--tool-name", "demo", "--tool-arg", "topic=inspected"]);
     assert_eq!(call["structuredContent"]["status"], "succeeded", "{call}");
     assert_eq!(receipt(&env.only_run("demo"))["target"]["input"]["topic"], "inspected");
+}
+
+#[test]
+fn concurrent_calls_cannot_spend_more_than_the_session_s_time_and_links_and_huge_arguments_are_refused() {
+    let py = python_or_skip!("concurrent_calls_cannot_spend_more_than_the_session_s_time_and_links_and_huge_arguments_are_refused");
+    let env = mcp_env("  max_seconds_per_session: 4\n  max_seconds_per_call: 3\n");
+    // Three calls at once that would each sleep 10 s: the first holds 3 s,
+    // the second the 1 s left, the third is refused; together ≤ 4 s.
+    let t = std::time::Instant::now();
+    let r = drive(&py, &env, &["calls", "probe.v1", r#"{"op": "sleep", "ms": 10000}"#, "3"]);
+    let res = r["results"].as_array().expect("results");
+    assert_eq!(res.iter().filter(|x| x["isError"] == true).count(), 3, "{r}");
+    let refused = res.iter().filter(|x| x["structuredContent"].is_null()).count();
+    assert_eq!(refused, 1, "one call found no time left: {r}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(15), "took {:?}", t.elapsed());
+    let spent: i64 = env
+        .run_dirs("mcp.probe.v1")
+        .iter()
+        .map(|d| {
+            let rc = receipt(d);
+            let ms = |k: &str| {
+                chrono::DateTime::parse_from_rfc3339(rc[k].as_str().unwrap_or(""))
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(0)
+            };
+            ms("ended_at") - ms("started_at")
+        })
+        .sum();
+    assert!(spent <= 5_000, "the runs took {spent} ms of a 4 s session budget");
+
+    // get_artifact never follows a run directory planted as a link.
+    let env = mcp_env("");
+    std::fs::create_dir_all(env.runs_dir().join("mcp.echo.v1")).expect("job dir");
+    std::os::unix::fs::symlink("/etc", env.runs_dir().join("mcp.echo.v1/20260101T000000.000Z-deadbeef")).expect("plant link");
+    let a = drive(
+        &py,
+        &env,
+        &["call", "get_artifact", r#"{"run_id": "20260101T000000.000Z-deadbeef", "name": "passwd"}"#],
+    );
+    assert_eq!(a["isError"], true, "{a}");
+    assert!(!a.to_string().contains("root:"), "{a}");
+    let dot = drive(&py, &env, &["call", "get_run", r#"{"run_id": "."}"#]);
+    assert_eq!(dot["isError"], true, "{dot}");
+
+    // Arguments over the cap are refused before any parsing into a spec.
+    let big = env.root.join("big-arguments.json");
+    std::fs::write(&big, json!({"op": "print", "text": "x".repeat(600 << 10)}).to_string()).expect("write");
+    let b = drive(&py, &env, &["call", "probe.v1", &format!("@{}", big.display())]);
+    assert_eq!(b["isError"], true, "{}", &b.to_string()[..200.min(b.to_string().len())]);
+    assert!(b["content"][0]["text"].as_str().unwrap_or("").contains("at most 524288"), "{}", b["content"]);
+    assert!(env.run_dirs("mcp.probe.v1").is_empty());
 }

@@ -124,6 +124,14 @@ async def call(session, tool, arguments, keys, progress=None):
     return result_dict(r, keys)
 
 
+def load_json(text):
+    """A JSON argument, or `@FILE` to read it from a file (for large ones)."""
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as f:
+            return json.load(f)
+    return json.loads(text)
+
+
 def check_args(a):
     """Validate scenario arguments before starting the server (exit 2 if bad)."""
     s, args = a.scenario, a.args
@@ -132,10 +140,10 @@ def check_args(a):
         raise SystemExit(f"{s}: expected {want} arguments, got {len(args)}")
     try:
         if s == "sequence":
-            a.steps = json.loads(args[0])
+            a.steps = load_json(args[0])
             assert isinstance(a.steps, list) and all("tool" in st for st in a.steps)
         elif s != "list":
-            a.tool, a.arguments = args[0], json.loads(args[1])
+            a.tool, a.arguments = args[0], load_json(args[1])
             assert isinstance(a.arguments, dict)
             if want == 3:
                 a.n = float(args[2]) if s == "cancel" else int(args[2])
@@ -209,29 +217,27 @@ async def scenario(a, session, tap, init):
 
 
 async def run(a):
-    timeout = timedelta(seconds=a.timeout)
     if a.http:
         # An already running `lily mcp serve --http`: streamable HTTP with
         # the bearer token (or none, to see the refusal).
         from mcp.client.streamable_http import streamablehttp_client
         headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
         async with streamablehttp_client(a.http, headers=headers, timeout=a.timeout) as (read, write, _):
-            tap = Tap(write)
-            async with ClientSession(read, tap, read_timeout_seconds=timeout,
-                                     message_handler=trace_incoming) as session:
-                init = await session.initialize()
-                log("initialized:", init.serverInfo.name, init.serverInfo.version, init.protocolVersion)
-                return await scenario(a, session, tap, init)
+            return await session_on(a, read, write)
     params = StdioServerParameters(command=a.server, args=["mcp", "serve"], cwd=a.root,
                                    env={**os.environ, "LILY_ROOT": a.root})
     async with stdio_client(params, errlog=sys.stderr) as (read, write):
-        tap = Tap(write)
-        async with ClientSession(read, tap, read_timeout_seconds=timeout,
-                                 message_handler=trace_incoming) as session:
-            init = await session.initialize()
-            log("initialized:", init.serverInfo.name, init.serverInfo.version, init.protocolVersion)
-            return await scenario(a, session, tap, init)
+        return await session_on(a, read, write)
 
+
+async def session_on(a, read, write):
+    """Initialize a session on a transport's streams and run the scenario."""
+    tap = Tap(write)
+    async with ClientSession(read, tap, read_timeout_seconds=timedelta(seconds=a.timeout),
+                             message_handler=trace_incoming) as session:
+        init = await session.initialize()
+        log("initialized:", init.serverInfo.name, init.serverInfo.version, init.protocolVersion)
+        return await scenario(a, session, tap, init)
 
 def main():
     global TRACE

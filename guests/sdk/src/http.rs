@@ -197,6 +197,8 @@ fn code_name(e: &wasi_http::wasi::http::types::ErrorCode) -> String {
         E::HttpRequestDenied => "HTTP-request-denied",
         E::HttpRequestBodySize(_) => "HTTP-request-body-size",
         E::HttpResponseBodySize(_) => "HTTP-response-body-size",
+        E::HttpResponseHeaderSectionSize(_) => "HTTP-response-header-section-size",
+        E::HttpRequestHeaderSectionSize(_) => "HTTP-request-header-section-size",
         E::HttpResponseTimeout => "HTTP-response-timeout",
         E::ConnectionTimeout => "connection-timeout",
         E::ConnectionRefused => "connection-refused",

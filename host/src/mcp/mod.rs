@@ -30,6 +30,13 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Largest tool arguments (as JSON) a call may pass: a spec is at most
+/// 1 MiB, and nothing larger is parsed, validated or written.
+pub const MAX_ARGUMENT_BYTES: usize = 512 << 10;
+/// HTTP connections served at once (`--http`).
+pub const MAX_HTTP_CONNECTIONS: usize = 256;
+/// Time a connection has to send each request head (`--http`).
+const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest artifact `get_artifact` returns.
 pub const MAX_ARTIFACT_BYTES: u64 = 1 << 20;
 /// The read-only helper tools (no job or runnable may take these names).
@@ -49,12 +56,25 @@ enum Progress {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// What a session may still use.
+/// What a session used, and what its running calls hold.
 #[derive(Debug, Default)]
 struct Used {
     calls: u32,
     seconds: f64,
+    seconds_held: f64,
     llm_tokens: u64,
+    tokens_held: u64,
+}
+
+/// One call's share of the session budget.
+#[derive(Debug, Clone, Copy)]
+struct Allotment {
+    /// Wall time the call may take.
+    seconds: f64,
+    /// Input and output model tokens of its run, if capped.
+    tokens: Option<(u64, u64)>,
+    /// Whether `tokens` is held against the session's cap.
+    holds_tokens: bool,
 }
 
 /// The server of one stdio session.
@@ -95,11 +115,21 @@ pub fn output_schema() -> Value {
     })
 }
 
-/// Text for the agent: no control or bidi/format characters but newline and tab.
+/// Text for the agent: control characters (but newline and tab) and the
+/// invisible format characters — bidi controls, zero-width and joiners,
+/// soft hyphen, the Unicode tag block (invisible text a model still reads),
+/// line/paragraph separators — removed.
 pub fn plain_text(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c == '\n' || *c == '\t' || !(c.is_control() || matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2066..=0x2069 | 0xFEFF)))
-        .collect()
+    s.chars().filter(|c| *c == '\n' || *c == '\t' || !(c.is_control() || invisible(*c))).collect()
+}
+
+/// The Unicode format (Cf) and separator characters that render as nothing.
+fn invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x0600..=0x0605 | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x115F..=0x1160
+        | 0x17B4..=0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164
+        | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {
@@ -231,13 +261,27 @@ impl McpServer {
             StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
         );
         let expected = Arc::new(format!("Bearer {token}"));
+        // Connections at once: beyond it a new one is closed at once (an
+        // unauthenticated flood cannot exhaust the process's descriptors).
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
         loop {
-            let (stream, _) = listener
-                .accept()
-                .await
-                .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("accept on {addr}: {e}")))?;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                // Out of descriptors or a transient error: wait and go on —
+                // an accept error never ends the server.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept on {addr}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
             let (service, expected) = (service.clone(), expected.clone());
             tokio::spawn(async move {
+                let _slot = slot;
                 let handler = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let (service, expected) = (service.clone(), expected.clone());
                     async move {
@@ -256,7 +300,13 @@ impl McpServer {
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, handler).await;
+                // A client that does not send its request head in time is
+                // dropped (idle and slow connections hold no slot for long).
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                    .serve_connection(io, handler)
+                    .await;
             });
         }
     }
@@ -284,8 +334,10 @@ impl McpServer {
             .collect()
     }
 
-    /// Reserve one call of the session's budget, or say why not.
-    fn reserve(&self) -> Result<(), String> {
+    /// Reserve one call of the session's budget, or say why not. The call
+    /// holds its share of the session's time and tokens while it runs, so
+    /// concurrent calls cannot together spend more than the session has.
+    fn reserve(&self) -> Result<Allotment, String> {
         let mut u = self.used.lock().unwrap_or_else(|e| e.into_inner());
         let c = &self.config;
         if u.calls >= c.max_calls_per_session {
@@ -294,71 +346,92 @@ impl McpServer {
                 c.max_calls_per_session
             ));
         }
-        if u.seconds >= c.max_seconds_per_session as f64 {
+        let seconds_left = c.max_seconds_per_session as f64 - u.seconds - u.seconds_held;
+        if seconds_left < 1.0 {
             return Err(format!(
                 "session budget exhausted: {} s of tool calls (mcp.max_seconds_per_session)",
                 c.max_seconds_per_session
             ));
         }
-        if let Some(max) = c.max_llm_tokens_per_session
-            && u.llm_tokens >= max
-        {
-            return Err(format!("session budget exhausted: {max} model tokens (mcp.max_llm_tokens_per_session)"));
-        }
-        u.calls += 1;
-        Ok(())
-    }
-
-    /// Input and output model tokens the next call may use: the per-call
-    /// cap (each), and what is left of the session's (split in half, so
-    /// input + output stay within it), whichever is lower (`None`: no cap
-    /// beyond the policy's).
-    fn llm_cap(&self) -> Option<(u64, u64)> {
-        let left = self.config.max_llm_tokens_per_session.map(|max| {
-            let u = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            let left = max.saturating_sub(u.llm_tokens);
-            (left / 2, left - left / 2)
-        });
-        let per_call = self.config.max_llm_tokens_per_call.map(|c| (c, c));
-        match (left, per_call) {
+        let seconds = seconds_left.min(c.max_seconds_per_call as f64);
+        // Tokens: what is left of the session's (less what running calls
+        // hold), split between input and output; each at most the per-call cap.
+        let session = match c.max_llm_tokens_per_session {
+            Some(max) => {
+                let left = max.saturating_sub(u.llm_tokens + u.tokens_held);
+                if left < 2 {
+                    return Err(format!("session budget exhausted: {max} model tokens (mcp.max_llm_tokens_per_session)"));
+                }
+                Some((left / 2, left - left / 2))
+            }
+            None => None,
+        };
+        let per_call = c.max_llm_tokens_per_call.map(|t| (t, t));
+        let tokens = match (session, per_call) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.min(b.1))),
             (a, b) => a.or(b),
+        };
+        u.calls += 1;
+        u.seconds_held += seconds;
+        if session.is_some() {
+            u.tokens_held += tokens.map(|(i, o)| i + o).unwrap_or(0);
         }
+        Ok(Allotment {
+            seconds,
+            tokens,
+            holds_tokens: session.is_some(),
+        })
     }
 
-    fn settle(&self, took: Duration, r: Option<&RunResult>) {
+    /// Give back what a call held and count what it used.
+    fn settle(&self, a: &Allotment, took: Duration, r: Option<&RunResult>) {
         let mut u = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        u.seconds_held = (u.seconds_held - a.seconds).max(0.0);
         u.seconds += took.as_secs_f64();
+        if a.holds_tokens {
+            u.tokens_held = u.tokens_held.saturating_sub(a.tokens.map(|(i, o)| i + o).unwrap_or(0));
+        }
         if let Some(l) = r.and_then(|r| r.receipt.llm.as_ref()) {
             u.llm_tokens += l.input_tokens + l.output_tokens;
         }
     }
 
     async fn run_tool(&self, target: &Target, args: Value, client: String, ctx: &RequestContext<RoleServer>) -> CallToolResult {
+        let size = serde_json::to_vec(&args).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_ARGUMENT_BYTES {
+            return tool_error(format!("the arguments are {size} bytes; at most {MAX_ARGUMENT_BYTES}"));
+        }
         let (tool, spec_file) = match target {
             Target::Job { id, input_schema } => {
                 let errors = crate::blueprints::schema_errors(input_schema, &args);
                 if !errors.is_empty() {
                     return tool_error(format!("the arguments do not match {id}'s input schema: {}", errors.join("; ")));
                 }
-                match job_with_input(&self.lily, id, &args, self.llm_cap()) {
-                    Ok(f) => (id.clone(), f),
-                    Err(e) => return tool_error(format!("{}: {}", e.code, e.message)),
-                }
+                (id.clone(), None)
             }
             Target::Runnable { id, loaded } => {
                 if let Err(why) = loaded.check_input(&args, Duration::from_secs(1)) {
                     return tool_error(format!("{id}: {why}"));
                 }
-                match runnable_job(&self.lily, id, &args, self.config.max_seconds_per_call, self.llm_cap()) {
-                    Ok(f) => (id.clone(), f),
-                    Err(e) => return tool_error(format!("{}: {}", e.code, e.message)),
-                }
+                (id.clone(), Some(loaded))
             }
         };
-        if let Err(why) = self.reserve() {
-            return tool_error(why);
-        }
+        let allot = match self.reserve() {
+            Ok(a) => a,
+            Err(why) => return tool_error(why),
+        };
+        let timeout = allot.seconds.ceil() as u64;
+        let spec_file = match spec_file {
+            None => job_with_input(&self.lily, &tool, &args, allot.tokens),
+            Some(_) => runnable_job(&self.lily, &tool, &args, timeout, allot.tokens),
+        };
+        let spec_file = match spec_file {
+            Ok(f) => f,
+            Err(e) => {
+                self.settle(&allot, Duration::ZERO, None);
+                return tool_error(format!("{}: {}", e.code, e.message));
+            }
+        };
         let started = Instant::now();
         let cancel = Cancel::new();
         // Progress: one notification per finished step, when the client
@@ -408,12 +481,12 @@ impl McpServer {
         };
         let job_id = spec_job_id(target);
         let run = self.lily.run_job(&job_id, opts);
-        let limit = Duration::from_secs(self.config.max_seconds_per_call);
+        let limit = Duration::from_secs_f64(allot.seconds);
         let ct = ctx.ct.clone();
         let watcher = async {
             tokio::select! {
                 _ = ct.cancelled() => "the client cancelled the call",
-                _ = tokio::time::sleep(limit) => "the call reached mcp.max_seconds_per_call",
+                _ = tokio::time::sleep(limit) => "the call reached its time (mcp.max_seconds_per_call, or what was left of mcp.max_seconds_per_session)",
             }
         };
         tokio::pin!(run);
@@ -432,7 +505,7 @@ impl McpServer {
                 let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
             }
         }
-        self.settle(started.elapsed(), result.as_ref().ok());
+        self.settle(&allot, started.elapsed(), result.as_ref().ok());
         match result {
             Ok(r) => {
                 let mut out = tool_result(&r);
@@ -449,7 +522,15 @@ impl McpServer {
         let runs = self.lily.root.runs_dir();
         let allowed = self.job_ids();
         let run_dir = |run_id: &str| -> Result<std::path::PathBuf, CallToolResult> {
-            let dir = crate::runs::find_run(&runs, run_id).ok_or_else(|| tool_error(format!("no run {run_id:?}")))?;
+            let no_run = || tool_error(format!("no run {:?}", plain_text(&crate::text::truncate_chars(run_id, 80))));
+            // A run id is `<UTC time>-<hex>`: digits, letters, '.', '-'.
+            let shaped = run_id.len() <= 64
+                && run_id.starts_with(|c: char| c.is_ascii_digit())
+                && run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            if !shaped {
+                return Err(no_run());
+            }
+            let dir = crate::runs::find_run(&runs, run_id).ok_or_else(no_run)?;
             let job = dir
                 .parent()
                 .and_then(|p| p.file_name())
@@ -457,6 +538,11 @@ impl McpServer {
                 .unwrap_or_default();
             if !allowed.contains(&job) {
                 return Err(tool_error(format!("run {run_id:?} is not of a job this server exposes")));
+            }
+            // The job and run directories themselves, never a link to elsewhere.
+            let real = |p: &std::path::Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir());
+            if !real(&dir) || !real(&runs.join(&job)) {
+                return Err(no_run());
             }
             Ok(dir)
         };
@@ -683,5 +769,24 @@ impl ServerHandler for McpServer {
             .map(|i| format!("{} {}", i.client_info.name, i.client_info.version))
             .unwrap_or_else(|| "unknown".into());
         Ok(self.run_tool(target, args, plain_text(&client), &ctx).await.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_drops_controls_bidi_zero_width_and_tag_characters() {
+        let hostile = "ok\u{1b}[31m\u{202e}\u{200b}\u{2060}\u{061c}\u{00ad}\u{2028}\u{e0049}\u{e0047}\u{9b}\tend\n";
+        assert_eq!(plain_text(hostile), "ok[31m\tend\n");
+        assert_eq!(plain_text("Grüße, 日本語 — fine"), "Grüße, 日本語 — fine");
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
     }
 }

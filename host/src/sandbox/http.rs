@@ -175,16 +175,18 @@ impl HttpRule {
     }
 }
 
-/// `.`/`..` segments, literal or percent-encoded, encoded slashes and
-/// backslashes: what a server may resolve to another path.
+/// `.`/`..` segments — literal, percent-encoded (also twice), or with a
+/// `;parameter` (`..;/`, which Tomcat-style servers resolve) — encoded
+/// slashes and backslashes: what a server may resolve to another path.
 fn has_dot_segments(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+    if ["%2f", "%5c", "%252f", "%255c", "\\"].iter().any(|p| lower.contains(p)) {
         return true;
     }
-    lower.split('/').any(|seg| {
-        let s = seg.replace("%2e", ".");
-        s == "." || s == ".."
+    let decoded = lower.replace("%252e", ".").replace("%2e", ".");
+    decoded.split('/').any(|seg| {
+        let seg = seg.split(';').next().unwrap_or("");
+        seg == "." || seg == ".."
     })
 }
 
@@ -226,9 +228,9 @@ impl Target {
 /// A taped URL as events show it: without its query (which may carry a
 /// token) or credentials.
 pub fn without_query(url: &str) -> String {
-    match url.parse::<http::Uri>().ok().and_then(|u| Target::of(&u).ok()) {
-        Some(t) => t.shown(),
-        None => url.split('?').next().unwrap_or("").to_string(),
+    match url.parse::<http::Uri>() {
+        Ok(u) => recorded_url(&u).0,
+        Err(_) => String::new(),
     }
 }
 
@@ -249,15 +251,56 @@ pub struct HttpDenied {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpRequestRecord {
     pub method: String,
+    /// `scheme://host[:port]/path`: no credentials, no query.
     pub url: String,
+    /// sha256 of the query string, when there is one (its values may be
+    /// tokens: the tape keeps only their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_sha256: Option<String>,
     /// Name (lowercase) and value; credentials and cookies scrubbed.
     pub headers: Vec<(String, String)>,
     pub body_bytes: u64,
     pub body_sha256: String,
 }
 
-/// Headers whose values never reach the tape (they may hold secrets).
-const SCRUBBED: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"];
+/// Header names whose values never reach the tape: any name containing
+/// one of these (lowercase) may hold a secret (`authorization`, `cookie`,
+/// `set-cookie`, `x-api-key`, `api-key`, `x-goog-api-key`, `private-token`,
+/// `x-amz-security-token`, `x-auth-token`, …).
+const SECRET_NAME_PARTS: [&str; 9] = ["auth", "cookie", "key", "token", "secret", "session", "password", "signature", "credential"];
+
+fn secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|p| n.contains(p))
+}
+
+/// Header pairs as the tape keeps them (secret values scrubbed).
+fn taped_headers<'a>(headers: impl Iterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>) -> Vec<(String, String)> {
+    headers
+        .filter(|(k, _)| **k != http::header::HOST)
+        .map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = if secret_header(&name) {
+                "<scrubbed>".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// `scheme://host[:port]/path` of a URI (never its credentials or query),
+/// and the sha256 of its query.
+fn recorded_url(uri: &http::Uri) -> (String, Option<String>) {
+    let host = uri.host().unwrap_or("");
+    let port = uri.port().map(|p| format!(":{}", p.as_str())).unwrap_or_default();
+    let url = format!("{}://{host}{port}{}", uri.scheme_str().unwrap_or("?"), uri.path());
+    (
+        crate::text::truncate_chars(&url, MAX_URL_BYTES).into_owned(),
+        uri.query().map(|q| crate::util::sha256(q.as_bytes())),
+    )
+}
 
 impl HttpRequestRecord {
     pub fn hash(&self) -> String {
@@ -332,6 +375,7 @@ impl HttpFailure {
             "destination-IP-prohibited" => HttpError::DestinationIpProhibited,
             "TLS-certificate-error" => HttpError::TlsCertificateError,
             "HTTP-request-URI-too-long" => HttpError::HttpRequestUriTooLong,
+            "HTTP-response-header-section-size" => HttpError::HttpResponseHeaderSectionSize(None),
             "HTTP-protocol-error" => HttpError::HttpProtocolError,
             _ => HttpError::InternalError(Some(self.message.clone())),
         }
@@ -492,8 +536,8 @@ impl Shared {
     async fn send(self: Arc<Self>, request: http::Request<WasiBody>) -> Sent {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let method = parts.method.as_str().to_string();
-        let url = crate::text::truncate_chars(&parts.uri.to_string(), MAX_URL_BYTES).into_owned();
+        let method = crate::text::truncate_chars(parts.method.as_str(), 32).into_owned();
+        let (url, query_sha256) = recorded_url(&parts.uri);
         // Number the call and count it before anything else can fail.
         let n = {
             let mut used = lock(&self.used);
@@ -501,23 +545,11 @@ impl Shared {
             used.requests
         };
         let call_id = format!("http-{n}");
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter(|(k, _)| *k != http::header::HOST)
-            .map(|(k, v)| {
-                let name = k.as_str().to_string();
-                let value = if SCRUBBED.contains(&name.as_str()) {
-                    "<scrubbed>".to_string()
-                } else {
-                    String::from_utf8_lossy(v.as_bytes()).into_owned()
-                };
-                (name, value)
-            })
-            .collect();
+        let headers = taped_headers(parts.headers.iter());
         let mut record = HttpRequestRecord {
             method: method.clone(),
-            url: url.clone(),
+            url,
+            query_sha256,
             headers,
             body_bytes: 0,
             body_sha256: crate::util::sha256(b""),
@@ -571,21 +603,36 @@ impl Shared {
         record.body_sha256 = crate::util::sha256(&body);
         let hash = record.hash();
 
-        let outcome = match &self.replay {
-            Some(tape) => self.replayed(tape, &call_id, &hash),
+        // The guest sees the real headers; the tape keeps them with secret
+        // values scrubbed (a replay serves those).
+        let (outcome, live_headers) = match &self.replay {
+            Some(tape) => (self.replayed(tape, &call_id, &hash), None),
             None => match tokio::time::timeout_at(until.into(), self.fetch(&parts, body)).await {
-                Ok(o) => o,
-                Err(_) => Err(HttpFailure::new(
-                    "HTTP-response-timeout",
-                    format!("no complete response within {} ms", until.saturating_duration_since(started).as_millis()),
-                )),
+                Ok(Ok((r, live))) => (Ok(r), Some(live)),
+                Ok(Err(f)) => (Err(f), None),
+                Err(_) => (
+                    Err(HttpFailure::new(
+                        "HTTP-response-timeout",
+                        format!("no complete response within {} ms", until.saturating_duration_since(started).as_millis()),
+                    )),
+                    None,
+                ),
             },
         };
         finish(&record, outcome.clone());
         let r = outcome.map_err(|f| f.to_error())?;
         let mut b = http::Response::builder().status(r.status);
-        for (k, v) in &r.headers {
-            b = b.header(k, v);
+        match live_headers {
+            Some(h) => {
+                if let Some(m) = b.headers_mut() {
+                    *m = h;
+                }
+            }
+            None => {
+                for (k, v) in &r.headers {
+                    b = b.header(k, v);
+                }
+            }
         }
         let resp = b.body(full(r.body.bytes())).map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
         Ok((resp, io_done()))
@@ -670,7 +717,7 @@ impl Shared {
     }
 
     /// Send a checked request and read its response within the budget.
-    async fn fetch(&self, parts: &http::request::Parts, body: Bytes) -> Result<HttpResponseRecord, HttpFailure> {
+    async fn fetch(&self, parts: &http::request::Parts, body: Bytes) -> Result<(HttpResponseRecord, http::HeaderMap), HttpFailure> {
         let client = client().map_err(|e| HttpFailure::new("internal-error", e))?;
         let url = parts.uri.to_string();
         let mut rb = client.request(parts.method.clone(), &url);
@@ -681,11 +728,26 @@ impl Shared {
         }
         let resp = rb.body(body).send().await.map_err(send_failure)?;
         let status = resp.status().as_u16();
-        let headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
+        // Header bytes count against the response budget like body bytes.
+        let header_bytes: u64 = resp.headers().iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum();
+        {
+            let mut used = lock(&self.used);
+            if used.response_bytes + header_bytes > self.limits.max_response_bytes {
+                return Err(HttpFailure {
+                    limit: Some(self.limits.max_response_bytes),
+                    ..HttpFailure::new(
+                        "HTTP-response-header-section-size",
+                        format!(
+                            "response headers of {header_bytes} bytes go over the step's {} response bytes (runtime.http.max_response_bytes)",
+                            self.limits.max_response_bytes
+                        ),
+                    )
+                });
+            }
+            used.response_bytes += header_bytes;
+        }
+        let headers = taped_headers(resp.headers().iter());
+        let live = resp.headers().clone();
         let mut resp = resp;
         let mut buf: Vec<u8> = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(send_failure)? {
@@ -706,12 +768,15 @@ impl Shared {
             used.response_bytes += chunk.len() as u64;
             buf.extend_from_slice(&chunk);
         }
-        Ok(HttpResponseRecord {
-            status,
-            headers,
-            body_bytes: buf.len() as u64,
-            body: TapedBody::of(&buf),
-        })
+        Ok((
+            HttpResponseRecord {
+                status,
+                headers,
+                body_bytes: buf.len() as u64,
+                body: TapedBody::of(&buf),
+            },
+            live,
+        ))
     }
 }
 
@@ -833,6 +898,8 @@ mod tests {
             "http://127.0.0.1:8099/v1/../admin",
             "http://127.0.0.1:8099/v1/%2e%2E/admin",
             "http://127.0.0.1:8099/v1%2F..%2Fadmin",
+            "http://127.0.0.1:8099/v1/..;/admin",
+            "http://127.0.0.1:8099/v1/%252e%252e/admin",
             "http://127.0.0.1:8098/v1/a",
             "https://127.0.0.1:8099/v1/a",
             "http://localhost:8099/v1/a",
