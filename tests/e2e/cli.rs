@@ -277,5 +277,5 @@ fn policy_check_speaks_the_file_s_words_and_its_hint_does_not_point_at_itself() 
     env.write_policy("version: 1\nrunnables: {}\n");
     env.write_job("peek", &step_job("peek", "echo.v1", "{}", "  workspace: .lily/examples/workspace\n", "{}"));
     let denied = env.lily(&["jobs", "plan", "peek"]);
-    assert!(denied.stderr.contains("add under the `runnables:` key of"), "{}", denied.stderr);
+    assert!(denied.stderr.contains("under its existing `runnables` map"), "{}", denied.stderr);
 }

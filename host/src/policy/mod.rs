@@ -622,7 +622,7 @@ impl Policy {
                 format!("policy does not allow {runnable} {} access to {rel_norm:?}", mode_str(perms)),
             )
             .with_hint(format!(
-                "to allow this, add under the `runnables:` key of {} (into the existing \"{runnable}\" entry if there is one; a second `runnables:` key is refused):\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
+                "to allow this, merge into {} (under its existing `runnables` map, into the \"{runnable}\" entry if there is one; a second `runnables` key is refused):\nrunnables:\n  \"{runnable}\":\n    fs:\n      - path: {rel_norm}\n        mode: {}",
                 self.source_name(),
                 mode_str(perms)
             ))
@@ -638,7 +638,7 @@ impl Policy {
             if !self.allows_env(runnable, n) {
                 return Err(
                     LilyError::new(ErrorCode::JobPolicyDenied, format!("policy does not allow env var {n} for {runnable}")).with_hint(format!(
-                        "to allow this, add under the `runnables:` key of {} (into the existing \"{runnable}\" entry if there is one; a second `runnables:` key is refused):\nrunnables:\n  \"{runnable}\":\n    env: [{n}]",
+                        "to allow this, merge into {} (under its existing `runnables` map, into the \"{runnable}\" entry if there is one; a second `runnables` key is refused):\nrunnables:\n  \"{runnable}\":\n    env: [{n}]",
                         self.source_name()
                     )),
                 );
