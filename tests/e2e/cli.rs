@@ -279,3 +279,37 @@ fn policy_check_speaks_the_file_s_words_and_its_hint_does_not_point_at_itself() 
     let denied = env.lily(&["jobs", "plan", "peek"]);
     assert!(denied.stderr.contains("under its existing `runnables` map"), "{}", denied.stderr);
 }
+
+#[test]
+fn an_unknown_run_status_is_a_usage_error_and_help_lists_every_status() {
+    let env = Env::new();
+    let out = env.lily(&["jobs", "runs", "demo", "--status", "bogus"]);
+    assert_eq!(out.code, 2, "a usage error, not a spec error: {out:?}");
+    assert!(out.stderr.contains("skipped_overlap"), "{}", out.stderr);
+    let help = env.lily(&["jobs", "runs", "--help"]);
+    for s in [
+        "succeeded",
+        "partial",
+        "failed",
+        "denied",
+        "cancelled",
+        "interrupted",
+        "running",
+        "missed",
+        "skipped_overlap",
+    ] {
+        assert!(help.stdout.contains(s), "{s} missing from --help: {}", help.stdout);
+    }
+    env.lily(&["jobs", "runs", "demo", "--status", "partial"]).expect_code(0);
+}
+
+#[test]
+fn a_bad_crate_name_for_runnables_new_is_a_usage_error() {
+    let env = Env::new();
+    for bad in ["My_Check", "lily-guest", "9lives"] {
+        let out = env.lily(&["runnables", "new", bad]);
+        assert_eq!(out.code, 2, "{bad}: a usage error, not blueprint_compile_failed: {out:?}");
+        assert!(!out.stderr.contains("blueprint_compile_failed"), "{}", out.stderr);
+    }
+    assert!(!env.root.join("My_Check").exists());
+}

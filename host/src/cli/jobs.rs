@@ -47,8 +47,10 @@ pub enum JobsCmd {
         id: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Only runs with this status (succeeded, partial, failed, denied, cancelled, interrupted, running, missed, skipped_overlap)
-        #[arg(long)]
+        /// Only runs with this status
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new([
+            "succeeded", "partial", "failed", "denied", "cancelled", "interrupted", "running", "missed", "skipped_overlap",
+        ]))]
         status: Option<String>,
     },
     /// Render a run's receipt

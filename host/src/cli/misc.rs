@@ -21,6 +21,11 @@ pub enum BlueprintsCmd {
     Show { id: String },
 }
 
+/// A usable crate name, or a usage error (exit 2) saying why.
+fn crate_name(s: &str) -> Result<String, String> {
+    lily::runnables::check_name(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RunnablesCmd {
     /// Print a component's descriptor, imports (capabilities it could ask for) and digest
@@ -42,7 +47,8 @@ pub enum RunnablesCmd {
     },
     /// Scaffold a Rust crate for a new runnable in ./<NAME> (builds with cargo or cargo-component; has unit tests)
     New {
-        /// Crate name; the runnable id is <NAME>.v1
+        /// Crate name (lower-case letters, digits, '-'); the runnable id is <NAME>.v1
+        #[arg(value_parser = crate_name)]
         name: String,
         #[arg(long, value_enum, default_value_t = KindArg::Specialist)]
         kind: KindArg,
