@@ -391,15 +391,17 @@ fn the_tape_keeps_no_credentials_query_values_or_secret_headers_but_the_guest_ge
     });
     let w = World::new();
     let allow = vec![server.url("/")];
+    let limits = HttpLimits {
+        max_response_bytes: 64 << 10,
+        ..HttpLimits::default()
+    };
+    let with_secrets = json!({"url": server.url("/a?access_token=q-secret-77&page=2"),
+        "headers": [["api-key", "azure-secret-55"], ["private-token", "gl-secret-66"], ["x-trace", "visible"]]});
     let r = w.run_with(
         &allow,
-        HttpLimits {
-            max_response_bytes: 64 << 10,
-            ..HttpLimits::default()
-        },
+        limits,
         json!([
-            {"url": server.url("/a?access_token=q-secret-77&page=2"),
-             "headers": [["api-key", "azure-secret-55"], ["private-token", "gl-secret-66"], ["x-trace", "visible"]]},
+            with_secrets.clone(),
             get(&format!("http://user:pw-secret-44@127.0.0.1:{}/b", server.port)),
             get(&server.url("/big-headers")),
         ]),
@@ -425,18 +427,7 @@ fn the_tape_keeps_no_credentials_query_values_or_secret_headers_but_the_guest_ge
     let denied = serde_json::to_string(&r.denied_http).expect("json");
     assert!(!denied.contains("pw-secret-44"), "{denied}");
     // The replay answers with what the tape holds.
-    let again = w.run_with(
-        &allow,
-        HttpLimits {
-            max_response_bytes: 64 << 10,
-            ..HttpLimits::default()
-        },
-        json!([
-            {"url": server.url("/a?access_token=q-secret-77&page=2"),
-             "headers": [["api-key", "azure-secret-55"], ["private-token", "gl-secret-66"], ["x-trace", "visible"]]},
-        ]),
-        Some(r.tape.clone()),
-    );
+    let again = w.run_with(&allow, limits, json!([with_secrets]), Some(r.tape.clone()));
     assert!(
         again.replay_misses.is_empty(),
         "the same request matches its scrubbed record: {:?}",

@@ -336,7 +336,7 @@ impl ExecCtx {
                     "http_call",
                     json!({
                         "node": node.id, "call_id": c.call_id, "method": c.request.method,
-                        "url": crate::sandbox::http::without_query(&c.request.url), "request_hash": c.request_hash,
+                        "url": c.request.url, "request_hash": c.request_hash,
                         "latency_ms": c.latency_ms, "status": c.outcome.as_ref().ok().map(|r| r.status),
                         "response_bytes": c.outcome.as_ref().ok().map(|r| r.body_bytes),
                         "error": c.outcome.as_ref().err().map(|f| format!("{}: {}", f.code, f.message)),

@@ -45,8 +45,16 @@ pub const HELPERS: [&str; 3] = ["list_runs", "get_run", "get_artifact"];
 /// One exposed tool.
 #[derive(Debug, Clone)]
 enum Target {
-    Job { id: String, input_schema: Value },
-    Runnable { id: String, loaded: Arc<crate::sandbox::Loaded> },
+    Job {
+        id: String,
+        input_schema: Value,
+    },
+    Runnable {
+        id: String,
+        loaded: Arc<crate::sandbox::Loaded>,
+    },
+    /// `list_runs`, `get_run`, `get_artifact` (read-only, exposed jobs only).
+    Helper,
 }
 
 /// A message to a call's progress sender.
@@ -211,16 +219,7 @@ impl McpServer {
                 json!({"type": "object", "required": ["run_id", "name"], "properties": {"run_id": {"type": "string"}, "name": {"type": "string"}}}),
             ),
         ];
-        // Helpers read runs of exposed jobs only.
-        for h in helpers {
-            tools.push((
-                h,
-                Target::Job {
-                    id: String::new(),
-                    input_schema: Value::Null,
-                },
-            ));
-        }
+        tools.extend(helpers.into_iter().map(|h| (h, Target::Helper)));
         Ok(McpServer {
             lily,
             config,
@@ -401,29 +400,31 @@ impl McpServer {
         if size > MAX_ARGUMENT_BYTES {
             return tool_error(format!("the arguments are {size} bytes; at most {MAX_ARGUMENT_BYTES}"));
         }
-        let (tool, spec_file) = match target {
+        // The input is checked before any budget is taken or file read.
+        let checked = match target {
             Target::Job { id, input_schema } => {
                 let errors = crate::blueprints::schema_errors(input_schema, &args);
-                if !errors.is_empty() {
-                    return tool_error(format!("the arguments do not match {id}'s input schema: {}", errors.join("; ")));
-                }
-                (id.clone(), None)
+                (errors.is_empty())
+                    .then_some(())
+                    .ok_or_else(|| format!("the arguments do not match {id}'s input schema: {}", errors.join("; ")))
             }
-            Target::Runnable { id, loaded } => {
-                if let Err(why) = loaded.check_input(&args, Duration::from_secs(1)) {
-                    return tool_error(format!("{id}: {why}"));
-                }
-                (id.clone(), Some(loaded))
-            }
+            Target::Runnable { id, loaded } => loaded.check_input(&args, Duration::from_secs(1)).map_err(|why| format!("{id}: {why}")),
+            Target::Helper => Err("not a runnable tool".into()),
         };
+        if let Err(why) = checked {
+            return tool_error(why);
+        }
         let allot = match self.reserve() {
             Ok(a) => a,
             Err(why) => return tool_error(why),
         };
-        let timeout = allot.seconds.ceil() as u64;
-        let spec_file = match spec_file {
-            None => job_with_input(&self.lily, &tool, &args, allot.tokens),
-            Some(_) => runnable_job(&self.lily, &tool, &args, timeout, allot.tokens),
+        let (tool, spec_file) = match target {
+            Target::Runnable { id, .. } => (id.clone(), runnable_job(&self.lily, id, &args, allot.seconds.ceil() as u64, allot.tokens)),
+            _ => {
+                let id = spec_job_id(target);
+                let f = job_with_input(&self.lily, &id, &args, allot.tokens);
+                (id, f)
+            }
         };
         let spec_file = match spec_file {
             Ok(f) => f,
@@ -631,6 +632,7 @@ fn spec_job_id(t: &Target) -> String {
     match t {
         Target::Job { id, .. } => id.clone(),
         Target::Runnable { id, .. } => runnable_job_id(id),
+        Target::Helper => String::new(),
     }
 }
 
@@ -760,7 +762,7 @@ impl ServerHandler for McpServer {
         let Some((_, target)) = self.tools.iter().find(|(t, _)| t.name == name) else {
             return Err(McpError::invalid_params(format!("no tool {name:?}"), None));
         };
-        if HELPERS.contains(&name.as_str()) {
+        if matches!(target, Target::Helper) {
             return Ok(self.helper(&name, &args).into());
         }
         let client = ctx

@@ -225,15 +225,6 @@ impl Target {
     }
 }
 
-/// A taped URL as events show it: without its query (which may carry a
-/// token) or credentials.
-pub fn without_query(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(u) => recorded_url(&u).0,
-        Err(_) => String::new(),
-    }
-}
-
 /// A request the allow-list refused (a `capability_denied` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpDenied {
