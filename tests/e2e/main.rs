@@ -6,11 +6,13 @@ mod harness;
 
 mod authoring;
 mod cli;
+mod codes;
 mod council;
 mod crash;
 mod jobs;
 mod llm;
 mod mcp;
+mod replay;
 mod scheduler;
 #[test]
 fn smoke() {}

@@ -20,6 +20,7 @@ mod shadow;
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, LlmBudget, LlmGrant, Perms};
 pub use limits::Limits;
+pub use shadow::FileRead;
 pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport, TapedCall};
 
 use crate::sandbox::host::StepState;
