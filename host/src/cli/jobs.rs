@@ -261,7 +261,11 @@ async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) 
                 errln!(
                     "  waiting for a free run slot (max_parallel_runs {}); held by {}",
                     f["max_parallel_runs"],
-                    if held.is_empty() { "another run".to_string() } else { format!("run {}", held.join(", run ")) }
+                    if held.is_empty() {
+                        "another run".to_string()
+                    } else {
+                        format!("run {}", held.join(", run "))
+                    }
                 )
             }
             _ => {}
@@ -543,7 +547,10 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
     if let Some(v) = &r.verify {
         match &v.first_difference {
             None => outln!("  verified  identical to {}", r.replay_of.as_deref().unwrap_or("the original")),
-            Some(d) => outln!("  verified  DIFFERS from {} (first difference: {d})", r.replay_of.as_deref().unwrap_or("the original")),
+            Some(d) => outln!(
+                "  verified  DIFFERS from {} (first difference: {d})",
+                r.replay_of.as_deref().unwrap_or("the original")
+            ),
         }
     }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
@@ -563,6 +570,9 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
         }
     }
     outln!("\nattempts:");
+    if r.attempts.is_empty() {
+        outln!("  none (refused before any attempt)");
+    }
     for a in &r.attempts {
         outln!(
             "  #{} {} {}{}",

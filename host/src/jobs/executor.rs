@@ -349,6 +349,10 @@ impl Lily {
             .map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
         check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
         check_dirs_exist(&self.root, &graph).map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        // Unknown runnable ids before the policy is asked about them (its
+        // hint would otherwise offer grants for a runnable that does not exist).
+        self.check_runnables_exist(&graph)
+            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
@@ -423,6 +427,21 @@ impl Lily {
         Ok(out)
     }
 
+    /// Every runnable id of a graph is built in or installed (no bytes read);
+    /// else all unresolved ids, in graph order (`blueprint_compile_failed`).
+    fn check_runnables_exist(&self, graph: &Graph) -> Result<(), LilyError> {
+        let mut unresolved: Vec<&str> = Vec::new();
+        for n in &graph.nodes {
+            if !unresolved.contains(&n.runnable.as_str()) && !self.runnables.resolves(&n.runnable) {
+                unresolved.push(&n.runnable);
+            }
+        }
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        Err(unresolved_error(&unresolved))
+    }
+
     /// Resolve and load every runnable of a graph: unresolved ids are listed
     /// together (`blueprint_compile_failed`), a refused component is
     /// `blueprint_contract_invalid`.
@@ -466,10 +485,8 @@ impl Lily {
             // In graph order, as the bindings list them.
             let order: Vec<&String> = graph.nodes.iter().map(|n| &n.runnable).collect();
             unresolved.sort_by_key(|id| order.iter().position(|o| *o == id));
-            return Err(
-                LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
-                    .with_hint("`lily runnables list` shows the built-in and installed runnables"),
-            );
+            let ids: Vec<&str> = unresolved.iter().map(String::as_str).collect();
+            return Err(unresolved_error(&ids));
         }
         Ok(graph
             .nodes
@@ -1044,6 +1061,11 @@ fn held_slot_files(root: &Root, job_id: &str, max: u32) -> Vec<File> {
     held
 }
 
+fn unresolved_error(ids: &[&str]) -> LilyError {
+    LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", ids.join(", ")))
+        .with_hint("`lily runnables list` shows the built-in and installed runnables; `lily runnables install <file.wasm>` adds one")
+}
+
 /// Every directory a step binds (a council's `workspace`) exists under the
 /// root: a missing one is a bindings mistake, reported before the policy is
 /// asked (which would otherwise refuse it with an OS error).
@@ -1054,7 +1076,12 @@ fn check_dirs_exist(root: &Root, graph: &Graph) -> Result<(), LilyError> {
             if std::fs::symlink_metadata(&host).is_err() {
                 return Err(LilyError::new(
                     ErrorCode::BlueprintBindingsInvalid,
-                    format!("directory {:?} bound for {} does not exist under {}", d.path, node.runnable, root.path.display()),
+                    format!(
+                        "directory {:?} bound for {} does not exist under {}",
+                        d.path,
+                        node.runnable,
+                        root.path.display()
+                    ),
                 )
                 .with_hint(format!("create it, or fix the path in `bindings` (it is relative to {})", root.path.display()))
                 .with_details(json!({"path": d.path, "runnable": node.runnable})));

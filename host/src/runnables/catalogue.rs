@@ -120,6 +120,12 @@ impl RunnableRegistry {
         out
     }
 
+    /// Whether `id` is a built-in or an installed runnable (nothing is read
+    /// but the manifests).
+    pub fn resolves(&self, id: &str) -> bool {
+        builtin_bytes(id).is_some() || self.pins.contains_key(id) || self.installed().iter().any(|(m, _)| m.id == id)
+    }
+
     /// Bytes of runnable `id`: a built-in, else the highest installed version.
     pub fn bytes(&self, id: &str) -> Option<(Cow<'static, [u8]>, Source)> {
         if let Some(digest) = self.pins.get(id) {
