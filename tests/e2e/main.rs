@@ -8,9 +8,11 @@ mod authoring;
 mod cli;
 mod council;
 mod crash;
+mod generated;
 mod jobs;
 mod llm;
 mod mcp;
+mod progress;
 mod scheduler;
 #[test]
 fn smoke() {}
