@@ -13,25 +13,36 @@ use std::path::{Path, PathBuf};
 /// Specs larger than this are refused before parsing.
 pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-/// A validated job spec.
+/// A job spec (`.lily/jobs/<id>.job.yaml`; docs/job-spec.md), validated
+/// when it is loaded.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The job's id: `[a-z0-9][a-z0-9._-]{0,63}`.
     pub id: String,
+    /// One line for people.
     pub title: String,
+    /// IANA time zone of a cron trigger (or `trigger.timezone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What runs: a blueprint and its input.
     pub target: Target,
+    /// The blueprint's settings (checked by the blueprint: docs/blueprints.md).
     pub bindings: serde_json::Value,
+    /// `manual`, or `cron` with a schedule.
     pub trigger: Trigger,
+    /// Timeout, retries, parallelism and resource caps (within the policy's ceilings).
     pub runtime: Runtime,
+    /// The summary's format, the artifacts to keep, an optional publish.
     pub output: Output,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
+    /// `blueprint`.
     pub kind: String,
+    /// The blueprint's id, e.g. `council.v1`.
     pub id: String,
     /// Semver requirement, e.g. `"1"`, `"^1.0"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
