@@ -256,6 +256,17 @@ fn a_real_receipt_validates_and_carries_receipt_version_1() {
     assert_eq!(r["receipt_version"], 1);
     let v = schema(&env, "receipt");
     assert_valid(&v, "the demo run's receipt", &r);
+    // A verified replay's receipt (trigger, verify, reads) validates too.
+    let run_id = r["run_id"].as_str().expect("run_id").to_string();
+    env.lily(&["jobs", "replay", &run_id, "--verify"]).expect_code(0);
+    let replay = env
+        .run_dirs("demo")
+        .into_iter()
+        .map(|d| receipt(&d))
+        .find(|x| x["replay_of"] == run_id.as_str())
+        .expect("replay");
+    assert!(replay["verify"].is_object(), "{replay}");
+    assert_valid(&v, "a verified replay's receipt", &replay);
     // Receipts written before receipt_version still validate.
     for name in ["receipt-0.1.0-demo.json", "receipt-0.1.0-approvals.json", "receipt-0.1.0-failed.json"] {
         let p = repo().join("host/tests/data").join(name);

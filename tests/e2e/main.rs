@@ -6,6 +6,7 @@ mod harness;
 
 mod authoring;
 mod cli;
+mod codes;
 mod council;
 mod crash;
 mod generated;
@@ -13,6 +14,7 @@ mod jobs;
 mod llm;
 mod mcp;
 mod progress;
+mod replay;
 mod scheduler;
 #[test]
 fn smoke() {}

@@ -291,8 +291,10 @@ pub fn status_exit(r: &runs::Receipt) -> i32 {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Partial => EXIT_PARTIAL,
         RunStatus::Cancelled => EXIT_CANCELLED,
-        // A scheduled time that did not run is a record, not a failed run.
-        RunStatus::Running | RunStatus::Missed | RunStatus::SkippedOverlap => EXIT_OK,
+        // A scheduled time that did not run is a record, not a failed run;
+        // a run refused at the parallel-run cap carries `job_busy`.
+        RunStatus::Running | RunStatus::Missed => EXIT_OK,
+        RunStatus::SkippedOverlap if r.error.is_none() => EXIT_OK,
         _ => r.error.as_ref().map(|e| exit_code(e.code)).unwrap_or(EXIT_INTERNAL),
     }
 }
@@ -496,7 +498,14 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
                 },
                 r.started_at.clone(),
                 r.error_code.clone().unwrap_or_default(),
-                r.replay_of.as_ref().map(|o| format!("replay of {o}")).unwrap_or_default(),
+                r.replay_of
+                    .as_ref()
+                    .map(|o| match r.verified_identical {
+                        Some(true) => format!("replay of {o} (verified: identical)"),
+                        Some(false) => format!("replay of {o} (verified: DIFFERS)"),
+                        None => format!("replay of {o}"),
+                    })
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -524,6 +533,15 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) 
     if let Some(of) = &r.replay_of {
         outln!("  replay of {of}");
     }
+    if let Some(v) = &r.verify {
+        match &v.first_difference {
+            None => outln!("  verified  identical to {}", r.replay_of.as_deref().unwrap_or("the original")),
+            Some(d) => outln!(
+                "  verified  DIFFERS from {} (first difference: {d})",
+                r.replay_of.as_deref().unwrap_or("the original")
+            ),
+        }
+    }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
     outln!("  spec      {} ({})", r.spec_path, r.spec_sha256);
     outln!("  directory {}", dir.display());
@@ -541,6 +559,9 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) 
         }
     }
     outln!("\nattempts:");
+    if r.attempts.is_empty() {
+        outln!("  none (refused before any attempt)");
+    }
     for a in &r.attempts {
         outln!(
             "  #{} {} {}{}",
@@ -606,9 +627,8 @@ pub const EXIT_VERIFY_DIFFERS: i32 = 20;
 async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
     use lily::jobs::replay::{self, ReplayOptions};
     let lily = Lily::open(root).map_err(internal)?;
-    let (res, original) = replay::replay(&lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()).await?;
-    let original_dir = runs::find_run(&lily.root.runs_dir(), run_id).unwrap_or_default();
-    let verification = verify.then(|| replay::verify(&original_dir, &original, &res.run_dir, &res.receipt));
+    let (res, _original) = replay::replay_with(&lily, run_id, ReplayOptions { allow_drift }, verify, RunOptions::default()).await?;
+    let verification = res.receipt.verify.clone();
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));
     } else {
@@ -627,6 +647,13 @@ async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: b
         }
         outln!("run directory: {}", res.run_dir.display());
         if let Some(v) = &verification {
+            if v.workspace_changes.is_empty() {
+                let n: usize = res.receipt.steps.iter().map(|s| s.reads.len()).sum();
+                outln!("  workspace        unchanged ({n} file(s) read)");
+            }
+            for c in &v.workspace_changes {
+                outln!("  workspace changed: {} [step {}]", c.describe(), c.node);
+            }
             for c in &v.compared {
                 outln!(
                     "  {:<16} {}",

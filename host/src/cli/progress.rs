@@ -60,6 +60,23 @@ impl Tracker {
                 };
                 vec![Action::Finish { node, line }]
             }
+            "waiting_for_slot" => {
+                let held: Vec<String> = f["held_by"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| lily::text::terminal_field(r.as_str().unwrap_or("")).into_owned())
+                    .collect();
+                vec![Action::Note(format!(
+                    "waiting for a free run slot (max_parallel_runs {}); held by {}",
+                    f["max_parallel_runs"],
+                    if held.is_empty() {
+                        "another run".to_string()
+                    } else {
+                        format!("run {}", held.join(", run "))
+                    }
+                ))]
+            }
             "job_attempt_failed" => {
                 let mut out: Vec<Action> = self
                     .running
@@ -228,6 +245,19 @@ mod tests {
             }]
         );
         assert!(t.end().is_empty());
+    }
+
+    #[test]
+    fn waiting_for_a_slot_names_the_runs_that_hold_it() {
+        let mut t = Tracker::default();
+        assert_eq!(
+            t.on_event("waiting_for_slot", &json!({"max_parallel_runs": 1, "held_by": ["r1"]})),
+            vec![Action::Note("waiting for a free run slot (max_parallel_runs 1); held by run r1".into())]
+        );
+        assert_eq!(
+            t.on_event("waiting_for_slot", &json!({"max_parallel_runs": 2, "held_by": []})),
+            vec![Action::Note("waiting for a free run slot (max_parallel_runs 2); held by another run".into())]
+        );
     }
 
     #[test]
