@@ -21,6 +21,7 @@ pub mod policy;
 pub mod runnables;
 pub mod runs;
 pub mod sandbox;
+pub mod schemas;
 pub mod spec;
 pub mod text;
 pub mod triggers;

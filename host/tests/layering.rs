@@ -12,7 +12,8 @@
 //!    writer), `runnables` (the catalogue, install, scaffold, build and the
 //!    contract check).
 //! 3. `policy` — grants, limits, effects, approvals.
-//! 4. `blueprints` — recipes compiled to graphs.
+//! 4. `blueprints` — recipes compiled to graphs; `schemas` — the JSON
+//!    Schemas of specs, policy, config and receipts (from their types).
 //! 5. `jobs` (the run sequence), `init` (a new root's starter files).
 //! 6. `triggers` — the cron scheduler.
 //! 7. `cli` — parses and renders; compiled into the binary (`main.rs`), not
@@ -35,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("runnables", 2),
     ("policy", 3),
     ("blueprints", 4),
+    ("schemas", 4),
     ("jobs", 5),
     ("init", 5),
     ("triggers", 6),

@@ -35,3 +35,22 @@ fn what_an_old_receipt_says_is_read_into_its_fields() {
     let (_, approvals) = fixture("receipt-0.1.0-approvals.json");
     assert_eq!(approvals.approvals_requested.len(), 2);
 }
+
+#[test]
+fn new_receipts_carry_receipt_version_and_old_ones_read_without_it() {
+    let r = Receipt::start(
+        "j",
+        "20260101T000000.000Z-00000000",
+        lily::runs::TriggerRecord::Manual,
+        "sha256:00",
+        "j.job.yaml",
+    );
+    let v = serde_json::to_value(&r).expect("serialize");
+    assert_eq!(v["receipt_version"], lily::runs::RECEIPT_VERSION);
+    assert_eq!(lily::runs::RECEIPT_VERSION, 1);
+    let back: Receipt = serde_json::from_value(v).expect("reads back");
+    assert_eq!(back.receipt_version, Some(1));
+    let (value, old) = fixture("receipt-0.1.0-demo.json");
+    assert_eq!(old.receipt_version, None, "a 0.1.0 receipt has no version");
+    assert!(value.get("receipt_version").is_none());
+}

@@ -10,9 +10,11 @@ mod codes;
 mod council;
 mod crash;
 mod export;
+mod generated;
 mod jobs;
 mod llm;
 mod mcp;
+mod progress;
 mod replay;
 mod scheduler;
 #[test]

@@ -60,7 +60,12 @@ pub enum JobsCmd {
         status: Option<String>,
     },
     /// Render a run's receipt
-    Show { run_id: String },
+    Show {
+        run_id: String,
+        /// Draw the run's steps as bars on a time axis instead (start offset, duration, outcome)
+        #[arg(long)]
+        timeline: bool,
+    },
     /// The next fire times of a cron job, in UTC and in the job's time zone
     Next {
         id: String,
@@ -118,7 +123,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Plan { id } => plan(g, root, &id).await,
         JobsCmd::Tail { id, run, n, follow } => tail(g, &root, &id, run.as_deref(), n, follow).await,
         JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
-        JobsCmd::Show { run_id } => show(g, &root, &run_id),
+        JobsCmd::Show { run_id, timeline } => show(g, &root, &run_id, timeline),
         JobsCmd::Next { id, count } => super::schedule::next(g, &root, &id, count),
         JobsCmd::Pause { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Pause),
         JobsCmd::Resume { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Resume),
@@ -290,35 +295,12 @@ async fn run_job(
             cancel.cancel();
         });
     }
-    let progress = std::io::stderr().is_terminal() && !g.json;
-    let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = if progress {
-        Some(Box::new(|kind: &str, f: &Value| match kind {
-            "step_started" => errln!("  … {} started", f["node"].as_str().unwrap_or("")),
-            "step_finished" => errln!(
-                "  {} {} {} ({} ms)",
-                if f["outcome"] == "ok" { "✓" } else { "✗" },
-                f["node"].as_str().unwrap_or(""),
-                f["outcome"].as_str().unwrap_or(""),
-                f["duration_ms"]
-            ),
-            "job_attempt_failed" => errln!("  attempt {} failed: {}", f["attempt"], f["message"].as_str().unwrap_or("")),
-            "waiting_for_slot" => {
-                let held: Vec<&str> = f["held_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                errln!(
-                    "  waiting for a free run slot (max_parallel_runs {}); held by {}",
-                    f["max_parallel_runs"],
-                    if held.is_empty() {
-                        "another run".to_string()
-                    } else {
-                        format!("run {}", held.join(", run "))
-                    }
-                )
-            }
-            _ => {}
-        }))
-    } else {
-        None
-    };
+    // The live display: only on a terminal, never with --json.
+    let progress = (std::io::stderr().is_terminal() && !g.json).then(|| std::sync::Arc::new(super::progress::Progress::stderr()));
+    let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = progress.clone().map(|p| {
+        let observe: Box<dyn Fn(&str, &Value) + Send + Sync> = Box::new(move |kind: &str, f: &Value| p.observe(kind, f));
+        observe
+    });
     let res = lily
         .run_job(
             id,
@@ -330,7 +312,11 @@ async fn run_job(
                 ..RunOptions::default()
             },
         )
-        .await?;
+        .await;
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let res = res?;
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
@@ -574,9 +560,12 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
     Ok(EXIT_OK)
 }
 
-fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, LilyError> {
+fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) -> Result<i32, LilyError> {
     let dir = runs::find_run(&root.runs_dir(), run_id)
         .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
+    if timeline {
+        return super::timeline::show(g, &dir);
+    }
     let r = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
     if g.json {
         render::json(&r);

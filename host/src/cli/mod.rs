@@ -22,13 +22,16 @@ macro_rules! errln {
 
 mod approvals;
 mod export;
+mod generate;
 mod init;
 mod jobs;
 mod llm;
 mod mcp;
 mod misc;
+mod progress;
 pub mod render;
 mod schedule;
+mod timeline;
 
 use clap::{Args, Parser, Subcommand};
 use lily::error::{ErrorCode, LilyError};
@@ -104,6 +107,22 @@ pub enum Command {
     /// Export the root's jobs to another engine (Kubernetes CronJobs)
     #[command(subcommand)]
     Export(export::ExportCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell, e.g. `lily completions bash > ~/.local/share/bash-completion/completions/lily`
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of lily (roff); with --out DIR, write one page per command into DIR
+    Man {
+        /// Write lily.1, lily-jobs.1, lily-jobs-run.1, … into this directory (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of a job spec, the policy, the config or a run receipt
+    Schema {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(["job", "policy", "config", "receipt"]))]
+        kind: String,
+    },
 }
 
 /// Exit status of a usage error (from the argument parser).
@@ -159,6 +178,9 @@ pub fn run(cli: Cli) -> i32 {
             Command::Llm(c) => llm::run(&g, c).await,
             Command::Mcp(c) => mcp::run(&g, c).await,
             Command::Export(c) => export::run(&g, c),
+            Command::Completions { shell } => generate::completions(&g, shell),
+            Command::Man { out } => generate::man(&g, out.as_deref()),
+            Command::Schema { kind } => generate::schema(&kind),
         }
     });
     // Do not wait for blocked guest threads on exit.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The policy file as written.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     pub version: u32,
@@ -26,6 +26,7 @@ pub struct PolicyFile {
     /// Runnable id or glob (`*`, `acme.*`) → what it may be granted.
     /// A key given twice is an error (YAML would silently keep the last).
     #[serde(default, deserialize_with = "unique_keys")]
+    #[schemars(with = "BTreeMap<String, RunnableGrants>")]
     pub runnables: BTreeMap<String, RunnableGrants>,
     #[serde(default)]
     pub effects: EffectsPolicy,
@@ -60,7 +61,7 @@ where
 }
 
 /// Ceilings for job runtime caps, and per-step output caps.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsPolicy {
     pub timeout_seconds: u64,
@@ -111,7 +112,7 @@ impl Default for LimitsPolicy {
 }
 
 /// What one runnable (id or glob) may be granted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunnableGrants {
     #[serde(default)]
@@ -132,7 +133,7 @@ pub struct RunnableGrants {
 }
 
 /// `runnables.<id>.llm`: which model aliases, and how much of them per run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmRule {
     /// Model aliases from `.lily/config.yaml` (`llm.models`).
@@ -142,7 +143,7 @@ pub struct LlmRule {
     pub max_output_tokens: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FsGrant {
     /// A directory relative to the root; the grant covers everything under it.
@@ -150,7 +151,7 @@ pub struct FsGrant {
     pub mode: Perms,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectMode {
     Deny,
@@ -170,7 +171,7 @@ impl EffectMode {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EffectRule {
     /// Decision when no glob below matches.
@@ -184,7 +185,7 @@ pub struct EffectRule {
     pub deny: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EffectsPolicy {
     pub write_file: EffectRule,

@@ -16,11 +16,13 @@ mod dir;
 mod events;
 mod receipt;
 
+pub mod timeline;
+
 pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
-    ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
-    RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
+    ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, RECEIPT_VERSION, Receipt,
+    ReceiptError, RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
 
 use crate::util::rfc3339;

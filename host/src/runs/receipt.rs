@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Terminal and non-terminal run states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -45,7 +45,7 @@ impl RunStatus {
 }
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
     Succeeded,
@@ -64,7 +64,7 @@ impl AttemptStatus {
 }
 
 /// One attempt of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Attempt {
     pub n: u32,
     pub status: AttemptStatus,
@@ -79,7 +79,7 @@ pub struct Attempt {
 }
 
 /// A file of the run directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ArtifactRecord {
     pub name: String,
     pub media_type: String,
@@ -88,7 +88,7 @@ pub struct ArtifactRecord {
 }
 
 /// The error of a failed run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReceiptError {
     pub code: ErrorCode,
     pub message: String,
@@ -100,7 +100,7 @@ pub struct ReceiptError {
 }
 
 /// What started a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TriggerRecord {
     Manual,
@@ -151,7 +151,7 @@ impl TriggerRecord {
 }
 
 /// What a run targets: the spec's target, and the version it resolved to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TargetRecord {
     pub kind: String,
     pub id: String,
@@ -167,7 +167,7 @@ pub struct TargetRecord {
 }
 
 /// What the policy did about one subject.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// A capability (directory, env var, network name) is given to a step.
@@ -192,7 +192,7 @@ impl Verdict {
 }
 
 /// One policy decision (receipts, `lily policy explain`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Decision {
     pub subject: String,
     pub decision: Verdict,
@@ -201,7 +201,7 @@ pub struct Decision {
 
 /// What the policy decided for a run: its decisions, the limits of its
 /// steps and the grants of each node (env values redacted).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PolicyRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Vec<Decision>>,
@@ -212,7 +212,7 @@ pub struct PolicyRecord {
 }
 
 /// The component that ran a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComponentRecord {
     pub node: String,
     pub runnable: String,
@@ -222,7 +222,7 @@ pub struct ComponentRecord {
 
 /// What every step of a run recorded: `outcome` is `ok` or the kind of
 /// its [`Cause`].
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub node: String,
     pub runnable: String,
@@ -249,7 +249,7 @@ pub struct StepRecord {
 
 /// The outcome of `lily jobs replay --verify`, recorded in the replay's
 /// receipt (and its `replay_verified` event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     pub identical: bool,
     /// Per compared item: name, original sha256, replay sha256, identical.
@@ -264,7 +264,7 @@ pub struct Verification {
 }
 
 /// A file a step of the original run read that the replay found changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkspaceChange {
     pub node: String,
     /// The path as the guest saw it.
@@ -291,7 +291,7 @@ impl WorkspaceChange {
 }
 
 /// A component that differed from the replayed run (`--allow-drift`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DriftRecord {
     pub node: String,
     pub runnable: String,
@@ -301,7 +301,7 @@ pub struct DriftRecord {
 }
 
 /// State of an approval request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     Pending,
@@ -330,7 +330,7 @@ impl ApprovalState {
 }
 
 /// An approval request a run made, as its receipt lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApprovalRecord {
     pub id: String,
     pub kind: String,
@@ -342,9 +342,18 @@ pub struct ApprovalRecord {
     pub reason: String,
 }
 
+/// The shape version new receipts are written with (`receipt_version`).
+/// Bumped when a field changes meaning or is removed; added optional
+/// fields keep it.
+pub const RECEIPT_VERSION: u32 = 1;
+
 /// `run_receipt.json`: the source of truth of a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Receipt {
+    /// The receipt's shape version ([`RECEIPT_VERSION`]); absent in
+    /// receipts written before it existed (Lily 0.1.0: read as version 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_version: Option<u32>,
     pub lily_version: String,
     pub job_id: String,
     pub run_id: String,
@@ -393,7 +402,7 @@ pub struct Receipt {
 }
 
 /// The machine (and pod) a run ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunnerRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -425,6 +434,7 @@ impl Receipt {
     /// A receipt for a run that just started.
     pub fn start(job_id: &str, run_id: &str, trigger: TriggerRecord, spec_sha256: &str, spec_path: &str) -> Receipt {
         Receipt {
+            receipt_version: Some(RECEIPT_VERSION),
             lily_version: crate::VERSION.into(),
             job_id: job_id.into(),
             run_id: run_id.into(),

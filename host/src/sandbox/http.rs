@@ -50,7 +50,7 @@ pub const MAX_URL_BYTES: usize = 8 << 10;
 pub const MAX_CALLS_PER_STEP: u32 = 4096;
 
 /// Caps on one step's HTTP use (policy `limits.http_*`, job `runtime.http`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HttpLimits {
     /// Requests a step may make (denied ones count too).
     pub max_requests: u32,
@@ -61,6 +61,7 @@ pub struct HttpLimits {
     /// Time for one request, connect to last body byte (never past the
     /// step's deadline).
     #[serde(with = "super::limits::duration_ms")]
+    #[schemars(with = "u64")]
     pub timeout: Duration,
 }
 
@@ -385,7 +386,7 @@ pub struct HttpCall {
 }
 
 /// HTTP requests and bytes of one step (receipt).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HttpTotals {
     pub requests: u32,
     pub denied: u32,

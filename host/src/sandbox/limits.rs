@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Caps for one step. Defaults are the policy defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Limits {
     /// Linear memory, bytes (per memory).
     pub memory_bytes: u64,
@@ -13,6 +13,7 @@ pub struct Limits {
     /// Wall-clock deadline, enforced by epochs (CPU-bound guests) and a timer
     /// (guests blocked in a host call).
     #[serde(with = "duration_ms")]
+    #[schemars(with = "u64")]
     pub deadline: Duration,
     /// Payload + artifact bytes a step may return.
     pub max_output_bytes: u64,

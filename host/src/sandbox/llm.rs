@@ -180,7 +180,7 @@ impl LlmCall {
 }
 
 /// Model calls and tokens of one step (receipt, `lily jobs show`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LlmTotals {
     pub calls: u32,
     pub input_tokens: u64,

@@ -171,7 +171,7 @@ pub struct StepRequest {
 }
 
 /// The nondeterminism a step can observe, recorded for replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Seeds {
     /// Wall-clock start, nanoseconds since the Unix epoch.
     pub wall_clock_start_ns: u64,

@@ -84,7 +84,7 @@ impl TapedCall {
 }
 
 /// Why a step did not produce a valid envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     /// The runnable returned its own `run-error`.
@@ -102,6 +102,7 @@ pub enum Cause {
     },
     DeadlineExceeded {
         #[serde(serialize_with = "ser_ms", deserialize_with = "de_ms")]
+        #[schemars(with = "u64")]
         limit: Duration,
     },
     MemoryLimit {

@@ -89,7 +89,7 @@ pub(crate) struct Bounds {
 }
 
 /// A file a step opened for reading through one of its grants.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FileRead {
     /// The path as the guest sees it (`/workspace/src/main.rs`).
     pub path: String,

@@ -13,25 +13,36 @@ use std::path::{Path, PathBuf};
 /// Specs larger than this are refused before parsing.
 pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-/// A validated job spec.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A job spec (`.lily/jobs/<id>.job.yaml`; docs/job-spec.md), validated
+/// when it is loaded.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The job's id: `[a-z0-9][a-z0-9._-]{0,63}`.
     pub id: String,
+    /// One line for people.
     pub title: String,
+    /// IANA time zone of a cron trigger (or `trigger.timezone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What runs: a blueprint and its input.
     pub target: Target,
+    /// The blueprint's settings (checked by the blueprint: docs/blueprints.md).
     pub bindings: serde_json::Value,
+    /// `manual`, or `cron` with a schedule.
     pub trigger: Trigger,
+    /// Timeout, retries, parallelism and resource caps (within the policy's ceilings).
     pub runtime: Runtime,
+    /// The summary's format, the artifacts to keep, an optional publish.
     pub output: Output,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
+    /// `blueprint`.
     pub kind: String,
+    /// The blueprint's id, e.g. `council.v1`.
     pub id: String,
     /// Semver requirement, e.g. `"1"`, `"^1.0"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,14 +55,14 @@ fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerType {
     Manual,
     Cron,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Catchup {
     #[default]
@@ -59,7 +70,7 @@ pub enum Catchup {
     Skip,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     #[serde(rename = "type")]
@@ -78,7 +89,7 @@ fn default_starting_deadline() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     #[serde(default = "default_timeout")]
@@ -106,7 +117,7 @@ pub struct Runtime {
 }
 
 /// `runtime.http`: a step's HTTP caps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRuntime {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,7 +132,7 @@ pub struct HttpRuntime {
 }
 
 /// `runtime.llm`: caps below a step's `llm` grant (unset: the grant's).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LlmRuntime {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,7 +160,7 @@ impl Runtime {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SummaryFormat {
     #[default]
@@ -157,7 +168,7 @@ pub enum SummaryFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
     #[serde(default)]
@@ -170,7 +181,7 @@ pub struct Output {
     pub publish: Option<Publish>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Publish {
     pub artifact: String,
