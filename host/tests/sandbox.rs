@@ -340,8 +340,14 @@ fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
         .expect("sb");
         rt().block_on(sb.load(echo)).expect("load");
     }
-    let entries: Vec<PathBuf> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm2"))
+        .collect();
     assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    let record = PathBuf::from(format!("{}.ok", entries[0].display()));
+    assert!(record.is_file(), "the entry's checked identity is recorded");
     // Corrupt it: the next load must detect it and recompile, not trust it.
     let mut bytes = std::fs::read(&entries[0]).expect("read");
     let n = bytes.len();
@@ -365,6 +371,56 @@ fn compile_cache_is_used_and_a_corrupt_entry_is_rebuilt() {
     assert_eq!(payload(&r), json!(1));
     let fixed = std::fs::read(&entries[0]).expect("read");
     assert_ne!(fixed, bytes, "corrupt entry rewritten");
+}
+
+/// Loads the compile cache's entry of `echo.v1` and says whether it came
+/// from the cache (no compile) — by timing out a compile is not testable,
+/// so a cache hit is observed as "the entry file was not replaced".
+fn cache_hit(cache: &std::path::Path, entry: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::symlink_metadata(entry).map(|m| m.ino()).ok();
+    let sb = Sandbox::new(SandboxOptions {
+        cache_dir: Some(cache.to_path_buf()),
+    })
+    .expect("sb");
+    rt().block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).expect("load");
+    let after = std::fs::symlink_metadata(entry).map(|m| m.ino()).ok();
+    before.is_some() && before == after && std::fs::symlink_metadata(entry).is_ok_and(|m| m.file_type().is_file())
+}
+
+#[test]
+fn the_compile_cache_trusts_only_private_unchanged_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let sb = Sandbox::new(SandboxOptions {
+        cache_dir: Some(cache.clone()),
+    })
+    .expect("sb");
+    rt().block_on(sb.load(builtin_bytes("echo.v1").expect("echo"))).expect("load");
+    drop(sb);
+    let entry = std::fs::read_dir(&cache)
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm2"))
+        .expect("entry");
+    assert!(cache_hit(&cache, &entry), "an unchanged private entry is used as it is");
+    // Writable by others: not trusted, recompiled and replaced.
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert!(!cache_hit(&cache, &entry), "a world-writable entry is not used");
+    // A symlink in place of the entry: not followed, replaced by a file.
+    let real = tmp.path().join("elsewhere.cwasm2");
+    std::fs::rename(&entry, &real).expect("mv");
+    std::os::unix::fs::symlink(&real, &entry).expect("symlink");
+    assert!(!cache_hit(&cache, &entry), "a symlinked entry is not used");
+    assert!(std::fs::symlink_metadata(&entry).expect("entry").file_type().is_file());
+    // The same bytes written again (a new ctime): hashed in full, then used.
+    let bytes = std::fs::read(&entry).expect("read");
+    std::fs::write(&entry, &bytes).expect("rewrite");
+    assert!(cache_hit(&cache, &entry), "unchanged content with a new identity is re-verified and used");
+    // A cache directory others can write into is not used at all.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod dir");
+    assert!(!cache_hit(&cache, &entry));
 }
 
 #[test]

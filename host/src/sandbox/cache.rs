@@ -1,21 +1,102 @@
 //! On-disk cache of compiled components, keyed by the component digest and
 //! the engine's precompile compatibility hash.
 //!
-//! Entry format: `LILYCWASM1` magic, 32-byte sha256 of the body, body (the
-//! serialized component). An entry whose checksum does not match, or that
-//! wasmtime refuses, is treated as absent and rewritten — never trusted.
+//! An entry is `<hex>-<engine key>.cwasm2`: exactly what
+//! `Component::serialize` produced, so a load maps it
+//! (`Component::deserialize_file`, no copy) instead of reading it. Beside it,
+//! `<entry>.ok` records the sha256 of the entry and the identity of the file
+//! it was checked on: device, inode, length, mtime and ctime. A load trusts
+//! an entry without hashing it again only when the file is a regular file
+//! (not a symlink) owned by this user, not writable by group or others, in a
+//! directory with the same properties, and its identity is the recorded one.
+//! Any write to the file through the filesystem changes its ctime (which no
+//! unprivileged process can set back) and a replacement changes its inode,
+//! so a changed entry is hashed in full before use; one that does not match
+//! its recorded sha256, or that wasmtime refuses, is treated as absent and
+//! rewritten. What this does not catch, and a full hash on every load would:
+//! corruption below the filesystem that leaves its metadata alone (bit rot
+//! on a disk without checksums). The argument is in `docs/sandbox.md`.
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
-
-const MAGIC: &[u8] = b"LILYCWASM1";
 
 pub struct CompileCache {
     dir: PathBuf,
     engine_key: String,
+}
+
+/// The identity of a file as the `.ok` record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of `path`, if it is a regular file owned by this user
+    /// and writable by nobody else (`None` otherwise: not trusted).
+    #[cfg(unix)]
+    fn of_private_file(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if !m.file_type().is_file() || !owned_private(&m) {
+            return None;
+        }
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of_private_file(_path: &Path) -> Option<FileId> {
+        None
+    }
+
+    fn line(&self, sha256: &str) -> String {
+        format!("{} {} {} {} {} {sha256}\n", self.dev, self.ino, self.len, self.mtime_ns, self.ctime_ns)
+    }
+
+    fn parse(line: &str) -> Option<(FileId, String)> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [dev, ino, len, m, c, sum] = f.as_slice() else { return None };
+        Some((
+            FileId {
+                dev: dev.parse().ok()?,
+                ino: ino.parse().ok()?,
+                len: len.parse().ok()?,
+                mtime_ns: m.parse().ok()?,
+                ctime_ns: c.parse().ok()?,
+            },
+            (*sum).to_string(),
+        ))
+    }
+}
+
+/// Owned by this user and not writable by group or others.
+#[cfg(unix)]
+fn owned_private(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let me = unsafe { libc::geteuid() };
+    m.uid() == me && m.mode() & 0o022 == 0
+}
+
+fn sha256_file(path: &Path) -> Option<String> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).ok()?;
+    Some(hex::encode(h.finalize()))
 }
 
 impl CompileCache {
@@ -31,29 +112,68 @@ impl CompileCache {
 
     fn path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.dir.join(format!("{hex}-{}.cwasm", self.engine_key))
+        self.dir.join(format!("{hex}-{}.cwasm2", self.engine_key))
+    }
+
+    fn record_path(entry: &Path) -> PathBuf {
+        let mut p = entry.as_os_str().to_owned();
+        p.push(".ok");
+        PathBuf::from(p)
+    }
+
+    /// Whether the cache directory is a private directory of this user.
+    fn dir_is_private(&self) -> bool {
+        #[cfg(unix)]
+        {
+            std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.file_type().is_dir() && owned_private(&m))
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+
+    /// Whether the entry at `path` is the one that was checked: its identity
+    /// matches its record, or (changed since, or never recorded) its full
+    /// sha256 matches the recorded one, which is then recorded again.
+    fn verified(&self, path: &Path) -> bool {
+        if !self.dir_is_private() {
+            tracing::warn!(dir = %self.dir.display(), "compile cache directory is not private to this user; not using it");
+            return false;
+        }
+        let Some(id) = FileId::of_private_file(path) else { return false };
+        let record = Self::record_path(path);
+        let Some((recorded, sum)) = std::fs::read_to_string(&record).ok().as_deref().and_then(FileId::parse) else {
+            return false;
+        };
+        if recorded == id {
+            return true;
+        }
+        // The file changed since it was checked: hash it in full.
+        if sha256_file(path).as_deref() == Some(sum.as_str()) {
+            let _ = crate::util::atomic_write(&record, id.line(&sum).as_bytes());
+            return true;
+        }
+        tracing::warn!(path = %path.display(), "compile cache entry is corrupt; recompiling");
+        false
     }
 
     /// Load a cached compiled component, or `None` (absent, corrupt, stale).
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.path(digest);
-        let bytes = std::fs::read(&path).ok()?;
-        if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
-            tracing::warn!(path = %path.display(), "compile cache entry has a bad header; recompiling");
+        if !self.verified(&path) {
             return None;
         }
-        let (sum, body) = bytes[MAGIC.len()..].split_at(32);
-        if Sha256::digest(body).as_slice() != sum {
-            tracing::warn!(path = %path.display(), "compile cache entry is corrupt; recompiling");
-            return None;
-        }
-        // SAFETY: `Component::deserialize` trusts its input to be the output
-        // of `Component::serialize` from a compatible engine. The entry lives
-        // in a directory only this user can write, its checksum was verified
-        // just above, and its name carries the engine compatibility hash, so
-        // it is exactly what this process's engine serialized earlier.
+        // SAFETY: `Component::deserialize_file` trusts the file to be the
+        // output of `Component::serialize` from a compatible engine and not
+        // to change while it is mapped. The entry is a regular file owned by
+        // this user in a directory only this user can write, it is the file
+        // whose sha256 was recorded when it was written (or it was hashed
+        // again just now), its name carries the engine compatibility hash,
+        // and Lily replaces entries by rename (a new inode), never in place,
+        // so a mapped entry is never rewritten under the mapping.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, body) };
+        let component = unsafe { Component::deserialize_file(engine, &path) };
         match component {
             Ok(c) => Some(c),
             Err(e) => {
@@ -64,18 +184,22 @@ impl CompileCache {
     }
 
     /// Store a compiled component (best effort: a cache that cannot be
-    /// written only costs time).
+    /// written only costs time). The entry first, then its record.
     pub fn store(&self, digest: &str, component: &Component) {
         let Ok(body) = component.serialize() else { return };
         if create_private_dir(&self.dir).is_err() {
             return;
         }
-        let mut data = Vec::with_capacity(MAGIC.len() + 32 + body.len());
-        data.extend_from_slice(MAGIC);
-        data.extend_from_slice(&Sha256::digest(&body));
-        data.extend_from_slice(&body);
-        if let Err(e) = crate::util::atomic_write(&self.path(digest), &data) {
+        let path = self.path(digest);
+        if let Err(e) = crate::util::atomic_write(&path, &body) {
             tracing::debug!(error = %e, "could not write compile cache entry");
+            return;
+        }
+        let sum = hex::encode(Sha256::digest(&body));
+        if let Some(id) = FileId::of_private_file(&path)
+            && let Err(e) = crate::util::atomic_write(&Self::record_path(&path), id.line(&sum).as_bytes())
+        {
+            tracing::debug!(error = %e, "could not write compile cache record");
         }
     }
 }
