@@ -54,6 +54,8 @@ const SAME_LAYER: &[(&str, &str)] = &[
     ("config", "error"),
     ("config", "paths"),
     ("config", "util"),
+    // `lily export k8s` reads the scheduler's pause/disable state.
+    ("export", "triggers"),
 ];
 
 fn layer(m: &str) -> Option<u8> {
