@@ -165,6 +165,9 @@ impl Cancel {
     }
 }
 
+/// [`RunOptions::on_started`]: called with the run id and the run directory.
+pub type OnStarted = Box<dyn FnOnce(&str, &std::path::Path) + Send>;
+
 /// Options of one run.
 pub struct RunOptions {
     pub trigger: TriggerInfo,
@@ -174,8 +177,9 @@ pub struct RunOptions {
     /// Called for every event (live progress).
     pub observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>>,
     /// Called once, right after the run is on disk and started (its first
-    /// receipt written and `job_started` recorded), before any step runs.
-    pub on_started: Option<Box<dyn FnOnce() + Send>>,
+    /// receipt written and `job_started` recorded), before any step runs,
+    /// with the run id and the run directory.
+    pub on_started: Option<OnStarted>,
     /// Use this spec instead of the file (replay).
     pub spec_override: Option<SpecFile>,
     /// Recorded seeds to feed the sandbox (replay); else fresh.
@@ -268,6 +272,38 @@ impl PlanError {
     }
 }
 
+/// The key path of the binding a blueprint's bindings error is about:
+/// `details.key` when the blueprint gives it, else the binding its message
+/// names, else `bindings`.
+fn bindings_key(spec: &JobSpec, e: &LilyError) -> String {
+    if let Some(k) = e.details.get("key").and_then(Value::as_str) {
+        return k.to_string();
+    }
+    let mut names: Vec<&String> = spec.bindings.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    names.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    names
+        .into_iter()
+        .find(|k| e.message.contains(k.as_str()) || e.message.contains(k.trim_end_matches('s')))
+        .map(|k| format!("bindings.{k}"))
+        .unwrap_or_else(|| "bindings".into())
+}
+
+/// The key path of the binding whose value is (or lists) runnable `id`.
+fn binding_naming(spec: &JobSpec, id: &str) -> String {
+    let Some(m) = spec.bindings.as_object() else {
+        return "bindings".into();
+    };
+    for (k, v) in m {
+        if v.as_str() == Some(id) {
+            return format!("bindings.{k}");
+        }
+        if let Some(i) = v.as_array().and_then(|a| a.iter().position(|x| x.as_str() == Some(id))) {
+            return format!("bindings.{k}.{i}");
+        }
+    }
+    "bindings".into()
+}
+
 impl Lily {
     /// Open a root with a sandbox whose compile cache lives in `.lily/cache/`.
     pub fn open(root: Root) -> anyhow::Result<Lily> {
@@ -323,21 +359,33 @@ impl Lily {
         let blueprint = self
             .blueprints
             .resolve(&spec.target.id, spec.target.version.as_deref())
-            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?
+            .map_err(|e| {
+                let key = if e.message.starts_with("no blueprint") { "target.id" } else { "target.version" };
+                PlanError::new(ErrorCode::JobTargetUnresolved, &spec.at_key(key, e), false)
+            })?
             .clone();
-        let graph = blueprint
-            .compile(&spec.bindings)
-            .map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        let graph = blueprint.compile(&spec.bindings).map_err(|e| {
+            let key = bindings_key(spec, &e);
+            PlanError::new(ErrorCode::JobBindingsInvalid, &spec.at_key(&key, e), false)
+        })?;
         check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
             .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let limits = policy.limits_for(spec);
-        let loaded = self
-            .load_graph(&graph)
-            .await
-            .map_err(|e| PlanError::new(ErrorCode::JobExecutionFailed, &e, true))?;
+        let loaded = self.load_graph(&graph).await.map_err(|e| {
+            // An unresolved id: at the binding that names it.
+            let e = match e.message.strip_prefix("unresolved runnable ids: ") {
+                Some(ids) => {
+                    let first = ids.split(", ").next().unwrap_or("").to_string();
+                    let key = binding_naming(spec, &first);
+                    spec.at_key(&key, e)
+                }
+                None => e,
+            };
+            PlanError::new(ErrorCode::JobExecutionFailed, &e, true)
+        })?;
         let mut grants = grants;
         check_llm(
             &graph,
@@ -441,9 +489,18 @@ impl Lily {
             // In graph order, as the bindings list them.
             let order: Vec<&String> = graph.nodes.iter().map(|n| &n.runnable).collect();
             unresolved.sort_by_key(|id| order.iter().position(|o| *o == id));
+            let known = self.runnables.ids();
+            let guesses: Vec<String> = unresolved
+                .iter()
+                .filter_map(|id| crate::text::suggest(id, known.iter().map(String::as_str)).map(|s| format!("`{s}` for `{id}`")))
+                .collect();
+            let mut hint = String::new();
+            if !guesses.is_empty() {
+                hint.push_str(&format!("did you mean {}? ", guesses.join(", ")));
+            }
+            hint.push_str("`lily runnables list` shows the built-in and installed runnables");
             return Err(
-                LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", ")))
-                    .with_hint("`lily runnables list` shows the built-in and installed runnables"),
+                LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", "))).with_hint(hint),
             );
         }
         Ok(graph
@@ -502,7 +559,7 @@ impl Lily {
             json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
         );
         if let Some(started) = opts.on_started.take() {
-            started();
+            started(&run.run_id, &run.path);
         }
         // The spec snapshot (what replay runs again) is written before any
         // step runs, but after `job_started`: the first receipt and the event

@@ -320,6 +320,20 @@ impl CronSchedule {
     }
 }
 
+/// The IANA zone name `name` was probably meant to be (`europe/berlin` →
+/// `Europe/Berlin`), when one is close.
+pub fn suggest_zone(name: &str) -> Option<&'static str> {
+    crate::text::suggest(name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
+}
+
+/// The macro an unknown `@…` expression was probably meant to be.
+pub fn suggest_macro(expr: &str) -> Option<&'static str> {
+    if !expr.starts_with('@') || MACROS.iter().any(|(m, _)| m.eq_ignore_ascii_case(expr)) {
+        return None;
+    }
+    crate::text::suggest(&expr.to_ascii_lowercase(), MACROS.iter().map(|(m, _)| *m))
+}
+
 /// The parser configuration this module uses: optional leading seconds, no
 /// year field, POSIX weekdays, Vixie OR of day-of-month and day-of-week.
 fn parser() -> CronParser {
