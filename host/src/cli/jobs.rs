@@ -67,9 +67,15 @@ pub enum JobsCmd {
     /// The next fire times of a cron job, in UTC and in the job's time zone
     Next {
         id: String,
-        /// How many fire times
-        #[arg(long, short = 'n', default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        count: u32,
+        /// How many fire times (default 5; with --until: all in the window, at most 10000)
+        #[arg(long, short = 'n', value_parser = clap::value_parser!(u32).range(1..=super::schedule::MAX_PREVIEW as i64))]
+        count: Option<u32>,
+        /// Start here (inclusive) instead of now: a date (midnight in the job's time zone) or an RFC 3339 time
+        #[arg(long, value_name = "DATE|RFC3339", value_parser = super::schedule::parse_when)]
+        from: Option<super::schedule::When>,
+        /// End here (exclusive): a date (midnight in the job's time zone) or an RFC 3339 time
+        #[arg(long, value_name = "DATE|RFC3339", value_parser = super::schedule::parse_when)]
+        until: Option<super::schedule::When>,
     },
     /// Pause a cron job: no fires until `resume` (persisted; a running scheduler picks it up within seconds)
     Pause { id: String },
@@ -120,7 +126,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         }
         JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
         JobsCmd::Show { run_id } => show(g, &root, &run_id),
-        JobsCmd::Next { id, count } => super::schedule::next(g, &root, &id, count),
+        JobsCmd::Next { id, count, from, until } => super::schedule::next(g, &root, &id, count, from, until),
         JobsCmd::Pause { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Pause),
         JobsCmd::Resume { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Resume),
         JobsCmd::Disable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Disable),

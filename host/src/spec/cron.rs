@@ -334,6 +334,176 @@ pub fn suggest_macro(expr: &str) -> Option<&'static str> {
     crate::text::suggest(&expr.to_ascii_lowercase(), MACROS.iter().map(|(m, _)| *m))
 }
 
+/// How daylight saving time shaped one fire time (see [`CronSchedule`]'s
+/// rules), for previews such as `lily jobs next`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DstMark {
+    /// Fixed times that do not exist on `date` (the clock jumped over them)
+    /// run once at this fire time, the first instant after the gap.
+    Moved { date: String, nominal: Vec<String> },
+    /// Wall times inside a gap on `date` that do not exist and so never fire
+    /// (interval schedules, or a fixed time in a gap croner cannot bridge);
+    /// this is the first fire after the gap.
+    Skipped { date: String, nominal: Vec<String>, count: usize },
+    /// The first of two passes of a repeated wall time (the clock is turned
+    /// back later): `repeats` is whether the schedule fires again on the
+    /// second pass (interval schedules) or runs once (fixed times).
+    FirstPass { wall: String, repeats: bool, again_at: Option<String> },
+    /// The second pass of a repeated wall time (interval schedules only).
+    SecondPass { wall: String },
+}
+
+/// Most gap wall times listed in a [`DstMark`] (the count is exact).
+const MAX_MARK_TIMES: usize = 8;
+
+impl DstMark {
+    /// One line for people, e.g. `02:30 does not exist on 2027-03-14; runs at 03:00 EDT`.
+    pub fn note(&self, fire: &DateTime<Tz>) -> String {
+        let at = fire.format("%H:%M %Z").to_string();
+        let times = |nominal: &[String], count: usize| -> String {
+            match (nominal, count) {
+                ([one], 1) => one.clone(),
+                (list, n) if n <= list.len() => list.join(", "),
+                (list, n) => format!("{}–{} ({n} times)", list[0], list[list.len() - 1]),
+            }
+        };
+        match self {
+            DstMark::Moved { date, nominal } => {
+                let verb = if nominal.len() == 1 { "does" } else { "do" };
+                let once = if nominal.len() == 1 { "" } else { "once " };
+                format!("{} {verb} not exist on {date}; runs {once}at {at}", times(nominal, nominal.len()))
+            }
+            DstMark::Skipped { date, nominal, count } => {
+                let verb = if *count == 1 { "does" } else { "do" };
+                format!("{} {verb} not exist on {date}; skipped", times(nominal, *count))
+            }
+            DstMark::FirstPass { wall, repeats: false, .. } => format!("first of two {wall}s; runs once"),
+            DstMark::FirstPass { wall, again_at, .. } => {
+                format!("first of two {wall}s; runs again at {}", again_at.as_deref().unwrap_or("the second"))
+            }
+            DstMark::SecondPass { wall } => format!("second {wall} (the clock was turned back); it ran at the first too"),
+        }
+    }
+}
+
+/// A fire time of a preview, with how DST shaped it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreviewFire {
+    #[serde(flatten)]
+    pub fire: FireTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<DstMark>,
+    /// [`DstMark::note`] of `dst`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl CronSchedule {
+    /// Fire times `t` with `from <= t < until` (`until`: none = unbounded),
+    /// at most `cap`, each with its DST mark; and whether `cap` cut the list.
+    pub fn preview(&self, from: DateTime<Utc>, until: Option<DateTime<Utc>>, cap: usize) -> (Vec<PreviewFire>, bool) {
+        let after = from - TimeDelta::nanoseconds(1);
+        let mut out = Vec::new();
+        let mut prev = after;
+        for t in self.fires(after) {
+            if until.is_some_and(|u| t >= u) {
+                return (out, false);
+            }
+            if out.len() == cap {
+                return (out, true);
+            }
+            let dst = self.dst_mark(prev, t);
+            let note = dst.as_ref().map(|m| m.note(&t.with_timezone(&self.tz)));
+            out.push(PreviewFire {
+                fire: self.fire_time(t),
+                dst,
+                note,
+            });
+            prev = t;
+        }
+        (out, false)
+    }
+
+    /// Is this a fixed-time schedule (see the DST rules)?
+    fn is_fixed_time(&self) -> bool {
+        !self.fixed_times.is_empty() || self.cron.determine_job_type() == croner::JobType::FixedTime
+    }
+
+    fn wall(&self, t: chrono::NaiveDateTime) -> String {
+        let seconds = self.expr.split_whitespace().count() == 6;
+        t.format(if seconds { "%H:%M:%S" } else { "%H:%M" }).to_string()
+    }
+
+    /// How DST shaped fire time `t`, the previous one (or the search start)
+    /// being `prev`. A gap is found when it ends at `t` or when the UTC offset
+    /// changed between `prev` and `t` (the last change before `t` is looked
+    /// at).
+    pub fn dst_mark(&self, prev: DateTime<Utc>, t: DateTime<Utc>) -> Option<DstMark> {
+        use chrono::{LocalResult, Offset, TimeZone};
+        let off = |x: DateTime<Utc>| self.tz.offset_from_utc_datetime(&x.naive_utc()).fix().local_minus_utc();
+        let local = t.with_timezone(&self.tz).naive_local();
+        // A gap: a forward jump ending at t, or the last change in (prev, t].
+        let just_before = t - TimeDelta::seconds(1);
+        let change = if off(just_before) != off(t) {
+            Some(t)
+        } else if prev < t && off(prev) != off(t) {
+            // Binary search the first instant with t's offset.
+            let (mut lo, mut hi) = (prev, t);
+            while hi - lo > TimeDelta::seconds(1) {
+                let mid = lo + (hi - lo) / 2;
+                if off(mid) == off(t) { hi = mid } else { lo = mid }
+            }
+            Some(hi)
+        } else {
+            None
+        };
+        if let Some(at) = change {
+            let (old, new) = (off(at - TimeDelta::seconds(1)), off(at));
+            if new > old {
+                let start = at.naive_utc() + TimeDelta::seconds(i64::from(old));
+                let end = at.naive_utc() + TimeDelta::seconds(i64::from(new));
+                let step = if self.expr.split_whitespace().count() == 6 { 1 } else { 60 };
+                let (mut nominal, mut count) = (Vec::new(), 0usize);
+                let mut w = start;
+                while w < end {
+                    if self.cron.is_time_matching(&w).unwrap_or(false) {
+                        count += 1;
+                        if nominal.len() < MAX_MARK_TIMES - 1 {
+                            nominal.push(self.wall(w));
+                        } else {
+                            // Keep the first ones and the last.
+                            nominal.truncate(MAX_MARK_TIMES - 1);
+                            nominal.push(self.wall(w));
+                        }
+                    }
+                    w += TimeDelta::seconds(step);
+                }
+                if count > 0 {
+                    let date = start.date().to_string();
+                    if self.is_fixed_time() && at == t {
+                        return Some(DstMark::Moved { date, nominal });
+                    }
+                    return Some(DstMark::Skipped { date, nominal, count });
+                }
+            }
+        }
+        // A repeated wall time.
+        if let LocalResult::Ambiguous(first, second) = self.tz.from_local_datetime(&local) {
+            let wall = self.wall(local);
+            if first.with_timezone(&Utc) == t {
+                let repeats = !self.is_fixed_time();
+                let again_at = repeats.then(|| second.format("%H:%M %Z").to_string());
+                return Some(DstMark::FirstPass { wall, repeats, again_at });
+            }
+            if second.with_timezone(&Utc) == t {
+                return Some(DstMark::SecondPass { wall });
+            }
+        }
+        None
+    }
+}
+
 /// The parser configuration this module uses: optional leading seconds, no
 /// year field, POSIX weekdays, Vixie OR of day-of-month and day-of-week.
 fn parser() -> CronParser {
