@@ -1124,4 +1124,113 @@ mod tests {
         assert!(s.fires_between(t, t + TimeDelta::hours(1), 0).is_empty());
         assert_eq!(s.fires_between(t, t + TimeDelta::minutes(15), 10), utcs(&["2026-05-01T10:15:00Z"]));
     }
+
+    /// `jobs next`'s lines: local time and DST note.
+    fn preview_lines(expr: &str, zone: &str, from: &str, until: &str) -> Vec<String> {
+        let s = sched(expr, zone);
+        let (fires, cut) = s.preview(utc(from), Some(utc(until)), 10_000);
+        assert!(!cut);
+        fires
+            .iter()
+            .map(|f| format!("{} {}", f.fire.local, f.note.as_deref().unwrap_or("")).trim_end().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn preview_marks_what_dst_did_new_york_2027() {
+        // Spring forward 2027-03-14 02:00 EST → 03:00 EDT.
+        assert_eq!(
+            preview_lines("30 2 * * *", "America/New_York", "2027-03-13T05:00:00Z", "2027-03-15T04:00:00Z"),
+            [
+                "2027-03-13T02:30:00-05:00",
+                "2027-03-14T03:00:00-04:00 02:30 does not exist on 2027-03-14; runs at 03:00 EDT",
+            ]
+        );
+        assert_eq!(
+            preview_lines("0,30 2 * * *", "America/New_York", "2027-03-14T05:00:00Z", "2027-03-15T04:00:00Z"),
+            ["2027-03-14T03:00:00-04:00 02:00, 02:30 do not exist on 2027-03-14; runs once at 03:00 EDT"]
+        );
+        assert_eq!(
+            preview_lines("*/30 1-3 * * *", "America/New_York", "2027-03-14T05:00:00Z", "2027-03-15T04:00:00Z"),
+            [
+                "2027-03-14T01:00:00-05:00",
+                "2027-03-14T01:30:00-05:00",
+                "2027-03-14T03:00:00-04:00 02:00, 02:30 do not exist on 2027-03-14; skipped",
+                "2027-03-14T03:30:00-04:00",
+            ]
+        );
+        // Fall back 2027-11-07 02:00 EDT → 01:00 EST.
+        assert_eq!(
+            preview_lines("30 1 * * *", "America/New_York", "2027-11-06T04:00:00Z", "2027-11-08T05:00:00Z"),
+            [
+                "2027-11-06T01:30:00-04:00",
+                "2027-11-07T01:30:00-04:00 first of two 01:30s; runs once",
+            ]
+        );
+        assert_eq!(
+            preview_lines("30 * * * *", "America/New_York", "2027-11-07T05:00:00Z", "2027-11-07T08:00:00Z"),
+            [
+                "2027-11-07T01:30:00-04:00 first of two 01:30s; runs again at 01:30 EST",
+                "2027-11-07T01:30:00-05:00 second 01:30 (the clock was turned back); it ran at the first too",
+                "2027-11-07T02:30:00-05:00",
+            ]
+        );
+    }
+
+    #[test]
+    fn preview_marks_what_dst_did_berlin_2027() {
+        // 2027-03-28 02:00 CET → 03:00 CEST; 2027-10-31 03:00 CEST → 02:00 CET.
+        assert_eq!(
+            preview_lines("30 2 * * *", "Europe/Berlin", "2027-03-27T00:00:00Z", "2027-03-29T00:00:00Z"),
+            [
+                "2027-03-27T02:30:00+01:00",
+                "2027-03-28T03:00:00+02:00 02:30 does not exist on 2027-03-28; runs at 03:00 CEST",
+            ]
+        );
+        assert_eq!(
+            preview_lines("30 2 * * *", "Europe/Berlin", "2027-10-30T00:00:00Z", "2027-11-01T00:00:00Z"),
+            [
+                "2027-10-30T02:30:00+02:00",
+                "2027-10-31T02:30:00+02:00 first of two 02:30s; runs once",
+            ]
+        );
+        // Seconds schedules name seconds; long lists are shortened, the count stays exact.
+        let s = sched("*/10 * 2-3 * * *", "Europe/Berlin");
+        let (fires, _) = s.preview(utc("2027-03-28T00:59:00Z"), Some(utc("2027-03-28T01:00:01Z")), 100);
+        let last = fires.last().expect("fires");
+        assert_eq!(
+            last.note.as_deref(),
+            Some("02:00:00–02:59:50 (360 times) do not exist on 2027-03-28; skipped")
+        );
+        assert_eq!(last.fire.local, "2027-03-28T03:00:00+02:00");
+        assert!(matches!(&last.dst, Some(DstMark::Skipped { count: 360, nominal, .. }) if nominal.len() == MAX_MARK_TIMES));
+    }
+
+    #[test]
+    fn preview_window_is_from_inclusive_until_exclusive_and_capped() {
+        let s = sched("0 * * * *", "UTC");
+        let (fires, cut) = s.preview(utc("2027-01-01T00:00:00Z"), Some(utc("2027-01-01T03:00:00Z")), 100);
+        let utcs_got: Vec<DateTime<Utc>> = fires.iter().map(|f| f.fire.utc).collect();
+        assert_eq!(utcs_got, utcs(&["2027-01-01T00:00:00Z", "2027-01-01T01:00:00Z", "2027-01-01T02:00:00Z"]));
+        assert!(!cut);
+        let (fires, cut) = s.preview(utc("2027-01-01T00:00:00Z"), None, 2);
+        assert_eq!(fires.len(), 2);
+        assert!(cut);
+        let json = serde_json::to_value(&fires[0]).expect("json");
+        assert_eq!(json, serde_json::json!({"utc": "2027-01-01T00:00:00Z", "local": "2027-01-01T00:00:00+00:00", "timezone": "UTC"}));
+        let moved = sched("30 2 * * *", "America/New_York").preview(utc("2027-03-14T05:00:00Z"), None, 1).0;
+        let json = serde_json::to_value(&moved[0]).expect("json");
+        assert_eq!(json["dst"], serde_json::json!({"kind": "moved", "date": "2027-03-14", "nominal": ["02:30"]}));
+        assert_eq!(json["note"], "02:30 does not exist on 2027-03-14; runs at 03:00 EDT");
+    }
+
+    #[test]
+    fn zone_and_macro_suggestions() {
+        assert_eq!(suggest_zone("europe/berlin"), Some("Europe/Berlin"));
+        assert_eq!(suggest_zone("America/New_Yrok"), Some("America/New_York"));
+        assert_eq!(suggest_zone("Mars/Olympus"), None);
+        assert_eq!(suggest_macro("@dialy"), Some("@daily"));
+        assert_eq!(suggest_macro("@daily"), None);
+        assert_eq!(suggest_macro("0 9 * * *"), None);
+    }
 }
