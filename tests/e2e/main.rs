@@ -11,6 +11,7 @@ mod crash;
 mod jobs;
 mod llm;
 mod mcp;
+mod operator;
 mod scheduler;
 #[test]
 fn smoke() {}
