@@ -332,6 +332,9 @@ mod tests {
         assert_eq!(unknown_field_hint(msg).as_deref(), Some("did you mean `synthesizer`?"));
         assert_eq!(unknown_field_hint("unknown field `x`, expected `abc` or `zzz`"), None);
         assert_eq!(unknown_field_hint("unknown field `retries`, expected `retry_max` or `fuel`"), None);
-        assert_eq!(unknown_field_hint("unknown field `tmeout`, expected `timeout`"), Some("did you mean `timeout`?".into()));
+        assert_eq!(
+            unknown_field_hint("unknown field `tmeout`, expected `timeout`"),
+            Some("did you mean `timeout`?".into())
+        );
     }
 }

@@ -31,8 +31,16 @@ fn line_of(path: &std::path::Path, needle: &str) -> usize {
 fn spec_and_bindings_errors_name_file_line_and_key_and_suggest_a_fix() {
     let env = Env::new();
     // A misspelt binding: located at its line, the hint names the right one.
-    let typo = council_job("typo", &["security.v1", "operations.v1"], "default.v1", "deterministic", "{ topic: t }", "", "{}")
-        .replace("synthesizer:", "synthesiser:");
+    let typo = council_job(
+        "typo",
+        &["security.v1", "operations.v1"],
+        "default.v1",
+        "deterministic",
+        "{ topic: t }",
+        "",
+        "{}",
+    )
+    .replace("synthesizer:", "synthesiser:");
     let p = env.write_job("typo", &typo);
     let line = line_of(&p, "synthesiser:");
     for args in [vec!["jobs", "validate"], vec!["jobs", "run", "typo"]] {
@@ -49,7 +57,10 @@ fn spec_and_bindings_errors_name_file_line_and_key_and_suggest_a_fix() {
         assert!(all.contains("hint: did you mean `synthesizer`?"), "{all}");
     }
     let v = env.lily(&["--json", "jobs", "run", "typo"]).json();
-    assert_eq!(v["receipt"]["error"]["cause"]["hint"], "did you mean `synthesizer`? (`lily blueprints show council.v1` lists the bindings)");
+    assert_eq!(
+        v["receipt"]["error"]["cause"]["hint"],
+        "did you mean `synthesizer`? (`lily blueprints show council.v1` lists the bindings)"
+    );
     std::fs::remove_file(&p).expect("rm");
 
     // A time zone in the wrong case.
@@ -115,8 +126,11 @@ fn spec_and_bindings_errors_name_file_line_and_key_and_suggest_a_fix() {
     let out = env.lily(&["jobs", "run", "bp"]);
     out.expect_code(11);
     assert!(
-        out.stderr
-            .contains(&format!("error[job_target_unresolved]: {}:{}: no blueprint \"stp.v1\"", p.display(), line_of(&p, "id: stp.v1"))),
+        out.stderr.contains(&format!(
+            "error[job_target_unresolved]: {}:{}: no blueprint \"stp.v1\"",
+            p.display(),
+            line_of(&p, "id: stp.v1")
+        )),
         "{}",
         out.stderr
     );
@@ -128,7 +142,11 @@ fn spec_and_bindings_errors_name_file_line_and_key_and_suggest_a_fix() {
     let out = env.lily(&["jobs", "validate", &p.display().to_string()]);
     out.expect_code(10);
     assert!(
-        out.stdout.contains(&format!("{}:{}: unresolved runnable ids: ecko.v1", p.display(), line_of(&p, "runnable: ecko.v1"))),
+        out.stdout.contains(&format!(
+            "{}:{}: unresolved runnable ids: ecko.v1",
+            p.display(),
+            line_of(&p, "runnable: ecko.v1")
+        )),
         "{}",
         out.stdout
     );
@@ -166,7 +184,10 @@ fn next_previews_a_window_with_dst_marks() {
     let v = env.lily(&["--json", "jobs", "next", "be", "--from", "2027-03-28", "--count", "1"]).json();
     assert_eq!(v["from"], "2027-03-27T23:00:00Z");
     assert_eq!(v["fires"][0]["local"], "2027-03-28T03:00:00+02:00");
-    assert_eq!(v["fires"][0]["dst"], serde_json::json!({"kind": "moved", "date": "2027-03-28", "nominal": ["02:30"]}));
+    assert_eq!(
+        v["fires"][0]["dst"],
+        serde_json::json!({"kind": "moved", "date": "2027-03-28", "nominal": ["02:30"]})
+    );
     assert_eq!(v["fires"][0]["note"], "02:30 does not exist on 2027-03-28; runs at 03:00 CEST");
     // A window lists every fire time in it, capped with a message.
     env.write_job("sec", &cron("sec", "* * * * * *", "UTC"));
@@ -174,7 +195,9 @@ fn next_previews_a_window_with_dst_marks() {
     out.expect_code(0);
     assert!(out.stdout.starts_with("10000 fire time(s) of sec"), "{}", &out.stdout[..200]);
     assert!(out.stdout.contains("stopped at 10000 fire times; narrow the window"), "cap message");
-    let v = env.lily(&["--json", "jobs", "next", "sec", "--from", "2027-01-01", "--until", "2027-01-01T00:01:00Z"]).json();
+    let v = env
+        .lily(&["--json", "jobs", "next", "sec", "--from", "2027-01-01", "--until", "2027-01-01T00:01:00Z"])
+        .json();
     assert_eq!(v["fires"].as_array().map(Vec::len), Some(60));
     assert_eq!(v["truncated"], false);
     // A bad --from is a usage error.
@@ -206,7 +229,11 @@ fn run_references_take_latest_prefixes_and_job_narrowing_everywhere() {
     // Every run of this test shares the date: an ambiguous prefix lists the candidates.
     let amb = env.lily(&["jobs", "show", &a1[..8]]);
     amb.expect_code(10);
-    assert!(amb.stderr.contains(&format!("run id prefix \"{}\" is ambiguous: 3 runs match", &a1[..8])), "{}", amb.stderr);
+    assert!(
+        amb.stderr.contains(&format!("run id prefix \"{}\" is ambiguous: 3 runs match", &a1[..8])),
+        "{}",
+        amb.stderr
+    );
     for id in [format!("a/{a2}"), format!("b/{b1}"), format!("a/{a1}")] {
         assert!(amb.stderr.contains(&id), "{id} listed: {}", amb.stderr);
     }
@@ -279,12 +306,14 @@ fn show_of_a_missed_record_gives_its_reason_and_lateness() {
     out.expect_code(0);
     assert!(out.stdout.contains(": missed\n"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("  reason    past_starting_deadline — the latest due time was later than starting_deadline_seconds\n"),
+        out.stdout
+            .contains("  reason    past_starting_deadline — the latest due time was later than starting_deadline_seconds\n"),
         "{}",
         out.stdout
     );
     assert!(
-        out.stdout.contains("  late by   912 s (when the scheduler decided, starting deadline 300 s, catchup latest)\n"),
+        out.stdout
+            .contains("  late by   912 s (when the scheduler decided, starting deadline 300 s, catchup latest)\n"),
         "{}",
         out.stdout
     );
@@ -296,7 +325,13 @@ fn tail_follow_waits_for_the_next_run_and_exits_with_its_status() {
     env.install("probe");
     env.write_job(
         "later",
-        &step_job("later", "probe.v1", "{ op: fail, code: boom, message: on purpose }", "", "{ timeout_seconds: 60 }"),
+        &step_job(
+            "later",
+            "probe.v1",
+            "{ op: fail, code: boom, message: on purpose }",
+            "",
+            "{ timeout_seconds: 60 }",
+        ),
     );
     // Not a job: no waiting.
     env.lily(&["jobs", "tail", "nope", "-f"]).expect_code(10);
@@ -335,7 +370,15 @@ fn tail_filters_by_type_and_step() {
     let env = Env::new();
     env.write_job(
         "council",
-        &council_job("council", &["security.v1", "operations.v1"], "default.v1", "deterministic", "{ topic: t }", "", "{}"),
+        &council_job(
+            "council",
+            &["security.v1", "operations.v1"],
+            "default.v1",
+            "deterministic",
+            "{ topic: t }",
+            "",
+            "{}",
+        ),
     );
     env.lily(&["jobs", "run", "council"]).expect_code(0);
     let events = |args: &[&str]| -> Vec<Value> {

@@ -123,8 +123,7 @@ pub(crate) fn bindings_error(blueprint: &str, schema: &Value, bindings: &Value, 
 
 /// Parse and validate bindings.
 pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
-    let b: CouncilBindings =
-        serde_json::from_value(bindings.clone()).map_err(|e| bindings_error(ID, &schema_of::<CouncilBindings>(), bindings, &e))?;
+    let b: CouncilBindings = serde_json::from_value(bindings.clone()).map_err(|e| bindings_error(ID, &schema_of::<CouncilBindings>(), bindings, &e))?;
     if b.specialists.len() < 2 {
         return Err(bindings_invalid(format!(
             "council.v1 needs at least 2 specialists, got {}",

@@ -481,8 +481,11 @@ async fn tail(g: &Global, root: &lily::workspace::Root, id: &str, run: Option<&s
         None => {
             // A job that does not exist is an error; one that never ran too.
             spec::find(&root.jobs_dir, id)?;
-            return Err(LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display()))
-                .with_hint(format!("start one with `lily jobs run {id}`, or wait for the next with `lily jobs tail {id} -f`")));
+            return Err(
+                LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display())).with_hint(format!(
+                    "start one with `lily jobs run {id}`, or wait for the next with `lily jobs tail {id} -f`"
+                )),
+            );
         }
     };
     let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -694,10 +697,7 @@ fn show_not_run(p: &Value) {
         outln!("  late by   {late} s (when the scheduler decided{deadline}{catchup})");
     }
     if let Some(count) = p["missed_count"].as_u64() {
-        outln!(
-            "  missed    {count} time(s) through {}",
-            field(p["missed_through"].as_str().unwrap_or("-"))
-        );
+        outln!("  missed    {count} time(s) through {}", field(p["missed_through"].as_str().unwrap_or("-")));
     }
     if let Some(max) = p["max_parallel_runs"].as_u64() {
         match p["running"].as_u64() {

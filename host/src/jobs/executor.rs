@@ -304,6 +304,15 @@ fn binding_naming(spec: &JobSpec, id: &str) -> String {
     "bindings".into()
 }
 
+impl PlanError {
+    /// The job-level message located at `key` of the spec (`<file>:<line>: …`);
+    /// the cause keeps the blueprint's own message.
+    fn at_key(mut self, spec: &JobSpec, key: &str) -> PlanError {
+        self.error = spec.at_key(key, self.error);
+        self
+    }
+}
+
 impl Lily {
     /// Open a root with a sandbox whose compile cache lives in `.lily/cache/`.
     pub fn open(root: Root) -> anyhow::Result<Lily> {
@@ -360,13 +369,17 @@ impl Lily {
             .blueprints
             .resolve(&spec.target.id, spec.target.version.as_deref())
             .map_err(|e| {
-                let key = if e.message.starts_with("no blueprint") { "target.id" } else { "target.version" };
-                PlanError::new(ErrorCode::JobTargetUnresolved, &spec.at_key(key, e), false)
+                let key = if e.message.starts_with("no blueprint") {
+                    "target.id"
+                } else {
+                    "target.version"
+                };
+                PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_key(spec, key)
             })?
             .clone();
         let graph = blueprint.compile(&spec.bindings).map_err(|e| {
             let key = bindings_key(spec, &e);
-            PlanError::new(ErrorCode::JobBindingsInvalid, &spec.at_key(&key, e), false)
+            PlanError::new(ErrorCode::JobBindingsInvalid, &e, false).at_key(spec, &key)
         })?;
         check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
@@ -376,15 +389,15 @@ impl Lily {
         let limits = policy.limits_for(spec);
         let loaded = self.load_graph(&graph).await.map_err(|e| {
             // An unresolved id: at the binding that names it.
-            let e = match e.message.strip_prefix("unresolved runnable ids: ") {
-                Some(ids) => {
-                    let first = ids.split(", ").next().unwrap_or("").to_string();
-                    let key = binding_naming(spec, &first);
-                    spec.at_key(&key, e)
-                }
-                None => e,
-            };
-            PlanError::new(ErrorCode::JobExecutionFailed, &e, true)
+            let unresolved = e
+                .message
+                .strip_prefix("unresolved runnable ids: ")
+                .map(|ids| ids.split(", ").next().unwrap_or("").to_string());
+            let pe = PlanError::new(ErrorCode::JobExecutionFailed, &e, true);
+            match unresolved {
+                Some(first) => pe.at_key(spec, &binding_naming(spec, &first)),
+                None => pe,
+            }
         })?;
         let mut grants = grants;
         check_llm(
@@ -499,9 +512,7 @@ impl Lily {
                 hint.push_str(&format!("did you mean {}? ", guesses.join(", ")));
             }
             hint.push_str("`lily runnables list` shows the built-in and installed runnables");
-            return Err(
-                LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", "))).with_hint(hint),
-            );
+            return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", "))).with_hint(hint));
         }
         Ok(graph
             .nodes

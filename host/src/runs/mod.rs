@@ -316,7 +316,7 @@ pub fn resolve_run(runs_dir: &Path, reference: &str, job: Option<&str>) -> Resul
         None => (job, reference),
     };
     let bad = |r: &str| r.is_empty() || r.contains('/') || r.contains('\\') || r.contains("..");
-    if bad(reference) || job.is_some_and(|j| bad(j)) {
+    if bad(reference) || job.is_some_and(bad) {
         return Err(LilyError::new(ErrorCode::JobNotFound, format!("{reference:?} is not a run id")).with_hint(RUN_REF_HINT));
     }
     let where_ = || match job {
@@ -353,12 +353,11 @@ pub fn resolve_run(runs_dir: &Path, reference: &str, job: Option<&str>) -> Resul
             if n > SHOWN {
                 hint.push(format!("… and {} more", n - SHOWN));
             }
-            Err(LilyError::new(
-                ErrorCode::JobNotFound,
-                format!("run id prefix {reference:?} is ambiguous: {n} runs match"),
+            Err(
+                LilyError::new(ErrorCode::JobNotFound, format!("run id prefix {reference:?} is ambiguous: {n} runs match"))
+                    .with_hint(format!("give more of the id; candidates:\n{}", hint.join("\n")))
+                    .with_details(json!({"candidates": matches.iter().map(|r| json!({"job_id": r.job_id, "run_id": r.run_id})).collect::<Vec<_>>()})),
             )
-            .with_hint(format!("give more of the id; candidates:\n{}", hint.join("\n")))
-            .with_details(json!({"candidates": matches.iter().map(|r| json!({"job_id": r.job_id, "run_id": r.run_id})).collect::<Vec<_>>()})))
         }
     }
 }
@@ -470,7 +469,10 @@ mod tests {
         assert_eq!(id(resolve_run(runs, "b/latest", None)).expect("b/latest"), "b/20261122T072125.000Z-e3aa0000");
         assert_eq!(id(resolve_run(runs, "latest", Some("b"))).expect("--job b"), "b/20261122T072125.000Z-e3aa0000");
         assert_eq!(id(resolve_run(runs, "f239", None)).expect("suffix"), "a/20261122T072124.590Z-f239a1d2");
-        assert_eq!(id(resolve_run(runs, "20261122T072125", None)).expect("prefix"), "b/20261122T072125.000Z-e3aa0000");
+        assert_eq!(
+            id(resolve_run(runs, "20261122T072125", None)).expect("prefix"),
+            "b/20261122T072125.000Z-e3aa0000"
+        );
         assert_eq!(
             id(resolve_run(runs, "20261122T072124.590Z-f239a1d2", None)).expect("exact"),
             "a/20261122T072124.590Z-f239a1d2"
@@ -486,6 +488,11 @@ mod tests {
         assert_eq!(resolve_run(runs, "nope", None).expect_err("none").code, ErrorCode::JobNotFound);
         assert!(resolve_run(runs, "../a", None).is_err());
         assert!(resolve_run(runs, "a/latest", Some("b")).is_err(), "conflicting job");
-        assert!(resolve_run(runs, "latest", Some("c")).expect_err("no runs").message.contains("no runs of job c"));
+        assert!(
+            resolve_run(runs, "latest", Some("c"))
+                .expect_err("no runs")
+                .message
+                .contains("no runs of job c")
+        );
     }
 }

@@ -1162,10 +1162,7 @@ mod tests {
         // Fall back 2027-11-07 02:00 EDT → 01:00 EST.
         assert_eq!(
             preview_lines("30 1 * * *", "America/New_York", "2027-11-06T04:00:00Z", "2027-11-08T05:00:00Z"),
-            [
-                "2027-11-06T01:30:00-04:00",
-                "2027-11-07T01:30:00-04:00 first of two 01:30s; runs once",
-            ]
+            ["2027-11-06T01:30:00-04:00", "2027-11-07T01:30:00-04:00 first of two 01:30s; runs once",]
         );
         assert_eq!(
             preview_lines("30 * * * *", "America/New_York", "2027-11-07T05:00:00Z", "2027-11-07T08:00:00Z"),
@@ -1189,19 +1186,13 @@ mod tests {
         );
         assert_eq!(
             preview_lines("30 2 * * *", "Europe/Berlin", "2027-10-30T00:00:00Z", "2027-11-01T00:00:00Z"),
-            [
-                "2027-10-30T02:30:00+02:00",
-                "2027-10-31T02:30:00+02:00 first of two 02:30s; runs once",
-            ]
+            ["2027-10-30T02:30:00+02:00", "2027-10-31T02:30:00+02:00 first of two 02:30s; runs once",]
         );
         // Seconds schedules name seconds; long lists are shortened, the count stays exact.
         let s = sched("*/10 * 2-3 * * *", "Europe/Berlin");
         let (fires, _) = s.preview(utc("2027-03-28T00:59:00Z"), Some(utc("2027-03-28T01:00:01Z")), 100);
         let last = fires.last().expect("fires");
-        assert_eq!(
-            last.note.as_deref(),
-            Some("02:00:00–02:59:50 (360 times) do not exist on 2027-03-28; skipped")
-        );
+        assert_eq!(last.note.as_deref(), Some("02:00:00–02:59:50 (360 times) do not exist on 2027-03-28; skipped"));
         assert_eq!(last.fire.local, "2027-03-28T03:00:00+02:00");
         assert!(matches!(&last.dst, Some(DstMark::Skipped { count: 360, nominal, .. }) if nominal.len() == MAX_MARK_TIMES));
     }
@@ -1217,7 +1208,10 @@ mod tests {
         assert_eq!(fires.len(), 2);
         assert!(cut);
         let json = serde_json::to_value(&fires[0]).expect("json");
-        assert_eq!(json, serde_json::json!({"utc": "2027-01-01T00:00:00Z", "local": "2027-01-01T00:00:00+00:00", "timezone": "UTC"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"utc": "2027-01-01T00:00:00Z", "local": "2027-01-01T00:00:00+00:00", "timezone": "UTC"})
+        );
         let moved = sched("30 2 * * *", "America/New_York").preview(utc("2027-03-14T05:00:00Z"), None, 1).0;
         let json = serde_json::to_value(&moved[0]).expect("json");
         assert_eq!(json["dst"], serde_json::json!({"kind": "moved", "date": "2027-03-14", "nominal": ["02:30"]}));

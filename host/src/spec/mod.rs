@@ -626,8 +626,11 @@ pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
     let guess = crate::text::suggest(id, known.iter().map(String::as_str))
         .map(|g| format!("did you mean {g}? "))
         .unwrap_or_default();
-    Err(LilyError::new(ErrorCode::JobNotFound, format!("no job with id {id:?} in {}", dir.display()))
-        .with_hint(format!("{guess}`lily jobs list` shows the jobs there; --jobs-dir or LILY_JOBS_DIR change where Lily looks")))
+    Err(
+        LilyError::new(ErrorCode::JobNotFound, format!("no job with id {id:?} in {}", dir.display())).with_hint(format!(
+            "{guess}`lily jobs list` shows the jobs there; --jobs-dir or LILY_JOBS_DIR change where Lily looks"
+        )),
+    )
 }
 
 #[cfg(test)]
