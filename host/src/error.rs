@@ -16,6 +16,8 @@ pub enum ErrorCode {
     JobBindingsInvalid,
     JobExecutionFailed,
     JobPolicyDenied,
+    /// The job already has `runtime.max_parallel_runs` runs in progress.
+    JobBusy,
     BlueprintNotFound,
     BlueprintBindingsInvalid,
     BlueprintCompileFailed,
@@ -25,7 +27,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::JobNotFound,
         ErrorCode::JobInvalidSpec,
         ErrorCode::JobTriggerInvalid,
@@ -33,6 +35,7 @@ impl ErrorCode {
         ErrorCode::JobBindingsInvalid,
         ErrorCode::JobExecutionFailed,
         ErrorCode::JobPolicyDenied,
+        ErrorCode::JobBusy,
         ErrorCode::BlueprintNotFound,
         ErrorCode::BlueprintBindingsInvalid,
         ErrorCode::BlueprintCompileFailed,
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::JobBindingsInvalid => "job_bindings_invalid",
             ErrorCode::JobExecutionFailed => "job_execution_failed",
             ErrorCode::JobPolicyDenied => "job_policy_denied",
+            ErrorCode::JobBusy => "job_busy",
             ErrorCode::BlueprintNotFound => "blueprint_not_found",
             ErrorCode::BlueprintBindingsInvalid => "blueprint_bindings_invalid",
             ErrorCode::BlueprintCompileFailed => "blueprint_compile_failed",
@@ -65,6 +69,7 @@ impl ErrorCode {
             ErrorCode::JobTargetUnresolved | ErrorCode::JobBindingsInvalid => 11,
             ErrorCode::JobPolicyDenied => 12,
             ErrorCode::JobExecutionFailed => 13,
+            ErrorCode::JobBusy => 15,
             _ => 14,
         }
     }

@@ -11,7 +11,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr())
         .init();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => std::process::exit(cli::usage_error(e)),
+    };
     std::process::exit(cli::run(args));
 }
 

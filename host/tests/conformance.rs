@@ -145,6 +145,7 @@ fn error_codes_are_the_stable_set() {
             "job_bindings_invalid",
             "job_execution_failed",
             "job_policy_denied",
+            "job_busy",
             "blueprint_not_found",
             "blueprint_bindings_invalid",
             "blueprint_compile_failed",
@@ -167,6 +168,25 @@ fn every_error_code_is_documented() {
     let text = std::fs::read_to_string(&docs).expect("docs/runbook.md exists");
     for c in ErrorCode::ALL {
         assert!(text.contains(c.as_str()), "docs/runbook.md must document {c}");
+    }
+    // …and the exit-status table gives each `job_*` code its status, on the
+    // row of that status (blueprint codes share the row "any blueprint_*").
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && l[2..].chars().next().is_some_and(|ch| ch.is_ascii_digit()))
+        .collect();
+    for c in ErrorCode::ALL {
+        let want = format!("| {} |", c.exit_status());
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&want))
+            .unwrap_or_else(|| panic!("docs/runbook.md has no exit-status row for {}", c.exit_status()));
+        let named = if c.as_str().starts_with("blueprint_") {
+            row.contains("blueprint_*")
+        } else {
+            row.contains(&format!("`{c}`"))
+        };
+        assert!(named, "the runbook's exit-status row {} must name {c}: {row}", c.exit_status());
     }
 }
 

@@ -112,6 +112,18 @@ fn digest_drift_is_refused_unless_allowed_and_then_recorded() {
     let changed = with_custom_section(guest("probe"));
     e.rt.block_on(e.lily.runnables.install(&e.lily.sandbox, &changed, None, true))
         .expect("reinstall with --force");
+    // The recorded digest is kept by content: the replay runs it, no drift.
+    let (kept, _) = do_replay(&e, &orig.receipt.run_id, false).expect("replay of the kept digest");
+    assert!(kept.receipt.drift.is_empty());
+    assert_eq!(json(&kept.receipt.components[0])["digest"], old.as_str());
+    // Once that copy is gone (pruned), it is drift.
+    let object = e
+        .lily
+        .root
+        .runnables_dir()
+        .join(".objects")
+        .join(format!("{}.wasm", old.trim_start_matches("sha256:")));
+    std::fs::remove_file(&object).expect("the old digest was kept");
     let err = do_replay(&e, &orig.receipt.run_id, false).expect_err("drift refused");
     assert_eq!(err.code, ErrorCode::JobTargetUnresolved);
     assert!(err.message.contains(&old), "names the old digest: {}", err.message);

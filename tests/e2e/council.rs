@@ -212,10 +212,12 @@ fn unresolved_runnable_ids_fail_compilation_listing_all_of_them_before_any_step(
         ),
     );
     let out = env.lily(&["jobs", "run", "ghosts"]);
-    out.expect_code(13);
+    // The target's problem (exit 11), not an execution failure, and never
+    // retried (the job allows retries).
+    out.expect_code(11);
     assert!(
         out.stderr.contains(&format!(
-            "error[job_execution_failed]: {}:8: unresolved runnable ids: ghost.v1, phantom.v1, nothing.v1",
+            "error[job_target_unresolved]: {}:8: unresolved runnable ids: ghost.v1, phantom.v1, nothing.v1",
             env.jobs_dir().join("ghosts.job.yaml").display()
         )),
         "{}",
@@ -223,8 +225,10 @@ fn unresolved_runnable_ids_fail_compilation_listing_all_of_them_before_any_step(
     );
     let (run, r) = payload_of(&env, "ghosts");
     assert_eq!(r["status"], "failed");
-    assert_eq!(r["error"]["code"], "job_execution_failed");
-    assert_eq!(r["error"]["cause"]["code"], "blueprint_compile_failed");
+    assert_eq!(r["error"]["code"], "job_target_unresolved");
+    assert_eq!(r["error"]["cause"]["cause"]["code"], "blueprint_compile_failed", "{}", r["error"]);
+    assert_eq!(r["attempts"].as_array().map(Vec::len), Some(0), "no attempt, no retry: {}", r["attempts"]);
+    assert!(!event_types(&run).iter().any(|t| t == "job_attempt_failed"));
     no_step_ran(&run);
     // validate finds the same thing without running anything
     let v = env.lily(&["jobs", "validate", "--json"]).json();
@@ -235,7 +239,7 @@ fn unresolved_runnable_ids_fail_compilation_listing_all_of_them_before_any_step(
         .find(|x| x["file"].as_str().unwrap_or("").ends_with("ghosts.job.yaml"))
         .cloned()
         .expect("row");
-    assert_eq!(row["code"], "job_execution_failed");
+    assert_eq!(row["code"], "job_target_unresolved");
     assert!(row["message"].as_str().unwrap_or("").contains("ghost.v1, phantom.v1, nothing.v1"), "{row}");
 }
 

@@ -690,17 +690,16 @@ fn the_parallel_run_cap_refuses_a_second_run_unless_asked_to_wait() {
             .is_some_and(|r| event_types(r).iter().any(|t| t == "step_started"))
     });
     let second = env.lily(&["jobs", "run", "single"]);
-    second.expect_code(12);
-    assert!(
-        second.stderr.contains("error[job_policy_denied]: parallel run cap reached"),
-        "{}",
-        second.stderr
-    );
+    // Busy (exit 15), not a policy denial: the run overlapped the first.
+    second.expect_code(15);
+    assert!(second.stderr.contains("error[job_busy]: parallel run cap reached"), "{}", second.stderr);
     let runs = env.run_dirs("single");
     assert_eq!(runs.len(), 2);
     let refused = receipt(&runs[1]);
-    assert_eq!(refused["status"], "denied");
+    assert_eq!(refused["status"], "skipped_overlap");
+    assert_eq!(refused["error"]["code"], "job_busy");
     assert_eq!(refused["error"]["cause"]["details"]["reason"], "parallel_run_cap");
+    assert_eq!(event_types(&runs[1]).last().map(String::as_str), Some("job_skipped_overlap"));
 
     let waited = env.lily(&["jobs", "run", "single", "--wait"]);
     waited.expect_code(0);
@@ -710,6 +709,13 @@ fn the_parallel_run_cap_refuses_a_second_run_unless_asked_to_wait() {
     assert_eq!(runs.len(), 3);
     let (r0, r2) = (receipt(&runs[0]), receipt(&runs[2]));
     assert_eq!(r2["status"], "succeeded");
+    // It said what it waited for: the slot and the run holding it.
+    let waiting = events(&runs[2])
+        .into_iter()
+        .find(|e| e["type"] == "waiting_for_slot")
+        .expect("waiting_for_slot");
+    assert_eq!(waiting["max_parallel_runs"], 1);
+    assert_eq!(waiting["held_by"], serde_json::json!([r0["run_id"]]), "{waiting}");
     // The waiting run only started its attempt once the first had ended.
     let attempt_started = events(&runs[2]).into_iter().find(|e| e["type"] == "job_attempt_started").expect("attempt");
     assert!(rfc3339(&attempt_started["ts"]) >= rfc3339(&r0["ended_at"]));

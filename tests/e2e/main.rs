@@ -6,12 +6,14 @@ mod harness;
 
 mod authoring;
 mod cli;
+mod codes;
 mod council;
 mod crash;
 mod jobs;
 mod llm;
 mod mcp;
 mod operator;
+mod replay;
 mod scheduler;
 #[test]
 fn smoke() {}

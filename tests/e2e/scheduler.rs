@@ -382,3 +382,39 @@ fn a_run_still_going_after_the_grace_period_is_cancelled_and_overlaps_are_record
     listed.expect_code(0);
     assert!(listed.json().as_array().is_some_and(|a| a.len() >= 2), "{}", listed.stdout);
 }
+
+#[test]
+fn a_cron_job_that_cannot_run_is_reported_at_load_with_its_reason_and_shown_failing_in_status() {
+    let env = Env::new();
+    // Asks for an env var the policy does not grant: every fire is denied.
+    let spec = step_job("denied", "echo.v1", "{ n: 1 }", "  env: [HOME]\n", "{}").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"*/1 * * * * *\"\n  timezone: UTC\n",
+    );
+    env.write_job("denied", &spec);
+    let mut serve = Serve::start(&env, "serve");
+    wait_until(Duration::from_secs(90), "two denied cron runs", || {
+        receipts(&env, "denied").iter().filter(|(_, r)| r["status"] == "denied").count() >= 2
+    });
+    let out = env.lily(&["jobs", "status"]);
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("denied: failing since ") && out.stdout.contains("time(s) in a row: job_policy_denied — "),
+        "{}",
+        out.stdout
+    );
+    let s = status_json(&env);
+    let job = s["jobs"].as_array().expect("jobs").iter().find(|j| j["id"] == "denied").expect("job").clone();
+    assert!(job["failing"]["count"].as_u64().is_some_and(|n| n >= 2), "{job}");
+    assert_eq!(job["failing"]["error_code"], "job_policy_denied");
+    serve.signal("-TERM");
+    serve.wait(Duration::from_secs(60));
+    let log = serve.log();
+    // At load, before any fire: the reason, once.
+    assert!(
+        log.contains("warning: denied cannot run as it stands (every fire will fail until its spec or the policy changes): error[job_policy_denied]"),
+        "{log}"
+    );
+    // Every finished run says why.
+    assert!(log.contains(") denied: error[job_policy_denied]: "), "{log}");
+}

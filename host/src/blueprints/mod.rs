@@ -351,7 +351,7 @@ impl ExecCtx {
             json!({
                 "node": node.id, "runnable": node.runnable, "duration_ms": report.duration.as_millis() as u64,
                 "fuel_used": report.fuel_used, "outcome": outcome,
-                "cause": cause.as_ref().map(|c| c.message()),
+                "cause": cause.as_ref().map(|c| c.message()), "files_read": report.reads.len(),
             }),
         );
         if let Ok(mut p) = self.proposals.lock() {
@@ -371,6 +371,7 @@ impl ExecCtx {
                 llm: Some(crate::sandbox::llm::LlmTotals::of(&report.tape.calls)).filter(|t| !t.is_zero()),
                 http: Some(crate::sandbox::http::HttpTotals::of(&report.tape.calls)).filter(|t| !t.is_zero()),
                 replay_misses: report.replay_misses.clone(),
+                reads: report.reads.clone(),
             });
         }
         report

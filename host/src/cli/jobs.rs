@@ -282,6 +282,18 @@ async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) 
                 f["duration_ms"]
             ),
             "job_attempt_failed" => errln!("  attempt {} failed: {}", f["attempt"], f["message"].as_str().unwrap_or("")),
+            "waiting_for_slot" => {
+                let held: Vec<&str> = f["held_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                errln!(
+                    "  waiting for a free run slot (max_parallel_runs {}); held by {}",
+                    f["max_parallel_runs"],
+                    if held.is_empty() {
+                        "another run".to_string()
+                    } else {
+                        format!("run {}", held.join(", run "))
+                    }
+                )
+            }
             _ => {}
         }))
     } else {
@@ -325,8 +337,10 @@ pub fn status_exit(r: &runs::Receipt) -> i32 {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Partial => EXIT_PARTIAL,
         RunStatus::Cancelled => EXIT_CANCELLED,
-        // A scheduled time that did not run is a record, not a failed run.
-        RunStatus::Running | RunStatus::Missed | RunStatus::SkippedOverlap => EXIT_OK,
+        // A scheduled time that did not run is a record, not a failed run;
+        // a run refused at the parallel-run cap carries `job_busy`.
+        RunStatus::Running | RunStatus::Missed => EXIT_OK,
+        RunStatus::SkippedOverlap if r.error.is_none() => EXIT_OK,
         _ => r.error.as_ref().map(|e| exit_code(e.code)).unwrap_or(EXIT_INTERNAL),
     }
 }
@@ -572,7 +586,14 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
                 },
                 r.started_at.clone(),
                 r.error_code.clone().unwrap_or_default(),
-                r.replay_of.as_ref().map(|o| format!("replay of {o}")).unwrap_or_default(),
+                r.replay_of
+                    .as_ref()
+                    .map(|o| match r.verified_identical {
+                        Some(true) => format!("replay of {o} (verified: identical)"),
+                        Some(false) => format!("replay of {o} (verified: DIFFERS)"),
+                        None => format!("replay of {o}"),
+                    })
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -596,6 +617,15 @@ fn show(g: &Global, root: &lily::workspace::Root, run_ref: &str) -> Result<i32, 
     if let Some(of) = &r.replay_of {
         outln!("  replay of {of}");
     }
+    if let Some(v) = &r.verify {
+        match &v.first_difference {
+            None => outln!("  verified  identical to {}", r.replay_of.as_deref().unwrap_or("the original")),
+            Some(d) => outln!(
+                "  verified  DIFFERS from {} (first difference: {d})",
+                r.replay_of.as_deref().unwrap_or("the original")
+            ),
+        }
+    }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
     if matches!(r.status, RunStatus::Missed | RunStatus::SkippedOverlap) {
         show_not_run(&r.payload);
@@ -616,6 +646,9 @@ fn show(g: &Global, root: &lily::workspace::Root, run_ref: &str) -> Result<i32, 
         }
     }
     outln!("\nattempts:");
+    if r.attempts.is_empty() {
+        outln!("  none (refused before any attempt)");
+    }
     for a in &r.attempts {
         outln!(
             "  #{} {} {}{}",
@@ -719,9 +752,8 @@ async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: b
     let resolved = runs::resolve_run(&root.runs_dir(), run_id, None)?;
     let run_id = resolved.run_id.as_str();
     let lily = Lily::open(root).map_err(internal)?;
-    let (res, original) = replay::replay(&lily, run_id, ReplayOptions { allow_drift }, RunOptions::default()).await?;
-    let original_dir = resolved.dir;
-    let verification = verify.then(|| replay::verify(&original_dir, &original, &res.run_dir, &res.receipt));
+    let (res, _original) = replay::replay_with(&lily, run_id, ReplayOptions { allow_drift }, verify, RunOptions::default()).await?;
+    let verification = res.receipt.verify.clone();
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));
     } else {
@@ -740,6 +772,13 @@ async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: b
         }
         outln!("run directory: {}", res.run_dir.display());
         if let Some(v) = &verification {
+            if v.workspace_changes.is_empty() {
+                let n: usize = res.receipt.steps.iter().map(|s| s.reads.len()).sum();
+                outln!("  workspace        unchanged ({n} file(s) read)");
+            }
+            for c in &v.workspace_changes {
+                outln!("  workspace changed: {} [step {}]", c.describe(), c.node);
+            }
             for c in &v.compared {
                 outln!(
                     "  {:<16} {}",

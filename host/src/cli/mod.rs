@@ -102,6 +102,37 @@ pub enum Command {
     Mcp(mcp::McpCmd),
 }
 
+/// Exit status of a usage error (from the argument parser).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Report an argument-parser error: clap's text, or — when the command
+/// line asks for `--json` — one JSON object on stdout like every other
+/// error (`code` = `usage_error`, exit 2). `--help` and `--version` print
+/// as usual.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !wants_json || informational {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let message = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+    let rest: Vec<&str> = lines.collect();
+    let v = serde_json::json!({
+        "code": "usage_error",
+        "message": message,
+        "hint": (!rest.is_empty()).then(|| rest.join("\n")),
+        "details": {"kind": e.kind().as_str()},
+    });
+    outln!("{}", lily::text::json_pretty(&v));
+    EXIT_USAGE
+}
+
 /// Run a parsed command; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -223,6 +223,7 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
     let mut jobs = Vec::new();
     let mut rows = Vec::new();
     let mut invalid = Vec::new();
+    let mut failing_lines = Vec::new();
     for f in spec::discover(&root.jobs_dir) {
         let s = match &f.spec {
             Ok(s) => s,
@@ -241,6 +242,7 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
         };
         let last_scheduled = js.and_then(|j| j.last_scheduled_for);
         let last_run = runs::list_runs(&root.runs_dir(), &s.id, 1, None).into_iter().next();
+        let failing = runs::failing_streak(&root.runs_dir(), &s.id);
         rows.push(vec![
             s.id.clone(),
             format!("{} @ {}", plan.schedule.expr(), plan.schedule.timezone().name()),
@@ -264,8 +266,20 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
             "next_fire": next,
             "last_scheduled_for": last_scheduled.map(secs),
             "last_run": last_run,
+            "failing": failing,
             "file": f.path,
         }));
+        if let Some(fl) = &failing {
+            failing_lines.push(format!(
+                "{}: failing since {}, {}{} time(s) in a row: {}{}",
+                s.id,
+                fl.since,
+                if fl.capped { "at least " } else { "" },
+                fl.count,
+                fl.error_code.as_deref().unwrap_or("no error code"),
+                fl.message.as_ref().map(|m| format!(" — {m}")).unwrap_or_default()
+            ));
+        }
     }
     let scheduler = match &daemon {
         Some(Some(i)) => json!({"running": true, "pid": i.pid, "since": rfc3339(i.started_at), "root": i.root}),
@@ -297,6 +311,12 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
         outln!("no cron jobs in {}", root.jobs_dir.display());
     } else {
         render::table(&["JOB", "SCHEDULE", "STATE", "NEXT FIRE", "LAST SCHEDULED", "LAST RUN"], &rows);
+    }
+    if !failing_lines.is_empty() {
+        outln!();
+        for l in &failing_lines {
+            outln!("{l}");
+        }
     }
     for i in &invalid {
         outln!(
@@ -419,8 +439,23 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
             run_id,
             status,
             scheduled_for,
+            error,
             ..
-        } => format!("run {run_id} of {job_id} ({scheduled_for}) {}", status.as_str()),
+        } => match error {
+            Some(e) => format!(
+                "run {run_id} of {job_id} ({scheduled_for}) {}: error[{}]: {}",
+                status.as_str(),
+                e.code,
+                e.message
+            ),
+            None => format!("run {run_id} of {job_id} ({scheduled_for}) {}", status.as_str()),
+        },
+        SchedulerEvent::JobCannotRun { job_id, code, message, hint } => format!(
+            "warning: {job_id} cannot run as it stands (every fire will fail until its spec or the policy changes): error[{code}]: {message}{}",
+            hint.as_ref()
+                .map(|h| format!("\n  hint: {}", h.replace('\n', "\n        ")))
+                .unwrap_or_default()
+        ),
         SchedulerEvent::RunNotStarted {
             job_id,
             scheduled_for,

@@ -78,6 +78,7 @@ struct AttemptInput<'a> {
     cancel: &'a Cancel,
     seeds: Seeds,
     extra: &'a Extra,
+    verify: Option<&'a super::replay::VerifyAgainst>,
 }
 
 /// How one attempt ended, for its record.
@@ -190,6 +191,9 @@ pub struct RunOptions {
     pub no_auto_effects: bool,
     /// Component drift accepted by `--allow-drift` (recorded in the receipt).
     pub drift: Vec<DriftRecord>,
+    /// `lily jobs replay --verify`: compare with this run before the
+    /// receipt is committed (the result goes into it).
+    pub verify_against: Option<super::replay::VerifyAgainst>,
 }
 
 impl Default for RunOptions {
@@ -205,6 +209,7 @@ impl Default for RunOptions {
             replay_tapes: BTreeMap::new(),
             no_auto_effects: false,
             drift: Vec::new(),
+            verify_against: None,
         }
     }
 }
@@ -255,10 +260,11 @@ pub struct PlanError {
 
 impl PlanError {
     fn new(code: ErrorCode, inner: &LilyError, retryable: bool) -> PlanError {
-        let status = if code == ErrorCode::JobPolicyDenied {
-            RunStatus::Denied
-        } else {
-            RunStatus::Failed
+        let status = match code {
+            ErrorCode::JobPolicyDenied => RunStatus::Denied,
+            // Refused at the parallel-run cap: the run overlapped others.
+            ErrorCode::JobBusy => RunStatus::SkippedOverlap,
+            _ => RunStatus::Failed,
         };
         let mut error = LilyError::new(code, inner.message.clone());
         error.hint = inner.hint.clone();
@@ -311,6 +317,18 @@ impl PlanError {
         self.error = spec.at_key(key, self.error);
         self
     }
+
+    /// [`PlanError::at_key`] for unresolved runnable ids: at the binding that
+    /// names the first of them.
+    fn at_unresolved(self, spec: &JobSpec, e: &LilyError) -> PlanError {
+        match e.message.strip_prefix("unresolved runnable ids: ") {
+            Some(ids) => {
+                let key = binding_naming(spec, ids.split(", ").next().unwrap_or(""));
+                self.at_key(spec, &key)
+            }
+            None => self,
+        }
+    }
 }
 
 impl Lily {
@@ -333,6 +351,19 @@ impl Lily {
         // policy is reported by whatever uses it next).
         let _ = lily.policy();
         Ok(lily)
+    }
+
+    /// The same root, sandbox and model providers, resolving runnables
+    /// through `runnables` (a replay pins the digests it recorded).
+    pub fn with_runnables(&self, runnables: RunnableRegistry) -> Lily {
+        Lily {
+            root: self.root.clone(),
+            sandbox: self.sandbox.clone(),
+            blueprints: Registry::builtin(),
+            runnables,
+            llm: self.llm.clone(),
+            policy_cache: std::sync::Mutex::new(None),
+        }
     }
 
     /// `.lily/policy.yaml` as it is now. A long-lived `Lily` (the scheduler)
@@ -382,21 +413,23 @@ impl Lily {
             PlanError::new(ErrorCode::JobBindingsInvalid, &e, false).at_key(spec, &key)
         })?;
         check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
+        check_dirs_exist(&self.root, &graph).map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        // Unknown runnable ids before the policy is asked about them (its
+        // hint would otherwise offer grants for a runnable that does not exist).
+        self.check_runnables_exist(&graph)
+            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_unresolved(spec, &e))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
             .map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let limits = policy.limits_for(spec);
         let loaded = self.load_graph(&graph).await.map_err(|e| {
-            // An unresolved id: at the binding that names it.
-            let unresolved = e
-                .message
-                .strip_prefix("unresolved runnable ids: ")
-                .map(|ids| ids.split(", ").next().unwrap_or("").to_string());
-            let pe = PlanError::new(ErrorCode::JobExecutionFailed, &e, true);
-            match unresolved {
-                Some(first) => pe.at_key(spec, &binding_naming(spec, &first)),
-                None => pe,
+            // A runnable id that is neither built in nor installed is the
+            // target's problem, not a transient failure: never retried.
+            if e.code == ErrorCode::BlueprintCompileFailed {
+                PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_unresolved(spec, &e)
+            } else {
+                PlanError::new(ErrorCode::JobExecutionFailed, &e, true)
             }
         })?;
         let mut grants = grants;
@@ -459,6 +492,21 @@ impl Lily {
         Ok(out)
     }
 
+    /// Every runnable id of a graph is built in or installed (no bytes read);
+    /// else all unresolved ids, in graph order (`blueprint_compile_failed`).
+    fn check_runnables_exist(&self, graph: &Graph) -> Result<(), LilyError> {
+        let mut unresolved: Vec<&str> = Vec::new();
+        for n in &graph.nodes {
+            if !unresolved.contains(&n.runnable.as_str()) && !self.runnables.resolves(&n.runnable) {
+                unresolved.push(&n.runnable);
+            }
+        }
+        if unresolved.is_empty() {
+            return Ok(());
+        }
+        Err(unresolved_error(&unresolved, &self.runnables.ids()))
+    }
+
     /// Resolve and load every runnable of a graph: unresolved ids are listed
     /// together (`blueprint_compile_failed`), a refused component is
     /// `blueprint_contract_invalid`.
@@ -502,17 +550,8 @@ impl Lily {
             // In graph order, as the bindings list them.
             let order: Vec<&String> = graph.nodes.iter().map(|n| &n.runnable).collect();
             unresolved.sort_by_key(|id| order.iter().position(|o| *o == id));
-            let known = self.runnables.ids();
-            let guesses: Vec<String> = unresolved
-                .iter()
-                .filter_map(|id| crate::text::suggest(id, known.iter().map(String::as_str)).map(|s| format!("`{s}` for `{id}`")))
-                .collect();
-            let mut hint = String::new();
-            if !guesses.is_empty() {
-                hint.push_str(&format!("did you mean {}? ", guesses.join(", ")));
-            }
-            hint.push_str("`lily runnables list` shows the built-in and installed runnables");
-            return Err(LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", unresolved.join(", "))).with_hint(hint));
+            let ids: Vec<&str> = unresolved.iter().map(String::as_str).collect();
+            return Err(unresolved_error(&ids, &self.runnables.ids()));
         }
         Ok(graph
             .nodes
@@ -583,7 +622,7 @@ impl Lily {
             Ok(p) => p,
             Err(e) => {
                 let pe = PlanError::new(ErrorCode::JobPolicyDenied, &e, false);
-                return self.finish_without_attempt(&run, &events, receipt, &spec, pe);
+                return self.finish_without_attempt(&run, &events, receipt, &spec, pe, opts.verify_against.as_ref());
             }
         };
 
@@ -600,7 +639,7 @@ impl Lily {
         // execution failures, by the attempts.
         let planned = match self.plan(&spec, &policy).await {
             Ok(p) => Planned::Ready(Box::new(p)),
-            Err(pe) if !pe.retryable => return self.finish_without_attempt(&run, &events, receipt, &spec, pe),
+            Err(pe) if !pe.retryable => return self.finish_without_attempt(&run, &events, receipt, &spec, pe, opts.verify_against.as_ref()),
             Err(pe) => Planned::Retry(Some(pe)),
         };
         let input = AttemptInput {
@@ -611,6 +650,7 @@ impl Lily {
             cancel: &opts.cancel,
             seeds,
             extra: &extra,
+            verify: opts.verify_against.as_ref(),
         };
         let ended = self.run_attempts(&input, planned, &mut receipt, opts.wait).await?;
         self.persist(&input, receipt, ended)
@@ -623,12 +663,22 @@ impl Lily {
             record_plan(receipt, p);
         }
         // Parallel-run cap, across processes.
-        let slot = match acquire_slot(&self.root, &spec.id, spec.runtime.max_parallel_runs, wait, cancel).await {
+        let max = spec.runtime.max_parallel_runs;
+        let mut slot = acquire_slot(&self.root, &spec.id, max, false, cancel, &run.run_id).await;
+        if slot.as_ref().is_err_and(|e| e.code == ErrorCode::JobBusy) && wait {
+            // Say what the run waits for (the progress display shows it).
+            events.emit(
+                "waiting_for_slot",
+                json!({"max_parallel_runs": max, "held_by": slot_holders(&self.root, &spec.id, max)}),
+            );
+            slot = acquire_slot(&self.root, &spec.id, max, true, cancel, &run.run_id).await;
+        }
+        let slot = match slot {
             Ok(s) => s,
             // Ctrl-C / SIGTERM while waiting for a slot cancels the run; it
             // is not a policy denial.
             Err(_) if cancel.is_cancelled() => return Ok(Ended::Cancelled),
-            Err(e) => return Ok(Ended::Refused(PlanError::new(ErrorCode::JobPolicyDenied, &e, false))),
+            Err(e) => return Ok(Ended::Refused(PlanError::new(ErrorCode::JobBusy, &e, false))),
         };
         if let Some(d) = receipt.policy.decisions.as_mut() {
             d.push(Decision {
@@ -721,10 +771,11 @@ impl Lily {
             events,
             run,
             extra,
+            verify,
             ..
         } = *input;
         let (success, last) = match ended {
-            Ended::Refused(pe) => return self.finish_without_attempt(run, events, receipt, spec, pe),
+            Ended::Refused(pe) => return self.finish_without_attempt(run, events, receipt, spec, pe, verify),
             Ended::Cancelled => {
                 receipt.status = RunStatus::Cancelled;
                 receipt.error = Some(ReceiptError {
@@ -734,7 +785,7 @@ impl Lily {
                     first_event_seq: None,
                 });
                 events.emit("job_cancelled", json!({}));
-                return self.finalize(run, events, receipt, spec);
+                return self.finalize(run, events, receipt, spec, verify);
             }
             Ended::Succeeded(out, proposals) => (Some((out, proposals)), None),
             Ended::Failed(last) => (None, last),
@@ -792,7 +843,7 @@ impl Lily {
                 events.emit("job_failed", json!({"error_code": code.as_str(), "message": message, "cause": cause}));
             }
         }
-        self.finalize(run, events, receipt, spec)
+        self.finalize(run, events, receipt, spec, verify)
     }
 
     /// One attempt: (re-)plan if needed, then execute under the attempt
@@ -806,6 +857,7 @@ impl Lily {
             cancel,
             seeds,
             extra,
+            ..
         } = *input;
         // A plan that failed to compile is retried like an execution failure:
         // the first attempt reports the failure planning already met, later
@@ -887,9 +939,21 @@ impl Lily {
         }
     }
 
-    fn finish_without_attempt(&self, run: &RunDir, events: &EventLog, mut receipt: Receipt, spec: &JobSpec, pe: PlanError) -> Result<RunResult, LilyError> {
+    fn finish_without_attempt(
+        &self,
+        run: &RunDir,
+        events: &EventLog,
+        mut receipt: Receipt,
+        spec: &JobSpec,
+        pe: PlanError,
+        verify: Option<&super::replay::VerifyAgainst>,
+    ) -> Result<RunResult, LilyError> {
         receipt.status = pe.status;
-        let kind = if pe.status == RunStatus::Denied { "policy_denied" } else { "job_failed" };
+        let kind = match pe.status {
+            RunStatus::Denied => "policy_denied",
+            RunStatus::SkippedOverlap => "job_skipped_overlap",
+            _ => "job_failed",
+        };
         events.emit(
             kind,
             json!({"error_code": pe.error.code.as_str(), "message": pe.error.message, "cause": pe.cause, "hint": pe.error.hint}),
@@ -903,12 +967,26 @@ impl Lily {
             cause: json!({"cause": pe.cause, "hint": pe.error.hint, "details": pe.error.details}),
             first_event_seq: events.first_error_seq(),
         });
-        self.finalize(run, events, receipt, spec)
+        self.finalize(run, events, receipt, spec, verify)
     }
 
     /// 6–7: summary, final receipt.
-    fn finalize(&self, run: &RunDir, events: &EventLog, mut receipt: Receipt, spec: &JobSpec) -> Result<RunResult, LilyError> {
+    fn finalize(
+        &self,
+        run: &RunDir,
+        events: &EventLog,
+        mut receipt: Receipt,
+        spec: &JobSpec,
+        verify: Option<&super::replay::VerifyAgainst>,
+    ) -> Result<RunResult, LilyError> {
         receipt.ended_at = Some(rfc3339(Utc::now()));
+        // A verified replay: compared with its original before the commit,
+        // so the receipt says whether it differs (artifacts are written).
+        if let Some(v) = verify {
+            let ver = super::replay::verify(&v.original_dir, &v.original, &run.path, &receipt);
+            events.emit("replay_verified", serde_json::to_value(&ver).unwrap_or(Value::Null));
+            receipt.verify = Some(ver);
+        }
         // Decisions operators made while the run was going show in the summary too.
         events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(run, e))?;
         let (name, media, text) = match spec.output.summary_format {
@@ -1014,25 +1092,83 @@ fn slot_path(root: &Root, job_id: &str, i: u32) -> std::path::PathBuf {
 
 /// How many of a job's `max` run slots are held (by any process).
 pub fn held_slots(root: &Root, job_id: &str, max: u32) -> u32 {
-    let mut held = 0;
+    held_slot_files(root, job_id, max).len() as u32
+}
+
+/// The run ids holding a job's run slots (each holder writes its run id
+/// into its slot file once it has the lock).
+pub fn slot_holders(root: &Root, job_id: &str, max: u32) -> Vec<String> {
+    held_slot_files(root, job_id, max)
+        .into_iter()
+        .map(|mut f| {
+            use std::io::Read;
+            let mut s = String::new();
+            let _ = (&mut f).take(256).read_to_string(&mut s);
+            s.trim().to_string()
+        })
+        .collect()
+}
+
+fn held_slot_files(root: &Root, job_id: &str, max: u32) -> Vec<File> {
+    let mut held = Vec::new();
     for i in 0..max {
-        let Ok(f) = File::options().write(true).open(slot_path(root, job_id, i)) else {
+        let Ok(f) = File::options().read(true).write(true).open(slot_path(root, job_id, i)) else {
             continue;
         };
         match f.try_lock() {
             Ok(()) => {
                 let _ = f.unlock();
             }
-            Err(std::fs::TryLockError::WouldBlock) => held += 1,
+            Err(std::fs::TryLockError::WouldBlock) => held.push(f),
             Err(std::fs::TryLockError::Error(_)) => {}
         }
     }
     held
 }
 
+/// Unresolved runnable ids, with a "did you mean" for each one close to a
+/// `known` id.
+fn unresolved_error(ids: &[&str], known: &[String]) -> LilyError {
+    let guesses: Vec<String> = ids
+        .iter()
+        .filter_map(|id| crate::text::suggest(id, known.iter().map(String::as_str)).map(|s| format!("`{s}` for `{id}`")))
+        .collect();
+    let mut hint = String::new();
+    if !guesses.is_empty() {
+        hint.push_str(&format!("did you mean {}? ", guesses.join(", ")));
+    }
+    hint.push_str("`lily runnables list` shows the built-in and installed runnables; `lily runnables install <file.wasm>` adds one");
+    LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", ids.join(", "))).with_hint(hint)
+}
+
+/// Every directory a step binds (a council's `workspace`) exists under the
+/// root: a missing one is a bindings mistake, reported before the policy is
+/// asked (which would otherwise refuse it with an OS error).
+fn check_dirs_exist(root: &Root, graph: &Graph) -> Result<(), LilyError> {
+    for node in &graph.nodes {
+        for d in &node.dirs {
+            let host = root.path.join(&d.path);
+            if std::fs::symlink_metadata(&host).is_err() {
+                return Err(LilyError::new(
+                    ErrorCode::BlueprintBindingsInvalid,
+                    format!(
+                        "directory {:?} bound for {} does not exist under {}",
+                        d.path,
+                        node.runnable,
+                        root.path.display()
+                    ),
+                )
+                .with_hint(format!("create it, or fix the path in `bindings` (it is relative to {})", root.path.display()))
+                .with_details(json!({"path": d.path, "runnable": node.runnable})));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Take one of `max` run slots of a job (file locks, so the cap holds
 /// across processes). Returns the held lock and its index.
-pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cancel: &Cancel) -> Result<(File, u32), LilyError> {
+pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cancel: &Cancel, holder: &str) -> Result<(File, u32), LilyError> {
     let dir = root.state_dir().join("locks").join(job_id);
     crate::util::ensure_dir(&dir).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", dir.display())))?;
     loop {
@@ -1045,12 +1181,16 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
                 .open(&path)
                 .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: {e}", path.display())))?;
             if f.try_lock().is_ok() {
+                // Who holds it, for a run that waits (best effort: the lock
+                // is what counts).
+                use std::io::Write as _;
+                let _ = f.set_len(0).and_then(|()| (&f).write_all(holder.as_bytes()));
                 return Ok((f, i));
             }
         }
         if !wait {
             return Err(LilyError::new(
-                ErrorCode::JobPolicyDenied,
+                ErrorCode::JobBusy,
                 format!("parallel run cap reached: {job_id} already has {max} run(s) in progress (runtime.max_parallel_runs = {max})"),
             )
             .with_hint("wait for the running run to finish, or use `lily jobs run --wait`")

@@ -7,10 +7,9 @@ use crate::error::{ErrorCode, LilyError};
 use crate::runs::{self, DriftRecord, Receipt};
 use crate::sandbox::{ClockTape, Sandbox};
 use crate::spec::{self, SpecFile};
-use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Options of `lily jobs replay`.
 #[derive(Debug, Clone, Default)]
@@ -19,15 +18,14 @@ pub struct ReplayOptions {
     pub allow_drift: bool,
 }
 
-/// The outcome of `--verify`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verification {
-    pub identical: bool,
-    /// Per compared item: name, original sha256, replay sha256.
-    pub compared: Vec<Value>,
-    /// The first differing field or artifact, when any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_difference: Option<String>,
+pub use crate::runs::{Verification, WorkspaceChange};
+
+/// What `--verify` compares a replay with: the original run. Handed to the
+/// executor so the result is part of the replay's receipt and events.
+#[derive(Debug, Clone)]
+pub struct VerifyAgainst {
+    pub original_dir: PathBuf,
+    pub original: Receipt,
 }
 
 fn not_found(run_id: &str, root: &Path) -> LilyError {
@@ -36,6 +34,13 @@ fn not_found(run_id: &str, root: &Path) -> LilyError {
 
 /// Replay run `run_id` as a new run with `replay_of` set.
 pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: RunOptions) -> Result<(RunResult, Receipt), LilyError> {
+    replay_with(lily, run_id, opts, false, run_opts).await
+}
+
+/// [`replay`], and with `verify` compare it with the original before its
+/// receipt is committed (the result is in the receipt's `verify` and a
+/// `replay_verified` event).
+pub async fn replay_with(lily: &Lily, run_id: &str, opts: ReplayOptions, verify: bool, run_opts: RunOptions) -> Result<(RunResult, Receipt), LilyError> {
     let runs = lily.root.runs_dir();
     let dir = runs::find_run(&runs, run_id).ok_or_else(|| not_found(run_id, &runs))?;
     let original = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: receipt unreadable", dir.display())))?;
@@ -55,11 +60,16 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
     };
     spec_file.spec.clone()?;
 
-    // Component drift: every recorded digest must match what would run now.
+    // Components: each recorded digest runs again — the current component
+    // when it has that digest, else the kept copy of it (installed
+    // components are kept by content); drift only when neither exists.
     let mut drift = Vec::new();
+    let mut pins = BTreeMap::new();
     for c in &original.components {
         let current = lily.runnables.bytes(&c.runnable).map(|(b, _)| Sandbox::digest(&b));
-        if current.as_deref() != Some(c.digest.as_str()) {
+        if current.as_deref() != Some(c.digest.as_str()) && lily.runnables.bytes_by_digest(&c.digest).is_some() {
+            pins.insert(c.runnable.clone(), c.digest.clone());
+        } else if current.as_deref() != Some(c.digest.as_str()) {
             drift.push(DriftRecord {
                 node: c.node.clone(),
                 runnable: c.runnable.clone(),
@@ -92,9 +102,17 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
         replay_tapes: tapes,
         no_auto_effects: true,
         drift,
+        verify_against: verify.then(|| VerifyAgainst {
+            original_dir: dir.clone(),
+            original: original.clone(),
+        }),
         ..run_opts
     };
-    let result = lily.run_job(&original.job_id, run_opts).await?;
+    let result = if pins.is_empty() {
+        lily.run_job(&original.job_id, run_opts).await?
+    } else {
+        lily.with_runnables(lily.runnables.pinned(pins)).run_job(&original.job_id, run_opts).await?
+    };
     Ok((result, original))
 }
 
@@ -102,12 +120,18 @@ pub async fn replay(lily: &Lily, run_id: &str, opts: ReplayOptions, run_opts: Ru
 /// (sha256 each). The summary is excluded (it names the run).
 pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay: &Receipt) -> Verification {
     let mut compared = Vec::new();
-    // A host call the tape did not hold is the first difference: the step
-    // and call it names are where the replay left the recorded run.
-    let mut first = replay
-        .steps
-        .iter()
-        .find_map(|s| s.replay_misses.first().map(|m| format!("step {} ({}): host call {m}", s.node, s.runnable)));
+    // Changed inputs first: a workspace file that is not what the original
+    // read explains every difference after it.
+    let workspace_changes = workspace_changes(original, replay);
+    let mut first = workspace_changes.first().map(|c| format!("workspace changed: {}", c.describe()));
+    // A host call the tape did not hold is the next: the step and call it
+    // names are where the replay left the recorded run.
+    if first.is_none() {
+        first = replay
+            .steps
+            .iter()
+            .find_map(|s| s.replay_misses.first().map(|m| format!("step {} ({}): host call {m}", s.node, s.runnable)));
+    }
     let h = |v: &Value| crate::util::sha256(v.to_string().as_bytes());
     let (a, b) = (h(&original.payload), h(&replay.payload));
     if a != b && first.is_none() {
@@ -141,7 +165,39 @@ pub fn verify(original_dir: &Path, original: &Receipt, replay_dir: &Path, replay
         identical: first.is_none(),
         compared,
         first_difference: first,
+        workspace_changes,
     }
+}
+
+/// Files a step of the original read whose recorded sha256 differs from
+/// what the same step of the replay read (or that it did not read).
+pub fn workspace_changes(original: &Receipt, replay: &Receipt) -> Vec<WorkspaceChange> {
+    let mut out = Vec::new();
+    for step in &original.steps {
+        let again = replay.steps.iter().find(|s| s.node == step.node);
+        for r in &step.reads {
+            let now = again.and_then(|s| s.reads.iter().find(|x| x.path == r.path));
+            let changed = match now {
+                None => true,
+                Some(x) => match (&r.sha256, &x.sha256) {
+                    (Some(a), Some(b)) => a != b,
+                    // Not hashed (over the step's budget): sizes only.
+                    _ => r.size != x.size,
+                },
+            };
+            if changed {
+                out.push(WorkspaceChange {
+                    node: step.node.clone(),
+                    path: r.path.clone(),
+                    original: r.sha256.clone(),
+                    replay: now.and_then(|x| x.sha256.clone()),
+                    original_size: r.size,
+                    replay_size: now.map(|x| x.size),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// JSON path of the first difference between two values (`.a[2].b`).

@@ -1,5 +1,13 @@
 //! The runnable registry: built-ins embedded in `lily`, plus components
 //! installed under `.lily/runnables/<id>/<version>/`.
+//!
+//! Every installed component is also kept by content, as
+//! `.lily/runnables/.objects/<sha256 hex>.wasm`, and never overwritten
+//! there: `install --force` of a new build under the same version replaces
+//! what `<id>/<version>/` runs from now on, while the digest an earlier run
+//! recorded stays loadable, so that run can still be replayed exactly
+//! ([`RunnableRegistry::bytes_by_digest`]). Bytes read by digest are checked
+//! against it before use.
 
 use crate::sandbox::{BUILTIN_IDS, LoadError, Loaded, Sandbox, builtin_bytes};
 use crate::workspace::Root;
@@ -32,13 +40,60 @@ pub enum Source {
 #[derive(Debug, Clone)]
 pub struct RunnableRegistry {
     dir: Option<PathBuf>,
+    /// Runnable id → the digest to run instead of the current one (replay).
+    pins: Arc<std::collections::BTreeMap<String, String>>,
+}
+
+/// Directory (under the runnables dir) of components kept by content.
+pub const OBJECTS_DIR: &str = ".objects";
+
+/// `sha256:<64 hex>` → the object's file name, or `None` for anything else.
+fn object_name(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())).then(|| format!("{hex}.wasm"))
 }
 
 impl RunnableRegistry {
     pub fn new(root: Option<&Root>) -> RunnableRegistry {
         RunnableRegistry {
             dir: root.map(Root::runnables_dir),
+            pins: Arc::default(),
         }
+    }
+
+    /// This registry, resolving each pinned id to the component with that
+    /// digest instead of its current one (a replay of an older run).
+    pub fn pinned(&self, pins: std::collections::BTreeMap<String, String>) -> RunnableRegistry {
+        RunnableRegistry {
+            dir: self.dir.clone(),
+            pins: Arc::new(pins),
+        }
+    }
+
+    /// The component whose digest is `digest`: a built-in, a kept object, or
+    /// (installed before objects were kept) an installed version. Checked
+    /// against the digest before it is returned.
+    pub fn bytes_by_digest(&self, digest: &str) -> Option<Cow<'static, [u8]>> {
+        for (id, _) in BUILTIN_IDS {
+            if let Some(b) = builtin_bytes(id)
+                && Sandbox::digest(b) == digest
+            {
+                return Some(Cow::Borrowed(b));
+            }
+        }
+        let dir = self.dir.as_ref()?;
+        let candidates = std::iter::once(dir.join(OBJECTS_DIR).join(object_name(digest)?))
+            .chain(self.installed().into_iter().filter(|(m, _)| m.digest == digest).map(|(_, p)| p));
+        for path in candidates {
+            // Never through a symlink: the object store is Lily's own.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
+                && let Ok(b) = std::fs::read(&path)
+                && Sandbox::digest(&b) == digest
+            {
+                return Some(Cow::Owned(b));
+            }
+        }
+        None
     }
 
     /// Installed manifests, sorted by (id, version).
@@ -65,8 +120,22 @@ impl RunnableRegistry {
         out
     }
 
+    /// Whether `id` is a built-in or an installed runnable (nothing is read
+    /// but the manifests).
+    pub fn resolves(&self, id: &str) -> bool {
+        builtin_bytes(id).is_some() || self.pins.contains_key(id) || self.installed().iter().any(|(m, _)| m.id == id)
+    }
+
     /// Bytes of runnable `id`: a built-in, else the highest installed version.
     pub fn bytes(&self, id: &str) -> Option<(Cow<'static, [u8]>, Source)> {
+        if let Some(digest) = self.pins.get(id) {
+            let b = self.bytes_by_digest(digest)?;
+            let path = match &b {
+                Cow::Borrowed(_) => return Some((b, Source::Builtin)),
+                Cow::Owned(_) => self.dir.as_ref()?.join(OBJECTS_DIR).join(object_name(digest)?),
+            };
+            return Some((b, Source::Installed { path }));
+        }
         if let Some(b) = builtin_bytes(id) {
             return Some((Cow::Borrowed(b), Source::Builtin));
         }
@@ -122,6 +191,15 @@ impl RunnableRegistry {
         }
         let io = |e: std::io::Error| InstallError::Io(format!("{}: {e}", target.display()));
         std::fs::create_dir_all(&target).map_err(io)?;
+        // Kept by content first (never replaced: same name, same bytes).
+        let objects = dir.join(OBJECTS_DIR);
+        if let Some(name) = object_name(&loaded.digest)
+            && !objects.join(&name).is_file()
+        {
+            let io = |e: std::io::Error| InstallError::Io(format!("{}: {e}", objects.display()));
+            std::fs::create_dir_all(&objects).map_err(io)?;
+            crate::util::atomic_write(&objects.join(&name), bytes).map_err(io)?;
+        }
         crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(io)?;
         let manifest = Manifest {
             id: d.id.clone(),

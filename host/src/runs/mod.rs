@@ -20,7 +20,7 @@ pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
-    RunStatus, StepRecord, TargetRecord, TriggerRecord, Verdict,
+    RunStatus, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
 
 use crate::error::{ErrorCode, LilyError};
@@ -63,6 +63,9 @@ pub struct RunSummary {
     /// For cron runs and missed / skipped records: the scheduled time (UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<String>,
+    /// A replay run with `--verify`: whether it was identical to its original.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_identical: Option<bool>,
     pub path: PathBuf,
 }
 
@@ -139,6 +142,7 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         error_code: r.error.as_ref().map(|e| e.code.as_str().to_string()),
         replay_of: r.replay_of.clone(),
         scheduled_for: r.trigger.scheduled_for().map(str::to_string),
+        verified_identical: r.verify.as_ref().map(|v| v.identical),
         path,
     }
 }
@@ -175,6 +179,8 @@ struct IndexEntry {
     replay_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scheduled_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_identical: Option<bool>,
 }
 
 /// Append a finished run to its job's index (one `write`, O_APPEND).
@@ -189,6 +195,7 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
         error_code: s.error_code,
         replay_of: s.replay_of,
         scheduled_for: s.scheduled_for,
+        verified_identical: s.verified_identical,
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
@@ -211,6 +218,62 @@ fn read_index(runs_dir: &Path, job_id: &str) -> std::collections::HashMap<String
 
 /// History of a job, newest first: finished runs from the index, the rest
 /// from their receipts.
+/// Runs read at most by [`failing_streak`].
+pub const STREAK_SCAN: usize = 1000;
+
+/// A job whose latest runs all failed: how many in a row, since when, and
+/// the newest one's error.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailingStreak {
+    pub count: usize,
+    /// `true` when the scan stopped at [`STREAK_SCAN`] runs, all failing.
+    pub capped: bool,
+    /// When the oldest failing run of the streak started.
+    pub since: String,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The failing streak of a job: its newest runs that `failed` or were
+/// `denied`, up to the newest run that did anything else (`missed` /
+/// `skipped_overlap` records and runs in progress neither count nor end
+/// it). `None` when the newest finished run did not fail.
+pub fn failing_streak(runs_dir: &Path, job_id: &str) -> Option<FailingStreak> {
+    let mut streak: Option<FailingStreak> = None;
+    let mut ended = false;
+    let listed = list_runs(runs_dir, job_id, STREAK_SCAN, None);
+    let scanned = listed.len();
+    for r in listed {
+        match r.status {
+            RunStatus::Failed | RunStatus::Denied => match &mut streak {
+                None => {
+                    let message = read_receipt(&r.path).and_then(|rc| rc.error.map(|e| e.message));
+                    streak = Some(FailingStreak {
+                        count: 1,
+                        capped: false,
+                        since: r.started_at.clone(),
+                        error_code: r.error_code.clone(),
+                        message,
+                    })
+                }
+                Some(s) => {
+                    s.count += 1;
+                    s.since = r.started_at.clone();
+                }
+            },
+            RunStatus::Missed | RunStatus::SkippedOverlap | RunStatus::Running => {}
+            _ => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    if let Some(s) = &mut streak {
+        s.capped = !ended && scanned >= STREAK_SCAN;
+    }
+    streak
+}
+
 pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<RunStatus>) -> Vec<RunSummary> {
     let mut index = read_index(runs_dir, job_id);
     let mut out = Vec::new();
@@ -230,6 +293,7 @@ pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<Run
                 error_code: e.error_code,
                 replay_of: e.replay_of,
                 scheduled_for: e.scheduled_for,
+                verified_identical: e.verified_identical,
                 path: dir,
             },
             None => {

@@ -241,6 +241,53 @@ pub struct StepRecord {
     /// In a replay: host calls that differed from the recorded tape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replay_misses: Vec<String>,
+    /// Files the step opened for reading through its grants (path as the
+    /// guest saw it, size, sha256): what a replay checks the workspace against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<crate::sandbox::FileRead>,
+}
+
+/// The outcome of `lily jobs replay --verify`, recorded in the replay's
+/// receipt (and its `replay_verified` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub identical: bool,
+    /// Per compared item: name, original sha256, replay sha256, identical.
+    pub compared: Vec<Value>,
+    /// The first differing field or artifact, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_difference: Option<String>,
+    /// Files the original run read whose content is not what it was
+    /// (checked before the outputs: the likely reason they differ).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspace_changes: Vec<WorkspaceChange>,
+}
+
+/// A file a step of the original run read that the replay found changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceChange {
+    pub node: String,
+    /// The path as the guest saw it.
+    pub path: String,
+    /// sha256 when the original read it (`None`: not hashed).
+    pub original: Option<String>,
+    /// sha256 when the replay read it (`None`: not read, or not hashed).
+    pub replay: Option<String>,
+    pub original_size: u64,
+    /// `None`: the replay did not read the file.
+    pub replay_size: Option<u64>,
+}
+
+impl WorkspaceChange {
+    /// `src/main.py (sha256:ab… → sha256:cd…)`, or what is known.
+    pub fn describe(&self) -> String {
+        let what = match (&self.original, &self.replay, self.replay_size) {
+            (_, _, None) => "read by the original run, not by the replay".to_string(),
+            (Some(a), Some(b), _) => format!("{a} → {b}"),
+            (_, _, Some(n)) => format!("{} → {n} bytes", self.original_size),
+        };
+        format!("{} ({what})", self.path)
+    }
 }
 
 /// A component that differed from the replayed run (`--allow-drift`).
@@ -332,6 +379,9 @@ pub struct Receipt {
     /// Components that differed from the replayed run (`--allow-drift`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftRecord>,
+    /// `lily jobs replay --verify`: how this replay compares with its original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verification>,
     pub pid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReceiptError>,
@@ -364,6 +414,7 @@ impl Receipt {
             seeds: None,
             replay_of: None,
             drift: Vec::new(),
+            verify: None,
             pid: std::process::id(),
             error: None,
         }

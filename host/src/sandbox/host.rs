@@ -180,6 +180,7 @@ impl StepState {
             denied_http: http.denied,
             tape: ClockTape { calls, ..self.tape.tape() },
             replay_misses,
+            reads: self.bounds.reads,
         }
     }
 }

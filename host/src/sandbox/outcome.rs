@@ -225,6 +225,8 @@ pub struct StepReport {
     pub tape: ClockTape,
     /// In a replay: host calls that differed from the tape (divergence).
     pub replay_misses: Vec<String>,
+    /// Files opened for reading through the step's grants.
+    pub reads: Vec<super::shadow::FileRead>,
 }
 
 impl StepReport {
@@ -243,6 +245,7 @@ impl StepReport {
             denied_http: Vec::new(),
             tape: Default::default(),
             replay_misses: Vec::new(),
+            reads: Vec::new(),
         }
     }
 }

@@ -17,6 +17,16 @@
 //!   `insufficient-memory` (the guest sees an I/O error), and a dropped
 //!   stream gives its bytes back.
 //!
+//! - `wasi:filesystem/types` `open-at` (and `preopens.get-directories`, to
+//!   know which directory a descriptor is): every file a step opens for
+//!   reading through a grant is recorded with its size and sha256
+//!   ([`FileRead`], in the receipt's `steps[].reads`), so a replay can say
+//!   which workspace file changed. The hash is taken through the guest's own
+//!   descriptor (no path is opened again on the host, no symlink followed),
+//!   off the runtime's threads, within the step's deadline and at most
+//!   [`MAX_HASHED_BYTES`] per step over at most [`MAX_RECORDED_READS`]
+//!   files; beyond, the read is recorded without a hash.
+//!
 //! `get-random-bytes` needs no shadow: `WasiCtxBuilder::max_random_size`
 //! bounds it (see `host.rs`).
 //!
@@ -26,7 +36,7 @@
 //! hostile suite, whose guests import `@0.2.x` as their toolchain wrote it).
 
 use super::host::StepState;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime::{Result, StoreContextMut};
@@ -37,6 +47,13 @@ use wasmtime_wasi::p2::{DynPollable, FsError, Pollable, ReaddirIterator};
 
 const IP_NAME_LOOKUP: &str = "wasi:sockets/ip-name-lookup@0.2.12";
 const FS_TYPES: &str = "wasi:filesystem/types@0.2.12";
+const FS_PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
+
+/// Files recorded per step ([`FileRead`]); later opens are not recorded.
+pub const MAX_RECORDED_READS: usize = 1024;
+
+/// Bytes the host hashes per step for [`FileRead`]s.
+pub const MAX_HASHED_BYTES: u64 = 64 << 20;
 
 /// Directory streams one step may hold open at once.
 pub const MAX_DIR_STREAMS: usize = 64;
@@ -49,6 +66,7 @@ pub(crate) fn install(linker: &mut Linker<StepState>) -> Result<()> {
     linker.allow_shadowing(true);
     name_lookup(linker)?;
     read_directory(linker)?;
+    record_reads(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -62,6 +80,125 @@ pub(crate) struct Bounds {
     pub dir_stream_bytes: u64,
     /// Bytes of host memory directory streams may hold (the memory limit).
     pub dir_stream_budget: u64,
+    /// Guest path of each directory descriptor the guest holds (by handle).
+    pub dir_paths: HashMap<u32, String>,
+    /// Files opened for reading, in order, at most [`MAX_RECORDED_READS`].
+    pub reads: Vec<FileRead>,
+    /// Bytes hashed so far for `reads`.
+    pub hashed_bytes: u64,
+}
+
+/// A file a step opened for reading through one of its grants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRead {
+    /// The path as the guest sees it (`/workspace/src/main.rs`).
+    pub path: String,
+    pub size: u64,
+    /// `sha256:<hex>` of the content when it was opened; `None` when the
+    /// step's hashing budget or deadline did not allow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// `parent` + `rel`, lexically normalised (`.` and `..` resolved; the
+/// filesystem refuses an escape before this is asked).
+pub(crate) fn join_guest(parent: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = parent.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    if parent.starts_with('/') { format!("/{joined}") } else { joined }
+}
+
+/// Size and sha256 of an open file, read with positioned reads (the
+/// guest's offsets are untouched); no hash when the file is larger than
+/// `budget` or `deadline` passes while reading.
+fn hash_open_file(file: &std::fs::File, budget: u64, deadline: std::time::Instant) -> (u64, Option<String>) {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > budget {
+        return (size, None);
+    }
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut off = 0u64;
+    loop {
+        if std::time::Instant::now() >= deadline || off > budget {
+            return (size, None);
+        }
+        match file.read_at(&mut buf, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return (size, None),
+        }
+    }
+    (off, Some(format!("sha256:{}", hex::encode(h.finalize()))))
+}
+
+fn record_reads(linker: &mut Linker<StepState>) -> Result<()> {
+    use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+    linker.instance(FS_PREOPENS)?.func_wrap(
+        "get-directories",
+        |mut store: StoreContextMut<'_, StepState>, (): ()| -> Result<(Vec<(Resource<Descriptor>, String)>,)> {
+            let dirs = store.data_mut().filesystem().get_directories()?;
+            let st = store.data_mut();
+            for (d, name) in &dirs {
+                st.bounds.dir_paths.insert(d.rep(), name.clone());
+            }
+            Ok((dirs,))
+        },
+    )?;
+    linker.instance(FS_TYPES)?.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store: StoreContextMut<'_, StepState>,
+         (fd, path_flags, path, open_flags, flags): (Resource<Descriptor>, fs::PathFlags, String, fs::OpenFlags, fs::DescriptorFlags)| {
+            Box::new(async move {
+                let parent = store.data().bounds.dir_paths.get(&fd.rep()).cloned();
+                let mut view = store.data_mut().filesystem();
+                let opened = match view.open_at(fd, path_flags, path.clone(), open_flags, flags).await {
+                    Ok(d) => d,
+                    Err(e) => return Ok((Err(e.downcast()?),)),
+                };
+                let Some(parent) = parent else { return Ok((Ok(opened),)) };
+                let guest = join_guest(&parent, &path);
+                let st = store.data_mut();
+                let file = match st.table.get(&opened)? {
+                    wasmtime_wasi::filesystem::Descriptor::Dir(_) => {
+                        st.bounds.dir_paths.insert(opened.rep(), guest);
+                        return Ok((Ok(opened),));
+                    }
+                    wasmtime_wasi::filesystem::Descriptor::File(f) => f.file.clone(),
+                };
+                let b = &st.bounds;
+                if !flags.contains(fs::DescriptorFlags::READ) || b.reads.len() >= MAX_RECORDED_READS || b.reads.iter().any(|r| r.path == guest) {
+                    return Ok((Ok(opened),));
+                }
+                let (budget, deadline) = (MAX_HASHED_BYTES.saturating_sub(b.hashed_bytes), st.deadline);
+                let (size, sha256) = tokio::task::spawn_blocking(move || hash_open_file(&file, budget, deadline))
+                    .await
+                    .unwrap_or((0, None));
+                let st = store.data_mut();
+                if sha256.is_some() {
+                    st.bounds.hashed_bytes += size;
+                }
+                st.bounds.reads.push(FileRead { path: guest, size, sha256 });
+                Ok((Ok(opened),))
+            })
+        },
+    )?;
+    Ok(())
 }
 
 /// A finished lookup: the addresses, handed out one by one.
@@ -204,5 +341,14 @@ mod tests {
             parse_name("6c696c79.exfil.attacker.example"),
             Name::Domain("6c696c79.exfil.attacker.example".into())
         );
+    }
+
+    #[test]
+    fn guest_paths_are_joined_lexically() {
+        assert_eq!(join_guest("/workspace", "src/main.rs"), "/workspace/src/main.rs");
+        assert_eq!(join_guest("/workspace/src", "./../README.md"), "/workspace/README.md");
+        assert_eq!(join_guest("/workspace", "a//b/./c"), "/workspace/a/b/c");
+        assert_eq!(join_guest("/", "x"), "/x");
+        assert_eq!(join_guest("/w", "../../x"), "/x");
     }
 }

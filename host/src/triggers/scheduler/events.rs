@@ -49,6 +49,19 @@ pub enum SchedulerEvent {
         status: RunStatus,
         scheduled_for: String,
         run_dir: PathBuf,
+        /// The receipt's error (code and message), for a run that did not succeed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<RunError>,
+    },
+    /// A cron job that was loaded but cannot run as it stands (its plan is
+    /// refused: policy, bindings, an unknown runnable…); every fire would
+    /// fail the same way until the spec or the policy changes.
+    JobCannotRun {
+        job_id: String,
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
     },
     RunNotStarted {
         job_id: String,
@@ -82,6 +95,13 @@ pub enum SchedulerEvent {
     Stopped {
         fired: u64,
     },
+}
+
+/// A run's error as the scheduler reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunError {
+    pub code: ErrorCode,
+    pub message: String,
 }
 
 /// Receives [`SchedulerEvent`]s (from the scheduler and from run threads).

@@ -165,13 +165,36 @@ impl Launcher for ExecutorLauncher {
     /// Create the jobs' run directories (`runs/<job>/`) now, on a pool
     /// thread, so that a job's first run does not: 100 first runs at one
     /// instant would all create their directory in `runs/` at once, one at
-    /// a time under its lock.
-    fn prepare(&self, job_ids: Vec<String>) {
-        let runs = self.lily.root.runs_dir();
+    /// a time under its lock. Then check each job as `lily jobs validate`
+    /// does (plan without running: target, bindings, policy, runnables): a
+    /// job that cannot run as it stands is reported now
+    /// ([`SchedulerEvent::JobCannotRun`]), not only by a failed run at every
+    /// fire.
+    fn prepare(&self, jobs: Vec<(String, Arc<SpecFile>)>) {
+        let (lily, handle, observer) = (self.lily.clone(), self.handle.clone(), self.observer.clone());
         self.pool.run_all(vec![Box::new(move || {
-            for id in job_ids {
-                if let Err(e) = crate::runs::prepare_job_dir(&runs, &id) {
+            let runs = lily.root.runs_dir();
+            for (id, _) in &jobs {
+                if let Err(e) = crate::runs::prepare_job_dir(&runs, id) {
                     warn!(job = %id, error = %e, "cannot create the job's run directory");
+                }
+            }
+            for (id, file) in jobs {
+                let Ok(spec) = &file.spec else { continue };
+                let refused = match lily.policy() {
+                    Err(e) => Some(e),
+                    Ok(policy) => handle.block_on(lily.plan(spec, &policy)).err().map(|pe| pe.error),
+                };
+                if let Some(e) = refused {
+                    info!(job = %id, code = %e.code, error = %e.message, "cron job cannot run as it stands");
+                    if let Some(o) = &observer {
+                        o(&SchedulerEvent::JobCannotRun {
+                            job_id: id,
+                            code: e.code,
+                            message: e.message,
+                            hint: e.hint,
+                        });
+                    }
                 }
             }
         })]);
@@ -258,7 +281,16 @@ impl Shared {
             Ok(res) => {
                 start.started();
                 let r = &res.receipt;
-                info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished");
+                let error = r.error.as_ref().map(|e| RunError {
+                    code: e.code,
+                    message: e.message.clone(),
+                });
+                match &error {
+                    Some(e) => {
+                        info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, code = %e.code, error = %e.message, "cron run finished")
+                    }
+                    None => info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished"),
+                }
                 if let Some(o) = observer {
                     o(&SchedulerEvent::RunFinished {
                         job_id: fire.job_id.clone(),
@@ -266,6 +298,7 @@ impl Shared {
                         status: r.status,
                         scheduled_for: scheduled_for.clone(),
                         run_dir: res.run_dir.clone(),
+                        error,
                     });
                 }
             }

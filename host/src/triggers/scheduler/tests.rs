@@ -121,8 +121,8 @@ impl Launcher for FakeLauncher {
         }
     }
 
-    fn prepare(&self, job_ids: Vec<String>) {
-        self.prepared.lock().expect("lock").push(job_ids);
+    fn prepare(&self, jobs: Vec<(String, Arc<SpecFile>)>) {
+        self.prepared.lock().expect("lock").push(jobs.into_iter().map(|(id, _)| id).collect());
     }
 }
 

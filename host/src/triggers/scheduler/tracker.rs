@@ -17,7 +17,7 @@ pub trait Launcher: Send + Sync {
     fn reserve(&self, _n: usize) {}
 
     /// These jobs were just loaded (or changed): get ready to run them.
-    fn prepare(&self, _job_ids: Vec<String>) {}
+    fn prepare(&self, _jobs: Vec<(String, Arc<SpecFile>)>) {}
 }
 
 /// Runs in progress, per job.

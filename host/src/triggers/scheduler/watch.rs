@@ -227,7 +227,7 @@ impl Scheduler {
                 }
             }
             if !same {
-                loaded.push(id.clone());
+                loaded.push((id.clone(), entry.spec.prepared.file.clone()));
             }
             table.insert(id, entry);
         }
