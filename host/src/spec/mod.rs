@@ -419,20 +419,18 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             .iter()
             .any(|q| t.strip_prefix(q.as_str()).is_some_and(|rest| rest.trim_start().starts_with(':')))
     };
-    let (mut from, mut to, mut parent_indent): (usize, usize, Option<usize>) = (0, lines.len(), None);
+    let content = |l: &&str| {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let (mut from, mut to) = (0, lines.len());
     let mut found: Option<usize> = None;
     for part in key.split('.') {
-        let mut hit = None;
-        for (i, l) in lines.iter().enumerate().take(to).skip(from) {
-            let t = l.trim_start();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
-            if parent_indent.is_none_or(|p| indent(l) > p) && is_key(l, part) {
-                hit = Some(i);
-                break;
-            }
-        }
+        // Keys of this level are at the indentation of its first line.
+        let Some(level) = lines[from..to].iter().find(|l| content(l)).map(|l| indent(l)) else {
+            break;
+        };
+        let hit = (from..to).find(|&i| content(&lines[i]) && indent(lines[i]) == level && is_key(lines[i], part));
         let Some(i) = hit else { break };
         found = Some(i);
         let own = indent(lines[i]);
@@ -441,7 +439,6 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             // A flow collection: the rest of the path is on this line.
             break;
         }
-        parent_indent = Some(own);
         from = i + 1;
         to = lines
             .iter()
@@ -789,5 +786,29 @@ output: {}
         assert_eq!(e.code, ErrorCode::JobNotFound);
         assert!(e.message.contains(&tmp.path().display().to_string()));
         assert_eq!(discover(tmp.path()).len(), 2);
+    }
+
+    #[test]
+    fn keys_are_located_in_block_and_flow_mappings() {
+        let text = "# c\nid: x\ntrigger:\n  type: cron\n  # note\n  timezone: Europe/Berlin\nruntime: { timeout_seconds: 5 }\nbindings:\n  specialists:\n    - a\n    - b\n  synthesizer: c\ntimezone: UTC\n";
+        assert_eq!(locate_key(text, "id"), Some(2));
+        assert_eq!(locate_key(text, "trigger.timezone"), Some(6));
+        assert_eq!(locate_key(text, "timezone"), Some(13), "the top-level key, not the nested one");
+        assert_eq!(locate_key(text, "runtime.timeout_seconds"), Some(7), "flow: the line of the mapping");
+        assert_eq!(locate_key(text, "bindings.specialists.1"), Some(9), "a list item: its key");
+        assert_eq!(locate_key(text, "bindings.synthesizer"), Some(12));
+        assert_eq!(locate_key(text, "bindings.nope"), Some(8), "the deepest key found");
+        assert_eq!(locate_key(text, "output"), None);
+        let e = parse(
+            p(),
+            &GOOD.replace(
+                "trigger: { type: manual }",
+                "trigger: { type: cron, cron: \"0 9 * * *\", timezone: europe/berlin }",
+            ),
+        )
+        .expect_err("bad zone");
+        assert_eq!(e.code, ErrorCode::JobTriggerInvalid);
+        assert_eq!(e.message, "t.job.yaml:9: trigger.timezone: unknown IANA time zone 'europe/berlin'");
+        assert!(e.hint.as_deref().is_some_and(|h| h.starts_with("did you mean Europe/Berlin?")), "{:?}", e.hint);
     }
 }
