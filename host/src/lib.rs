@@ -11,6 +11,7 @@
 pub mod blueprints;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod init;
 pub mod jobs;
 pub mod llm;

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("init", 5),
     ("triggers", 6),
     ("mcp", 6),
+    ("export", 6),
     ("cli", 7),
 ];
 

@@ -9,6 +9,7 @@ mod cli;
 mod codes;
 mod council;
 mod crash;
+mod export;
 mod jobs;
 mod llm;
 mod mcp;

@@ -120,6 +120,11 @@ fn a_run_stays_replayable_after_install_force_replaces_its_component() {
     assert_eq!(rep["components"][0]["digest"], digest.as_str(), "{}", rep["components"]);
     assert!(rep.get("drift").is_none(), "{rep}");
 
+    // Prune keeps what runs recorded and what is installed…
+    let pruned = env.lily(&["--json", "runnables", "prune"]);
+    pruned.expect_code(0);
+    assert_eq!(pruned.json()["removed"], serde_json::json!([]), "{}", pruned.stdout);
+
     // A kept object that was tampered with is not used: then it is drift.
     let obj = objects.join(format!("{}.wasm", digest.trim_start_matches("sha256:")));
     let mut bytes = std::fs::read(&obj).expect("object");
@@ -129,4 +134,15 @@ fn a_run_stays_replayable_after_install_force_replaces_its_component() {
     let out = env.lily(&["jobs", "replay", run_id]);
     out.expect_code(11);
     assert!(out.stderr.contains("replay refused: components changed"), "{}", out.stderr);
+
+    // …and once no run records the old digest, prune removes its copy.
+    for run in env.run_dirs("p") {
+        std::fs::remove_dir_all(run).expect("rm run");
+    }
+    let dry = env.lily(&["--json", "runnables", "prune", "--dry-run"]).json();
+    assert_eq!(dry["removed"][0]["digest"], digest.as_str(), "{dry}");
+    assert!(obj.exists(), "a dry run removes nothing");
+    env.lily(&["runnables", "prune"]).expect_code(0);
+    assert!(!obj.exists());
+    assert_eq!(std::fs::read_dir(&objects).expect("objects").count(), 1, "the installed one stays");
 }

@@ -26,6 +26,12 @@ pub enum JobsCmd {
         /// Wait for a free slot when max_parallel_runs is reached instead of refusing
         #[arg(long)]
         wait: bool,
+        /// Run as the cron run of this scheduled time (RFC 3339), e.g. when another scheduler (a Kubernetes CronJob) fired it
+        #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339, conflicts_with = "scheduled_from_env")]
+        scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+        /// Take the scheduled time from the Kubernetes Job name in $LILY_K8S_JOB_NAME (`<cronjob>-<unix minute>`, as `lily export k8s` sets it); a name without one runs as a manual run
+        #[arg(long)]
+        scheduled_from_env: bool,
     },
     /// Show the plan of a job (graph, grants, limits) without running it
     Plan { id: String },
@@ -111,7 +117,20 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
     match cmd {
         JobsCmd::List => list(g, &root),
         JobsCmd::Validate { files } => validate(g, root, files).await,
-        JobsCmd::Run { id, wait } => run_job(g, root, &id, wait).await,
+        JobsCmd::Run {
+            id,
+            wait,
+            scheduled_for,
+            scheduled_from_env,
+        } => {
+            let at = scheduled_for.or_else(|| {
+                scheduled_from_env
+                    .then(|| std::env::var("LILY_K8S_JOB_NAME").ok())
+                    .flatten()
+                    .and_then(|n| lily::export::k8s::scheduled_time_of_job_name(&n))
+            });
+            run_job(g, root, &id, wait, at).await
+        }
         JobsCmd::Plan { id } => plan(g, root, &id).await,
         JobsCmd::Tail {
             id,
@@ -260,8 +279,35 @@ async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) 
     Ok(if bad == 0 { EXIT_OK } else { exit_code(ErrorCode::JobInvalidSpec) })
 }
 
-async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) -> Result<i32, LilyError> {
+fn parse_rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2027-03-14T09:00:00Z"))
+}
+
+async fn run_job(
+    g: &Global,
+    root: lily::workspace::Root,
+    id: &str,
+    wait: bool,
+    scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<i32, LilyError> {
     let lily = Lily::open(root).map_err(internal)?;
+    // A run another scheduler fired for a scheduled time is recorded as that
+    // cron run (its local time in the job's zone).
+    let trigger = match scheduled_for {
+        None => lily::jobs::TriggerInfo::Manual,
+        Some(at) => {
+            let s = lily.load_spec(id)?.spec?;
+            let zone = s.effective_timezone().unwrap_or("UTC").to_string();
+            let local = s.schedule().map(|sch| sch.fire_time(at).local).unwrap_or_else(|| lily::util::rfc3339(at));
+            lily::jobs::TriggerInfo::Cron {
+                scheduled_for: at,
+                local,
+                timezone: zone,
+            }
+        }
+    };
     let cancel = Cancel::new();
     {
         let cancel = cancel.clone();
@@ -308,6 +354,7 @@ async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) 
         .run_job(
             id,
             RunOptions {
+                trigger,
                 wait,
                 cancel,
                 observer,

@@ -45,6 +45,12 @@ pub enum RunnablesCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Remove kept component copies (.lily/runnables/.objects/) that no installed version and no recorded run uses
+    Prune {
+        /// Only list what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Scaffold a Rust crate for a new runnable in ./<NAME> (builds with cargo or cargo-component; has unit tests)
     New {
         /// Crate name (lower-case letters, digits, '-'); the runnable id is <NAME>.v1
@@ -258,6 +264,28 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 render::json(&m);
             } else {
                 outln!("installed {} {} ({}) {}", m.id, m.version, m.kind, m.digest);
+            }
+        }
+        RunnablesCmd::Prune { dry_run } => {
+            let root = super::root(g)?;
+            let keep = lily::runs::recorded_digests(&root.runs_dir());
+            let removed = registry
+                .prune_objects(&keep, dry_run)
+                .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot prune {}: {e}", root.runnables_dir().display())))?;
+            let bytes: u64 = removed.iter().map(|(_, n)| n).sum();
+            if g.json {
+                let list: Vec<_> = removed.iter().map(|(d, n)| json!({"digest": d, "bytes": n})).collect();
+                render::json(&json!({"dry_run": dry_run, "removed": list, "bytes": bytes, "kept_for_runs": keep.len()}));
+            } else {
+                for (d, n) in &removed {
+                    outln!("{} {d} ({n} bytes)", if dry_run { "would remove" } else { "removed" });
+                }
+                outln!(
+                    "{} {} kept component(s), {bytes} bytes; digests recorded by runs are kept ({})",
+                    if dry_run { "would remove" } else { "removed" },
+                    removed.len(),
+                    keep.len()
+                );
             }
         }
         RunnablesCmd::New { name, kind } => {

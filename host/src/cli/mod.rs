@@ -21,6 +21,7 @@ macro_rules! errln {
 }
 
 mod approvals;
+mod export;
 mod init;
 mod jobs;
 mod llm;
@@ -100,6 +101,9 @@ pub enum Command {
     /// Serve exposed jobs and runnables to AI agents over MCP (mcp: in .lily/config.yaml)
     #[command(subcommand)]
     Mcp(mcp::McpCmd),
+    /// Export the root's jobs to another engine (Kubernetes CronJobs)
+    #[command(subcommand)]
+    Export(export::ExportCmd),
 }
 
 /// Exit status of a usage error (from the argument parser).
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> i32 {
             Command::Approvals(c) => approvals::run(&g, c),
             Command::Llm(c) => llm::run(&g, c).await,
             Command::Mcp(c) => mcp::run(&g, c).await,
+            Command::Export(c) => export::run(&g, c),
         }
     });
     // Do not wait for blocked guest threads on exit.

@@ -120,6 +120,38 @@ impl RunnableRegistry {
         out
     }
 
+    /// Remove the kept components (`.objects/`) that no installed version
+    /// and no digest in `keep` (those runs recorded) refers to; with
+    /// `dry_run` only list them. Returns each object's digest and size.
+    pub fn prune_objects(&self, keep: &std::collections::BTreeSet<String>, dry_run: bool) -> std::io::Result<Vec<(String, u64)>> {
+        let Some(dir) = &self.dir else { return Ok(Vec::new()) };
+        let objects = dir.join(OBJECTS_DIR);
+        let installed: std::collections::BTreeSet<String> = self.installed().into_iter().map(|(m, _)| m.digest).collect();
+        let mut removed = Vec::new();
+        let rd = match std::fs::read_dir(&objects) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(e),
+        };
+        let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".wasm") else { continue };
+            let digest = format!("sha256:{hex}");
+            if object_name(&digest).as_deref() != Some(name.as_str()) || keep.contains(&digest) || installed.contains(&digest) {
+                continue;
+            }
+            // `symlink_metadata`: a link is removed as a link, never followed.
+            let size = std::fs::symlink_metadata(e.path()).map(|m| m.len()).unwrap_or(0);
+            if !dry_run {
+                std::fs::remove_file(e.path())?;
+            }
+            removed.push((digest, size));
+        }
+        Ok(removed)
+    }
+
     /// Whether `id` is a built-in or an installed runnable (nothing is read
     /// but the manifests).
     pub fn resolves(&self, id: &str) -> bool {

@@ -20,7 +20,7 @@ pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
-    RunStatus, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
+    RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
 
 use crate::error::{ErrorCode, LilyError};
@@ -145,6 +145,22 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         verified_identical: r.verify.as_ref().map(|v| v.identical),
         path,
     }
+}
+
+/// Every component digest some run under `runs_dir` recorded (what
+/// `lily runnables prune` keeps). Reads every receipt.
+pub fn recorded_digests(runs_dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(rd) = std::fs::read_dir(runs_dir) else { return out };
+    for job in rd.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        let job_id = job.file_name().to_string_lossy().into_owned();
+        for dir in run_dirs(runs_dir, &job_id) {
+            if let Some(r) = read_receipt(&dir) {
+                out.extend(r.components.into_iter().map(|c| c.digest));
+            }
+        }
+    }
+    out
 }
 
 /// Run directories of a job, newest first (names sort by start time).

@@ -383,8 +383,42 @@ pub struct Receipt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verification>,
     pub pid: u32,
+    /// Where the run ran: the host name, and in a Kubernetes pod its pod and
+    /// node (from `LILY_POD_NAME` / `LILY_NODE_NAME`, which `lily export
+    /// k8s` sets through the downward API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReceiptError>,
+}
+
+/// The machine (and pod) a run ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl RunnerRecord {
+    /// This process's host, pod and node (each only when known).
+    pub fn current() -> Option<RunnerRecord> {
+        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v.len() <= 253);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty() && h.len() <= 253)
+            .or_else(|| var("HOSTNAME"));
+        let r = RunnerRecord {
+            hostname,
+            pod: var("LILY_POD_NAME"),
+            node: var("LILY_NODE_NAME"),
+        };
+        (r.hostname.is_some() || r.pod.is_some() || r.node.is_some()).then_some(r)
+    }
 }
 
 impl Receipt {
@@ -416,6 +450,7 @@ impl Receipt {
             drift: Vec::new(),
             verify: None,
             pid: std::process::id(),
+            runner: RunnerRecord::current(),
             error: None,
         }
     }

@@ -226,7 +226,7 @@ impl Shared {
         let scheduled_for = rfc3339(fire.scheduled_for);
         // A run that cannot start leaves a `missed` record saying why.
         let not_started = |code: ErrorCode, message: String| {
-            warn!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
+            info!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
             match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
                 Ok(_) => start.started(),
                 Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),

@@ -353,7 +353,7 @@ impl Scheduler {
             if let Some(t) = d.skipped_overlap {
                 let running = self.tracker.running(&id);
                 let max_parallel_runs = self.jobs.get(&id).map(|e| e.spec.plan.max_parallel_runs).unwrap_or(0);
-                warn!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs, "cron time skipped: the job is still running");
+                info!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs, "cron time skipped: the job is still running");
                 self.emit(&SchedulerEvent::SkippedOverlap {
                     job_id: id.clone(),
                     scheduled_for: rfc3339(t),
@@ -363,7 +363,7 @@ impl Scheduler {
             }
             if let Some(newest) = d.missed.last() {
                 let count = d.missed_count();
-                warn!(job = %id, scheduled_for = %rfc3339(newest.at), reason = newest.reason.as_str(), count, "cron time missed");
+                info!(job = %id, scheduled_for = %rfc3339(newest.at), reason = newest.reason.as_str(), count, "cron time missed");
                 self.emit(&SchedulerEvent::Missed {
                     job_id: id.clone(),
                     scheduled_for: rfc3339(newest.at),

@@ -112,7 +112,7 @@ impl Scheduler {
     pub(super) fn parse_spec(&self, f: SpecFile, stamp: Stamp) -> Parsed {
         match &f.spec {
             Err(e) => {
-                warn!(path = %f.path.display(), code = %e.code, error = %e.message, "invalid job spec; the other jobs keep their schedules");
+                info!(path = %f.path.display(), code = %e.code, error = %e.message, "invalid job spec; the other jobs keep their schedules");
                 self.emit(&SchedulerEvent::SpecInvalid {
                     path: f.path.clone(),
                     code: e.code,
@@ -156,7 +156,7 @@ impl Scheduler {
                 let mut paths: Vec<PathBuf> = specs.iter().map(|c| c.path.clone()).collect();
                 paths.sort();
                 if self.duplicates.get(&id) != Some(&paths) {
-                    warn!(job = %id, files = ?paths, "job id declared by several spec files; not scheduled");
+                    info!(job = %id, files = ?paths, "job id declared by several spec files; not scheduled");
                     self.emit(&SchedulerEvent::DuplicateId {
                         job_id: id.clone(),
                         paths: paths.clone(),
