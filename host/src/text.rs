@@ -210,6 +210,60 @@ pub fn truncate_chars(s: &str, max_bytes: usize) -> Cow<'_, str> {
     Cow::Owned(s[..end].to_string())
 }
 
+/// Levenshtein distance between two strings, by characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The candidate `word` was most likely meant to be, if one is close: equal
+/// ignoring ASCII case, else within edit distance 2 (1 for words of up to 4
+/// characters). Ties go to the earlier candidate; `word` itself is never
+/// suggested.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if word.chars().count() <= 4 { 1 } else { 2 };
+    let mut best: Option<(usize, &'a str)> = None;
+    for c in candidates {
+        if c == word {
+            continue;
+        }
+        let d = if c.eq_ignore_ascii_case(word) { 0 } else { edit_distance(word, c) };
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// serde's `unknown field `x`, expected one of `a`, `b`` (or `expected `a` or
+/// `b``, `expected `a``): the unknown field and the expected names.
+pub fn serde_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = &msg[msg.find("unknown field `")? + "unknown field `".len()..];
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected").map(|(_, e)| e).unwrap_or("");
+    // Up to the location serde_norway appends.
+    let expected = expected.split(" at line ").next().unwrap_or(expected);
+    let names = expected.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    Some((field.to_string(), names))
+}
+
+/// "did you mean `x`?" for an unknown field in a serde error message, when
+/// one of the expected fields is close.
+pub fn unknown_field_hint(msg: &str) -> Option<String> {
+    let (field, expected) = serde_unknown_field(msg)?;
+    suggest(&field, expected.iter().map(String::as_str)).map(|s| format!("did you mean `{s}`?"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +312,29 @@ mod tests {
         let s = json_pretty(&v);
         assert!(!s.contains('\u{202e}') && !s.contains('\u{85}') && !s.contains('\x1b'), "{s}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&s).expect("json"), v);
+    }
+
+    #[test]
+    fn suggestions_only_when_close() {
+        assert_eq!(edit_distance("synthesiser", "synthesizer"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(suggest("svc-revew", ["demo", "svc-review"]), Some("svc-review"));
+        assert_eq!(suggest("europe/berlin", ["Europe/Bern", "Europe/Berlin"]), Some("Europe/Berlin"));
+        assert_eq!(suggest("zzzzzz", ["svc-review", "demo"]), None);
+        assert_eq!(suggest("demo", ["demo"]), None);
+        assert_eq!(suggest("ab", ["cd"]), None, "short words need distance 1");
+        let msg = "unknown field `synthesiser`, expected one of `specialists`, `synthesizer`, `synth_strategy` at line 3 column 1";
+        assert_eq!(
+            serde_unknown_field(msg),
+            Some(("synthesiser".into(), vec!["specialists".into(), "synthesizer".into(), "synth_strategy".into()]))
+        );
+        assert_eq!(unknown_field_hint(msg).as_deref(), Some("did you mean `synthesizer`?"));
+        assert_eq!(unknown_field_hint("unknown field `x`, expected `abc` or `zzz`"), None);
+        assert_eq!(unknown_field_hint("unknown field `retries`, expected `retry_max` or `fuel`"), None);
+        assert_eq!(
+            unknown_field_hint("unknown field `tmeout`, expected `timeout`"),
+            Some("did you mean `timeout`?".into())
+        );
     }
 }

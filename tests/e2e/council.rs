@@ -99,7 +99,7 @@ fn target_lookups_resolve_versions_or_fail_with_the_available_ones() {
     env.write_job("t", &base.replace("  id: council.v1\n", "  id: council.v1\n  version: \"2\"\n"));
     let out = env.lily(&["jobs", "run", "t"]);
     out.expect_code(11);
-    assert!(out.stderr.starts_with("error[job_target_unresolved]: "), "{}", out.stderr);
+    assert!(out.errors().starts_with("error[job_target_unresolved]: "), "{}", out.stderr);
     assert!(out.stderr.contains("available: 1.0.0"), "{}", out.stderr);
     let (run, r) = payload_of(&env, "t");
     assert_eq!(r["status"], "failed");
@@ -182,9 +182,9 @@ fn every_bindings_rule_is_job_bindings_invalid() {
         env.write_job(&id, &yaml);
         let out = env.lily(&["jobs", "run", &id]);
         assert_eq!(out.code, 11, "{bindings}: {}", out.stderr);
-        assert!(out.stderr.starts_with("error[job_bindings_invalid]: "), "{bindings}: {}", out.stderr);
+        assert!(out.errors().starts_with("error[job_bindings_invalid]: "), "{bindings}: {}", out.stderr);
         assert!(
-            out.stderr.lines().next().unwrap_or("").contains(needle),
+            out.errors().lines().next().unwrap_or("").contains(needle),
             "{needle:?} for {bindings}: {}",
             out.stderr
         );
@@ -216,8 +216,10 @@ fn unresolved_runnable_ids_fail_compilation_listing_all_of_them_before_any_step(
     // retried (the job allows retries).
     out.expect_code(11);
     assert!(
-        out.stderr
-            .contains("error[job_target_unresolved]: unresolved runnable ids: ghost.v1, phantom.v1, nothing.v1"),
+        out.stderr.contains(&format!(
+            "error[job_target_unresolved]: {}:8: unresolved runnable ids: ghost.v1, phantom.v1, nothing.v1",
+            env.jobs_dir().join("ghosts.job.yaml").display()
+        )),
         "{}",
         out.stderr
     );

@@ -37,6 +37,15 @@ impl Out {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
     }
 
+    /// stderr without the line `lily jobs run` prints when its run starts
+    /// (`run <id> started: <dir> …`).
+    pub fn errors(&self) -> &str {
+        match self.stderr.split_once('\n') {
+            Some((first, rest)) if first.starts_with("run ") && first.contains(" started: ") => rest,
+            _ => &self.stderr,
+        }
+    }
+
     /// Panic with the output unless the exit status is `code`.
     pub fn expect_code(&self, code: i32) -> &Out {
         assert_eq!(self.code, code, "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);

@@ -130,7 +130,8 @@ fn spec_level_errors_exit_with_their_code_and_write_nothing() {
         let out = env.lily(&["jobs", "run", "bad"]);
         assert_eq!(out.code, 10, "{code} for:\n{yaml}\nstderr: {}", out.stderr);
         let line = first_line(&out.stderr);
-        assert!(line.starts_with(&format!("error[{code}]: {}: ", path.display())), "{line}");
+        // `<file>:<line>: ` (the key's line).
+        assert!(line.starts_with(&format!("error[{code}]: {}:", path.display())), "{line}");
         assert!(line.contains(needle), "{needle:?} not in {line}");
         assert_no_runs(&env);
     }

@@ -14,6 +14,7 @@ mod generated;
 mod jobs;
 mod llm;
 mod mcp;
+mod operator;
 mod progress;
 mod replay;
 mod scheduler;

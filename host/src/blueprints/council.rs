@@ -98,20 +98,32 @@ fn bindings_invalid(msg: impl Into<String>) -> LilyError {
 /// A bindings parse error that names the binding: serde's type errors
 /// (`invalid type: string, expected a sequence`) do not, so the first schema
 /// error with a location supplies it (`council.v1 bindings.specialists: …`).
-pub(crate) fn bindings_message(blueprint: &str, schema: &Value, bindings: &Value, e: &serde_json::Error) -> String {
+/// An unknown field gets a "did you mean" hint when a known one is close;
+/// `details.key` is the binding's key path (for the spec line).
+pub(crate) fn bindings_error(blueprint: &str, schema: &Value, bindings: &Value, e: &serde_json::Error) -> LilyError {
+    let msg = e.to_string();
+    if let Some((field, _)) = crate::text::serde_unknown_field(&msg) {
+        let mut err = bindings_invalid(format!("{blueprint} bindings: {msg}")).with_details(serde_json::json!({"key": format!("bindings.{field}")}));
+        if let Some(h) = crate::text::unknown_field_hint(&msg) {
+            err = err.with_hint(format!("{h} (`lily blueprints show {blueprint}` lists the bindings)"));
+        }
+        return err;
+    }
     let at = jsonschema::validator_for(schema)
         .ok()
         .and_then(|v| v.iter_errors(bindings).map(|err| err.instance_path().to_string()).find(|p| !p.is_empty()));
     match at {
-        Some(p) => format!("{blueprint} bindings.{}: {e}", p.trim_start_matches('/').replace('/', ".")),
-        None => format!("{blueprint} bindings: {e}"),
+        Some(p) => {
+            let key = format!("bindings.{}", p.trim_start_matches('/').replace('/', "."));
+            bindings_invalid(format!("{blueprint} {key}: {e}")).with_details(serde_json::json!({ "key": key }))
+        }
+        None => bindings_invalid(format!("{blueprint} bindings: {e}")),
     }
 }
 
 /// Parse and validate bindings.
 pub fn parse_bindings(bindings: &Value) -> Result<CouncilBindings, LilyError> {
-    let b: CouncilBindings =
-        serde_json::from_value(bindings.clone()).map_err(|e| bindings_invalid(bindings_message(ID, &schema_of::<CouncilBindings>(), bindings, &e)))?;
+    let b: CouncilBindings = serde_json::from_value(bindings.clone()).map_err(|e| bindings_error(ID, &schema_of::<CouncilBindings>(), bindings, &e))?;
     if b.specialists.len() < 2 {
         return Err(bindings_invalid(format!(
             "council.v1 needs at least 2 specialists, got {}",

@@ -117,11 +117,13 @@ impl Registry {
     pub fn resolve(&self, id: &str, req: Option<&str>) -> Result<&Blueprint, LilyError> {
         let candidates: Vec<&Blueprint> = self.blueprints.iter().filter(|b| b.meta.id == id).collect();
         if candidates.is_empty() {
-            let known: Vec<&str> = self.blueprints.iter().map(|b| b.meta.id.as_str()).collect();
-            return Err(LilyError::new(
-                ErrorCode::BlueprintNotFound,
-                format!("no blueprint {id:?}; known: {}", known.join(", ")),
-            ));
+            let mut known: Vec<&str> = self.blueprints.iter().map(|b| b.meta.id.as_str()).collect();
+            known.dedup();
+            let e = LilyError::new(ErrorCode::BlueprintNotFound, format!("no blueprint {id:?}; known: {}", known.join(", ")));
+            return Err(match crate::text::suggest(id, known.iter().copied()) {
+                Some(s) => e.with_hint(format!("did you mean `{s}`? (`lily blueprints list` lists them)")),
+                None => e.with_hint("`lily blueprints list` lists the blueprints"),
+            });
         }
         let req = match req {
             Some(r) => semver::VersionReq::parse(r).map_err(|e| LilyError::new(ErrorCode::BlueprintNotFound, format!("bad version requirement {r:?}: {e}")))?,

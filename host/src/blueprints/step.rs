@@ -70,12 +70,8 @@ fn check_rel(what: &str, p: &str) -> Result<(), LilyError> {
 }
 
 pub fn compile(bindings: &Value) -> Result<Graph, LilyError> {
-    let b: StepBindings = serde_json::from_value(bindings.clone()).map_err(|e| {
-        LilyError::new(
-            ErrorCode::BlueprintBindingsInvalid,
-            super::council::bindings_message(ID, &schema_of::<StepBindings>(), bindings, &e),
-        )
-    })?;
+    let b: StepBindings =
+        serde_json::from_value(bindings.clone()).map_err(|e| super::council::bindings_error(ID, &schema_of::<StepBindings>(), bindings, &e))?;
     if !crate::paths::valid_id(&b.runnable) {
         return Err(LilyError::new(
             ErrorCode::BlueprintBindingsInvalid,

@@ -38,15 +38,21 @@ pub enum JobsCmd {
     /// Show the last events of the latest (or given) run
     Tail {
         id: String,
-        /// A run id; default: the latest run
+        /// A run of this job: a run id, a unique prefix of it or of its suffix, or `latest`; default: the latest run
         #[arg(long)]
         run: Option<String>,
-        /// Number of events
+        /// Number of events (after the filters)
         #[arg(short = 'n', default_value_t = 20)]
         n: usize,
-        /// Follow an active run until its terminal event, then exit with its status
+        /// Follow the run until its terminal event, then exit with its status; with no run yet, wait for the next one
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Only events of this type (repeatable), e.g. `--type step_finished --type job_failed`
+        #[arg(long = "type", value_name = "EVENT_TYPE")]
+        types: Vec<String>,
+        /// Only events of this step: a node id (`map:security.v1`) or its runnable (`security.v1`)
+        #[arg(long, value_name = "NODE")]
+        step: Option<String>,
     },
     /// Run history of a job, newest first
     Runs {
@@ -61,6 +67,7 @@ pub enum JobsCmd {
     },
     /// Render a run's receipt
     Show {
+        /// A run id, a unique prefix of it or of its suffix, `latest`, or `<job>/<any of these>`
         run_id: String,
         /// Draw the run's steps as bars on a time axis instead (start offset, duration, outcome)
         #[arg(long)]
@@ -69,9 +76,15 @@ pub enum JobsCmd {
     /// The next fire times of a cron job, in UTC and in the job's time zone
     Next {
         id: String,
-        /// How many fire times
-        #[arg(long, short = 'n', default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        count: u32,
+        /// How many fire times (default 5; with --until: all in the window, at most 10000)
+        #[arg(long, short = 'n', value_parser = clap::value_parser!(u32).range(1..=super::schedule::MAX_PREVIEW as i64))]
+        count: Option<u32>,
+        /// Start here (inclusive) instead of now: a date (midnight in the job's time zone) or an RFC 3339 time
+        #[arg(long, value_name = "DATE|RFC3339", value_parser = super::schedule::parse_when)]
+        from: Option<super::schedule::When>,
+        /// End here (exclusive): a date (midnight in the job's time zone) or an RFC 3339 time
+        #[arg(long, value_name = "DATE|RFC3339", value_parser = super::schedule::parse_when)]
+        until: Option<super::schedule::When>,
     },
     /// Pause a cron job: no fires until `resume` (persisted; a running scheduler picks it up within seconds)
     Pause { id: String },
@@ -91,6 +104,7 @@ pub enum JobsCmd {
     },
     /// Re-run a recorded run exactly (same spec snapshot, components, seeds, clock reads)
     Replay {
+        /// A run id, a unique prefix of it or of its suffix, `latest`, or `<job>/<any of these>`
         run_id: String,
         /// Compare payload and artifacts with the original (sha256 each); exit 20 when they differ
         #[arg(long)]
@@ -121,10 +135,20 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
             run_job(g, root, &id, wait, at).await
         }
         JobsCmd::Plan { id } => plan(g, root, &id).await,
-        JobsCmd::Tail { id, run, n, follow } => tail(g, &root, &id, run.as_deref(), n, follow).await,
+        JobsCmd::Tail {
+            id,
+            run,
+            n,
+            follow,
+            types,
+            step,
+        } => {
+            let filter = EventFilter { types, step };
+            tail(g, &root, &id, run.as_deref(), n, follow, &filter).await
+        }
         JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
         JobsCmd::Show { run_id, timeline } => show(g, &root, &run_id, timeline),
-        JobsCmd::Next { id, count } => super::schedule::next(g, &root, &id, count),
+        JobsCmd::Next { id, count, from, until } => super::schedule::next(g, &root, &id, count, from, until),
         JobsCmd::Pause { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Pause),
         JobsCmd::Resume { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Resume),
         JobsCmd::Disable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Disable),
@@ -301,6 +325,11 @@ async fn run_job(
         let observe: Box<dyn Fn(&str, &Value) + Send + Sync> = Box::new(move |kind: &str, f: &Value| p.observe(kind, f));
         observe
     });
+    // Where the run is, as soon as it exists, so another terminal can follow it.
+    let job = id.to_string();
+    let on_started: lily::jobs::OnStarted = Box::new(move |run_id: &str, dir: &std::path::Path| {
+        errln!("run {run_id} started: {} (follow: lily jobs tail {job} --run {run_id} -f)", dir.display());
+    });
     let res = lily
         .run_job(
             id,
@@ -309,6 +338,7 @@ async fn run_job(
                 wait,
                 cancel,
                 observer,
+                on_started: Some(on_started),
                 ..RunOptions::default()
             },
         )
@@ -418,20 +448,32 @@ async fn plan(g: &Global, root: lily::workspace::Root, id: &str) -> Result<i32, 
     Ok(EXIT_OK)
 }
 
-fn pick_run(root: &lily::workspace::Root, id: &str, run: Option<&str>) -> Result<PathBuf, LilyError> {
+fn pick_run(root: &lily::workspace::Root, id: &str, run: Option<&str>) -> Result<Option<PathBuf>, LilyError> {
     match run {
-        Some(r) => {
-            let p = root.runs_dir().join(id).join(r);
-            if p.join(runs::RECEIPT).exists() {
-                Ok(p)
-            } else {
-                Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {r} of job {id}")))
-            }
+        Some(r) => runs::resolve_run(&root.runs_dir(), r, Some(id)).map(|r| Some(r.dir)),
+        None => Ok(runs::run_dirs(&root.runs_dir(), id).into_iter().next()),
+    }
+}
+
+/// `jobs tail --type … --step …`: which events are shown (terminal
+/// detection always sees every event).
+pub struct EventFilter {
+    pub types: Vec<String>,
+    pub step: Option<String>,
+}
+
+impl EventFilter {
+    fn shows(&self, e: &Value) -> bool {
+        let kind = e["type"].as_str().unwrap_or("");
+        if !self.types.is_empty() && !self.types.iter().any(|t| t == kind) {
+            return false;
         }
-        None => runs::run_dirs(&root.runs_dir(), id).into_iter().next().ok_or_else(|| {
-            LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display()))
-                .with_hint(format!("start one with `lily jobs run {id}`"))
-        }),
+        match &self.step {
+            None => true,
+            Some(step) => e["node"]
+                .as_str()
+                .is_some_and(|n| n == step || n.split_once(':').is_some_and(|(_, runnable)| runnable == step)),
+        }
     }
 }
 
@@ -465,36 +507,66 @@ fn print_event(e: &Value, json_out: bool) {
     );
 }
 
-async fn tail(g: &Global, root: &lily::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool) -> Result<i32, LilyError> {
-    let dir = pick_run(root, id, run)?;
+async fn tail(g: &Global, root: &lily::workspace::Root, id: &str, run: Option<&str>, n: usize, follow: bool, filter: &EventFilter) -> Result<i32, LilyError> {
+    let poll = std::time::Duration::from_millis(100);
+    let (dir, fresh) = match pick_run(root, id, run)? {
+        Some(d) => (d, false),
+        None if follow => {
+            // No run yet: the job must exist, then wait for its next run.
+            spec::find(&root.jobs_dir, id)?.spec?;
+            errln!("waiting for a run of {id}…");
+            let dir = loop {
+                if let Some(d) = runs::run_dirs(&root.runs_dir(), id).into_iter().next() {
+                    break d;
+                }
+                tokio::time::sleep(poll).await;
+            };
+            (dir, true)
+        }
+        None => {
+            // A job that does not exist is an error; one that never ran too.
+            spec::find(&root.jobs_dir, id)?;
+            return Err(
+                LilyError::new(ErrorCode::JobNotFound, format!("job {id} has no runs in {}", root.runs_dir().display())).with_hint(format!(
+                    "start one with `lily jobs run {id}`, or wait for the next with `lily jobs tail {id} -f`"
+                )),
+            );
+        }
+    };
+    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if fresh && !g.json {
+        errln!("following run {name}");
+    }
     let events = runs::read_events(&dir);
-    let start = events.len().saturating_sub(n);
-    for e in &events[start..] {
+    let shown: Vec<&Value> = events.iter().filter(|e| filter.shows(e)).collect();
+    // A run that started while we waited is shown from its first event.
+    let start = if fresh { 0 } else { shown.len().saturating_sub(n) };
+    for e in &shown[start..] {
         print_event(e, g.json);
     }
     let mut seen = events.len();
     let mut terminal = events.iter().any(|e| runs::is_terminal_event(e["type"].as_str().unwrap_or("")));
     if follow {
         while !terminal {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(poll).await;
             let events = runs::read_events(&dir);
             for e in &events[seen.min(events.len())..] {
-                print_event(e, g.json);
+                if filter.shows(e) {
+                    print_event(e, g.json);
+                }
                 if runs::is_terminal_event(e["type"].as_str().unwrap_or("")) {
                     terminal = true;
                 }
             }
             seen = events.len();
-            if !terminal && !runs::owner_alive(&dir) {
-                // The run died without a terminal event.
+            // Died without a terminal event? (`read_receipt` gives a run that
+            // is still being created time to take its lock.)
+            if !terminal && runs::read_receipt(&dir).is_some_and(|r| r.status == RunStatus::Interrupted) {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 let again = runs::read_events(&dir);
                 if again.len() == seen {
                     if !g.json {
-                        errln!(
-                            "run {} was interrupted (its process is gone)",
-                            dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-                        );
+                        errln!("run {name} was interrupted (its process is gone)");
                     }
                     return Ok(EXIT_INTERNAL);
                 }
@@ -560,9 +632,8 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
     Ok(EXIT_OK)
 }
 
-fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) -> Result<i32, LilyError> {
-    let dir = runs::find_run(&root.runs_dir(), run_id)
-        .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
+fn show(g: &Global, root: &lily::workspace::Root, run_ref: &str, timeline: bool) -> Result<i32, LilyError> {
+    let dir = runs::resolve_run(&root.runs_dir(), run_ref, None)?.dir;
     if timeline {
         return super::timeline::show(g, &dir);
     }
@@ -590,6 +661,9 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) 
         }
     }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
+    if matches!(r.status, RunStatus::Missed | RunStatus::SkippedOverlap) {
+        show_not_run(&r.payload);
+    }
     outln!("  spec      {} ({})", r.spec_path, r.spec_sha256);
     outln!("  directory {}", dir.display());
     if let Some(e) = &r.error {
@@ -664,6 +738,42 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str, timeline: bool) 
     Ok(EXIT_OK)
 }
 
+/// The reason and lateness a `missed` / `skipped_overlap` record stores.
+fn show_not_run(p: &Value) {
+    let reason = p["reason"].as_str().unwrap_or("-");
+    let why = match reason {
+        "scheduler_not_running" => "the time passed while no `lily jobs serve` was running",
+        "superseded" => "the scheduler was late and a later time was due (only the latest runs)",
+        "past_starting_deadline" => "the latest due time was later than starting_deadline_seconds",
+        "catchup_skip" => "the job says `catchup: skip` and the time was late",
+        "overlap" => "the job still had max_parallel_runs runs in progress",
+        _ => "",
+    };
+    let field = |s: &str| lily::text::terminal_field(s).into_owned();
+    if why.is_empty() {
+        outln!("  reason    {}", field(reason));
+    } else {
+        outln!("  reason    {} — {why}", field(reason));
+    }
+    if let Some(late) = p["late_by_seconds"].as_i64() {
+        let deadline = p["starting_deadline_seconds"]
+            .as_i64()
+            .map(|d| format!(", starting deadline {d} s"))
+            .unwrap_or_default();
+        let catchup = p["catchup"].as_str().map(|c| format!(", catchup {}", field(c))).unwrap_or_default();
+        outln!("  late by   {late} s (when the scheduler decided{deadline}{catchup})");
+    }
+    if let Some(count) = p["missed_count"].as_u64() {
+        outln!("  missed    {count} time(s) through {}", field(p["missed_through"].as_str().unwrap_or("-")));
+    }
+    if let Some(max) = p["max_parallel_runs"].as_u64() {
+        match p["running"].as_u64() {
+            Some(n) => outln!("  running   {n} run(s) in progress (max_parallel_runs {max})"),
+            None => outln!("  running   max_parallel_runs {max} reached"),
+        }
+    }
+}
+
 pub fn internal(e: anyhow::Error) -> LilyError {
     LilyError::new(ErrorCode::JobExecutionFailed, format!("internal error: {e:#}"))
 }
@@ -673,6 +783,8 @@ pub const EXIT_VERIFY_DIFFERS: i32 = 20;
 
 async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
     use lily::jobs::replay::{self, ReplayOptions};
+    let resolved = runs::resolve_run(&root.runs_dir(), run_id, None)?;
+    let run_id = resolved.run_id.as_str();
     let lily = Lily::open(root).map_err(internal)?;
     let (res, _original) = replay::replay_with(&lily, run_id, ReplayOptions { allow_drift }, verify, RunOptions::default()).await?;
     let verification = res.receipt.verify.clone();

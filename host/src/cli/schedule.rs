@@ -82,27 +82,95 @@ fn job_state(root: &Root, id: &str) -> Option<state::JobState> {
     state::read_state(&StateStore::new(root).path()).ok()?.jobs.get(id).cloned()
 }
 
-/// `lily jobs next <id> [--count N]`.
-pub fn next(g: &Global, root: &Root, id: &str, count: u32) -> Result<i32, LilyError> {
+/// Most fire times `jobs next` lists.
+pub const MAX_PREVIEW: usize = 10_000;
+
+/// A `--from` / `--until` value: a date (midnight in the job's zone) or an
+/// instant.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    Date(chrono::NaiveDate),
+    At(chrono::DateTime<Utc>),
+}
+
+/// Parse `YYYY-MM-DD` or RFC 3339.
+pub fn parse_when(s: &str) -> Result<When, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(When::Date(d));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| When::At(t.with_timezone(&Utc)))
+        .map_err(|_| format!("{s:?} is neither a date (2027-03-14) nor an RFC 3339 time (2027-03-14T02:00:00-04:00)"))
+}
+
+impl When {
+    /// The instant: a date is the first instant of that day in `tz`
+    /// (midnight, or the end of a gap that swallows midnight).
+    fn instant(self, tz: chrono_tz::Tz) -> chrono::DateTime<Utc> {
+        use chrono::TimeZone;
+        match self {
+            When::At(t) => t,
+            When::Date(d) => {
+                let mut wall = d.and_time(chrono::NaiveTime::MIN);
+                for _ in 0..(26 * 60) {
+                    if let Some(t) = tz.from_local_datetime(&wall).earliest() {
+                        return t.with_timezone(&Utc);
+                    }
+                    wall += TimeDelta::minutes(1);
+                }
+                wall.and_utc()
+            }
+        }
+    }
+}
+
+/// `lily jobs next <id> [--from W] [--until W] [--count N]`.
+pub fn next(g: &Global, root: &Root, id: &str, count: Option<u32>, from: Option<When>, until: Option<When>) -> Result<i32, LilyError> {
     let plan = cron_job(root, id, "only cron jobs have fire times")?;
-    let now = Utc::now();
-    let fires = plan.schedule.upcoming(now, count as usize);
+    let tz_zone = plan.schedule.timezone();
+    let start = from.map(|w| w.instant(tz_zone)).unwrap_or_else(Utc::now);
+    let end = until.map(|w| w.instant(tz_zone));
+    let cap = match (count, end) {
+        (Some(n), _) => n as usize,
+        (None, Some(_)) => MAX_PREVIEW,
+        (None, None) => 5,
+    };
+    let (fires, cut) = plan.schedule.preview(start, end, cap);
+    // Only a window's list is cut by the output cap; `--count` is what was asked.
+    let capped = cut && count.is_none();
     let activity = job_state(root, id).map(|s| s.state).unwrap_or_default();
-    let tz = plan.schedule.timezone().name();
+    let tz = tz_zone.name();
     if g.json {
         render::json(&json!({
             "job_id": id,
             "cron": plan.schedule.expr(),
             "timezone": tz,
             "state": activity,
-            "after": secs(now),
+            "from": secs(start),
+            "after": secs(start),
+            "until": end.map(secs),
             "fires": fires,
+            "truncated": capped,
         }));
         return Ok(EXIT_OK);
     }
-    outln!("next {} fire time(s) of {id} (cron {:?}, {tz}):", fires.len(), plan.schedule.expr());
-    let rows: Vec<Vec<String>> = fires.iter().map(|f| vec![secs(f.utc), f.local.clone()]).collect();
-    render::table(&["UTC", "LOCAL"], &rows);
+    let window = match end {
+        Some(e) => format!("from {} until {}", secs(start), secs(e)),
+        None => format!("from {}", secs(start)),
+    };
+    if fires.is_empty() {
+        outln!("no fire times of {id} {window} (cron {:?}, {tz})", plan.schedule.expr());
+    } else {
+        outln!("{} fire time(s) of {id} {window} (cron {:?}, {tz}):", fires.len(), plan.schedule.expr());
+        let rows: Vec<Vec<String>> = fires
+            .iter()
+            .map(|f| vec![secs(f.fire.utc), f.fire.local.clone(), f.note.clone().unwrap_or_default()])
+            .collect();
+        render::table(&["UTC", "LOCAL", "DST"], &rows);
+    }
+    if capped {
+        outln!("stopped at {MAX_PREVIEW} fire times; narrow the window (--from / --until) to see the rest");
+    }
     match activity {
         Activity::Active => {}
         Activity::Paused => outln!("note: {id} is paused; these times fire only after `lily jobs resume {id}`"),

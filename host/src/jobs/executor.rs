@@ -166,6 +166,9 @@ impl Cancel {
     }
 }
 
+/// [`RunOptions::on_started`]: called with the run id and the run directory.
+pub type OnStarted = Box<dyn FnOnce(&str, &std::path::Path) + Send>;
+
 /// Options of one run.
 pub struct RunOptions {
     pub trigger: TriggerInfo,
@@ -175,8 +178,9 @@ pub struct RunOptions {
     /// Called for every event (live progress).
     pub observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>>,
     /// Called once, right after the run is on disk and started (its first
-    /// receipt written and `job_started` recorded), before any step runs.
-    pub on_started: Option<Box<dyn FnOnce() + Send>>,
+    /// receipt written and `job_started` recorded), before any step runs,
+    /// with the run id and the run directory.
+    pub on_started: Option<OnStarted>,
     /// Use this spec instead of the file (replay).
     pub spec_override: Option<SpecFile>,
     /// Recorded seeds to feed the sandbox (replay); else fresh.
@@ -274,6 +278,59 @@ impl PlanError {
     }
 }
 
+/// The key path of the binding a blueprint's bindings error is about:
+/// `details.key` when the blueprint gives it, else the binding its message
+/// names, else `bindings`.
+fn bindings_key(spec: &JobSpec, e: &LilyError) -> String {
+    if let Some(k) = e.details.get("key").and_then(Value::as_str) {
+        return k.to_string();
+    }
+    let mut names: Vec<&String> = spec.bindings.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    names.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    names
+        .into_iter()
+        .find(|k| e.message.contains(k.as_str()) || e.message.contains(k.trim_end_matches('s')))
+        .map(|k| format!("bindings.{k}"))
+        .unwrap_or_else(|| "bindings".into())
+}
+
+/// The key path of the binding whose value is (or lists) runnable `id`.
+fn binding_naming(spec: &JobSpec, id: &str) -> String {
+    let Some(m) = spec.bindings.as_object() else {
+        return "bindings".into();
+    };
+    for (k, v) in m {
+        if v.as_str() == Some(id) {
+            return format!("bindings.{k}");
+        }
+        if let Some(i) = v.as_array().and_then(|a| a.iter().position(|x| x.as_str() == Some(id))) {
+            return format!("bindings.{k}.{i}");
+        }
+    }
+    "bindings".into()
+}
+
+impl PlanError {
+    /// The job-level message located at `key` of the spec (`<file>:<line>: …`);
+    /// the cause keeps the blueprint's own message.
+    fn at_key(mut self, spec: &JobSpec, key: &str) -> PlanError {
+        self.error = spec.at_key(key, self.error);
+        self
+    }
+
+    /// [`PlanError::at_key`] for unresolved runnable ids: at the binding that
+    /// names the first of them.
+    fn at_unresolved(self, spec: &JobSpec, e: &LilyError) -> PlanError {
+        match e.message.strip_prefix("unresolved runnable ids: ") {
+            Some(ids) => {
+                let key = binding_naming(spec, ids.split(", ").next().unwrap_or(""));
+                self.at_key(spec, &key)
+            }
+            None => self,
+        }
+    }
+}
+
 impl Lily {
     /// Open a root with a sandbox whose compile cache lives in `.lily/cache/`.
     pub fn open(root: Root) -> anyhow::Result<Lily> {
@@ -342,17 +399,25 @@ impl Lily {
         let blueprint = self
             .blueprints
             .resolve(&spec.target.id, spec.target.version.as_deref())
-            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?
+            .map_err(|e| {
+                let key = if e.message.starts_with("no blueprint") {
+                    "target.id"
+                } else {
+                    "target.version"
+                };
+                PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_key(spec, key)
+            })?
             .clone();
-        let graph = blueprint
-            .compile(&spec.bindings)
-            .map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
+        let graph = blueprint.compile(&spec.bindings).map_err(|e| {
+            let key = bindings_key(spec, &e);
+            PlanError::new(ErrorCode::JobBindingsInvalid, &e, false).at_key(spec, &key)
+        })?;
         check_target_io(&blueprint, spec).map_err(|e| PlanError::new(ErrorCode::JobInvalidSpec, &e, false))?;
         check_dirs_exist(&self.root, &graph).map_err(|e| PlanError::new(ErrorCode::JobBindingsInvalid, &e, false))?;
         // Unknown runnable ids before the policy is asked about them (its
         // hint would otherwise offer grants for a runnable that does not exist).
         self.check_runnables_exist(&graph)
-            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?;
+            .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_unresolved(spec, &e))?;
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
@@ -362,7 +427,7 @@ impl Lily {
             // A runnable id that is neither built in nor installed is the
             // target's problem, not a transient failure: never retried.
             if e.code == ErrorCode::BlueprintCompileFailed {
-                PlanError::new(ErrorCode::JobTargetUnresolved, &e, false)
+                PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_unresolved(spec, &e)
             } else {
                 PlanError::new(ErrorCode::JobExecutionFailed, &e, true)
             }
@@ -439,7 +504,7 @@ impl Lily {
         if unresolved.is_empty() {
             return Ok(());
         }
-        Err(unresolved_error(&unresolved))
+        Err(unresolved_error(&unresolved, &self.runnables.ids()))
     }
 
     /// Resolve and load every runnable of a graph: unresolved ids are listed
@@ -486,7 +551,7 @@ impl Lily {
             let order: Vec<&String> = graph.nodes.iter().map(|n| &n.runnable).collect();
             unresolved.sort_by_key(|id| order.iter().position(|o| *o == id));
             let ids: Vec<&str> = unresolved.iter().map(String::as_str).collect();
-            return Err(unresolved_error(&ids));
+            return Err(unresolved_error(&ids, &self.runnables.ids()));
         }
         Ok(graph
             .nodes
@@ -544,7 +609,7 @@ impl Lily {
             json!({"job_id": spec.id, "trigger": receipt.trigger, "replay_of": receipt.replay_of, "pid": std::process::id()}),
         );
         if let Some(started) = opts.on_started.take() {
-            started();
+            started(&run.run_id, &run.path);
         }
         // The spec snapshot (what replay runs again) is written before any
         // step runs, but after `job_started`: the first receipt and the event
@@ -1061,9 +1126,19 @@ fn held_slot_files(root: &Root, job_id: &str, max: u32) -> Vec<File> {
     held
 }
 
-fn unresolved_error(ids: &[&str]) -> LilyError {
-    LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", ids.join(", ")))
-        .with_hint("`lily runnables list` shows the built-in and installed runnables; `lily runnables install <file.wasm>` adds one")
+/// Unresolved runnable ids, with a "did you mean" for each one close to a
+/// `known` id.
+fn unresolved_error(ids: &[&str], known: &[String]) -> LilyError {
+    let guesses: Vec<String> = ids
+        .iter()
+        .filter_map(|id| crate::text::suggest(id, known.iter().map(String::as_str)).map(|s| format!("`{s}` for `{id}`")))
+        .collect();
+    let mut hint = String::new();
+    if !guesses.is_empty() {
+        hint.push_str(&format!("did you mean {}? ", guesses.join(", ")));
+    }
+    hint.push_str("`lily runnables list` shows the built-in and installed runnables; `lily runnables install <file.wasm>` adds one");
+    LilyError::new(ErrorCode::BlueprintCompileFailed, format!("unresolved runnable ids: {}", ids.join(", "))).with_hint(hint)
 }
 
 /// Every directory a step binds (a council's `workspace`) exists under the

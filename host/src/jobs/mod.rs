@@ -5,4 +5,4 @@ pub mod executor;
 pub mod replay;
 pub mod summary;
 
-pub use executor::{Cancel, Lily, RunOptions, RunResult, TriggerInfo};
+pub use executor::{Cancel, Lily, OnStarted, RunOptions, RunResult, TriggerInfo};

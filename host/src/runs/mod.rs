@@ -25,6 +25,7 @@ pub use receipt::{
     ReceiptError, RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
 
+use crate::error::{ErrorCode, LilyError};
 use crate::util::rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -337,6 +338,114 @@ pub fn find_run(runs_dir: &Path, run_id: &str) -> Option<PathBuf> {
     jobs.into_iter().map(|j| j.join(run_id)).find(|p| p.is_dir())
 }
 
+/// A run found by [`resolve_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedRun {
+    pub job_id: String,
+    pub run_id: String,
+    pub dir: PathBuf,
+}
+
+/// Every run directory under `runs_dir` (of `job` only, when given), as
+/// (job id, run id, directory).
+fn all_runs(runs_dir: &Path, job: Option<&str>) -> Vec<ResolvedRun> {
+    let jobs: Vec<String> = match job {
+        Some(j) => vec![j.to_string()],
+        None => std::fs::read_dir(runs_dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut out = Vec::new();
+    for j in jobs {
+        for dir in run_dirs(runs_dir, &j) {
+            if let Some(run_id) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) {
+                out.push(ResolvedRun {
+                    job_id: j.clone(),
+                    run_id,
+                    dir,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The one place a run reference given by an operator becomes a run
+/// directory. `reference` is
+///
+/// * `latest` — the newest run (by run id, which sorts by start time) of any
+///   job, or of `job` when given;
+/// * `<job>/latest` or `<job>/<ref>` — narrowed to that job;
+/// * a full run id, or a unique prefix of a run id or of its random suffix
+///   (`20261122T0721`, `f239a1d2` for `20261122T072124.590Z-f239a1d2`).
+///
+/// No match is `job_not_found`; an ambiguous prefix is `job_not_found` too,
+/// listing the candidates (newest first) in the hint and in `details`.
+pub fn resolve_run(runs_dir: &Path, reference: &str, job: Option<&str>) -> Result<ResolvedRun, LilyError> {
+    let (job, reference) = match reference.split_once('/') {
+        Some((j, r)) if job.is_none_or(|given| given == j) => (Some(j), r),
+        Some((j, _)) => {
+            return Err(LilyError::new(
+                ErrorCode::JobNotFound,
+                format!("run {reference:?} names job {j:?}, but --job is {:?}", job.unwrap_or_default()),
+            ));
+        }
+        None => (job, reference),
+    };
+    let bad = |r: &str| r.is_empty() || r.contains('/') || r.contains('\\') || r.contains("..");
+    if bad(reference) || job.is_some_and(bad) {
+        return Err(LilyError::new(ErrorCode::JobNotFound, format!("{reference:?} is not a run id")).with_hint(RUN_REF_HINT));
+    }
+    let where_ = || match job {
+        Some(j) => format!("of job {j} under {}", runs_dir.display()),
+        None => format!("under {}", runs_dir.display()),
+    };
+    let mut runs = all_runs(runs_dir, job);
+    // Newest first, across jobs.
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id).then_with(|| a.job_id.cmp(&b.job_id)));
+    if reference == "latest" {
+        return runs.into_iter().next().ok_or_else(|| {
+            let e = LilyError::new(ErrorCode::JobNotFound, format!("no runs {}", where_()));
+            match job {
+                Some(j) => e.with_hint(format!("start one with `lily jobs run {j}`")),
+                None => e.with_hint("start one with `lily jobs run <id>`"),
+            }
+        });
+    }
+    // An exact id wins over prefixes (ids are unique; the same id under two
+    // jobs would be a copied directory: the first job in name order).
+    if let Some(exact) = runs.iter().find(|r| r.run_id == reference) {
+        return Ok(exact.clone());
+    }
+    let matches: Vec<ResolvedRun> = runs
+        .into_iter()
+        .filter(|r| r.run_id.starts_with(reference) || r.run_id.split_once('-').is_some_and(|(_, suffix)| suffix.starts_with(reference)))
+        .collect();
+    match matches.len() {
+        0 => Err(LilyError::new(ErrorCode::JobNotFound, format!("no run {reference} {}", where_())).with_hint(RUN_REF_HINT)),
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        n => {
+            const SHOWN: usize = 10;
+            let mut hint: Vec<String> = matches.iter().take(SHOWN).map(|r| format!("{}/{}", r.job_id, r.run_id)).collect();
+            if n > SHOWN {
+                hint.push(format!("… and {} more", n - SHOWN));
+            }
+            Err(
+                LilyError::new(ErrorCode::JobNotFound, format!("run id prefix {reference:?} is ambiguous: {n} runs match"))
+                    .with_hint(format!("give more of the id; candidates:\n{}", hint.join("\n")))
+                    .with_details(json!({"candidates": matches.iter().map(|r| json!({"job_id": r.job_id, "run_id": r.run_id})).collect::<Vec<_>>()})),
+            )
+        }
+    }
+}
+
+const RUN_REF_HINT: &str = "give a run id, a unique prefix of it or of its suffix, `latest` or `<job>/latest`; `lily jobs runs <job>` lists run ids";
+
 /// All events of a run (unparseable lines are skipped).
 pub fn read_events(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join(EVENTS))
@@ -424,5 +533,48 @@ mod tests {
         assert_eq!(log.first_error_seq(), Some(2));
         let ev = read_events(tmp.path());
         assert_eq!(ev.iter().map(|e| e["seq"].as_u64().expect("seq")).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn run_references_resolve_by_latest_prefix_and_suffix() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let runs = tmp.path();
+        for (job, id) in [
+            ("a", "20261122T072124.590Z-f239a1d2"),
+            ("a", "20261122T072130.000Z-e3f5f236"),
+            ("b", "20261122T072125.000Z-e3aa0000"),
+        ] {
+            std::fs::create_dir_all(runs.join(job).join(id)).expect("mkdir");
+        }
+        let id = |r: Result<ResolvedRun, LilyError>| r.map(|r| format!("{}/{}", r.job_id, r.run_id));
+        assert_eq!(id(resolve_run(runs, "latest", None)).expect("latest"), "a/20261122T072130.000Z-e3f5f236");
+        assert_eq!(id(resolve_run(runs, "b/latest", None)).expect("b/latest"), "b/20261122T072125.000Z-e3aa0000");
+        assert_eq!(id(resolve_run(runs, "latest", Some("b"))).expect("--job b"), "b/20261122T072125.000Z-e3aa0000");
+        assert_eq!(id(resolve_run(runs, "f239", None)).expect("suffix"), "a/20261122T072124.590Z-f239a1d2");
+        assert_eq!(
+            id(resolve_run(runs, "20261122T072125", None)).expect("prefix"),
+            "b/20261122T072125.000Z-e3aa0000"
+        );
+        assert_eq!(
+            id(resolve_run(runs, "20261122T072124.590Z-f239a1d2", None)).expect("exact"),
+            "a/20261122T072124.590Z-f239a1d2"
+        );
+        let amb = resolve_run(runs, "e3", None).expect_err("ambiguous");
+        assert_eq!(amb.code, ErrorCode::JobNotFound);
+        assert!(amb.message.contains("ambiguous: 2 runs match"), "{}", amb.message);
+        let hint = amb.hint.expect("hint");
+        assert!(hint.contains("a/20261122T072130.000Z-e3f5f236\nb/20261122T072125.000Z-e3aa0000"), "{hint}");
+        assert_eq!(amb.details["candidates"].as_array().map(Vec::len), Some(2));
+        // Narrowed to one job, the same prefix is unique.
+        assert_eq!(id(resolve_run(runs, "a/e3", None)).expect("a/e3"), "a/20261122T072130.000Z-e3f5f236");
+        assert_eq!(resolve_run(runs, "nope", None).expect_err("none").code, ErrorCode::JobNotFound);
+        assert!(resolve_run(runs, "../a", None).is_err());
+        assert!(resolve_run(runs, "a/latest", Some("b")).is_err(), "conflicting job");
+        assert!(
+            resolve_run(runs, "latest", Some("c"))
+                .expect_err("no runs")
+                .message
+                .contains("no runs of job c")
+        );
     }
 }

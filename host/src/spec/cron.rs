@@ -320,6 +320,190 @@ impl CronSchedule {
     }
 }
 
+/// The IANA zone name `name` was probably meant to be (`europe/berlin` →
+/// `Europe/Berlin`), when one is close.
+pub fn suggest_zone(name: &str) -> Option<&'static str> {
+    crate::text::suggest(name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
+}
+
+/// The macro an unknown `@…` expression was probably meant to be.
+pub fn suggest_macro(expr: &str) -> Option<&'static str> {
+    if !expr.starts_with('@') || MACROS.iter().any(|(m, _)| m.eq_ignore_ascii_case(expr)) {
+        return None;
+    }
+    crate::text::suggest(&expr.to_ascii_lowercase(), MACROS.iter().map(|(m, _)| *m))
+}
+
+/// How daylight saving time shaped one fire time (see [`CronSchedule`]'s
+/// rules), for previews such as `lily jobs next`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DstMark {
+    /// Fixed times that do not exist on `date` (the clock jumped over them)
+    /// run once at this fire time, the first instant after the gap.
+    Moved { date: String, nominal: Vec<String> },
+    /// Wall times inside a gap on `date` that do not exist and so never fire
+    /// (interval schedules, or a fixed time in a gap croner cannot bridge);
+    /// this is the first fire after the gap.
+    Skipped { date: String, nominal: Vec<String>, count: usize },
+    /// The first of two passes of a repeated wall time (the clock is turned
+    /// back later): `repeats` is whether the schedule fires again on the
+    /// second pass (interval schedules) or runs once (fixed times).
+    FirstPass { wall: String, repeats: bool, again_at: Option<String> },
+    /// The second pass of a repeated wall time (interval schedules only).
+    SecondPass { wall: String },
+}
+
+/// Most gap wall times listed in a [`DstMark`] (the count is exact).
+const MAX_MARK_TIMES: usize = 8;
+
+impl DstMark {
+    /// One line for people, e.g. `02:30 does not exist on 2027-03-14; runs at 03:00 EDT`.
+    pub fn note(&self, fire: &DateTime<Tz>) -> String {
+        let at = fire.format("%H:%M %Z").to_string();
+        let times = |nominal: &[String], count: usize| -> String {
+            match (nominal, count) {
+                ([one], 1) => one.clone(),
+                (list, n) if n <= list.len() => list.join(", "),
+                (list, n) => format!("{}–{} ({n} times)", list[0], list[list.len() - 1]),
+            }
+        };
+        match self {
+            DstMark::Moved { date, nominal } => {
+                let verb = if nominal.len() == 1 { "does" } else { "do" };
+                let once = if nominal.len() == 1 { "" } else { "once " };
+                format!("{} {verb} not exist on {date}; runs {once}at {at}", times(nominal, nominal.len()))
+            }
+            DstMark::Skipped { date, nominal, count } => {
+                let verb = if *count == 1 { "does" } else { "do" };
+                format!("{} {verb} not exist on {date}; skipped", times(nominal, *count))
+            }
+            DstMark::FirstPass { wall, repeats: false, .. } => format!("first of two {wall}s; runs once"),
+            DstMark::FirstPass { wall, again_at, .. } => {
+                format!("first of two {wall}s; runs again at {}", again_at.as_deref().unwrap_or("the second"))
+            }
+            DstMark::SecondPass { wall } => format!("second {wall} (the clock was turned back); it ran at the first too"),
+        }
+    }
+}
+
+/// A fire time of a preview, with how DST shaped it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreviewFire {
+    #[serde(flatten)]
+    pub fire: FireTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<DstMark>,
+    /// [`DstMark::note`] of `dst`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl CronSchedule {
+    /// Fire times `t` with `from <= t < until` (`until`: none = unbounded),
+    /// at most `cap`, each with its DST mark; and whether `cap` cut the list.
+    pub fn preview(&self, from: DateTime<Utc>, until: Option<DateTime<Utc>>, cap: usize) -> (Vec<PreviewFire>, bool) {
+        let after = from - TimeDelta::nanoseconds(1);
+        let mut out = Vec::new();
+        let mut prev = after;
+        for t in self.fires(after) {
+            if until.is_some_and(|u| t >= u) {
+                return (out, false);
+            }
+            if out.len() == cap {
+                return (out, true);
+            }
+            let dst = self.dst_mark(prev, t);
+            let note = dst.as_ref().map(|m| m.note(&t.with_timezone(&self.tz)));
+            out.push(PreviewFire {
+                fire: self.fire_time(t),
+                dst,
+                note,
+            });
+            prev = t;
+        }
+        (out, false)
+    }
+
+    /// Is this a fixed-time schedule (see the DST rules)?
+    fn is_fixed_time(&self) -> bool {
+        !self.fixed_times.is_empty() || self.cron.determine_job_type() == croner::JobType::FixedTime
+    }
+
+    fn wall(&self, t: chrono::NaiveDateTime) -> String {
+        let seconds = self.expr.split_whitespace().count() == 6;
+        t.format(if seconds { "%H:%M:%S" } else { "%H:%M" }).to_string()
+    }
+
+    /// How DST shaped fire time `t`, the previous one (or the search start)
+    /// being `prev`. A gap is found when it ends at `t` or when the UTC offset
+    /// changed between `prev` and `t` (the last change before `t` is looked
+    /// at).
+    pub fn dst_mark(&self, prev: DateTime<Utc>, t: DateTime<Utc>) -> Option<DstMark> {
+        use chrono::{LocalResult, Offset, TimeZone};
+        let off = |x: DateTime<Utc>| self.tz.offset_from_utc_datetime(&x.naive_utc()).fix().local_minus_utc();
+        let local = t.with_timezone(&self.tz).naive_local();
+        // A gap: a forward jump ending at t, or the last change in (prev, t].
+        let just_before = t - TimeDelta::seconds(1);
+        let change = if off(just_before) != off(t) {
+            Some(t)
+        } else if prev < t && off(prev) != off(t) {
+            // Binary search the first instant with t's offset.
+            let (mut lo, mut hi) = (prev, t);
+            while hi - lo > TimeDelta::seconds(1) {
+                let mid = lo + (hi - lo) / 2;
+                if off(mid) == off(t) { hi = mid } else { lo = mid }
+            }
+            Some(hi)
+        } else {
+            None
+        };
+        if let Some(at) = change {
+            let (old, new) = (off(at - TimeDelta::seconds(1)), off(at));
+            if new > old {
+                let start = at.naive_utc() + TimeDelta::seconds(i64::from(old));
+                let end = at.naive_utc() + TimeDelta::seconds(i64::from(new));
+                let step = if self.expr.split_whitespace().count() == 6 { 1 } else { 60 };
+                let (mut nominal, mut count) = (Vec::new(), 0usize);
+                let mut w = start;
+                while w < end {
+                    if self.cron.is_time_matching(&w).unwrap_or(false) {
+                        count += 1;
+                        if nominal.len() < MAX_MARK_TIMES - 1 {
+                            nominal.push(self.wall(w));
+                        } else {
+                            // Keep the first ones and the last.
+                            nominal.truncate(MAX_MARK_TIMES - 1);
+                            nominal.push(self.wall(w));
+                        }
+                    }
+                    w += TimeDelta::seconds(step);
+                }
+                if count > 0 {
+                    let date = start.date().to_string();
+                    if self.is_fixed_time() && at == t {
+                        return Some(DstMark::Moved { date, nominal });
+                    }
+                    return Some(DstMark::Skipped { date, nominal, count });
+                }
+            }
+        }
+        // A repeated wall time.
+        if let LocalResult::Ambiguous(first, second) = self.tz.from_local_datetime(&local) {
+            let wall = self.wall(local);
+            if first.with_timezone(&Utc) == t {
+                let repeats = !self.is_fixed_time();
+                let again_at = repeats.then(|| second.format("%H:%M %Z").to_string());
+                return Some(DstMark::FirstPass { wall, repeats, again_at });
+            }
+            if second.with_timezone(&Utc) == t {
+                return Some(DstMark::SecondPass { wall });
+            }
+        }
+        None
+    }
+}
+
 /// The parser configuration this module uses: optional leading seconds, no
 /// year field, POSIX weekdays, Vixie OR of day-of-month and day-of-week.
 fn parser() -> CronParser {
@@ -939,5 +1123,108 @@ mod tests {
         assert!(s.fires_between(t, t - TimeDelta::hours(1), 10).is_empty());
         assert!(s.fires_between(t, t + TimeDelta::hours(1), 0).is_empty());
         assert_eq!(s.fires_between(t, t + TimeDelta::minutes(15), 10), utcs(&["2026-05-01T10:15:00Z"]));
+    }
+
+    /// `jobs next`'s lines: local time and DST note.
+    fn preview_lines(expr: &str, zone: &str, from: &str, until: &str) -> Vec<String> {
+        let s = sched(expr, zone);
+        let (fires, cut) = s.preview(utc(from), Some(utc(until)), 10_000);
+        assert!(!cut);
+        fires
+            .iter()
+            .map(|f| format!("{} {}", f.fire.local, f.note.as_deref().unwrap_or("")).trim_end().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn preview_marks_what_dst_did_new_york_2027() {
+        // Spring forward 2027-03-14 02:00 EST → 03:00 EDT.
+        assert_eq!(
+            preview_lines("30 2 * * *", "America/New_York", "2027-03-13T05:00:00Z", "2027-03-15T04:00:00Z"),
+            [
+                "2027-03-13T02:30:00-05:00",
+                "2027-03-14T03:00:00-04:00 02:30 does not exist on 2027-03-14; runs at 03:00 EDT",
+            ]
+        );
+        assert_eq!(
+            preview_lines("0,30 2 * * *", "America/New_York", "2027-03-14T05:00:00Z", "2027-03-15T04:00:00Z"),
+            ["2027-03-14T03:00:00-04:00 02:00, 02:30 do not exist on 2027-03-14; runs once at 03:00 EDT"]
+        );
+        assert_eq!(
+            preview_lines("*/30 1-3 * * *", "America/New_York", "2027-03-14T05:00:00Z", "2027-03-15T04:00:00Z"),
+            [
+                "2027-03-14T01:00:00-05:00",
+                "2027-03-14T01:30:00-05:00",
+                "2027-03-14T03:00:00-04:00 02:00, 02:30 do not exist on 2027-03-14; skipped",
+                "2027-03-14T03:30:00-04:00",
+            ]
+        );
+        // Fall back 2027-11-07 02:00 EDT → 01:00 EST.
+        assert_eq!(
+            preview_lines("30 1 * * *", "America/New_York", "2027-11-06T04:00:00Z", "2027-11-08T05:00:00Z"),
+            ["2027-11-06T01:30:00-04:00", "2027-11-07T01:30:00-04:00 first of two 01:30s; runs once",]
+        );
+        assert_eq!(
+            preview_lines("30 * * * *", "America/New_York", "2027-11-07T05:00:00Z", "2027-11-07T08:00:00Z"),
+            [
+                "2027-11-07T01:30:00-04:00 first of two 01:30s; runs again at 01:30 EST",
+                "2027-11-07T01:30:00-05:00 second 01:30 (the clock was turned back); it ran at the first too",
+                "2027-11-07T02:30:00-05:00",
+            ]
+        );
+    }
+
+    #[test]
+    fn preview_marks_what_dst_did_berlin_2027() {
+        // 2027-03-28 02:00 CET → 03:00 CEST; 2027-10-31 03:00 CEST → 02:00 CET.
+        assert_eq!(
+            preview_lines("30 2 * * *", "Europe/Berlin", "2027-03-27T00:00:00Z", "2027-03-29T00:00:00Z"),
+            [
+                "2027-03-27T02:30:00+01:00",
+                "2027-03-28T03:00:00+02:00 02:30 does not exist on 2027-03-28; runs at 03:00 CEST",
+            ]
+        );
+        assert_eq!(
+            preview_lines("30 2 * * *", "Europe/Berlin", "2027-10-30T00:00:00Z", "2027-11-01T00:00:00Z"),
+            ["2027-10-30T02:30:00+02:00", "2027-10-31T02:30:00+02:00 first of two 02:30s; runs once",]
+        );
+        // Seconds schedules name seconds; long lists are shortened, the count stays exact.
+        let s = sched("*/10 * 2-3 * * *", "Europe/Berlin");
+        let (fires, _) = s.preview(utc("2027-03-28T00:59:00Z"), Some(utc("2027-03-28T01:00:01Z")), 100);
+        let last = fires.last().expect("fires");
+        assert_eq!(last.note.as_deref(), Some("02:00:00–02:59:50 (360 times) do not exist on 2027-03-28; skipped"));
+        assert_eq!(last.fire.local, "2027-03-28T03:00:00+02:00");
+        assert!(matches!(&last.dst, Some(DstMark::Skipped { count: 360, nominal, .. }) if nominal.len() == MAX_MARK_TIMES));
+    }
+
+    #[test]
+    fn preview_window_is_from_inclusive_until_exclusive_and_capped() {
+        let s = sched("0 * * * *", "UTC");
+        let (fires, cut) = s.preview(utc("2027-01-01T00:00:00Z"), Some(utc("2027-01-01T03:00:00Z")), 100);
+        let utcs_got: Vec<DateTime<Utc>> = fires.iter().map(|f| f.fire.utc).collect();
+        assert_eq!(utcs_got, utcs(&["2027-01-01T00:00:00Z", "2027-01-01T01:00:00Z", "2027-01-01T02:00:00Z"]));
+        assert!(!cut);
+        let (fires, cut) = s.preview(utc("2027-01-01T00:00:00Z"), None, 2);
+        assert_eq!(fires.len(), 2);
+        assert!(cut);
+        let json = serde_json::to_value(&fires[0]).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"utc": "2027-01-01T00:00:00Z", "local": "2027-01-01T00:00:00+00:00", "timezone": "UTC"})
+        );
+        let moved = sched("30 2 * * *", "America/New_York").preview(utc("2027-03-14T05:00:00Z"), None, 1).0;
+        let json = serde_json::to_value(&moved[0]).expect("json");
+        assert_eq!(json["dst"], serde_json::json!({"kind": "moved", "date": "2027-03-14", "nominal": ["02:30"]}));
+        assert_eq!(json["note"], "02:30 does not exist on 2027-03-14; runs at 03:00 EDT");
+    }
+
+    #[test]
+    fn zone_and_macro_suggestions() {
+        assert_eq!(suggest_zone("europe/berlin"), Some("Europe/Berlin"));
+        assert_eq!(suggest_zone("America/New_Yrok"), Some("America/New_York"));
+        assert_eq!(suggest_zone("Mars/Olympus"), None);
+        assert_eq!(suggest_macro("@dialy"), Some("@daily"));
+        assert_eq!(suggest_macro("@daily"), None);
+        assert_eq!(suggest_macro("0 9 * * *"), None);
     }
 }

@@ -35,6 +35,16 @@ pub struct JobSpec {
     pub runtime: Runtime,
     /// The summary's format, the artifacts to keep, an optional publish.
     pub output: Output,
+    /// The file and text this spec was parsed from (for error locations).
+    #[serde(skip)]
+    pub source: Option<std::sync::Arc<SpecSource>>,
+}
+
+/// Where a spec came from: its path and text.
+#[derive(Debug)]
+pub struct SpecSource {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -233,10 +243,6 @@ fn invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
     LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {msg}", path.display()))
 }
 
-fn trigger_invalid(path: &Path, msg: impl std::fmt::Display) -> LilyError {
-    LilyError::new(ErrorCode::JobTriggerInvalid, format!("{}: {msg}", path.display()))
-}
-
 /// Load and validate one spec file.
 pub fn load_file(path: &Path) -> SpecFile {
     let mut f = SpecFile {
@@ -313,8 +319,21 @@ pub fn parse(path: &Path, text: &str) -> Result<JobSpec, LilyError> {
         };
         return Err(invalid(path, format!("the document is {what}; a job spec is a YAML mapping")));
     }
-    let spec: JobSpec = serde_norway::from_str(text).map_err(|e| invalid(path, describe_serde_error(&e.to_string())))?;
-    validate(path, &spec)?;
+    let spec: JobSpec = serde_norway::from_str(text).map_err(|e| {
+        let msg = describe_serde_error(&e.to_string());
+        let hint = crate::text::unknown_field_hint(&msg);
+        let err = invalid(path, msg);
+        match hint {
+            Some(h) => err.with_hint(format!("{h} (the fields are in docs/job-spec.md)")),
+            None => err,
+        }
+    })?;
+    validate(&At { path, text }, &spec)?;
+    let mut spec = spec;
+    spec.source = Some(std::sync::Arc::new(SpecSource {
+        path: path.to_path_buf(),
+        text: text.into(),
+    }));
     Ok(spec)
 }
 
@@ -351,60 +370,175 @@ fn describe_serde_error(msg: &str) -> String {
     msg.to_string()
 }
 
-fn validate(path: &Path, s: &JobSpec) -> Result<(), LilyError> {
+/// Where a spec problem is: the file and its text, to name the line of a key.
+struct At<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl At<'_> {
+    /// `<file>:<line>: <msg>` (the line of `key`; just the file when the key
+    /// is not found).
+    fn prefix(&self, key: &str) -> String {
+        match locate_key(self.text, key) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+    fn invalid(&self, key: &str, msg: impl std::fmt::Display) -> LilyError {
+        LilyError::new(ErrorCode::JobInvalidSpec, format!("{}: {msg}", self.prefix(key)))
+    }
+    fn trigger(&self, key: &str, msg: impl std::fmt::Display) -> LilyError {
+        LilyError::new(ErrorCode::JobTriggerInvalid, format!("{}: {msg}", self.prefix(key)))
+    }
+}
+
+/// A cron or zone error at its key, with a suggestion when the zone or
+/// macro is close to a known one.
+fn schedule_error(at: &At<'_>, s: &JobSpec, e: &cron::ScheduleError) -> LilyError {
+    let zone_key = if s.timezone.is_some() { "timezone" } else { "trigger.timezone" };
+    match e {
+        cron::ScheduleError::UnknownZone(z) => {
+            let err = at.trigger(zone_key, format!("{zone_key}: {e}"));
+            match cron::suggest_zone(z) {
+                Some(sug) => err.with_hint(format!("did you mean {sug}? (zone names are case-sensitive, as in the tz database)")),
+                None => err.with_hint("use an IANA name such as Europe/Berlin or America/New_York (`timedatectl list-timezones`)"),
+            }
+        }
+        cron::ScheduleError::EmptyZone => at.trigger(zone_key, format!("{zone_key}: {e}")),
+        cron::ScheduleError::Expression { expr, .. } => {
+            let err = at.trigger("trigger.cron", format!("trigger.cron: {e}"));
+            match cron::suggest_macro(expr) {
+                Some(m) => err.with_hint(format!("did you mean {m}?")),
+                None => err,
+            }
+        }
+    }
+}
+
+/// The 1-based line of a dotted key path (`trigger.timezone`,
+/// `bindings.specialists.1`) in YAML text: block mappings by indentation; a
+/// key inside a flow mapping (`trigger: { type: cron, … }`) or a list is
+/// reported at the deepest enclosing key found. `None` when not even the
+/// first key is there.
+pub fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_key = |l: &str, k: &str| {
+        let t = l.trim_start().trim_start_matches("- ");
+        [k.to_string(), format!("\"{k}\""), format!("'{k}'")]
+            .iter()
+            .any(|q| t.strip_prefix(q.as_str()).is_some_and(|rest| rest.trim_start().starts_with(':')))
+    };
+    let content = |l: &&str| {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let (mut from, mut to) = (0, lines.len());
+    let mut found: Option<usize> = None;
+    for part in key.split('.') {
+        // Keys of this level are at the indentation of its first line.
+        let Some(level) = lines[from..to].iter().find(|l| content(l)).map(|l| indent(l)) else {
+            break;
+        };
+        let hit = (from..to).find(|&i| content(&lines[i]) && indent(lines[i]) == level && is_key(lines[i], part));
+        let Some(i) = hit else { break };
+        found = Some(i);
+        let own = indent(lines[i]);
+        let rest = lines[i].split_once(':').map(|(_, r)| r.trim()).unwrap_or("");
+        if rest.starts_with('{') || rest.starts_with('[') {
+            // A flow collection: the rest of the path is on this line.
+            break;
+        }
+        from = i + 1;
+        to = lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, l)| {
+                let t = l.trim_start();
+                !t.is_empty() && !t.starts_with('#') && indent(l) <= own && !t.starts_with("- ")
+            })
+            .map(|(j, _)| j)
+            .unwrap_or(lines.len());
+    }
+    found.map(|i| i + 1)
+}
+
+impl JobSpec {
+    /// `<file>:<line>` of a key of this spec (the file only when the key is
+    /// not found, `None` for a spec not parsed from a file).
+    pub fn location(&self, key: &str) -> Option<String> {
+        let src = self.source.as_ref()?;
+        Some(match locate_key(&src.text, key) {
+            Some(line) => format!("{}:{line}", src.path.display()),
+            None => src.path.display().to_string(),
+        })
+    }
+
+    /// `e` with its message prefixed by the location of `key` (`<file>:<line>: …`).
+    pub fn at_key(&self, key: &str, mut e: LilyError) -> LilyError {
+        if let Some(loc) = self.location(key) {
+            e.message = format!("{loc}: {}", e.message);
+        }
+        e
+    }
+}
+
+fn validate(at: &At<'_>, s: &JobSpec) -> Result<(), LilyError> {
     if !valid_id(&s.id) {
-        return Err(invalid(path, format!("id {:?} must match [a-z0-9][a-z0-9._-]{{0,63}}", s.id)));
+        return Err(at.invalid("id", format!("id {:?} must match [a-z0-9][a-z0-9._-]{{0,63}}", s.id)));
     }
     if s.title.trim().is_empty() {
-        return Err(invalid(path, "title must not be empty"));
+        return Err(at.invalid("title", "title must not be empty"));
     }
     if s.target.kind != "blueprint" {
-        return Err(invalid(path, format!("target.kind {:?} is not supported; use `blueprint`", s.target.kind)));
+        return Err(at.invalid("target.kind", format!("target.kind {:?} is not supported; use `blueprint`", s.target.kind)));
     }
     if s.target.id.trim().is_empty() {
-        return Err(invalid(path, "target.id must not be empty"));
+        return Err(at.invalid("target.id", "target.id must not be empty"));
     }
     if let Some(v) = &s.target.version {
-        semver::VersionReq::parse(v).map_err(|e| invalid(path, format!("target.version {v:?} is not a semver requirement: {e}")))?;
+        semver::VersionReq::parse(v).map_err(|e| at.invalid("target.version", format!("target.version {v:?} is not a semver requirement: {e}")))?;
     }
     if !s.bindings.is_object() {
-        return Err(invalid(path, "bindings must be a mapping"));
+        return Err(at.invalid("bindings", "bindings must be a mapping"));
     }
     if !s.target.input.is_object() {
-        return Err(invalid(path, "target.input must be a mapping"));
+        return Err(at.invalid("target.input", "target.input must be a mapping"));
     }
     // Trigger.
     if let (Some(a), Some(b)) = (&s.timezone, &s.trigger.timezone)
         && a != b
     {
-        return Err(trigger_invalid(path, format!("timezone {a:?} and trigger.timezone {b:?} disagree; give one")));
+        return Err(at.trigger("trigger.timezone", format!("timezone {a:?} and trigger.timezone {b:?} disagree; give one")));
     }
     match s.trigger.kind {
         TriggerType::Manual => {
             if s.trigger.cron.is_some() {
-                return Err(trigger_invalid(path, "a manual trigger must not set `cron`; use `type: cron`"));
+                return Err(at.trigger("trigger.cron", "a manual trigger must not set `cron`; use `type: cron`"));
             }
         }
         TriggerType::Cron => {
             let Some(expr) = s.trigger.cron.as_deref() else {
-                return Err(trigger_invalid(path, "a cron trigger needs `cron` (e.g. \"0 9 * * 1-5\")"));
+                return Err(at.trigger("trigger", "a cron trigger needs `cron` (e.g. \"0 9 * * 1-5\")"));
             };
             let Some(tz) = s.effective_timezone() else {
-                return Err(trigger_invalid(path, "a cron trigger needs `timezone` (an IANA name such as Europe/Berlin)"));
+                return Err(at.trigger("trigger", "a cron trigger needs `timezone` (an IANA name such as Europe/Berlin)"));
             };
-            CronSchedule::parse(expr, tz).map_err(|e| trigger_invalid(path, e))?;
+            CronSchedule::parse(expr, tz).map_err(|e| schedule_error(at, s, &e))?;
         }
     }
     if let Some(tz) = s.effective_timezone()
         && tz.parse::<chrono_tz::Tz>().is_err()
     {
-        return Err(trigger_invalid(path, format!("unknown IANA time zone {tz:?}")));
+        return Err(schedule_error(at, s, &cron::ScheduleError::UnknownZone(tz.to_string())));
     }
     // Runtime.
     let r = &s.runtime;
     let range = |name: &str, v: u64, lo: u64, hi: u64| -> Result<(), LilyError> {
         if v < lo || v > hi {
-            Err(invalid(path, format!("runtime.{name} must be {lo}-{hi}, got {v}")))
+            Err(at.invalid(&format!("runtime.{name}"), format!("runtime.{name} must be {lo}-{hi}, got {v}")))
         } else {
             Ok(())
         }
@@ -425,7 +559,7 @@ fn validate(path: &Path, s: &JobSpec) -> Result<(), LilyError> {
     if let Some(arts) = &s.output.artifacts {
         for a in arts {
             if a.is_empty() || a.contains('/') || a.contains('\\') || a == ".." {
-                return Err(invalid(path, format!("output.artifacts: {a:?} is not a plain file name")));
+                return Err(at.invalid("output.artifacts", format!("output.artifacts: {a:?} is not a plain file name")));
             }
         }
     }
@@ -496,8 +630,15 @@ pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
     {
         return Err(e.clone());
     }
-    Err(LilyError::new(ErrorCode::JobNotFound, format!("no job with id {id:?} in {}", dir.display()))
-        .with_hint("`lily jobs list` shows the jobs there; --jobs-dir or LILY_JOBS_DIR change where Lily looks"))
+    let known: Vec<String> = files.iter().map(SpecFile::id_hint).collect();
+    let guess = crate::text::suggest(id, known.iter().map(String::as_str))
+        .map(|g| format!("did you mean {g}? "))
+        .unwrap_or_default();
+    Err(
+        LilyError::new(ErrorCode::JobNotFound, format!("no job with id {id:?} in {}", dir.display())).with_hint(format!(
+            "{guess}`lily jobs list` shows the jobs there; --jobs-dir or LILY_JOBS_DIR change where Lily looks"
+        )),
+    )
 }
 
 #[cfg(test)]
@@ -656,5 +797,29 @@ output: {}
         assert_eq!(e.code, ErrorCode::JobNotFound);
         assert!(e.message.contains(&tmp.path().display().to_string()));
         assert_eq!(discover(tmp.path()).len(), 2);
+    }
+
+    #[test]
+    fn keys_are_located_in_block_and_flow_mappings() {
+        let text = "# c\nid: x\ntrigger:\n  type: cron\n  # note\n  timezone: Europe/Berlin\nruntime: { timeout_seconds: 5 }\nbindings:\n  specialists:\n    - a\n    - b\n  synthesizer: c\ntimezone: UTC\n";
+        assert_eq!(locate_key(text, "id"), Some(2));
+        assert_eq!(locate_key(text, "trigger.timezone"), Some(6));
+        assert_eq!(locate_key(text, "timezone"), Some(13), "the top-level key, not the nested one");
+        assert_eq!(locate_key(text, "runtime.timeout_seconds"), Some(7), "flow: the line of the mapping");
+        assert_eq!(locate_key(text, "bindings.specialists.1"), Some(9), "a list item: its key");
+        assert_eq!(locate_key(text, "bindings.synthesizer"), Some(12));
+        assert_eq!(locate_key(text, "bindings.nope"), Some(8), "the deepest key found");
+        assert_eq!(locate_key(text, "output"), None);
+        let e = parse(
+            p(),
+            &GOOD.replace(
+                "trigger: { type: manual }",
+                "trigger: { type: cron, cron: \"0 9 * * *\", timezone: europe/berlin }",
+            ),
+        )
+        .expect_err("bad zone");
+        assert_eq!(e.code, ErrorCode::JobTriggerInvalid);
+        assert_eq!(e.message, "t.job.yaml:9: trigger.timezone: unknown IANA time zone 'europe/berlin'");
+        assert!(e.hint.as_deref().is_some_and(|h| h.starts_with("did you mean Europe/Berlin?")), "{:?}", e.hint);
     }
 }

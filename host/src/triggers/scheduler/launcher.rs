@@ -256,7 +256,7 @@ impl Shared {
         // Called by the executor once the run's first receipt and `job_started`
         // are on disk.
         let signal = start.clone();
-        let on_started: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let on_started: crate::jobs::OnStarted = Box::new(move |_run_id, _dir| {
             signal.started();
             if let Some(seat) = &seat {
                 seat.started(true);
