@@ -450,3 +450,42 @@ fn parallel_runs_share_one_loaded_component() {
     assert_eq!(results.len(), 50);
     assert!(results.iter().all(|r| r.outcome.is_ok()));
 }
+
+#[test]
+fn a_cached_load_uses_the_kept_descriptor_and_a_broken_one_runs_describe_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let echo = builtin_bytes("echo.v1").expect("echo");
+    let load = || {
+        let sb = Sandbox::new(SandboxOptions {
+            cache_dir: Some(cache.clone()),
+        })
+        .expect("sb");
+        rt().block_on(sb.load(echo)).expect("load").descriptor.summary.clone()
+    };
+    let first = load();
+    let kept = std::fs::read_dir(&cache)
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .find(|p| p.to_string_lossy().ends_with(".describe.json"))
+        .expect("the descriptor is kept beside the entry");
+    let text = std::fs::read_to_string(&kept).expect("read");
+    assert!(text.contains("\"id\":\"echo.v1\""), "{text}");
+    // The kept descriptor is what a cached load uses (no instance runs):
+    // an edit shows — and its schemas are still compiled and checked.
+    std::fs::write(&kept, text.replace(&first, "kept summary")).expect("edit");
+    assert_eq!(load(), "kept summary");
+    // Unreadable → describe runs again and the file is written anew.
+    std::fs::write(&kept, b"{not json").expect("break");
+    assert_eq!(load(), first);
+    assert!(std::fs::read_to_string(&kept).expect("read").contains("\"id\":\"echo.v1\""));
+    // A kept descriptor with a schema that does not compile refuses the load,
+    // as a fresh describe returning it would.
+    let bad = text.replacen("\"input_schema\":\"", "\"input_schema\":\"{\\\"type\\\": 5}", 1);
+    std::fs::write(&kept, bad).expect("bad schema");
+    let sb = Sandbox::new(SandboxOptions {
+        cache_dir: Some(cache.clone()),
+    })
+    .expect("sb");
+    assert!(rt().block_on(sb.load(echo)).is_err(), "a bad kept schema is refused, not trusted");
+}

@@ -16,6 +16,11 @@
 //! rewritten. What this does not catch, and a full hash on every load would:
 //! corruption below the filesystem that leaves its metadata alone (bit rot
 //! on a disk without checksums). The argument is in `docs/sandbox.md`.
+//!
+//! `<entry>.describe.json` keeps what the component's `describe` returned
+//! (the descriptor and its two schemas, as text), so a cached load links the
+//! component without instantiating it; the schemas are parsed, compiled and
+//! checked again on every load, exactly as a fresh `describe` result is.
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -99,7 +104,52 @@ fn sha256_file(path: &Path) -> Option<String> {
     Some(hex::encode(h.finalize()))
 }
 
+/// What a component's `describe` returned, kept beside its cache entry
+/// (`<entry>.describe.json`) so a cached load need not instantiate it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RawDescriptor {
+    pub id: String,
+    pub version: String,
+    pub summary: String,
+    pub kind: String,
+    pub input_schema: String,
+    pub output_schema: String,
+}
+
+/// A kept descriptor larger than this is not read (the schemas a
+/// `describe` may return are bounded far below it).
+const MAX_DESCRIPTOR_FILE: u64 = 4 << 20;
+
 impl CompileCache {
+    fn descriptor_path(&self, digest: &str) -> PathBuf {
+        let mut p = self.path(digest).into_os_string();
+        p.push(".describe.json");
+        PathBuf::from(p)
+    }
+
+    /// The descriptor kept for `digest`, if its file is private to this user
+    /// (like the entry) and parses; else `None` (describe runs again).
+    pub fn load_descriptor(&self, digest: &str) -> Option<RawDescriptor> {
+        let path = self.descriptor_path(digest);
+        let id = FileId::of_private_file(&path)?;
+        if !self.dir_is_private() || id.len > MAX_DESCRIPTOR_FILE {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
+    }
+
+    /// Keep what `describe` returned for `digest` (best effort).
+    pub fn store_descriptor(&self, digest: &str, d: &RawDescriptor) {
+        if create_private_dir(&self.dir).is_err() {
+            return;
+        }
+        if let Ok(text) = serde_json::to_vec(d)
+            && let Err(e) = crate::util::atomic_write(&self.descriptor_path(digest), &text)
+        {
+            tracing::debug!(error = %e, "could not write the kept descriptor");
+        }
+    }
+
     pub fn new(dir: PathBuf, engine: &Engine) -> CompileCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -121,15 +171,27 @@ impl CompileCache {
         PathBuf::from(p)
     }
 
-    /// Whether the cache directory is a private directory of this user.
+    /// Whether the cache directory is a private directory of this user. The
+    /// directory may be a symlink (an operator's shared cache): it is
+    /// resolved, and what it resolves to is what is checked.
     fn dir_is_private(&self) -> bool {
         #[cfg(unix)]
         {
-            std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.file_type().is_dir() && owned_private(&m))
+            std::fs::canonicalize(&self.dir)
+                .and_then(std::fs::symlink_metadata)
+                .is_ok_and(|m| m.file_type().is_dir() && owned_private(&m))
         }
         #[cfg(not(unix))]
         {
             false
+        }
+    }
+
+    /// Say once per process that the directory is not used.
+    fn warn_not_private(&self) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(dir = %self.dir.display(), "compile cache directory is not private to this user (owned by another user, or writable by group or others); not using it");
         }
     }
 
@@ -138,7 +200,7 @@ impl CompileCache {
     /// sha256 matches the recorded one, which is then recorded again.
     fn verified(&self, path: &Path) -> bool {
         if !self.dir_is_private() {
-            tracing::warn!(dir = %self.dir.display(), "compile cache directory is not private to this user; not using it");
+            self.warn_not_private();
             return false;
         }
         let Some(id) = FileId::of_private_file(path) else { return false };

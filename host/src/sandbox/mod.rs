@@ -82,6 +82,13 @@ impl RunnableKind {
             RunnableKind::Generic => "generic",
         }
     }
+
+    /// The kind named by [`RunnableKind::as_str`].
+    pub fn parse(s: &str) -> Option<RunnableKind> {
+        [RunnableKind::Specialist, RunnableKind::Synthesizer, RunnableKind::Llm, RunnableKind::Generic]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 /// How a step (or a blueprint run) says it went when it did not fail.
@@ -336,7 +343,7 @@ impl Sandbox {
                 format!("component does not implement the lily:runnable world (describe/run exports): {e:#}"),
             )
         })?;
-        let (descriptor, input_schema, output_schema) = self.describe(&pre).await?;
+        let (descriptor, input_schema, output_schema) = self.describe(&pre, &digest).await?;
         let loaded = Arc::new(Loaded {
             digest: digest.clone(),
             descriptor,
@@ -404,7 +411,25 @@ impl Sandbox {
         Ok(())
     }
 
-    async fn describe(&self, pre: &RunnablePre<StepState>) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
+    /// The component's descriptor: what its `describe` returned when its
+    /// compile cache entry was written (kept beside the entry, see
+    /// [`cache`]), else a fresh instance calling `describe` (then kept).
+    async fn describe(&self, pre: &RunnablePre<StepState>, digest: &str) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
+        let raw = match self.cache.as_ref().and_then(|c| c.load_descriptor(digest)) {
+            Some(raw) => raw,
+            None => {
+                let raw = self.call_describe(pre).await?;
+                let parsed = Self::descriptor_of(raw.clone())?;
+                if let Some(c) = &self.cache {
+                    c.store_descriptor(digest, &raw);
+                }
+                return Ok(parsed);
+            }
+        };
+        Self::descriptor_of(raw)
+    }
+
+    async fn call_describe(&self, pre: &RunnablePre<StepState>) -> Result<cache::RawDescriptor, LoadError> {
         let limits = Limits::for_describe();
         let _slot = self.store_slot().await;
         let mut store = self
@@ -430,17 +455,32 @@ impl Sandbox {
                 ));
             }
         };
-        let parse = |what: &str, s: &str| -> Result<(serde_json::Value, schema::GuestSchema), LoadError> {
-            schema::GuestSchema::parse(s).map_err(|e| LoadError::new(LoadErrorKind::BadSchema, format!("descriptor {what} {e}")))
-        };
-        let (input_schema, input) = parse("input", &d.input_schema)?;
-        let (output_schema, output) = parse("output", &d.output_schema)?;
         let kind = match d.kind {
             WitKind::Specialist => RunnableKind::Specialist,
             WitKind::Synthesizer => RunnableKind::Synthesizer,
             WitKind::Llm => RunnableKind::Llm,
             WitKind::Generic => RunnableKind::Generic,
         };
+        Ok(cache::RawDescriptor {
+            id: d.id,
+            version: d.version,
+            summary: d.summary,
+            kind: kind.as_str().to_string(),
+            input_schema: d.input_schema,
+            output_schema: d.output_schema,
+        })
+    }
+
+    /// A descriptor as `describe` returned it, checked: schemas parsed and
+    /// compiled, the descriptor's rules ([`validate_descriptor`]).
+    fn descriptor_of(d: cache::RawDescriptor) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
+        let parse = |what: &str, s: &str| -> Result<(serde_json::Value, schema::GuestSchema), LoadError> {
+            schema::GuestSchema::parse(s).map_err(|e| LoadError::new(LoadErrorKind::BadSchema, format!("descriptor {what} {e}")))
+        };
+        let (input_schema, input) = parse("input", &d.input_schema)?;
+        let (output_schema, output) = parse("output", &d.output_schema)?;
+        let kind = RunnableKind::parse(&d.kind)
+            .ok_or_else(|| LoadError::new(LoadErrorKind::DescribeFailed, format!("describe returned an unknown kind {:?}", d.kind)))?;
         let desc = Descriptor {
             input_schema,
             output_schema,
