@@ -78,6 +78,27 @@ pub enum JobsCmd {
         #[arg(long, default_value_t = 30)]
         grace_seconds: u64,
     },
+    /// Remove old run directories of a job (or of every job) by --keep-last / --older-than, else by the configured retention
+    Prune {
+        /// A job id; default: every job with runs
+        id: Option<String>,
+        /// Keep the newest N run directories of each job
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// Keep runs started less than DUR ago (30d, 12h, 90m, 45s)
+        #[arg(long, value_parser = clap::value_parser!(lily::util::Age))]
+        older_than: Option<lily::util::Age>,
+        /// List what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cancel a running run (of `jobs run`, `jobs serve` or `mcp serve`); waits until it stopped
+    Cancel {
+        run_id: String,
+        /// How long to wait for the run to stop
+        #[arg(long, default_value_t = 30)]
+        timeout_seconds: u64,
+    },
     /// Re-run a recorded run exactly (same spec snapshot, components, seeds, clock reads)
     Replay {
         run_id: String,
@@ -107,6 +128,13 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Enable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Enable),
         JobsCmd::Status => super::schedule::status(g, &root),
         JobsCmd::Serve { grace_seconds } => super::schedule::serve(g, root, grace_seconds).await,
+        JobsCmd::Prune {
+            id,
+            keep_last,
+            older_than,
+            dry_run,
+        } => super::runctl::prune(g, &root, id.as_deref(), keep_last, older_than, dry_run),
+        JobsCmd::Cancel { run_id, timeout_seconds } => super::runctl::cancel(g, &root, &run_id, timeout_seconds).await,
         JobsCmd::Replay { run_id, verify, allow_drift } => replay(g, root, &run_id, verify, allow_drift).await,
     }
 }

@@ -27,6 +27,7 @@ mod llm;
 mod mcp;
 mod misc;
 pub mod render;
+mod runctl;
 mod schedule;
 
 use clap::{Args, Parser, Subcommand};

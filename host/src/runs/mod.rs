@@ -15,8 +15,10 @@
 mod dir;
 mod events;
 mod receipt;
+mod retention;
 
 pub use dir::{RunDir, new_run_id};
+pub use retention::{Protected, PruneReport, Pruned, prune_job, run_id_started};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
@@ -40,6 +42,25 @@ pub const RUN_LOCK: &str = ".run.lock";
 pub const WRITER_LOCK: &str = ".writer.lock";
 /// Clock reads per step (what replay feeds back).
 pub const TAPES: &str = "clock_tapes.json";
+
+/// A cancel request for a run (`lily jobs cancel`): the run's executor
+/// polls for it (a run under `lily jobs serve` is a task of the scheduler,
+/// not a process of its own, so a signal cannot address it).
+pub const CANCEL_REQUEST: &str = ".cancel-request";
+
+/// How often a run looks for [`CANCEL_REQUEST`].
+pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Ask the run in `run_dir` to cancel (atomic; who and when, as JSON).
+pub fn request_cancel(run_dir: &Path, by: &str) -> std::io::Result<()> {
+    let body = json!({"requested_at": rfc3339(chrono::Utc::now()), "by": by, "pid": std::process::id()});
+    crate::util::write_atomic(&run_dir.join(CANCEL_REQUEST), body.to_string().as_bytes(), crate::util::Durability::Rename)
+}
+
+/// Whether someone asked the run in `run_dir` to cancel.
+pub fn cancel_requested(run_dir: &Path) -> bool {
+    run_dir.join(CANCEL_REQUEST).exists()
+}
 
 /// Create a job's run directory (`runs/<job>/`) if it is missing.
 pub fn prepare_job_dir(runs_dir: &Path, job_id: &str) -> std::io::Result<PathBuf> {

@@ -26,6 +26,11 @@ pub struct JobSpec {
     pub trigger: Trigger,
     pub runtime: Runtime,
     pub output: Output,
+    /// Which of the job's run directories to keep (`lily jobs prune`, and
+    /// the scheduler after each run); absent: `.lily/config.yaml`'s
+    /// `retention:`, else keep everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::util::Retention>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

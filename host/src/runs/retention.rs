@@ -1,0 +1,221 @@
+//! Pruning a job's run directories (`lily jobs prune`, and the scheduler's
+//! `retention:` after each run) — here, because the run store is the one
+//! writer of `.lily/runs/`.
+//!
+//! Never removed: a run whose process is alive (its run lock is held — the
+//! lock is taken, then the directory removed while holding it, so no run
+//! can be going in it), a `running` receipt, a directory without a readable
+//! receipt that may still be starting, and whatever the caller protects
+//! (runs with a pending approval: their proposed bytes live in the run
+//! directory). Nothing outside `.lily/runs/<job>/` is touched and no link is
+//! followed: an entry that is a symlink is removed as a link, a run
+//! directory is removed without following the links inside it.
+
+use super::{RUN_LOCK, RunStatus, WRITER_LOCK};
+use crate::util::Retention;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// One run directory that goes (or would go, on a dry run).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    pub run_id: String,
+    /// `None` for an entry that is a symlink.
+    pub status: Option<RunStatus>,
+    pub started_at: String,
+    pub bytes: u64,
+    /// The entry was a symlink (removed as a link).
+    pub link: bool,
+}
+
+/// A run the rule would remove but that is kept, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protected {
+    pub run_id: String,
+    pub reason: String,
+}
+
+/// What pruning one job did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub job_id: String,
+    pub dry_run: bool,
+    pub retention: Retention,
+    pub pruned: Vec<Pruned>,
+    pub protected: Vec<Protected>,
+    pub kept: usize,
+    pub bytes_freed: u64,
+    /// Entries that could not be removed (`run_id: error`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The start time encoded in a run id (`YYYYMMDDTHHMMSS.mmmZ-…`).
+pub fn run_id_started(run_id: &str) -> Option<DateTime<Utc>> {
+    let t = run_id.split_once('Z')?.0;
+    Some(chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%S%.3f").ok()?.and_utc())
+}
+
+/// Bytes of regular files under `p`, never following a link.
+fn tree_bytes(p: &Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(p) else { return 0 };
+    if md.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| tree_bytes(&e.path())).sum())
+            .unwrap_or(0)
+    } else if md.is_file() {
+        md.len()
+    } else {
+        0
+    }
+}
+
+/// Try to take a lock file of the run without blocking; `None` when
+/// another process holds it. A missing lock file is created (so nobody can
+/// take it after us while we remove the directory); a dry run creates
+/// nothing (`Some(None)`: no lock file).
+fn try_lock(dir: &Path, name: &str, create: bool) -> Option<Option<File>> {
+    let f = match std::fs::OpenOptions::new().create(create).truncate(false).write(true).open(dir.join(name)) {
+        Ok(f) => f,
+        // A dry run creates nothing: no lock file, nobody holds it.
+        Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Some(None),
+        Err(_) => return None,
+    };
+    f.try_lock().ok()?;
+    Some(Some(f))
+}
+
+/// Prune the run directories of `job_id` under `runs_dir` by `rule` at
+/// `now`. `protect(run_id)` returns a reason to keep a run the rule would
+/// remove. With `dry_run` nothing is removed (the report says what would
+/// go). A rule that is not set prunes nothing.
+pub fn prune_job(
+    runs_dir: &Path,
+    job_id: &str,
+    rule: &Retention,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    protect: &dyn Fn(&str) -> Option<String>,
+) -> std::io::Result<PruneReport> {
+    let mut report = PruneReport {
+        job_id: job_id.to_string(),
+        dry_run,
+        retention: *rule,
+        pruned: Vec::new(),
+        protected: Vec::new(),
+        kept: 0,
+        bytes_freed: 0,
+        errors: Vec::new(),
+    };
+    if !crate::paths::valid_id(job_id) {
+        return Err(std::io::Error::other(format!("invalid job id {job_id:?}")));
+    }
+    let job_dir = runs_dir.join(job_id);
+    // The job directory itself must be a real directory inside runs/.
+    match std::fs::symlink_metadata(&job_dir) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => return Err(std::io::Error::other(format!("{} is not a directory (not followed)", job_dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(e),
+    }
+    // Run entries (directories or links) named like a run id, newest first.
+    let mut entries: Vec<(String, PathBuf, bool)> = std::fs::read_dir(&job_dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            run_id_started(&name)?;
+            let ft = e.file_type().ok()?;
+            (ft.is_dir() || ft.is_symlink()).then(|| (name, e.path(), ft.is_symlink()))
+        })
+        .collect();
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    if !rule.is_set() {
+        report.kept = entries.len();
+        return Ok(report);
+    }
+    let cutoff = rule.older_than.and_then(|a| a.delta()).map(|d| now - d);
+    for (i, (run_id, path, link)) in entries.into_iter().enumerate() {
+        let started = run_id_started(&run_id).unwrap_or(now);
+        let kept_by_count = rule.keep_last.is_some_and(|n| i < n);
+        let kept_by_age = cutoff.is_some_and(|c| started >= c);
+        if kept_by_count || kept_by_age {
+            report.kept += 1;
+            continue;
+        }
+        let mut keep = |reason: String| {
+            report.protected.push(Protected {
+                run_id: run_id.clone(),
+                reason,
+            })
+        };
+        if link {
+            // A link is removed as a link; what it points at is never read.
+            if !dry_run && let Err(e) = std::fs::remove_file(&path) {
+                report.errors.push(format!("{run_id}: {e}"));
+                continue;
+            }
+            report.pruned.push(Pruned {
+                run_id,
+                status: None,
+                started_at: crate::util::rfc3339(started),
+                bytes: 0,
+                link: true,
+            });
+            continue;
+        }
+        // The run lock first: held means the run's process is alive.
+        let Some(run_lock) = try_lock(&path, RUN_LOCK, !dry_run) else {
+            keep("running (its process holds the run lock)".into());
+            continue;
+        };
+        let Some(writer) = try_lock(&path, WRITER_LOCK, !dry_run) else {
+            keep("its receipt or events are being written".into());
+            continue;
+        };
+        let receipt = std::fs::read(path.join(super::RECEIPT))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<super::Receipt>(&b).ok());
+        let status = match &receipt {
+            // Not running any more (we hold its lock): a crashed run reads
+            // back as interrupted.
+            Some(r) if r.status == RunStatus::Running => RunStatus::Interrupted,
+            Some(r) => r.status,
+            None => {
+                let age = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
+                if age.is_none_or(|a| a < std::time::Duration::from_secs(60)) {
+                    keep("no receipt yet (may still be starting)".into());
+                    continue;
+                }
+                RunStatus::Interrupted
+            }
+        };
+        if let Some(reason) = protect(&run_id) {
+            keep(reason);
+            continue;
+        }
+        let bytes = tree_bytes(&path);
+        if !dry_run {
+            // std's remove_dir_all removes links inside as links.
+            let removed = std::fs::remove_dir_all(&path);
+            drop((writer, run_lock));
+            if let Err(e) = removed {
+                report.errors.push(format!("{run_id}: {e}"));
+                continue;
+            }
+        }
+        report.bytes_freed += bytes;
+        report.pruned.push(Pruned {
+            run_id,
+            status: Some(status),
+            started_at: crate::util::rfc3339(started),
+            bytes,
+            link: false,
+        });
+    }
+    if !dry_run && !report.pruned.is_empty() {
+        crate::util::sync_dir(&job_dir);
+    }
+    Ok(report)
+}
