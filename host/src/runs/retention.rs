@@ -219,3 +219,112 @@ pub fn prune_job(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::{EventLog, Receipt, RunDir, TriggerRecord};
+    use crate::util::Age;
+
+    /// A finished run of `job` whose id says it started `age` ago.
+    fn finished(runs: &Path, job: &str, age: chrono::TimeDelta, status: RunStatus) -> String {
+        let at = Utc::now() - age;
+        let run_id = format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), crate::util::random_hex(4));
+        let dir = runs.join(job).join(&run_id);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut r = Receipt::start(job, &run_id, TriggerRecord::Manual, "sha256:x", "p");
+        r.status = status;
+        r.ended_at = Some(r.started_at.clone());
+        std::fs::write(dir.join(crate::runs::RECEIPT), serde_json::to_vec(&r).expect("json")).expect("receipt");
+        std::fs::write(dir.join("report.md"), vec![b'x'; 1000]).expect("artifact");
+        run_id
+    }
+
+    fn ids(v: &[Pruned]) -> Vec<&str> {
+        v.iter().map(|p| p.run_id.as_str()).collect()
+    }
+
+    #[test]
+    fn keep_last_and_older_than_keep_what_either_keeps() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let runs = tmp.path();
+        let day = chrono::TimeDelta::days(1);
+        let old: Vec<String> = (0..4).map(|i| finished(runs, "j", day * (40 - i), RunStatus::Succeeded)).collect();
+        let recent = finished(runs, "j", chrono::TimeDelta::hours(1), RunStatus::Failed);
+        let none = |_: &str| None;
+        let rule = |k: Option<usize>, o: Option<&str>| Retention {
+            keep_last: k,
+            older_than: o.map(|s| Age::parse(s).expect("age")),
+        };
+        // Nothing set: nothing goes.
+        let rep = prune_job(runs, "j", &Retention::default(), Utc::now(), false, &none).expect("prune");
+        assert!(rep.pruned.is_empty() && rep.kept == 5);
+        // A dry run lists, removes nothing, creates nothing.
+        let rep = prune_job(runs, "j", &rule(Some(2), None), Utc::now(), true, &none).expect("prune");
+        assert_eq!(ids(&rep.pruned), [old[2].as_str(), old[1].as_str(), old[0].as_str()]);
+        assert_eq!(rep.bytes_freed, 3 * rep.pruned[0].bytes);
+        assert!(rep.pruned[0].bytes > 1000);
+        assert!(runs.join("j").join(&old[0]).join("report.md").exists());
+        assert!(!runs.join("j").join(&old[0]).join(RUN_LOCK).exists());
+        // older_than 30d with keep_last 4: only what neither keeps goes.
+        let rep = prune_job(runs, "j", &rule(Some(4), Some("30d")), Utc::now(), false, &none).expect("prune");
+        assert_eq!(ids(&rep.pruned), [old[0].as_str()]);
+        assert!(!runs.join("j").join(&old[0]).exists());
+        let rep = prune_job(runs, "j", &rule(None, Some("30d")), Utc::now(), false, &none).expect("prune");
+        assert_eq!(ids(&rep.pruned).len(), 3);
+        assert_eq!(rep.kept, 1);
+        assert!(runs.join("j").join(&recent).exists());
+        assert_eq!(rep.pruned[0].status, Some(RunStatus::Succeeded));
+    }
+
+    #[test]
+    fn live_runs_protected_runs_and_links_are_handled_safely() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let runs = tmp.path().join("runs");
+        let day = chrono::TimeDelta::days(1);
+        // A run in progress (its lock held by this process) …
+        let live = RunDir::create(&runs, "j").expect("create");
+        let log = EventLog::create(&live.path, &live.run_id, None).expect("log");
+        let mut r = Receipt::start("j", &live.run_id, TriggerRecord::Manual, "sha256:x", "p");
+        live.write_receipt(&mut r, &log).expect("receipt");
+        // … a crashed one (`running` on disk, no lock held) …
+        let crashed = finished(&runs, "j", day * 3, RunStatus::Running);
+        // … one with an open approval, and a link to a directory outside.
+        let approved = finished(&runs, "j", day * 2, RunStatus::Succeeded);
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("outside");
+        std::fs::write(outside.join("precious"), b"keep me").expect("write");
+        let link_name = format!("{}-deadbeef", (Utc::now() - day * 5).format("%Y%m%dT%H%M%S%.3fZ"));
+        std::os::unix::fs::symlink(&outside, runs.join("j").join(&link_name)).expect("symlink");
+        // A link inside a run directory is removed as a link too.
+        std::os::unix::fs::symlink(&outside, runs.join("j").join(&crashed).join("evil")).expect("symlink");
+        let protect = |id: &str| (id == approved).then(|| "approval apr-1 is still open".to_string());
+        let rule = Retention {
+            keep_last: Some(0),
+            older_than: None,
+        };
+        let rep = prune_job(&runs, "j", &rule, Utc::now(), false, &protect).expect("prune");
+        let gone = ids(&rep.pruned);
+        assert_eq!(gone, [crashed.as_str(), link_name.as_str()], "{rep:?}");
+        assert_eq!(rep.pruned[0].status, Some(RunStatus::Interrupted));
+        assert!(rep.pruned[1].link);
+        let kept: Vec<(&str, &str)> = rep.protected.iter().map(|p| (p.run_id.as_str(), p.reason.as_str())).collect();
+        assert_eq!(
+            kept,
+            [
+                (live.run_id.as_str(), "running (its process holds the run lock)"),
+                (approved.as_str(), "approval apr-1 is still open")
+            ]
+        );
+        assert!(live.path.join(crate::runs::RECEIPT).exists());
+        assert_eq!(std::fs::read(outside.join("precious")).expect("target intact"), b"keep me");
+        assert!(std::fs::symlink_metadata(runs.join("j").join(&link_name)).is_err());
+        // Files that are not run entries (the index) stay.
+        std::fs::write(runs.join("j").join(crate::runs::INDEX), b"").expect("index");
+        prune_job(&runs, "j", &rule, Utc::now(), false, &protect).expect("prune");
+        assert!(runs.join("j").join(crate::runs::INDEX).exists());
+        // An invalid job id is refused, a job with no runs is empty.
+        assert!(prune_job(&runs, "../x", &rule, Utc::now(), false, &protect).is_err());
+        assert!(prune_job(&runs, "nope", &rule, Utc::now(), false, &protect).expect("empty").pruned.is_empty());
+    }
+}
