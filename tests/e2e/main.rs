@@ -13,6 +13,7 @@ mod jobs;
 mod llm;
 mod mcp;
 mod replay;
+mod runctl;
 mod scheduler;
 #[test]
 fn smoke() {}

@@ -418,3 +418,49 @@ fn a_cron_job_that_cannot_run_is_reported_at_load_with_its_reason_and_shown_fail
     // Every finished run says why.
     assert!(log.contains(") denied: error[job_policy_denied]: "), "{log}");
 }
+
+/// Issue 15 items 16/17: under `jobs serve` a run is a task of the
+/// scheduler: `jobs cancel` cancels that run only (the scheduler keeps
+/// serving and fires the next time), and a job's `retention:` is applied
+/// after each of its runs.
+#[test]
+fn cancel_stops_one_run_of_the_scheduler_and_retention_prunes_after_runs() {
+    let env = Env::new();
+    env.install("probe");
+    let slow = step_job("slow", "probe.v1", "{ op: sleep, ms: 60000 }", "", "{ timeout_seconds: 120 }").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"*/2 * * * * *\"\n  timezone: UTC\n  catchup: skip\n",
+    );
+    env.write_job("slow", &slow);
+    let tick = step_job("tick", "echo.v1", "{ n: 1 }", "", "{}").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"* * * * * *\"\n  timezone: UTC\n",
+    ) + "retention: {keep_last: 2}\n";
+    env.write_job("tick", &tick);
+    let mut serve = Serve::start(&env, "serve");
+    let running = || {
+        receipts(&env, "slow")
+            .into_iter()
+            .find(|(d, r)| r["status"] == "running" && event_types(d).iter().any(|t| t == "step_started"))
+    };
+    wait_until(Duration::from_secs(60), "a slow run's step to start", || running().is_some());
+    let (dir, _) = running().expect("running");
+    let run_id = dir.file_name().expect("name").to_string_lossy().into_owned();
+    let v = env.lily(&["--json", "jobs", "cancel", &run_id]).expect_code(0).json();
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["signalled"], false, "a scheduler's run is never signalled");
+    let r = receipt(&dir);
+    assert_eq!(r["status"], "cancelled");
+    assert_eq!(r["error"]["message"], "run cancelled (lily jobs cancel)");
+    // The scheduler is still serving, and starts the next slow run.
+    wait_until(Duration::from_secs(30), "the next slow run", || running().is_some_and(|(d, _)| d != dir));
+    assert!(serve.child.as_mut().expect("child").try_wait().expect("try_wait").is_none(), "{}", serve.log());
+    // tick ran several times but keeps at most 2 (+1 in progress) run directories.
+    wait_until(Duration::from_secs(30), "tick to have run 4 times", || {
+        serve.log().matches("of tick (").count() >= 4
+    });
+    let kept = real_runs(&env, "tick", None);
+    assert!(kept <= 3, "retention keeps 2 (and one may be running): {kept}\n{}", serve.log());
+    serve.signal("-TERM");
+    assert!(serve.wait(Duration::from_secs(60)).success(), "{}", serve.log());
+}
