@@ -536,14 +536,18 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
                 },
                 r.started_at.clone(),
                 r.error_code.clone().unwrap_or_default(),
-                r.replay_of
-                    .as_ref()
-                    .map(|o| match r.verified_identical {
+                match (r.missed_count, &r.missed_through, &r.scheduled_for) {
+                    (Some(n), Some(last), Some(first)) => Some(format!("{n} missed between {first} and {last}")),
+                    _ => None,
+                }
+                .or_else(|| {
+                    r.replay_of.as_ref().map(|o| match r.verified_identical {
                         Some(true) => format!("replay of {o} (verified: identical)"),
                         Some(false) => format!("replay of {o} (verified: DIFFERS)"),
                         None => format!("replay of {o}"),
                     })
-                    .unwrap_or_default(),
+                })
+                .unwrap_or_default(),
             ]
         })
         .collect();
@@ -567,6 +571,18 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
     }
     if let Some(of) = &r.replay_of {
         outln!("  replay of {of}");
+    }
+    if let (Some(n), Some(last), Some(first)) = (
+        r.payload.get("missed_count").and_then(Value::as_u64),
+        r.payload.get("missed_through").and_then(Value::as_str),
+        r.trigger.scheduled_for(),
+    ) {
+        let exact = if r.payload.get("missed_count_exact") == Some(&Value::Bool(false)) { "at least " } else { "" };
+        let why = r.payload.get("reason").and_then(Value::as_str).unwrap_or("");
+        outln!("  missed    {exact}{n} scheduled times between {first} and {last} ({why})");
+        if let Some(lr) = r.payload.get("last_reason").and_then(Value::as_str) {
+            outln!("            the last of them: {lr}");
+        }
     }
     if let Some(v) = &r.verify {
         match &v.first_difference {

@@ -86,6 +86,12 @@ pub struct RunSummary {
     /// A replay run with `--verify`: whether it was identical to its original.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_identical: Option<bool>,
+    /// A collapsed `missed` record: how many scheduled times it stands for
+    /// (from `scheduled_for` to `missed_through`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_through: Option<String>,
     pub path: PathBuf,
 }
 
@@ -163,6 +169,8 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         replay_of: r.replay_of.clone(),
         scheduled_for: r.trigger.scheduled_for().map(str::to_string),
         verified_identical: r.verify.as_ref().map(|v| v.identical),
+        missed_count: r.payload.get("missed_count").and_then(Value::as_u64),
+        missed_through: r.payload.get("missed_through").and_then(Value::as_str).map(str::to_string),
         path,
     }
 }
@@ -201,6 +209,10 @@ struct IndexEntry {
     scheduled_for: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verified_identical: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missed_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missed_through: Option<String>,
 }
 
 /// Append a finished run to its job's index (one `write`, O_APPEND).
@@ -216,6 +228,8 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
         replay_of: s.replay_of,
         scheduled_for: s.scheduled_for,
         verified_identical: s.verified_identical,
+        missed_count: s.missed_count,
+        missed_through: s.missed_through,
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
@@ -314,6 +328,8 @@ pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<Run
                 replay_of: e.replay_of,
                 scheduled_for: e.scheduled_for,
                 verified_identical: e.verified_identical,
+                missed_count: e.missed_count,
+                missed_through: e.missed_through,
                 path: dir,
             },
             None => {
