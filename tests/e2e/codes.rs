@@ -39,7 +39,10 @@ fn job_not_found_is_exit_10() {
 #[test]
 fn job_invalid_spec_is_exit_10() {
     let env = Env::new();
-    env.write_job("bad", "id: bad\ntitle: x\ntarget: { kind: blueprint, id: step.v1 }\nbogus: 1\ntrigger: { type: manual }\n");
+    env.write_job(
+        "bad",
+        "id: bad\ntitle: x\ntarget: { kind: blueprint, id: step.v1 }\nbogus: 1\ntrigger: { type: manual }\n",
+    );
     let (out, v) = json_error(&env, &["jobs", "run", "bad"]);
     out.expect_code(10);
     assert_eq!(v["code"], "job_invalid_spec", "{v}");
@@ -61,7 +64,10 @@ fn job_trigger_invalid_is_exit_10() {
 #[test]
 fn an_unknown_blueprint_is_job_target_unresolved_exit_11() {
     let env = Env::new();
-    env.write_job("nobp", &step_job("nobp", "echo.v1", "{ n: 1 }", "", "{}").replace("id: step.v1", "id: nothing.v9"));
+    env.write_job(
+        "nobp",
+        &step_job("nobp", "echo.v1", "{ n: 1 }", "", "{}").replace("id: step.v1", "id: nothing.v9"),
+    );
     let out = env.lily(&["jobs", "run", "nobp"]);
     out.expect_code(11);
     assert!(out.stderr.contains("error[job_target_unresolved]"), "{}", out.stderr);
@@ -70,7 +76,10 @@ fn an_unknown_blueprint_is_job_target_unresolved_exit_11() {
 #[test]
 fn an_unknown_runnable_is_job_target_unresolved_exit_11_and_never_retried() {
     let env = Env::new();
-    env.write_job("ghost", &demo_like("ghost", "").replace("[security.v1, operations.v1]", "[security.v1, ghost.v1]"));
+    env.write_job(
+        "ghost",
+        &demo_like("ghost", "").replace("[security.v1, operations.v1]", "[security.v1, ghost.v1]"),
+    );
     let validate = env.lily(&["--json", "jobs", "validate"]).json();
     let row = validate
         .as_array()
@@ -103,7 +112,8 @@ fn a_missing_workspace_directory_is_job_bindings_invalid_not_a_policy_denial() {
     let out = env.lily(&["jobs", "run", "nows"]);
     out.expect_code(11);
     assert!(
-        out.stderr.contains("error[job_bindings_invalid]: directory \"no/such/dir\" bound for security.v1 does not exist"),
+        out.stderr
+            .contains("error[job_bindings_invalid]: directory \"no/such/dir\" bound for security.v1 does not exist"),
         "{}",
         out.stderr
     );

@@ -709,7 +709,10 @@ fn the_parallel_run_cap_refuses_a_second_run_unless_asked_to_wait() {
     let (r0, r2) = (receipt(&runs[0]), receipt(&runs[2]));
     assert_eq!(r2["status"], "succeeded");
     // It said what it waited for: the slot and the run holding it.
-    let waiting = events(&runs[2]).into_iter().find(|e| e["type"] == "waiting_for_slot").expect("waiting_for_slot");
+    let waiting = events(&runs[2])
+        .into_iter()
+        .find(|e| e["type"] == "waiting_for_slot")
+        .expect("waiting_for_slot");
     assert_eq!(waiting["max_parallel_runs"], 1);
     assert_eq!(waiting["held_by"], serde_json::json!([r0["run_id"]]), "{waiting}");
     // The waiting run only started its attempt once the first had ended.

@@ -11,7 +11,12 @@ fn a_changed_workspace_file_is_named_before_the_outputs_are_compared() {
     let original = env.only_run("demo");
     let r = receipt(&original);
     // Every step recorded what it read through its grant.
-    let reads: Vec<&serde_json::Value> = r["steps"].as_array().expect("steps").iter().flat_map(|s| s["reads"].as_array().into_iter().flatten()).collect();
+    let reads: Vec<&serde_json::Value> = r["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .flat_map(|s| s["reads"].as_array().into_iter().flatten())
+        .collect();
     let app = reads
         .iter()
         .find(|x| x["path"] == "/workspace/src/app.py")
@@ -36,7 +41,9 @@ fn a_changed_workspace_file_is_named_before_the_outputs_are_compared() {
     let differs = env.lily(&["jobs", "replay", &run_id, "--verify"]);
     differs.expect_code(20);
     assert!(
-        differs.stdout.contains(&format!("verify: differs (first difference: workspace changed: /workspace/src/app.py ({want} → sha256:")),
+        differs.stdout.contains(&format!(
+            "verify: differs (first difference: workspace changed: /workspace/src/app.py ({want} → sha256:"
+        )),
         "{}",
         differs.stdout
     );
@@ -48,8 +55,16 @@ fn a_changed_workspace_file_is_named_before_the_outputs_are_compared() {
     // `jobs runs` says which replay differed; `jobs show` too.
     let listing = env.lily(&["jobs", "runs", "demo"]);
     listing.expect_code(0);
-    assert!(listing.stdout.contains(&format!("replay of {run_id} (verified: DIFFERS)")), "{}", listing.stdout);
-    assert!(listing.stdout.contains(&format!("replay of {run_id} (verified: identical)")), "{}", listing.stdout);
+    assert!(
+        listing.stdout.contains(&format!("replay of {run_id} (verified: DIFFERS)")),
+        "{}",
+        listing.stdout
+    );
+    assert!(
+        listing.stdout.contains(&format!("replay of {run_id} (verified: identical)")),
+        "{}",
+        listing.stdout
+    );
     let rep_id = rep["run_id"].as_str().expect("id");
     let show = env.lily(&["jobs", "show", rep_id]);
     assert!(show.stdout.contains("verified  DIFFERS from"), "{}", show.stdout);

@@ -40,7 +40,10 @@ fn prune_by_flags_by_configured_retention_and_never_through_links() {
     env.lily(&["jobs", "prune", "nosuchjob", "--keep-last", "1"]).expect_code(10);
 
     // Dry run: lists the two oldest runs and the link, removes nothing.
-    let v = env.lily(&["--json", "jobs", "prune", "quick", "--keep-last", "2", "--dry-run"]).expect_code(0).json();
+    let v = env
+        .lily(&["--json", "jobs", "prune", "quick", "--keep-last", "2", "--dry-run"])
+        .expect_code(0)
+        .json();
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["pruned"], 3, "{v}");
     assert!(v["bytes_freed"].as_u64().is_some_and(|b| b > 0), "{v}");
@@ -70,7 +73,10 @@ fn prune_by_flags_by_configured_retention_and_never_through_links() {
     assert_eq!(v["pruned"], 0, "the spec keeps 3 and everything younger than 30 days: {v}");
     assert_eq!(v["jobs"][0]["retention"]["older_than"], "30d");
     // A bad retention is a spec error.
-    env.write_job("quick", &(step_job("quick", "echo.v1", "{ x: 1 }", "", "{}") + "retention: {older_than: 3 weeks}\n"));
+    env.write_job(
+        "quick",
+        &(step_job("quick", "echo.v1", "{ x: 1 }", "", "{}") + "retention: {older_than: 3 weeks}\n"),
+    );
     let out = env.lily(&["jobs", "validate"]);
     out.expect_code(10);
 }
@@ -108,7 +114,11 @@ fn cancel_a_run_of_another_process() {
     // A finished run cannot be cancelled: its own code and exit status.
     let out = env.lily(&["jobs", "cancel", &run_id]);
     out.expect_code(16);
-    assert!(out.stderr.contains("error[run_not_active]") && out.stderr.contains("ended cancelled"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[run_not_active]") && out.stderr.contains("ended cancelled"),
+        "{}",
+        out.stderr
+    );
     env.lily(&["jobs", "cancel", "20000101T000000.000Z-00000000"]).expect_code(10);
     // A run whose process died (still `running` on disk): stale, nothing to signal.
     let stale = env.runs_dir().join("slow").join("20000101T000000.000Z-0000dead");

@@ -289,7 +289,11 @@ async fn run_job(g: &Global, root: lily::workspace::Root, id: &str, wait: bool) 
                 errln!(
                     "  waiting for a free run slot (max_parallel_runs {}); held by {}",
                     f["max_parallel_runs"],
-                    if held.is_empty() { "another run".to_string() } else { format!("run {}", held.join(", run ")) }
+                    if held.is_empty() {
+                        "another run".to_string()
+                    } else {
+                        format!("run {}", held.join(", run "))
+                    }
                 )
             }
             _ => {}
@@ -577,7 +581,11 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
         r.payload.get("missed_through").and_then(Value::as_str),
         r.trigger.scheduled_for(),
     ) {
-        let exact = if r.payload.get("missed_count_exact") == Some(&Value::Bool(false)) { "at least " } else { "" };
+        let exact = if r.payload.get("missed_count_exact") == Some(&Value::Bool(false)) {
+            "at least "
+        } else {
+            ""
+        };
         let why = r.payload.get("reason").and_then(Value::as_str).unwrap_or("");
         outln!("  missed    {exact}{n} scheduled times between {first} and {last} ({why})");
         if let Some(lr) = r.payload.get("last_reason").and_then(Value::as_str) {
@@ -587,7 +595,10 @@ fn show(g: &Global, root: &lily::workspace::Root, run_id: &str) -> Result<i32, L
     if let Some(v) = &r.verify {
         match &v.first_difference {
             None => outln!("  verified  identical to {}", r.replay_of.as_deref().unwrap_or("the original")),
-            Some(d) => outln!("  verified  DIFFERS from {} (first difference: {d})", r.replay_of.as_deref().unwrap_or("the original")),
+            Some(d) => outln!(
+                "  verified  DIFFERS from {} (first difference: {d})",
+                r.replay_of.as_deref().unwrap_or("the original")
+            ),
         }
     }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));

@@ -416,12 +416,11 @@ fn remove_runnable(g: &Global, root: &lily::workspace::Root, registry: &Runnable
     let users = if force { Vec::new() } else { lily::jobs::usage::jobs_referencing(root, id) };
     if !users.is_empty() && lily::sandbox::builtin_bytes(id).is_none() {
         let names: Vec<String> = users.iter().map(|(j, p)| format!("{j} ({p})")).collect();
-        return Err(LilyError::new(
-            ErrorCode::RunnableInUse,
-            format!("{target} is referenced by job(s): {}", names.join(", ")),
-        )
-        .with_hint("change those specs first, or pass --force to remove it anyway (their runs then fail with job_target_unresolved)")
-        .with_details(serde_json::json!({"jobs": users.iter().map(|(j, _)| j).collect::<Vec<_>>()})));
+        return Err(
+            LilyError::new(ErrorCode::RunnableInUse, format!("{target} is referenced by job(s): {}", names.join(", ")))
+                .with_hint("change those specs first, or pass --force to remove it anyway (their runs then fail with job_target_unresolved)")
+                .with_details(serde_json::json!({"jobs": users.iter().map(|(j, _)| j).collect::<Vec<_>>()})),
+        );
     }
     let removed = registry.remove(id, version).map_err(|e| LilyError::new(e.code(), e.to_string()))?;
     if g.json {

@@ -46,7 +46,10 @@ pub fn prune(g: &Global, root: &Root, job: Option<&str>, keep_last: Option<usize
     let jobs: Vec<String> = match job {
         Some(j) => {
             if spec_of(j).is_none() && !runs_dir.join(j).is_dir() {
-                return Err(LilyError::new(ErrorCode::JobNotFound, format!("no job {j:?}: no spec and no runs under {}", runs_dir.display())));
+                return Err(LilyError::new(
+                    ErrorCode::JobNotFound,
+                    format!("no job {j:?}: no spec and no runs under {}", runs_dir.display()),
+                ));
             }
             vec![j.to_string()]
         }
@@ -83,9 +86,7 @@ pub fn prune(g: &Global, root: &Root, job: Option<&str>, keep_last: Option<usize
         }));
     } else {
         if reports.is_empty() {
-            outln!(
-                "no retention configured (retention: in the job spec or .lily/config.yaml) and no --keep-last / --older-than: nothing pruned"
-            );
+            outln!("no retention configured (retention: in the job spec or .lily/config.yaml) and no --keep-last / --older-than: nothing pruned");
         }
         let verb = if dry_run { "would remove" } else { "removed" };
         for r in &reports {
@@ -105,7 +106,11 @@ pub fn prune(g: &Global, root: &Root, job: Option<&str>, keep_last: Option<usize
                 r.pruned.len(),
                 human_bytes(r.bytes_freed),
                 r.kept + r.protected.len(),
-                if r.protected.is_empty() { String::new() } else { format!(" ({} protected)", r.protected.len()) }
+                if r.protected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} protected)", r.protected.len())
+                }
             );
         }
         if !reports.is_empty() && !unconfigured.is_empty() {
@@ -122,8 +127,12 @@ pub fn prune(g: &Global, root: &Root, job: Option<&str>, keep_last: Option<usize
 /// that process: its open files include the lock (so a reused pid is never
 /// signalled). Linux only (`/proc`); elsewhere `false`.
 fn holds_run_lock(pid: u32, run_dir: &Path) -> bool {
-    let Ok(lock) = std::fs::canonicalize(run_dir.join(runs::RUN_LOCK)) else { return false };
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let Ok(lock) = std::fs::canonicalize(run_dir.join(runs::RUN_LOCK)) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
     fds.filter_map(|e| e.ok()).any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == lock))
 }
 
@@ -160,7 +169,12 @@ pub async fn cancel(g: &Global, root: &Root, run_id: &str, timeout: u64) -> Resu
             if g.json {
                 render::json(&json!({"run_id": r.run_id, "job_id": r.job_id, "status": "interrupted", "cancelled": false, "stale": true}));
             } else {
-                outln!("run {} of {} was interrupted: its process (pid {}) is gone; nothing to cancel", r.run_id, r.job_id, r.pid);
+                outln!(
+                    "run {} of {} was interrupted: its process (pid {}) is gone; nothing to cancel",
+                    r.run_id,
+                    r.job_id,
+                    r.pid
+                );
             }
             return Ok(EXIT_OK);
         }
@@ -172,8 +186,12 @@ pub async fn cancel(g: &Global, root: &Root, run_id: &str, timeout: u64) -> Resu
             .with_hint(format!("`lily jobs runs {}` lists its runs; only a running run can be cancelled", r.job_id)));
         }
     }
-    runs::request_cancel(&dir, "lily jobs cancel")
-        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the cancel request in {}: {e}", dir.display())))?;
+    runs::request_cancel(&dir, "lily jobs cancel").map_err(|e| {
+        LilyError::new(
+            ErrorCode::JobExecutionFailed,
+            format!("cannot write the cancel request in {}: {e}", dir.display()),
+        )
+    })?;
     // A run of `lily jobs run` / `replay` is its own process, with a SIGTERM
     // handler that cancels it; a run of `jobs serve` or `mcp serve` is a task
     // of that server and only sees the request (a signal would stop the server).
@@ -208,7 +226,11 @@ pub async fn cancel(g: &Global, root: &Root, run_id: &str, timeout: u64) -> Resu
     } else if status == RunStatus::Cancelled {
         outln!("cancelled run {} of {}", r.run_id, r.job_id);
     } else {
-        outln!("run {} of {} stopped: its process died before the cancel took effect (interrupted)", r.run_id, r.job_id);
+        outln!(
+            "run {} of {} stopped: its process died before the cancel took effect (interrupted)",
+            r.run_id,
+            r.job_id
+        );
     }
     Ok(EXIT_OK)
 }

@@ -374,12 +374,19 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
             error,
             ..
         } => match error {
-            Some(e) => format!("run {run_id} of {job_id} ({scheduled_for}) {}: error[{}]: {}", status.as_str(), e.code, e.message),
+            Some(e) => format!(
+                "run {run_id} of {job_id} ({scheduled_for}) {}: error[{}]: {}",
+                status.as_str(),
+                e.code,
+                e.message
+            ),
             None => format!("run {run_id} of {job_id} ({scheduled_for}) {}", status.as_str()),
         },
         SchedulerEvent::JobCannotRun { job_id, code, message, hint } => format!(
             "warning: {job_id} cannot run as it stands (every fire will fail until its spec or the policy changes): error[{code}]: {message}{}",
-            hint.as_ref().map(|h| format!("\n  hint: {}", h.replace('\n', "\n        "))).unwrap_or_default()
+            hint.as_ref()
+                .map(|h| format!("\n  hint: {}", h.replace('\n', "\n        ")))
+                .unwrap_or_default()
         ),
         SchedulerEvent::RunNotStarted {
             job_id,

@@ -1083,7 +1083,12 @@ fn check_dirs_exist(root: &Root, graph: &Graph) -> Result<(), LilyError> {
             if std::fs::symlink_metadata(&host).is_err() {
                 return Err(LilyError::new(
                     ErrorCode::BlueprintBindingsInvalid,
-                    format!("directory {:?} bound for {} does not exist under {}", d.path, node.runnable, root.path.display()),
+                    format!(
+                        "directory {:?} bound for {} does not exist under {}",
+                        d.path,
+                        node.runnable,
+                        root.path.display()
+                    ),
                 )
                 .with_hint(format!("create it, or fix the path in `bindings` (it is relative to {})", root.path.display()))
                 .with_details(json!({"path": d.path, "runnable": node.runnable})));

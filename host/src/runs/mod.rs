@@ -18,12 +18,12 @@ mod receipt;
 mod retention;
 
 pub use dir::{RunDir, new_run_id};
-pub use retention::{Protected, PruneReport, Pruned, prune_job, run_id_started};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, Receipt, ReceiptError,
     RunStatus, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
+pub use retention::{Protected, PruneReport, Pruned, prune_job, run_id_started};
 
 use crate::util::rfc3339;
 use serde::{Deserialize, Serialize};

@@ -20,8 +20,8 @@ mod shadow;
 pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, LlmBudget, LlmGrant, Perms};
 pub use limits::Limits;
-pub use shadow::FileRead;
 pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport, TapedCall};
+pub use shadow::FileRead;
 
 use crate::sandbox::host::StepState;
 use serde::{Deserialize, Serialize};

@@ -14,12 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Retention {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<usize>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_age",
-        deserialize_with = "de_age"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "ser_age", deserialize_with = "de_age")]
     pub older_than: Option<Age>,
 }
 

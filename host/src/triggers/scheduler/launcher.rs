@@ -292,7 +292,9 @@ impl Shared {
                     message: e.message.clone(),
                 });
                 match &error {
-                    Some(e) => info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, code = %e.code, error = %e.message, "cron run finished"),
+                    Some(e) => {
+                        info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, code = %e.code, error = %e.message, "cron run finished")
+                    }
                     None => info!(job = %fire.job_id, run_id = %r.run_id, status = r.status.as_str(), scheduled_for = %scheduled_for, "cron run finished"),
                 }
                 if let Some(o) = observer {
