@@ -165,3 +165,35 @@ fn remove_a_runnable_refused_while_a_job_uses_it() {
     std::fs::remove_file(env.jobs_dir().join("uses.job.yaml")).expect("rm");
     env.lily(&["runnables", "remove", "probe.v1"]).expect_code(0);
 }
+
+#[test]
+fn prune_keeps_a_run_whose_approval_is_still_pending() {
+    let env = Env::new();
+    env.install("probe");
+    let prop = step_job(
+        "prop",
+        "probe.v1",
+        "{ op: propose_write, path: notes/todo.md, content: \"- ship it\" }",
+        "",
+        "{}",
+    );
+    env.write_job("prop", &prop);
+    let r = env.lily(&["--json", "jobs", "run", "prop"]).expect_code(0).json();
+    let id = r["receipt"]["approvals_requested"][0]["id"].as_str().expect("id").to_string();
+    env.lily(&["jobs", "run", "prop"]).expect_code(0);
+    let v = env.lily(&["--json", "jobs", "prune", "prop", "--keep-last", "0"]).expect_code(0).json();
+    let protected = &v["jobs"][0]["protected"];
+    assert_eq!(protected.as_array().map(Vec::len), Some(2), "{v}");
+    assert!(protected[0]["reason"].as_str().is_some_and(|s| s.contains("is still open")), "{v}");
+    assert_eq!(v["pruned"], 0);
+    // Once decided, the run can go (the other one's approval is still pending).
+    env.lily(&["approvals", "deny", &id]).expect_code(0);
+    let v = env.lily(&["--json", "jobs", "prune", "prop", "--keep-last", "0"]).expect_code(0).json();
+    assert_eq!(v["pruned"], 1, "{v}");
+    assert_eq!(v["jobs"][0]["pruned"][0]["run_id"], r["receipt"]["run_id"]);
+    assert_eq!(run_ids(&env, "prop").len(), 1);
+    // The job's index no longer lists the pruned run.
+    let index = std::fs::read_to_string(env.runs_dir().join("prop").join("index.jsonl")).expect("index");
+    assert!(!index.contains(r["receipt"]["run_id"].as_str().expect("run id")), "{index}");
+    assert_eq!(index.lines().count(), 1, "{index}");
+}
