@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// At least 1 in a file (`keep_last: 0` would remove the run that just
+    /// finished); `lily jobs prune --keep-last 0` may ask for it by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_keep_last")]
     pub keep_last: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "ser_age", deserialize_with = "de_age")]
     pub older_than: Option<Age>,
@@ -83,6 +85,15 @@ fn ser_age<S: Serializer>(v: &Option<Age>, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+fn de_keep_last<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "keep_last must be at least 1 (0 would remove every run, the one that just finished too)",
+        )),
+        n => Ok(Some(n)),
+    }
+}
+
 fn de_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Age>, D::Error> {
     let s = String::deserialize(d)?;
     Age::parse(&s).map(Some).map_err(serde::de::Error::custom)
@@ -110,6 +121,8 @@ mod tests {
         assert_eq!(r.older_than.and_then(|a| a.delta()), Some(TimeDelta::days(30)));
         assert!(serde_norway::from_str::<Retention>("{older_than: soon}").is_err());
         assert!(serde_norway::from_str::<Retention>("{keep: 3}").is_err());
+        assert!(serde_norway::from_str::<Retention>("{keep_last: 0}").is_err());
+        assert_eq!(serde_norway::from_str::<Retention>("{}").expect("empty"), Retention::default());
         assert!(!Retention::default().is_set());
     }
 }
