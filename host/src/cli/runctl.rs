@@ -85,7 +85,9 @@ pub fn prune(g: &Global, root: &Root, job: Option<&str>, keep_last: Option<usize
             "no_retention_configured": unconfigured,
         }));
     } else {
-        if reports.is_empty() {
+        if jobs.is_empty() {
+            outln!("no runs under {}: nothing pruned", runs_dir.display());
+        } else if reports.is_empty() {
             outln!("no retention configured (retention: in the job spec or .lily/config.yaml) and no --keep-last / --older-than: nothing pruned");
         }
         let verb = if dry_run { "would remove" } else { "removed" };
