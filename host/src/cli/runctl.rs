@@ -236,3 +236,23 @@ pub async fn cancel(g: &Global, root: &Root, run_id: &str, timeout: u64) -> Resu
     }
     Ok(EXIT_OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_process_holding_the_run_lock_is_recognised() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let run = lily::runs::RunDir::create(tmp.path(), "j").expect("run");
+        // This process holds the lock of the run it created …
+        assert!(holds_run_lock(std::process::id(), &run.path));
+        // … no other pid (a reused pid would not have the lock open).
+        assert!(!holds_run_lock(1, &run.path));
+        assert!(!holds_run_lock(u32::MAX, &run.path));
+        let other = tmp.path().join("j").join("20000101T000000.000Z-00000000");
+        std::fs::create_dir_all(&other).expect("dir");
+        std::fs::write(other.join(runs::RUN_LOCK), b"").expect("lock file");
+        assert!(!holds_run_lock(std::process::id(), &other));
+    }
+}
