@@ -28,6 +28,10 @@ pub struct Config {
     /// What `lily mcp serve` exposes to MCP clients (nothing by default).
     #[serde(default)]
     pub mcp: McpConfig,
+    /// The default `retention:` of every job whose spec has none (absent:
+    /// keep every run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::util::Retention>,
 }
 
 /// The `mcp:` section: the jobs and runnables an MCP client may call, and

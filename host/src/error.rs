@@ -18,6 +18,11 @@ pub enum ErrorCode {
     JobPolicyDenied,
     /// The job already has `runtime.max_parallel_runs` runs in progress.
     JobBusy,
+    /// `lily jobs cancel` of a run that is not running (it ended).
+    RunNotActive,
+    /// `lily runnables remove` of a runnable a job spec references, or of a
+    /// built-in one.
+    RunnableInUse,
     BlueprintNotFound,
     BlueprintBindingsInvalid,
     BlueprintCompileFailed,
@@ -27,7 +32,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::JobNotFound,
         ErrorCode::JobInvalidSpec,
         ErrorCode::JobTriggerInvalid,
@@ -36,6 +41,8 @@ impl ErrorCode {
         ErrorCode::JobExecutionFailed,
         ErrorCode::JobPolicyDenied,
         ErrorCode::JobBusy,
+        ErrorCode::RunNotActive,
+        ErrorCode::RunnableInUse,
         ErrorCode::BlueprintNotFound,
         ErrorCode::BlueprintBindingsInvalid,
         ErrorCode::BlueprintCompileFailed,
@@ -53,6 +60,8 @@ impl ErrorCode {
             ErrorCode::JobExecutionFailed => "job_execution_failed",
             ErrorCode::JobPolicyDenied => "job_policy_denied",
             ErrorCode::JobBusy => "job_busy",
+            ErrorCode::RunNotActive => "run_not_active",
+            ErrorCode::RunnableInUse => "runnable_in_use",
             ErrorCode::BlueprintNotFound => "blueprint_not_found",
             ErrorCode::BlueprintBindingsInvalid => "blueprint_bindings_invalid",
             ErrorCode::BlueprintCompileFailed => "blueprint_compile_failed",
@@ -70,6 +79,8 @@ impl ErrorCode {
             ErrorCode::JobPolicyDenied => 12,
             ErrorCode::JobExecutionFailed => 13,
             ErrorCode::JobBusy => 15,
+            ErrorCode::RunNotActive => 16,
+            ErrorCode::RunnableInUse => 17,
             _ => 14,
         }
     }

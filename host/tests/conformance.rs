@@ -146,6 +146,8 @@ fn error_codes_are_the_stable_set() {
             "job_execution_failed",
             "job_policy_denied",
             "job_busy",
+            "run_not_active",
+            "runnable_in_use",
             "blueprint_not_found",
             "blueprint_bindings_invalid",
             "blueprint_compile_failed",

@@ -163,6 +163,9 @@ fn blueprint_codes_returned_directly_are_exit_14() {
 // `the_parallel_run_cap_refuses_a_second_run_unless_asked_to_wait` (it needs
 // a run holding the slot). Exit 4 (partial): council.rs `contained`; exit
 // 130: crash.rs; exit 20: replay.rs; exit 3: cli.rs (jobs status).
+// run_not_active (exit 16) and runnable_in_use (exit 17): runctl.rs
+// `cancel_a_run_of_another_process` (it needs a run to end first) and
+// `remove_a_runnable_refused_while_a_job_uses_it`.
 
 #[test]
 fn usage_errors_are_exit_2_and_json_under_json() {

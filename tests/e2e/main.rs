@@ -17,6 +17,7 @@ mod mcp;
 mod operator;
 mod progress;
 mod replay;
+mod runctl;
 mod scheduler;
 #[test]
 fn smoke() {}

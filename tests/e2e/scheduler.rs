@@ -418,3 +418,100 @@ fn a_cron_job_that_cannot_run_is_reported_at_load_with_its_reason_and_shown_fail
     // Every finished run says why.
     assert!(log.contains(") denied: error[job_policy_denied]: "), "{log}");
 }
+
+/// Issue 15 items 16/17: under `jobs serve` a run is a task of the
+/// scheduler: `jobs cancel` cancels that run only (the scheduler keeps
+/// serving and fires the next time), and a job's `retention:` is applied
+/// after each of its runs.
+#[test]
+fn cancel_stops_one_run_of_the_scheduler_and_retention_prunes_after_runs() {
+    let env = Env::new();
+    env.install("probe");
+    let slow = step_job("slow", "probe.v1", "{ op: sleep, ms: 60000 }", "", "{ timeout_seconds: 120 }").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"*/2 * * * * *\"\n  timezone: UTC\n  catchup: skip\n",
+    );
+    env.write_job("slow", &slow);
+    let tick = step_job("tick", "echo.v1", "{ n: 1 }", "", "{}").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"* * * * * *\"\n  timezone: UTC\n",
+    ) + "retention: {keep_last: 2}\n";
+    env.write_job("tick", &tick);
+    let mut serve = Serve::start(&env, "serve");
+    let running = || {
+        receipts(&env, "slow")
+            .into_iter()
+            .find(|(d, r)| r["status"] == "running" && event_types(d).iter().any(|t| t == "step_started"))
+    };
+    wait_until(Duration::from_secs(60), "a slow run's step to start", || running().is_some());
+    let (dir, _) = running().expect("running");
+    let run_id = dir.file_name().expect("name").to_string_lossy().into_owned();
+    let v = env.lily(&["--json", "jobs", "cancel", &run_id]).expect_code(0).json();
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(v["signalled"], false, "a scheduler's run is never signalled");
+    let r = receipt(&dir);
+    assert_eq!(r["status"], "cancelled");
+    assert_eq!(r["error"]["message"], "run cancelled (lily jobs cancel)");
+    // The scheduler is still serving, and starts the next slow run.
+    wait_until(Duration::from_secs(30), "the next slow run", || running().is_some_and(|(d, _)| d != dir));
+    assert!(serve.child.as_mut().expect("child").try_wait().expect("try_wait").is_none(), "{}", serve.log());
+    // tick ran several times but keeps at most 2 (+1 in progress) run directories.
+    wait_until(Duration::from_secs(30), "tick to have run 4 times", || {
+        serve.log().matches("of tick (").count() >= 4
+    });
+    let kept = real_runs(&env, "tick", None);
+    assert!(kept <= 3, "retention keeps 2 (and one may be running): {kept}\n{}", serve.log());
+    serve.signal("-TERM");
+    assert!(serve.wait(Duration::from_secs(60)).success(), "{}", serve.log());
+}
+
+/// Issue 15 item 16: the seconds missed while the scheduler was down are ONE
+/// `missed` record, and `jobs runs` / `jobs show` say how many and between when.
+#[test]
+fn an_outage_leaves_one_collapsed_missed_record_shown_by_runs_and_show() {
+    let env = Env::new();
+    let spec = step_job("tick", "echo.v1", "{ n: 1 }", "", "{}").replace(
+        "trigger:\n  type: manual\n",
+        "trigger:\n  type: cron\n  cron: \"* * * * * *\"\n  timezone: UTC\n",
+    );
+    env.write_job("tick", &spec);
+    let mut serve = Serve::start(&env, "serve");
+    wait_until(Duration::from_secs(60), "a run", || real_runs(&env, "tick", Some("succeeded")) >= 1);
+    serve.signal("-TERM");
+    assert!(serve.wait(Duration::from_secs(60)).success());
+    std::thread::sleep(Duration::from_secs(4));
+    let mut again = Serve::start(&env, "again");
+    wait_until(Duration::from_secs(60), "the missed record", || {
+        receipts(&env, "tick")
+            .iter()
+            .any(|(_, r)| r["status"] == "missed" && r["payload"]["reason"] == "scheduler_not_running")
+    });
+    again.signal("-TERM");
+    assert!(again.wait(Duration::from_secs(60)).success());
+    // (A loaded machine can make the scheduler late while serving:
+    // `superseded` records are not the outage's.)
+    let missed: Vec<(PathBuf, Value)> = receipts(&env, "tick")
+        .into_iter()
+        .filter(|(_, r)| r["status"] == "missed" && r["payload"]["reason"] == "scheduler_not_running")
+        .collect();
+    assert_eq!(missed.len(), 1, "one record for the outage: {missed:?}");
+    let (dir, r) = &missed[0];
+    let n = r["payload"]["missed_count"].as_u64().expect("missed_count");
+    assert!(n >= 3, "{r}");
+    let first = r["trigger"]["scheduled_for"].as_str().expect("first").to_string();
+    let last = r["payload"]["missed_through"].as_str().expect("last").to_string();
+    let runs = env.lily(&["jobs", "runs", "tick", "--status", "missed"]);
+    runs.expect_code(0);
+    assert!(runs.stdout.contains(&format!("{n} missed between {first} and {last}")), "{}", runs.stdout);
+    let json = env.lily(&["--json", "jobs", "runs", "tick", "--status", "missed"]).expect_code(0).json();
+    assert_eq!(json[0]["missed_count"], n);
+    let run_id = dir.file_name().expect("name").to_string_lossy().into_owned();
+    let show = env.lily(&["jobs", "show", &run_id]);
+    show.expect_code(0);
+    assert!(
+        show.stdout
+            .contains(&format!("missed    {n} scheduled times between {first} and {last} (scheduler_not_running)")),
+        "{}",
+        show.stdout
+    );
+}

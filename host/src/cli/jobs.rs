@@ -102,6 +102,27 @@ pub enum JobsCmd {
         #[arg(long, default_value_t = 30)]
         grace_seconds: u64,
     },
+    /// Remove old run directories of a job (or of every job) by --keep-last / --older-than, else by the configured retention
+    Prune {
+        /// A job id; default: every job with runs
+        id: Option<String>,
+        /// Keep the newest N run directories of each job
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// Keep runs started less than DUR ago (30d, 12h, 90m, 45s)
+        #[arg(long, value_parser = clap::value_parser!(lily::util::Age))]
+        older_than: Option<lily::util::Age>,
+        /// List what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cancel a running run (of `jobs run`, `jobs serve` or `mcp serve`); waits until it stopped
+    Cancel {
+        run_id: String,
+        /// How long to wait for the run to stop
+        #[arg(long, default_value_t = 30)]
+        timeout_seconds: u64,
+    },
     /// Re-run a recorded run exactly (same spec snapshot, components, seeds, clock reads)
     Replay {
         /// A run id, a unique prefix of it or of its suffix, `latest`, or `<job>/<any of these>`
@@ -155,6 +176,13 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Enable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Enable),
         JobsCmd::Status => super::schedule::status(g, &root),
         JobsCmd::Serve { grace_seconds } => super::schedule::serve(g, root, grace_seconds).await,
+        JobsCmd::Prune {
+            id,
+            keep_last,
+            older_than,
+            dry_run,
+        } => super::runctl::prune(g, &root, id.as_deref(), keep_last, older_than, dry_run),
+        JobsCmd::Cancel { run_id, timeout_seconds } => super::runctl::cancel(g, &root, &run_id, timeout_seconds).await,
         JobsCmd::Replay { run_id, verify, allow_drift } => replay(g, root, &run_id, verify, allow_drift).await,
     }
 }
@@ -617,14 +645,18 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
                 },
                 r.started_at.clone(),
                 r.error_code.clone().unwrap_or_default(),
-                r.replay_of
-                    .as_ref()
-                    .map(|o| match r.verified_identical {
+                match (r.missed_count, &r.missed_through, &r.scheduled_for) {
+                    (Some(n), Some(last), Some(first)) => Some(format!("{n} missed between {first} and {last}")),
+                    _ => None,
+                }
+                .or_else(|| {
+                    r.replay_of.as_ref().map(|o| match r.verified_identical {
                         Some(true) => format!("replay of {o} (verified: identical)"),
                         Some(false) => format!("replay of {o} (verified: DIFFERS)"),
                         None => format!("replay of {o}"),
                     })
-                    .unwrap_or_default(),
+                })
+                .unwrap_or_default(),
             ]
         })
         .collect();
@@ -650,6 +682,22 @@ fn show(g: &Global, root: &lily::workspace::Root, run_ref: &str, timeline: bool)
     }
     if let Some(of) = &r.replay_of {
         outln!("  replay of {of}");
+    }
+    if let (Some(n), Some(last), Some(first)) = (
+        r.payload.get("missed_count").and_then(Value::as_u64),
+        r.payload.get("missed_through").and_then(Value::as_str),
+        r.trigger.scheduled_for(),
+    ) {
+        let exact = if r.payload.get("missed_count_exact") == Some(&Value::Bool(false)) {
+            "at least "
+        } else {
+            ""
+        };
+        let why = r.payload.get("reason").and_then(Value::as_str).unwrap_or("");
+        outln!("  missed    {exact}{n} scheduled times between {first} and {last} ({why})");
+        if let Some(lr) = r.payload.get("last_reason").and_then(Value::as_str) {
+            outln!("            the last of them: {lr}");
+        }
     }
     if let Some(v) = &r.verify {
         match &v.first_difference {

@@ -51,6 +51,14 @@ pub enum RunnablesCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Remove an installed runnable (every version, or <ID>@<VERSION>); refused while a job references it
+    Remove {
+        /// <ID> or <ID>@<VERSION>
+        target: String,
+        /// Remove it even though job specs reference it
+        #[arg(long)]
+        force: bool,
+    },
     /// Scaffold a Rust crate for a new runnable in ./<NAME> (builds with cargo or cargo-component; has unit tests)
     New {
         /// Crate name (lower-case letters, digits, '-'); the runnable id is <NAME>.v1
@@ -288,6 +296,10 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 );
             }
         }
+        RunnablesCmd::Remove { target, force } => {
+            let root = super::root(g)?;
+            return remove_runnable(g, &root, &registry, &target, force);
+        }
         RunnablesCmd::New { name, kind } => {
             let cwd = std::env::current_dir().map_err(|e| internal(e.into()))?;
             let kind = ScaffoldKind::from(kind);
@@ -421,4 +433,30 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
             }
         }
     }
+}
+
+/// `lily runnables remove <id>[@version] [--force]`.
+fn remove_runnable(g: &Global, root: &lily::workspace::Root, registry: &RunnableRegistry, target: &str, force: bool) -> Result<i32, LilyError> {
+    let (id, version) = match target.split_once('@') {
+        Some((id, v)) => (id, Some(v)),
+        None => (target, None),
+    };
+    let users = if force { Vec::new() } else { lily::jobs::usage::jobs_referencing(root, id) };
+    if !users.is_empty() && lily::sandbox::builtin_bytes(id).is_none() {
+        let names: Vec<String> = users.iter().map(|(j, p)| format!("{j} ({p})")).collect();
+        return Err(
+            LilyError::new(ErrorCode::RunnableInUse, format!("{target} is referenced by job(s): {}", names.join(", ")))
+                .with_hint("change those specs first, or pass --force to remove it anyway (their runs then fail with job_target_unresolved)")
+                .with_details(serde_json::json!({"jobs": users.iter().map(|(j, _)| j).collect::<Vec<_>>()})),
+        );
+    }
+    let removed = registry.remove(id, version).map_err(|e| LilyError::new(e.code(), e.to_string()))?;
+    if g.json {
+        render::json(&serde_json::json!({"removed": removed, "forced": force}));
+    } else {
+        for m in &removed {
+            outln!("removed {} {} ({})", m.id, m.version, m.digest);
+        }
+    }
+    Ok(EXIT_OK)
 }

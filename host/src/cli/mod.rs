@@ -30,6 +30,7 @@ mod mcp;
 mod misc;
 mod progress;
 pub mod render;
+mod runctl;
 mod schedule;
 mod timeline;
 

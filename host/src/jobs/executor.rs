@@ -146,6 +146,15 @@ impl TriggerInfo {
     }
 }
 
+/// Stops a run's cancel-request watcher when the run ends.
+struct CancelWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A cancellation signal shared with a run (Ctrl-C, scheduler shutdown).
 #[derive(Clone, Default)]
 pub struct Cancel(Arc<tokio::sync::watch::Sender<bool>>);
@@ -577,6 +586,22 @@ impl Lily {
                 format!("cannot create a run directory under {}: {e}", self.root.runs_dir().display()),
             )
         })?;
+        // This run's own cancellation: the caller's signal (Ctrl-C, the
+        // scheduler's shutdown) or a cancel request in the run directory
+        // (`lily jobs cancel`), which cancels this run only.
+        let cancel = Cancel::new();
+        let _watch = CancelWatch(tokio::spawn({
+            let (outer, inner, dir) = (opts.cancel.clone(), cancel.clone(), run.path.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = outer.cancelled() => break,
+                        _ = tokio::time::sleep(runs::CANCEL_POLL) => if runs::cancel_requested(&dir) { break },
+                    }
+                }
+                inner.cancel();
+            }
+        }));
         let events = Arc::new(
             EventLog::create(&run.path, &run.run_id, opts.observer.take())
                 .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write events: {e}")))?,
@@ -647,7 +672,7 @@ impl Lily {
             policy: &policy,
             events: &events,
             run: &run,
-            cancel: &opts.cancel,
+            cancel: &cancel,
             seeds,
             extra: &extra,
             verify: opts.verify_against.as_ref(),
@@ -780,7 +805,11 @@ impl Lily {
                 receipt.status = RunStatus::Cancelled;
                 receipt.error = Some(ReceiptError {
                     code: ErrorCode::JobExecutionFailed,
-                    message: "run cancelled".into(),
+                    message: if runs::cancel_requested(&run.path) {
+                        "run cancelled (lily jobs cancel)".into()
+                    } else {
+                        "run cancelled".into()
+                    },
                     cause: json!({"kind": "cancelled"}),
                     first_event_seq: None,
                 });

@@ -3,6 +3,8 @@
 
 pub mod executor;
 pub mod replay;
+pub mod retention;
 pub mod summary;
+pub mod usage;
 
 pub use executor::{Cancel, Lily, OnStarted, RunOptions, RunResult, TriggerInfo};

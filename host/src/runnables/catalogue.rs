@@ -248,6 +248,71 @@ impl RunnableRegistry {
     }
 }
 
+/// Why `lily runnables remove` removed nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoveError {
+    #[error("{0:?} is a built-in runnable; built-ins cannot be removed")]
+    Builtin(String),
+    #[error("{0} is not installed")]
+    NotInstalled(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl RemoveError {
+    /// The stable code (the one place it is chosen).
+    pub fn code(&self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            RemoveError::Builtin(_) => ErrorCode::RunnableInUse,
+            RemoveError::NotInstalled(_) => ErrorCode::JobNotFound,
+            RemoveError::Io(_) => ErrorCode::JobExecutionFailed,
+        }
+    }
+}
+
+impl RunnableRegistry {
+    /// Remove the installed runnable `id` — every version, or only
+    /// `version` — and return what was removed. Only `<id>/<version>/`
+    /// directories go (never through a link); the components kept by
+    /// content stay, so earlier runs remain replayable. Whether a job still
+    /// references `id` is the caller's check (`jobs::references`).
+    pub fn remove(&self, id: &str, version: Option<&str>) -> Result<Vec<Manifest>, RemoveError> {
+        if builtin_bytes(id).is_some() {
+            return Err(RemoveError::Builtin(id.into()));
+        }
+        let what = || match version {
+            Some(v) => format!("{id}@{v}"),
+            None => id.to_string(),
+        };
+        let dir = self.dir.as_ref().ok_or_else(|| RemoveError::NotInstalled(what()))?;
+        if !crate::paths::valid_id(id) {
+            return Err(RemoveError::NotInstalled(what()));
+        }
+        let gone: Vec<(Manifest, PathBuf)> = self
+            .installed()
+            .into_iter()
+            .filter(|(m, _)| m.id == id && version.is_none_or(|v| m.version == v))
+            .collect();
+        if gone.is_empty() {
+            return Err(RemoveError::NotInstalled(what()));
+        }
+        let mut out = Vec::new();
+        for (m, component) in gone {
+            let Some(v_dir) = component.parent() else { continue };
+            // `installed()` reads `<dir>/<id>/<version>/`: refuse anything else.
+            if v_dir.parent() != Some(&dir.join(id)) || std::fs::symlink_metadata(v_dir).map(|md| !md.is_dir()).unwrap_or(true) {
+                return Err(RemoveError::Io(format!("{} is not an installed version directory", v_dir.display())));
+            }
+            std::fs::remove_dir_all(v_dir).map_err(|e| RemoveError::Io(format!("{}: {e}", v_dir.display())))?;
+            out.push(m);
+        }
+        // The id's directory goes with its last version.
+        let _ = std::fs::remove_dir(dir.join(id));
+        Ok(out)
+    }
+}
+
 /// Why a component was not installed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InstallError {

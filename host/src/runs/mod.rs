@@ -15,6 +15,7 @@
 mod dir;
 mod events;
 mod receipt;
+mod retention;
 
 pub mod timeline;
 
@@ -24,6 +25,7 @@ pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, RECEIPT_VERSION, Receipt,
     ReceiptError, RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
 };
+pub use retention::{Protected, PruneReport, Pruned, prune_job, run_id_started};
 
 use crate::error::{ErrorCode, LilyError};
 use crate::util::rfc3339;
@@ -43,6 +45,25 @@ pub const RUN_LOCK: &str = ".run.lock";
 pub const WRITER_LOCK: &str = ".writer.lock";
 /// Clock reads per step (what replay feeds back).
 pub const TAPES: &str = "clock_tapes.json";
+
+/// A cancel request for a run (`lily jobs cancel`): the run's executor
+/// polls for it (a run under `lily jobs serve` is a task of the scheduler,
+/// not a process of its own, so a signal cannot address it).
+pub const CANCEL_REQUEST: &str = ".cancel-request";
+
+/// How often a run looks for [`CANCEL_REQUEST`].
+pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Ask the run in `run_dir` to cancel (atomic; who and when, as JSON).
+pub fn request_cancel(run_dir: &Path, by: &str) -> std::io::Result<()> {
+    let body = json!({"requested_at": rfc3339(chrono::Utc::now()), "by": by, "pid": std::process::id()});
+    crate::util::write_atomic(&run_dir.join(CANCEL_REQUEST), body.to_string().as_bytes(), crate::util::Durability::Rename)
+}
+
+/// Whether someone asked the run in `run_dir` to cancel.
+pub fn cancel_requested(run_dir: &Path) -> bool {
+    run_dir.join(CANCEL_REQUEST).exists()
+}
 
 /// Create a job's run directory (`runs/<job>/`) if it is missing.
 pub fn prepare_job_dir(runs_dir: &Path, job_id: &str) -> std::io::Result<PathBuf> {
@@ -68,6 +89,12 @@ pub struct RunSummary {
     /// A replay run with `--verify`: whether it was identical to its original.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_identical: Option<bool>,
+    /// A collapsed `missed` record: how many scheduled times it stands for
+    /// (from `scheduled_for` to `missed_through`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_through: Option<String>,
     pub path: PathBuf,
 }
 
@@ -145,6 +172,8 @@ fn summarize(r: &Receipt, path: PathBuf) -> RunSummary {
         replay_of: r.replay_of.clone(),
         scheduled_for: r.trigger.scheduled_for().map(str::to_string),
         verified_identical: r.verify.as_ref().map(|v| v.identical),
+        missed_count: r.payload.get("missed_count").and_then(Value::as_u64),
+        missed_through: r.payload.get("missed_through").and_then(Value::as_str).map(str::to_string),
         path,
     }
 }
@@ -199,6 +228,10 @@ struct IndexEntry {
     scheduled_for: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verified_identical: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missed_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missed_through: Option<String>,
 }
 
 /// Append a finished run to its job's index (one `write`, O_APPEND).
@@ -214,6 +247,8 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
         replay_of: s.replay_of,
         scheduled_for: s.scheduled_for,
         verified_identical: s.verified_identical,
+        missed_count: s.missed_count,
+        missed_through: s.missed_through,
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
@@ -312,6 +347,8 @@ pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<Run
                 replay_of: e.replay_of,
                 scheduled_for: e.scheduled_for,
                 verified_identical: e.verified_identical,
+                missed_count: e.missed_count,
+                missed_through: e.missed_through,
                 path: dir,
             },
             None => {

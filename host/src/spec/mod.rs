@@ -38,6 +38,11 @@ pub struct JobSpec {
     /// The file and text this spec was parsed from (for error locations).
     #[serde(skip)]
     pub source: Option<std::sync::Arc<SpecSource>>,
+    /// Which of the job's run directories to keep (`lily jobs prune`, and
+    /// the scheduler after each run); absent: `.lily/config.yaml`'s
+    /// `retention:`, else keep everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::util::Retention>,
 }
 
 /// Where a spec came from: its path and text.

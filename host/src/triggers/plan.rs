@@ -21,6 +21,11 @@
 //!
 //! After a decision the cursor moves to the latest due time, so each
 //! scheduled time is decided exactly once.
+//!
+//! The missed times of one decision get one record: a single time its own,
+//! two or more (an outage) one collapsed record with their count and the
+//! first and last of them ("56 missed between … and …") — never one record
+//! per time.
 
 use crate::spec::Catchup;
 use crate::spec::cron::CronSchedule;
@@ -30,10 +35,6 @@ use std::collections::VecDeque;
 
 /// How late a scheduled time may be and still count as on time.
 pub const ON_TIME_SLACK: TimeDelta = TimeDelta::seconds(2);
-
-/// At most this many missed times before the latest due time get a record
-/// each; older ones are folded into a single record that carries their count.
-pub const MAX_MISSED_RECORDS: usize = 100;
 
 /// At most this many due times are enumerated one by one per decision (a
 /// per-second schedule after a year of downtime has 31 million); past it the
@@ -108,7 +109,7 @@ pub struct Miss {
     pub reason: MissReason,
 }
 
-/// Missed times folded into one record (beyond [`MAX_MISSED_RECORDS`]).
+/// Two or more missed times of one decision, collapsed into one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoldedMisses {
     pub first: DateTime<Utc>,
@@ -116,7 +117,11 @@ pub struct FoldedMisses {
     /// How many times are folded (a lower bound when `exact` is false).
     pub count: u64,
     pub exact: bool,
+    /// Why the first of them was missed (`scheduler_not_running` for an outage).
     pub reason: MissReason,
+    /// Why the last of them was missed (the latest due time can be missed
+    /// for its own reason: `past_starting_deadline`, `catchup_skip`).
+    pub last_reason: MissReason,
 }
 
 /// What to do for one job at one instant.
@@ -126,9 +131,10 @@ pub struct Decision {
     pub fire: Option<DateTime<Utc>>,
     /// This scheduled time is skipped: the job is still running.
     pub skipped_overlap: Option<DateTime<Utc>>,
-    /// Missed times with a record each, oldest first.
+    /// A single missed time (its own record). Empty when none or when the
+    /// missed times are `folded`.
     pub missed: Vec<Miss>,
-    /// Older missed times folded into one record.
+    /// Two or more missed times, collapsed into one record.
     pub folded: Option<FoldedMisses>,
     /// The new cursor: every scheduled time up to it is decided.
     pub cursor: DateTime<Utc>,
@@ -138,6 +144,17 @@ impl Decision {
     /// Every missed time, folded ones included.
     pub fn missed_count(&self) -> u64 {
         self.missed.len() as u64 + self.folded.as_ref().map(|f| f.count).unwrap_or(0)
+    }
+
+    /// The newest missed time and why it was missed.
+    pub fn newest_miss(&self) -> Option<Miss> {
+        match &self.folded {
+            Some(f) => Some(Miss {
+                at: f.last,
+                reason: f.last_reason,
+            }),
+            None => self.missed.last().cloned(),
+        }
     }
 }
 
@@ -231,8 +248,9 @@ fn newest_before(schedule: &CronSchedule, after: DateTime<Utc>, now: DateTime<Ut
 /// running), `busy` whether the job already has `max_parallel_runs` runs in
 /// progress. `None` when nothing is due.
 pub fn decide(job: &JobPlan, cursor: DateTime<Utc>, now: DateTime<Utc>, serving_since: DateTime<Utc>, busy: bool) -> Option<Decision> {
-    let due = due_times(&job.schedule, cursor, now, MAX_MISSED_RECORDS + 1, DUE_SCAN_BUDGET);
-    let (&candidate, earlier) = due.newest.split_last()?;
+    // The candidate and the time before it; every earlier one only counts.
+    let due = due_times(&job.schedule, cursor, now, 2, DUE_SCAN_BUDGET);
+    let (&candidate, before) = due.newest.split_last()?;
     let late = now - candidate;
     let runs = if late <= ON_TIME_SLACK {
         Ok(())
@@ -250,36 +268,46 @@ pub fn decide(job: &JobPlan, cursor: DateTime<Utc>, now: DateTime<Utc>, serving_
             MissReason::Superseded
         }
     };
-    let mut missed: Vec<Miss> = earlier
-        .iter()
-        .map(|&at| Miss {
-            at,
-            reason: earlier_reason(at),
-        })
-        .collect();
-    let folded = match (due.first, due.last_dropped) {
-        (Some(first), Some(last)) => Some(FoldedMisses {
-            first,
-            last,
-            count: due.count - due.newest.len() as u64,
-            exact: due.exact,
-            reason: earlier_reason(last),
-        }),
-        _ => None,
-    };
     let mut decision = Decision {
         fire: None,
         skipped_overlap: None,
         missed: Vec::new(),
-        folded,
+        folded: None,
         cursor: candidate,
     };
-    match runs {
-        Ok(()) if busy => decision.skipped_overlap = Some(candidate),
-        Ok(()) => decision.fire = Some(candidate),
-        Err(reason) => missed.push(Miss { at: candidate, reason }),
+    let candidate_missed = match runs {
+        Ok(()) if busy => {
+            decision.skipped_overlap = Some(candidate);
+            None
+        }
+        Ok(()) => {
+            decision.fire = Some(candidate);
+            None
+        }
+        Err(reason) => Some(Miss { at: candidate, reason }),
+    };
+    // Every time before the candidate was missed: `due.first` is the oldest,
+    // `before` the newest of them.
+    let earlier = due.count - 1;
+    let last_earlier = before.last().map(|&at| Miss {
+        at,
+        reason: earlier_reason(at),
+    });
+    let total = earlier + u64::from(candidate_missed.is_some());
+    match (total, due.first, candidate_missed.clone().or(last_earlier.clone())) {
+        (0, _, _) | (_, None, _) | (_, _, None) => {}
+        (1, _, _) => decision.missed = last_earlier.into_iter().chain(candidate_missed).collect(),
+        (count, Some(first), Some(last)) => {
+            decision.folded = Some(FoldedMisses {
+                first,
+                last: last.at,
+                count,
+                exact: due.exact,
+                reason: earlier_reason(first),
+                last_reason: last.reason,
+            });
+        }
     }
-    decision.missed = missed;
     Some(decision)
 }
 
@@ -335,21 +363,33 @@ mod tests {
         let start = utc("2026-05-01T10:34:00Z");
         let d = decide(&j, cursor, start, start, false).expect("due");
         assert_eq!(d.fire, Some(utc("2026-05-01T10:30:00Z")));
+        // The two missed times: one collapsed record.
+        assert!(d.missed.is_empty());
         assert_eq!(
-            d.missed,
-            vec![
-                Miss {
-                    at: utc("2026-05-01T10:10:00Z"),
-                    reason: MissReason::SchedulerNotRunning
-                },
-                Miss {
-                    at: utc("2026-05-01T10:20:00Z"),
-                    reason: MissReason::SchedulerNotRunning
-                },
-            ]
+            d.folded,
+            Some(FoldedMisses {
+                first: utc("2026-05-01T10:10:00Z"),
+                last: utc("2026-05-01T10:20:00Z"),
+                count: 2,
+                exact: true,
+                reason: MissReason::SchedulerNotRunning,
+                last_reason: MissReason::SchedulerNotRunning,
+            })
         );
         assert_eq!(d.cursor, utc("2026-05-01T10:30:00Z"));
         assert_eq!(d.missed_count(), 2);
+        // One missed time keeps a record of its own.
+        let start = utc("2026-05-01T10:24:00Z");
+        let d = decide(&j, cursor, start, start, false).expect("due");
+        assert_eq!(d.fire, Some(utc("2026-05-01T10:20:00Z")));
+        assert_eq!(
+            d.missed,
+            vec![Miss {
+                at: utc("2026-05-01T10:10:00Z"),
+                reason: MissReason::SchedulerNotRunning
+            }]
+        );
+        assert!(d.folded.is_none());
     }
 
     #[test]
@@ -359,10 +399,12 @@ mod tests {
         let start = utc("2026-05-01T10:36:00Z"); // 10:30 is 6 min late > 5 min
         let d = decide(&j, cursor, start, start, false).expect("due");
         assert_eq!(d.fire, None);
-        assert_eq!(d.missed.len(), 3);
+        let f = d.folded.clone().expect("collapsed");
+        assert_eq!((f.first, f.last, f.count), (utc("2026-05-01T10:10:00Z"), utc("2026-05-01T10:30:00Z"), 3));
+        assert_eq!((f.reason, f.last_reason), (MissReason::SchedulerNotRunning, MissReason::PastStartingDeadline));
         assert_eq!(
-            d.missed.last(),
-            Some(&Miss {
+            d.newest_miss(),
+            Some(Miss {
                 at: utc("2026-05-01T10:30:00Z"),
                 reason: MissReason::PastStartingDeadline
             })
@@ -380,11 +422,9 @@ mod tests {
         let start = utc("2026-05-01T10:31:00Z");
         let d = decide(&j, cursor, start, start, false).expect("due");
         assert_eq!(d.fire, None);
-        let reasons: Vec<MissReason> = d.missed.iter().map(|m| m.reason).collect();
-        assert_eq!(
-            reasons,
-            [MissReason::SchedulerNotRunning, MissReason::SchedulerNotRunning, MissReason::CatchupSkip]
-        );
+        let f = d.folded.expect("collapsed");
+        assert_eq!(f.count, 3);
+        assert_eq!((f.reason, f.last_reason), (MissReason::SchedulerNotRunning, MissReason::CatchupSkip));
     }
 
     #[test]
@@ -394,8 +434,8 @@ mod tests {
         // The scheduler stalled for 3 s: two superseded times and one run.
         let d = decide(&j, utc("2026-05-01T10:00:10Z"), utc("2026-05-01T10:00:13Z"), since, false).expect("due");
         assert_eq!(d.fire, Some(utc("2026-05-01T10:00:13Z")));
-        assert!(d.missed.iter().all(|m| m.reason == MissReason::Superseded));
-        assert_eq!(d.missed.len(), 2);
+        let f = d.folded.expect("collapsed");
+        assert_eq!((f.reason, f.last_reason, f.count), (MissReason::Superseded, MissReason::Superseded, 2));
     }
 
     #[test]
@@ -417,18 +457,18 @@ mod tests {
     }
 
     #[test]
-    fn long_downtime_folds_old_misses_into_one_record() {
+    fn long_downtime_is_one_collapsed_record() {
         let j = job("* * * * *", "UTC", Catchup::Latest, 300);
         let cursor = utc("2026-05-01T00:00:00Z");
         let start = utc("2026-05-02T00:00:30Z"); // 1440 times due
         let d = decide(&j, cursor, start, start, false).expect("due");
         assert_eq!(d.fire, Some(utc("2026-05-02T00:00:00Z")));
-        assert_eq!(d.missed.len(), MAX_MISSED_RECORDS);
+        assert!(d.missed.is_empty());
         let folded = d.folded.clone().expect("folded");
         assert_eq!(folded.first, utc("2026-05-01T00:01:00Z"));
-        assert_eq!(folded.count, 1440 - 1 - MAX_MISSED_RECORDS as u64);
+        assert_eq!(folded.last, utc("2026-05-01T23:59:00Z"));
+        assert_eq!(folded.count, 1439);
         assert!(folded.exact);
-        assert_eq!(folded.last + TimeDelta::minutes(1), d.missed[0].at);
         assert_eq!(d.missed_count(), 1439);
     }
 
@@ -444,10 +484,10 @@ mod tests {
         assert_eq!(d.cursor, utc("2026-05-01T00:00:00Z"));
         let folded = d.folded.expect("folded");
         assert!(!folded.exact);
-        assert!(folded.count >= DUE_SCAN_BUDGET - MAX_MISSED_RECORDS as u64 - 1);
-        assert!(folded.last < d.missed[0].at);
-        assert_eq!(d.missed.len(), MAX_MISSED_RECORDS);
-        assert!(d.missed.windows(2).all(|w| w[1].at - w[0].at == TimeDelta::seconds(1)));
+        assert!(folded.count >= DUE_SCAN_BUDGET - 1);
+        assert_eq!(folded.first, utc("2025-05-01T00:00:01Z"));
+        assert_eq!(folded.last, utc("2026-04-30T23:59:59Z"));
+        assert!(d.missed.is_empty());
     }
 
     /// Walk a perfect scheduler (wake exactly at each next time) and collect

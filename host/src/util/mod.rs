@@ -5,11 +5,13 @@
 mod digest;
 mod fs;
 mod rand;
+mod retention;
 mod time;
 mod yaml;
 
 pub use digest::sha256;
 pub use fs::{Durability, Stamp, atomic_write, ensure_dir, sync_dir, write_atomic};
 pub use rand::{random_hex, random_u64};
+pub use retention::{Age, Retention};
 pub use time::rfc3339;
 pub use yaml::{MAX_YAML_DEPTH, yaml_nesting_exceeds};

@@ -262,6 +262,12 @@ impl Shared {
                 seat.started(true);
             }
         });
+        // The job's `retention:` (or the root's default), applied once the run ended.
+        let retention = spec_file
+            .spec
+            .as_ref()
+            .ok()
+            .and_then(|s| crate::jobs::retention::configured(&lily.root, Some(s)));
         let opts = RunOptions {
             trigger: TriggerInfo::Cron {
                 scheduled_for: fire.scheduled_for,
@@ -300,6 +306,15 @@ impl Shared {
                         run_dir: res.run_dir.clone(),
                         error,
                     });
+                }
+                if let Some(rule) = retention {
+                    match crate::jobs::retention::prune(&lily.root, &fire.job_id, &rule, false) {
+                        Ok(rep) if !rep.pruned.is_empty() || !rep.errors.is_empty() => {
+                            info!(job = %fire.job_id, pruned = rep.pruned.len(), bytes_freed = rep.bytes_freed, errors = rep.errors.len(), "retention applied")
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!(job = %fire.job_id, error = %e, "cannot apply the job's retention"),
+                    }
                 }
             }
             Err(e) => not_started(e.code, e.message),

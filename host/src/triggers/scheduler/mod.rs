@@ -361,7 +361,7 @@ impl Scheduler {
                     max_parallel_runs,
                 });
             }
-            if let Some(newest) = d.missed.last() {
+            if let Some(newest) = d.newest_miss() {
                 let count = d.missed_count();
                 info!(job = %id, scheduled_for = %rfc3339(newest.at), reason = newest.reason.as_str(), count, "cron time missed");
                 self.emit(&SchedulerEvent::Missed {

@@ -81,6 +81,9 @@ pub(super) fn decision_records(e: &Entry, d: &Decision, now: DateTime<Utc>, runn
         details["missed_count"] = json!(f.count);
         details["missed_count_exact"] = json!(f.exact);
         details["missed_through"] = json!(rfc3339(f.last));
+        if f.last_reason != f.reason {
+            details["last_reason"] = json!(f.last_reason.as_str());
+        }
         out.push(record_for(e, RunStatus::Missed, f.first, f.reason.as_str(), details));
     }
     for m in &d.missed {

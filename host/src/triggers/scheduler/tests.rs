@@ -318,28 +318,40 @@ fn catchup_latest_within_the_deadline_runs_the_latest_and_records_the_others() {
     let b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
     b.flush_records();
     assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:25:00Z")));
+    // The two missed times: one collapsed record, from the first to the last.
     assert_eq!(
         records_of(&r, "five"),
-        [
-            (RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string()),
-            (RunStatus::Missed, ts("2026-05-01T10:20:00Z"), "scheduler_not_running".to_string()),
-        ]
+        [(RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string())]
     );
-    // The records are in the history `lily jobs runs` shows, as cron runs.
+    assert_eq!(missed_counts(&r, "five"), [(2, ts("2026-05-01T10:20:00Z"))]);
+    // The record is in the history `lily jobs runs` shows, as a cron run.
     let history = runs::list_runs(&r.root.runs_dir(), "five", 10, Some(RunStatus::Missed));
-    assert_eq!(history.len(), 2);
-    assert_eq!(runs::list_runs(&r.root.runs_dir(), "five", 10, None).len(), 5, "3 runs and 2 records");
+    assert_eq!(history.len(), 1);
+    assert_eq!(runs::list_runs(&r.root.runs_dir(), "five", 10, None).len(), 4, "3 runs and 1 record");
     assert!(history.iter().all(|h| h.trigger == "cron" && h.ended_at.is_some()));
-    let mut locals = Vec::new();
-    for h in &history {
-        let events = runs::read_events(&h.path);
-        assert_eq!(events.len(), 1);
-        assert_eq!(events[0]["type"], "job_missed");
-        assert_eq!(events[0]["reason"], "scheduler_not_running");
-        locals.push(events[0]["scheduled_for_local"].as_str().unwrap_or("").to_string());
-    }
-    locals.sort();
-    assert_eq!(locals, ["2026-05-01T10:15:00+00:00", "2026-05-01T10:20:00+00:00"]);
+    assert_eq!(history[0].missed_count, Some(2));
+    assert_eq!(history[0].missed_through.as_deref(), Some(ts("2026-05-01T10:20:00Z").as_str()));
+    let events = runs::read_events(&history[0].path);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "job_missed");
+    assert_eq!(events[0]["reason"], "scheduler_not_running");
+    assert_eq!(events[0]["missed_count"], 2);
+    assert_eq!(events[0]["scheduled_for_local"], "2026-05-01T10:15:00+00:00");
+}
+
+/// `(missed_count, missed_through)` of a job's collapsed `missed` records, oldest first.
+fn missed_counts(r: &TestRoot, job: &str) -> Vec<(u64, String)> {
+    let mut out: Vec<(String, u64, String)> = runs::list_runs(&r.root.runs_dir(), job, 100_000, Some(RunStatus::Missed))
+        .into_iter()
+        .filter_map(|s| runs::read_receipt(&s.path))
+        .filter_map(|rc| {
+            let n = rc.payload["missed_count"].as_u64()?;
+            let through = rc.payload["missed_through"].as_str()?.to_string();
+            Some((rc.trigger.scheduled_for().unwrap_or("").to_string(), n, through))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, n, t)| (n, t)).collect()
 }
 
 #[test]
@@ -351,19 +363,14 @@ fn catchup_latest_beyond_the_deadline_runs_nothing_and_records_everything() {
     let mut b = serving_from(&r, &l, "2026-05-01T10:33:00Z");
     b.flush_records();
     assert_eq!(l.fired_for("five").len(), 2, "no catch-up run");
-    let recs = records_of(&r, "five");
-    let times: Vec<&str> = recs.iter().map(|(_, t, _)| t.as_str()).collect();
+    // 10:15 … 10:30 in one record; the last of them was past its deadline.
     assert_eq!(
-        times,
-        [
-            ts("2026-05-01T10:15:00Z"),
-            ts("2026-05-01T10:20:00Z"),
-            ts("2026-05-01T10:25:00Z"),
-            ts("2026-05-01T10:30:00Z")
-        ]
+        records_of(&r, "five"),
+        [(RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string())]
     );
-    assert_eq!(recs[3].2, "past_starting_deadline");
-    assert!(recs.iter().all(|(s, _, _)| *s == RunStatus::Missed));
+    assert_eq!(missed_counts(&r, "five"), [(4, ts("2026-05-01T10:30:00Z"))]);
+    let rec = &runs::list_runs(&r.root.runs_dir(), "five", 10, Some(RunStatus::Missed))[0];
+    assert_eq!(runs::read_receipt(&rec.path).expect("receipt").payload["last_reason"], "past_starting_deadline");
     // And it carries on at the next time.
     run_until(&mut b, utc("2026-05-01T10:33:00Z"), utc("2026-05-01T10:35:00Z"));
     assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:35:00Z")));
@@ -383,11 +390,12 @@ fn catchup_skip_records_the_missed_times_and_waits_for_the_next() {
         [utc("2026-05-01T10:05:00Z"), utc("2026-05-01T10:10:00Z"), utc("2026-05-01T10:30:00Z")]
     );
     let reasons: Vec<String> = records_of(&r, "five").into_iter().map(|(_, _, why)| why).collect();
-    assert_eq!(reasons, ["scheduler_not_running", "scheduler_not_running", "catchup_skip"]);
+    assert_eq!(reasons, ["scheduler_not_running"]);
+    assert_eq!(missed_counts(&r, "five"), [(3, ts("2026-05-01T10:25:00Z"))]);
 }
 
 #[test]
-fn a_long_downtime_leaves_bounded_records_with_the_count() {
+fn a_long_downtime_leaves_one_record_with_the_count_and_the_first_and_last_times() {
     let r = test_root();
     write_spec(&r, "minutely", "* * * * *", "UTC", ", catchup: skip", "");
     let l = FakeLauncher::new(&r);
@@ -396,14 +404,16 @@ fn a_long_downtime_leaves_bounded_records_with_the_count() {
     let b = serving_from(&r, &l, "2026-05-03T00:00:30Z");
     b.flush_records();
     let runs = runs::list_runs(&r.root.runs_dir(), "minutely", 100_000, Some(RunStatus::Missed));
-    // The latest (skipped) time, the 100 before it, and one folded record.
-    assert_eq!(runs.len(), plan::MAX_MISSED_RECORDS + 2);
-    let total: u64 = runs
-        .iter()
-        .filter_map(|s| runs::read_receipt(&s.path))
-        .map(|rc| rc.payload["missed_count"].as_u64().unwrap_or(1))
-        .sum();
-    assert_eq!(total, 2 * 1440);
+    // Two days of minutes, the latest (skipped) one included: ONE record.
+    assert_eq!(runs.len(), 1, "one record for the whole outage");
+    let rc = runs::read_receipt(&runs[0].path).expect("receipt");
+    assert_eq!(rc.trigger.scheduled_for(), Some(ts("2026-05-01T00:01:00Z").as_str()));
+    assert_eq!(rc.payload["missed_count"], 2 * 1440);
+    assert_eq!(rc.payload["missed_count_exact"], true);
+    assert_eq!(rc.payload["missed_through"], ts("2026-05-03T00:00:00Z"));
+    assert_eq!(rc.payload["reason"], "scheduler_not_running");
+    assert_eq!(rc.payload["last_reason"], "catchup_skip");
+    assert_eq!(runs::read_events(&runs[0].path).len(), 1);
 }
 
 #[test]
@@ -549,14 +559,15 @@ fn a_restart_in_the_middle_of_a_catchup_repeats_neither_run_nor_records() {
     let l = FakeLauncher::new(&r);
     let a = serving_from(&r, &l, "2026-05-01T10:00:30Z");
     drop(a);
-    // Down until 10:03:10: catches up 10:03, records 10:01 and 10:02.
+    // Down until 10:03:10: catches up 10:03, records 10:01 and 10:02 (one record).
     let b = serving_from(&r, &l, "2026-05-01T10:03:10Z");
     b.flush_records();
     drop(b);
     let c = serving_from(&r, &l, "2026-05-01T10:03:40Z");
     c.flush_records();
     assert_eq!(l.fired_for("tick"), [utc("2026-05-01T10:03:00Z")]);
-    assert_eq!(records_of(&r, "tick").len(), 2);
+    assert_eq!(records_of(&r, "tick").len(), 1);
+    assert_eq!(missed_counts(&r, "tick"), [(2, ts("2026-05-01T10:02:00Z"))]);
 }
 
 #[test]
@@ -799,7 +810,7 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
     write_spec(&r, "five", "*/5 * * * *", "UTC", "", "");
     let l = FakeLauncher::new(&r);
     served_then_down(&r, &l);
-    // Back at 10:27: records for 10:15 and 10:20, a run for 10:25 ...
+    // Back at 10:27: a record for 10:15-10:20, a run for 10:25 ...
     let b = serving_from(&r, &l, "2026-05-01T10:27:00Z");
     b.flush_records();
     drop(b);
@@ -811,11 +822,9 @@ fn records_lost_in_a_crash_are_written_on_restart_exactly_once() {
     let c = serving_from(&r, &l, "2026-05-01T10:28:00Z");
     c.flush_records();
     drop(c);
-    let expected = [
-        (RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string()),
-        (RunStatus::Missed, ts("2026-05-01T10:20:00Z"), "scheduler_not_running".to_string()),
-    ];
+    let expected = [(RunStatus::Missed, ts("2026-05-01T10:15:00Z"), "scheduler_not_running".to_string())];
     assert_eq!(records_of(&r, "five"), expected);
+    assert_eq!(missed_counts(&r, "five"), [(2, ts("2026-05-01T10:20:00Z"))]);
     assert_eq!(l.fired_for("five").last(), Some(&utc("2026-05-01T10:25:00Z")));
     assert_eq!(l.fired_for("five").len(), 3);
     // And a restart with everything on disk writes nothing more.
