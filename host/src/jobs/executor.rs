@@ -353,6 +353,11 @@ impl Lily {
         // hint would otherwise offer grants for a runnable that does not exist).
         self.check_runnables_exist(&graph)
             .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false))?;
+        // Every refusal at once (every missing grant, every cap above its
+        // ceiling), not the first one per attempt.
+        if let Some(e) = policy.review(&self.root, spec, &step_asks(&graph)).denial() {
+            return Err(PlanError::new(ErrorCode::JobPolicyDenied, &e, false));
+        }
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
@@ -394,6 +399,14 @@ impl Lily {
             decisions,
             limits,
         })
+    }
+
+    /// What `lily policy explain` shows: every row of the policy review of
+    /// a job (its target and bindings must compile).
+    pub fn review(&self, spec: &JobSpec, policy: &Policy) -> Result<crate::policy::review::Review, LilyError> {
+        let blueprint = self.blueprints.resolve(&spec.target.id, spec.target.version.as_deref())?;
+        let graph = blueprint.compile(&spec.bindings)?;
+        Ok(policy.review(&self.root, spec, &step_asks(&graph)))
     }
 
     fn grants_for(&self, graph: &Graph, policy: &Policy, decisions: &mut Vec<Decision>) -> Result<BTreeMap<String, Grants>, LilyError> {
@@ -1260,4 +1273,18 @@ fn check_target_io(blueprint: &Blueprint, spec: &JobSpec) -> Result<(), LilyErro
         ));
     }
     Ok(())
+}
+
+/// What each node of a graph asks of the policy.
+fn step_asks(graph: &Graph) -> Vec<crate::policy::review::StepAsk> {
+    graph
+        .nodes
+        .iter()
+        .map(|n| crate::policy::review::StepAsk {
+            node: n.id.clone(),
+            runnable: n.runnable.clone(),
+            dirs: n.dirs.iter().map(|d| (d.path.clone(), d.perms)).collect(),
+            env: n.env.clone(),
+        })
+        .collect()
 }
