@@ -12,6 +12,7 @@ mod crash;
 mod jobs;
 mod llm;
 mod mcp;
+mod policy;
 mod replay;
 mod scheduler;
 #[test]

@@ -494,6 +494,14 @@ async fn explain(g: &Global, root: lily::workspace::Root, job_id: &str) -> Resul
             })
             .collect();
         render::table(&["STEP", "RUNNABLE", "KIND", "ASKED", "GRANTED", "VERDICT", "REASON"], &rows);
+        if let Some(p) = &plan {
+            outln!("\ngranted per step:");
+            for n in &p.prepared.graph.nodes {
+                outln!("\n{} ({})", n.id, n.runnable);
+                let grants = json!(p.prepared.grants.get(&n.id).map(|g| g.redacted()));
+                render::grants("  ", &grants, true);
+            }
+        }
         if let Some(e) = &error {
             outln!();
             render::error(e, false);

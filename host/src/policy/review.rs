@@ -252,7 +252,7 @@ impl Policy {
             match self.allows_dir(id, &rel_norm, *perms) {
                 Some(by) => review
                     .rows
-                    .push(row(Some(s), "fs", asked, by.clone(), RowVerdict::Granted, format!("covered by {by}"))),
+                    .push(row(Some(s), "fs", asked, by.clone(), RowVerdict::Granted, "the entry covers this directory with this access".into())),
                 None => {
                     let reason = match (*perms, self.allows_dir(id, &rel_norm, Perms::ReadOnly)) {
                         (Perms::ReadWrite, Some(by)) => format!("only read-only is granted ({by})"),
