@@ -253,6 +253,8 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
             if g.json {
                 render::json(&out);
             } else {
+                // On a terminal the imports are grouped by package and wrapped.
+                let narrow = render::stdout_width().is_some();
                 let rows: Vec<Vec<String>> = out
                     .iter()
                     .map(|r| {
@@ -269,11 +271,11 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                             r["version"].as_str().unwrap_or("").into(),
                             r["source"].as_str().unwrap_or("").into(),
                             r["digest"].as_str().unwrap_or("").chars().take(19).collect(),
-                            caps.join(" "),
+                            if narrow { lily::text::group_interfaces(&caps) } else { caps.join(" ") },
                         ]
                     })
                     .collect();
-                render::table(&["ID", "KIND", "VERSION", "SOURCE", "DIGEST", "IMPORTS"], &rows);
+                render::table_fit(&["ID", "KIND", "VERSION", "SOURCE", "DIGEST", "IMPORTS"], &rows);
             }
         }
         RunnablesCmd::Install { file, id, force } => {
