@@ -15,5 +15,6 @@ mod mcp;
 mod policy;
 mod replay;
 mod scheduler;
+mod small;
 #[test]
 fn smoke() {}

@@ -1118,7 +1118,7 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
     loop {
         for i in 0..max {
             let path = slot_path(root, job_id, i);
-            let f = File::options()
+            let f = crate::util::private_open_options()
                 .create(true)
                 .truncate(false)
                 .write(true)
