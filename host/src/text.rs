@@ -359,7 +359,8 @@ mod tests {
             vec![
                 "ID       IMPORTS",
                 "echo.v1  wasi:cli/environment wasi:cli/stdout",
-                "         wasi:filesystem/preopens lily:runnable/llm",
+                "         wasi:filesystem/preopens",
+                "         lily:runnable/llm",
             ]
         );
         assert!(wrapped.iter().all(|l| l.chars().count() <= 50), "{wrapped:?}");
