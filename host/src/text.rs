@@ -350,9 +350,18 @@ mod tests {
 
     #[test]
     fn a_table_wraps_its_last_column_to_the_width_or_prints_it_whole() {
-        let rows = vec![vec!["echo.v1".to_string(), "wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm".to_string()]];
+        let rows = vec![vec![
+            "echo.v1".to_string(),
+            "wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm".to_string(),
+        ]];
         let full = table_lines(&["ID", "IMPORTS"], &rows, None);
-        assert_eq!(full, vec!["ID       IMPORTS", "echo.v1  wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm"]);
+        assert_eq!(
+            full,
+            vec![
+                "ID       IMPORTS",
+                "echo.v1  wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm"
+            ]
+        );
         let wrapped = table_lines(&["ID", "IMPORTS"], &rows, Some(50));
         assert_eq!(
             wrapped,
@@ -369,7 +378,10 @@ mod tests {
 
     #[test]
     fn interfaces_group_by_package() {
-        let names: Vec<String> = ["lily:runnable/types", "wasi:cli/stdout", "wasi:cli/exit", "wasi:io/streams", "bare"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["lily:runnable/types", "wasi:cli/stdout", "wasi:cli/exit", "wasi:io/streams", "bare"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(group_interfaces(&names), "lily:runnable/types wasi:cli/{exit, stdout} wasi:io/streams bare");
     }
 }

@@ -10,7 +10,13 @@ fn greedy(env: &Env) {
     env.write_tree("data", &[("hello.txt", b"hi\n")]);
     env.write_job(
         "greedy",
-        &step_job("greedy", "echo.v1", "{ n: 1 }", "  workspace: data\n  env: [LILY_T_A, LILY_T_B]\n", "{ timeout_seconds: 7200 }"),
+        &step_job(
+            "greedy",
+            "echo.v1",
+            "{ n: 1 }",
+            "  workspace: data\n  env: [LILY_T_A, LILY_T_B]\n",
+            "{ timeout_seconds: 7200 }",
+        ),
     );
 }
 
@@ -76,7 +82,18 @@ fn policy_allow_keeps_comments_and_makes_a_denied_job_runnable() {
     let before = policy_text(&env);
 
     // A dry run shows the added lines and writes nothing.
-    let dry = env.lily(&["policy", "allow", "echo.v1", "--fs", "data:ro", "--env", "LILY_T_A", "--env", "LILY_T_B", "--dry-run"]);
+    let dry = env.lily(&[
+        "policy",
+        "allow",
+        "echo.v1",
+        "--fs",
+        "data:ro",
+        "--env",
+        "LILY_T_A",
+        "--env",
+        "LILY_T_B",
+        "--dry-run",
+    ]);
     dry.expect_code(0);
     assert!(dry.stdout.contains("+      - path: data\n"), "{}", dry.stdout);
     assert!(dry.stdout.contains(" # Lily capability policy."), "{}", dry.stdout);
@@ -128,7 +145,11 @@ fn policy_allow_rewrites_a_layout_it_cannot_edit_and_says_comments_are_dropped()
     env.write_policy("# keep me?\nversion: 1\nrunnables: {\"a.v1\": {env: [A]}}\n");
     let out = env.lily(&["policy", "allow", "a.v1", "--env", "B"]);
     out.expect_code(0);
-    assert!(out.stderr.contains("warning: ") && out.stderr.contains("comments are dropped"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("warning: ") && out.stderr.contains("comments are dropped"),
+        "{}",
+        out.stderr
+    );
     let text = policy_text(&env);
     assert!(!text.contains("keep me"), "{text}");
     let v = env.lily(&["--json", "policy", "check"]).json();
@@ -142,7 +163,13 @@ fn policy_allow_refuses_bad_values_and_writes_nothing() {
     let bad_mode = env.lily(&["--json", "policy", "allow", "x.v1", "--fs", "/etc:rx"]);
     bad_mode.expect_code(2);
     assert_eq!(bad_mode.json()["code"], "usage_error");
-    for (flag, value) in [("--fs", "/etc:ro"), ("--fs", "../up:ro"), ("--network", "*:443"), ("--env", "A=B"), ("--http", "ftp://x")] {
+    for (flag, value) in [
+        ("--fs", "/etc:ro"),
+        ("--fs", "../up:ro"),
+        ("--network", "*:443"),
+        ("--env", "A=B"),
+        ("--http", "ftp://x"),
+    ] {
         let out = env.lily(&["--json", "policy", "allow", "x.v1", flag, value]);
         out.expect_code(12);
         let v = out.json();

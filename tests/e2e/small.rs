@@ -75,7 +75,11 @@ fn the_summary_says_how_many_findings_max_findings_cut() {
     env.write_job("cut", &demo.replace("id: demo", "id: cut").replace("max_findings: 8", "max_findings: 1"));
     let out = env.lily(&["jobs", "run", "cut"]);
     out.expect_code(0);
-    let line = out.stdout.lines().find(|l| l.contains(" shown (max_findings 1).")).unwrap_or_else(|| panic!("{}", out.stdout));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" shown (max_findings 1)."))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
     let total: usize = line.split(' ').next().and_then(|n| n.parse().ok()).expect("a count");
     assert!(total > 1 && line == format!("{total} findings, 1 shown (max_findings 1)."), "{line}");
 }

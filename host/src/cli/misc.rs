@@ -448,7 +448,11 @@ async fn explain(g: &Global, root: lily::workspace::Root, job_id: &str) -> Resul
             Err(pe) => (None, Some(pe.error)),
         },
     };
-    let source = policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults (no policy file)".into());
+    let source = policy
+        .source
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| "defaults (no policy file)".into());
     if g.json {
         let mut v = json!({
             "job_id": job_id,
@@ -473,12 +477,18 @@ async fn explain(g: &Global, root: lily::workspace::Root, job_id: &str) -> Resul
     } else {
         let refused = review.refusals().count();
         match &error {
-            None => outln!("job {job_id}: allowed by {source}
-"),
-            Some(_) if refused > 0 => outln!("job {job_id}: denied by {source} ({refused} refused)
-"),
-            Some(_) => outln!("job {job_id}: its grants pass {source}, but planning refuses it
-"),
+            None => outln!(
+                "job {job_id}: allowed by {source}
+"
+            ),
+            Some(_) if refused > 0 => outln!(
+                "job {job_id}: denied by {source} ({refused} refused)
+"
+            ),
+            Some(_) => outln!(
+                "job {job_id}: its grants pass {source}, but planning refuses it
+"
+            ),
         }
         let rows: Vec<Vec<String>> = review
             .rows

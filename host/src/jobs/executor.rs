@@ -938,13 +938,20 @@ impl Lily {
         // Decisions operators made while the run was going show in the summary too.
         events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(run, e))?;
         let (name, media, text) = match spec.output.summary_format {
-            SummaryFormat::Markdown => (runs::SUMMARY_MD, "text/markdown", super::summary::markdown(
-                &receipt,
-                spec.bindings.get("max_findings").and_then(Value::as_u64).or_else(|| {
-                    // The council's default cap when the binding is unset.
-                    receipt.payload.get("ranked_findings").map(|_| u64::from(crate::blueprints::council::DEFAULT_MAX_FINDINGS))
-                }),
-            )),
+            SummaryFormat::Markdown => (
+                runs::SUMMARY_MD,
+                "text/markdown",
+                super::summary::markdown(
+                    &receipt,
+                    spec.bindings.get("max_findings").and_then(Value::as_u64).or_else(|| {
+                        // The council's default cap when the binding is unset.
+                        receipt
+                            .payload
+                            .get("ranked_findings")
+                            .map(|_| u64::from(crate::blueprints::council::DEFAULT_MAX_FINDINGS))
+                    }),
+                ),
+            ),
             SummaryFormat::Json => (runs::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
         };
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(run, e))?;

@@ -84,7 +84,12 @@ pub fn allow(root: &Root, req: &AllowRequest, dry_run: bool) -> Result<AllowOutc
             .map(|(p, _)| format!("runnables.{p:?}"))
     };
     for (kind, asked, list, out) in [
-        ("env", &req.env, (|g: &RunnableGrants| &g.env) as fn(&RunnableGrants) -> &Vec<String>, &mut add.env),
+        (
+            "env",
+            &req.env,
+            (|g: &RunnableGrants| &g.env) as fn(&RunnableGrants) -> &Vec<String>,
+            &mut add.env,
+        ),
         ("network", &req.network, |g: &RunnableGrants| &g.network, &mut add.network),
         ("http", &req.http, |g: &RunnableGrants| &g.http, &mut add.http),
     ] {
@@ -123,26 +128,29 @@ pub fn allow(root: &Root, req: &AllowRequest, dry_run: bool) -> Result<AllowOutc
     let reserialised = serde_norway::to_string(&expected).map_err(|e| policy_edit_error(format!("cannot write the policy: {e}")))?;
     Policy::parse(&path, &reserialised, Some(root)).map_err(|e| {
         let mut e = e;
-        e.message = format!("not allowed for {}: {}", req.runnable, e.message.replacen("invalid policy: ", "the grant would make the policy invalid: ", 1));
-        e.hint = Some(format!("nothing was written; fix the value (docs/security.md#keys lists every key and its rule), then run `lily policy allow {} …` again", req.runnable));
+        e.message = format!(
+            "not allowed for {}: {}",
+            req.runnable,
+            e.message.replacen("invalid policy: ", "the grant would make the policy invalid: ", 1)
+        );
+        e.hint = Some(format!(
+            "nothing was written; fix the value (docs/security.md#keys lists every key and its rule), then run `lily policy allow {} …` again",
+            req.runnable
+        ));
         e
     })?;
     let want = serde_json::to_value(&expected).ok();
-    let textual = edit_text(&outcome.old_text, &req.runnable, &add).filter(|t| {
-        Policy::parse(&path, t, Some(root)).is_ok_and(|p| serde_json::to_value(&p.file).ok() == want)
-    });
+    let textual = edit_text(&outcome.old_text, &req.runnable, &add)
+        .filter(|t| Policy::parse(&path, t, Some(root)).is_ok_and(|p| serde_json::to_value(&p.file).ok() == want));
     match textual {
         Some(t) => outcome.new_text = t,
         None => {
-            outcome.new_text = format!(
-                "# Rewritten by `lily policy allow` from the parsed policy (its comments could not be kept).\n{reserialised}"
-            );
+            outcome.new_text = format!("# Rewritten by `lily policy allow` from the parsed policy (its comments could not be kept).\n{reserialised}");
             outcome.comments_dropped = outcome.old_text.lines().any(|l| l.trim_start().starts_with('#') || l.contains(" #"));
         }
     }
     if !dry_run {
-        crate::util::atomic_write(&path, outcome.new_text.as_bytes())
-            .map_err(|e| policy_edit_error(format!("cannot write {}: {e}", path.display())))?;
+        crate::util::atomic_write(&path, outcome.new_text.as_bytes()).map_err(|e| policy_edit_error(format!("cannot write {}: {e}", path.display())))?;
         outcome.written = true;
     }
     Ok(outcome)
@@ -356,7 +364,11 @@ fn edit_text(text: &str, runnable: &str, add: &RunnableGrants) -> Option<String>
                         return None;
                     }
                     let items = list_items(k, add).join(", ");
-                    let list = if inner.is_empty() { format!("[{items}]") } else { format!("[{inner}, {items}]") };
+                    let list = if inner.is_empty() {
+                        format!("[{items}]")
+                    } else {
+                        format!("[{inner}, {items}]")
+                    };
                     lines[i] = format!("{}{k}: {list}", " ".repeat(grand));
                 } else {
                     return None;
@@ -424,7 +436,10 @@ mod tests {
     fn adds_an_entry_or_the_map() {
         let text = "version: 1\nrunnables:\n  a:\n    env: [A]\n\n# trailing\n";
         let t = edit_text(text, "b.v1", &grants(&[], &["B"])).expect("edited");
-        assert_eq!(t, "version: 1\nrunnables:\n  a:\n    env: [A]\n  \"b.v1\":\n    env:\n      - B\n\n# trailing\n");
+        assert_eq!(
+            t,
+            "version: 1\nrunnables:\n  a:\n    env: [A]\n  \"b.v1\":\n    env:\n      - B\n\n# trailing\n"
+        );
         let t = edit_text("version: 1 # v\n", "b.v1", &grants(&[("d", Perms::ReadOnly)], &[])).expect("edited");
         assert_eq!(t, "version: 1 # v\nrunnables:\n  \"b.v1\":\n    fs:\n      - path: d\n        mode: ro\n");
     }

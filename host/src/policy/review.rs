@@ -195,7 +195,11 @@ impl Policy {
             ("timeout_seconds".into(), Some(r.timeout_seconds), Some(l.timeout_seconds)),
             ("retry_max".into(), Some(u64::from(r.retry_max)), Some(u64::from(l.retry_max))),
             ("max_parallelism".into(), Some(parallelism as u64), Some(l.max_parallelism as u64)),
-            ("max_parallel_runs".into(), Some(u64::from(r.max_parallel_runs)), Some(u64::from(l.max_parallel_runs))),
+            (
+                "max_parallel_runs".into(),
+                Some(u64::from(r.max_parallel_runs)),
+                Some(u64::from(l.max_parallel_runs)),
+            ),
             ("memory_mb".into(), Some(r.memory_mb.unwrap_or(l.memory_mb.min(256))), Some(l.memory_mb)),
             ("fuel".into(), r.fuel, l.fuel),
         ];
@@ -217,7 +221,14 @@ impl Policy {
                 (None, Some(c)) => (RowVerdict::Allowed, format!("unset; the ceiling {ceiling_key} = {c} applies")),
                 (None, None) => (RowVerdict::Allowed, "unset; no ceiling".into()),
             };
-            let mut rw = row(None, "runtime", format!("{cap} = {}", show(asked)), format!("<= {}", show(ceiling)), verdict, reason);
+            let mut rw = row(
+                None,
+                "runtime",
+                format!("{cap} = {}", show(asked)),
+                format!("<= {}", show(ceiling)),
+                verdict,
+                reason,
+            );
             if verdict == RowVerdict::Denied {
                 rw.message = Some(format!(
                     "runtime.{cap} = {} exceeds the policy ceiling {ceiling_key} = {}",
@@ -250,9 +261,14 @@ impl Policy {
                 }
             };
             match self.allows_dir(id, &rel_norm, *perms) {
-                Some(by) => review
-                    .rows
-                    .push(row(Some(s), "fs", asked, by.clone(), RowVerdict::Granted, "the entry covers this directory with this access".into())),
+                Some(by) => review.rows.push(row(
+                    Some(s),
+                    "fs",
+                    asked,
+                    by.clone(),
+                    RowVerdict::Granted,
+                    "the entry covers this directory with this access".into(),
+                )),
                 None => {
                     let reason = match (*perms, self.allows_dir(id, &rel_norm, Perms::ReadOnly)) {
                         (Perms::ReadWrite, Some(by)) => format!("only read-only is granted ({by})"),
@@ -279,7 +295,14 @@ impl Policy {
                     "listed in policy (the value comes from the host environment)".into(),
                 )),
                 None => {
-                    let mut r = row(Some(s), "env", n.clone(), "-".into(), RowVerdict::Missing, format!("no entry for {id} lists {n}"));
+                    let mut r = row(
+                        Some(s),
+                        "env",
+                        n.clone(),
+                        "-".into(),
+                        RowVerdict::Missing,
+                        format!("no entry for {id} lists {n}"),
+                    );
                     r.message = Some(format!("policy does not allow env var {n} for {id}"));
                     review.rows.push(r);
                     let m = review.missing.entry(id.clone()).or_default();

@@ -459,7 +459,10 @@ pub fn stray_yaml(dir: &Path) -> Vec<PathBuf> {
 pub fn stray_yaml_warning(p: &Path) -> String {
     let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
-    format!("{} is not a job spec (only *.job.yaml files are read); rename it {stem}.job.yaml if it is one", p.display())
+    format!(
+        "{} is not a job spec (only *.job.yaml files are read); rename it {stem}.job.yaml if it is one",
+        p.display()
+    )
 }
 
 /// Which files declare each job id (sorted paths): the one rule for job-id

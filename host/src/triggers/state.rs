@@ -199,7 +199,11 @@ impl StateStore {
     /// Take the state lock (blocking; holders keep it for milliseconds).
     pub fn lock(&self) -> io::Result<StateLock> {
         crate::util::ensure_dir(&self.dir)?;
-        let file = crate::util::private_open_options().create(true).truncate(false).write(true).open(self.dir.join(STATE_LOCK))?;
+        let file = crate::util::private_open_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(STATE_LOCK))?;
         file.lock()?;
         Ok(StateLock { _file: file })
     }
