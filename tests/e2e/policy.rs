@@ -180,3 +180,13 @@ fn policy_allow_refuses_bad_values_and_writes_nothing() {
     env.lily(&["policy", "allow", "x.v1", "--fs", ".lily:rw"]).expect_code(12);
     assert_eq!(policy_text(&env), before);
 }
+
+#[test]
+fn explain_refuses_what_planning_refuses_before_the_policy() {
+    let env = Env::new();
+    env.write_job("nodir", &step_job("nodir", "echo.v1", "{ n: 1 }", "  workspace: no-such-dir\n", "{}"));
+    let plan = env.lily(&["--json", "jobs", "plan", "nodir"]);
+    let explain = env.lily(&["--json", "policy", "explain", "nodir"]);
+    assert_eq!(explain.code, plan.code, "{}\n{}", plan.stdout, explain.stdout);
+    assert_eq!(explain.json()["code"], "job_bindings_invalid", "{}", explain.stdout);
+}

@@ -406,6 +406,15 @@ impl Lily {
     pub fn review(&self, spec: &JobSpec, policy: &Policy) -> Result<crate::policy::review::Review, LilyError> {
         let blueprint = self.blueprints.resolve(&spec.target.id, spec.target.version.as_deref())?;
         let graph = blueprint.compile(&spec.bindings)?;
+        // What planning refuses before it asks the policy, refused here too.
+        let recode = |code: ErrorCode| {
+            move |mut e: LilyError| {
+                e.code = code;
+                e
+            }
+        };
+        check_dirs_exist(&self.root, &graph).map_err(recode(ErrorCode::JobBindingsInvalid))?;
+        self.check_runnables_exist(&graph).map_err(recode(ErrorCode::JobTargetUnresolved))?;
         Ok(policy.review(&self.root, spec, &step_asks(&graph)))
     }
 
