@@ -36,7 +36,8 @@ pub struct AllowOutcome {
     pub added: Vec<String>,
     /// Grants asked that the policy already gives: (grant, the rule giving it).
     pub already: Vec<(String, String)>,
-    /// The file was re-serialised: its comments and layout are gone.
+    /// The file was re-serialised from the parsed policy: its comments and
+    /// layout are gone.
     pub comments_dropped: bool,
     /// The file was written (false on a dry run or when nothing changed).
     pub written: bool,
@@ -146,7 +147,7 @@ pub fn allow(root: &Root, req: &AllowRequest, dry_run: bool) -> Result<AllowOutc
         Some(t) => outcome.new_text = t,
         None => {
             outcome.new_text = format!("# Rewritten by `lily policy allow` from the parsed policy (its comments could not be kept).\n{reserialised}");
-            outcome.comments_dropped = outcome.old_text.lines().any(|l| l.trim_start().starts_with('#') || l.contains(" #"));
+            outcome.comments_dropped = true;
         }
     }
     if !dry_run {
