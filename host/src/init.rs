@@ -43,7 +43,7 @@ const DIRS: &[&str] = &[".lily/jobs", ".lily/runs", ".lily/state", ".lily/cache"
 pub fn init_at(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut created = Vec::new();
     for d in DIRS {
-        std::fs::create_dir_all(dir.join(d))?;
+        crate::util::ensure_dir(&dir.join(d))?;
     }
     let schemas: Vec<(String, String)> = SchemaKind::ALL.iter().map(|k| (format!("{SCHEMAS_DIR}/{}", k.file_name()), k.text())).collect();
     let files = INIT_FILES
@@ -56,7 +56,7 @@ pub fn init_at(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             continue;
         }
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::util::ensure_dir(parent)?;
         }
         crate::util::atomic_write(&p, text.as_bytes())?;
         created.push(p);

@@ -264,6 +264,94 @@ pub fn unknown_field_hint(msg: &str) -> Option<String> {
     suggest(&field, expected.iter().map(String::as_str)).map(|s| format!("did you mean `{s}`?"))
 }
 
+/// The lines of a plain-text table: columns padded to their widest cell,
+/// the last column unpadded. With a `width` (a terminal's), the last
+/// column is wrapped at spaces so each line fits (continuation lines are
+/// indented to that column; a single word longer than the room stays
+/// whole); without one every cell is printed in full.
+pub fn table_lines(headers: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Vec<String> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                let indent = s.chars().count();
+                let room = width.map(|w| w.saturating_sub(indent).max(16));
+                let mut parts = wrap_words(c, room.unwrap_or(usize::MAX)).into_iter();
+                s.push_str(&parts.next().unwrap_or_default());
+                out.push(s.trim_end().to_string());
+                for p in parts {
+                    out.push(format!("{}{p}", " ".repeat(indent)).trim_end().to_string());
+                }
+                return;
+            }
+            s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
+        }
+        out.push(s.trim_end().to_string());
+    };
+    line(&headers.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for r in rows {
+        line(r);
+    }
+    out
+}
+
+/// `s` in lines of at most `room` characters, broken at spaces (a word
+/// longer than `room` gets a line of its own).
+pub fn wrap_words(s: &str, room: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for w in s.split(' ').filter(|w| !w.is_empty()) {
+        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > room {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(w);
+    }
+    lines.push(cur);
+    lines
+}
+
+/// Interface names grouped by package, for a narrow column:
+/// `wasi:cli/stdout wasi:cli/stderr` → `wasi:cli/{stderr, stdout}`
+/// (the order of first appearance of each package is kept).
+pub fn group_interfaces(names: &[String]) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for n in names {
+        let (pkg, item) = match n.rsplit_once('/') {
+            Some((p, i)) => (p.to_string(), i.to_string()),
+            None => (n.clone(), String::new()),
+        };
+        match groups.iter_mut().find(|(p, _)| *p == pkg) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((pkg, vec![item])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(p, mut items)| {
+            items.sort();
+            items.dedup();
+            match items.as_slice() {
+                [one] if one.is_empty() => p,
+                [one] => format!("{p}/{one}"),
+                _ => format!("{p}/{{{}}}", items.join(", ")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +424,42 @@ mod tests {
             unknown_field_hint("unknown field `tmeout`, expected `timeout`"),
             Some("did you mean `timeout`?".into())
         );
+    }
+
+    #[test]
+    fn a_table_wraps_its_last_column_to_the_width_or_prints_it_whole() {
+        let rows = vec![vec![
+            "echo.v1".to_string(),
+            "wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm".to_string(),
+        ]];
+        let full = table_lines(&["ID", "IMPORTS"], &rows, None);
+        assert_eq!(
+            full,
+            vec![
+                "ID       IMPORTS",
+                "echo.v1  wasi:cli/environment wasi:cli/stdout wasi:filesystem/preopens lily:runnable/llm"
+            ]
+        );
+        let wrapped = table_lines(&["ID", "IMPORTS"], &rows, Some(50));
+        assert_eq!(
+            wrapped,
+            vec![
+                "ID       IMPORTS",
+                "echo.v1  wasi:cli/environment wasi:cli/stdout",
+                "         wasi:filesystem/preopens",
+                "         lily:runnable/llm",
+            ]
+        );
+        assert!(wrapped.iter().all(|l| l.chars().count() <= 50), "{wrapped:?}");
+        assert_eq!(wrap_words("averyveryverylongword x", 5), vec!["averyveryverylongword", "x"]);
+    }
+
+    #[test]
+    fn interfaces_group_by_package() {
+        let names: Vec<String> = ["lily:runnable/types", "wasi:cli/stdout", "wasi:cli/exit", "wasi:io/streams", "bare"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(group_interfaces(&names), "lily:runnable/types wasi:cli/{exit, stdout} wasi:io/streams bare");
     }
 }

@@ -35,7 +35,27 @@ impl Root {
             })?,
         };
         let path = path.canonicalize().unwrap_or(path);
-        Root::at(path, jobs_dir)
+        let root = Root::at(path, jobs_dir)?;
+        // A jobs directory named on the command line (or LILY_JOBS_DIR) must
+        // exist: a typo would otherwise list "no job specs" and succeed.
+        if let Some(d) = jobs_dir
+            && !root.jobs_dir.is_dir()
+        {
+            return Err(LilyError::new(
+                ErrorCode::JobNotFound,
+                format!("the jobs directory {} (--jobs-dir {}) does not exist", root.jobs_dir.display(), d.display()),
+            )
+            .with_hint(format!(
+                "check the path, or leave --jobs-dir (and LILY_JOBS_DIR) unset to use {}",
+                root.config
+                    .jobs_path
+                    .as_ref()
+                    .map(|p| root.path.join(p))
+                    .unwrap_or_else(|| root.lily_dir().join("jobs"))
+                    .display()
+            )));
+        }
+        Ok(root)
     }
 
     /// A root at a known path (tests, `lily init`).

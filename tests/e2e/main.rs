@@ -15,9 +15,11 @@ mod jobs;
 mod llm;
 mod mcp;
 mod operator;
+mod policy;
 mod progress;
 mod replay;
 mod runctl;
 mod scheduler;
+mod small;
 #[test]
 fn smoke() {}

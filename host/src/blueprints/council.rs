@@ -42,8 +42,11 @@ impl SynthStrategy {
     }
 }
 
+/// `max_findings` when the bindings leave it unset.
+pub const DEFAULT_MAX_FINDINGS: u32 = 8;
+
 fn default_max_findings() -> u32 {
-    8
+    DEFAULT_MAX_FINDINGS
 }
 
 /// Bindings of `council.v1`.

@@ -246,6 +246,11 @@ fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
             }
         }
     }
+    for p in spec::stray_yaml(&root.jobs_dir) {
+        let w = spec::stray_yaml_warning(&p);
+        errln!("warning: {w}");
+        out.push(json!({"file": p.display().to_string(), "warning": w}));
+    }
     if g.json {
         render::json(&out);
     } else if rows.is_empty() {
@@ -272,6 +277,7 @@ async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) 
     // Ids declared by more than one spec of the jobs directory: `jobs run`
     // refuses them, so validation must too.
     let declared = spec::declared_ids_of(&spec::discover(&root.jobs_dir));
+    let jobs_dir = root.jobs_dir.clone();
     let lily = Lily::open(root).map_err(internal)?;
     let policy = Policy::load(&lily.root);
     let mut results = Vec::new();
@@ -301,6 +307,13 @@ async fn validate(g: &Global, root: lily::workspace::Root, files: Vec<PathBuf>) 
                 }
                 results.push(json!({"file": path, "ok": false, "code": e.code.as_str(), "message": e.message}));
             }
+        }
+    }
+    if files.is_empty() {
+        for p in spec::stray_yaml(&jobs_dir) {
+            let w = spec::stray_yaml_warning(&p);
+            errln!("warning: {w}");
+            results.push(json!({"file": p.display().to_string(), "skipped": true, "warning": w}));
         }
     }
     if g.json {
@@ -379,7 +392,12 @@ async fn run_job(
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
         out!("{}", res.summary);
-        outln!("\nrun directory: {}", res.run_dir.display());
+        if res.receipt.artifacts.iter().any(|a| a.name == lily::runs::SUMMARY_JSON) {
+            // `summary_format: json`: stdout stays one JSON document.
+            errln!("run directory: {}", res.run_dir.display());
+        } else {
+            outln!("\nrun directory: {}", res.run_dir.display());
+        }
         if let Some(e) = &res.receipt.error {
             errln!("error[{}]: {}", e.code, e.message);
             if let Some(h) = e.cause.get("hint").and_then(Value::as_str) {

@@ -125,8 +125,39 @@ fn progress(line: &str) {
 pub enum PolicyCmd {
     /// Validate .lily/policy.yaml
     Check,
-    /// Show what each step of a job would be granted, and why
+    /// Show every cap and grant a job asks, and what the policy grants, denies or lacks (one row each)
     Explain { job_id: String },
+    /// Add grants for a runnable to .lily/policy.yaml (merged in place, validated, written atomically)
+    #[command(group(clap::ArgGroup::new("grant").required(true).multiple(true).args(["fs", "env", "network", "http"])))]
+    Allow {
+        /// The runnable id (or glob) whose `runnables:` entry gets the grants
+        runnable: String,
+        /// A root-relative directory and its access: PATH:ro or PATH:rw (repeatable)
+        #[arg(long = "fs", value_name = "PATH:ro|rw", value_parser = fs_grant)]
+        fs: Vec<(String, lily::sandbox::Perms)>,
+        /// An env var name (repeatable)
+        #[arg(long = "env", value_name = "NAME")]
+        env: Vec<String>,
+        /// An outbound HOST:PORT (repeatable)
+        #[arg(long = "network", value_name = "HOST:PORT")]
+        network: Vec<String>,
+        /// A wasi:http URL prefix, scheme://host[:port][/path] (repeatable)
+        #[arg(long = "http", value_name = "URL")]
+        http: Vec<String>,
+        /// Print the change (a line diff) without writing the file
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `--fs PATH:ro|rw` of `lily policy allow`.
+fn fs_grant(s: &str) -> Result<(String, lily::sandbox::Perms), String> {
+    use lily::sandbox::Perms;
+    match s.rsplit_once(':') {
+        Some((p, "ro")) if !p.is_empty() => Ok((p.to_string(), Perms::ReadOnly)),
+        Some((p, "rw")) if !p.is_empty() => Ok((p.to_string(), Perms::ReadWrite)),
+        _ => Err(format!("{s:?} must be PATH:ro or PATH:rw")),
+    }
 }
 
 pub async fn blueprints(g: &Global, cmd: BlueprintsCmd) -> Result<i32, LilyError> {
@@ -236,6 +267,8 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
             if g.json {
                 render::json(&out);
             } else {
+                // On a terminal the imports are grouped by package and wrapped.
+                let narrow = render::stdout_width().is_some();
                 let rows: Vec<Vec<String>> = out
                     .iter()
                     .map(|r| {
@@ -252,11 +285,11 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                             r["version"].as_str().unwrap_or("").into(),
                             r["source"].as_str().unwrap_or("").into(),
                             r["digest"].as_str().unwrap_or("").chars().take(19).collect(),
-                            caps.join(" "),
+                            if narrow { lily::text::group_interfaces(&caps) } else { caps.join(" ") },
                         ]
                     })
                     .collect();
-                render::table(&["ID", "KIND", "VERSION", "SOURCE", "DIGEST", "IMPORTS"], &rows);
+                render::table_fit(&["ID", "KIND", "VERSION", "SOURCE", "DIGEST", "IMPORTS"], &rows);
             }
         }
         RunnablesCmd::Install { file, id, force } => {
@@ -395,42 +428,49 @@ pub async fn policy(g: &Global, cmd: PolicyCmd) -> Result<i32, LilyError> {
             }
             Ok(EXIT_OK)
         }
-        PolicyCmd::Explain { job_id } => {
-            let lily = Lily::open(root).map_err(internal)?;
-            let spec = lily.load_spec(&job_id)?.spec?;
-            let policy = Policy::load(&lily.root)?;
-            match lily.plan(&spec, &policy).await {
-                Ok(p) => {
-                    let steps: Vec<serde_json::Value> = p
-                        .prepared
-                        .graph
-                        .nodes
-                        .iter()
-                        .map(|n| json!({"node": n.id, "runnable": n.runnable, "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())}))
-                        .collect();
-                    if g.json {
-                        render::json(&json!({"job_id": job_id, "steps": steps, "limits": p.limits, "decisions": p.decisions}));
-                    } else {
-                        outln!(
-                            "job {job_id}: allowed by {}",
-                            policy.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "defaults".into())
-                        );
-                        for s in &steps {
-                            outln!("\n{} ({})", s["node"].as_str().unwrap_or(""), s["runnable"].as_str().unwrap_or(""));
-                            render::grants("  ", &s["grants"], true);
-                        }
-                        outln!("\ndecisions:");
-                        for d in &p.decisions {
-                            outln!("  {} — {}: {}", d.subject, d.decision.as_str(), d.reason);
-                        }
-                    }
-                    Ok(EXIT_OK)
+        PolicyCmd::Explain { job_id } => explain(g, root, &job_id).await,
+        PolicyCmd::Allow {
+            runnable,
+            fs,
+            env,
+            network,
+            http,
+            dry_run,
+        } => {
+            let req = lily::policy::edit::AllowRequest {
+                runnable,
+                fs,
+                env,
+                network,
+                http,
+            };
+            let o = lily::policy::edit::allow(&root, &req, dry_run)?;
+            if o.comments_dropped {
+                errln!(
+                    "warning: the layout of {} is not one `policy allow` edits in place: the file {} re-written from its parsed content, and its comments are dropped",
+                    o.path,
+                    if dry_run { "would be" } else { "was" }
+                );
+            }
+            if g.json {
+                let diff = lily::policy::edit::line_diff(&o.old_text, &o.new_text);
+                render::json(&json!({"outcome": o, "dry_run": dry_run, "diff": diff, "new_text": dry_run.then_some(&o.new_text)}));
+            } else {
+                for (what, by) in &o.already {
+                    outln!("already granted: {what} (by {by}); nothing to add");
                 }
-                Err(pe) => {
-                    render::error(&pe.error, g.json);
-                    Ok(exit_code(pe.error.code))
+                if o.added.is_empty() {
+                    outln!("no change: {} already grants all of it", o.path);
+                } else if dry_run {
+                    outln!("would add to {} for {}: {} (dry run; nothing written)", o.path, o.runnable, o.added.join(", "));
+                    for l in lily::policy::edit::line_diff(&o.old_text, &o.new_text) {
+                        outln!("{l}");
+                    }
+                } else {
+                    outln!("added to {} for {}: {}", o.path, o.runnable, o.added.join(", "));
                 }
             }
+            Ok(EXIT_OK)
         }
     }
 }
@@ -459,4 +499,91 @@ fn remove_runnable(g: &Global, root: &lily::workspace::Root, registry: &Runnable
         }
     }
     Ok(EXIT_OK)
+}
+
+async fn explain(g: &Global, root: lily::workspace::Root, job_id: &str) -> Result<i32, LilyError> {
+    let lily = Lily::open(root).map_err(internal)?;
+    let spec = lily.load_spec(job_id)?.spec?;
+    let policy = Policy::load(&lily.root)?;
+    let review = lily.review(&spec, &policy)?;
+    // Refused by the review, or by the rest of planning (models, components).
+    let (plan, error) = match review.denial() {
+        Some(e) => (None, Some(e)),
+        None => match lily.plan(&spec, &policy).await {
+            Ok(p) => (Some(p), None),
+            Err(pe) => (None, Some(pe.error)),
+        },
+    };
+    let source = policy
+        .source
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_else(|| "defaults (no policy file)".into());
+    if g.json {
+        let mut v = json!({
+            "job_id": job_id,
+            "allowed": error.is_none(),
+            "policy": source,
+            "rows": review.rows,
+            "error": error.as_ref().map(|e| json!({"code": e.code.as_str(), "message": e.message, "hint": e.hint, "details": e.details})),
+        });
+        if let Some(p) = &plan {
+            let steps: Vec<serde_json::Value> = p
+                .prepared
+                .graph
+                .nodes
+                .iter()
+                .map(|n| json!({"node": n.id, "runnable": n.runnable, "grants": p.prepared.grants.get(&n.id).map(|g| g.redacted())}))
+                .collect();
+            v["steps"] = json!(steps);
+            v["limits"] = json!(p.limits);
+            v["decisions"] = json!(p.decisions);
+        }
+        render::json(&v);
+    } else {
+        let refused = review.refusals().count();
+        match &error {
+            None => outln!(
+                "job {job_id}: allowed by {source}
+"
+            ),
+            Some(_) if refused > 0 => outln!(
+                "job {job_id}: denied by {source} ({refused} refused)
+"
+            ),
+            Some(_) => outln!(
+                "job {job_id}: its grants pass {source}, but planning refuses it
+"
+            ),
+        }
+        let rows: Vec<Vec<String>> = review
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.step.clone().unwrap_or_else(|| "(job)".into()),
+                    r.runnable.clone().unwrap_or_else(|| "-".into()),
+                    r.kind.to_string(),
+                    r.asked.clone(),
+                    r.granted.clone(),
+                    r.verdict.as_str().to_string(),
+                    r.reason.clone(),
+                ]
+            })
+            .collect();
+        render::table(&["STEP", "RUNNABLE", "KIND", "ASKED", "GRANTED", "VERDICT", "REASON"], &rows);
+        if let Some(p) = &plan {
+            outln!("\ngranted per step:");
+            for n in &p.prepared.graph.nodes {
+                outln!("\n{} ({})", n.id, n.runnable);
+                let grants = json!(p.prepared.grants.get(&n.id).map(|g| g.redacted()));
+                render::grants("  ", &grants, true);
+            }
+        }
+        if let Some(e) = &error {
+            outln!();
+            render::error(e, false);
+        }
+    }
+    Ok(error.map(|e| exit_code(e.code)).unwrap_or(EXIT_OK))
 }

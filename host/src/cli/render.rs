@@ -68,27 +68,45 @@ pub fn json<T: Serialize>(v: &T) {
 
 /// A simple left-aligned table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(c.chars().count());
-            }
-        }
+    for l in lily::text::table_lines(headers, rows, None) {
+        outln!("{l}");
     }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{:<w$}  ", c, w = widths[i]));
-            }
-        }
-        outln!("{}", s.trim_end());
+}
+
+/// [`table`], its last column wrapped to the terminal's width when stdout
+/// is a terminal (full text otherwise: pipes, files, `--json` callers).
+pub fn table_fit(headers: &[&str], rows: &[Vec<String>]) {
+    for l in lily::text::table_lines(headers, rows, stdout_width()) {
+        outln!("{l}");
+    }
+}
+
+/// Columns of the terminal on stdout (`COLUMNS` first, then the terminal's
+/// size, else 80); `None` when stdout is not a terminal.
+pub fn stdout_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let env = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()).filter(|c| *c > 0);
+    Some(env.or_else(terminal_columns).unwrap_or(80))
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn terminal_columns() -> Option<usize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        line(r.clone());
-    }
+    // SAFETY: TIOCGWINSZ fills the `winsize` it is given; `ws` outlives the call.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
+#[cfg(not(unix))]
+fn terminal_columns() -> Option<usize> {
+    None
 }

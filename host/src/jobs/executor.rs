@@ -427,6 +427,11 @@ impl Lily {
         // hint would otherwise offer grants for a runnable that does not exist).
         self.check_runnables_exist(&graph)
             .map_err(|e| PlanError::new(ErrorCode::JobTargetUnresolved, &e, false).at_unresolved(spec, &e))?;
+        // Every refusal at once (every missing grant, every cap above its
+        // ceiling), not the first one per attempt.
+        if let Some(e) = policy.review(&self.root, spec, &step_asks(&graph)).denial() {
+            return Err(PlanError::new(ErrorCode::JobPolicyDenied, &e, false));
+        }
         let mut decisions = policy.check_runtime(spec).map_err(|e| PlanError::new(ErrorCode::JobPolicyDenied, &e, false))?;
         let grants = self
             .grants_for(&graph, policy, &mut decisions)
@@ -468,6 +473,23 @@ impl Lily {
             decisions,
             limits,
         })
+    }
+
+    /// What `lily policy explain` shows: every row of the policy review of
+    /// a job (its target and bindings must compile).
+    pub fn review(&self, spec: &JobSpec, policy: &Policy) -> Result<crate::policy::review::Review, LilyError> {
+        let blueprint = self.blueprints.resolve(&spec.target.id, spec.target.version.as_deref())?;
+        let graph = blueprint.compile(&spec.bindings)?;
+        // What planning refuses before it asks the policy, refused here too.
+        let recode = |code: ErrorCode| {
+            move |mut e: LilyError| {
+                e.code = code;
+                e
+            }
+        };
+        check_dirs_exist(&self.root, &graph).map_err(recode(ErrorCode::JobBindingsInvalid))?;
+        self.check_runnables_exist(&graph).map_err(recode(ErrorCode::JobTargetUnresolved))?;
+        Ok(policy.review(&self.root, spec, &step_asks(&graph)))
     }
 
     fn grants_for(&self, graph: &Graph, policy: &Policy, decisions: &mut Vec<Decision>) -> Result<BTreeMap<String, Grants>, LilyError> {
@@ -1019,7 +1041,20 @@ impl Lily {
         // Decisions operators made while the run was going show in the summary too.
         events.locked(|w| w.merge_decisions(&mut receipt)).map_err(|e| io_failed(run, e))?;
         let (name, media, text) = match spec.output.summary_format {
-            SummaryFormat::Markdown => (runs::SUMMARY_MD, "text/markdown", super::summary::markdown(&receipt)),
+            SummaryFormat::Markdown => (
+                runs::SUMMARY_MD,
+                "text/markdown",
+                super::summary::markdown(
+                    &receipt,
+                    spec.bindings.get("max_findings").and_then(Value::as_u64).or_else(|| {
+                        // The council's default cap when the binding is unset.
+                        receipt
+                            .payload
+                            .get("ranked_findings")
+                            .map(|_| u64::from(crate::blueprints::council::DEFAULT_MAX_FINDINGS))
+                    }),
+                ),
+            ),
             SummaryFormat::Json => (runs::SUMMARY_JSON, "application/json", super::summary::json(&receipt)),
         };
         let rec: ArtifactRecord = run.write_file(name, media, text.as_bytes()).map_err(|e| io_failed(run, e))?;
@@ -1203,7 +1238,7 @@ pub async fn acquire_slot(root: &Root, job_id: &str, max: u32, wait: bool, cance
     loop {
         for i in 0..max {
             let path = slot_path(root, job_id, i);
-            let f = File::options()
+            let f = crate::util::private_open_options()
                 .create(true)
                 .truncate(false)
                 .write(true)
@@ -1364,4 +1399,18 @@ fn check_target_io(blueprint: &Blueprint, spec: &JobSpec) -> Result<(), LilyErro
         ));
     }
     Ok(())
+}
+
+/// What each node of a graph asks of the policy.
+fn step_asks(graph: &Graph) -> Vec<crate::policy::review::StepAsk> {
+    graph
+        .nodes
+        .iter()
+        .map(|n| crate::policy::review::StepAsk {
+            node: n.id.clone(),
+            runnable: n.runnable.clone(),
+            dirs: n.dirs.iter().map(|d| (d.path.clone(), d.perms)).collect(),
+            env: n.env.clone(),
+        })
+        .collect()
 }

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 
 /// `summary.md`. Every string that a runnable, a spec or an error chose is
 /// escaped as inert Markdown text ([`crate::text::markdown`]).
-pub fn markdown(r: &Receipt) -> String {
+///
+/// `max_findings` is the council binding that capped the ranked findings
+/// (said when it cut some).
+pub fn markdown(r: &Receipt, max_findings: Option<u64>) -> String {
     let mut s = format!("# {} — {}\n\n", r.job_id, r.status.as_str());
     s.push_str(&format!("- run: `{}`\n", r.run_id));
     s.push_str(&format!(
@@ -39,6 +42,7 @@ pub fn markdown(r: &Receipt) -> String {
     }
     if let Some(findings) = r.payload.get("ranked_findings").and_then(Value::as_array) {
         s.push_str("\n## Ranked findings\n\n");
+        s.push_str(&findings_count(r, findings.len(), max_findings));
         if findings.is_empty() {
             s.push_str("None.\n");
         } else {
@@ -92,6 +96,25 @@ pub fn markdown(r: &Receipt) -> String {
     s
 }
 
+/// How many ranked findings, and how many the specialists reported when
+/// `max_findings` cut some: "12 findings, 5 shown (max_findings 5)".
+fn findings_count(r: &Receipt, shown: usize, max_findings: Option<u64>) -> String {
+    let reported: usize = r.payload["reports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["status"] == "ok")
+        .filter_map(|x| x["findings"].as_array().map(Vec::len))
+        .sum();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if reported > shown {
+        let cap = max_findings.map(|m| format!(" (max_findings {m})")).unwrap_or_default();
+        format!("{reported} finding{}, {shown} shown{cap}.\n\n", plural(reported))
+    } else {
+        format!("{shown} ranked finding{}.\n\n", plural(shown))
+    }
+}
+
 /// `summary.json`.
 pub fn json(r: &Receipt) -> String {
     let v = json!({
@@ -109,4 +132,37 @@ pub fn json(r: &Receipt) -> String {
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(per_report: &[usize], shown: usize) -> Receipt {
+        let finding = json!({"title": "t", "recommendation": "r", "confidence": 0.5});
+        let reports: Vec<Value> = per_report
+            .iter()
+            .map(|n| json!({"specialist": "s", "status": "ok", "notes": "", "findings": vec![finding.clone(); *n]}))
+            .collect();
+        let ranked = vec![json!({"title": "t", "recommendation": "r", "confidence": 0.5, "source_specialist": "s", "evidence": []}); shown];
+        let mut r = Receipt::start("j", "r", crate::runs::TriggerRecord::Manual, "", "");
+        r.payload = json!({"ranked_findings": ranked, "reports": reports});
+        r
+    }
+
+    #[test]
+    fn the_summary_says_how_many_findings_max_findings_cut() {
+        let md = markdown(&receipt(&[7, 5], 5), Some(5));
+        assert!(md.contains("## Ranked findings\n\n12 findings, 5 shown (max_findings 5).\n"), "{md}");
+    }
+
+    #[test]
+    fn one_ranked_finding_is_singular() {
+        let md = markdown(&receipt(&[1], 1), Some(8));
+        assert!(md.contains("\n1 ranked finding.\n"), "{md}");
+        let md = markdown(&receipt(&[2, 1], 3), Some(8));
+        assert!(md.contains("\n3 ranked findings.\n"), "{md}");
+        let md = markdown(&receipt(&[], 0), Some(8));
+        assert!(md.contains("\n0 ranked findings.\n\nNone.\n"), "{md}");
+    }
 }

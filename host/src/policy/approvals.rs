@@ -13,7 +13,6 @@ use crate::workspace::Root;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// States of a request (the run store's, so receipts name them the same).
@@ -153,8 +152,8 @@ pub fn record_proposals(run: &ProposingRun<'_>, proposals: &[(String, String, Pr
         return out;
     }
     let adir = run_dir.join("approvals");
-    let _ = std::fs::create_dir_all(&adir);
-    let _ = std::fs::create_dir_all(dir(root));
+    let _ = crate::util::ensure_dir(&adir);
+    let _ = crate::util::ensure_dir(&dir(root));
     for (runnable, p) in all {
         let (kind, target, content, artifact): (&str, String, Vec<u8>, Option<String>) = match &p.effect {
             ProposedEffect::WriteFile { path, contents } => ("write_file", path.clone(), contents.clone(), None),
@@ -483,7 +482,7 @@ fn decide_from(root: &Root, id: &str, from: State, f: impl FnOnce(&Request) -> R
         return Err(ApprovalError::NotFound(id.into()));
     }
     let lock_path = dir(root).join(format!("{id}.lock"));
-    let lock = File::options()
+    let lock = crate::util::private_open_options()
         .create(true)
         .truncate(false)
         .write(true)

@@ -4,7 +4,9 @@
 
 pub mod approvals;
 pub mod delivery;
+pub mod edit;
 pub mod effects;
+pub mod review;
 
 use crate::error::{ErrorCode, LilyError};
 use crate::sandbox::{DirGrant, Grants, Limits, LlmBudget, LlmGrant, Perms};

@@ -222,14 +222,14 @@ impl RunnableRegistry {
             )));
         }
         let io = |e: std::io::Error| InstallError::Io(format!("{}: {e}", target.display()));
-        std::fs::create_dir_all(&target).map_err(io)?;
+        crate::util::ensure_dir(&target).map_err(io)?;
         // Kept by content first (never replaced: same name, same bytes).
         let objects = dir.join(OBJECTS_DIR);
         if let Some(name) = object_name(&loaded.digest)
             && !objects.join(&name).is_file()
         {
             let io = |e: std::io::Error| InstallError::Io(format!("{}: {e}", objects.display()));
-            std::fs::create_dir_all(&objects).map_err(io)?;
+            crate::util::ensure_dir(&objects).map_err(io)?;
             crate::util::atomic_write(&objects.join(&name), bytes).map_err(io)?;
         }
         crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(io)?;

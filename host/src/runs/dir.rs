@@ -39,9 +39,13 @@ impl RunDir {
         for _ in 0..16 {
             let run_id = new_run_id();
             let path = job_dir.join(&run_id);
-            match std::fs::create_dir(&path) {
+            match crate::util::create_dir_private(&path) {
                 Ok(()) => {
-                    let lock = File::create(path.join(RUN_LOCK))?;
+                    let lock = crate::util::private_open_options()
+                        .create(true)
+                        .write(true)
+                        .truncate(true)
+                        .open(path.join(RUN_LOCK))?;
                     lock.try_lock().map_err(|e| std::io::Error::other(format!("run lock: {e:?}")))?;
                     return Ok(RunDir {
                         path,

@@ -34,8 +34,12 @@ pub struct Writer {
 
 impl Writer {
     fn open(dir: &Path, run_id: &str) -> std::io::Result<Writer> {
-        let events = std::fs::OpenOptions::new().create(true).append(true).read(true).open(dir.join(EVENTS))?;
-        let lock = std::fs::OpenOptions::new()
+        let events = crate::util::private_open_options()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(dir.join(EVENTS))?;
+        let lock = crate::util::private_open_options()
             .create(true)
             .truncate(false)
             .write(true)

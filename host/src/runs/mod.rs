@@ -252,7 +252,7 @@ pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
     };
     let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = crate::util::private_open_options()
         .create(true)
         .append(true)
         .open(runs_dir.join(&r.job_id).join(INDEX))?;

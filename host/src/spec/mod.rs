@@ -588,6 +588,33 @@ pub fn discover(dir: &Path) -> Vec<SpecFile> {
     paths.iter().map(|p| load_file(p)).collect()
 }
 
+/// `*.yaml` / `*.yml` files of the jobs directory that are not job specs
+/// (`*.job.yaml` / `*.job.yml`): never loaded, so likely a misnamed spec.
+pub fn stray_yaml(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            (n.ends_with(".yaml") || n.ends_with(".yml")) && !n.ends_with(".job.yaml") && !n.ends_with(".job.yml") && p.is_file()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The warning for a [`stray_yaml`] file.
+pub fn stray_yaml_warning(p: &Path) -> String {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
+    format!(
+        "{} is not a job spec (only *.job.yaml files are read); rename it {stem}.job.yaml if it is one",
+        p.display()
+    )
+}
+
 /// Which files declare each job id (sorted paths): the one rule for job-id
 /// uniqueness — an id declared by more than one file is refused by `jobs
 /// run`, flagged by `jobs list` and `jobs validate`, and not scheduled.

@@ -199,7 +199,11 @@ impl StateStore {
     /// Take the state lock (blocking; holders keep it for milliseconds).
     pub fn lock(&self) -> io::Result<StateLock> {
         crate::util::ensure_dir(&self.dir)?;
-        let file = File::options().create(true).truncate(false).write(true).open(self.dir.join(STATE_LOCK))?;
+        let file = crate::util::private_open_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(STATE_LOCK))?;
         file.lock()?;
         Ok(StateLock { _file: file })
     }
@@ -322,8 +326,8 @@ pub enum DaemonLockError {
 /// Take the scheduler lock of `root` and write the sidecar.
 pub fn acquire_daemon_lock(root: &Root, started_at: DateTime<Utc>) -> Result<DaemonLock, DaemonLockError> {
     let dir = root.state_dir();
-    std::fs::create_dir_all(&dir).map_err(DaemonLockError::Io)?;
-    let file = File::options()
+    crate::util::ensure_dir(&dir).map_err(DaemonLockError::Io)?;
+    let file = crate::util::private_open_options()
         .create(true)
         .truncate(false)
         .write(true)

@@ -28,6 +28,7 @@ pub enum Durability {
 /// durability. Readers never see a prefix.
 pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // tempfile creates its files 0600: the rule of [`PRIVATE_FILE_MODE`].
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".partial").tempfile_in(dir)?;
     tmp.write_all(data)?;
     if durability != Durability::Rename {
@@ -40,12 +41,45 @@ pub fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> std::io
     Ok(())
 }
 
-/// `create_dir_all`, but a `stat` first: `create_dir_all` always tries
-/// `mkdir`, which takes the parent directory's lock even when the directory
-/// exists, so many runs starting at once would queue on it (and on any
-/// disk I/O its holder waits for).
+/// The one file-mode rule (docs/security.md#file-modes): everything Lily
+/// creates for itself under `.lily/` is owner-only — files 0600 (the temp
+/// files of [`write_atomic`] are created 0600, and so are the files of
+/// [`private_open_options`]), directories 0700 ([`ensure_dir`],
+/// [`create_dir_private`]).
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// See [`PRIVATE_FILE_MODE`].
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// `create_dir_all` (new directories 0700), but a `stat` first:
+/// `create_dir_all` always tries `mkdir`, which takes the parent
+/// directory's lock even when the directory exists, so many runs starting
+/// at once would queue on it (and on any disk I/O its holder waits for).
 pub fn ensure_dir(path: &Path) -> std::io::Result<()> {
-    if path.is_dir() { Ok(()) } else { std::fs::create_dir_all(path) }
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, PRIVATE_DIR_MODE);
+    b.create(path)
+}
+
+/// `create_dir` (one level; fails when it exists), mode 0700.
+pub fn create_dir_private(path: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, PRIVATE_DIR_MODE);
+    b.create(path)
+}
+
+/// `OpenOptions` whose newly created file is mode 0600 (locks, append-only
+/// logs); set create / append / write on it as usual.
+pub fn private_open_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, PRIVATE_FILE_MODE);
+    o
 }
 
 /// fsync a directory so a rename in it survives a crash (best effort).

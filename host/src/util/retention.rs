@@ -9,14 +9,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// rule keeps it: with `keep_last` the newest N run directories of the job
 /// are kept, with `older_than` every run started less than that long ago is
 /// kept. Neither set keeps everything.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// At least 1 in a file (`keep_last: 0` would remove the run that just
     /// finished); `lily jobs prune --keep-last 0` may ask for it by hand.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_keep_last")]
+    #[schemars(range(min = 1))]
     pub keep_last: Option<usize>,
+    /// `<n>d`, `<n>h`, `<n>m` or `<n>s` (`30d`, `12h`, `90m`).
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "ser_age", deserialize_with = "de_age")]
+    #[schemars(with = "Option<String>")]
     pub older_than: Option<Age>,
 }
 
