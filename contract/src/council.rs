@@ -183,16 +183,21 @@ pub fn rank(input: &SynthInput) -> CouncilOutput {
     CouncilOutput {
         topic: input.topic.clone(),
         summary: format!(
-            "Council reviewed '{}' with {} specialists; {} ranked findings generated.",
+            "Council reviewed '{}' with {}; {} generated.",
             input.topic,
-            participating.len(),
-            ranked.len()
+            counted(participating.len(), "specialist", "specialists"),
+            counted(ranked.len(), "ranked finding", "ranked findings")
         ),
         ranked_findings: ranked,
         participating_specialists: participating,
         failed_specialists: failed,
         reports: input.reports.clone(),
     }
+}
+
+/// `1 ranked finding`, `2 ranked findings`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -232,6 +237,8 @@ mod tests {
         assert_eq!(got, vec![("b", "a"), ("a", "x"), ("a", "y")]);
         assert_eq!(out.failed_specialists, vec!["c"]);
         assert_eq!(out.summary, "Council reviewed 't' with 3 specialists; 3 ranked findings generated.");
+        assert_eq!(counted(1, "ranked finding", "ranked findings"), "1 ranked finding");
+        assert_eq!(counted(0, "ranked finding", "ranked findings"), "0 ranked findings");
     }
 
     #[test]

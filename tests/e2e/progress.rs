@@ -65,7 +65,13 @@ fn a_run_shows_live_progress_on_a_tty_and_nothing_on_a_pipe_or_with_json() {
     let (tty_json, code) = on_tty(&env, "--json jobs run demo");
     assert_eq!(code, 0, "{tty_json}");
     assert_no_progress("a --json run on a TTY", &tty_json, false);
-    let out: Value = serde_json::from_str(&tty_json.replace("\r\n", "\n")).expect("stdout stays pure JSON on a TTY");
+    // `script` merges stderr into what it records: the one stderr line is
+    // the run's start announcement (its id and directory); the rest is
+    // stdout, one JSON document.
+    let merged = tty_json.replace("\r\n", "\n");
+    let (announce, doc) = merged.split_once("\n{").map(|(a, d)| (a.to_string(), format!("{{{d}"))).unwrap_or_default();
+    assert!(announce.starts_with("run ") && announce.contains(" started: ") && !announce.contains('\n'), "{merged}");
+    let out: Value = serde_json::from_str(&doc).expect("stdout stays pure JSON on a TTY");
     assert_eq!(out["receipt"]["status"], "succeeded");
 }
 
