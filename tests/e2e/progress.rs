@@ -70,7 +70,10 @@ fn a_run_shows_live_progress_on_a_tty_and_nothing_on_a_pipe_or_with_json() {
     // stdout, one JSON document.
     let merged = tty_json.replace("\r\n", "\n");
     let (announce, doc) = merged.split_once("\n{").map(|(a, d)| (a.to_string(), format!("{{{d}"))).unwrap_or_default();
-    assert!(announce.starts_with("run ") && announce.contains(" started: ") && !announce.contains('\n'), "{merged}");
+    assert!(
+        announce.starts_with("run ") && announce.contains(" started: ") && !announce.contains('\n'),
+        "{merged}"
+    );
     let out: Value = serde_json::from_str(&doc).expect("stdout stays pure JSON on a TTY");
     assert_eq!(out["receipt"]["status"], "succeeded");
 }
