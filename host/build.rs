@@ -87,6 +87,15 @@ fn main() {
         src.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string()));
     }
     src.push_str("];\n");
+    // Their digests, computed here from the same files (a load of a
+    // built-in does not hash it again; a unit test checks they agree).
+    src.push_str("/// `sha256:<hex>` of each built-in, by crate name (computed by build.rs).\npub const BUILTIN_DIGESTS: &[(&str, &str)] = &[\n");
+    for (name, wasm) in &builtins {
+        use sha2::Digest;
+        let bytes = std::fs::read(wasm).expect("read guest artifact");
+        src.push_str(&format!("    ({name:?}, \"sha256:{}\"),\n", hex::encode(sha2::Sha256::digest(&bytes))));
+    }
+    src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("builtin_guests.rs");
     std::fs::write(&out, src).expect("write builtin_guests.rs");
     println!("cargo:rustc-env=LILY_GUESTS_DIR={}", wasm_dir.display());

@@ -311,7 +311,10 @@ impl Sandbox {
 
     /// `sha256:<hex>` of component bytes.
     pub fn digest(bytes: &[u8]) -> String {
-        crate::util::sha256(bytes)
+        match builtins::builtin_digest_of(bytes) {
+            Some(d) => d.to_string(),
+            None => crate::util::sha256(bytes),
+        }
     }
 
     /// Compile (or load from cache), link and describe a component. Cached in
