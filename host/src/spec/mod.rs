@@ -573,6 +573,11 @@ fn validate(at: &At<'_>, s: &JobSpec) -> Result<(), LilyError> {
 
 /// Every spec file in `dir` (`*.job.yaml` / `*.job.yml`), sorted by path.
 pub fn discover(dir: &Path) -> Vec<SpecFile> {
+    spec_paths(dir).iter().map(|p| load_file(p)).collect()
+}
+
+/// The paths [`discover`] loads.
+fn spec_paths(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
@@ -585,7 +590,71 @@ pub fn discover(dir: &Path) -> Vec<SpecFile> {
         Err(_) => Vec::new(),
     };
     paths.sort();
-    paths.iter().map(|p| load_file(p)).collect()
+    paths
+}
+
+/// What a spec file's text says its id is, read without parsing the YAML.
+#[derive(Debug, PartialEq, Eq)]
+enum ScannedId {
+    Id(String),
+    /// The text is not of the plain shape the scan understands (no single
+    /// top-level `id: <plain id>` line, flow style, several documents,
+    /// anchors, tags, quoted or complex keys…): parse it to know.
+    Unsure,
+}
+
+/// The top-level `id:` of a spec's text by a line scan: sure only for the
+/// plain block layout every spec Lily writes or documents uses.
+fn scan_id(text: &str) -> ScannedId {
+    let mut found: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let Some(first) = line.chars().next() else { continue };
+        if first == ' ' || first == '#' {
+            continue;
+        }
+        if matches!(first, '{' | '[' | '?' | '&' | '*' | '!' | '%' | '"' | '\'' | '\t' | '-' | '.' | '<' | '|' | '>') && !(i == 0 && line.trim_end() == "---") {
+            return ScannedId::Unsure;
+        }
+        let Some(rest) = line.strip_prefix("id:") else { continue };
+        if found.is_some() {
+            return ScannedId::Unsure;
+        }
+        let v = rest.split(" #").next().unwrap_or("").trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return ScannedId::Unsure;
+        }
+        found = Some(v.to_string());
+    }
+    found.map(ScannedId::Id).unwrap_or(ScannedId::Unsure)
+}
+
+/// The one file a line scan says declares `id`, when every file of `dir`
+/// scans surely and exactly one names it (then only that file is parsed).
+fn scan_for(paths: &[PathBuf], id: &str) -> Option<PathBuf> {
+    let mut hit = None;
+    for p in paths {
+        let meta = std::fs::metadata(p).ok()?;
+        if meta.len() > MAX_SPEC_BYTES {
+            return None;
+        }
+        let text = std::fs::read_to_string(p).ok()?;
+        match scan_id(&text) {
+            ScannedId::Id(s) if s == id => {
+                if hit.is_some() {
+                    return None;
+                }
+                hit = Some(p.clone());
+            }
+            ScannedId::Id(_) => {}
+            ScannedId::Unsure => return None,
+        }
+    }
+    hit
 }
 
 /// `*.yaml` / `*.yml` files of the jobs directory that are not job specs
@@ -648,7 +717,17 @@ pub fn duplicate_id_error(id: &str, paths: &[PathBuf]) -> LilyError {
 /// searched), `job_invalid_spec` when two files declare it (naming both) or
 /// when the file named after it does not parse.
 pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
-    let files = discover(dir);
+    // Fast path: read every file but parse only the one that declares the
+    // id, when a line scan of every file is sure of its id (duplicates,
+    // unusual layouts and every error take the full path below).
+    let paths = spec_paths(dir);
+    if let Some(p) = scan_for(&paths, id) {
+        let f = load_file(&p);
+        if f.spec.as_ref().is_ok_and(|s| s.id == id) {
+            return Ok(f);
+        }
+    }
+    let files: Vec<SpecFile> = paths.iter().map(|p| load_file(p)).collect();
     if let Some(paths) = declared_ids_of(&files).get(id) {
         if paths.len() > 1 {
             return Err(duplicate_id_error(id, paths));
@@ -676,6 +755,41 @@ pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_id_scan_is_sure_only_of_plain_block_specs() {
+        assert_eq!(scan_id("# c\nid: demo\ntitle: x\n"), ScannedId::Id("demo".into()));
+        assert_eq!(scan_id("---\nid: \"a.b-c_1\"  # note\n"), ScannedId::Id("a.b-c_1".into()));
+        assert_eq!(scan_id("title: x\n  id: nested\n"), ScannedId::Unsure, "no top-level id line");
+        assert_eq!(scan_id("id: a\nid: b\n"), ScannedId::Unsure);
+        assert_eq!(scan_id("{id: a, title: x}\n"), ScannedId::Unsure);
+        assert_eq!(scan_id("\"id\": a\n"), ScannedId::Unsure);
+        assert_eq!(scan_id("id: &x a\n"), ScannedId::Unsure);
+        assert_eq!(scan_id("id: a\n---\nid: b\n"), ScannedId::Unsure);
+        assert_eq!(scan_id("id: a\n? id\n: b\n"), ScannedId::Unsure);
+    }
+
+    #[test]
+    fn find_parses_one_file_yet_still_refuses_duplicates_and_odd_layouts() {
+        let d = tempfile::tempdir().expect("tmp");
+        let spec = |id: &str| GOOD.replace("id: demo", &format!("id: {id}"));
+        std::fs::write(d.path().join("a.job.yaml"), spec("a")).expect("w");
+        std::fs::write(d.path().join("b.job.yaml"), spec("b")).expect("w");
+        // A broken file that declares another id does not stop the fast path…
+        std::fs::write(d.path().join("broken.job.yaml"), "id: broken\ntitle: [\n").expect("w");
+        assert_eq!(find(d.path(), "a").expect("found").spec.expect("valid").id, "a");
+        // …a second file declaring `a` makes it a duplicate, as before.
+        std::fs::write(d.path().join("c.job.yaml"), spec("a")).expect("w");
+        let e = find(d.path(), "a").expect_err("duplicate");
+        assert!(e.message.contains("is declared by 2 files"), "{}", e.message);
+        // A flow-style spec is parsed (the scan is not sure of it).
+        std::fs::remove_file(d.path().join("c.job.yaml")).expect("rm");
+        let flow = serde_json::to_string(&serde_norway::from_str::<serde_json::Value>(&spec("f")).expect("yaml")).expect("json");
+        std::fs::write(d.path().join("f.job.yaml"), flow).expect("w");
+        assert_eq!(find(d.path(), "f").expect("found").spec.expect("valid").id, "f");
+        assert_eq!(find(d.path(), "b").expect("found").spec.expect("valid").id, "b");
+        assert_eq!(find(d.path(), "nope").expect_err("missing").code, ErrorCode::JobNotFound);
+    }
 
     const GOOD: &str = r#"
 id: demo
