@@ -37,7 +37,8 @@ mod tests {
             let b = builtin_bytes(id).expect("embedded");
             assert_eq!(builtin_digest_of(b), Some(crate::util::sha256(b).as_str()), "{id}");
             // A copy is not the embedded bytes: hashed as any component.
-            assert_eq!(builtin_digest_of(&b.to_vec()), None);
+            let copy: Vec<u8> = b.to_vec();
+            assert_eq!(builtin_digest_of(copy.as_slice()), None);
         }
     }
 }
