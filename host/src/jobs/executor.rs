@@ -526,12 +526,7 @@ impl Lily {
     /// Every runnable id of a graph is built in or installed (no bytes read);
     /// else all unresolved ids, in graph order (`blueprint_compile_failed`).
     fn check_runnables_exist(&self, graph: &Graph) -> Result<(), LilyError> {
-        let mut unresolved: Vec<&str> = Vec::new();
-        for n in &graph.nodes {
-            if !unresolved.contains(&n.runnable.as_str()) && !self.runnables.resolves(&n.runnable) {
-                unresolved.push(&n.runnable);
-            }
-        }
+        let unresolved = self.runnables.unresolved(graph.nodes.iter().map(|n| n.runnable.as_str()));
         if unresolved.is_empty() {
             return Ok(());
         }

@@ -152,10 +152,21 @@ impl RunnableRegistry {
         Ok(removed)
     }
 
-    /// Whether `id` is a built-in or an installed runnable (nothing is read
-    /// but the manifests).
-    pub fn resolves(&self, id: &str) -> bool {
-        builtin_bytes(id).is_some() || self.pins.contains_key(id) || self.installed().iter().any(|(m, _)| m.id == id)
+    /// The ids of `ids` that are neither built in nor installed, in order,
+    /// each once (the installed manifests are read once, whatever the count).
+    pub fn unresolved<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut installed: Option<std::collections::HashSet<String>> = None;
+        let mut out: Vec<&'a str> = Vec::new();
+        for id in ids {
+            if out.contains(&id) || builtin_bytes(id).is_some() || self.pins.contains_key(id) {
+                continue;
+            }
+            let known = installed.get_or_insert_with(|| self.installed().into_iter().map(|(m, _)| m.id).collect());
+            if !known.contains(id) {
+                out.push(id);
+            }
+        }
+        out
     }
 
     /// Bytes of runnable `id`: a built-in, else the highest installed version.
