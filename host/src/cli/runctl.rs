@@ -160,8 +160,9 @@ const SIGNAL_AFTER: Duration = Duration::from_secs(2);
 
 /// `lily jobs cancel <run_id> [--timeout S]`.
 pub async fn cancel(g: &Global, root: &Root, run_id: &str, timeout: u64) -> Result<i32, LilyError> {
-    let dir = runs::find_run(&root.runs_dir(), run_id)
-        .ok_or_else(|| LilyError::new(ErrorCode::JobNotFound, format!("no run {run_id} under {}", root.runs_dir().display())))?;
+    // Any run reference (`latest`, a unique prefix, `<job>/…`), like every
+    // command that takes a run.
+    let dir = runs::resolve_run(&root.runs_dir(), run_id, None)?.dir;
     let r = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{}: receipt unreadable", dir.display())))?;
     match r.status {
         RunStatus::Running => {}
