@@ -489,3 +489,67 @@ fn a_cached_load_uses_the_kept_descriptor_and_a_broken_one_runs_describe_again()
     .expect("sb");
     assert!(rt().block_on(sb.load(echo)).is_err(), "a bad kept schema is refused, not trusted");
 }
+
+/// A guest that opens thousands of files, files past the hashing budget
+/// and the same files again gets a bounded record: at most
+/// `MAX_RECORDED_READS` entries, each path once, at most `MAX_HASHED_BYTES`
+/// hashed (a file larger than what is left is recorded by size only, never
+/// read), and the step still succeeds.
+#[test]
+fn a_guest_opening_many_and_huge_files_gets_a_bounded_read_record() {
+    use lily::sandbox::{MAX_HASHED_BYTES, MAX_RECORDED_READS};
+    let f = Fixture::new();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (big, many) = (tmp.path().join("big"), tmp.path().join("many"));
+    std::fs::create_dir_all(&big).expect("mkdir");
+    std::fs::create_dir_all(&many).expect("mkdir");
+    // Sparse: 1 TiB (never hashed), then three of 30 MiB (two fit the budget).
+    let sparse = |name: &str, len: u64| {
+        let file = std::fs::File::create(big.join(name)).expect("create");
+        file.set_len(len).expect("set_len");
+    };
+    sparse("a-huge", 1 << 40);
+    for n in ["b-30m", "c-30m", "d-30m"] {
+        sparse(n, 30 << 20);
+    }
+    let count = MAX_RECORDED_READS + 500;
+    for i in 0..count {
+        std::fs::write(many.join(format!("f{i:05}")), format!("{i}")).expect("write");
+    }
+    let grants = Grants {
+        dirs: vec![DirGrant {
+            host: tmp.path().to_path_buf(),
+            guest: "/data".into(),
+            perms: Perms::ReadOnly,
+        }],
+        ..Grants::default()
+    };
+    let limits = Limits {
+        deadline: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let r = f.probe(json!({"op": "open_many", "dirs": ["/data/big", "/data/many"], "passes": 2}), grants, limits);
+    assert_eq!(payload(&r)["opened"], json!(2 * (count + 4)), "the guest opened every file twice");
+    assert_eq!(r.reads.len(), MAX_RECORDED_READS, "the record is capped");
+    let mut paths: Vec<&str> = r.reads.iter().map(|x| x.path.as_str()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), r.reads.len(), "each path is recorded once");
+    let by_path = |p: &str| r.reads.iter().find(|x| x.path == p).unwrap_or_else(|| panic!("{p} recorded"));
+    let huge = by_path("/data/big/a-huge");
+    assert_eq!((huge.size, huge.sha256.as_deref()), (1 << 40, None), "larger than the budget: size only");
+    let hashed: Vec<&str> = ["b-30m", "c-30m", "d-30m"]
+        .into_iter()
+        .filter(|n| by_path(&format!("/data/big/{n}")).sha256.is_some())
+        .collect();
+    assert_eq!(hashed, ["b-30m", "c-30m"], "the third 30 MiB file is past the 64 MiB budget");
+    let hashed_bytes: u64 = r.reads.iter().filter(|x| x.sha256.is_some()).map(|x| x.size).sum();
+    assert!(hashed_bytes <= MAX_HASHED_BYTES, "{hashed_bytes} bytes hashed");
+    // Small files after the big ones still fit and are hashed, up to the cap.
+    assert!(by_path("/data/many/f00000").sha256.is_some());
+    assert!(
+        !r.reads.iter().any(|x| x.path == format!("/data/many/f{:05}", count - 1)),
+        "past the cap: not recorded"
+    );
+    f.assert_echo_still_works();
+}

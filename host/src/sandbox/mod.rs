@@ -21,7 +21,7 @@ pub use builtins::{BUILTIN_IDS, builtin_bytes};
 pub use grants::{DirGrant, Grants, LlmBudget, LlmGrant, Perms};
 pub use limits::Limits;
 pub use outcome::{Cause, ClockTape, GuestEvent, Proposal, ProposedEffect, StepReport, TapedCall};
-pub use shadow::FileRead;
+pub use shadow::{FileRead, MAX_HASHED_BYTES, MAX_RECORDED_READS};
 
 use crate::sandbox::host::StepState;
 use serde::{Deserialize, Serialize};

@@ -61,6 +61,34 @@ impl Guest for Probe {
                 }
                 Err(e) => ok(json!({"ok": false, "error": e.to_string()})),
             },
+            // Opens every file under `dirs` (in order, sorted names) `passes`
+            // times and reads one byte of each: the host's read recording
+            // must stay within its file count and byte budget.
+            "open_many" => {
+                use std::io::Read;
+                let passes = v.get("passes").and_then(Value::as_u64).unwrap_or(1);
+                let dirs: Vec<String> = v["dirs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_str().map(String::from))
+                    .collect();
+                let mut opened = 0u64;
+                for _ in 0..passes {
+                    for dir in &dirs {
+                        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+                        let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+                        names.sort();
+                        for p in names {
+                            if let Ok(mut f) = std::fs::File::open(&p) {
+                                let _ = f.read(&mut [0u8; 1]);
+                                opened += 1;
+                            }
+                        }
+                    }
+                }
+                ok(json!({"ok": true, "opened": opened}))
+            }
             "env" => ok(json!({"ok": true, "value": std::env::var(s(&v, "name")).ok()})),
             "env_all" => ok(json!({"ok": true, "names": std::env::vars().map(|(k, _)| k).collect::<Vec<_>>()})),
             "connect" => match std::net::TcpStream::connect(s(&v, "addr")) {
