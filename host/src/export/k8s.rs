@@ -212,6 +212,9 @@ pub fn export(root: &Root, opts: &K8sOptions) -> Result<K8sExport, LilyError> {
     out.files.insert("kustomization.yaml".into(), yaml(&kustomization)?);
     out.files.insert("Dockerfile".into(), DOCKERFILE.to_string());
     out.files.insert("README.md".into(), readme(&out.names, files_manual(&files), opts));
+    if let Some(u) = &opts.store {
+        crate::config::StoreUrl::parse(u).map_err(|m| LilyError::new(ErrorCode::JobInvalidSpec, m).with_hint("see docs/kubernetes.md#the-run-store"))?;
+    }
     if opts.store.is_none() {
         out.warnings.push(
             "no --store: each pod keeps its runs in an emptyDir that is gone with the pod, and nothing stops a second pod \
@@ -381,7 +384,7 @@ fn cron_job(s: &JobSpec, name: &str, activity: Activity, opts: &K8sOptions, m: M
     let concurrency = if s.runtime.max_parallel_runs <= 1 { "Forbid" } else { "Allow" };
     if s.runtime.max_parallel_runs > 1 {
         warnings.push(format!(
-            "{}: max_parallel_runs {} has no CronJob equivalent (Allow | Forbid | Replace): exported as Allow; Lily's cap holds across pods only with a shared --store",
+            "{}: max_parallel_runs {} has no CronJob equivalent (Allow | Forbid | Replace): exported as Allow; Lily's cap is per pod (the store does not enforce it across pods yet)",
             s.id, s.runtime.max_parallel_runs
         ));
     }

@@ -1,0 +1,363 @@
+//! The object-store run store (`--store URL`, `store:` in
+//! `.lily/config.yaml`, `$LILY_STORE`): `s3://bucket/prefix`
+//! (S3-compatible), `file:///path` and `memory://` (tests).
+//!
+//! A run still executes into the local spool (`.lily/runs/<job>/<run>/`,
+//! written by [`super::RunDir`] / [`super::EventLog`], the one writer of a
+//! run). When it has finished — its final receipt committed locally — the
+//! run is **published**: every file of the run directory is uploaded under
+//! `<prefix>/runs/<job_id>/<run_id>/<name>`, and the receipt is uploaded
+//! **last**, so a run directory in the store without `run_receipt.json` is
+//! never read as a run (the receipt object is the single commit point).
+//!
+//! Reading (`lily jobs runs|show|tail|replay --store URL`) mirrors the
+//! job's committed runs from the store into a local cache directory and
+//! reads them there with the same code as the local store.
+//!
+//! Credentials come only from the standard AWS environment
+//! (`AmazonS3Builder::from_env`: `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, …) and are
+//! never part of a URL Lily shows, an object it writes, or an error.
+
+use crate::config::StoreUrl;
+use crate::error::{ErrorCode, LilyError};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, PutPayload};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Files of a run directory that are never published: locks, temp files,
+/// cancel requests (local coordination only).
+fn publishable(name: &str) -> bool {
+    !name.starts_with('.')
+}
+
+/// Largest object Lily reads back from a store (a receipt, an events file,
+/// an artifact): bounded so a hostile store cannot exhaust memory.
+pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// An opened run store.
+#[derive(Clone)]
+pub struct RunStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: StoreUrl,
+}
+
+impl std::fmt::Debug for RunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunStore({})", self.url)
+    }
+}
+
+fn store_error(url: &StoreUrl, what: &str, e: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobExecutionFailed, format!("run store {url}: {what}: {e}"))
+}
+
+/// Run a store future to completion on a small runtime of its own, on a
+/// thread of its own — callable from sync code and from inside a tokio
+/// runtime alike (object_store is async; the run store's callers are not).
+fn block_on<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(fut)
+        })
+        .join()
+        .expect("run store thread")
+    })
+}
+
+impl RunStore {
+    /// Open a store. `memory://` is a fresh in-process store.
+    pub fn open(url: &StoreUrl) -> Result<RunStore, LilyError> {
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
+            StoreUrl::Memory => (Arc::new(object_store::memory::InMemory::new()), String::new()),
+            StoreUrl::File(p) => {
+                crate::util::ensure_dir(p).map_err(|e| store_error(url, "cannot create the directory", e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(p).map_err(|e| store_error(url, "cannot open", e))?;
+                (Arc::new(fs), String::new())
+            }
+            StoreUrl::S3 { bucket, prefix } => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // A plain-http endpoint (a local S3 API such as MinIO or moto)
+                // is what the operator configured; allow it.
+                let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_default();
+                if endpoint.starts_with("http://") {
+                    b = b.with_allow_http(true);
+                }
+                let s3 = b.build().map_err(|e| store_error(url, "cannot configure S3", e))?;
+                (Arc::new(s3), prefix.clone())
+            }
+        };
+        Ok(RunStore {
+            store,
+            prefix,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    fn key(&self, rest: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rest)
+        } else {
+            ObjPath::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    /// Publish a finished local run directory: every file, the receipt last.
+    pub fn publish_run(&self, run_dir: &Path, job_id: &str, run_id: &str) -> Result<(), LilyError> {
+        let mut names: Vec<String> = std::fs::read_dir(run_dir)
+            .map_err(|e| store_error(&self.url, "cannot read the run directory", e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| publishable(n) && n != super::RECEIPT)
+            .collect();
+        names.sort();
+        names.push(super::RECEIPT.to_string());
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let keys: Vec<(String, ObjPath)> = names.iter().map(|n| (n.clone(), self.key(&format!("runs/{job_id}/{run_id}/{n}")))).collect();
+        block_on(async move {
+            for (name, key) in keys {
+                let bytes = std::fs::read(run_dir.join(&name)).map_err(|e| store_error(&url, &format!("cannot read {name}"), e))?;
+                store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| store_error(&url, &format!("cannot upload {name}"), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Job ids with runs in the store.
+    pub fn jobs(&self) -> Result<Vec<String>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = self.key("runs");
+        block_on(async move {
+            let l = store
+                .list_with_delimiter(Some(&base))
+                .await
+                .map_err(|e| store_error(&url, "cannot list jobs", e))?;
+            Ok(l.common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .filter(|j| crate::paths::valid_id(j))
+                .collect())
+        })
+    }
+
+    /// Mirror the committed runs of a job (those whose receipt object
+    /// exists) into `runs_dir/<job_id>/<run_id>/`. Objects already mirrored
+    /// with the same size are not fetched again. Returns how many runs.
+    pub fn mirror_job(&self, job_id: &str, runs_dir: &Path) -> Result<usize, LilyError> {
+        if !crate::paths::valid_id(job_id) {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = self.key(&format!("runs/{job_id}"));
+        let job_dir = runs_dir.join(job_id);
+        block_on(async move {
+            let objects: Vec<object_store::ObjectMeta> = store
+                .list(Some(&base))
+                .try_collect()
+                .await
+                .map_err(|e| store_error(&url, "cannot list runs", e))?;
+            // run id -> [(name, key, size)]
+            let mut runs: std::collections::BTreeMap<String, Vec<(String, ObjPath, u64)>> = Default::default();
+            for o in objects {
+                let parts: Vec<String> = o.location.parts().map(|p| p.as_ref().to_string()).collect();
+                let n = parts.len();
+                if n < 2 {
+                    continue;
+                }
+                let (run_id, name) = (parts[n - 2].as_str(), parts[n - 1].as_str());
+                // Only `<base>/<run_id>/<name>`: one level below the job.
+                let depth = base.parts().count();
+                if n != depth + 2 || !valid_run_id(run_id) || !publishable(name) || name.contains('/') {
+                    continue;
+                }
+                runs.entry(run_id.to_string()).or_default().push((name.to_string(), o.location.clone(), o.size));
+            }
+            let mut count = 0;
+            for (run_id, files) in runs {
+                if !files.iter().any(|(n, _, _)| n == super::RECEIPT) {
+                    continue; // not committed (still publishing, or its publisher died)
+                }
+                let dir = job_dir.join(&run_id);
+                crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                for (name, key, size) in files {
+                    if size > MAX_OBJECT_BYTES {
+                        return Err(store_error(&url, &format!("{key} is {size} bytes"), format!("more than {MAX_OBJECT_BYTES}")));
+                    }
+                    let local = dir.join(&name);
+                    if name != super::RECEIPT && std::fs::metadata(&local).is_ok_and(|m| m.len() == size) {
+                        continue;
+                    }
+                    let bytes = store
+                        .get(&key)
+                        .await
+                        .map_err(|e| store_error(&url, &format!("cannot read {key}"), e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| store_error(&url, &format!("cannot read {key}"), e))?;
+                    crate::util::write_atomic(&local, &bytes, crate::util::Durability::Rename).map_err(|e| store_error(&url, "cannot write the cache", e))?;
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+    }
+
+    /// Claim a scheduled time of a job: create
+    /// `claims/<job_id>/scheduled/<slot>.json` **create-only** (S3:
+    /// `If-None-Match: *`; file: `O_EXCL` link; memory: a locked map), so
+    /// of any number of claimants exactly one wins. `slot` is the local
+    /// wall-clock time in the job's zone (`2027-11-07T01:30:00`): both
+    /// passes of a DST fall-back hour map to the same key. A loser gets the
+    /// winner's claim body.
+    pub fn claim_scheduled(&self, job_id: &str, slot: &str, body: &serde_json::Value) -> Result<Claim, LilyError> {
+        if !crate::paths::valid_id(job_id) || slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_digit() || b"-T:".contains(&b)) {
+            return Err(store_error(&self.url, "claim", format!("bad claim key {job_id}/{slot}")));
+        }
+        let key = self.key(&format!("claims/{job_id}/scheduled/{slot}.json"));
+        self.create_only(key, body)
+    }
+
+    fn create_only(&self, key: ObjPath, body: &serde_json::Value) -> Result<Claim, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let mut bytes = serde_json::to_vec_pretty(body).map_err(|e| store_error(&url, "claim", e))?;
+        bytes.push(b'\n');
+        block_on(async move {
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match store.put_opts(&key, PutPayload::from(bytes), opts).await {
+                Ok(_) => Ok(Claim::Won),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let by = match store.get(&key).await {
+                        Ok(r) => r
+                            .bytes()
+                            .await
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(&b).ok())
+                            .unwrap_or(serde_json::Value::Null),
+                        Err(_) => serde_json::Value::Null,
+                    };
+                    Ok(Claim::Taken { by })
+                }
+                Err(e) => Err(store_error(&url, &format!("cannot create the claim {key}"), e)),
+            }
+        })
+    }
+
+    /// Every object key under the store's prefix (tests: scan for secrets).
+    pub fn all_keys(&self) -> Result<Vec<String>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = (!self.prefix.is_empty()).then(|| ObjPath::from(self.prefix.as_str()));
+        block_on(async move {
+            let objects: Vec<object_store::ObjectMeta> = store.list(base.as_ref()).try_collect().await.map_err(|e| store_error(&url, "cannot list", e))?;
+            Ok(objects.into_iter().map(|o| o.location.to_string()).collect())
+        })
+    }
+
+    /// One object's bytes (tests).
+    pub fn get_bytes(&self, key: &str) -> Result<Vec<u8>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let key = ObjPath::from(key);
+        block_on(async move {
+            let r = store.get(&key).await.map_err(|e| store_error(&url, "cannot read", e))?;
+            Ok(r.bytes().await.map_err(|e| store_error(&url, "cannot read", e))?.to_vec())
+        })
+    }
+}
+
+/// The outcome of a create-only claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This process created the claim object.
+    Won,
+    /// Another process had: its claim body (`null` if unreadable).
+    Taken { by: serde_json::Value },
+}
+
+/// A run id as [`super::new_run_id`] makes them (no path tricks).
+fn valid_run_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') && !s.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_and_mirror_round_trip_on_memory_and_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().join("store").display())).unwrap();
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).unwrap();
+            let run = tmp.path().join("spool").join("j").join("20270101T000000.000Z-abcdef01");
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join(".run.lock"), b"").unwrap();
+            std::fs::write(run.join("events.jsonl"), b"{}\n").unwrap();
+            // Not committed yet: no receipt in the store, nothing mirrored.
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").unwrap_err();
+            std::fs::write(run.join(super::super::RECEIPT), b"{\"r\":1}").unwrap();
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").unwrap();
+            let keys = s.all_keys().unwrap();
+            assert!(
+                keys.iter().any(|k| k.ends_with("runs/j/20270101T000000.000Z-abcdef01/run_receipt.json")),
+                "{keys:?}"
+            );
+            assert!(!keys.iter().any(|k| k.contains(".run.lock")), "{keys:?}");
+            let cache = tmp.path().join(format!("cache-{}", url.scheme()));
+            assert_eq!(s.mirror_job("j", &cache).unwrap(), 1);
+            assert_eq!(
+                std::fs::read(cache.join("j/20270101T000000.000Z-abcdef01/run_receipt.json")).unwrap(),
+                b"{\"r\":1}"
+            );
+            assert_eq!(s.jobs().unwrap(), vec!["j".to_string()]);
+            std::fs::remove_dir_all(tmp.path().join("spool")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_scheduled_time_is_claimed_once_among_concurrent_claimants() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).unwrap();
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).unwrap();
+            let won: Vec<Claim> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..20)
+                    .map(|i| {
+                        let s = s.clone();
+                        sc.spawn(move || s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": i})).unwrap())
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(won.iter().filter(|c| **c == Claim::Won).count(), 1, "{url}: {won:?}");
+            let Claim::Taken { by } = s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": 99})).unwrap() else {
+                panic!("claimed twice")
+            };
+            assert!(by["who"].as_u64().is_some_and(|w| w < 20), "{by}");
+            assert_eq!(s.claim_scheduled("nightly", "2027-11-07T02:30:00", &serde_json::json!({})).unwrap(), Claim::Won);
+            assert!(s.claim_scheduled("../x", "2027", &serde_json::json!({})).is_err());
+        }
+    }
+}
