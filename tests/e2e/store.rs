@@ -252,3 +252,58 @@ fn twenty_processes_claiming_one_slot_run_exactly_once() {
         assert_eq!((succeeded, duplicates), (1, 19), "{url}");
     }
 }
+
+/// A pod killed mid-run (`kill -9` of `lily jobs run`): its run never
+/// publishes a receipt, its lease stops being renewed and expires, and the
+/// store then reads the run as `interrupted`. While the lease is live the
+/// run is not listed as anything.
+#[test]
+fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
+    for (url, endpoint, keep) in stores() {
+        let env = Env::new();
+        env.install("probe");
+        env.write_job(
+            "victim",
+            &step_job("victim", "probe.v1", "{ op: sleep, ms: 60000 }", "", "{ timeout_seconds: 120 }"),
+        );
+        let mut c = env.cmd();
+        c.args(["jobs", "run", "victim", "--store", &url])
+            .env("LILY_STORE_LEASE_SECONDS", "3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        with_aws(&mut c, endpoint.as_deref());
+        let mut child = c.spawn().expect("spawn");
+        // Wait for the run's lease in the store (file store: look; S3: the
+        // local run's events say the run started, the lease is written first).
+        crate::harness::wait_until(std::time::Duration::from_secs(60), "the run started", || {
+            env.run_dirs("victim").first().is_some_and(|d| d.join("events.jsonl").exists())
+        });
+        if let (Some(ep), None) = (&endpoint, &keep) {
+            let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or("").to_string();
+            crate::harness::wait_until(std::time::Duration::from_secs(10), "the lease object", || {
+                String::from_utf8_lossy(&s3_helper(ep, "dump", &bucket)).contains("lease.json")
+            });
+        }
+        if let Some(dir) = &keep {
+            let job = dir.path().join("runs").join("victim");
+            crate::harness::wait_until(std::time::Duration::from_secs(10), "the lease object", || {
+                std::fs::read_dir(&job)
+                    .ok()
+                    .and_then(|mut rd| rd.next())
+                    .is_some_and(|e| e.is_ok_and(|e| e.path().join("lease.json").is_file()))
+            });
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        let reader = Env::new();
+        let mut seen = String::new();
+        crate::harness::wait_until(std::time::Duration::from_secs(30), "the lease to expire", || {
+            let o = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "runs", "victim"]);
+            seen = o.stdout.clone();
+            serde_json::from_str::<serde_json::Value>(&o.stdout).is_ok_and(|v| v[0]["status"] == "interrupted")
+        });
+        let shown = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "show", "victim/latest"]).json();
+        assert_eq!(shown["status"], "interrupted", "{url}: {seen}");
+        assert!(shown["error"]["message"].as_str().is_some_and(|m| m.contains("lease expired")), "{shown}");
+    }
+}

@@ -345,6 +345,46 @@ fn claim_or_skip(
     Ok(Some(EXIT_OK))
 }
 
+/// Write the run's lease now, then renew it every third of its length on
+/// a thread of its own while `on` holds. A failed renewal is logged; the
+/// run goes on (it is published at its end).
+fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let ttl = runs::store::lease_seconds();
+    let started = chrono::Utc::now();
+    let body = move || {
+        json!({
+            "job_id": job,
+            "run_id": run_id,
+            "started_at": lily::util::rfc3339(started),
+            "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
+            "runner": runs::RunnerRecord::current(),
+            "pid": std::process::id(),
+        })
+    };
+    let renew = {
+        let st = st.clone();
+        move |b: serde_json::Value| {
+            let (j, r) = (b["job_id"].as_str().unwrap_or("").to_string(), b["run_id"].as_str().unwrap_or("").to_string());
+            if let Err(e) = st.renew_lease(&j, &r, &b) {
+                tracing::warn!(error = %e.message, "cannot renew the run's lease");
+            }
+        }
+    };
+    renew(body());
+    let _ = std::thread::Builder::new().name("lily-lease".into()).spawn(move || {
+        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
+        let tick = std::time::Duration::from_millis(100);
+        let mut last = std::time::Instant::now();
+        while on.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            if last.elapsed() >= step && on.load(std::sync::atomic::Ordering::SeqCst) {
+                renew(body());
+                last = std::time::Instant::now();
+            }
+        }
+    });
+}
+
 /// Publish a finished run to the store (receipt last); a failure is
 /// reported, and the run stays in the local spool.
 fn publish(store: Option<&runs::store::RunStore>, run_dir: &std::path::Path, r: &runs::Receipt) -> Result<(), LilyError> {
@@ -544,8 +584,16 @@ async fn run_job(
     });
     // Where the run is, as soon as it exists, so another terminal can follow it.
     let job = id.to_string();
+    // With a store: the run's lease, renewed until the run has finished,
+    // so a pod killed mid-run reads `interrupted` in the store.
+    let leasing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let lease_store = store.cloned();
+    let lease_on = leasing.clone();
     let on_started: lily::jobs::OnStarted = Box::new(move |run_id: &str, dir: &std::path::Path| {
         errln!("run {run_id} started: {} (follow: lily jobs tail {job} --run {run_id} -f)", dir.display());
+        if let Some(st) = lease_store {
+            start_lease(st, job, run_id.to_string(), lease_on);
+        }
     });
     let res = lily
         .run_job(
@@ -563,6 +611,7 @@ async fn run_job(
     if let Some(p) = &progress {
         p.finish();
     }
+    leasing.store(false, std::sync::atomic::Ordering::SeqCst);
     let res = res?;
     publish(store, &res.run_dir, &res.receipt)?;
     if g.json {

@@ -33,6 +33,19 @@ fn publishable(name: &str) -> bool {
     !name.starts_with('.')
 }
 
+/// The lease object of a run in progress (see [`RunStore::renew_lease`]).
+pub const LEASE: &str = "lease.json";
+
+/// How long a lease lasts without renewal: `$LILY_STORE_LEASE_SECONDS`
+/// (2..=3600), default 60.
+pub fn lease_seconds() -> u64 {
+    std::env::var("LILY_STORE_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| (2..=3600).contains(s))
+        .unwrap_or(60)
+}
+
 /// Largest object Lily reads back from a store (a receipt, an events file,
 /// an artifact): bounded so a hostile store cannot exhaust memory.
 pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
@@ -192,10 +205,50 @@ impl RunStore {
             }
             let mut count = 0;
             for (run_id, files) in runs {
-                if !files.iter().any(|(n, _, _)| n == super::RECEIPT) {
-                    continue; // not committed (still publishing, or its publisher died)
-                }
                 let dir = job_dir.join(&run_id);
+                if !files.iter().any(|(n, _, _)| n == super::RECEIPT) {
+                    // Not committed. With an expired lease its process died:
+                    // the mirror gets an `interrupted` receipt (derived, never
+                    // written to the store). Otherwise it is still going (or
+                    // still publishing) and not listed.
+                    let Some((_, key, _)) = files.iter().find(|(n, _, _)| n == LEASE) else {
+                        continue;
+                    };
+                    let lease: serde_json::Value = match store.get(key).await {
+                        Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
+                        Err(_) => continue,
+                    };
+                    let expired = lease["expires_at"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t < chrono::Utc::now());
+                    if !expired {
+                        continue;
+                    }
+                    let mut r = super::Receipt::start(job_id_of(&job_dir), &run_id, super::TriggerRecord::Unknown, "", "");
+                    if let Ok(t) = serde_json::from_value::<super::TriggerRecord>(lease["trigger"].clone()) {
+                        r.trigger = t;
+                    }
+                    r.status = super::RunStatus::Interrupted;
+                    r.started_at = lease["started_at"].as_str().unwrap_or(&r.started_at).to_string();
+                    r.pid = 0;
+                    r.error = Some(super::ReceiptError {
+                        code: ErrorCode::JobExecutionFailed,
+                        message: format!(
+                            "the run's lease expired at {} without a receipt: its process died",
+                            lease["expires_at"].as_str().unwrap_or("?")
+                        ),
+                        cause: serde_json::json!({"kind": "interrupted", "lease": lease}),
+                        first_event_seq: None,
+                    });
+                    crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                    let mut bytes = serde_json::to_vec_pretty(&r).map_err(|e| store_error(&url, "receipt", e))?;
+                    bytes.push(b'\n');
+                    crate::util::write_atomic(&dir.join(super::RECEIPT), &bytes, crate::util::Durability::Rename)
+                        .map_err(|e| store_error(&url, "cannot write the cache", e))?;
+                    count += 1;
+                    continue;
+                }
                 crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
                 for (name, key, size) in files {
                     if size > MAX_OBJECT_BYTES {
@@ -264,6 +317,26 @@ impl RunStore {
         })
     }
 
+    /// Write (or renew) the lease of a run in progress:
+    /// `runs/<job_id>/<run_id>/lease.json` with `expires_at`. The holder
+    /// renews it every [`lease_seconds`]` / 3`; a run directory in the store
+    /// with an expired lease and no receipt reads `interrupted` (its
+    /// process died before it could publish). Only the run's own process
+    /// writes its lease, so a plain put suffices.
+    pub fn renew_lease(&self, job_id: &str, run_id: &str, body: &serde_json::Value) -> Result<(), LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let key = self.key(&format!("runs/{job_id}/{run_id}/{LEASE}"));
+        let bytes = serde_json::to_vec(body).map_err(|e| store_error(&url, "lease", e))?;
+        block_on(async move {
+            store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| store_error(&url, "cannot renew the lease", e))
+        })
+    }
+
     /// Every object key under the store's prefix (tests: scan for secrets).
     pub fn all_keys(&self) -> Result<Vec<String>, LilyError> {
         let store = self.store.clone();
@@ -285,6 +358,10 @@ impl RunStore {
             Ok(r.bytes().await.map_err(|e| store_error(&url, "cannot read", e))?.to_vec())
         })
     }
+}
+
+fn job_id_of(job_dir: &Path) -> &str {
+    job_dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
 
 /// The outcome of a create-only claim.
