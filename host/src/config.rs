@@ -428,15 +428,15 @@ mod tests {
     #[test]
     fn store_urls_are_checked() {
         assert_eq!(
-            StoreUrl::parse("s3://lily-runs/team/a").unwrap(),
+            StoreUrl::parse("s3://lily-runs/team/a").expect("ok"),
             StoreUrl::S3 {
                 bucket: "lily-runs".into(),
                 prefix: "team/a".into()
             }
         );
-        assert_eq!(StoreUrl::parse("s3://lily-runs").unwrap().to_string(), "s3://lily-runs");
-        assert_eq!(StoreUrl::parse("file:///var/lily").unwrap(), StoreUrl::File("/var/lily".into()));
-        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        assert_eq!(StoreUrl::parse("s3://lily-runs").expect("ok").to_string(), "s3://lily-runs");
+        assert_eq!(StoreUrl::parse("file:///var/lily").expect("ok"), StoreUrl::File("/var/lily".into()));
+        assert_eq!(StoreUrl::parse("memory://").expect("ok"), StoreUrl::Memory);
         for bad in [
             "s3://AKIA:secret@bucket/p",
             "s3://Bucket/p",
@@ -449,11 +449,11 @@ mod tests {
             "gs://bucket",
             "",
         ] {
-            let e = StoreUrl::parse(bad).unwrap_err();
+            let e = StoreUrl::parse(bad).expect_err("refused");
             assert!(!e.contains("secret"), "{e}");
         }
-        assert!(parse("store: \"s3://lily-runs/p\"\n").unwrap().store.is_some());
-        assert_eq!(parse("store: \"ftp://x\"\n").unwrap_err().code, ErrorCode::JobInvalidSpec);
+        assert!(parse("store: \"s3://lily-runs/p\"\n").expect("ok").store.is_some());
+        assert_eq!(parse("store: \"ftp://x\"\n").expect_err("refused").code, ErrorCode::JobInvalidSpec);
     }
 
     #[test]

@@ -307,3 +307,46 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
         assert!(shown["error"]["message"].as_str().is_some_and(|m| m.contains("lease expired")), "{shown}");
     }
 }
+
+/// `max_parallel_runs: 2` across three pods (three roots sharing a store),
+/// started at once: two run, the third is refused `job_busy` (exit 15) —
+/// and once they finished, their slots are free again.
+#[test]
+fn max_parallel_runs_holds_across_pods_sharing_a_store() {
+    for (url, endpoint, _keep) in stores() {
+        let job = step_job(
+            "wide",
+            "probe.v1",
+            "{ op: sleep, ms: 5000 }",
+            "",
+            "{ timeout_seconds: 120, max_parallel_runs: 2 }",
+        );
+        let pods: Vec<Env> = (0..3)
+            .map(|_| {
+                let e = Env::new();
+                e.install("probe");
+                e.write_job("wide", &job);
+                e
+            })
+            .collect();
+        let children: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                let mut c = p.cmd();
+                c.args(["jobs", "run", "wide", "--store", &url])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                with_aws(&mut c, endpoint.as_deref());
+                c.spawn().expect("spawn")
+            })
+            .collect();
+        let mut codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait").status.code().unwrap_or(-1))
+            .collect();
+        codes.sort();
+        assert_eq!(codes, [0, 0, 15], "{url}");
+        // The slots were released: a fourth run goes.
+        run_in(&pods[0], &url, endpoint.as_deref(), &["jobs", "run", "wide"]).expect_code(0);
+    }
+}

@@ -385,6 +385,45 @@ fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::
     });
 }
 
+/// The body of a run slot's generation: holder, expiry, or released.
+fn slot_body(job: &str, released: bool) -> Value {
+    let ttl = runs::store::lease_seconds();
+    json!({
+        "job_id": job,
+        "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
+        "released": released,
+        "runner": runs::RunnerRecord::current(),
+        "pid": std::process::id(),
+    })
+}
+
+/// Renew a held run slot every third of its lease while `on` holds; a
+/// holder that finds its slot taken over (it failed to renew for a whole
+/// lease) cancels its run.
+fn start_slot_heartbeat(st: runs::store::RunStore, lease: runs::store::SlotLease, on: std::sync::Arc<std::sync::atomic::AtomicBool>, cancel: Cancel) {
+    let ttl = runs::store::lease_seconds();
+    let _ = std::thread::Builder::new().name("lily-slot".into()).spawn(move || {
+        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
+        let tick = std::time::Duration::from_millis(100);
+        let mut last = std::time::Instant::now();
+        while on.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            if last.elapsed() < step || !on.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            match st.renew_slot(&lease, &slot_body(&lease.job_id, false)) {
+                Ok(true) => last = std::time::Instant::now(),
+                Ok(false) => {
+                    tracing::warn!(job = %lease.job_id, slot = lease.slot, "the run's slot was taken over in the store: cancelling the run");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e.message, "cannot renew the run's slot"),
+            }
+        }
+    });
+}
+
 /// Publish a finished run to the store (receipt last); a failure is
 /// reported, and the run stays in the local spool.
 fn publish(store: Option<&runs::store::RunStore>, run_dir: &std::path::Path, r: &runs::Receipt) -> Result<(), LilyError> {
@@ -576,6 +615,32 @@ async fn run_job(
             cancel.cancel();
         });
     }
+    // With a store, `max_parallel_runs` holds across every process sharing
+    // it: a run slot with an expiring lease, renewed while the run goes.
+    let slot_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let slot = match store {
+        Some(st) => {
+            let n = lily.load_spec(id)?.spec?.runtime.max_parallel_runs;
+            let lease = loop {
+                match st.acquire_slot(id, n, &slot_body(id, false))? {
+                    Some(l) => break l,
+                    None if wait && !cancel.is_cancelled() => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                    None => {
+                        return Err(LilyError::new(
+                            ErrorCode::JobBusy,
+                            format!("{id}: all {n} run slot(s) (max_parallel_runs) are held in the run store {}", st.url()),
+                        )
+                        .with_hint(format!(
+                            "wait for a run to finish, or `lily jobs run {id} --wait`; a dead holder's slot frees when its lease expires"
+                        )));
+                    }
+                }
+            };
+            start_slot_heartbeat(st.clone(), lease.clone(), slot_on.clone(), cancel.clone());
+            Some((st, lease))
+        }
+        None => None,
+    };
     // The live display: only on a terminal, never with --json.
     let progress = (std::io::stderr().is_terminal() && !g.json).then(|| std::sync::Arc::new(super::progress::Progress::stderr()));
     let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = progress.clone().map(|p| {
@@ -612,6 +677,10 @@ async fn run_job(
         p.finish();
     }
     leasing.store(false, std::sync::atomic::Ordering::SeqCst);
+    slot_on.store(false, std::sync::atomic::Ordering::SeqCst);
+    if let Some((st, lease)) = &slot {
+        let _ = st.renew_slot(lease, &slot_body(id, true));
+    }
     let res = res?;
     publish(store, &res.run_dir, &res.receipt)?;
     if g.json {

@@ -337,6 +337,103 @@ impl RunStore {
         })
     }
 
+    /// Take one of a job's `slots` run slots across processes (its
+    /// `max_parallel_runs`). A slot is a series of generations
+    /// `claims/<job>/slots/<n>/<generation>.json`, each created
+    /// **create-only**: a free slot (no generation yet) is taken by creating
+    /// generation 0; a slot whose latest generation expired (its holder
+    /// stopped renewing) or was released is taken by creating the next
+    /// generation — of any number of takers exactly one wins. Only the
+    /// holder of a generation writes it (renewal, release), and a holder
+    /// that sees the next generation has lost the slot. `None`: every slot
+    /// is held.
+    pub fn acquire_slot(&self, job_id: &str, slots: u32, body: &serde_json::Value) -> Result<Option<SlotLease>, LilyError> {
+        if !crate::paths::valid_id(job_id) {
+            return Err(store_error(&self.url, "slot", format!("bad job id {job_id}")));
+        }
+        for n in 0..slots {
+            let dir = self.key(&format!("claims/{job_id}/slots/{n}"));
+            let store = self.store.clone();
+            let url = self.url.clone();
+            let latest: Option<(u64, serde_json::Value)> = block_on(async move {
+                let objects: Vec<object_store::ObjectMeta> = store
+                    .list(Some(&dir))
+                    .try_collect()
+                    .await
+                    .map_err(|e| store_error(&url, "cannot list slots", e))?;
+                let Some((g, key)) = objects
+                    .iter()
+                    .filter_map(|o| {
+                        o.location
+                            .filename()?
+                            .strip_suffix(".json")?
+                            .parse::<u64>()
+                            .ok()
+                            .map(|g| (g, o.location.clone()))
+                    })
+                    .max_by_key(|(g, _)| *g)
+                else {
+                    return Ok::<_, LilyError>(None);
+                };
+                let body = match store.get(&key).await {
+                    Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
+                    Err(_) => serde_json::Value::Null,
+                };
+                Ok(Some((g, body)))
+            })?;
+            let generation = match latest {
+                None => 0,
+                Some((g, b)) => {
+                    let free = b["released"] == true
+                        || b["expires_at"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_none_or(|t| t < chrono::Utc::now());
+                    if !free {
+                        continue;
+                    }
+                    g + 1
+                }
+            };
+            let lease = SlotLease {
+                job_id: job_id.to_string(),
+                slot: n,
+                generation,
+            };
+            if self.create_only(self.slot_key(&lease, generation), body)? == Claim::Won {
+                return Ok(Some(lease));
+            }
+        }
+        Ok(None)
+    }
+
+    fn slot_key(&self, l: &SlotLease, generation: u64) -> ObjPath {
+        self.key(&format!("claims/{}/slots/{}/{generation:020}.json", l.job_id, l.slot))
+    }
+
+    /// Renew (or, with `released: true` in `body`, release) a held slot.
+    /// `false`: the slot was taken over (the next generation exists) — the
+    /// lease is lost and nothing was written.
+    pub fn renew_slot(&self, l: &SlotLease, body: &serde_json::Value) -> Result<bool, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let next = self.slot_key(l, l.generation + 1);
+        let own = self.slot_key(l, l.generation);
+        let bytes = serde_json::to_vec(body).map_err(|e| store_error(&url, "slot", e))?;
+        block_on(async move {
+            match store.head(&next).await {
+                Ok(_) => return Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
+            }
+            store
+                .put(&own, PutPayload::from(bytes))
+                .await
+                .map(|_| true)
+                .map_err(|e| store_error(&url, "cannot renew the slot", e))
+        })
+    }
+
     /// Every object key under the store's prefix (tests: scan for secrets).
     pub fn all_keys(&self) -> Result<Vec<String>, LilyError> {
         let store = self.store.clone();
@@ -364,6 +461,14 @@ fn job_id_of(job_dir: &Path) -> &str {
     job_dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
 
+/// A run slot held in the store (see [`RunStore::acquire_slot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotLease {
+    pub job_id: String,
+    pub slot: u32,
+    pub generation: u64,
+}
+
 /// The outcome of a create-only claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -384,57 +489,92 @@ mod tests {
 
     #[test]
     fn publish_and_mirror_round_trip_on_memory_and_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().join("store").display())).unwrap();
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().join("store").display())).expect("ok");
         for url in [StoreUrl::Memory, file_url] {
-            let s = RunStore::open(&url).unwrap();
+            let s = RunStore::open(&url).expect("ok");
             let run = tmp.path().join("spool").join("j").join("20270101T000000.000Z-abcdef01");
-            std::fs::create_dir_all(&run).unwrap();
-            std::fs::write(run.join(".run.lock"), b"").unwrap();
-            std::fs::write(run.join("events.jsonl"), b"{}\n").unwrap();
+            std::fs::create_dir_all(&run).expect("ok");
+            std::fs::write(run.join(".run.lock"), b"").expect("ok");
+            std::fs::write(run.join("events.jsonl"), b"{}\n").expect("ok");
             // Not committed yet: no receipt in the store, nothing mirrored.
-            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").unwrap_err();
-            std::fs::write(run.join(super::super::RECEIPT), b"{\"r\":1}").unwrap();
-            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").unwrap();
-            let keys = s.all_keys().unwrap();
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").expect_err("refused");
+            std::fs::write(run.join(super::super::RECEIPT), b"{\"r\":1}").expect("ok");
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").expect("ok");
+            let keys = s.all_keys().expect("ok");
             assert!(
                 keys.iter().any(|k| k.ends_with("runs/j/20270101T000000.000Z-abcdef01/run_receipt.json")),
                 "{keys:?}"
             );
             assert!(!keys.iter().any(|k| k.contains(".run.lock")), "{keys:?}");
             let cache = tmp.path().join(format!("cache-{}", url.scheme()));
-            assert_eq!(s.mirror_job("j", &cache).unwrap(), 1);
+            assert_eq!(s.mirror_job("j", &cache).expect("ok"), 1);
             assert_eq!(
-                std::fs::read(cache.join("j/20270101T000000.000Z-abcdef01/run_receipt.json")).unwrap(),
+                std::fs::read(cache.join("j/20270101T000000.000Z-abcdef01/run_receipt.json")).expect("ok"),
                 b"{\"r\":1}"
             );
-            assert_eq!(s.jobs().unwrap(), vec!["j".to_string()]);
-            std::fs::remove_dir_all(tmp.path().join("spool")).unwrap();
+            assert_eq!(s.jobs().expect("ok"), vec!["j".to_string()]);
+            std::fs::remove_dir_all(tmp.path().join("spool")).expect("ok");
         }
     }
 
     #[test]
     fn a_scheduled_time_is_claimed_once_among_concurrent_claimants() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).unwrap();
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).expect("ok");
         for url in [StoreUrl::Memory, file_url] {
-            let s = RunStore::open(&url).unwrap();
+            let s = RunStore::open(&url).expect("ok");
             let won: Vec<Claim> = std::thread::scope(|sc| {
                 let hs: Vec<_> = (0..20)
                     .map(|i| {
                         let s = s.clone();
-                        sc.spawn(move || s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": i})).unwrap())
+                        sc.spawn(move || s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": i})).expect("ok"))
                     })
                     .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
+                hs.into_iter().map(|h| h.join().expect("ok")).collect()
             });
             assert_eq!(won.iter().filter(|c| **c == Claim::Won).count(), 1, "{url}: {won:?}");
-            let Claim::Taken { by } = s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": 99})).unwrap() else {
+            let Claim::Taken { by } = s
+                .claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": 99}))
+                .expect("ok")
+            else {
                 panic!("claimed twice")
             };
             assert!(by["who"].as_u64().is_some_and(|w| w < 20), "{by}");
-            assert_eq!(s.claim_scheduled("nightly", "2027-11-07T02:30:00", &serde_json::json!({})).unwrap(), Claim::Won);
+            assert_eq!(
+                s.claim_scheduled("nightly", "2027-11-07T02:30:00", &serde_json::json!({})).expect("ok"),
+                Claim::Won
+            );
             assert!(s.claim_scheduled("../x", "2027", &serde_json::json!({})).is_err());
+        }
+    }
+
+    #[test]
+    fn run_slots_are_held_once_each_and_taken_over_only_when_expired() {
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).expect("ok");
+        let live = serde_json::json!({"expires_at": "2999-01-01T00:00:00Z"});
+        let dead = serde_json::json!({"expires_at": "2000-01-01T00:00:00Z"});
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).expect("ok");
+            // 10 concurrent takers of 2 slots: exactly 2 win.
+            let got: Vec<Option<SlotLease>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..10).map(|_| sc.spawn(|| s.acquire_slot("wide", 2, &live).expect("ok"))).collect();
+                hs.into_iter().map(|h| h.join().expect("ok")).collect()
+            });
+            let held: Vec<&SlotLease> = got.iter().flatten().collect();
+            assert_eq!(held.len(), 2, "{url}: {got:?}");
+            assert_ne!(held[0].slot, held[1].slot);
+            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok"), None);
+            // A holder whose lease expired loses its slot to the next generation.
+            let a = held[0].clone();
+            assert!(s.renew_slot(&a, &dead).expect("ok"));
+            let b = s.acquire_slot("wide", 2, &live).expect("ok").expect("taken over");
+            assert_eq!((b.slot, b.generation), (a.slot, a.generation + 1));
+            assert!(!s.renew_slot(&a, &live).expect("ok"), "the old holder sees it lost the slot");
+            // A released slot is free again.
+            assert!(s.renew_slot(&b, &serde_json::json!({"released": true})).expect("ok"));
+            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok").map(|l| l.generation), Some(b.generation + 1));
         }
     }
 }
