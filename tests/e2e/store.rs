@@ -33,7 +33,7 @@ fn round_trip(store: &str, endpoint: Option<&str>, list: impl Fn() -> Vec<Vec<u8
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let run_id = a.run_dirs("nightly")[0].file_name().unwrap().to_string_lossy().into_owned();
+    let run_id = a.run_dirs("nightly")[0].file_name().expect("run id").to_string_lossy().into_owned();
 
     // Another machine: no local runs, only the store (through $LILY_STORE).
     let b = Env::new();

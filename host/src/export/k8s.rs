@@ -384,7 +384,7 @@ fn cron_job(s: &JobSpec, name: &str, activity: Activity, opts: &K8sOptions, m: M
     let concurrency = if s.runtime.max_parallel_runs <= 1 { "Forbid" } else { "Allow" };
     if s.runtime.max_parallel_runs > 1 {
         warnings.push(format!(
-            "{}: max_parallel_runs {} has no CronJob equivalent (Allow | Forbid | Replace): exported as Allow; Lily's cap is per pod (the store does not enforce it across pods yet)",
+            "{}: max_parallel_runs {} has no CronJob equivalent (Allow | Forbid | Replace): exported as Allow; Lily's cap holds across pods only with a shared --store",
             s.id, s.runtime.max_parallel_runs
         ));
     }
