@@ -32,6 +32,88 @@ pub struct Config {
     /// keep every run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::util::Retention>,
+    /// The run store (`s3://bucket/prefix`, `file:///path`, `memory://`);
+    /// absent: the local `.lily/runs/` only. `--store` and `$LILY_STORE`
+    /// override it. See docs/kubernetes.md#the-run-store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+/// A run store location, checked (see [`StoreUrl::parse`]). It never holds
+/// credentials (a URL with `user@` is refused): those come from the
+/// standard AWS environment only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `s3://bucket[/prefix]`
+    S3 { bucket: String, prefix: String },
+    /// `file:///absolute/path`
+    File(std::path::PathBuf),
+    /// `memory://` (one process; tests)
+    Memory,
+}
+
+impl StoreUrl {
+    pub fn parse(s: &str) -> Result<StoreUrl, String> {
+        // The input is not echoed: a mistaken URL may hold a credential.
+        let bad = |why: &str| Err(format!("store URL: {why} (expected s3://bucket/prefix, file:///path or memory://)"));
+        if s == "memory://" {
+            return Ok(StoreUrl::Memory);
+        }
+        if s.contains(['?', '#', '\\']) || s.chars().any(char::is_control) {
+            return bad("no query, fragment, backslash or control characters");
+        }
+        if let Some(rest) = s.strip_prefix("file://") {
+            let p = std::path::Path::new(rest);
+            if !rest.starts_with('/') || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return bad("a file:// store needs an absolute path without `..`");
+            }
+            return Ok(StoreUrl::File(p.to_path_buf()));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.contains('@') || bucket.contains(':') {
+                return bad("no credentials or port in the URL (they come from the AWS environment: AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)");
+            }
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                && bucket.as_bytes()[0].is_ascii_alphanumeric();
+            if !bucket_ok {
+                return bad("a bucket name is 3-63 characters of a-z, 0-9, '-' and '.'");
+            }
+            let prefix = prefix.trim_end_matches('/');
+            let segs_ok = prefix.is_empty()
+                || prefix
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+            if !segs_ok || prefix.len() > 512 {
+                return bad("a prefix is '/'-separated segments of A-Z, a-z, 0-9, '-', '_' and '.' (no empty, '.' or '..' segment)");
+            }
+            return Ok(StoreUrl::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+            });
+        }
+        bad("unknown scheme")
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            StoreUrl::S3 { .. } => "s3",
+            StoreUrl::File(_) => "file",
+            StoreUrl::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreUrl::File(p) => write!(f, "file://{}", p.display()),
+            StoreUrl::Memory => write!(f, "memory://"),
+        }
+    }
 }
 
 /// The `mcp:` section: the jobs and runnables an MCP client may call, and
@@ -219,6 +301,9 @@ impl Config {
         c.llm.check().map_err(|m| invalid(path, m).with_hint("see docs/llm.md#configuration"))?;
         check_destinations(&c.destinations).map_err(|m| invalid(path, m).with_hint("see docs/security.md#destinations"))?;
         c.mcp.check().map_err(|m| invalid(path, m).with_hint("see docs/mcp.md#configuration"))?;
+        if let Some(u) = &c.store {
+            StoreUrl::parse(u).map_err(|m| invalid(path, m).with_hint("see docs/kubernetes.md#the-run-store"))?;
+        }
         Ok(c)
     }
 }
@@ -338,6 +423,37 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, LilyError> {
         Config::parse(Path::new("config.yaml"), text)
+    }
+
+    #[test]
+    fn store_urls_are_checked() {
+        assert_eq!(
+            StoreUrl::parse("s3://lily-runs/team/a").expect("ok"),
+            StoreUrl::S3 {
+                bucket: "lily-runs".into(),
+                prefix: "team/a".into()
+            }
+        );
+        assert_eq!(StoreUrl::parse("s3://lily-runs").expect("ok").to_string(), "s3://lily-runs");
+        assert_eq!(StoreUrl::parse("file:///var/lily").expect("ok"), StoreUrl::File("/var/lily".into()));
+        assert_eq!(StoreUrl::parse("memory://").expect("ok"), StoreUrl::Memory);
+        for bad in [
+            "s3://AKIA:secret@bucket/p",
+            "s3://Bucket/p",
+            "s3://b/p",
+            "s3://bucket/../x",
+            "s3://bucket/a//b",
+            "s3://bucket/p?x=1",
+            "file://relative/path",
+            "file:///a/../b",
+            "gs://bucket",
+            "",
+        ] {
+            let e = StoreUrl::parse(bad).expect_err("refused");
+            assert!(!e.contains("secret"), "{e}");
+        }
+        assert!(parse("store: \"s3://lily-runs/p\"\n").expect("ok").store.is_some());
+        assert_eq!(parse("store: \"ftp://x\"\n").expect_err("refused").code, ErrorCode::JobInvalidSpec);
     }
 
     #[test]

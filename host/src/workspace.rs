@@ -13,6 +13,9 @@ pub struct Root {
     pub jobs_dir: PathBuf,
     /// `.lily/config.yaml`, checked when the root was opened.
     pub config: std::sync::Arc<crate::config::Config>,
+    /// Read and write runs here instead of `.lily/runs/` (the local mirror
+    /// of a run store, see `runs::store`).
+    pub runs_dir_override: Option<PathBuf>,
 }
 
 impl Root {
@@ -78,6 +81,7 @@ impl Root {
             path,
             jobs_dir,
             config: std::sync::Arc::new(config),
+            runs_dir_override: None,
         })
     }
 
@@ -85,6 +89,9 @@ impl Root {
         self.path.join(".lily")
     }
     pub fn runs_dir(&self) -> PathBuf {
+        if let Some(p) = &self.runs_dir_override {
+            return p.clone();
+        }
         self.lily_dir().join("runs")
     }
     pub fn state_dir(&self) -> PathBuf {

@@ -104,6 +104,7 @@ impl Env {
         c.current_dir(&self.root)
             .env_remove("LILY_JOBS_DIR")
             .env_remove("LILY_LOG")
+            .env_remove("LILY_STORE")
             .env("LILY_ROOT", &self.root)
             .stdin(Stdio::null());
         c

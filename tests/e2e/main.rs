@@ -21,5 +21,6 @@ mod replay;
 mod runctl;
 mod scheduler;
 mod small;
+mod store;
 #[test]
 fn smoke() {}

@@ -32,6 +32,9 @@ pub enum JobsCmd {
         /// Take the scheduled time from the Kubernetes Job name in $LILY_K8S_JOB_NAME (`<cronjob>-<unix minute>`, as `lily export k8s` sets it); a name without one runs as a manual run
         #[arg(long)]
         scheduled_from_env: bool,
+        /// Run store to publish to / read from: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else the local .lily/runs/ only)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
     /// Show the plan of a job (graph, grants, limits) without running it
     Plan { id: String },
@@ -53,6 +56,9 @@ pub enum JobsCmd {
         /// Only events of this step: a node id (`map:security.v1`) or its runnable (`security.v1`)
         #[arg(long, value_name = "NODE")]
         step: Option<String>,
+        /// Run store to publish to / read from: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else the local .lily/runs/ only)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
     /// Run history of a job, newest first
     Runs {
@@ -61,9 +67,12 @@ pub enum JobsCmd {
         limit: usize,
         /// Only runs with this status
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new([
-            "succeeded", "partial", "failed", "denied", "cancelled", "interrupted", "running", "missed", "skipped_overlap",
+            "succeeded", "partial", "failed", "denied", "cancelled", "interrupted", "running", "missed", "skipped_overlap", "duplicate_skipped",
         ]))]
         status: Option<String>,
+        /// Run store to publish to / read from: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else the local .lily/runs/ only)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
     /// Render a run's receipt
     Show {
@@ -72,6 +81,9 @@ pub enum JobsCmd {
         /// Draw the run's steps as bars on a time axis instead (start offset, duration, outcome)
         #[arg(long)]
         timeline: bool,
+        /// Run store to publish to / read from: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else the local .lily/runs/ only)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
     /// The next fire times of a cron job, in UTC and in the job's time zone
     Next {
@@ -133,6 +145,9 @@ pub enum JobsCmd {
         /// Replay even if a component's digest changed since the original (recorded as drift)
         #[arg(long)]
         allow_drift: bool,
+        /// Run store to publish to / read from: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else the local .lily/runs/ only)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
 }
 
@@ -146,14 +161,16 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
             wait,
             scheduled_for,
             scheduled_from_env,
+            store,
         } => {
+            let store = open_store(&root, store)?;
             let at = scheduled_for.or_else(|| {
                 scheduled_from_env
                     .then(|| std::env::var("LILY_K8S_JOB_NAME").ok())
                     .flatten()
                     .and_then(|n| lily::export::k8s::scheduled_time_of_job_name(&n))
             });
-            run_job(g, root, &id, wait, at).await
+            run_job(g, root, &id, wait, at, store.as_ref()).await
         }
         JobsCmd::Plan { id } => plan(g, root, &id).await,
         JobsCmd::Tail {
@@ -163,12 +180,38 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
             follow,
             types,
             step,
+            store,
         } => {
             let filter = EventFilter { types, step };
+            let root = match open_store(&root, store)? {
+                Some(_) if follow => {
+                    return Err(LilyError::new(
+                        ErrorCode::JobInvalidSpec,
+                        "--follow reads a run as it is written; a run store holds finished runs only",
+                    )
+                    .with_hint(format!(
+                        "follow the run on the machine that runs it, or drop --follow to see the latest finished run of {id}"
+                    )));
+                }
+                Some(st) => mirrored(&root, &st, Some(&id))?,
+                None => root,
+            };
             tail(g, &root, &id, run.as_deref(), n, follow, &filter).await
         }
-        JobsCmd::Runs { id, limit, status } => runs(g, &root, &id, limit, status.as_deref()),
-        JobsCmd::Show { run_id, timeline } => show(g, &root, &run_id, timeline),
+        JobsCmd::Runs { id, limit, status, store } => {
+            let root = match open_store(&root, store)? {
+                Some(st) => mirrored(&root, &st, Some(&id))?,
+                None => root,
+            };
+            runs(g, &root, &id, limit, status.as_deref())
+        }
+        JobsCmd::Show { run_id, timeline, store } => {
+            let root = match open_store(&root, store)? {
+                Some(st) => mirrored(&root, &st, job_of_ref(&run_id))?,
+                None => root,
+            };
+            show(g, &root, &run_id, timeline)
+        }
         JobsCmd::Next { id, count, from, until } => super::schedule::next(g, &root, &id, count, from, until),
         JobsCmd::Pause { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Pause),
         JobsCmd::Resume { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Resume),
@@ -183,8 +226,211 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
             dry_run,
         } => super::runctl::prune(g, &root, id.as_deref(), keep_last, older_than, dry_run),
         JobsCmd::Cancel { run_id, timeout_seconds } => super::runctl::cancel(g, &root, &run_id, timeout_seconds).await,
-        JobsCmd::Replay { run_id, verify, allow_drift } => replay(g, root, &run_id, verify, allow_drift).await,
+        JobsCmd::Replay {
+            run_id,
+            verify,
+            allow_drift,
+            store,
+        } => {
+            let store = open_store(&root, store)?;
+            let root = match &store {
+                Some(st) => mirrored(&root, st, job_of_ref(&run_id))?,
+                None => root,
+            };
+            replay(g, root, &run_id, verify, allow_drift, store.as_ref()).await
+        }
     }
+}
+
+/// The run store of a command: `--store` / `$LILY_STORE`, else `store:` of
+/// `.lily/config.yaml`, else none (the local `.lily/runs/` only).
+fn open_store(root: &lily::workspace::Root, flag: Option<String>) -> Result<Option<runs::store::RunStore>, LilyError> {
+    let Some(url) = flag.or_else(|| root.config.store.clone()) else {
+        return Ok(None);
+    };
+    let url =
+        lily::config::StoreUrl::parse(&url).map_err(|m| LilyError::new(ErrorCode::JobInvalidSpec, m).with_hint("see docs/kubernetes.md#the-run-store"))?;
+    runs::store::RunStore::open(&url).map(Some)
+}
+
+/// `<job>/<run>` → the job; a bare run reference → every job.
+fn job_of_ref(run_ref: &str) -> Option<&str> {
+    run_ref.split_once('/').map(|(j, _)| j)
+}
+
+/// A root that reads (and, for replay, writes) runs in the local mirror of
+/// `store`, after mirroring the committed runs of `job` (or of every job).
+fn mirrored(root: &lily::workspace::Root, store: &runs::store::RunStore, job: Option<&str>) -> Result<lily::workspace::Root, LilyError> {
+    let key = lily::util::sha256(store.url().to_string().as_bytes());
+    let key = key.trim_start_matches("sha256:");
+    let dir = root.cache_dir().join("store").join(&key[..16.min(key.len())]).join("runs");
+    let jobs = match job {
+        Some(j) => vec![j.to_string()],
+        None => store.jobs()?,
+    };
+    for j in jobs {
+        store.mirror_job(&j, &dir)?;
+    }
+    let mut r = root.clone();
+    r.runs_dir_override = Some(dir);
+    Ok(r)
+}
+
+/// The store slot of a scheduled time: its local wall-clock time in the
+/// job's zone, without offset (both passes of a fall-back hour share it).
+pub fn wall_clock_slot(at: chrono::DateTime<chrono::Utc>, zone: &str) -> String {
+    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+    at.with_timezone(&tz).naive_local().format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// Claim `at` for the job in the store; `Some(exit)` when another process
+/// holds the claim (a `duplicate_skipped` record was written and
+/// published), `None` when this process won and runs.
+fn claim_or_skip(
+    g: &Global,
+    lily: &Lily,
+    s: &spec::JobSpec,
+    st: &runs::store::RunStore,
+    at: chrono::DateTime<chrono::Utc>,
+    local: &str,
+    zone: &str,
+) -> Result<Option<i32>, LilyError> {
+    let slot = wall_clock_slot(at, zone);
+    let runner = runs::RunnerRecord::current();
+    let body = json!({
+        "job_id": s.id,
+        "slot": slot,
+        "scheduled_for": lily::util::rfc3339(at),
+        "scheduled_for_local": local,
+        "timezone": zone,
+        "claimed_at": lily::util::rfc3339(chrono::Utc::now()),
+        "runner": runner,
+        "pid": std::process::id(),
+    });
+    let by = match st.claim_scheduled(&s.id, &slot, &body)? {
+        runs::store::Claim::Won => return Ok(None),
+        runs::store::Claim::Taken { by } => by,
+    };
+    let file = lily.load_spec(&s.id)?;
+    let record = lily::triggers::records::Record {
+        job_id: s.id.clone(),
+        status: RunStatus::DuplicateSkipped,
+        scheduled_for: at,
+        scheduled_for_local: local.to_string(),
+        timezone: zone.to_string(),
+        reason: "duplicate".into(),
+        details: json!({"slot": slot, "claimed_by": by}),
+        spec_sha256: file.sha256.clone().unwrap_or_default(),
+        spec_path: file.path.display().to_string(),
+        target: runs::TargetRecord {
+            kind: s.target.kind.clone(),
+            id: s.target.id.clone(),
+            requirement: s.target.version.clone(),
+            ..Default::default()
+        },
+    };
+    let dir = lily::triggers::records::write_record(&lily.root.runs_dir(), &record)
+        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the duplicate_skipped record: {e}")))?;
+    let receipt = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, "duplicate_skipped record unreadable"))?;
+    publish(Some(st), &dir, &receipt)?;
+    if g.json {
+        render::json(&json!({"run_dir": dir, "receipt": receipt}));
+    } else {
+        outln!(
+            "{} at {local} ({slot} {zone}) was already claimed in {}: recorded duplicate_skipped, not run again",
+            s.id,
+            st.url()
+        );
+    }
+    Ok(Some(EXIT_OK))
+}
+
+/// Write the run's lease now, then renew it every third of its length on
+/// a thread of its own while `on` holds. A failed renewal is logged; the
+/// run goes on (it is published at its end).
+fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let ttl = runs::store::lease_seconds();
+    let started = chrono::Utc::now();
+    let body = move || {
+        json!({
+            "job_id": job,
+            "run_id": run_id,
+            "started_at": lily::util::rfc3339(started),
+            "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
+            "runner": runs::RunnerRecord::current(),
+            "pid": std::process::id(),
+        })
+    };
+    let renew = {
+        let st = st.clone();
+        move |b: serde_json::Value| {
+            let (j, r) = (b["job_id"].as_str().unwrap_or("").to_string(), b["run_id"].as_str().unwrap_or("").to_string());
+            if let Err(e) = st.renew_lease(&j, &r, &b) {
+                tracing::warn!(error = %e.message, "cannot renew the run's lease");
+            }
+        }
+    };
+    renew(body());
+    let _ = std::thread::Builder::new().name("lily-lease".into()).spawn(move || {
+        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
+        let tick = std::time::Duration::from_millis(100);
+        let mut last = std::time::Instant::now();
+        while on.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            if last.elapsed() >= step && on.load(std::sync::atomic::Ordering::SeqCst) {
+                renew(body());
+                last = std::time::Instant::now();
+            }
+        }
+    });
+}
+
+/// The body of a run slot's generation: holder, expiry, or released.
+fn slot_body(job: &str, released: bool) -> Value {
+    let ttl = runs::store::lease_seconds();
+    json!({
+        "job_id": job,
+        "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
+        "released": released,
+        "runner": runs::RunnerRecord::current(),
+        "pid": std::process::id(),
+    })
+}
+
+/// Renew a held run slot every third of its lease while `on` holds; a
+/// holder that finds its slot taken over (it failed to renew for a whole
+/// lease) cancels its run.
+fn start_slot_heartbeat(st: runs::store::RunStore, lease: runs::store::SlotLease, on: std::sync::Arc<std::sync::atomic::AtomicBool>, cancel: Cancel) {
+    let ttl = runs::store::lease_seconds();
+    let _ = std::thread::Builder::new().name("lily-slot".into()).spawn(move || {
+        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
+        let tick = std::time::Duration::from_millis(100);
+        let mut last = std::time::Instant::now();
+        while on.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            if last.elapsed() < step || !on.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            match st.renew_slot(&lease, &slot_body(&lease.job_id, false)) {
+                Ok(true) => last = std::time::Instant::now(),
+                Ok(false) => {
+                    tracing::warn!(job = %lease.job_id, slot = lease.slot, "the run's slot was taken over in the store: cancelling the run");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e.message, "cannot renew the run's slot"),
+            }
+        }
+    });
+}
+
+/// Publish a finished run to the store (receipt last); a failure is
+/// reported, and the run stays in the local spool.
+fn publish(store: Option<&runs::store::RunStore>, run_dir: &std::path::Path, r: &runs::Receipt) -> Result<(), LilyError> {
+    let Some(st) = store else { return Ok(()) };
+    st.publish_run(run_dir, &r.job_id, &r.run_id)?;
+    errln!("published run {} to {}", r.run_id, st.url());
+    Ok(())
 }
 
 fn list(g: &Global, root: &lily::workspace::Root) -> Result<i32, LilyError> {
@@ -335,6 +581,7 @@ async fn run_job(
     id: &str,
     wait: bool,
     scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    store: Option<&runs::store::RunStore>,
 ) -> Result<i32, LilyError> {
     let lily = Lily::open(root).map_err(internal)?;
     // A run another scheduler fired for a scheduled time is recorded as that
@@ -345,6 +592,14 @@ async fn run_job(
             let s = lily.load_spec(id)?.spec?;
             let zone = s.effective_timezone().unwrap_or("UTC").to_string();
             let local = s.schedule().map(|sch| sch.fire_time(at).local).unwrap_or_else(|| lily::util::rfc3339(at));
+            // With a run store, the scheduled time is claimed first: a
+            // second claimant (a duplicate Job, the second pass of a DST
+            // fall-back hour) records `duplicate_skipped` and exits 0.
+            if let Some(st) = store
+                && let Some(done) = claim_or_skip(g, &lily, &s, st, at, &local, &zone)?
+            {
+                return Ok(done);
+            }
             lily::jobs::TriggerInfo::Cron {
                 scheduled_for: at,
                 local,
@@ -360,6 +615,32 @@ async fn run_job(
             cancel.cancel();
         });
     }
+    // With a store, `max_parallel_runs` holds across every process sharing
+    // it: a run slot with an expiring lease, renewed while the run goes.
+    let slot_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let slot = match store {
+        Some(st) => {
+            let n = lily.load_spec(id)?.spec?.runtime.max_parallel_runs;
+            let lease = loop {
+                match st.acquire_slot(id, n, &slot_body(id, false))? {
+                    Some(l) => break l,
+                    None if wait && !cancel.is_cancelled() => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                    None => {
+                        return Err(LilyError::new(
+                            ErrorCode::JobBusy,
+                            format!("{id}: all {n} run slot(s) (max_parallel_runs) are held in the run store {}", st.url()),
+                        )
+                        .with_hint(format!(
+                            "wait for a run to finish, or `lily jobs run {id} --wait`; a dead holder's slot frees when its lease expires"
+                        )));
+                    }
+                }
+            };
+            start_slot_heartbeat(st.clone(), lease.clone(), slot_on.clone(), cancel.clone());
+            Some((st, lease))
+        }
+        None => None,
+    };
     // The live display: only on a terminal, never with --json.
     let progress = (std::io::stderr().is_terminal() && !g.json).then(|| std::sync::Arc::new(super::progress::Progress::stderr()));
     let observer: Option<Box<dyn Fn(&str, &Value) + Send + Sync>> = progress.clone().map(|p| {
@@ -368,8 +649,16 @@ async fn run_job(
     });
     // Where the run is, as soon as it exists, so another terminal can follow it.
     let job = id.to_string();
+    // With a store: the run's lease, renewed until the run has finished,
+    // so a pod killed mid-run reads `interrupted` in the store.
+    let leasing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let lease_store = store.cloned();
+    let lease_on = leasing.clone();
     let on_started: lily::jobs::OnStarted = Box::new(move |run_id: &str, dir: &std::path::Path| {
         errln!("run {run_id} started: {} (follow: lily jobs tail {job} --run {run_id} -f)", dir.display());
+        if let Some(st) = lease_store {
+            start_lease(st, job, run_id.to_string(), lease_on);
+        }
     });
     let res = lily
         .run_job(
@@ -387,7 +676,13 @@ async fn run_job(
     if let Some(p) = &progress {
         p.finish();
     }
+    leasing.store(false, std::sync::atomic::Ordering::SeqCst);
+    slot_on.store(false, std::sync::atomic::Ordering::SeqCst);
+    if let Some((st, lease)) = &slot {
+        let _ = st.renew_slot(lease, &slot_body(id, true));
+    }
     let res = res?;
+    publish(store, &res.run_dir, &res.receipt)?;
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt}));
     } else {
@@ -416,7 +711,7 @@ pub fn status_exit(r: &runs::Receipt) -> i32 {
         RunStatus::Cancelled => EXIT_CANCELLED,
         // A scheduled time that did not run is a record, not a failed run;
         // a run refused at the parallel-run cap carries `job_busy`.
-        RunStatus::Running | RunStatus::Missed => EXIT_OK,
+        RunStatus::Running | RunStatus::Missed | RunStatus::DuplicateSkipped => EXIT_OK,
         RunStatus::SkippedOverlap if r.error.is_none() => EXIT_OK,
         _ => r.error.as_ref().map(|e| exit_code(e.code)).unwrap_or(EXIT_INTERNAL),
     }
@@ -638,7 +933,7 @@ fn runs(g: &Global, root: &lily::workspace::Root, id: &str, limit: usize, status
     let status = match status {
         Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
             LilyError::new(ErrorCode::JobInvalidSpec, format!("unknown status {s:?}"))
-                .with_hint("one of succeeded, partial, failed, denied, cancelled, interrupted, running, missed, skipped_overlap")
+                .with_hint("one of succeeded, partial, failed, denied, cancelled, interrupted, running, missed, skipped_overlap, duplicate_skipped")
         })?),
         None => None,
     };
@@ -727,7 +1022,7 @@ fn show(g: &Global, root: &lily::workspace::Root, run_ref: &str, timeline: bool)
         }
     }
     outln!("  started   {}\n  ended     {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
-    if matches!(r.status, RunStatus::Missed | RunStatus::SkippedOverlap) {
+    if matches!(r.status, RunStatus::Missed | RunStatus::SkippedOverlap | RunStatus::DuplicateSkipped) {
         show_not_run(&r.payload);
     }
     outln!("  spec      {} ({})", r.spec_path, r.spec_sha256);
@@ -847,12 +1142,20 @@ pub fn internal(e: anyhow::Error) -> LilyError {
 /// Exit status of `jobs replay --verify` when the replay differs.
 pub const EXIT_VERIFY_DIFFERS: i32 = 20;
 
-async fn replay(g: &Global, root: lily::workspace::Root, run_id: &str, verify: bool, allow_drift: bool) -> Result<i32, LilyError> {
+async fn replay(
+    g: &Global,
+    root: lily::workspace::Root,
+    run_id: &str,
+    verify: bool,
+    allow_drift: bool,
+    store: Option<&runs::store::RunStore>,
+) -> Result<i32, LilyError> {
     use lily::jobs::replay::{self, ReplayOptions};
     let resolved = runs::resolve_run(&root.runs_dir(), run_id, None)?;
     let run_id = resolved.run_id.as_str();
     let lily = Lily::open(root).map_err(internal)?;
     let (res, _original) = replay::replay_with(&lily, run_id, ReplayOptions { allow_drift }, verify, RunOptions::default()).await?;
+    publish(store, &res.run_dir, &res.receipt)?;
     let verification = res.receipt.verify.clone();
     if g.json {
         render::json(&json!({"run_dir": res.run_dir, "receipt": res.receipt, "replay_of": run_id, "verify": verification}));

@@ -212,6 +212,9 @@ pub fn export(root: &Root, opts: &K8sOptions) -> Result<K8sExport, LilyError> {
     out.files.insert("kustomization.yaml".into(), yaml(&kustomization)?);
     out.files.insert("Dockerfile".into(), DOCKERFILE.to_string());
     out.files.insert("README.md".into(), readme(&out.names, files_manual(&files), opts));
+    if let Some(u) = &opts.store {
+        crate::config::StoreUrl::parse(u).map_err(|m| LilyError::new(ErrorCode::JobInvalidSpec, m).with_hint("see docs/kubernetes.md#the-run-store"))?;
+    }
     if opts.store.is_none() {
         out.warnings.push(
             "no --store: each pod keeps its runs in an emptyDir that is gone with the pod, and nothing stops a second pod \

@@ -16,6 +16,7 @@ mod dir;
 mod events;
 mod receipt;
 mod retention;
+pub mod store;
 
 pub mod timeline;
 
@@ -314,7 +315,7 @@ pub fn failing_streak(runs_dir: &Path, job_id: &str) -> Option<FailingStreak> {
                     s.since = r.started_at.clone();
                 }
             },
-            RunStatus::Missed | RunStatus::SkippedOverlap | RunStatus::Running => {}
+            RunStatus::Missed | RunStatus::SkippedOverlap | RunStatus::DuplicateSkipped | RunStatus::Running => {}
             _ => {
                 ended = true;
                 break;
@@ -494,7 +495,7 @@ pub fn read_events(run_dir: &Path) -> Vec<Value> {
 pub fn is_terminal_event(kind: &str) -> bool {
     matches!(
         kind,
-        "job_completed" | "job_failed" | "job_cancelled" | "job_denied" | "job_missed" | "job_skipped_overlap"
+        "job_completed" | "job_failed" | "job_cancelled" | "job_denied" | "job_missed" | "job_skipped_overlap" | "job_duplicate_skipped"
     )
 }
 

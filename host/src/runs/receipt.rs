@@ -26,6 +26,10 @@ pub enum RunStatus {
     Missed,
     /// A scheduled time skipped because the job was still running.
     SkippedOverlap,
+    /// A scheduled time another process (pod) had already claimed in the
+    /// run store (a duplicate Kubernetes Job, the second pass of a DST
+    /// fall-back hour): not run again.
+    DuplicateSkipped,
 }
 
 impl RunStatus {
@@ -40,6 +44,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Missed => "missed",
             RunStatus::SkippedOverlap => "skipped_overlap",
+            RunStatus::DuplicateSkipped => "duplicate_skipped",
         }
     }
 }

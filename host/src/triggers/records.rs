@@ -36,6 +36,7 @@ impl Record {
     pub fn event_type(&self) -> &'static str {
         match self.status {
             RunStatus::SkippedOverlap => "job_skipped_overlap",
+            RunStatus::DuplicateSkipped => "job_duplicate_skipped",
             _ => "job_missed",
         }
     }

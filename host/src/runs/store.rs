@@ -1,0 +1,580 @@
+//! The object-store run store (`--store URL`, `store:` in
+//! `.lily/config.yaml`, `$LILY_STORE`): `s3://bucket/prefix`
+//! (S3-compatible), `file:///path` and `memory://` (tests).
+//!
+//! A run still executes into the local spool (`.lily/runs/<job>/<run>/`,
+//! written by [`super::RunDir`] / [`super::EventLog`], the one writer of a
+//! run). When it has finished — its final receipt committed locally — the
+//! run is **published**: every file of the run directory is uploaded under
+//! `<prefix>/runs/<job_id>/<run_id>/<name>`, and the receipt is uploaded
+//! **last**, so a run directory in the store without `run_receipt.json` is
+//! never read as a run (the receipt object is the single commit point).
+//!
+//! Reading (`lily jobs runs|show|tail|replay --store URL`) mirrors the
+//! job's committed runs from the store into a local cache directory and
+//! reads them there with the same code as the local store.
+//!
+//! Credentials come only from the standard AWS environment
+//! (`AmazonS3Builder::from_env`: `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, …) and are
+//! never part of a URL Lily shows, an object it writes, or an error.
+
+use crate::config::StoreUrl;
+use crate::error::{ErrorCode, LilyError};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, PutPayload};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Files of a run directory that are never published: locks, temp files,
+/// cancel requests (local coordination only).
+fn publishable(name: &str) -> bool {
+    !name.starts_with('.')
+}
+
+/// The lease object of a run in progress (see [`RunStore::renew_lease`]).
+pub const LEASE: &str = "lease.json";
+
+/// How long a lease lasts without renewal: `$LILY_STORE_LEASE_SECONDS`
+/// (2..=3600), default 60.
+pub fn lease_seconds() -> u64 {
+    std::env::var("LILY_STORE_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| (2..=3600).contains(s))
+        .unwrap_or(60)
+}
+
+/// Largest object Lily reads back from a store (a receipt, an events file,
+/// an artifact): bounded so a hostile store cannot exhaust memory.
+pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// An opened run store.
+#[derive(Clone)]
+pub struct RunStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: StoreUrl,
+}
+
+impl std::fmt::Debug for RunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunStore({})", self.url)
+    }
+}
+
+fn store_error(url: &StoreUrl, what: &str, e: impl std::fmt::Display) -> LilyError {
+    LilyError::new(ErrorCode::JobExecutionFailed, format!("run store {url}: {what}: {e}"))
+}
+
+/// Run a store future to completion on a small runtime of its own, on a
+/// thread of its own — callable from sync code and from inside a tokio
+/// runtime alike (object_store is async; the run store's callers are not).
+fn block_on<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(fut)
+        })
+        .join()
+        .expect("run store thread")
+    })
+}
+
+impl RunStore {
+    /// Open a store. `memory://` is a fresh in-process store.
+    pub fn open(url: &StoreUrl) -> Result<RunStore, LilyError> {
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
+            StoreUrl::Memory => (Arc::new(object_store::memory::InMemory::new()), String::new()),
+            StoreUrl::File(p) => {
+                crate::util::ensure_dir(p).map_err(|e| store_error(url, "cannot create the directory", e))?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(p).map_err(|e| store_error(url, "cannot open", e))?;
+                (Arc::new(fs), String::new())
+            }
+            StoreUrl::S3 { bucket, prefix } => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // A plain-http endpoint (a local S3 API such as MinIO or moto)
+                // is what the operator configured; allow it.
+                let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_default();
+                if endpoint.starts_with("http://") {
+                    b = b.with_allow_http(true);
+                }
+                let s3 = b.build().map_err(|e| store_error(url, "cannot configure S3", e))?;
+                (Arc::new(s3), prefix.clone())
+            }
+        };
+        Ok(RunStore {
+            store,
+            prefix,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    fn key(&self, rest: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rest)
+        } else {
+            ObjPath::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    /// Publish a finished local run directory: every file, the receipt last.
+    pub fn publish_run(&self, run_dir: &Path, job_id: &str, run_id: &str) -> Result<(), LilyError> {
+        let mut names: Vec<String> = std::fs::read_dir(run_dir)
+            .map_err(|e| store_error(&self.url, "cannot read the run directory", e))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| publishable(n) && n != super::RECEIPT)
+            .collect();
+        names.sort();
+        names.push(super::RECEIPT.to_string());
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let keys: Vec<(String, ObjPath)> = names.iter().map(|n| (n.clone(), self.key(&format!("runs/{job_id}/{run_id}/{n}")))).collect();
+        block_on(async move {
+            for (name, key) in keys {
+                let bytes = std::fs::read(run_dir.join(&name)).map_err(|e| store_error(&url, &format!("cannot read {name}"), e))?;
+                store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| store_error(&url, &format!("cannot upload {name}"), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Job ids with runs in the store.
+    pub fn jobs(&self) -> Result<Vec<String>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = self.key("runs");
+        block_on(async move {
+            let l = store
+                .list_with_delimiter(Some(&base))
+                .await
+                .map_err(|e| store_error(&url, "cannot list jobs", e))?;
+            Ok(l.common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .filter(|j| crate::paths::valid_id(j))
+                .collect())
+        })
+    }
+
+    /// Mirror the committed runs of a job (those whose receipt object
+    /// exists) into `runs_dir/<job_id>/<run_id>/`. Objects already mirrored
+    /// with the same size are not fetched again. Returns how many runs.
+    pub fn mirror_job(&self, job_id: &str, runs_dir: &Path) -> Result<usize, LilyError> {
+        if !crate::paths::valid_id(job_id) {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = self.key(&format!("runs/{job_id}"));
+        let job_dir = runs_dir.join(job_id);
+        block_on(async move {
+            let objects: Vec<object_store::ObjectMeta> = store
+                .list(Some(&base))
+                .try_collect()
+                .await
+                .map_err(|e| store_error(&url, "cannot list runs", e))?;
+            // run id -> [(name, key, size)]
+            let mut runs: std::collections::BTreeMap<String, Vec<(String, ObjPath, u64)>> = Default::default();
+            for o in objects {
+                let parts: Vec<String> = o.location.parts().map(|p| p.as_ref().to_string()).collect();
+                let n = parts.len();
+                if n < 2 {
+                    continue;
+                }
+                let (run_id, name) = (parts[n - 2].as_str(), parts[n - 1].as_str());
+                // Only `<base>/<run_id>/<name>`: one level below the job.
+                let depth = base.parts().count();
+                if n != depth + 2 || !valid_run_id(run_id) || !publishable(name) || name.contains('/') {
+                    continue;
+                }
+                runs.entry(run_id.to_string()).or_default().push((name.to_string(), o.location.clone(), o.size));
+            }
+            let mut count = 0;
+            for (run_id, files) in runs {
+                let dir = job_dir.join(&run_id);
+                if !files.iter().any(|(n, _, _)| n == super::RECEIPT) {
+                    // Not committed. With an expired lease its process died:
+                    // the mirror gets an `interrupted` receipt (derived, never
+                    // written to the store). Otherwise it is still going (or
+                    // still publishing) and not listed.
+                    let Some((_, key, _)) = files.iter().find(|(n, _, _)| n == LEASE) else {
+                        continue;
+                    };
+                    let lease: serde_json::Value = match store.get(key).await {
+                        Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
+                        Err(_) => continue,
+                    };
+                    let expired = lease["expires_at"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t < chrono::Utc::now());
+                    if !expired {
+                        continue;
+                    }
+                    let mut r = super::Receipt::start(job_id_of(&job_dir), &run_id, super::TriggerRecord::Unknown, "", "");
+                    if let Ok(t) = serde_json::from_value::<super::TriggerRecord>(lease["trigger"].clone()) {
+                        r.trigger = t;
+                    }
+                    r.status = super::RunStatus::Interrupted;
+                    r.started_at = lease["started_at"].as_str().unwrap_or(&r.started_at).to_string();
+                    r.pid = 0;
+                    r.error = Some(super::ReceiptError {
+                        code: ErrorCode::JobExecutionFailed,
+                        message: format!(
+                            "the run's lease expired at {} without a receipt: its process died",
+                            lease["expires_at"].as_str().unwrap_or("?")
+                        ),
+                        cause: serde_json::json!({"kind": "interrupted", "lease": lease}),
+                        first_event_seq: None,
+                    });
+                    crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                    let mut bytes = serde_json::to_vec_pretty(&r).map_err(|e| store_error(&url, "receipt", e))?;
+                    bytes.push(b'\n');
+                    crate::util::write_atomic(&dir.join(super::RECEIPT), &bytes, crate::util::Durability::Rename)
+                        .map_err(|e| store_error(&url, "cannot write the cache", e))?;
+                    count += 1;
+                    continue;
+                }
+                crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                for (name, key, size) in files {
+                    if size > MAX_OBJECT_BYTES {
+                        return Err(store_error(&url, &format!("{key} is {size} bytes"), format!("more than {MAX_OBJECT_BYTES}")));
+                    }
+                    let local = dir.join(&name);
+                    if name != super::RECEIPT && std::fs::metadata(&local).is_ok_and(|m| m.len() == size) {
+                        continue;
+                    }
+                    let bytes = store
+                        .get(&key)
+                        .await
+                        .map_err(|e| store_error(&url, &format!("cannot read {key}"), e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| store_error(&url, &format!("cannot read {key}"), e))?;
+                    crate::util::write_atomic(&local, &bytes, crate::util::Durability::Rename).map_err(|e| store_error(&url, "cannot write the cache", e))?;
+                }
+                count += 1;
+            }
+            Ok(count)
+        })
+    }
+
+    /// Claim a scheduled time of a job: create
+    /// `claims/<job_id>/scheduled/<slot>.json` **create-only** (S3:
+    /// `If-None-Match: *`; file: `O_EXCL` link; memory: a locked map), so
+    /// of any number of claimants exactly one wins. `slot` is the local
+    /// wall-clock time in the job's zone (`2027-11-07T01:30:00`): both
+    /// passes of a DST fall-back hour map to the same key. A loser gets the
+    /// winner's claim body.
+    pub fn claim_scheduled(&self, job_id: &str, slot: &str, body: &serde_json::Value) -> Result<Claim, LilyError> {
+        if !crate::paths::valid_id(job_id) || slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_digit() || b"-T:".contains(&b)) {
+            return Err(store_error(&self.url, "claim", format!("bad claim key {job_id}/{slot}")));
+        }
+        let key = self.key(&format!("claims/{job_id}/scheduled/{slot}.json"));
+        self.create_only(key, body)
+    }
+
+    fn create_only(&self, key: ObjPath, body: &serde_json::Value) -> Result<Claim, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let mut bytes = serde_json::to_vec_pretty(body).map_err(|e| store_error(&url, "claim", e))?;
+        bytes.push(b'\n');
+        block_on(async move {
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match store.put_opts(&key, PutPayload::from(bytes), opts).await {
+                Ok(_) => Ok(Claim::Won),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    let by = match store.get(&key).await {
+                        Ok(r) => r
+                            .bytes()
+                            .await
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(&b).ok())
+                            .unwrap_or(serde_json::Value::Null),
+                        Err(_) => serde_json::Value::Null,
+                    };
+                    Ok(Claim::Taken { by })
+                }
+                Err(e) => Err(store_error(&url, &format!("cannot create the claim {key}"), e)),
+            }
+        })
+    }
+
+    /// Write (or renew) the lease of a run in progress:
+    /// `runs/<job_id>/<run_id>/lease.json` with `expires_at`. The holder
+    /// renews it every [`lease_seconds`]` / 3`; a run directory in the store
+    /// with an expired lease and no receipt reads `interrupted` (its
+    /// process died before it could publish). Only the run's own process
+    /// writes its lease, so a plain put suffices.
+    pub fn renew_lease(&self, job_id: &str, run_id: &str, body: &serde_json::Value) -> Result<(), LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let key = self.key(&format!("runs/{job_id}/{run_id}/{LEASE}"));
+        let bytes = serde_json::to_vec(body).map_err(|e| store_error(&url, "lease", e))?;
+        block_on(async move {
+            store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| store_error(&url, "cannot renew the lease", e))
+        })
+    }
+
+    /// Take one of a job's `slots` run slots across processes (its
+    /// `max_parallel_runs`). A slot is a series of generations
+    /// `claims/<job>/slots/<n>/<generation>.json`, each created
+    /// **create-only**: a free slot (no generation yet) is taken by creating
+    /// generation 0; a slot whose latest generation expired (its holder
+    /// stopped renewing) or was released is taken by creating the next
+    /// generation — of any number of takers exactly one wins. Only the
+    /// holder of a generation writes it (renewal, release), and a holder
+    /// that sees the next generation has lost the slot. `None`: every slot
+    /// is held.
+    pub fn acquire_slot(&self, job_id: &str, slots: u32, body: &serde_json::Value) -> Result<Option<SlotLease>, LilyError> {
+        if !crate::paths::valid_id(job_id) {
+            return Err(store_error(&self.url, "slot", format!("bad job id {job_id}")));
+        }
+        for n in 0..slots {
+            let dir = self.key(&format!("claims/{job_id}/slots/{n}"));
+            let store = self.store.clone();
+            let url = self.url.clone();
+            let latest: Option<(u64, serde_json::Value)> = block_on(async move {
+                let objects: Vec<object_store::ObjectMeta> = store
+                    .list(Some(&dir))
+                    .try_collect()
+                    .await
+                    .map_err(|e| store_error(&url, "cannot list slots", e))?;
+                let Some((g, key)) = objects
+                    .iter()
+                    .filter_map(|o| {
+                        o.location
+                            .filename()?
+                            .strip_suffix(".json")?
+                            .parse::<u64>()
+                            .ok()
+                            .map(|g| (g, o.location.clone()))
+                    })
+                    .max_by_key(|(g, _)| *g)
+                else {
+                    return Ok::<_, LilyError>(None);
+                };
+                let body = match store.get(&key).await {
+                    Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
+                    Err(_) => serde_json::Value::Null,
+                };
+                Ok(Some((g, body)))
+            })?;
+            let generation = match latest {
+                None => 0,
+                Some((g, b)) => {
+                    let free = b["released"] == true
+                        || b["expires_at"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .is_none_or(|t| t < chrono::Utc::now());
+                    if !free {
+                        continue;
+                    }
+                    g + 1
+                }
+            };
+            let lease = SlotLease {
+                job_id: job_id.to_string(),
+                slot: n,
+                generation,
+            };
+            if self.create_only(self.slot_key(&lease, generation), body)? == Claim::Won {
+                return Ok(Some(lease));
+            }
+        }
+        Ok(None)
+    }
+
+    fn slot_key(&self, l: &SlotLease, generation: u64) -> ObjPath {
+        self.key(&format!("claims/{}/slots/{}/{generation:020}.json", l.job_id, l.slot))
+    }
+
+    /// Renew (or, with `released: true` in `body`, release) a held slot.
+    /// `false`: the slot was taken over (the next generation exists) — the
+    /// lease is lost and nothing was written.
+    pub fn renew_slot(&self, l: &SlotLease, body: &serde_json::Value) -> Result<bool, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let next = self.slot_key(l, l.generation + 1);
+        let own = self.slot_key(l, l.generation);
+        let bytes = serde_json::to_vec(body).map_err(|e| store_error(&url, "slot", e))?;
+        block_on(async move {
+            match store.head(&next).await {
+                Ok(_) => return Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
+            }
+            store
+                .put(&own, PutPayload::from(bytes))
+                .await
+                .map(|_| true)
+                .map_err(|e| store_error(&url, "cannot renew the slot", e))
+        })
+    }
+
+    /// Every object key under the store's prefix (tests: scan for secrets).
+    pub fn all_keys(&self) -> Result<Vec<String>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let base = (!self.prefix.is_empty()).then(|| ObjPath::from(self.prefix.as_str()));
+        block_on(async move {
+            let objects: Vec<object_store::ObjectMeta> = store.list(base.as_ref()).try_collect().await.map_err(|e| store_error(&url, "cannot list", e))?;
+            Ok(objects.into_iter().map(|o| o.location.to_string()).collect())
+        })
+    }
+
+    /// One object's bytes (tests).
+    pub fn get_bytes(&self, key: &str) -> Result<Vec<u8>, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let key = ObjPath::from(key);
+        block_on(async move {
+            let r = store.get(&key).await.map_err(|e| store_error(&url, "cannot read", e))?;
+            Ok(r.bytes().await.map_err(|e| store_error(&url, "cannot read", e))?.to_vec())
+        })
+    }
+}
+
+fn job_id_of(job_dir: &Path) -> &str {
+    job_dir.file_name().and_then(|n| n.to_str()).unwrap_or("")
+}
+
+/// A run slot held in the store (see [`RunStore::acquire_slot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotLease {
+    pub job_id: String,
+    pub slot: u32,
+    pub generation: u64,
+}
+
+/// The outcome of a create-only claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This process created the claim object.
+    Won,
+    /// Another process had: its claim body (`null` if unreadable).
+    Taken { by: serde_json::Value },
+}
+
+/// A run id as [`super::new_run_id`] makes them (no path tricks).
+fn valid_run_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') && !s.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_and_mirror_round_trip_on_memory_and_file() {
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().join("store").display())).expect("ok");
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).expect("ok");
+            let run = tmp.path().join("spool").join("j").join("20270101T000000.000Z-abcdef01");
+            std::fs::create_dir_all(&run).expect("ok");
+            std::fs::write(run.join(".run.lock"), b"").expect("ok");
+            std::fs::write(run.join("events.jsonl"), b"{}\n").expect("ok");
+            // Not committed yet: no receipt in the store, nothing mirrored.
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").expect_err("refused");
+            std::fs::write(run.join(super::super::RECEIPT), b"{\"r\":1}").expect("ok");
+            s.publish_run(&run, "j", "20270101T000000.000Z-abcdef01").expect("ok");
+            let keys = s.all_keys().expect("ok");
+            assert!(
+                keys.iter().any(|k| k.ends_with("runs/j/20270101T000000.000Z-abcdef01/run_receipt.json")),
+                "{keys:?}"
+            );
+            assert!(!keys.iter().any(|k| k.contains(".run.lock")), "{keys:?}");
+            let cache = tmp.path().join(format!("cache-{}", url.scheme()));
+            assert_eq!(s.mirror_job("j", &cache).expect("ok"), 1);
+            assert_eq!(
+                std::fs::read(cache.join("j/20270101T000000.000Z-abcdef01/run_receipt.json")).expect("ok"),
+                b"{\"r\":1}"
+            );
+            assert_eq!(s.jobs().expect("ok"), vec!["j".to_string()]);
+            std::fs::remove_dir_all(tmp.path().join("spool")).expect("ok");
+        }
+    }
+
+    #[test]
+    fn a_scheduled_time_is_claimed_once_among_concurrent_claimants() {
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).expect("ok");
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).expect("ok");
+            let won: Vec<Claim> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..20)
+                    .map(|i| {
+                        let s = s.clone();
+                        sc.spawn(move || s.claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": i})).expect("ok"))
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().expect("ok")).collect()
+            });
+            assert_eq!(won.iter().filter(|c| **c == Claim::Won).count(), 1, "{url}: {won:?}");
+            let Claim::Taken { by } = s
+                .claim_scheduled("nightly", "2027-11-07T01:30:00", &serde_json::json!({"who": 99}))
+                .expect("ok")
+            else {
+                panic!("claimed twice")
+            };
+            assert!(by["who"].as_u64().is_some_and(|w| w < 20), "{by}");
+            assert_eq!(
+                s.claim_scheduled("nightly", "2027-11-07T02:30:00", &serde_json::json!({})).expect("ok"),
+                Claim::Won
+            );
+            assert!(s.claim_scheduled("../x", "2027", &serde_json::json!({})).is_err());
+        }
+    }
+
+    #[test]
+    fn run_slots_are_held_once_each_and_taken_over_only_when_expired() {
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().display())).expect("ok");
+        let live = serde_json::json!({"expires_at": "2999-01-01T00:00:00Z"});
+        let dead = serde_json::json!({"expires_at": "2000-01-01T00:00:00Z"});
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).expect("ok");
+            // 10 concurrent takers of 2 slots: exactly 2 win.
+            let got: Vec<Option<SlotLease>> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..10).map(|_| sc.spawn(|| s.acquire_slot("wide", 2, &live).expect("ok"))).collect();
+                hs.into_iter().map(|h| h.join().expect("ok")).collect()
+            });
+            let held: Vec<&SlotLease> = got.iter().flatten().collect();
+            assert_eq!(held.len(), 2, "{url}: {got:?}");
+            assert_ne!(held[0].slot, held[1].slot);
+            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok"), None);
+            // A holder whose lease expired loses its slot to the next generation.
+            let a = held[0].clone();
+            assert!(s.renew_slot(&a, &dead).expect("ok"));
+            let b = s.acquire_slot("wide", 2, &live).expect("ok").expect("taken over");
+            assert_eq!((b.slot, b.generation), (a.slot, a.generation + 1));
+            assert!(!s.renew_slot(&a, &live).expect("ok"), "the old holder sees it lost the slot");
+            // A released slot is free again.
+            assert!(s.renew_slot(&b, &serde_json::json!({"released": true})).expect("ok"));
+            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok").map(|l| l.generation), Some(b.generation + 1));
+        }
+    }
+}
