@@ -240,7 +240,7 @@ fn many_specs(bin: &Path, dir: &Path) -> Vec<String> {
         format!("`lily jobs run` with 1,000 specs in the jobs dir ({n2} files vs {n1}), whole process p50"),
         "within 2 ms of the 1-spec figure".into(),
         format!(
-            "{} vs {} ({}{} ms, ratio {:.2}×)",
+            "{} vs {} ({}{:.2} ms, ratio {:.2}×)",
             fmt(b50),
             fmt(a50),
             if b50 >= a50 { "+" } else { "−" },
