@@ -152,10 +152,7 @@ fn wait4(pid: u32) -> (bool, u64) {
     // (the `Child` handle is dropped without waiting, which does not reap).
     let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
     assert_eq!(r, pid as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        ru.ru_maxrss.max(0) as u64,
-    )
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss.max(0) as u64)
 }
 
 fn mib(kib: u64) -> String {

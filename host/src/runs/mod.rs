@@ -595,7 +595,10 @@ mod tests {
         assert_eq!(list_runs(tmp.path(), "job", 2, None).len(), 2);
         let failed = list_runs(tmp.path(), "job", 100, Some(RunStatus::Failed));
         assert_eq!(failed.iter().map(|s| s.run_id.clone()).collect::<Vec<_>>(), vec![ids[1].clone()]);
-        assert_eq!(run_dirs(tmp.path(), "job"), ids.iter().rev().map(|i| tmp.path().join("job").join(i)).collect::<Vec<_>>());
+        assert_eq!(
+            run_dirs(tmp.path(), "job"),
+            ids.iter().rev().map(|i| tmp.path().join("job").join(i)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -1005,10 +1005,7 @@ mod tests {
         // With the real settle time, files written just now are not recorded.
         std::fs::remove_file(&ix).expect("rm");
         assert_eq!(found(find_indexed(&jobs, "a", Some(&ix))), "a");
-        let fresh: ScanIndex = std::fs::read(&ix)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let fresh: ScanIndex = std::fs::read(&ix).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         assert!(!fresh.files.contains_key("e.job.yaml"), "{fresh:?}");
     }
 
