@@ -122,6 +122,8 @@ fn mkroot(bin: &Path, dir: &Path) -> PathBuf {
 }
 
 /// One child process: wall time and its peak RSS in KiB (`wait4`).
+// The child is reaped by `wait4` (which `Child::wait` would not report).
+#[allow(clippy::zombie_processes)]
 fn timed(bin: &Path, root: &Path, args: &[&str]) -> (Duration, u64) {
     let t = Instant::now();
     let child = Command::new(bin)

@@ -675,8 +675,8 @@ impl FileStamp {
         use std::os::unix::fs::MetadataExt;
         FileStamp {
             len: m.len(),
-            mtime_ns: m.mtime() as i64 * 1_000_000_000 + m.mtime_nsec() as i64,
-            ctime_ns: m.ctime() as i64 * 1_000_000_000 + m.ctime_nsec() as i64,
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
             ino: m.ino(),
             dev: m.dev(),
         }
@@ -768,7 +768,7 @@ fn scan_for_indexed(dir: &Path, paths: &[PathBuf], id: &str, index_path: &Path, 
                     ScannedId::Id(s) => Some(s),
                     ScannedId::Unsure => None,
                 };
-                if now_ns - stamp.ctime_ns.max(stamp.mtime_ns) < settle_ns {
+                if now_ns.saturating_sub(stamp.ctime_ns.max(stamp.mtime_ns)) < settle_ns {
                     // Too fresh to trust the stamp: not recorded.
                     match &scanned {
                         Some(s) if s == id => {
@@ -793,12 +793,12 @@ fn scan_for_indexed(dir: &Path, paths: &[PathBuf], id: &str, index_path: &Path, 
         }
         new.files.insert(name.to_string(), (stamp, scanned));
     }
-    if new.files != old.files || old.dir != new.dir || old.version != new.version {
-        if let Ok(bytes) = serde_json::to_vec(&new) {
-            // A cache: if it cannot be written (no state directory), the
-            // next lookup scans again.
-            let _ = crate::util::write_atomic(index_path, &bytes, crate::util::Durability::Rename);
-        }
+    if (new.files != old.files || old.dir != new.dir || old.version != new.version)
+        && let Ok(bytes) = serde_json::to_vec(&new)
+    {
+        // A cache: if it cannot be written (no state directory), the next
+        // lookup scans again.
+        let _ = crate::util::write_atomic(index_path, &bytes, crate::util::Durability::Rename);
     }
     (sure && !twice).then_some(hit).flatten()
 }
