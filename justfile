@@ -30,6 +30,11 @@ ops-check:
 bench:
     cargo bench -p lily --locked --profile dev
 
+# Issue 19's targets (every row of its table) with the release profile they
+# are for (a release build: ~20 min on 2 cores the first time).
+bench-release:
+    cargo bench -p lily --locked --bench targets
+
 # Run the demo council (the README's main-job command).
 demo:
     cargo run -p lily --locked -- demo

@@ -398,7 +398,8 @@ impl Lily {
 
     /// Step 1: find and validate the spec.
     pub fn load_spec(&self, job_id: &str) -> Result<SpecFile, LilyError> {
-        let f = spec::find(&self.root.jobs_dir, job_id)?;
+        let index = self.root.state_dir().join(spec::SCAN_INDEX_FILE);
+        let f = spec::find_indexed(&self.root.jobs_dir, job_id, Some(&index))?;
         f.spec.clone()?;
         Ok(f)
     }

@@ -657,6 +657,152 @@ fn scan_for(paths: &[PathBuf], id: &str) -> Option<PathBuf> {
     hit
 }
 
+/// What identifies one version of a spec file: length, modification and
+/// change times (ns), inode and device. The change time is set by the
+/// kernel on every write, rename or `utimes` and cannot be set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FileStamp {
+    len: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    dev: u64,
+}
+
+impl FileStamp {
+    #[cfg(unix)]
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: m.len(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn of(m: &std::fs::Metadata) -> FileStamp {
+        let ns = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(-1)
+        };
+        FileStamp {
+            len: m.len(),
+            mtime_ns: ns(m.modified()),
+            ctime_ns: ns(m.modified()),
+            ino: 0,
+            dev: 0,
+        }
+    }
+}
+
+/// A file changed less than this long before it was scanned is not
+/// recorded (scanned again next time): a write in the same timestamp tick
+/// as the scan would otherwise leave the stamp unchanged ("racy clean").
+const SETTLE_NS: i64 = 2_000_000_000;
+
+/// The jobs directory's line scans, kept by [`find_indexed`] at
+/// `.lily/state/spec-index.json`: file name → (stamp, scanned id; `None`
+/// when the scan was unsure). A cache: unreadable, from another directory
+/// or of another version, it is ignored and rewritten; written atomically,
+/// owner-only, under Lily's state directory (never granted to a guest).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ScanIndex {
+    version: u32,
+    dir: PathBuf,
+    files: std::collections::BTreeMap<String, (FileStamp, Option<String>)>,
+}
+
+const SCAN_INDEX_VERSION: u32 = 1;
+
+/// The index's file name in the state directory.
+pub const SCAN_INDEX_FILE: &str = "spec-index.json";
+
+/// [`scan_for`] through the index: same answer, reading only files whose
+/// stamp is not the recorded one. Every file is stamped (one `stat`).
+fn scan_for_indexed(dir: &Path, paths: &[PathBuf], id: &str, index_path: &Path, settle_ns: i64) -> Option<PathBuf> {
+    let old: ScanIndex = std::fs::read(index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ScanIndex>(&b).ok())
+        .filter(|ix| ix.version == SCAN_INDEX_VERSION && ix.dir == dir)
+        .unwrap_or_default();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let mut new = ScanIndex {
+        version: SCAN_INDEX_VERSION,
+        dir: dir.to_path_buf(),
+        files: Default::default(),
+    };
+    let mut sure = true;
+    let mut hit: Option<PathBuf> = None;
+    let mut twice = false;
+    for p in paths {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            sure = false;
+            continue;
+        };
+        // Stamp before reading: a change during the read shows up next time.
+        let Ok(meta) = std::fs::metadata(p) else {
+            sure = false;
+            continue;
+        };
+        if meta.len() > MAX_SPEC_BYTES {
+            sure = false;
+            continue;
+        }
+        let stamp = FileStamp::of(&meta);
+        let scanned = match old.files.get(name) {
+            Some((st, scanned)) if *st == stamp => scanned.clone(),
+            _ => {
+                let Ok(text) = std::fs::read_to_string(p) else {
+                    sure = false;
+                    continue;
+                };
+                let scanned = match scan_id(&text) {
+                    ScannedId::Id(s) => Some(s),
+                    ScannedId::Unsure => None,
+                };
+                if now_ns.saturating_sub(stamp.ctime_ns.max(stamp.mtime_ns)) < settle_ns {
+                    // Too fresh to trust the stamp: not recorded.
+                    match &scanned {
+                        Some(s) if s == id => {
+                            twice |= hit.is_some();
+                            hit = Some(p.clone());
+                        }
+                        Some(_) => {}
+                        None => sure = false,
+                    }
+                    continue;
+                }
+                scanned
+            }
+        };
+        match &scanned {
+            Some(s) if s == id => {
+                twice |= hit.is_some();
+                hit = Some(p.clone());
+            }
+            Some(_) => {}
+            None => sure = false,
+        }
+        new.files.insert(name.to_string(), (stamp, scanned));
+    }
+    if (new.files != old.files || old.dir != new.dir || old.version != new.version)
+        && let Ok(bytes) = serde_json::to_vec(&new)
+    {
+        // A cache: if it cannot be written (no state directory), the next
+        // lookup scans again.
+        let _ = crate::util::write_atomic(index_path, &bytes, crate::util::Durability::Rename);
+    }
+    (sure && !twice).then_some(hit).flatten()
+}
+
 /// `*.yaml` / `*.yml` files of the jobs directory that are not job specs
 /// (`*.job.yaml` / `*.job.yml`): never loaded, so likely a misnamed spec.
 pub fn stray_yaml(dir: &Path) -> Vec<PathBuf> {
@@ -717,11 +863,28 @@ pub fn duplicate_id_error(id: &str, paths: &[PathBuf]) -> LilyError {
 /// searched), `job_invalid_spec` when two files declare it (naming both) or
 /// when the file named after it does not parse.
 pub fn find(dir: &Path, id: &str) -> Result<SpecFile, LilyError> {
-    // Fast path: read every file but parse only the one that declares the
-    // id, when a line scan of every file is sure of its id (duplicates,
-    // unusual layouts and every error take the full path below).
+    find_indexed(dir, id, None)
+}
+
+/// [`find`], with the line scans of unchanged files kept in `index` (a
+/// file under Lily's own state directory, see [`ScanIndex`]): a file whose
+/// stamp is the one recorded is not read again. The answer is the one
+/// [`find`] gives: the index only stands in for re-scanning a file that
+/// has not changed, and every doubt still takes the full parse.
+pub fn find_indexed(dir: &Path, id: &str, index: Option<&Path>) -> Result<SpecFile, LilyError> {
+    find_with(dir, id, index.map(|ix| (ix, SETTLE_NS)))
+}
+
+fn find_with(dir: &Path, id: &str, index: Option<(&Path, i64)>) -> Result<SpecFile, LilyError> {
+    // Fast path: parse only the one file that declares the id, when a line
+    // scan of every file is sure of its id (duplicates, unusual layouts and
+    // every error take the full path below).
     let paths = spec_paths(dir);
-    if let Some(p) = scan_for(&paths, id) {
+    let hit = match index {
+        Some((ix, settle)) => scan_for_indexed(dir, &paths, id, ix, settle),
+        None => scan_for(&paths, id),
+    };
+    if let Some(p) = hit {
         let f = load_file(&p);
         if f.spec.as_ref().is_ok_and(|s| s.id == id) {
             return Ok(f);
@@ -789,6 +952,61 @@ mod tests {
         assert_eq!(find(d.path(), "f").expect("found").spec.expect("valid").id, "f");
         assert_eq!(find(d.path(), "b").expect("found").spec.expect("valid").id, "b");
         assert_eq!(find(d.path(), "nope").expect_err("missing").code, ErrorCode::JobNotFound);
+    }
+
+    /// The scan index never changes an answer: a new, renamed, edited or
+    /// duplicated spec is found or refused exactly as without it, a file
+    /// changed just now is not recorded, and a bad index is ignored.
+    #[test]
+    fn the_scan_index_finds_new_renamed_and_edited_specs_and_keeps_refusing_duplicates() {
+        let d = tempfile::tempdir().expect("tmp");
+        let jobs = d.path().join("jobs");
+        std::fs::create_dir(&jobs).expect("mkdir");
+        let ix = d.path().join("spec-index.json");
+        let spec = |id: &str| GOOD.replace("id: demo", &format!("id: {id}"));
+        // Settled at once (0 ns) so the cached path runs in the test; the
+        // in-place edit below sleeps past the timestamp tick.
+        let find0 = |id: &str| find_with(&jobs, id, Some((&ix, 0)));
+        let found = |r: Result<SpecFile, LilyError>| r.expect("found").spec.expect("valid").id;
+        std::fs::write(jobs.join("a.job.yaml"), spec("a")).expect("w");
+        std::fs::write(jobs.join("b.job.yaml"), spec("b")).expect("w");
+        assert_eq!(found(find0("a")), "a");
+        let recorded: ScanIndex = serde_json::from_slice(&std::fs::read(&ix).expect("index written")).expect("index");
+        assert_eq!(recorded.files.len(), 2);
+        assert_eq!(recorded.files["b.job.yaml"].1.as_deref(), Some("b"));
+        assert_eq!(found(find0("b")), "b");
+        // A new file declaring `a`: a duplicate, named with both files.
+        std::fs::write(jobs.join("c.job.yaml"), spec("a")).expect("w");
+        let e = find0("a").expect_err("duplicate");
+        assert!(e.message.contains("is declared by 2 files"), "{}", e.message);
+        // Renamed: still a duplicate; removed: found again.
+        std::fs::rename(jobs.join("c.job.yaml"), jobs.join("z.job.yaml")).expect("mv");
+        assert!(find0("a").expect_err("duplicate").message.contains("z.job.yaml"));
+        std::fs::remove_file(jobs.join("z.job.yaml")).expect("rm");
+        assert_eq!(found(find0("a")), "a");
+        // Edited in place to the same length: `b` is gone, `q` found, and a
+        // second `a` refused.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(jobs.join("b.job.yaml"), spec("q")).expect("w");
+        assert_eq!(find0("b").expect_err("gone").code, ErrorCode::JobNotFound);
+        assert_eq!(found(find0("q")), "q");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(jobs.join("b.job.yaml"), spec("a")).expect("w");
+        assert!(find0("a").expect_err("duplicate").message.contains("is declared by 2 files"));
+        // A new spec is found; a missing one is not.
+        std::fs::write(jobs.join("b.job.yaml"), spec("b")).expect("w");
+        std::fs::write(jobs.join("e.job.yaml"), spec("e")).expect("w");
+        assert_eq!(found(find0("e")), "e");
+        assert_eq!(find0("nope").expect_err("missing").code, ErrorCode::JobNotFound);
+        // An unreadable index is ignored and rewritten.
+        std::fs::write(&ix, "not json").expect("w");
+        assert_eq!(found(find0("a")), "a");
+        assert!(serde_json::from_slice::<ScanIndex>(&std::fs::read(&ix).expect("index")).is_ok());
+        // With the real settle time, files written just now are not recorded.
+        std::fs::remove_file(&ix).expect("rm");
+        assert_eq!(found(find_indexed(&jobs, "a", Some(&ix))), "a");
+        let fresh: ScanIndex = std::fs::read(&ix).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        assert!(!fresh.files.contains_key("e.job.yaml"), "{fresh:?}");
     }
 
     const GOOD: &str = r#"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A/B of two lily binaries, alternated in one run (issue 19 changes):
+`jobs run echo-step` with 1 vs 1,000 specs, `jobs runs hist` over 100,000
+runs, `--version` as the floor. Usage: perf-ab.py BEFORE AFTER [N]"""
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+before, after = sys.argv[1], sys.argv[2]
+N = int(sys.argv[3]) if len(sys.argv) > 3 else 11
+tmp = tempfile.mkdtemp(prefix="lily-ab-")
+ECHO = """id: echo-step
+title: Echo one input
+target:
+  kind: blueprint
+  id: step.v1
+  input:
+    message: hello
+bindings:
+  runnable: echo.v1
+trigger:
+  type: manual
+runtime:
+  timeout_seconds: 10
+output:
+  summary_format: json
+"""
+def lily(b, root, *a):
+    r = subprocess.run([b, "--root", root, *a], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert r.returncode == 0, (a, r.stderr[-500:])
+def mk(name, fillers):
+    root = os.path.join(tmp, name); os.makedirs(root)
+    lily(after, root, "init")
+    open(os.path.join(root, ".lily/jobs/echo-step.job.yaml"), "w").write(ECHO)
+    for i in range(fillers):
+        open(os.path.join(root, f".lily/jobs/filler-{i:04}.job.yaml"), "w").write(ECHO.replace("id: echo-step", f"id: filler-{i:04}"))
+    return root
+one, many = mk("one", 0), mk("many", 999)
+hist = mk("hist", 0)
+lily(after, hist, "jobs", "run", "echo-step")
+rdir = os.path.join(hist, ".lily/runs/echo-step")
+src = sorted(d for d in os.listdir(rdir) if os.path.isdir(os.path.join(rdir, d)))[-1]
+receipt = json.load(open(os.path.join(rdir, src, "run_receipt.json")))
+line = json.loads(open(os.path.join(rdir, "index.jsonl")).readline())
+t = time.time()
+job = os.path.join(hist, ".lily/runs/hist"); os.makedirs(job)
+with open(os.path.join(job, "index.jsonl"), "w") as ix:
+    for i in range(100_000):
+        s = 1578297600 + i * 600
+        rid = time.strftime("%Y%m%dT%H%M%S", time.gmtime(s)) + ".000Z-%08x" % ((i * 2654435761) & 0xffffffff)
+        d = os.path.join(job, rid); os.mkdir(d)
+        receipt["job_id"] = "hist"; receipt["run_id"] = rid
+        with open(os.path.join(d, "run_receipt.json"), "w") as f: json.dump(receipt, f, separators=(",", ":"))
+        line["run_id"] = rid
+        ix.write(json.dumps(line, separators=(",", ":")) + "\n")
+print(f"generated 100,000 runs in {time.time()-t:.1f} s", flush=True)
+cases = [("version", one, ["--version"]), ("1 spec", one, ["jobs", "run", "echo-step"]), ("1,000 specs", many, ["jobs", "run", "echo-step"]), ("jobs runs 100k", hist, ["jobs", "runs", "hist"])]
+for b in (before, after):
+    for _, root, a in cases: lily(b, root, *a)  # warm-up (writes the spec index for AFTER)
+time.sleep(2.5)  # let fresh files settle past the index's 2 s
+for b in (before, after):
+    for _, root, a in cases: lily(b, root, *a)
+res = {(b, c[0]): [] for b in (before, after) for c in cases}
+for _ in range(N):
+    for name, root, a in cases:
+        for b in (before, after):
+            t = time.perf_counter(); lily(b, root, *a); res[(b, name)].append(time.perf_counter() - t)
+print(f"load average {open('/proc/loadavg').read().split()[:3]}; medians of {N}, alternated")
+print("| measurement | before | after | after/before |\n| --- | --- | --- | --- |")
+med = {k: statistics.median(v) * 1e3 for k, v in res.items()}
+for name, _, _ in cases:
+    print(f"| {name} | {med[(before,name)]:.2f} ms | {med[(after,name)]:.2f} ms | {med[(after,name)]/med[(before,name)]:.2f} |")
+for b, lab in ((before, "before"), (after, "after")):
+    print(f"{lab}: 1,000 specs − 1 spec = {med[(b,'1,000 specs')]-med[(b,'1 spec')]:+.2f} ms; jobs runs / --version = {med[(b,'jobs runs 100k')]/med[(b,'version')]:.2f}")
+shutil.rmtree(tmp)
