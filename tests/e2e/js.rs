@@ -7,7 +7,7 @@
 //! `council.v1` jobs next to the Rust built-ins. Without the toolchain the
 //! tests print SKIPPED; under `CI=true` they fail (`.ci/run` installs it).
 
-use crate::harness::{Env, council_job, events, receipt};
+use crate::harness::{Env, LILY, council_job, events, receipt};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,17 +49,29 @@ pub struct JsGuests {
 }
 
 fn build(tools: &Path, project: &str, out: &Path) {
-    let o = Command::new("bash")
-        .arg(repo().join("tests/js/build.sh"))
-        .arg(repo().join("guests/js").join(project))
+    let dir = repo().join("guests/js").join(project);
+    if !dir.join("node_modules/lily-guest").exists() {
+        // The example depends on the SDK by path (`file:../../sdk-js`): no registry.
+        let o = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--offline"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn npm");
+        assert!(o.status.success(), "npm install in {}: {}", dir.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    let o = Command::new(LILY)
+        .args(["runnables", "build"])
+        .arg(&dir)
+        .arg("--out")
         .arg(out)
         .env("LILY_JS_TOOLS", tools)
         .stdin(Stdio::null())
         .output()
-        .expect("spawn build.sh");
+        .expect("spawn lily runnables build");
     assert!(
         o.status.success() && out.is_file(),
-        "building guests/js/{project} failed:\n{}",
+        "lily runnables build guests/js/{project} failed:\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
@@ -232,4 +244,47 @@ fn a_js_infinite_loop_and_memory_growth_are_stopped() {
     let (_env, run) = attack(g, "memory", 60);
     let fin = step_finished(&run, "map:js-hostile.v1");
     assert_eq!(fin["outcome"], "memory_limit", "{fin}");
+}
+
+#[test]
+fn scaffold_build_install_and_run_a_js_specialist_in_a_council() {
+    let Some(_) = js_guests("scaffold_build_install_and_run_a_js_specialist_in_a_council") else { return };
+    let tools = js_tools().expect("tools");
+    let env = Env::new();
+    env.write_tree("ws", &[("src/app.py", b"x = 1\n# TODO: remove the debug flag\n"), ("notes.md", b"FIXME later\n")]);
+    env.lily(&["runnables", "new", "todo-js", "--lang", "js"]).expect_code(0);
+    let proj = env.root.join("todo-js");
+    for f in ["package.json", "component.js", "src/todo-js.js", "test/todo-js.test.js", "lily-guest/src/index.js", "lily-guest/wit/runnable.wit", "lily-guest/wit/js.wit"] {
+        assert!(proj.join(f).is_file(), "scaffold wrote {f}");
+    }
+    // The native unit test exercises the logic without WebAssembly.
+    let t = Command::new("node").args(["--test", "test/"]).current_dir(&proj).stdin(Stdio::null()).output().expect("spawn node");
+    assert!(t.status.success(), "node --test: {}{}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr));
+    let b = env.cmd().env("LILY_JS_TOOLS", &tools).args(["runnables", "build", "todo-js", "--out", "todo-js.wasm"]).output().expect("spawn");
+    assert!(b.status.success(), "build: {}", String::from_utf8_lossy(&b.stderr));
+    install(&env, &env.root.join("todo-js.wasm"));
+    grant(&env, &["security.v1", "todo-js.v1"]);
+    let run = run_council(&env, "todo-js-review", &["security.v1", "todo-js.v1"], "the release", 120);
+    assert_eq!(receipt(&run)["status"], "succeeded");
+    let md = report(&run);
+    assert!(md.contains("### todo-js.v1 (ok)"), "{md}");
+    assert!(md.contains("Unfinished work markers") && md.contains("`src/app.py:2`") && md.contains("`notes.md:1`"), "{md}");
+}
+
+#[test]
+fn building_a_js_project_without_the_toolchain_names_the_install_command() {
+    let env = Env::new();
+    env.lily(&["runnables", "new", "no-tools", "--lang", "js"]).expect_code(0);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let o = env
+        .cmd()
+        .env("LILY_JS_TOOLS", empty.path())
+        .args(["runnables", "build", "no-tools"])
+        .output()
+        .expect("spawn");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("blueprint_compile_failed") || err.contains("toolchain"), "{err}");
+    assert!(err.contains("npm install --prefix ~/.cache/lily-tools/jco-1.35.0 @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.22.0"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
