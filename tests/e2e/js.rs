@@ -29,12 +29,19 @@ pub fn js_tools() -> Option<PathBuf> {
         }
     };
     let found = dir.join("node_modules/.bin/componentize-js").is_file() && node_ok();
-    assert!(found || std::env::var_os("CI").is_none(), "CI must have the JS toolchain (.ci/run runs tests/js/setup.sh)");
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must have the JS toolchain (.ci/run runs tests/js/setup.sh)"
+    );
     found.then_some(dir)
 }
 
 fn node_ok() -> bool {
-    Command::new("node").arg("--version").stdin(Stdio::null()).output().is_ok_and(|o| o.status.success())
+    Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn skip(what: &str) {
@@ -94,7 +101,9 @@ pub fn js_guests(what: &str) -> Option<&'static JsGuests> {
         Some(g)
     });
     if built.is_none() {
-        skip(&format!("{what}: no JS toolchain (bash tests/js/setup.sh installs jco 1.35.0 + componentize-js 0.22.0)"));
+        skip(&format!(
+            "{what}: no JS toolchain (bash tests/js/setup.sh installs jco 1.35.0 + componentize-js 0.22.0)"
+        ));
     }
     built.as_ref()
 }
@@ -123,7 +132,12 @@ fn run_council(env: &Env, job: &str, specialists: &[&str], topic: &str, timeout:
             &format!("{{ timeout_seconds: {timeout} }}"),
         ),
     );
-    let o = env.cmd().env("LILY_JS_TEST_SECRET", "s3cr3t-from-the-host").args(["jobs", "run", job]).output().expect("spawn lily");
+    let o = env
+        .cmd()
+        .env("LILY_JS_TEST_SECRET", "s3cr3t-from-the-host")
+        .args(["jobs", "run", job])
+        .output()
+        .expect("spawn lily");
     assert!(o.status.success(), "jobs run {job}: {}", String::from_utf8_lossy(&o.stderr));
     env.only_run(job)
 }
@@ -143,7 +157,10 @@ fn workspace(env: &Env) {
     env.write_tree(
         "ws",
         &[
-            ("web/package.json", br#"{"dependencies": {"left-pad": "^1.3.0", "lodash": "4.17.21"}, "devDependencies": {"mocha": "~10.0.0"}}"#),
+            (
+                "web/package.json",
+                br#"{"dependencies": {"left-pad": "^1.3.0", "lodash": "4.17.21"}, "devDependencies": {"mocha": "~10.0.0"}}"#,
+            ),
             ("api/package.json", br#"{"dependencies": {"express": "4.19.2"}}"#),
             ("api/package-lock.json", b"{}"),
             ("src/app.py", b"AWS_KEY = 'AKIAIOSFODNN7EXAMPLE'\n"),
@@ -153,7 +170,9 @@ fn workspace(env: &Env) {
 
 #[test]
 fn js_specialist_runs_in_a_council_next_to_a_rust_builtin() {
-    let Some(g) = js_guests("js_specialist_runs_in_a_council_next_to_a_rust_builtin") else { return };
+    let Some(g) = js_guests("js_specialist_runs_in_a_council_next_to_a_rust_builtin") else {
+        return;
+    };
     let env = Env::new();
     workspace(&env);
     install(&env, &g.pins);
@@ -195,7 +214,9 @@ fn attack(g: &JsGuests, op: &str, timeout: u32) -> (Env, PathBuf) {
 
 #[test]
 fn a_thrown_js_error_is_a_guest_error_with_its_message_and_stack_tail() {
-    let Some(g) = js_guests("a_thrown_js_error_is_a_guest_error_with_its_message_and_stack_tail") else { return };
+    let Some(g) = js_guests("a_thrown_js_error_is_a_guest_error_with_its_message_and_stack_tail") else {
+        return;
+    };
     let (_env, run) = attack(g, "throw", 60);
     let fin = step_finished(&run, "map:js-hostile.v1");
     assert_eq!(fin["outcome"], "guest_error", "{fin}");
@@ -211,12 +232,19 @@ fn a_thrown_js_error_is_a_guest_error_with_its_message_and_stack_tail() {
 
 #[test]
 fn a_js_guest_cannot_read_or_write_outside_its_grant() {
-    let Some(g) = js_guests("a_js_guest_cannot_read_or_write_outside_its_grant") else { return };
+    let Some(g) = js_guests("a_js_guest_cannot_read_or_write_outside_its_grant") else {
+        return;
+    };
     let (_env, run) = attack(g, "fs", 60);
     assert_eq!(step_finished(&run, "map:js-hostile.v1")["outcome"], "ok");
     let md = report(&run);
     assert!(md.contains("preopens: /workspace`"), "only the grant is preopened: {md}");
-    for probe in ["/workspace ../outside/secret.txt: refused", "/workspace ../../../../etc/passwd: refused", "/workspace /etc/passwd: refused", "/workspace write: refused"] {
+    for probe in [
+        "/workspace ../outside/secret.txt: refused",
+        "/workspace ../../../../etc/passwd: refused",
+        "/workspace /etc/passwd: refused",
+        "/workspace write: refused",
+    ] {
         assert!(md.contains(probe), "{probe}: {md}");
     }
     assert!(!md.contains("ALLOWED"), "{md}");
@@ -224,7 +252,9 @@ fn a_js_guest_cannot_read_or_write_outside_its_grant() {
 
 #[test]
 fn a_js_guest_sees_no_host_environment_and_no_network() {
-    let Some(g) = js_guests("a_js_guest_sees_no_host_environment_and_no_network") else { return };
+    let Some(g) = js_guests("a_js_guest_sees_no_host_environment_and_no_network") else {
+        return;
+    };
     let (_env, run) = attack(g, "env", 60);
     let md = report(&run);
     assert!(md.contains("`env: `"), "no variables at all: {md}");
@@ -237,7 +267,9 @@ fn a_js_guest_sees_no_host_environment_and_no_network() {
 
 #[test]
 fn a_js_infinite_loop_and_memory_growth_are_stopped() {
-    let Some(g) = js_guests("a_js_infinite_loop_and_memory_growth_are_stopped") else { return };
+    let Some(g) = js_guests("a_js_infinite_loop_and_memory_growth_are_stopped") else {
+        return;
+    };
     let (_env, run) = attack(g, "loop", 4);
     let fin = step_finished(&run, "map:js-hostile.v1");
     assert!(matches!(fin["outcome"].as_str(), Some("deadline_exceeded" | "fuel_exhausted")), "{fin}");
@@ -248,19 +280,47 @@ fn a_js_infinite_loop_and_memory_growth_are_stopped() {
 
 #[test]
 fn scaffold_build_install_and_run_a_js_specialist_in_a_council() {
-    let Some(_) = js_guests("scaffold_build_install_and_run_a_js_specialist_in_a_council") else { return };
+    let Some(_) = js_guests("scaffold_build_install_and_run_a_js_specialist_in_a_council") else {
+        return;
+    };
     let tools = js_tools().expect("tools");
     let env = Env::new();
-    env.write_tree("ws", &[("src/app.py", b"x = 1\n# TODO: remove the debug flag\n"), ("notes.md", b"FIXME later\n")]);
+    env.write_tree(
+        "ws",
+        &[("src/app.py", b"x = 1\n# TODO: remove the debug flag\n"), ("notes.md", b"FIXME later\n")],
+    );
     env.lily(&["runnables", "new", "todo-js", "--lang", "js"]).expect_code(0);
     let proj = env.root.join("todo-js");
-    for f in ["package.json", "component.js", "src/todo-js.js", "test/todo-js.test.js", "lily-guest/src/index.js", "lily-guest/wit/runnable.wit", "lily-guest/wit/js.wit"] {
+    for f in [
+        "package.json",
+        "component.js",
+        "src/todo-js.js",
+        "test/todo-js.test.js",
+        "lily-guest/src/index.js",
+        "lily-guest/wit/runnable.wit",
+        "lily-guest/wit/js.wit",
+    ] {
         assert!(proj.join(f).is_file(), "scaffold wrote {f}");
     }
     // The native unit test exercises the logic without WebAssembly.
-    let t = Command::new("node").args(["--test", "test/"]).current_dir(&proj).stdin(Stdio::null()).output().expect("spawn node");
-    assert!(t.status.success(), "node --test: {}{}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr));
-    let b = env.cmd().env("LILY_JS_TOOLS", &tools).args(["runnables", "build", "todo-js", "--out", "todo-js.wasm"]).output().expect("spawn");
+    let t = Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(&proj)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn node");
+    assert!(
+        t.status.success(),
+        "node --test: {}{}",
+        String::from_utf8_lossy(&t.stdout),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let b = env
+        .cmd()
+        .env("LILY_JS_TOOLS", &tools)
+        .args(["runnables", "build", "todo-js", "--out", "todo-js.wasm"])
+        .output()
+        .expect("spawn");
     assert!(b.status.success(), "build: {}", String::from_utf8_lossy(&b.stderr));
     install(&env, &env.root.join("todo-js.wasm"));
     grant(&env, &["security.v1", "todo-js.v1"]);
@@ -268,7 +328,10 @@ fn scaffold_build_install_and_run_a_js_specialist_in_a_council() {
     assert_eq!(receipt(&run)["status"], "succeeded");
     let md = report(&run);
     assert!(md.contains("### todo-js.v1 (ok)"), "{md}");
-    assert!(md.contains("Unfinished work markers") && md.contains("`src/app.py:2`") && md.contains("`notes.md:1`"), "{md}");
+    assert!(
+        md.contains("Unfinished work markers") && md.contains("`src/app.py:2`") && md.contains("`notes.md:1`"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -285,6 +348,9 @@ fn building_a_js_project_without_the_toolchain_names_the_install_command() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("blueprint_compile_failed") || err.contains("toolchain"), "{err}");
-    assert!(err.contains("npm install --prefix ~/.cache/lily-tools/jco-1.35.0 @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.22.0"), "{err}");
+    assert!(
+        err.contains("npm install --prefix ~/.cache/lily-tools/jco-1.35.0 @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.22.0"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

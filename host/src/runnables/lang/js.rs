@@ -30,10 +30,16 @@ pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
     ("lily-guest/wit/js.wit", include_str!("../../../../guests/sdk-js/wit/js.wit")),
     ("lily-guest/wit/deps/cli.wit", include_str!("../../../../guests/sdk-js/wit/deps/cli.wit")),
     ("lily-guest/wit/deps/clocks.wit", include_str!("../../../../guests/sdk-js/wit/deps/clocks.wit")),
-    ("lily-guest/wit/deps/filesystem.wit", include_str!("../../../../guests/sdk-js/wit/deps/filesystem.wit")),
+    (
+        "lily-guest/wit/deps/filesystem.wit",
+        include_str!("../../../../guests/sdk-js/wit/deps/filesystem.wit"),
+    ),
     ("lily-guest/wit/deps/io.wit", include_str!("../../../../guests/sdk-js/wit/deps/io.wit")),
     ("lily-guest/wit/deps/random.wit", include_str!("../../../../guests/sdk-js/wit/deps/random.wit")),
-    ("lily-guest/wit/deps/sockets.wit", include_str!("../../../../guests/sdk-js/wit/deps/sockets.wit")),
+    (
+        "lily-guest/wit/deps/sockets.wit",
+        include_str!("../../../../guests/sdk-js/wit/deps/sockets.wit"),
+    ),
 ];
 const T_PACKAGE: &str = include_str!("../../../assets/scaffold/js/package.json.tmpl");
 const T_GITIGNORE: &str = include_str!("../../../assets/scaffold/js/gitignore.tmpl");
@@ -143,7 +149,12 @@ fn manifest(dir: &Path) -> Result<Manifest, LilyError> {
         .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()));
     let uses_llm = lily.get("llm").and_then(|x| x.as_bool()).unwrap_or(false);
     let wit = field("wit").unwrap_or_else(|| {
-        if dir.join("lily-guest/wit").is_dir() { "lily-guest/wit" } else { "node_modules/lily-guest/wit" }.to_string()
+        if dir.join("lily-guest/wit").is_dir() {
+            "lily-guest/wit"
+        } else {
+            "node_modules/lily-guest/wit"
+        }
+        .to_string()
     });
     let m = Manifest {
         name,
@@ -159,7 +170,11 @@ fn manifest(dir: &Path) -> Result<Manifest, LilyError> {
         }
     }
     if !m.world.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || m.world.is_empty() {
-        return Err(tool_error(format!("{}: lily.world must be a WIT world name, got {:?}", path.display(), m.world)));
+        return Err(tool_error(format!(
+            "{}: lily.world must be a WIT world name, got {:?}",
+            path.display(),
+            m.world
+        )));
     }
     Ok(m)
 }
@@ -178,7 +193,11 @@ fn run_tool(opts: &BuildOptions, dir: &Path, tool: &Path, args: &[String], comma
         if !stdout.trim().is_empty() {
             (opts.progress)(stdout.trim_end());
         }
-        return Err(tool_error(format!("`{command}` failed in {} ({}); its messages are above", dir.display(), out.status)));
+        return Err(tool_error(format!(
+            "`{command}` failed in {} ({}); its messages are above",
+            dir.display(),
+            out.status
+        )));
     }
     Ok(())
 }
@@ -186,8 +205,10 @@ fn run_tool(opts: &BuildOptions, dir: &Path, tool: &Path, args: &[String], comma
 pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<Built, LilyError> {
     let m = manifest(dir)?;
     if !dir.join(&m.entry).is_file() {
-        return Err(tool_error(format!("{} has no {} (the module that exports describe/run)", dir.display(), m.entry))
-            .with_hint("scaffold with `lily runnables new <name> --lang js`, or set \"lily\": {\"entry\": \"<file>\"} in package.json"));
+        return Err(
+            tool_error(format!("{} has no {} (the module that exports describe/run)", dir.display(), m.entry))
+                .with_hint("scaffold with `lily runnables new <name> --lang js`, or set \"lily\": {\"entry\": \"<file>\"} in package.json"),
+        );
     }
     if !dir.join(&m.wit).join("runnable.wit").is_file() {
         return Err(tool_error(format!("{} has no {}/runnable.wit (the Run Contract)", dir.display(), m.wit))
@@ -201,7 +222,10 @@ pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<B
         tool_error(format!(
             "the JavaScript component toolchain (jco {JCO_VERSION} with componentize-js {COMPONENTIZE_JS_VERSION}) is not installed"
         ))
-        .with_hint(format!("install it with `{}`, or set {JS_TOOLS_ENV} to a directory holding it", install_command()))
+        .with_hint(format!(
+            "install it with `{}`, or set {JS_TOOLS_ENV} to a directory holding it",
+            install_command()
+        ))
     })?;
     let bin = tools.join("node_modules/.bin");
     let file = format!("{}.wasm", m.name.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_"));
