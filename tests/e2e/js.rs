@@ -98,6 +98,13 @@ pub fn js_guests(what: &str) -> Option<&'static JsGuests> {
             s.spawn(|| build(&tools, "pins", &g.pins));
             s.spawn(|| build(&tools, "hostile", &g.hostile));
         });
+        // Fill the shared compile cache once, one component at a time: a
+        // ~14 MB JS component takes ~25 s of CPU to compile (dev build), and
+        // every test compiling it at once on a loaded machine could pass
+        // the host's compile budget. Each test's install is then a cache hit.
+        let warm = Env::new();
+        install(&warm, &g.pins);
+        install(&warm, &g.hostile);
         Some(g)
     });
     if built.is_none() {
@@ -116,7 +123,7 @@ const WS_GRANT: &str = "    fs:\n      - path: ws\n        mode: ro\n";
 
 fn grant(env: &Env, ids: &[&str]) {
     let entries: String = ids.iter().map(|id| format!("  \"{id}\":\n{WS_GRANT}")).collect();
-    env.add_policy_runnables(&entries);
+    env.write_policy(&format!("version: 1\nrunnables:\n{entries}"));
 }
 
 fn run_council(env: &Env, job: &str, specialists: &[&str], topic: &str, timeout: u32) -> PathBuf {
