@@ -145,7 +145,9 @@ fn run_council(env: &Env, job: &str, specialists: &[&str], topic: &str, timeout:
         .args(["jobs", "run", job])
         .output()
         .expect("spawn lily");
-    assert!(o.status.success(), "jobs run {job}: {}", String::from_utf8_lossy(&o.stderr));
+    // A council whose specialist failed still completes (and exits non-zero
+    // as a partial run); the callers assert on the receipt and the report.
+    assert!(o.status.code().is_some(), "jobs run {job} was killed: {}", String::from_utf8_lossy(&o.stderr));
     env.only_run(job)
 }
 
