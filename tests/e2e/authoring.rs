@@ -438,14 +438,19 @@ fn guide_commands_run_in_order() {
     let guide = read(&guide_path);
     let blocks = fenced_blocks(&guide);
     let with_cc = cargo_component_available();
+    let js_tools = crate::js::js_tools();
     let mut script = String::from("set -euo pipefail\n");
     let mut ran = Vec::new();
     for (line, info, body) in &blocks {
         let run = match info.as_str() {
             "sh" => true,
             "sh cargo-component" => with_cc,
+            "sh js" => js_tools.is_some(),
             _ => false,
         };
+        if info == "sh js" && js_tools.is_none() {
+            skip(&format!("the guide's `sh js` block at line {line}: no JS toolchain (bash tests/js/setup.sh)"));
+        }
         if info == "sh cargo-component" && !with_cc {
             skip(&format!(
                 "the guide's `sh cargo-component` block at line {line}: `cargo component --version` failed (cargo-component is not installed)"
@@ -486,6 +491,7 @@ fn guide_commands_run_in_order() {
         .current_dir(&work)
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", scaffold_target_dir())
+        .env("LILY_JS_TOOLS", js_tools.clone().unwrap_or_default())
         .env_remove("LILY_ROOT")
         .env_remove("LILY_JOBS_DIR")
         .env_remove("LILY_LOG")
@@ -505,6 +511,12 @@ fn guide_commands_run_in_order() {
     let report = read(&runs[0].join("report.md"));
     assert!(report.contains("| Unfinished work markers | my-check.v1 | 0.60 |"), "{report}");
     assert!(work.join(".lily/runnables/my-check.v1/0.1.0/manifest.json").is_file());
+    if js_tools.is_some() {
+        assert!(all.contains("lily runnables new my-js-check --lang js"), "the guide's JS path ran");
+        let runs = std::fs::read_dir(work.join(".lily/runs/my-js-review")).expect("the guide's JS job ran").count();
+        assert_eq!(runs, 1);
+        assert!(work.join(".lily/runnables/my-js-check.v1/0.1.0/manifest.json").is_file());
+    }
 
     // Each `rust <file>` excerpt is verbatim in that file of the scaffolded crate.
     let mut excerpts = 0;

@@ -12,6 +12,7 @@ mod crash;
 mod export;
 mod generated;
 mod jobs;
+mod js;
 mod llm;
 mod mcp;
 mod operator;

@@ -8,7 +8,7 @@ use lily::error::{ErrorCode, LilyError};
 use lily::jobs::Lily;
 use lily::policy::Policy;
 use lily::runnables::RunnableRegistry;
-use lily::runnables::{BuildOptions, BuildReport, BuildTool, ScaffoldKind};
+use lily::runnables::{BuildOptions, BuildReport, BuildTool, Lang, ScaffoldKind};
 use lily::sandbox::{BUILTIN_IDS, Sandbox, SandboxOptions, builtin_bytes};
 use serde_json::json;
 use std::path::PathBuf;
@@ -59,21 +59,24 @@ pub enum RunnablesCmd {
         #[arg(long)]
         force: bool,
     },
-    /// Scaffold a Rust crate for a new runnable in ./<NAME> (builds with cargo or cargo-component; has unit tests)
+    /// Scaffold a new runnable in ./<NAME> (Rust, Python or JavaScript; the SDK vendored; has native unit tests)
     New {
-        /// Crate name (lower-case letters, digits, '-'); the runnable id is <NAME>.v1
+        /// Project name (lower-case letters, digits, '-'); the runnable id is <NAME>.v1
         #[arg(value_parser = crate_name)]
         name: String,
         #[arg(long, value_enum, default_value_t = KindArg::Specialist)]
         kind: KindArg,
+        /// Language
+        #[arg(long, value_enum, default_value_t = LangArg::Rust)]
+        lang: LangArg,
     },
-    /// Build a runnable's crate into a component and check it against the Run Contract
+    /// Build a runnable's project into a component and check it against the Run Contract (language from Cargo.toml / pyproject.toml or app.py / package.json)
     Build {
-        /// The crate directory (default: the current directory)
+        /// The project directory (default: the current directory)
         path: Option<PathBuf>,
-        /// Build tool
-        #[arg(long = "with", value_enum, default_value_t = ToolArg::Cargo)]
-        tool: ToolArg,
+        /// Build tool (default: cargo for Rust, componentize-py for Python, jco for JS)
+        #[arg(long = "with", value_enum)]
+        tool: Option<ToolArg>,
         /// Copy the component here when it passes the check
         #[arg(long)]
         out: Option<PathBuf>,
@@ -98,6 +101,27 @@ impl From<KindArg> for ScaffoldKind {
     }
 }
 
+/// `--lang` of `lily runnables new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LangArg {
+    /// A Rust crate (cargo / cargo-component)
+    Rust,
+    /// A Python project (componentize-py)
+    Python,
+    /// A JavaScript project (jco componentize)
+    Js,
+}
+
+impl From<LangArg> for Lang {
+    fn from(l: LangArg) -> Lang {
+        match l {
+            LangArg::Rust => Lang::Rust,
+            LangArg::Python => Lang::Python,
+            LangArg::Js => Lang::Js,
+        }
+    }
+}
+
 /// `--with` of `lily runnables build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ToolArg {
@@ -105,6 +129,10 @@ pub enum ToolArg {
     Cargo,
     /// `cargo component build --release` (wasm32-wasip1, adapted into a component)
     CargoComponent,
+    /// `componentize-py … componentize app` (Python)
+    ComponentizePy,
+    /// `jco componentize` (JavaScript)
+    Jco,
 }
 
 impl From<ToolArg> for BuildTool {
@@ -112,6 +140,8 @@ impl From<ToolArg> for BuildTool {
         match t {
             ToolArg::Cargo => BuildTool::Cargo,
             ToolArg::CargoComponent => BuildTool::CargoComponent,
+            ToolArg::ComponentizePy => BuildTool::ComponentizePy,
+            ToolArg::Jco => BuildTool::Jco,
         }
     }
 }
@@ -333,12 +363,25 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
             let root = super::root(g)?;
             return remove_runnable(g, &root, &registry, &target, force);
         }
-        RunnablesCmd::New { name, kind } => {
+        RunnablesCmd::New { name, kind, lang } => {
             let cwd = std::env::current_dir().map_err(|e| internal(e.into()))?;
             let kind = ScaffoldKind::from(kind);
-            let s = lily::runnables::scaffold(&cwd, &name, kind)?;
+            let lang = Lang::from(lang);
+            let s = lily::runnables::scaffold(&cwd, &name, kind, lang)?;
             if g.json {
                 render::json(&s);
+            } else if lang != Lang::Rust {
+                outln!("created {}/: the {} {} ({})", name, kind.as_str(), s.id, lang.as_str());
+                for f in &s.files {
+                    outln!("  {f}");
+                }
+                let test = match lang {
+                    Lang::Python => "python -m unittest",
+                    _ => "node --test",
+                };
+                outln!("\nnext:\n  cd {name} && {test} && cd ..          # unit tests, natively");
+                outln!("  lily runnables build {name} --out {name}.wasm   # build and check the contract");
+                outln!("  lily runnables install {name}.wasm");
             } else {
                 outln!("created {}/: the {} {} (crate {})", name, kind.as_str(), s.id, s.crate_name);
                 for f in s.files.iter().filter(|f| !f.starts_with("lily-guest/")) {
@@ -353,7 +396,7 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
         RunnablesCmd::Build { path, tool, out } => {
             let opts = BuildOptions {
                 path: path.unwrap_or_else(|| PathBuf::from(".")),
-                tool: tool.into(),
+                tool: tool.map(BuildTool::from),
                 out,
                 progress,
             };

@@ -1,6 +1,7 @@
 //! `lily runnables build`: cargo / cargo-component driving, the target
 //! check, and the build report.
 
+use super::lang::{self, Built, Lang};
 use super::*;
 use crate::error::LilyError;
 use crate::sandbox::Sandbox;
@@ -17,36 +18,60 @@ pub enum BuildTool {
     Cargo,
     /// `cargo component build --release` (wasm32-wasip1, adapted into a component)
     CargoComponent,
+    /// `componentize-py -d wit -w runnable componentize app` (a Python project)
+    ComponentizePy,
+    /// `jco componentize` (a JavaScript project)
+    Jco,
 }
 
 impl BuildTool {
-    /// The Rust target the tool compiles for.
+    /// The target the tool compiles for.
     pub fn target(self) -> &'static str {
         match self {
-            BuildTool::Cargo => TARGET_WASIP2,
             BuildTool::CargoComponent => TARGET_WASIP1,
+            BuildTool::Cargo | BuildTool::ComponentizePy | BuildTool::Jco => TARGET_WASIP2,
         }
     }
 
-    fn args(self) -> &'static [&'static str] {
+    /// The language the tool builds.
+    pub fn lang(self) -> Lang {
         match self {
-            BuildTool::Cargo => &["build", "--release", "--target", TARGET_WASIP2],
-            BuildTool::CargoComponent => &["component", "build", "--release"],
+            BuildTool::Cargo | BuildTool::CargoComponent => Lang::Rust,
+            BuildTool::ComponentizePy => Lang::Python,
+            BuildTool::Jco => Lang::Js,
         }
     }
 
-    /// The command as a user would type it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildTool::Cargo => "cargo",
+            BuildTool::CargoComponent => "cargo-component",
+            BuildTool::ComponentizePy => "componentize-py",
+            BuildTool::Jco => "jco",
+        }
+    }
+
+    fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            BuildTool::CargoComponent => &["component", "build", "--release"],
+            _ => &["build", "--release", "--target", TARGET_WASIP2],
+        }
+    }
+
+    /// The cargo command as a user would type it (Rust tools).
     pub fn command_line(self) -> String {
-        format!("cargo {}", self.args().join(" "))
+        format!("cargo {}", self.cargo_args().join(" "))
     }
 }
 
 /// What to build and where to copy the result.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// The crate directory (holding `Cargo.toml`).
+    /// The project directory (holding `Cargo.toml`, `pyproject.toml` /
+    /// `app.py`, or `package.json`).
     pub path: PathBuf,
-    pub tool: BuildTool,
+    /// `None`: the language's default ([`Lang::default_tool`]).
+    pub tool: Option<BuildTool>,
     /// Copy the component here when it passes the contract check.
     pub out: Option<PathBuf>,
     /// Where progress lines go (the library never prints): what it runs,
@@ -149,22 +174,31 @@ pub fn ensure_target(target: &str, dir: &Path, progress: Progress) -> Result<(),
     .with_hint(format!("install it with `rustup target add {target}`, then run the build again")))
 }
 
-/// Build the crate at `opts.path` (blocking): returns the crate and the
-/// path of the component.
-pub(super) fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBuf), LilyError> {
+/// Build the project at `opts.path` (blocking), in the language its
+/// manifest says.
+pub(super) fn compile(opts: &BuildOptions) -> Result<(Lang, BuildTool, Built), LilyError> {
     let dir = opts
         .path
         .canonicalize()
-        .map_err(|e| tool_error(format!("{}: {e}", opts.path.display())).with_hint("pass the directory of the runnable's crate"))?;
+        .map_err(|e| tool_error(format!("{}: {e}", opts.path.display())).with_hint("pass the directory of the runnable's project"))?;
+    let lang = Lang::detect(&dir).ok_or_else(|| {
+        tool_error(format!("{} has no Cargo.toml, pyproject.toml, app.py or package.json", dir.display())).with_hint(
+            "run `lily runnables build` in a runnable's project, pass its directory, or create one with `lily runnables new <name> [--lang rust|python|js]`",
+        )
+    })?;
+    let tool = opts.tool.unwrap_or(lang.default_tool());
+    let built = lang::compile(lang, tool, opts, &dir)?;
+    Ok((lang, tool, built))
+}
+
+/// Build the Rust crate at `dir` with cargo or cargo-component (blocking).
+pub(super) fn rust_compile(tool: BuildTool, opts: &BuildOptions, dir: &Path) -> Result<Built, LilyError> {
+    let dir = dir.to_path_buf();
     let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        return Err(tool_error(format!("{} has no Cargo.toml", dir.display()))
-            .with_hint("run `lily runnables build` in a runnable's crate, pass its directory, or create one with `lily runnables new <name>`"));
-    }
     let info = cargo_metadata(&dir, &manifest)?;
-    let target = opts.tool.target();
+    let target = tool.target();
     ensure_target(target, &dir, opts.progress)?;
-    if opts.tool == BuildTool::CargoComponent {
+    if tool == BuildTool::CargoComponent {
         let found = Command::new("cargo")
             .args(["component", "--version"])
             .stdin(Stdio::null())
@@ -177,11 +211,11 @@ pub(super) fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBu
                 .with_hint("install it with `cargo install cargo-component --locked` (about ten minutes), or build with plain cargo (the default)"));
         }
     }
-    (opts.progress)(&format!("building {} with `{}`", info.name, opts.tool.command_line()));
+    (opts.progress)(&format!("building {} with `{}`", info.name, tool.command_line()));
     // cargo reports progress on stderr; anything on its stdout goes there
     // too, so `--json` output stays one JSON document.
     let out = Command::new("cargo")
-        .args(opts.tool.args())
+        .args(tool.cargo_args())
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -194,7 +228,7 @@ pub(super) fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBu
     if !out.status.success() {
         return Err(tool_error(format!(
             "`{}` failed in {} ({}); the compiler's messages are above",
-            opts.tool.command_line(),
+            tool.command_line(),
             dir.display(),
             out.status
         )));
@@ -203,7 +237,13 @@ pub(super) fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBu
     if !wasm.is_file() {
         return Err(tool_error(format!("the build succeeded but {} does not exist", wasm.display())));
     }
-    Ok((info, dir, wasm))
+    Ok(Built {
+        name: info.name,
+        dir,
+        wasm,
+        command: tool.command_line(),
+        target: target.to_string(),
+    })
 }
 
 /// `lily runnables build`: build the crate, then check the component
@@ -211,12 +251,13 @@ pub(super) fn compile(opts: &BuildOptions) -> Result<(CrateInfo, PathBuf, PathBu
 /// component that breaks the contract is an `Ok` report with `ok: false`
 /// (see [`BuildReport::contract_error`]).
 pub async fn build(sandbox: &Sandbox, opts: &BuildOptions) -> Result<BuildReport, LilyError> {
-    let (info, dir, wasm) = {
+    let (lang, tool, built) = {
         let opts = opts.clone();
         tokio::task::spawn_blocking(move || compile(&opts))
             .await
             .map_err(|e| tool_error(format!("the build task failed: {e}")))??
     };
+    let wasm = built.wasm.clone();
     let bytes = std::fs::read(&wasm).map_err(|e| tool_error(format!("{}: {e}", wasm.display())))?;
     let check = check_component(sandbox, &bytes).await;
     let mut copied_to = None;
@@ -231,11 +272,12 @@ pub async fn build(sandbox: &Sandbox, opts: &BuildOptions) -> Result<BuildReport
     }
     Ok(BuildReport {
         ok: check.ok,
-        crate_name: info.name,
-        crate_dir: dir,
-        tool: opts.tool,
-        command: opts.tool.command_line(),
-        target: opts.tool.target().to_string(),
+        lang,
+        crate_name: built.name,
+        crate_dir: built.dir,
+        tool,
+        command: built.command,
+        target: built.target,
         component: wasm,
         copied_to,
         check,

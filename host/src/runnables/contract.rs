@@ -39,6 +39,9 @@ pub struct ContractCheck {
 pub struct BuildReport {
     /// Built and passes the contract check.
     pub ok: bool,
+    /// The project's language.
+    pub lang: Lang,
+    /// The project's name (crate, pyproject or package name).
     pub crate_name: String,
     pub crate_dir: PathBuf,
     pub tool: BuildTool,

@@ -16,11 +16,13 @@
 mod build;
 mod catalogue;
 mod contract;
+mod lang;
 mod scaffold;
 
 pub use build::*;
 pub use catalogue::*;
 pub use contract::*;
+pub use lang::Lang;
 pub use scaffold::*;
 
 #[cfg(test)]
@@ -103,11 +105,11 @@ mod tests {
     #[test]
     fn scaffold_refuses_a_non_empty_directory_and_bad_names() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let s = scaffold(tmp.path(), "my-check", ScaffoldKind::Specialist).expect("scaffold");
+        let s = scaffold(tmp.path(), "my-check", ScaffoldKind::Specialist, Lang::Rust).expect("scaffold");
         assert!(s.dir.join("src/lib.rs").is_file() && s.dir.join("lily-guest/wit/runnable.wit").is_file());
-        let e = scaffold(tmp.path(), "my-check", ScaffoldKind::Synthesizer).expect_err("exists");
+        let e = scaffold(tmp.path(), "my-check", ScaffoldKind::Synthesizer, Lang::Rust).expect_err("exists");
         assert!(e.message.contains("already exists"), "{}", e.message);
-        let e = scaffold(tmp.path(), "Bad Name", ScaffoldKind::Specialist).expect_err("bad name");
+        let e = scaffold(tmp.path(), "Bad Name", ScaffoldKind::Specialist, Lang::Rust).expect_err("bad name");
         assert!(e.message.contains("crate name"), "{}", e.message);
         assert!(!tmp.path().join("Bad Name").exists());
     }
@@ -132,13 +134,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let opts = BuildOptions {
             path: tmp.path().to_path_buf(),
-            tool: BuildTool::Cargo,
+            tool: None,
             out: None,
             progress: quiet,
         };
         let e = compile(&opts).err().expect("no crate");
         assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
-        assert!(e.message.contains("has no Cargo.toml"), "{}", e.message);
+        assert!(e.message.contains("has no Cargo.toml, pyproject.toml, app.py or package.json"), "{}", e.message);
         assert!(e.hint.as_deref().is_some_and(|h| h.contains("lily runnables new")));
         let opts = BuildOptions {
             path: tmp.path().join("missing"),

@@ -1,6 +1,7 @@
 //! `lily runnables new`: a guest crate with the SDK and the Run Contract WIT
 //! vendored (see the module docs of [`super`]).
 
+use super::lang::Lang;
 use crate::error::{ErrorCode, LilyError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,7 @@ pub struct Scaffold {
     /// The runnable id the crate describes itself with (`<name>.v1`).
     pub id: String,
     pub kind: ScaffoldKind,
+    pub lang: Lang,
     /// Files written, relative to `dir`.
     pub files: Vec<String>,
 }
@@ -104,6 +106,9 @@ pub enum ScaffoldError {
     /// The embedded templates or SDK no longer fit together (a bug of this build).
     #[error("{0}")]
     Template(String),
+    /// The language has no scaffold in this build.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Check a crate name for `lily runnables new`: a lower-case letter, then
@@ -169,8 +174,18 @@ pub fn vendored_sdk_lib() -> Result<String, ScaffoldError> {
     Ok(header + &SDK_LIB.replacen(SDK_WIT_PATH, VENDORED_WIT_PATH, 1))
 }
 
-/// The files of a new crate: (path relative to the crate directory, contents).
+/// The files of a new Rust crate: (path relative to the crate directory, contents).
 pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
+    rust_scaffold_files(name, kind)
+}
+
+/// The files of a new project in `lang`: (path relative to its directory, contents).
+pub fn scaffold_files_in(lang: Lang, name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
+    check_name(name)?;
+    super::lang::scaffold_files(lang, name, kind)
+}
+
+pub(super) fn rust_scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
     check_name(name)?;
     let id = scaffold_id(name);
     let ty = type_name(name);
@@ -205,10 +220,11 @@ pub fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, Str
     Ok(files)
 }
 
-/// Write a new crate `parent/name` of the given kind. Refuses a name that
-/// is not a usable crate name and a directory that exists and is not empty.
-pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind) -> Result<Scaffold, LilyError> {
-    let files = scaffold_files(name, kind).map_err(|e| tool_error(e.to_string()))?;
+/// Write a new project `parent/name` of the given kind in `lang`. Refuses a
+/// name that is not a usable crate name and a directory that exists and is
+/// not empty.
+pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind, lang: Lang) -> Result<Scaffold, LilyError> {
+    let files = scaffold_files_in(lang, name, kind).map_err(|e| tool_error(e.to_string()))?;
     let dir = parent.join(name);
     if dir.exists() {
         let empty = std::fs::read_dir(&dir).map(|mut rd| rd.next().is_none()).unwrap_or(false);
@@ -231,6 +247,7 @@ pub fn scaffold(parent: &Path, name: &str, kind: ScaffoldKind) -> Result<Scaffol
         crate_name: name.to_string(),
         id: scaffold_id(name),
         kind,
+        lang,
         files: written,
     })
 }

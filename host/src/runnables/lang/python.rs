@@ -1,0 +1,129 @@
+//! Python runnables: `lily runnables new --lang python` (the SDK of
+//! `guests/sdk-python` and the Run Contract WIT vendored, a unittest test)
+//! and `lily runnables build` of a `pyproject.toml` / `app.py` project
+//! with componentize-py.
+
+use super::{Built, find_tool};
+use crate::error::LilyError;
+use crate::runnables::BuildOptions;
+use crate::runnables::scaffold::{RUNNABLE_WIT, ScaffoldError, ScaffoldKind, render, scaffold_id, tool_error, type_name};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The componentize-py release the SDK is written against.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+/// Names the componentize-py executable when it is not on PATH.
+pub const COMPONENTIZE_PY_ENV: &str = "LILY_COMPONENTIZE_PY";
+
+pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
+    ("lily_guest/__init__.py", include_str!("../../../../guests/sdk-python/lily_guest/__init__.py")),
+    ("lily_guest/council.py", include_str!("../../../../guests/sdk-python/lily_guest/council.py")),
+    ("lily_guest/runtime.py", include_str!("../../../../guests/sdk-python/lily_guest/runtime.py")),
+];
+const T_PYPROJECT: &str = include_str!("../../../assets/scaffold/python/pyproject.toml.tmpl");
+const T_SPECIALIST: &str = include_str!("../../../assets/scaffold/python/specialist.py.tmpl");
+const T_SYNTHESIZER: &str = include_str!("../../../assets/scaffold/python/synthesizer.py.tmpl");
+const T_TEST_SPECIALIST: &str = include_str!("../../../assets/scaffold/python/test_specialist.py.tmpl");
+const T_TEST_SYNTHESIZER: &str = include_str!("../../../assets/scaffold/python/test_synthesizer.py.tmpl");
+const T_GITIGNORE: &str = include_str!("../../../assets/scaffold/python/gitignore.tmpl");
+const T_README: &str = include_str!("../../../assets/scaffold/python/README.md.tmpl");
+
+/// The install command a missing componentize-py error names.
+pub fn install_command() -> String {
+    format!("pip install componentize-py=={COMPONENTIZE_PY_VERSION}")
+}
+
+pub(in crate::runnables) fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
+    let id = scaffold_id(name);
+    let ty = type_name(name);
+    let vars: [(&str, &str); 5] = [
+        ("name", name),
+        ("id", &id),
+        ("type", &ty),
+        ("kind", kind.as_str()),
+        ("lily_version", crate::VERSION),
+    ];
+    let (app, test) = match kind {
+        ScaffoldKind::Specialist => (T_SPECIALIST, T_TEST_SPECIALIST),
+        ScaffoldKind::Synthesizer => (T_SYNTHESIZER, T_TEST_SYNTHESIZER),
+    };
+    let mut files = vec![
+        ("pyproject.toml".into(), render(T_PYPROJECT, &vars)?),
+        (".gitignore".into(), render(T_GITIGNORE, &vars)?),
+        ("README.md".into(), render(T_README, &vars)?),
+        ("app.py".into(), render(app, &vars)?),
+        ("test_app.py".into(), render(test, &vars)?),
+        ("wit/runnable.wit".into(), RUNNABLE_WIT.to_string()),
+    ];
+    files.extend(SDK_FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())));
+    Ok(files)
+}
+
+/// The `name` of `pyproject.toml`'s `[project]`, if it has one.
+fn project_name(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("pyproject.toml")).ok()?;
+    let mut in_project = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_project = line == "[project]";
+        } else if in_project && let Some(v) = line.strip_prefix("name") {
+            let v = v.trim_start().strip_prefix('=')?.trim().trim_matches('"').trim_matches('\'');
+            return (!v.is_empty()).then(|| v.to_string());
+        }
+    }
+    None
+}
+
+pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<Built, LilyError> {
+    if !dir.join("app.py").is_file() {
+        return Err(tool_error(format!("{} has no app.py (the module componentize-py exports)", dir.display()))
+            .with_hint("define `WitWorld = lily_guest.export(MyRunnable)` in app.py, or scaffold with `lily runnables new <name> --lang python`"));
+    }
+    if !dir.join("wit/runnable.wit").is_file() {
+        return Err(tool_error(format!("{} has no wit/runnable.wit (the Run Contract)", dir.display()))
+            .with_hint("copy wit/runnable.wit from a `lily runnables new <name> --lang python` project"));
+    }
+    let tool = find_tool(COMPONENTIZE_PY_ENV, "componentize-py").ok_or_else(|| {
+        tool_error("componentize-py is not installed (it builds Python runnables into components)").with_hint(format!(
+            "install it with `{}` (a 17 MB wheel; in a venv if your Python is managed), or set {COMPONENTIZE_PY_ENV} to its path",
+            install_command()
+        ))
+    })?;
+    let name = project_name(dir).unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()));
+    let file = format!("{}.wasm", name.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_"));
+    let out_dir = dir.join("build");
+    std::fs::create_dir_all(&out_dir).map_err(|e| tool_error(format!("cannot create {}: {e}", out_dir.display())))?;
+    let wasm = out_dir.join(&file);
+    let args = ["-d", "wit", "-w", "runnable", "componentize", "app", "-p", ".", "-o"];
+    let command = format!("componentize-py {} build/{file}", args.join(" "));
+    (opts.progress)(&format!("building {name} with `{command}` (about a minute)"));
+    let out = Command::new(&tool)
+        .args(args)
+        .arg(&wasm)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| tool_error(format!("cannot run {}: {e}", tool.display())))?;
+    if !out.stdout.is_empty() {
+        (opts.progress)(String::from_utf8_lossy(&out.stdout).trim_end());
+    }
+    if !out.status.success() {
+        return Err(tool_error(format!(
+            "`{command}` failed in {} ({}); its messages are above",
+            dir.display(),
+            out.status
+        )));
+    }
+    if !wasm.is_file() {
+        return Err(tool_error(format!("the build succeeded but {} does not exist", wasm.display())));
+    }
+    Ok(Built {
+        name,
+        dir: dir.to_path_buf(),
+        wasm,
+        command,
+        target: crate::runnables::TARGET_WASIP2.to_string(),
+    })
+}
