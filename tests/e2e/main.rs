@@ -17,6 +17,7 @@ mod mcp;
 mod operator;
 mod policy;
 mod progress;
+mod python;
 mod replay;
 mod runctl;
 mod scheduler;
