@@ -18,9 +18,9 @@ const LOAD_REPS: usize = 9;
 const RUNS: usize = 30;
 
 fn main() {
-    let path = std::env::var_os("LILY_PY_COMPONENT").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-components/examples_python_licence/build/licence.wasm")
-    });
+    let path = std::env::var_os("LILY_PY_COMPONENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-components/examples_python_licence/build/licence.wasm"));
     let Ok(bytes) = std::fs::read(&path) else {
         println!(
             "SKIPPED the Python benchmark: {} is not built (run `cargo test -p lily --locked --test e2e -- python` with componentize-py 0.25.1, or set LILY_PY_COMPONENT)",
@@ -44,12 +44,18 @@ fn main() {
 
     // Fill the cache, then time loads on fresh sandboxes.
     rt.block_on(async {
-        let filler = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.clone()) }).expect("sandbox");
+        let filler = Sandbox::new(SandboxOptions {
+            cache_dir: Some(cache_dir.clone()),
+        })
+        .expect("sandbox");
         filler.load(&bytes).await.expect("load");
     });
     let mut loads = Vec::new();
     for _ in 0..LOAD_REPS {
-        let fresh = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.clone()) }).expect("sandbox");
+        let fresh = Sandbox::new(SandboxOptions {
+            cache_dir: Some(cache_dir.clone()),
+        })
+        .expect("sandbox");
         let t = Instant::now();
         let l = rt.block_on(fresh.load(&bytes)).expect("cached load");
         loads.push(t.elapsed());
@@ -57,7 +63,10 @@ fn main() {
     }
     loads.sort();
 
-    let sandbox = Sandbox::new(SandboxOptions { cache_dir: Some(cache_dir.clone()) }).expect("sandbox");
+    let sandbox = Sandbox::new(SandboxOptions {
+        cache_dir: Some(cache_dir.clone()),
+    })
+    .expect("sandbox");
     let loaded = rt.block_on(sandbox.load(&bytes)).expect("load");
     let req = || StepRequest {
         input: serde_json::json!({"topic": "licensing", "context": []}),
@@ -88,7 +97,9 @@ fn main() {
             fmt(runs[runs.len() - 1]),
         ]],
     );
-    println!("\ncached load = `Sandbox::load` on a fresh `Sandbox` with a warm on-disk cache, median of {LOAD_REPS}; run = `Sandbox::run` without a workspace, {RUNS} runs after one warm-up.");
+    println!(
+        "\ncached load = `Sandbox::load` on a fresh `Sandbox` with a warm on-disk cache, median of {LOAD_REPS}; run = `Sandbox::run` without a workspace, {RUNS} runs after one warm-up."
+    );
     println!("load average: start {load_start}, end {}", loadavg());
 }
 

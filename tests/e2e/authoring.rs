@@ -485,6 +485,8 @@ fn guide_commands_run_in_order() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(LILY, bin.join("lily")).expect("link lily");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    // The Python path compiles an 18 MB component: not next to the Python tests' compiles.
+    let _heavy = py.as_ref().map(|_| crate::python::heavy());
     let mut bash = Command::new("bash");
     if let Some(py) = &py {
         bash.env("LILY_COMPONENTIZE_PY", py);

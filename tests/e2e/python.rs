@@ -52,9 +52,21 @@ pub(crate) fn componentize_py() -> Option<PathBuf> {
         .clone()
 }
 
+/// Held while a test compiles a Python component (componentize-py, or the
+/// ~30 s Cranelift compile of `install`): on 2 cores, several at once
+/// can exceed the host's compile budget.
+pub(crate) static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub(crate) fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) fn skip(what: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {what}: componentize-py 0.25.1 is not installed (bash tests/python/setup.sh)");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {what}: componentize-py 0.25.1 is not installed (bash tests/python/setup.sh)"
+    );
 }
 
 fn out(o: std::process::Output) -> Out {
@@ -93,6 +105,7 @@ fn built(rel: &'static str, cell: &'static OnceLock<PathBuf>) -> Option<PathBuf>
     let tool = componentize_py()?;
     Some(
         cell.get_or_init(|| {
+            let _heavy = heavy();
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-components").join(rel.replace('/', "_"));
             let _ = std::fs::remove_dir_all(&dir);
             copy_dir(&Path::new(REPO).join(rel), &dir);
@@ -130,8 +143,13 @@ fn hostile_component() -> Option<PathBuf> {
 const WORKSPACE_BINDING: &str = "  workspace: .lily/examples/workspace\n";
 const RUNTIME: &str = "{ timeout_seconds: 120 }";
 
+/// Grant the example workspace (read-only) to `id`, and a small model
+/// budget: componentize-py components import every import of the world,
+/// `lily:runnable/llm` included, and the policy refuses an ungranted one.
 fn grant_workspace(env: &Env, id: &str) {
-    env.add_policy_runnables(&format!("  \"{id}\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n"));
+    env.add_policy_runnables(&format!(
+        "  \"{id}\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n    llm: {{models: [reviewer], max_calls: 1, max_input_tokens: 1000, max_output_tokens: 1000}}\n"
+    ));
 }
 
 fn read(p: &Path) -> String {
@@ -142,7 +160,9 @@ fn read(p: &Path) -> String {
 fn python_scaffold_tests_natively_builds_installs_and_reports_in_a_council() {
     let Some(tool) = componentize_py() else { return skip("python_scaffold_…") };
     let env = Env::new();
-    let created = lily(&env, &tool, &["--json", "runnables", "new", "py-check", "--lang", "python"]).expect_code(0).json();
+    let created = lily(&env, &tool, &["--json", "runnables", "new", "py-check", "--lang", "python"])
+        .expect_code(0)
+        .json();
     assert_eq!((created["id"].as_str(), created["lang"].as_str()), (Some("py-check.v1"), Some("python")));
     let dir = env.root.join("py-check");
     for f in ["app.py", "test_app.py", "pyproject.toml", "lily_guest/__init__.py", "wit/runnable.wit"] {
@@ -156,19 +176,33 @@ fn python_scaffold_tests_natively_builds_installs_and_reports_in_a_council() {
         .output()
         .expect("python3"));
     assert_eq!(t.code, 0, "{t:?}");
-    assert!(t.stderr.contains("test_finds_todos_in_the_workspace ... ok"), "{}", t.stderr);
+    assert!(
+        t.stderr.contains("test_finds_todos_in_the_workspace") && t.stderr.contains("\nOK"),
+        "{}",
+        t.stderr
+    );
 
+    let heavy = heavy();
     let b = lily(&env, &tool, &["--json", "runnables", "build", "py-check"]).expect_code(0).json();
     assert_eq!((b["ok"].as_bool(), b["tool"].as_str()), (Some(true), Some("componentize-py")), "{b:#}");
     assert_eq!(b["check"]["descriptor"]["id"], "py-check.v1");
     let component = b["component"].as_str().expect("component").to_string();
     assert!(component.ends_with("py-check/build/py-check.wasm"), "{component}");
     lily(&env, &tool, &["runnables", "install", &component]).expect_code(0);
+    drop(heavy);
 
     grant_workspace(&env, "py-check.v1");
     env.write_job(
         "review",
-        &council_job("review", &["security.v1", "py-check.v1"], "default.v1", "deterministic", "{ topic: release readiness }", WORKSPACE_BINDING, RUNTIME),
+        &council_job(
+            "review",
+            &["security.v1", "py-check.v1"],
+            "default.v1",
+            "deterministic",
+            "{ topic: release readiness }",
+            WORKSPACE_BINDING,
+            RUNTIME,
+        ),
     );
     lily(&env, &tool, &["jobs", "run", "review"]).expect_code(0);
     let run = env.only_run("review");
@@ -176,7 +210,8 @@ fn python_scaffold_tests_natively_builds_installs_and_reports_in_a_council() {
     assert!(report.contains("### py-check.v1 (ok)") && report.contains("TODO left in"), "{report}");
     let ev = events(&run);
     assert!(
-        ev.iter().any(|e| e["type"] == "guest_event" && e["kind"] == "py-check.reviewed" && e["node"] == "map:py-check.v1"),
+        ev.iter()
+            .any(|e| e["type"] == "guest_event" && e["kind"] == "todos_counted" && e["node"] == "map:py-check.v1"),
         "{ev:#?}"
     );
 }
@@ -188,7 +223,11 @@ fn a_missing_componentize_py_is_a_clear_error_with_the_install_command() {
     lily(&env, &tool, &["runnables", "new", "py-missing", "--lang", "python"]).expect_code(0);
     let o = lily(&env, &tool, &["runnables", "build", "py-missing"]);
     assert_eq!(o.code, 14, "{o:?}");
-    assert!(o.stderr.contains("error[blueprint_compile_failed]") && o.stderr.contains("componentize-py is not installed"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("error[blueprint_compile_failed]") && o.stderr.contains("componentize-py is not installed"),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("pip install componentize-py==0.25.1"), "{}", o.stderr);
     assert!(!o.stderr.contains("panicked") && !o.stderr.contains("Traceback"), "{}", o.stderr);
     // JavaScript is detected by package.json (its route is the js branch's).
@@ -205,7 +244,9 @@ fn licence_v1_in_python_reviews_next_to_the_rust_builtins() {
     let Some(tool) = componentize_py() else { return skip("licence_v1_…") };
     let Some(component) = licence_component() else { return };
     let env = Env::new();
+    let heavy = heavy();
     lily(&env, &tool, &["runnables", "install", &component.display().to_string()]).expect_code(0);
+    drop(heavy);
     // A workspace with a missing and two conflicting headers.
     let ws = env.root.join(".lily/examples/workspace");
     std::fs::write(ws.join("mit.py"), "# SPDX-License-Identifier: MIT\nx = 1\n").expect("write");
@@ -228,7 +269,10 @@ fn licence_v1_in_python_reviews_next_to_the_rust_builtins() {
     let report = read(&run.join("report.md"));
     assert!(report.contains("### licence.v1 (ok)"), "{report}");
     assert!(report.contains("Conflicting licence headers: GPL-3.0-only, MIT"), "{report}");
-    assert!(report.contains("source file(s) without a licence header") && report.contains("`src/app.py:1`"), "{report}");
+    assert!(
+        report.contains("source file(s) without a licence header") && report.contains("`src/app.py:1`"),
+        "{report}"
+    );
     assert!(report.contains("### security.v1 (ok)") && report.contains("### operations.v1 (ok)"), "{report}");
 }
 
@@ -236,7 +280,18 @@ fn licence_v1_in_python_reviews_next_to_the_rust_builtins() {
 fn hostile(env: &Env, tool: &Path, op: &str, arg: &str, runtime: &str) -> (PathBuf, Value) {
     let id = format!("py-{}", op.replace('_', "-"));
     let input = format!("{{ topic: attack, context: [{op}, {arg:?}] }}");
-    env.write_job(&id, &council_job(&id, &["security.v1", "hostile-py.v1"], "default.v1", "deterministic", &input, WORKSPACE_BINDING, runtime));
+    env.write_job(
+        &id,
+        &council_job(
+            &id,
+            &["security.v1", "hostile-py.v1"],
+            "default.v1",
+            "deterministic",
+            &input,
+            WORKSPACE_BINDING,
+            runtime,
+        ),
+    );
     let o = lily(env, tool, &["--json", "jobs", "run", &id]);
     assert!(o.code == 0 || o.code == 4, "{o:?}");
     let run = env.only_run(&id);
@@ -264,10 +319,14 @@ fn step_outcome(run: &Path) -> String {
 
 #[test]
 fn python_guests_are_contained_like_rust_ones() {
-    let Some(tool) = componentize_py() else { return skip("python_guests_are_contained_…") };
+    let Some(tool) = componentize_py() else {
+        return skip("python_guests_are_contained_…");
+    };
     let Some(component) = hostile_component() else { return };
     let env = Env::new();
+    let heavy = heavy();
     lily(&env, &tool, &["runnables", "install", &component.display().to_string()]).expect_code(0);
+    drop(heavy);
     grant_workspace(&env, "hostile-py.v1");
     let secret = env.root.join("secret.txt");
     std::fs::write(&secret, "TOP-SECRET-PY").expect("secret");
@@ -299,13 +358,16 @@ fn python_guests_are_contained_like_rust_ones() {
     let h = hostile_report(&r);
     assert_eq!(h["status"], "error");
     let notes = h["notes"].as_str().expect("notes");
-    assert!(notes.starts_with("guest_error: ") && notes.contains("python_exception") && notes.contains("ValueError: python guest broke on purpose"), "{notes}");
+    assert!(
+        notes.starts_with("guest_error: ") && notes.contains("python_exception") && notes.contains("ValueError: python guest broke on purpose"),
+        "{notes}"
+    );
     assert_eq!(step_outcome(&run), "guest_error");
     let ev = events(&run);
     let tb = ev
         .iter()
-        .find(|e| e["type"] == "guest_event" && e["kind"] == "python.exception")
-        .unwrap_or_else(|| panic!("no python.exception event: {ev:#?}"));
+        .find(|e| e["type"] == "guest_event" && e["kind"] == "python_exception")
+        .unwrap_or_else(|| panic!("no python_exception event: {ev:#?}"));
     let tb = tb["fields"]["traceback"].as_str().expect("traceback");
     assert!(tb.contains("ValueError") && tb.len() <= 2000, "{tb}");
 

@@ -153,7 +153,13 @@ mod tests {
     fn python_scaffold_vendors_the_sdk_and_the_wit() {
         for kind in [ScaffoldKind::Specialist, ScaffoldKind::Synthesizer] {
             let files = scaffold_files_in(Lang::Python, "my-check", kind).expect("files");
-            let get = |p: &str| files.iter().find(|(r, _)| r == p).map(|(_, t)| t.as_str()).unwrap_or_else(|| panic!("{p} missing"));
+            let get = |p: &str| {
+                files
+                    .iter()
+                    .find(|(r, _)| r == p)
+                    .map(|(_, t)| t.as_str())
+                    .unwrap_or_else(|| panic!("{p} missing"))
+            };
             assert!(get("app.py").contains("class MyCheck(lily.") && get("app.py").contains("WitWorld = lily.export(MyCheck)"));
             assert!(get("app.py").contains("id = \"my-check.v1\""));
             assert!(get("test_app.py").contains("from app import MyCheck"));
