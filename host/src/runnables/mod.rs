@@ -164,8 +164,8 @@ mod tests {
             assert!(get("app.py").contains("id = \"my-check.v1\""));
             assert!(get("test_app.py").contains("from app import MyCheck"));
             assert_eq!(get("wit/runnable.wit"), RUNNABLE_WIT);
-            for (_, text) in &files {
-                assert!(!text.contains("{{"), "unfilled placeholder");
+            for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily_guest/") && !r.starts_with("wit/")) {
+                assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
             }
             // Every module of the repository's Python SDK is vendored.
             let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk-python/lily_guest");
