@@ -439,6 +439,7 @@ fn guide_commands_run_in_order() {
     let blocks = fenced_blocks(&guide);
     let with_cc = cargo_component_available();
     let js_tools = crate::js::js_tools();
+    let py = crate::python::componentize_py();
     let mut script = String::from("set -euo pipefail\n");
     let mut ran = Vec::new();
     for (line, info, body) in &blocks {
@@ -446,10 +447,14 @@ fn guide_commands_run_in_order() {
             "sh" => true,
             "sh cargo-component" => with_cc,
             "sh js" => js_tools.is_some(),
+            "sh python" => py.is_some(),
             _ => false,
         };
         if info == "sh js" && js_tools.is_none() {
             skip(&format!("the guide's `sh js` block at line {line}: no JS toolchain (bash tests/js/setup.sh)"));
+        }
+        if info == "sh python" && py.is_none() {
+            crate::python::skip(&format!("the guide's `sh python` block at line {line}"));
         }
         if info == "sh cargo-component" && !with_cc {
             skip(&format!(
@@ -485,7 +490,13 @@ fn guide_commands_run_in_order() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(LILY, bin.join("lily")).expect("link lily");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let o = out(Command::new("bash")
+    // The Python path compiles an 18 MB component: not next to the Python tests' compiles.
+    let _heavy = py.as_ref().map(|_| crate::python::heavy());
+    let mut bash = Command::new("bash");
+    if let Some(py) = &py {
+        bash.env("LILY_COMPONENTIZE_PY", py);
+    }
+    let o = out(bash
         .arg("-c")
         .arg(&script)
         .current_dir(&work)
@@ -521,7 +532,8 @@ fn guide_commands_run_in_order() {
     // Each `rust <file>` excerpt is verbatim in that file of the scaffolded crate.
     let mut excerpts = 0;
     for (line, info, body) in &blocks {
-        if let Some(file) = info.strip_prefix("rust ") {
+        let file = info.strip_prefix("rust ").or_else(|| info.strip_prefix("python ").filter(|_| py.is_some()));
+        if let Some(file) = file {
             let text = read(&work.join(file.trim()));
             assert!(
                 text.contains(body.as_str()),
@@ -531,4 +543,16 @@ fn guide_commands_run_in_order() {
         }
     }
     assert!(excerpts >= 1, "the guide shows the scaffolded code");
+    if py.is_some() {
+        // Where the Python path ends: its specialist's findings in the report.
+        let run = std::fs::read_dir(work.join(".lily/runs/py-review"))
+            .expect("the guide's Python job ran")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .expect("a py-review run");
+        let report = read(&run.join("report.md"));
+        assert!(report.contains("### my-licence.v1 (ok)") && report.contains("TODO left in"), "{report}");
+        assert!(work.join(".lily/runnables/my-licence.v1/0.1.0/manifest.json").is_file());
+    }
 }

@@ -18,6 +18,7 @@ mod mcp;
 mod operator;
 mod policy;
 mod progress;
+mod python;
 mod replay;
 mod runctl;
 mod scheduler;

@@ -7,6 +7,7 @@ not, and the imports are recorded in :data:`recorded` instead, so the
 logic of a runnable can be unit-tested without WebAssembly."""
 
 import json
+import re
 import traceback
 
 from .council import (
@@ -30,6 +31,7 @@ TRACEBACK_LINES = 12
 recorded = {"events": [], "proposals": []}
 
 _proposed = []
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _bindings():
@@ -54,6 +56,8 @@ def emit(level: str, kind: str, **fields) -> None:
     """Append an event to the run's log (`level`: debug, info, warn, error)."""
     if level not in ("debug", "info", "warn", "error"):
         raise ValueError(f"unknown level {level!r}")
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"event kind {kind!r} is not snake_case ([a-z][a-z0-9_]{{0,63}}); the host would drop it")
     text = json.dumps(fields, sort_keys=True)
     b = _bindings()
     if b is None:
@@ -213,7 +217,7 @@ def run_native(cls, text: str):
     except InvalidInput as e:
         return ("error", "invalid_input", f"input does not match the input schema: {e}")
     except Exception as e:  # the contract's run-error, never a trap
-        emit("error", "python.exception", traceback=_traceback_tail(e))
+        emit("error", "python_exception", traceback=_traceback_tail(e))
         return ("error", "python_exception", f"{type(e).__name__}: {e}"[:TRACEBACK_CAP])
     return ("ok", payload, list(_proposed))
 
@@ -254,7 +258,7 @@ def run_native_refs(cls, text):
         return ("error", "invalid_input", f"input does not match the input schema: {e}", False)
     except Exception as e:
         try:
-            emit("error", "python.exception", traceback=_traceback_tail(e))
+            emit("error", "python_exception", traceback=_traceback_tail(e))
         except Exception:
             pass
         return ("error", "python_exception", f"{type(e).__name__}: {e}"[:TRACEBACK_CAP], False)

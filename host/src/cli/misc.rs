@@ -327,8 +327,9 @@ pub async fn runnables(g: &Global, cmd: RunnablesCmd) -> Result<i32, LilyError> 
                 return Err(super::root(g).err().unwrap_or_else(|| contract("no root".into())));
             }
             let bytes = std::fs::read(&file).map_err(|e| contract(format!("{}: {e}", file.display())))?;
+            let shown = super::progress::InstallProgress::new(!g.json, &file.display().to_string());
             let m = registry
-                .install(&sandbox, &bytes, id.as_deref(), force)
+                .install_reporting(&sandbox, &bytes, id.as_deref(), force, &|s| shown.on(s))
                 .await
                 .map_err(|e| LilyError::new(e.code(), e.to_string()))?;
             if g.json {

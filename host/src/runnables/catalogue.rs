@@ -207,10 +207,31 @@ impl RunnableRegistry {
     /// Validate and install a component. Refuses a different component under
     /// an existing id+version unless `force`, and any built-in id.
     pub async fn install(&self, sandbox: &Sandbox, bytes: &[u8], expect_id: Option<&str>, force: bool) -> Result<Manifest, InstallError> {
+        self.install_reporting(sandbox, bytes, expect_id, force, &|_| {}).await
+    }
+
+    /// [`Registry::install`], telling `report` what it is doing (the
+    /// compile of a big component takes tens of seconds; the library never
+    /// prints, the CLI shows it on a terminal).
+    pub async fn install_reporting(
+        &self,
+        sandbox: &Sandbox,
+        bytes: &[u8],
+        expect_id: Option<&str>,
+        force: bool,
+        report: &(dyn Fn(InstallStage) + Sync),
+    ) -> Result<Manifest, InstallError> {
         let Some(dir) = &self.dir else {
             return Err(InstallError::Io("no .lily/ root to install into".into()));
         };
-        let loaded = sandbox.load(bytes).await.map_err(InstallError::Refused)?;
+        report(InstallStage::Compiling { bytes: bytes.len() as u64 });
+        let started = std::time::Instant::now();
+        let loaded = sandbox.load(bytes).await;
+        report(InstallStage::Compiled {
+            ms: started.elapsed().as_millis() as u64,
+            ok: loaded.is_ok(),
+        });
+        let loaded = loaded.map_err(InstallError::Refused)?;
         let d = &loaded.descriptor;
         if let Some(want) = expect_id
             && want != d.id
@@ -355,4 +376,14 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// What [`Registry::install_reporting`] is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallStage {
+    /// Validating and compiling (or loading from the compile cache) a
+    /// component of `bytes` bytes.
+    Compiling { bytes: u64 },
+    /// Done with that after `ms` milliseconds; `ok: false` when refused.
+    Compiled { ms: u64, ok: bool },
 }

@@ -149,6 +149,83 @@ mod tests {
         assert!(compile(&opts).is_err());
     }
 
+    #[test]
+    fn python_scaffold_vendors_the_sdk_and_the_wit() {
+        for kind in [ScaffoldKind::Specialist, ScaffoldKind::Synthesizer] {
+            let files = scaffold_files_in(Lang::Python, "my-check", kind).expect("files");
+            let get = |p: &str| {
+                files
+                    .iter()
+                    .find(|(r, _)| r == p)
+                    .map(|(_, t)| t.as_str())
+                    .unwrap_or_else(|| panic!("{p} missing"))
+            };
+            assert!(get("app.py").contains("class MyCheck(lily.") && get("app.py").contains("WitWorld = lily.export(MyCheck)"));
+            assert!(get("app.py").contains("id = \"my-check.v1\""));
+            assert!(get("test_app.py").contains("from app import MyCheck"));
+            assert_eq!(get("wit/runnable.wit"), RUNNABLE_WIT);
+            for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily_guest/") && !r.starts_with("wit/")) {
+                assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
+            }
+            // Every module of the repository's Python SDK is vendored.
+            let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk-python/lily_guest");
+            for e in std::fs::read_dir(&sdk).expect("sdk dir").flatten() {
+                if e.path().extension().is_some_and(|x| x == "py") {
+                    let rel = format!("lily_guest/{}", e.file_name().to_string_lossy());
+                    assert_eq!(get(&rel), std::fs::read_to_string(e.path()).expect("read"), "{rel}");
+                }
+            }
+        }
+        assert_eq!(Lang::detect(Path::new(env!("CARGO_MANIFEST_DIR"))), Some(Lang::Rust));
+        let js = scaffold_files_in(Lang::Js, "my-check", ScaffoldKind::Specialist).expect_err("js not yet");
+        assert!(js.to_string().contains("not supported"), "{js}");
+    }
+
+    #[test]
+    fn the_python_sdk_declares_the_rust_contracts_schemas() {
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/sdk-python");
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import lily_guest as l; print(l.specialist_input_schema()); print(l.specialist_output_schema()); print(l.synth_input_schema()); print(l.council_output_schema())")
+            .env("PYTHONPATH", &sdk)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output();
+        let Ok(out) = out else {
+            assert!(std::env::var_os("CI").is_none(), "CI must have python3");
+            eprintln!("SKIPPED the Python SDK schema check: no python3");
+            return;
+        };
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        use lily_contract::council as c;
+        assert_eq!(
+            lines,
+            vec![
+                c::specialist_input_schema().as_str(),
+                c::specialist_output_schema().as_str(),
+                c::synth_input_schema().as_str(),
+                c::council_output_schema().as_str()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_python_project_is_detected_and_refuses_a_rust_tool() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = scaffold(tmp.path(), "py-x", ScaffoldKind::Specialist, Lang::Python).expect("scaffold");
+        assert_eq!(Lang::detect(&s.dir), Some(Lang::Python));
+        let opts = BuildOptions {
+            path: s.dir.clone(),
+            tool: Some(BuildTool::Cargo),
+            out: None,
+            progress: quiet,
+        };
+        let e = compile(&opts).err().expect("wrong tool");
+        assert!(e.message.contains("is a python project"), "{}", e.message);
+        assert!(super::lang::find_tool("LILY_NO_SUCH_TOOL_VAR", "/nonexistent/componentize-py").is_none());
+    }
+
     fn guest(name: &str) -> Vec<u8> {
         let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"));
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
