@@ -278,7 +278,10 @@ fn licence_v1_in_python_reviews_next_to_the_rust_builtins() {
 
 /// A council of security.v1 and the hostile Python guest doing `op`.
 fn hostile(env: &Env, tool: &Path, op: &str, arg: &str, runtime: &str) -> (PathBuf, Value) {
-    let id = format!("py-{}", op.replace('_', "-"));
+    // One job per attack run (an op may run twice, with other runtime caps).
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("py-{}-{n}", op.replace('_', "-"));
     let input = format!("{{ topic: attack, context: [{op}, {arg:?}] }}");
     env.write_job(
         &id,
@@ -295,7 +298,7 @@ fn hostile(env: &Env, tool: &Path, op: &str, arg: &str, runtime: &str) -> (PathB
     let o = lily(env, tool, &["--json", "jobs", "run", &id]);
     assert!(o.code == 0 || o.code == 4, "{o:?}");
     let run = env.only_run(&id);
-    let r: Value = serde_json::from_str(&read(&run.join("receipt.json"))).expect("receipt");
+    let r: Value = serde_json::from_str(&read(&run.join("run_receipt.json"))).expect("receipt");
     (run, r)
 }
 

@@ -145,7 +145,21 @@ pub(super) fn type_name(name: &str) -> String {
         .collect()
 }
 
-pub(super) fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, ScaffoldError> {
+/// The placeholders every scaffold template (any language) may use.
+pub(super) type Vars = [(&'static str, String); 5];
+
+/// `{{name}}`, `{{id}}`, `{{type}}`, `{{kind}}` and `{{lily_version}}` for a scaffold.
+pub(super) fn template_vars(name: &str, kind: ScaffoldKind) -> Vars {
+    [
+        ("name", name.to_string()),
+        ("id", scaffold_id(name)),
+        ("type", type_name(name)),
+        ("kind", kind.as_str().to_string()),
+        ("lily_version", crate::VERSION.to_string()),
+    ]
+}
+
+pub(super) fn render(template: &str, vars: &Vars) -> Result<String, ScaffoldError> {
     let mut s = template.to_string();
     for (k, v) in vars {
         s = s.replace(&format!("{{{{{k}}}}}"), v);
@@ -187,15 +201,7 @@ pub fn scaffold_files_in(lang: Lang, name: &str, kind: ScaffoldKind) -> Result<V
 
 pub(super) fn rust_scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
     check_name(name)?;
-    let id = scaffold_id(name);
-    let ty = type_name(name);
-    let vars: [(&str, &str); 5] = [
-        ("name", name),
-        ("id", &id),
-        ("type", &ty),
-        ("kind", kind.as_str()),
-        ("lily_version", crate::VERSION),
-    ];
+    let vars = template_vars(name, kind);
     let lib = match kind {
         ScaffoldKind::Specialist => T_SPECIALIST,
         ScaffoldKind::Synthesizer => T_SYNTHESIZER,

@@ -6,7 +6,7 @@
 use super::{Built, find_tool};
 use crate::error::LilyError;
 use crate::runnables::BuildOptions;
-use crate::runnables::scaffold::{RUNNABLE_WIT, ScaffoldError, ScaffoldKind, render, scaffold_id, tool_error, type_name};
+use crate::runnables::scaffold::{RUNNABLE_WIT, ScaffoldError, ScaffoldKind, render, template_vars, tool_error};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -34,15 +34,7 @@ pub fn install_command() -> String {
 }
 
 pub(in crate::runnables) fn scaffold_files(name: &str, kind: ScaffoldKind) -> Result<Vec<(String, String)>, ScaffoldError> {
-    let id = scaffold_id(name);
-    let ty = type_name(name);
-    let vars: [(&str, &str); 5] = [
-        ("name", name),
-        ("id", &id),
-        ("type", &ty),
-        ("kind", kind.as_str()),
-        ("lily_version", crate::VERSION),
-    ];
+    let vars = template_vars(name, kind);
     let (app, test) = match kind {
         ScaffoldKind::Specialist => (T_SPECIALIST, T_TEST_SPECIALIST),
         ScaffoldKind::Synthesizer => (T_SYNTHESIZER, T_TEST_SYNTHESIZER),
