@@ -181,6 +181,48 @@ impl Progress {
     }
 }
 
+/// The TTY display of `lily runnables install`: a spinner while the
+/// component is compiled (a Python component takes ~30 s), then one line
+/// with the time when it took more than a second. Nothing at all when
+/// stderr is not a terminal or `--json` is on.
+pub struct InstallProgress {
+    bar: Option<ProgressBar>,
+    what: String,
+}
+
+impl InstallProgress {
+    pub fn new(enabled: bool, file: &str) -> InstallProgress {
+        use std::io::IsTerminal;
+        let on = enabled && std::io::stderr().is_terminal();
+        InstallProgress {
+            bar: on.then(ProgressBar::hidden),
+            what: lily::text::terminal_field(file).into_owned(),
+        }
+    }
+
+    pub fn on(&self, stage: lily::runnables::InstallStage) {
+        let Some(bar) = &self.bar else { return };
+        match stage {
+            lily::runnables::InstallStage::Compiling { bytes } => {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                bar.set_message(format!(
+                    "compiling {} ({:.1} MB) for this machine (cached afterwards)",
+                    self.what,
+                    bytes as f64 / 1_000_000.0
+                ));
+                bar.enable_steady_tick(Duration::from_millis(120));
+            }
+            lily::runnables::InstallStage::Compiled { ms, ok } => {
+                bar.finish_and_clear();
+                if ok && ms >= 1000 {
+                    errln!("compiled {} in {}", self.what, fmt_ms(ms));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,48 +319,6 @@ mod tests {
         assert_eq!(lines.len(), 3);
         for l in lines {
             assert!(!l.chars().any(|c| c.is_control()), "{l:?}");
-        }
-    }
-}
-
-/// The TTY display of `lily runnables install`: a spinner while the
-/// component is compiled (a Python component takes ~30 s), then one line
-/// with the time when it took more than a second. Nothing at all when
-/// stderr is not a terminal or `--json` is on.
-pub struct InstallProgress {
-    bar: Option<ProgressBar>,
-    what: String,
-}
-
-impl InstallProgress {
-    pub fn new(enabled: bool, file: &str) -> InstallProgress {
-        use std::io::IsTerminal;
-        let on = enabled && std::io::stderr().is_terminal();
-        InstallProgress {
-            bar: on.then(ProgressBar::hidden),
-            what: lily::text::terminal_field(file).into_owned(),
-        }
-    }
-
-    pub fn on(&self, stage: lily::runnables::InstallStage) {
-        let Some(bar) = &self.bar else { return };
-        match stage {
-            lily::runnables::InstallStage::Compiling { bytes } => {
-                bar.set_draw_target(ProgressDrawTarget::stderr());
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-                bar.set_message(format!(
-                    "compiling {} ({:.1} MB) for this machine (cached afterwards)",
-                    self.what,
-                    bytes as f64 / 1_000_000.0
-                ));
-                bar.enable_steady_tick(Duration::from_millis(120));
-            }
-            lily::runnables::InstallStage::Compiled { ms, ok } => {
-                bar.finish_and_clear();
-                if ok && ms >= 1000 {
-                    errln!("compiled {} in {}", self.what, fmt_ms(ms));
-                }
-            }
         }
     }
 }

@@ -138,7 +138,7 @@ mod tests {
             out: None,
             progress: quiet,
         };
-        let e = compile(&opts).err().expect("no crate");
+        let e = compile(&opts).expect_err("no crate");
         assert_eq!(e.code, ErrorCode::BlueprintCompileFailed);
         assert!(e.message.contains("has no Cargo.toml, pyproject.toml, app.py or package.json"), "{}", e.message);
         assert!(e.hint.as_deref().is_some_and(|h| h.contains("lily runnables new")));
@@ -221,7 +221,7 @@ mod tests {
             out: None,
             progress: quiet,
         };
-        let e = compile(&opts).err().expect("wrong tool");
+        let e = compile(&opts).expect_err("wrong tool");
         assert!(e.message.contains("is a python project"), "{}", e.message);
         assert!(super::lang::find_tool("LILY_NO_SUCH_TOOL_VAR", "/nonexistent/componentize-py").is_none());
     }
