@@ -209,17 +209,11 @@ def run_native(cls, text: str):
     """Run a runnable class as the host would, without WebAssembly:
     returns `("ok", payload_dict, approvals)` or `("error", code, message)`."""
     _proposed.clear()
-    inst = cls()
-    try:
-        payload, refs = inst._run(text)
-    except RunError as e:
-        return ("error", e.code, e.message)
-    except InvalidInput as e:
-        return ("error", "invalid_input", f"input does not match the input schema: {e}")
-    except Exception as e:  # the contract's run-error, never a trap
-        emit("error", "python_exception", traceback=_traceback_tail(e))
-        return ("error", "python_exception", f"{type(e).__name__}: {e}"[:TRACEBACK_CAP])
-    return ("ok", payload, list(_proposed))
+    res = _run_caught(cls, text)
+    if res[0] == "error":
+        return res[:3]
+    _, payload, _refs, approvals = res
+    return ("ok", payload, approvals)
 
 
 def export(cls):
@@ -238,7 +232,7 @@ def export(cls):
             from wit_world.imports import types
 
             _proposed.clear()
-            res = run_native_refs(cls, input)
+            res = _run_caught(cls, input)
             if res[0] == "error":
                 raise Err(types.RunError(res[1], res[2], res[3]))
             _, payload, refs, approvals = res
@@ -248,7 +242,10 @@ def export(cls):
     return WitWorld
 
 
-def run_native_refs(cls, text):
+def _run_caught(cls, text):
+    """One run of `cls`, every failure caught as the contract's run-error:
+    `("ok", payload, references, approvals)` or
+    `("error", code, message, retryable)`."""
     inst = cls()
     try:
         payload, refs = inst._run(text)
