@@ -405,6 +405,8 @@ impl Lily {
     }
 
     /// Steps 2–5a: resolve, validate bindings, policy, compile and load.
+    /// What it reads of the spec is [`plan_key`]'s input (and, for the
+    /// location in a refusal's message, the spec's file).
     pub async fn plan(&self, spec: &JobSpec, policy: &Policy) -> Result<Plan, PlanError> {
         let blueprint = self
             .blueprints
@@ -1067,6 +1069,19 @@ impl Lily {
     }
 }
 
+/// A digest of everything [`Lily::plan`] reads of a spec: the target (kind,
+/// id, version requirement, input), the bindings, the runtime and the
+/// output. Two specs with one key plan alike under one policy and one state
+/// of the root (installed runnables, bound directories), whatever their id,
+/// title, trigger or retention — the scheduler plans each key once per batch
+/// of newly loaded jobs. A change to what `plan` reads must change this.
+pub fn plan_key(spec: &JobSpec) -> [u8; 32] {
+    use sha2::Digest;
+    let parts = (&spec.target, &spec.bindings, &spec.runtime, &spec.output);
+    let bytes = serde_json::to_vec(&parts).unwrap_or_default();
+    sha2::Sha256::digest(&bytes).into()
+}
+
 /// How the attempts of a run ended.
 enum Ended {
     /// Refused before any attempt (the run slot).
@@ -1409,4 +1424,39 @@ fn step_asks(graph: &Graph) -> Vec<crate::policy::review::StepAsk> {
             env: n.env.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod plan_key_tests {
+    use super::plan_key;
+
+    fn spec(text: &str) -> crate::spec::JobSpec {
+        crate::spec::parse(std::path::Path::new("x.job.yaml"), text).expect("valid spec")
+    }
+
+    const BASE: &str = "id: a\ntitle: A\ntarget:\n  kind: blueprint\n  id: step.v1\n  input:\n    message: hi\nbindings:\n  runnable: echo.v1\n\
+trigger:\n  type: cron\n  cron: \"0 3 * * *\"\n  timezone: UTC\nruntime:\n  timeout_seconds: 10\noutput:\n  summary_format: json\n";
+
+    /// What planning does not read leaves the key alone; what it reads changes it.
+    #[test]
+    fn the_plan_key_covers_what_planning_reads_and_nothing_else() {
+        let k = plan_key(&spec(BASE));
+        for same in [
+            BASE.replace("id: a\n", "id: b\n"),
+            BASE.replace("title: A", "title: Other"),
+            BASE.replace("0 3 * * *", "*/5 * * * *"),
+            BASE.replace("timezone: UTC", "timezone: Europe/Berlin"),
+        ] {
+            assert_eq!(plan_key(&spec(&same)), k, "{same}");
+        }
+        for differs in [
+            BASE.replace("message: hi", "message: ho"),
+            BASE.replace("runnable: echo.v1", "runnable: default.v1"),
+            BASE.replace("timeout_seconds: 10", "timeout_seconds: 11"),
+            BASE.replace("summary_format: json", "summary_format: markdown"),
+            BASE.replace("id: step.v1", "id: step.v1\n  version: \"^1\""),
+        ] {
+            assert_ne!(plan_key(&spec(&differs)), k, "{differs}");
+        }
+    }
 }

@@ -7,4 +7,4 @@ pub mod retention;
 pub mod summary;
 pub mod usage;
 
-pub use executor::{Cancel, Lily, OnStarted, RunOptions, RunResult, TriggerInfo};
+pub use executor::{Cancel, Lily, OnStarted, RunOptions, RunResult, TriggerInfo, plan_key};

@@ -170,35 +170,71 @@ impl Launcher for ExecutorLauncher {
     /// job that cannot run as it stands is reported now
     /// ([`SchedulerEvent::JobCannotRun`]), not only by a failed run at every
     /// fire.
-    fn prepare(&self, jobs: Vec<(String, Arc<SpecFile>)>) {
+    ///
+    /// Planning reads only the spec's target, bindings, runtime and output
+    /// ([`crate::jobs::plan_key`]), so within one batch (one policy, one
+    /// state of the installed runnables) a key that planned once without a
+    /// refusal is not planned again: 10,000 jobs with one target and one set
+    /// of bindings plan once. A refused job is planned on its own (its
+    /// message names its own file and line). The spec is read again here,
+    /// on the pool thread, and its key recomputed from what was read.
+    fn prepare(&self, jobs: Vec<PrepareJob>) {
         let (lily, handle, observer) = (self.lily.clone(), self.handle.clone(), self.observer.clone());
         self.pool.run_all(vec![Box::new(move || {
             let runs = lily.root.runs_dir();
-            for (id, _) in &jobs {
-                if let Err(e) = crate::runs::prepare_job_dir(&runs, id) {
-                    warn!(job = %id, error = %e, "cannot create the job's run directory");
+            for j in &jobs {
+                if let Err(e) = crate::runs::prepare_job_dir(&runs, &j.job_id) {
+                    warn!(job = %j.job_id, error = %e, "cannot create the job's run directory");
                 }
             }
-            for (id, file) in jobs {
-                let Ok(spec) = &file.spec else { continue };
-                let refused = match lily.policy() {
-                    Err(e) => Some(e),
-                    Ok(policy) => handle.block_on(lily.plan(spec, &policy)).err().map(|pe| pe.error),
-                };
-                if let Some(e) = refused {
-                    info!(job = %id, code = %e.code, error = %e.message, "cron job cannot run as it stands");
-                    if let Some(o) = &observer {
-                        o(&SchedulerEvent::JobCannotRun {
-                            job_id: id,
-                            code: e.code,
-                            message: e.message,
-                            hint: e.hint,
-                        });
-                    }
+            for (job_id, e) in handle.block_on(refusals(&lily, jobs)) {
+                info!(job = %job_id, code = %e.code, error = %e.message, "cron job cannot run as it stands");
+                if let Some(o) = &observer {
+                    o(&SchedulerEvent::JobCannotRun {
+                        job_id,
+                        code: e.code,
+                        message: e.message,
+                        hint: e.hint,
+                    });
                 }
             }
         })]);
     }
+}
+
+/// The jobs of `jobs` that cannot run as they stand, each with its refusal
+/// (what [`Launcher::prepare`] of the [`ExecutorLauncher`] reports): every
+/// job's spec read again and planned with the current policy, each distinct
+/// [`crate::jobs::plan_key`] once unless refused.
+pub async fn refusals(lily: &Lily, jobs: Vec<PrepareJob>) -> Vec<(String, LilyError)> {
+    let policy = lily.policy();
+    let mut planned_ok: HashSet<[u8; 32]> = HashSet::new();
+    let mut out = Vec::new();
+    for j in jobs {
+        if planned_ok.contains(&j.plan_key) {
+            continue;
+        }
+        let file = spec::load_file(&j.path);
+        let Ok(spec) = &file.spec else { continue };
+        if spec.id != j.job_id {
+            continue;
+        }
+        let key = crate::jobs::plan_key(spec);
+        if planned_ok.contains(&key) {
+            continue;
+        }
+        let refused = match &policy {
+            Err(e) => Some(e.clone()),
+            Ok(policy) => lily.plan(spec, policy).await.err().map(|pe| pe.error),
+        };
+        match refused {
+            None => {
+                planned_ok.insert(key);
+            }
+            Some(e) => out.push((j.job_id, e)),
+        }
+    }
+    out
 }
 
 /// What every cron run of one launcher needs, moved into the run's task.

@@ -134,6 +134,10 @@ pub struct Scheduler {
     last_scan: Option<std::time::Duration>,
     /// Decisions in the state's `pending` lists, with what is left of them.
     tickets: Vec<Arc<Ticket>>,
+    /// Compiled schedules of the jobs that needed one lately (bounded).
+    schedules: Mutex<ScheduleCache>,
+    /// One target record per distinct target of the loaded jobs.
+    targets: Mutex<HashMap<(String, String, Option<String>), Arc<crate::runs::TargetRecord>>>,
 }
 
 impl Scheduler {
@@ -167,6 +171,8 @@ impl Scheduler {
             next_full_scan: now,
             last_scan: None,
             tickets: Vec::new(),
+            schedules: Mutex::new(ScheduleCache::default()),
+            targets: Mutex::new(HashMap::new()),
         };
         s.rescan(now);
         s.recover();
@@ -200,9 +206,24 @@ impl Scheduler {
     /// Recompute every job's next scheduled time from its cursor (what a
     /// reload does; exposed for the benchmark).
     pub fn recompute_next(&mut self) {
+        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
         for (id, e) in self.jobs.iter_mut() {
-            e.next = self.state.jobs.get(id).and_then(|st| e.spec.plan.schedule.next_after(st.cursor));
+            let schedule = cache.get(&e.spec.cron, e.spec.tz);
+            e.next = self.state.jobs.get(id).zip(schedule).and_then(|(st, s)| s.next_after(st.cursor));
         }
+    }
+
+    /// The decision inputs of a loaded job, its schedule compiled (or taken
+    /// from the bounded cache).
+    fn plan_of(&self, spec: &CronSpec) -> Option<JobPlan> {
+        let schedule = self.schedules.lock().ok()?.get(&spec.cron, spec.tz)?;
+        Some(JobPlan {
+            id: spec.id.clone(),
+            schedule,
+            catchup: spec.catchup,
+            starting_deadline: spec.starting_deadline,
+            max_parallel_runs: spec.max_parallel_runs,
+        })
     }
 
     /// How long the last full scan of the spec files took (one `stat` per
@@ -265,7 +286,7 @@ impl Scheduler {
             Err(e) => return self.state_write_failed(&format!("cannot lock the scheduler state: {e}")),
         };
         self.take_disk_changes();
-        let mut decided: Vec<(String, Decision, Vec<Record>, Arc<Ticket>)> = Vec::new();
+        let mut decided: Vec<(String, JobPlan, Decision, Vec<Record>, Arc<Ticket>)> = Vec::new();
         let mut before: Vec<(String, JobState)> = Vec::new();
         for id in due {
             let (Some(entry), Some(st)) = (self.jobs.get(id), self.state.jobs.get(id)) else {
@@ -274,19 +295,20 @@ impl Scheduler {
             if st.state != Activity::Active {
                 continue;
             }
-            let busy = self.is_busy(id, entry.spec.plan.max_parallel_runs);
-            let Some(d) = plan::decide(&entry.spec.plan, st.cursor, now, self.serving_since, busy) else {
+            let Some(job) = self.plan_of(&entry.spec) else { continue };
+            let busy = self.is_busy(id, job.max_parallel_runs);
+            let Some(d) = plan::decide(&job, st.cursor, now, self.serving_since, busy) else {
                 continue;
             };
             let running = d.skipped_overlap.map(|_| self.tracker.running(id));
-            let records = decision_records(entry, &d, now, running);
+            let records = decision_records(&entry.spec, &job, &d, now, running);
             let ticket = Ticket::new(id, now, records.len() + usize::from(d.fire.is_some()));
             let pending = PendingDecision {
                 after: st.cursor,
                 at: now,
                 serving_since: self.serving_since,
                 busy,
-                schedule: entry.spec.plan.fingerprint(),
+                schedule: job.fingerprint(),
             };
             if let Some(st) = self.state.jobs.get_mut(id) {
                 before.push((id.clone(), st.clone()));
@@ -296,7 +318,7 @@ impl Scheduler {
                 }
                 st.pending.push(pending);
             }
-            decided.push((id.clone(), d, records, ticket));
+            decided.push((id.clone(), job, d, records, ticket));
         }
         if decided.is_empty() {
             return true;
@@ -312,17 +334,16 @@ impl Scheduler {
         // Start every run first (all of them at once), then log, report and
         // queue the records.
         let mut batch = Vec::new();
-        for (id, d, _, ticket) in &decided {
+        for (id, job, d, _, ticket) in &decided {
             if let (Some(t), Some(e)) = (d.fire, self.jobs.get(id)) {
                 let fire = Fire {
                     job_id: id.clone(),
                     scheduled_for: t,
-                    local: e.spec.plan.schedule.fire_time(t).local,
-                    timezone: e.spec.plan.schedule.timezone().name().to_string(),
+                    local: job.schedule.fire_time(t).local,
+                    timezone: job.schedule.timezone().name().to_string(),
                     spec_path: e.spec.path().to_path_buf(),
                     spec_sha256: e.spec.spec_sha256(),
-                    target: e.spec.target.clone(),
-                    prepared: Some(e.spec.prepared.clone()),
+                    target: (*e.spec.target).clone(),
                 };
                 let guard = self.tracker.start_with(id, Some(ticket.clone()));
                 batch.push((fire, guard));
@@ -346,13 +367,13 @@ impl Scheduler {
             });
             self.fired += 1;
         }
-        for (id, d, records, ticket) in decided {
+        for (id, job, d, records, ticket) in decided {
             if let Some(e) = self.jobs.get_mut(&id) {
-                e.next = e.spec.plan.schedule.next_after(d.cursor);
+                e.next = job.schedule.next_after(d.cursor);
             }
             if let Some(t) = d.skipped_overlap {
                 let running = self.tracker.running(&id);
-                let max_parallel_runs = self.jobs.get(&id).map(|e| e.spec.plan.max_parallel_runs).unwrap_or(0);
+                let max_parallel_runs = job.max_parallel_runs;
                 info!(job = %id, scheduled_for = %rfc3339(t), running, max_parallel_runs, "cron time skipped: the job is still running");
                 self.emit(&SchedulerEvent::SkippedOverlap {
                     job_id: id.clone(),

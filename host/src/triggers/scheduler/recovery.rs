@@ -30,19 +30,20 @@ impl Scheduler {
             let oldest = pending.iter().map(|p| p.after).min().unwrap_or(DateTime::<Utc>::MIN_UTC);
             let on_disk = recorded_since(&runs_dir, &id, oldest);
             let mut written = 0;
+            let Some(job) = self.plan_of(&entry.spec) else { continue };
             for p in &pending {
-                if p.schedule != entry.spec.plan.fingerprint() {
+                if p.schedule != job.fingerprint() {
                     continue;
                 }
-                let Some(d) = plan::decide(&entry.spec.plan, p.after, p.at, p.serving_since, p.busy) else {
+                let Some(d) = plan::decide(&job, p.after, p.at, p.serving_since, p.busy) else {
                     continue;
                 };
-                let mut records = decision_records(entry, &d, p.at, None);
+                let mut records = decision_records(&entry.spec, &job, &d, p.at, None);
                 if let Some(t) = d.fire
                     && !on_disk.runs.contains(&t)
                     && on_disk.without_receipt == 0
                 {
-                    let mut r = record_for(entry, RunStatus::Missed, t, MISSED_SCHEDULER_STOPPED, json!({}));
+                    let mut r = record_for(&entry.spec, &job, RunStatus::Missed, t, MISSED_SCHEDULER_STOPPED, json!({}));
                     r.details = json!({"message": "the scheduler stopped after deciding to run this time and before the run started"});
                     records.push(r);
                 }
@@ -68,8 +69,7 @@ impl Scheduler {
 
 /// The records of a decision made at `now`, oldest time first (`running`:
 /// the runs in progress for an overlap, when known).
-pub(super) fn decision_records(e: &Entry, d: &Decision, now: DateTime<Utc>, running: Option<u32>) -> Vec<Record> {
-    let plan = &e.spec.plan;
+pub(super) fn decision_records(e: &CronSpec, plan: &JobPlan, d: &Decision, now: DateTime<Utc>, running: Option<u32>) -> Vec<Record> {
     let mut out = Vec::new();
     let base = json!({
         "catchup": plan.catchup,
@@ -84,19 +84,19 @@ pub(super) fn decision_records(e: &Entry, d: &Decision, now: DateTime<Utc>, runn
         if f.last_reason != f.reason {
             details["last_reason"] = json!(f.last_reason.as_str());
         }
-        out.push(record_for(e, RunStatus::Missed, f.first, f.reason.as_str(), details));
+        out.push(record_for(e, plan, RunStatus::Missed, f.first, f.reason.as_str(), details));
     }
     for m in &d.missed {
         let mut details = base.clone();
         details["late_by_seconds"] = json!((now - m.at).num_seconds());
-        out.push(record_for(e, RunStatus::Missed, m.at, m.reason.as_str(), details));
+        out.push(record_for(e, plan, RunStatus::Missed, m.at, m.reason.as_str(), details));
     }
     if let Some(t) = d.skipped_overlap {
         let mut details = json!({"max_parallel_runs": plan.max_parallel_runs});
         if let Some(n) = running {
             details["running"] = json!(n);
         }
-        out.push(record_for(e, RunStatus::SkippedOverlap, t, "overlap", details));
+        out.push(record_for(e, plan, RunStatus::SkippedOverlap, t, "overlap", details));
     }
     out
 }
@@ -141,18 +141,17 @@ pub(super) fn recorded_since(runs_dir: &Path, job_id: &str, after: DateTime<Utc>
     out
 }
 
-pub(super) fn record_for(e: &Entry, status: RunStatus, at: DateTime<Utc>, reason: &str, details: Value) -> Record {
-    let s = &e.spec;
+pub(super) fn record_for(s: &CronSpec, plan: &JobPlan, status: RunStatus, at: DateTime<Utc>, reason: &str, details: Value) -> Record {
     Record {
-        job_id: s.plan.id.clone(),
+        job_id: s.id.clone(),
         status,
         scheduled_for: at,
-        scheduled_for_local: s.plan.schedule.fire_time(at).local,
-        timezone: s.plan.schedule.timezone().name().to_string(),
+        scheduled_for_local: plan.schedule.fire_time(at).local,
+        timezone: plan.schedule.timezone().name().to_string(),
         reason: reason.to_string(),
         details,
         spec_sha256: s.spec_sha256(),
         spec_path: s.path().display().to_string(),
-        target: s.target.clone(),
+        target: (*s.target).clone(),
     }
 }

@@ -121,8 +121,8 @@ impl Launcher for FakeLauncher {
         }
     }
 
-    fn prepare(&self, jobs: Vec<(String, Arc<SpecFile>)>) {
-        self.prepared.lock().expect("lock").push(jobs.into_iter().map(|(id, _)| id).collect());
+    fn prepare(&self, jobs: Vec<PrepareJob>) {
+        self.prepared.lock().expect("lock").push(jobs.into_iter().map(|j| j.job_id).collect());
     }
 }
 
@@ -851,20 +851,19 @@ fn jobs_are_prepared_once_when_loaded_and_again_when_changed() {
     assert_eq!(l.prepared.lock().expect("lock").last(), Some(&vec!["b".to_string()]));
 }
 
-/// The spec a run starts from: the scheduler's parsed copy while the file
-/// is unchanged, the file as it is now once it was edited (even between
-/// two rescans, right before the fire).
+/// The spec a run starts from is the file as it is when the run starts
+/// (the scheduler keeps no parsed copy): an edit made after the scheduler
+/// read the file, even between two rescans right before the fire, is seen.
 #[test]
-fn a_fire_uses_the_prepared_spec_until_the_file_changes() {
+fn a_fire_reads_the_spec_as_it_is_when_the_run_starts() {
     let r = test_root();
     write_spec(&r, "a", "* * * * *", "UTC", "", "");
     let l = FakeLauncher::new(&r);
     let mut s = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
     run_until(&mut s, utc("2026-05-01T10:00:30Z"), utc("2026-05-01T10:01:10Z"));
     let fire = l.fires.lock().expect("lock")[0].clone();
-    let prepared = fire.prepared.clone().expect("the scheduler hands over its parsed spec");
     let now = fire.spec_now();
-    assert_eq!(now.sha256, prepared.file.sha256);
+    assert_eq!(now.sha256.as_deref(), Some(fire.spec_sha256.as_str()), "the file the scheduler read");
     assert_eq!(now.spec.expect("valid").id, "a");
 
     // Edited after the scheduler read it: same length, new content.
@@ -875,12 +874,36 @@ fn a_fire_uses_the_prepared_spec_until_the_file_changes() {
     std::fs::write(&tmp, &edited).expect("write");
     std::fs::rename(&tmp, &path).expect("replace");
     let now = fire.spec_now();
-    assert_ne!(now.sha256, prepared.file.sha256, "the edit is seen");
+    assert_ne!(now.sha256.as_deref(), Some(fire.spec_sha256.as_str()), "the edit is seen");
     assert_eq!(now.spec.expect("valid").target.input["topic"], "u");
 
-    // Removed: the run reports the file, not the stale copy.
+    // Removed: the run reports the file, not a stale copy.
     std::fs::remove_file(&path).expect("rm");
     assert!(fire.spec_now().spec.is_err());
+}
+
+/// What the scheduler keeps per loaded job does not hold the parsed spec or
+/// a compiled schedule: at most [`ScheduleCache::MAX`] schedules are
+/// compiled at once however many jobs are loaded, and every job still gets
+/// its next time and fires.
+#[test]
+fn compiled_schedules_stay_bounded_with_many_jobs() {
+    let r = test_root();
+    let n = ScheduleCache::MAX + 40;
+    for i in 0..n {
+        // Distinct expressions: minute i % 60 of hour (i / 60) % 24.
+        write_spec(&r, &format!("j{i:03}"), &format!("{} {} * * *", i % 60, (i / 60) % 24), "Europe/Berlin", "", "");
+    }
+    let l = FakeLauncher::new(&r);
+    let s = scheduler(&r, &l, utc("2026-05-01T10:00:30Z"), RESCAN_EVERY);
+    assert_eq!(s.loaded(), n);
+    assert!(s.schedules.lock().expect("lock").map_len() <= ScheduleCache::MAX);
+    for i in 0..n {
+        let next = s.next_fire(&format!("j{i:03}")).expect("a next time");
+        let local = next.with_timezone(&chrono_tz::Europe::Berlin);
+        use chrono::Timelike;
+        assert_eq!((local.minute() as usize, local.hour() as usize), (i % 60, (i / 60) % 24));
+    }
 }
 
 #[test]
@@ -898,7 +921,6 @@ fn a_run_the_executor_refuses_leaves_a_missed_record() {
             id: "council.v1".into(),
             ..Default::default()
         },
-        prepared: None,
     };
     let rec = fire.not_started_record(ErrorCode::JobInvalidSpec, "bad");
     records::write_record(&r.root.runs_dir(), &rec).expect("write");

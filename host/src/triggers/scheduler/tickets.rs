@@ -16,27 +16,13 @@ pub struct Fire {
     /// The spec as the scheduler read it (for a record if the run cannot start).
     pub spec_sha256: String,
     pub target: crate::runs::TargetRecord,
-    /// The parsed spec file the scheduler holds, used for the run when the
-    /// file on disk still has the same stamp (else the run reads it again).
-    pub prepared: Option<PreparedSpec>,
-}
-
-/// A spec file as parsed by the scheduler, and the stamp the file had
-/// before it was read.
-#[derive(Debug, Clone)]
-pub struct PreparedSpec {
-    pub stamp: Stamp,
-    pub file: Arc<SpecFile>,
 }
 
 impl Fire {
-    /// The spec file as it is now: the prepared one while the file is
-    /// unchanged (one `stat`), else read and parsed again.
+    /// The spec file as it is now: read and parsed when the run starts, on
+    /// the run's own thread (the scheduler keeps no parsed spec per job).
     pub fn spec_now(&self) -> SpecFile {
-        match &self.prepared {
-            Some(p) if Stamp::of_path(&self.spec_path) == Some(p.stamp) => (*p.file).clone(),
-            _ => spec::load_file(&self.spec_path),
-        }
+        spec::load_file(&self.spec_path)
     }
 }
 

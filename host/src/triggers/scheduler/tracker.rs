@@ -17,7 +17,18 @@ pub trait Launcher: Send + Sync {
     fn reserve(&self, _n: usize) {}
 
     /// These jobs were just loaded (or changed): get ready to run them.
-    fn prepare(&self, _jobs: Vec<(String, Arc<SpecFile>)>) {}
+    fn prepare(&self, _jobs: Vec<PrepareJob>) {}
+}
+
+/// A job just loaded or changed, for [`Launcher::prepare`].
+#[derive(Debug, Clone)]
+pub struct PrepareJob {
+    pub job_id: String,
+    /// Its spec file (read again by whoever needs more than this).
+    pub path: PathBuf,
+    /// [`crate::jobs::plan_key`] of the spec as the scheduler read it:
+    /// jobs with the same key plan alike.
+    pub plan_key: [u8; 32],
 }
 
 /// Runs in progress, per job.

@@ -10,26 +10,92 @@ pub(super) enum Parsed {
     Invalid,
 }
 
-/// What the scheduler keeps of a cron job's spec: its plan, and the parsed
-/// file a run starts from while the file is unchanged ([`Fire::spec_now`]).
+/// What the scheduler keeps of a cron job between its fires: what the next
+/// decision needs (id, expression and zone, catch-up rules, the run cap)
+/// and what a record of a time that did not run names (target, spec path
+/// and digest) — a few hundred bytes. Not kept: the parsed spec (a run reads
+/// its spec file when it fires, [`Fire::spec_now`]) and the compiled
+/// schedule (croner's form is ~5 KiB per expression; compiled when needed,
+/// a bounded number kept in [`ScheduleCache`]).
 pub(super) struct CronSpec {
-    pub(super) plan: JobPlan,
-    pub(super) target: crate::runs::TargetRecord,
-    pub(super) prepared: PreparedSpec,
+    pub(super) id: String,
+    /// The expression as given, trimmed (what [`JobPlan::fingerprint`] shows).
+    pub(super) cron: Box<str>,
+    pub(super) tz: chrono_tz::Tz,
+    pub(super) catchup: crate::spec::Catchup,
+    pub(super) starting_deadline: TimeDelta,
+    pub(super) max_parallel_runs: u32,
+    /// Shared by the jobs with one target ([`Scheduler::intern_target`]).
+    pub(super) target: Arc<crate::runs::TargetRecord>,
+    /// Shared with the [`CachedSpec`] of its file.
+    pub(super) path: Arc<Path>,
+    /// The sha256 of the file as read.
+    pub(super) sha256: Option<[u8; 32]>,
+    /// What planning the job depends on ([`crate::jobs::plan_key`]).
+    pub(super) plan_key: [u8; 32],
 }
 
 impl CronSpec {
     pub(super) fn path(&self) -> &Path {
-        &self.prepared.file.path
+        &self.path
     }
 
+    /// `sha256:<hex>`, as [`SpecFile::sha256`] (empty when unknown).
     pub(super) fn spec_sha256(&self) -> String {
-        self.prepared.file.sha256.clone().unwrap_or_default()
+        self.sha256.map(|d| format!("sha256:{}", hex::encode(d))).unwrap_or_default()
+    }
+
+    /// `"<expr> @ <timezone>"`, as [`JobPlan::fingerprint`].
+    pub(super) fn fingerprint(&self) -> String {
+        format!("{} @ {}", self.cron, self.tz.name())
+    }
+}
+
+/// Compiled schedules by (expression, zone), at most [`ScheduleCache::MAX`]
+/// of them: the jobs that fire keep theirs compiled, and memory does not
+/// grow with the number of jobs. Compiling is a pure function of the two
+/// strings, so a schedule compiled again is the same schedule.
+#[derive(Default)]
+pub(super) struct ScheduleCache {
+    map: HashMap<(Box<str>, chrono_tz::Tz), Arc<crate::spec::cron::CronSchedule>>,
+}
+
+impl ScheduleCache {
+    pub(super) const MAX: usize = 64;
+
+    pub(super) fn get(&mut self, cron: &str, tz: chrono_tz::Tz) -> Option<Arc<crate::spec::cron::CronSchedule>> {
+        if let Some(s) = self.map.get(&(Box::from(cron), tz)) {
+            return Some(s.clone());
+        }
+        match crate::spec::cron::CronSchedule::parse(cron, tz.name()) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                self.put(s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                // Validated when the spec was read; cannot happen.
+                error!(cron, timezone = tz.name(), error = %e, "a loaded schedule no longer compiles");
+                None
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn map_len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn put(&mut self, s: Arc<crate::spec::cron::CronSchedule>) {
+        if self.map.len() >= Self::MAX {
+            self.map.clear();
+        }
+        self.map.insert((Box::from(s.expr()), s.timezone()), s);
     }
 }
 
 pub(super) struct CachedSpec {
-    pub(super) path: PathBuf,
+    pub(super) path: Arc<Path>,
     pub(super) stamp: Stamp,
     pub(super) parsed: Parsed,
 }
@@ -46,7 +112,8 @@ impl Scheduler {
                 for id in self.state.merge_from_disk(disk) {
                     let Some(st) = self.state.jobs.get(&id) else { continue };
                     if let Some(e) = self.jobs.get_mut(&id) {
-                        e.next = e.spec.plan.schedule.next_after(st.cursor);
+                        let schedule = self.schedules.lock().ok().and_then(|mut c| c.get(&e.spec.cron, e.spec.tz));
+                        e.next = schedule.and_then(|s| s.next_after(st.cursor));
                     }
                     if before.get(&id) != Some(&st.state) {
                         info!(job = %id, state = st.state.as_str(), "job state changed");
@@ -90,8 +157,8 @@ impl Scheduler {
                 }
             }
             changed = true;
-            let path = dir.join(name);
-            let parsed = self.parse_spec(spec::load_file(&path), *stamp);
+            let path: Arc<Path> = Arc::from(dir.join(name));
+            let parsed = self.parse_spec(spec::load_file(&path), &path);
             self.specs.insert(name.clone(), CachedSpec { path, stamp: *stamp, parsed });
         }
         if known < self.specs.len() {
@@ -109,7 +176,7 @@ impl Scheduler {
         self.dir_modified = dir_modified;
     }
 
-    pub(super) fn parse_spec(&self, f: SpecFile, stamp: Stamp) -> Parsed {
+    pub(super) fn parse_spec(&self, f: SpecFile, path: &Arc<Path>) -> Parsed {
         match &f.spec {
             Err(e) => {
                 info!(path = %f.path.display(), code = %e.code, error = %e.message, "invalid job spec; the other jobs keep their schedules");
@@ -122,28 +189,51 @@ impl Scheduler {
             }
             Ok(s) => match JobPlan::from_spec(s) {
                 None => Parsed::Manual(s.id.clone()),
-                Some(plan) => Parsed::Cron(Arc::new(CronSpec {
-                    plan,
-                    target: crate::runs::TargetRecord {
-                        kind: s.target.kind.clone(),
-                        id: s.target.id.clone(),
-                        requirement: s.target.version.clone(),
-                        ..Default::default()
-                    },
-                    prepared: PreparedSpec { stamp, file: Arc::new(f) },
-                })),
+                Some(plan) => {
+                    let spec = CronSpec {
+                        id: plan.id,
+                        cron: Box::from(plan.schedule.expr()),
+                        tz: plan.schedule.timezone(),
+                        catchup: plan.catchup,
+                        starting_deadline: plan.starting_deadline,
+                        max_parallel_runs: plan.max_parallel_runs,
+                        target: self.intern_target(&s.target),
+                        path: path.clone(),
+                        sha256: f
+                            .sha256
+                            .as_deref()
+                            .and_then(|h| h.strip_prefix("sha256:"))
+                            .and_then(|h| hex::decode(h).ok())
+                            .and_then(|d| <[u8; 32]>::try_from(d).ok()),
+                        plan_key: crate::jobs::plan_key(s),
+                    };
+                    if let Ok(mut c) = self.schedules.lock() {
+                        c.put(plan.schedule);
+                    }
+                    Parsed::Cron(Arc::new(spec))
+                }
             },
         }
+    }
+
+    /// The target record of a cron job's records, one shared copy per
+    /// distinct target (10,000 jobs of one blueprint hold one).
+    pub(super) fn intern_target(&self, t: &crate::spec::Target) -> Arc<crate::runs::TargetRecord> {
+        let key = (t.kind.clone(), t.id.clone(), t.version.clone());
+        let Ok(mut map) = self.targets.lock() else {
+            return Arc::new(target_record(t));
+        };
+        map.entry(key).or_insert_with(|| Arc::new(target_record(t))).clone()
     }
 
     /// Rebuild the job table from the cached specs and reconcile the state.
     pub(super) fn rebuild(&mut self, now: DateTime<Utc>) {
         let declared = crate::spec::declared_ids(self.specs.values().filter_map(|c| match &c.parsed {
-            Parsed::Cron(s) => Some((s.plan.id.as_str(), c.path.as_path())),
-            Parsed::Manual(id) => Some((id.as_str(), c.path.as_path())),
+            Parsed::Cron(s) => Some((s.id.as_str(), &*c.path)),
+            Parsed::Manual(id) => Some((id.as_str(), &*c.path)),
             Parsed::Invalid => None,
         }));
-        let by_path: BTreeMap<&Path, &CachedSpec> = self.specs.values().map(|c| (c.path.as_path(), c)).collect();
+        let by_path: BTreeMap<&Path, &CachedSpec> = self.specs.values().map(|c| (&*c.path, c)).collect();
         let by_id: BTreeMap<String, Vec<&CachedSpec>> = declared
             .iter()
             .map(|(id, paths)| (id.clone(), paths.iter().filter_map(|p| by_path.get(p.as_path()).copied()).collect()))
@@ -153,7 +243,7 @@ impl Scheduler {
         let mut old = std::mem::take(&mut self.jobs);
         for (id, specs) in by_id {
             if specs.len() > 1 {
-                let mut paths: Vec<PathBuf> = specs.iter().map(|c| c.path.clone()).collect();
+                let mut paths: Vec<PathBuf> = specs.iter().map(|c| c.path.to_path_buf()).collect();
                 paths.sort();
                 if self.duplicates.get(&id) != Some(&paths) {
                     info!(job = %id, files = ?paths, "job id declared by several spec files; not scheduled");
@@ -168,9 +258,16 @@ impl Scheduler {
             let Parsed::Cron(s) = &specs[0].parsed else { continue };
             let previous = old.remove(&id);
             let same = previous.as_ref().is_some_and(|p| Arc::ptr_eq(&p.spec, s));
-            jobs.insert(id, (Entry { spec: s.clone(), next: None }, same));
+            // An unchanged job keeps its next time (its cursor moves only
+            // where `next` is computed again), so a rebuild compiles only
+            // the schedules of new or changed jobs.
+            let next = previous.filter(|_| same).and_then(|p| p.next);
+            jobs.insert(id, (Entry { spec: s.clone(), next }, same));
         }
         self.duplicates = duplicates;
+        if let Ok(mut targets) = self.targets.lock() {
+            targets.retain(|_, t| Arc::strong_count(t) > 1);
+        }
         let mut dirty = false;
         for id in old.keys() {
             info!(job = %id, "cron job unloaded (spec removed, invalid, duplicated or no longer cron)");
@@ -187,7 +284,8 @@ impl Scheduler {
         let mut table = BTreeMap::new();
         let mut loaded = Vec::new();
         for (id, (mut entry, same)) in jobs {
-            let fp = entry.spec.plan.fingerprint();
+            let fp = entry.spec.fingerprint();
+            let mut cursor_moved = false;
             let st = match self.state.jobs.get_mut(&id) {
                 None => {
                     dirty = true;
@@ -201,15 +299,24 @@ impl Scheduler {
                         }
                         st.schedule = fp.clone();
                         dirty = true;
+                        cursor_moved = true;
                     }
                     if st.unloaded_at.take().is_some() {
                         st.cursor = st.cursor.max(now);
                         dirty = true;
+                        cursor_moved = true;
                     }
                     st
                 }
             };
-            let schedule = &entry.spec.plan.schedule;
+            if same && !cursor_moved {
+                table.insert(id, entry);
+                continue;
+            }
+            let Some(schedule) = self.schedules.lock().ok().and_then(|mut c| c.get(&entry.spec.cron, entry.spec.tz)) else {
+                table.insert(id, entry);
+                continue;
+            };
             entry.next = schedule.next_after(st.cursor);
             if !same {
                 let next = schedule.next_after(now.max(st.cursor)).map(|t| schedule.fire_time(t));
@@ -225,9 +332,11 @@ impl Scheduler {
                 if let Some(o) = &self.opts.observer {
                     o(&event);
                 }
-            }
-            if !same {
-                loaded.push((id.clone(), entry.spec.prepared.file.clone()));
+                loaded.push(PrepareJob {
+                    job_id: id.clone(),
+                    path: entry.spec.path.to_path_buf(),
+                    plan_key: entry.spec.plan_key,
+                });
             }
             table.insert(id, entry);
         }
@@ -248,6 +357,15 @@ impl Scheduler {
             }
         }
         self.launcher.reserve(groups.values().copied().max().unwrap_or(0));
+    }
+}
+
+fn target_record(t: &crate::spec::Target) -> crate::runs::TargetRecord {
+    crate::runs::TargetRecord {
+        kind: t.kind.clone(),
+        id: t.id.clone(),
+        requirement: t.version.clone(),
+        ..Default::default()
     }
 }
 
