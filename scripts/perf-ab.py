@@ -38,7 +38,7 @@ lily(after, hist, "jobs", "run", "echo-step")
 rdir = os.path.join(hist, ".lily/runs/echo-step")
 src = sorted(d for d in os.listdir(rdir) if os.path.isdir(os.path.join(rdir, d)))[-1]
 receipt = json.load(open(os.path.join(rdir, src, "run_receipt.json")))
-line = json.loads(open(os.path.join(rdir, "index.jsonl")).readline())
+line = next(json.loads(l) for l in open(os.path.join(rdir, "index.jsonl")) if '"status"' in l)
 t = time.time()
 job = os.path.join(hist, ".lily/runs/hist"); os.makedirs(job)
 with open(os.path.join(job, "index.jsonl"), "w") as ix:

@@ -39,7 +39,8 @@ impl RunDir {
         for _ in 0..16 {
             let run_id = new_run_id();
             let path = job_dir.join(&run_id);
-            match crate::util::create_dir_private(&path) {
+            // Its line in the job's index first (see `runs::index`).
+            match super::index::note_new_run_dir(&job_dir, &run_id, || crate::util::create_dir_private(&path)) {
                 Ok(()) => {
                     let lock = crate::util::private_open_options()
                         .create(true)
@@ -74,9 +75,11 @@ impl RunDir {
     }
 
     /// The final receipt: the run's single durable commit point. First every
-    /// file of the run directory (artifacts, summary, events, spec snapshot)
-    /// and the job directory (which holds the run directory's entry) are
-    /// fsynced — concurrently, so the disk can batch them; then, under the
+    /// file of the run directory (artifacts, summary, events, spec snapshot),
+    /// the job's index (which holds the run's line, so a committed run is
+    /// always listed: `runs::index`) and the job directory (which holds the
+    /// run directory's entry) are fsynced — concurrently, so the disk can
+    /// batch them; then, under the
     /// run's writer lock (operators' decisions merged in), the receipt is
     /// written, fsynced and renamed into place; then the run directory is
     /// fsynced so every rename in it is durable. Three sequential flushes
@@ -92,6 +95,10 @@ impl RunDir {
             })
             .collect();
         if let Some(job_dir) = self.path.parent() {
+            let index = job_dir.join(super::INDEX);
+            if index.exists() {
+                targets.push(index);
+            }
             targets.push(job_dir.to_path_buf());
         }
         let failed: Vec<std::io::Error> = std::thread::scope(|s| {

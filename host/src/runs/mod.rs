@@ -14,6 +14,7 @@
 
 mod dir;
 mod events;
+mod index;
 mod receipt;
 mod retention;
 pub mod store;
@@ -22,6 +23,7 @@ pub mod timeline;
 
 pub use dir::{RunDir, new_run_id};
 pub use events::{EventLog, EventSink, Writer, record_operator_decision};
+pub use index::{INDEX, append_index, list_runs, note_new_run_dir};
 pub use receipt::{
     ApprovalRecord, ApprovalState, ArtifactRecord, Attempt, AttemptStatus, ComponentRecord, Decision, DriftRecord, PolicyRecord, RECEIPT_VERSION, Receipt,
     ReceiptError, RunStatus, RunnerRecord, StepRecord, TargetRecord, TriggerRecord, Verdict, Verification, WorkspaceChange,
@@ -217,86 +219,6 @@ fn run_names(job_dir: &Path) -> Vec<std::ffi::OsString> {
     v
 }
 
-/// Per-job index of finished runs (`.lily/runs/<job>/index.jsonl`): one
-/// line per run, appended after its final receipt. A cache for listing —
-/// the receipts stay the source of truth, and a run missing from the index
-/// (still running, killed, or older) is read from its receipt.
-pub const INDEX: &str = "index.jsonl";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct IndexEntry {
-    run_id: String,
-    status: RunStatus,
-    started_at: String,
-    ended_at: Option<String>,
-    trigger: String,
-    error_code: Option<String>,
-    replay_of: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scheduled_for: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    verified_identical: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    missed_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    missed_through: Option<String>,
-}
-
-/// Append a finished run to its job's index (one `write`, O_APPEND).
-pub fn append_index(runs_dir: &Path, r: &Receipt) -> std::io::Result<()> {
-    let s = summarize(r, PathBuf::new());
-    let entry = IndexEntry {
-        run_id: s.run_id,
-        status: s.status,
-        started_at: s.started_at,
-        ended_at: s.ended_at,
-        trigger: s.trigger,
-        error_code: s.error_code,
-        replay_of: s.replay_of,
-        scheduled_for: s.scheduled_for,
-        verified_identical: s.verified_identical,
-        missed_count: s.missed_count,
-        missed_through: s.missed_through,
-    };
-    let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
-    line.push('\n');
-    let mut f = crate::util::private_open_options()
-        .create(true)
-        .append(true)
-        .open(runs_dir.join(&r.job_id).join(INDEX))?;
-    f.write_all(line.as_bytes())
-}
-
-/// The index's lines by run id, last line wins, without parsing them: a
-/// listing parses only the lines of the runs it shows. A line starts with
-/// `{"run_id":"<id>"` (the field order [`append_index`] writes); any other
-/// line, or an id with an escape in it, is parsed here to find its id. A
-/// line that does not parse is left out (its run is read from its receipt).
-fn index_lines(text: &str) -> std::collections::HashMap<std::borrow::Cow<'_, str>, &str> {
-    const HEAD: &str = "{\"run_id\":\"";
-    let mut out = std::collections::HashMap::new();
-    for line in text.lines() {
-        let quick = line
-            .strip_prefix(HEAD)
-            .and_then(|rest| rest.split_once('"'))
-            .map(|(id, _)| id)
-            .filter(|id| !id.contains('\\'));
-        match quick {
-            Some(id) => {
-                out.insert(std::borrow::Cow::Borrowed(id), line);
-            }
-            None => {
-                if let Ok(e) = serde_json::from_str::<IndexEntry>(line) {
-                    out.insert(std::borrow::Cow::Owned(e.run_id), line);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// History of a job, newest first: finished runs from the index, the rest
-/// from their receipts.
 /// Runs read at most by [`failing_streak`].
 pub const STREAK_SCAN: usize = 1000;
 
@@ -351,50 +273,6 @@ pub fn failing_streak(runs_dir: &Path, job_id: &str) -> Option<FailingStreak> {
         s.capped = !ended && scanned >= STREAK_SCAN;
     }
     streak
-}
-
-pub fn list_runs(runs_dir: &Path, job_id: &str, limit: usize, status: Option<RunStatus>) -> Vec<RunSummary> {
-    let job_dir = runs_dir.join(job_id);
-    let text = std::fs::read_to_string(job_dir.join(INDEX)).unwrap_or_default();
-    let mut index = index_lines(&text);
-    let mut out = Vec::new();
-    for name in run_names(&job_dir) {
-        if out.len() >= limit {
-            break;
-        }
-        let dir = job_dir.join(&name);
-        let entry = name
-            .to_str()
-            .and_then(|n| index.remove(n))
-            .and_then(|line| serde_json::from_str::<IndexEntry>(line).ok())
-            .filter(|e| name.to_str() == Some(e.run_id.as_str()));
-        let summary = match entry {
-            Some(e) => RunSummary {
-                job_id: job_id.to_string(),
-                run_id: e.run_id,
-                status: e.status,
-                started_at: e.started_at,
-                ended_at: e.ended_at,
-                trigger: e.trigger,
-                error_code: e.error_code,
-                replay_of: e.replay_of,
-                scheduled_for: e.scheduled_for,
-                verified_identical: e.verified_identical,
-                missed_count: e.missed_count,
-                missed_through: e.missed_through,
-                path: dir,
-            },
-            None => {
-                let Some(r) = read_receipt(&dir) else { continue };
-                summarize(&r, dir)
-            }
-        };
-        if status.is_some_and(|s| s != summary.status) {
-            continue;
-        }
-        out.push(summary);
-    }
-    out
 }
 
 /// Find a run directory by run id (any job).
@@ -567,7 +445,8 @@ mod tests {
         }
         let index = tmp.path().join("job").join(INDEX);
         let text = std::fs::read_to_string(&index).expect("index");
-        let lines: Vec<&str> = text.lines().collect();
+        // The summary lines (the index also has each run's open line).
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("\"status\"")).collect();
         // Run 0: a later line (in another field order) says denied; it wins.
         let mut v: serde_json::Map<String, Value> = serde_json::from_str(lines[0]).expect("line");
         v.insert("status".into(), json!("denied"));
@@ -600,6 +479,97 @@ mod tests {
             run_dirs(tmp.path(), "job"),
             ids.iter().rev().map(|i| tmp.path().join("job").join(i)).collect::<Vec<_>>()
         );
+    }
+
+    /// A run as the executor leaves it: committed, its summary appended
+    /// unless `summary` is false (a crash between the receipt and the line).
+    fn committed(runs: &Path, job: &str, status: RunStatus, summary: bool) -> String {
+        let dir = RunDir::create(runs, job).expect("create");
+        let log = EventLog::create(&dir.path, &dir.run_id, None).expect("log");
+        let mut r = Receipt::start(job, &dir.run_id, TriggerRecord::Manual, "sha256:x", "p");
+        r.status = status;
+        r.ended_at = Some(r.started_at.clone());
+        dir.commit_receipt(&mut r, &log).expect("commit");
+        if summary {
+            append_index(runs, &r).expect("index");
+        }
+        dir.run_id.clone()
+    }
+
+    /// Listing from the end of a complete index gives what listing the
+    /// directory gives: every committed run (with or without its summary
+    /// line), running ones, newest first; pruned directories skipped; the
+    /// limit and the status filter reading further back when needed.
+    #[test]
+    fn a_complete_index_lists_from_its_end_and_never_misses_a_committed_run() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let runs = tmp.path();
+        let mut ids = Vec::new();
+        // Enough runs that the index spans several 64 KiB chunks.
+        for i in 0..320 {
+            let status = if i % 7 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+            ids.push(committed(runs, "job", status, i % 5 != 3));
+        }
+        let index = runs.join("job").join(INDEX);
+        assert!(std::fs::metadata(&index).expect("index").len() > 64 * 1024, "more than one chunk");
+        let by_listing = |limit, status| {
+            let got: Vec<(String, RunStatus)> = list_runs(runs, "job", limit, status).into_iter().map(|s| (s.run_id, s.status)).collect();
+            got
+        };
+        // First listing: the index is not complete yet (no header): the
+        // directory is listed, and the index rebuilt.
+        let all = by_listing(1000, None);
+        assert_eq!(
+            all.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+            ids.iter().rev().cloned().collect::<Vec<_>>()
+        );
+        assert!(std::fs::read_to_string(&index).expect("index").starts_with("{\"lily_index\":2}\n"));
+        assert_eq!(by_listing(1000, None), all, "the same from the complete index");
+
+        // New runs after the rebuild: committed without a summary line,
+        // one still running (no final receipt), one with its line.
+        let unsummarised = committed(runs, "job", RunStatus::Succeeded, false);
+        let running = RunDir::create(runs, "job").expect("create");
+        let log = EventLog::create(&running.path, &running.run_id, None).expect("log");
+        let mut r = Receipt::start("job", &running.run_id, TriggerRecord::Manual, "sha256:x", "p");
+        running.write_receipt(&mut r, &log).expect("progress");
+        let last = committed(runs, "job", RunStatus::Failed, true);
+        let top = by_listing(3, None);
+        assert_eq!(
+            top,
+            vec![
+                (last.clone(), RunStatus::Failed),
+                (running.run_id.clone(), RunStatus::Running),
+                (unsummarised.clone(), RunStatus::Succeeded)
+            ]
+        );
+        // A pruned run is skipped, and the limit still filled from further back.
+        std::fs::remove_dir_all(runs.join("job").join(&last)).expect("rm");
+        let top = by_listing(3, None);
+        assert_eq!(top[0].0, running.run_id);
+        assert_eq!(top[2].0, ids[319]);
+        // The status filter reads back as far as it has to.
+        let failed = by_listing(1000, Some(RunStatus::Failed));
+        let want: Vec<String> = ids.iter().enumerate().rev().filter(|(i, _)| i % 7 == 0).map(|(_, id)| id.clone()).collect();
+        assert_eq!(failed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), want);
+        // Everything, compared with a listing of the directory (index deleted:
+        // rebuilt from the directories).
+        let complete = by_listing(100_000, None);
+        std::fs::remove_file(&index).expect("rm index");
+        assert_eq!(by_listing(100_000, None), complete);
+        assert_eq!(by_listing(100_000, None), complete);
+        drop(running);
+        // A summary line written by an older lily (no `"v":2`): the
+        // directory is listed instead (the index may be missing runs).
+        let mut f = std::fs::OpenOptions::new().append(true).open(&index).expect("open");
+        let old = format!(
+            "{{\"run_id\":\"{}\",\"status\":\"denied\",\"started_at\":\"x\",\"ended_at\":null,\"trigger\":\"manual\",\"error_code\":null,\"replay_of\":null}}\n",
+            ids[0]
+        );
+        f.write_all(old.as_bytes()).expect("append");
+        let after = by_listing(100_000, None);
+        assert_eq!(after.len(), complete.len());
+        assert_eq!(after.last().map(|(_, s)| *s), Some(RunStatus::Denied));
     }
 
     #[test]

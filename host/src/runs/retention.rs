@@ -215,36 +215,10 @@ pub fn prune_job(
         });
     }
     if !dry_run && !report.pruned.is_empty() {
-        compact_index(&job_dir);
+        super::index::compact(&job_dir);
         crate::util::sync_dir(&job_dir);
     }
     Ok(report)
-}
-
-/// Rewrite the job's index without the lines of runs that are gone. The
-/// index is a cache (a run missing from it is read from its receipt), so a
-/// line another process appends while this rewrite is renamed into place
-/// is at worst lost from the cache, never from the history.
-fn compact_index(job_dir: &Path) {
-    let path = job_dir.join(super::INDEX);
-    let Ok(text) = std::fs::read_to_string(&path) else { return };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| {
-                    v["run_id"]
-                        .as_str()
-                        .map(|id| !id.contains('/') && run_id_started(id).is_some() && job_dir.join(id).is_dir())
-                })
-                .unwrap_or(false)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if kept.len() != text.len() {
-        let _ = crate::util::write_atomic(&path, kept.as_bytes(), crate::util::Durability::Rename);
-    }
 }
 
 #[cfg(test)]

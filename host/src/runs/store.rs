@@ -24,7 +24,7 @@ use crate::error::{ErrorCode, LilyError};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutPayload};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Files of a run directory that are never published: locks, temp files,
@@ -241,7 +241,7 @@ impl RunStore {
                         cause: serde_json::json!({"kind": "interrupted", "lease": lease}),
                         first_event_seq: None,
                     });
-                    crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                    mirror_dir(&job_dir, &run_id).map_err(|e| store_error(&url, "cannot create the cache", e))?;
                     let mut bytes = serde_json::to_vec_pretty(&r).map_err(|e| store_error(&url, "receipt", e))?;
                     bytes.push(b'\n');
                     crate::util::write_atomic(&dir.join(super::RECEIPT), &bytes, crate::util::Durability::Rename)
@@ -249,7 +249,7 @@ impl RunStore {
                     count += 1;
                     continue;
                 }
-                crate::util::ensure_dir(&dir).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                mirror_dir(&job_dir, &run_id).map_err(|e| store_error(&url, "cannot create the cache", e))?;
                 for (name, key, size) in files {
                     if size > MAX_OBJECT_BYTES {
                         return Err(store_error(&url, &format!("{key} is {size} bytes"), format!("more than {MAX_OBJECT_BYTES}")));
@@ -455,6 +455,17 @@ impl RunStore {
             Ok(r.bytes().await.map_err(|e| store_error(&url, "cannot read", e))?.to_vec())
         })
     }
+}
+
+/// A mirrored run's directory, created with its line in the mirror's run
+/// index (as every run directory is: `runs::index`) when it is new.
+fn mirror_dir(job_dir: &Path, run_id: &str) -> std::io::Result<PathBuf> {
+    let dir = job_dir.join(run_id);
+    if !dir.is_dir() {
+        crate::util::ensure_dir(job_dir)?;
+        super::note_new_run_dir(job_dir, run_id, || crate::util::ensure_dir(&dir))?;
+    }
+    Ok(dir)
 }
 
 fn job_id_of(job_dir: &Path) -> &str {
