@@ -422,14 +422,16 @@ impl Sandbox {
             Some(raw) => raw,
             None => {
                 let raw = self.call_describe(pre).await?;
-                let parsed = Self::descriptor_of(raw.clone())?;
+                let parsed = Self::descriptor_of(raw.clone(), false)?;
                 if let Some(c) = &self.cache {
                     c.store_descriptor(digest, &raw);
                 }
                 return Ok(parsed);
             }
         };
-        Self::descriptor_of(raw)
+        // Kept only after it passed `descriptor_of` with its schemas
+        // compiled: they are compiled again at their first check, not here.
+        Self::descriptor_of(raw, true)
     }
 
     async fn call_describe(&self, pre: &RunnablePre<StepState>) -> Result<cache::RawDescriptor, LoadError> {
@@ -475,10 +477,22 @@ impl Sandbox {
     }
 
     /// A descriptor as `describe` returned it, checked: schemas parsed and
-    /// compiled, the descriptor's rules ([`validate_descriptor`]).
-    fn descriptor_of(d: cache::RawDescriptor) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
+    /// compiled (`kept`: a descriptor kept beside its cache entry, which
+    /// passed this check when it was kept — its schemas are parsed now and
+    /// compiled at their first use), the descriptor's rules
+    /// ([`validate_descriptor`]).
+    fn descriptor_of(d: cache::RawDescriptor, kept: bool) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
         let parse = |what: &str, s: &str| -> Result<(serde_json::Value, schema::GuestSchema), LoadError> {
-            schema::GuestSchema::parse(s).map_err(|e| LoadError::new(LoadErrorKind::BadSchema, format!("descriptor {what} {e}")))
+            let bad = |e: schema::SchemaError| LoadError::new(LoadErrorKind::BadSchema, format!("descriptor {what} {e}"));
+            if kept {
+                if s.len() > schema::MAX_SCHEMA_BYTES {
+                    return Err(bad(schema::SchemaError::TooLarge { bytes: s.len() }));
+                }
+                let v: serde_json::Value = serde_json::from_str(s).map_err(|e| bad(schema::SchemaError::NotJson(e.to_string())))?;
+                let deferred = schema::GuestSchema::deferred(s.to_string());
+                return Ok((v, deferred));
+            }
+            schema::GuestSchema::parse(s).map_err(bad)
         };
         let (input_schema, input) = parse("input", &d.input_schema)?;
         let (output_schema, output) = parse("output", &d.output_schema)?;
@@ -762,3 +776,4 @@ pub fn host_provides(import: &str) -> bool {
     }
     WASI.iter().any(|p| name.starts_with(p)) && (version.is_empty() || version.starts_with("0.2."))
 }
+

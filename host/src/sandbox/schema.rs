@@ -60,9 +60,13 @@ pub enum SchemaError {
     Deadline,
 }
 
-/// A guest-declared schema, compiled once at load.
+/// A guest-declared schema, compiled once: at load when it comes from a
+/// guest's `describe`, or at its first check when it comes from a kept
+/// descriptor ([`GuestSchema::deferred`]: it compiled when it was kept).
 pub struct GuestSchema {
-    validator: Validator<Metered>,
+    validator: std::sync::OnceLock<Result<Validator<Metered>, SchemaError>>,
+    /// The JSON text a deferred one compiles from (empty when compiled at load).
+    source: String,
 }
 
 impl std::fmt::Debug for GuestSchema {
@@ -89,26 +93,51 @@ impl GuestSchema {
         if depth > MAX_SCHEMA_DEPTH {
             return Err(SchemaError::TooDeep { depth });
         }
-        let validator = jsonschema::options_for::<Metered>()
-            .offline()
-            .should_validate_formats(false)
-            .with_pattern_options(PatternOptions::regex().size_limit(MAX_PATTERN_BYTES).dfa_size_limit(MAX_PATTERN_DFA_BYTES))
-            .build(schema)
-            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
-        Ok(GuestSchema { validator })
+        let validator = std::sync::OnceLock::new();
+        let _ = validator.set(Ok(build(schema)?));
+        Ok(GuestSchema {
+            validator,
+            source: String::new(),
+        })
+    }
+
+    /// A schema that compiled when it was checked before (a descriptor kept
+    /// in the compile cache beside its entry, both in a directory only this
+    /// user can write): compiled at its first [`GuestSchema::check`] rather
+    /// than at every load. The load limits still apply then; a schema that
+    /// no longer compiles fails that check with [`SchemaError::Invalid`].
+    pub fn deferred(text: String) -> GuestSchema {
+        GuestSchema {
+            validator: std::sync::OnceLock::new(),
+            source: text,
+        }
+    }
+
+    fn validator(&self) -> Result<&Validator<Metered>, SchemaError> {
+        self.validator
+            .get_or_init(|| {
+                let schema: Value = serde_json::from_str(&self.source).map_err(|e| SchemaError::NotJson(e.to_string()))?;
+                let depth = depth(&schema);
+                if depth > MAX_SCHEMA_DEPTH {
+                    return Err(SchemaError::TooDeep { depth });
+                }
+                build(&schema)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Validate `value`, keeping up to `max_errors` error lines. `Ok(Err(..))`
     /// is "does not match" (with the errors), `Err` is "could not tell within
     /// the budget".
     pub fn check(&self, value: &Value, deadline: Option<Instant>, max_errors: usize) -> Result<Result<(), Mismatch>, SchemaError> {
+        let validator = self.validator()?;
         let budget = Budget::for_instance(value, deadline);
         budget.run(|| {
-            if self.validator.is_valid(MNode(value)) {
+            if validator.is_valid(MNode(value)) {
                 return Ok(());
             }
-            let errors: Vec<String> = self
-                .validator
+            let errors: Vec<String> = validator
                 .iter_errors(MNode(value))
                 .take(max_errors)
                 .map(|e| format!("{} (at '{}')", e, e.instance_path()))
@@ -116,6 +145,15 @@ impl GuestSchema {
             Err(Mismatch(errors.join("; ")))
         })
     }
+}
+
+fn build(schema: &Value) -> Result<Validator<Metered>, SchemaError> {
+    jsonschema::options_for::<Metered>()
+        .offline()
+        .should_validate_formats(false)
+        .with_pattern_options(PatternOptions::regex().size_limit(MAX_PATTERN_BYTES).dfa_size_limit(MAX_PATTERN_DFA_BYTES))
+        .build(schema)
+        .map_err(|e| SchemaError::Invalid(e.to_string()))
 }
 
 /// A value that does not match its schema: the first errors, `; `-joined,
@@ -488,7 +526,7 @@ mod tests {
             steps: u64::MAX,
             deadline: Some(deadline),
         }
-        .run(|| s.validator.iter_errors(MNode(&instance)).count());
+        .run(|| s.validator().expect("compiled").iter_errors(MNode(&instance)).count());
         assert_eq!(r, Err(SchemaError::Deadline));
         assert_eq!(Budget::steps(10).run(|| 7), Ok(7));
     }
@@ -536,5 +574,31 @@ mod tests {
     fn a_foreign_panic_is_not_swallowed() {
         let r = std::panic::catch_unwind(|| Budget::steps(10).run(|| std::panic::resume_unwind(Box::new(1u8))));
         assert!(r.is_err());
+    }
+}
+
+#[cfg(test)]
+mod deferred_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A deferred schema checks exactly as one compiled at load, and one that
+    /// no longer compiles (or nests too deep) fails its check instead of
+    /// passing anything.
+    #[test]
+    fn a_deferred_schema_checks_like_a_compiled_one_and_refuses_when_it_does_not_compile() {
+        let schema = json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}});
+        let (eager, lazy) = (GuestSchema::compile(&schema).expect("compiles"), GuestSchema::deferred(schema.to_string()));
+        for v in [json!({"a": 1}), json!({"a": "x"}), json!({}), json!(3)] {
+            assert_eq!(eager.check(&v, None, 5), lazy.check(&v, None, 5), "{v}");
+        }
+        let bad = GuestSchema::deferred(json!({"type": "no-such-type"}).to_string());
+        assert!(matches!(bad.check(&json!({}), None, 5), Err(SchemaError::Invalid(_))));
+        let mut deep = json!({});
+        for _ in 0..(MAX_SCHEMA_DEPTH + 1) {
+            deep = json!({ "not": deep });
+        }
+        let deep = GuestSchema::deferred(deep.to_string());
+        assert!(matches!(deep.check(&json!({}), None, 5), Err(SchemaError::TooDeep { .. })));
     }
 }
