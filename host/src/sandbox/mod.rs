@@ -776,4 +776,3 @@ pub fn host_provides(import: &str) -> bool {
     }
     WASI.iter().any(|p| name.starts_with(p)) && (version.is_empty() || version.starts_with("0.2."))
 }
-
