@@ -35,10 +35,16 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _bindings():
+    """`(events, effects, llm)` inside a component, else None; `llm` is None
+    in a component built against `python-runnable` (no `llm` import)."""
     try:
-        from wit_world.imports import effects, events, llm  # noqa: F401
+        from wit_world.imports import effects, events  # noqa: F401
     except ImportError:
         return None
+    try:
+        from wit_world.imports import llm
+    except ImportError:
+        llm = None
     return events, effects, llm
 
 
@@ -116,7 +122,7 @@ def propose_send(channel: str, message: str, reason: str) -> str:
 def llm_models():
     """The models this step may call (empty without an `llm` grant)."""
     b = _bindings()
-    return [] if b is None else list(b[2].models())
+    return [] if b is None or b[2] is None else list(b[2].models())
 
 
 def llm_complete(model: str, messages, max_output_tokens: int = 512, temperature=None, seed=None, stop=(), response_format=None) -> str:
@@ -127,6 +133,8 @@ def llm_complete(model: str, messages, max_output_tokens: int = 512, temperature
     if b is None:
         raise RunError("llm_unavailable", "no LLM outside a component")
     llm = b[2]
+    if llm is None:
+        raise RunError("llm_unavailable", "built without `llm`: set `llm = true` under [tool.lily] in pyproject.toml and rebuild")
     msgs = [llm.Message(getattr(llm.Role, r.upper()), c) for r, c in messages]
     req = llm.Request(model, msgs, max_output_tokens, temperature, seed, list(stop), response_format)
     try:

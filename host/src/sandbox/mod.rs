@@ -362,8 +362,9 @@ impl Sandbox {
 
     /// Compile `bytes` (or take them from the cache), within bounds: the
     /// size limit, the linear nesting pre-check, and a compile time budget
-    /// ([`complexity`]). A compile over budget is abandoned to finish on its
-    /// own thread and reported as `component_too_complex`.
+    /// ([`complexity`], CPU time with a wall-clock backstop). A compile over
+    /// budget is abandoned to finish on its own thread and reported as
+    /// `component_too_complex`.
     async fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
         let max = self.max_component_bytes.load(Ordering::Relaxed);
         if bytes.len() as u64 > max {
@@ -381,10 +382,17 @@ impl Sandbox {
             return Ok(c);
         }
         complexity::precheck(bytes).map_err(|e| LoadError::new(LoadErrorKind::TooComplex, format!("component_too_complex: {e}")))?;
-        let budget = complexity::compile_budget(bytes.len());
-        // Waited for asynchronously: a long compile holds no runtime worker
-        // (the scheduler keeps firing other jobs meanwhile).
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // One compile at a time in a process: Cranelift's pool already uses
+        // every core, and the budget charges the process's CPU time. Waited
+        // for asynchronously: a long compile holds no runtime worker (the
+        // scheduler keeps firing other jobs meanwhile).
+        static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let _turn = ONE_AT_A_TIME
+            .acquire()
+            .await
+            .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not wait for a compile: {e}")))?;
+        let clock = complexity::CompileClock::start(bytes.len());
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let (engine, owned) = (self.engine.clone(), bytes.to_vec());
         std::thread::Builder::new()
             .name("lily-compile".into())
@@ -392,15 +400,19 @@ impl Sandbox {
                 let _ = tx.send(Component::new(&engine, &owned));
             })
             .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not start a compile: {e}")))?;
-        let component = match tokio::time::timeout(budget, rx).await {
-            Ok(Ok(r)) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
-            Ok(Err(_)) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
-            Err(_) => {
-                return Err(LoadError::new(
-                    LoadErrorKind::TooComplex,
-                    format!("component_too_complex: compiling it exceeded the budget of {} s", budget.as_secs()),
-                ));
+        let result = loop {
+            match tokio::time::timeout(Duration::from_millis(100), &mut rx).await {
+                Ok(r) => break r,
+                Err(_) => {
+                    if let Err(over) = clock.check() {
+                        return Err(LoadError::new(LoadErrorKind::TooComplex, format!("component_too_complex: {over}")));
+                    }
+                }
             }
+        };
+        let component = match result {
+            Ok(r) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
+            Err(_) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
         };
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);

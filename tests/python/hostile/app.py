@@ -35,6 +35,8 @@ def attempt(op, arg):
         chunks = []
         while True:
             chunks.append(bytearray(16 * 1024 * 1024))
+    if op == "llm_models":
+        return "models: " + ",".join(lily.llm_models())
     if op == "raise":
         raise ValueError("python guest broke on purpose: " + arg)
     return "unknown op " + op

@@ -15,6 +15,14 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// Names the componentize-py executable when it is not on PATH.
 pub const COMPONENTIZE_PY_ENV: &str = "LILY_COMPONENTIZE_PY";
 
+/// The worlds a Python project builds against (vendored as `wit/python.wit`
+/// next to the Run Contract): `python-runnable` imports no `llm`, because
+/// componentize-py imports every interface of its world and the host runs a
+/// component importing `llm` only where policy grants models.
+pub(in crate::runnables) const PYTHON_WIT: &str = include_str!("../../../../guests/sdk-python/wit/python.wit");
+const WORLD: &str = "python-runnable";
+const WORLD_LLM: &str = "python-llm";
+
 pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
     ("lily_guest/__init__.py", include_str!("../../../../guests/sdk-python/lily_guest/__init__.py")),
     ("lily_guest/council.py", include_str!("../../../../guests/sdk-python/lily_guest/council.py")),
@@ -46,24 +54,48 @@ pub(in crate::runnables) fn scaffold_files(name: &str, kind: ScaffoldKind) -> Re
         ("app.py".into(), render(app, &vars)?),
         ("test_app.py".into(), render(test, &vars)?),
         ("wit/runnable.wit".into(), RUNNABLE_WIT.to_string()),
+        ("wit/python.wit".into(), PYTHON_WIT.to_string()),
     ];
     files.extend(SDK_FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())));
     Ok(files)
 }
 
-/// The `name` of `pyproject.toml`'s `[project]`, if it has one.
-fn project_name(dir: &Path) -> Option<String> {
+/// The string or boolean value of `key` in `[section]` of `pyproject.toml`
+/// (a line-level reader: `key = "text"`, `key = 'text'`, `key = true`).
+fn pyproject_value(dir: &Path, section: &str, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("pyproject.toml")).ok()?;
-    let mut in_project = false;
+    let header = format!("[{section}]");
+    let mut inside = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
-            in_project = line == "[project]";
-        } else if in_project && let Some(v) = line.strip_prefix("name") {
-            let v = v.trim_start().strip_prefix('=')?.trim().trim_matches('"').trim_matches('\'');
+            inside = line == header;
+        } else if inside && let Some((k, v)) = line.split_once('=') {
+            if k.trim() != key {
+                continue;
+            }
+            let v = v.split(" #").next().unwrap_or("").trim().trim_matches('"').trim_matches('\'');
             return (!v.is_empty()).then(|| v.to_string());
         }
     }
     None
+}
+
+/// The world to build against: `python-llm` when `[tool.lily]` says
+/// `llm = true`, else `python-runnable`; `runnable` (which imports `llm`)
+/// for a project scaffolded before `wit/python.wit` existed.
+fn world(dir: &Path) -> Result<&'static str, LilyError> {
+    let llm = match pyproject_value(dir, "tool.lily", "llm").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(tool_error(format!("pyproject.toml: [tool.lily] llm must be true or false, got {other:?}")));
+        }
+    };
+    if dir.join("wit/python.wit").is_file() {
+        Ok(if llm { WORLD_LLM } else { WORLD })
+    } else {
+        Ok("runnable")
+    }
 }
 
 pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<Built, LilyError> {
@@ -81,12 +113,20 @@ pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<B
             install_command()
         ))
     })?;
-    let name = project_name(dir).unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()));
+    let world = world(dir)?;
+    if world == "runnable" {
+        (opts.progress)(
+            "wit/python.wit is missing: building against `runnable`, which imports `llm` (the policy must grant this runnable a model); \
+             copy wit/python.wit from a `lily runnables new <name> --lang python` project to build without it",
+        );
+    }
+    let name =
+        pyproject_value(dir, "project", "name").unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()));
     let file = format!("{}.wasm", name.replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "_"));
     let out_dir = dir.join("build");
     std::fs::create_dir_all(&out_dir).map_err(|e| tool_error(format!("cannot create {}: {e}", out_dir.display())))?;
     let wasm = out_dir.join(&file);
-    let args = ["-d", "wit", "-w", "runnable", "componentize", "app", "-p", ".", "-o"];
+    let args = ["-d", "wit", "-w", world, "componentize", "app", "-p", ".", "-o"];
     let command = format!("componentize-py {} build/{file}", args.join(" "));
     (opts.progress)(&format!("building {name} with `{command}` (about a minute)"));
     let out = Command::new(&tool)
@@ -118,4 +158,48 @@ pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<B
         command,
         target: crate::runnables::TARGET_WASIP2.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_imports_llm_only_when_pyproject_asks_for_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("wit")).expect("wit");
+        let pyproject = |extra: &str| {
+            std::fs::write(d.join("pyproject.toml"), format!("[project]\nname = \"x\"\n{extra}")).expect("write");
+        };
+        // Before wit/python.wit: the Run Contract's own world.
+        pyproject("");
+        assert_eq!(world(d).expect("world"), "runnable");
+        std::fs::write(d.join("wit/python.wit"), PYTHON_WIT).expect("write");
+        assert_eq!(world(d).expect("world"), WORLD);
+        pyproject("\n[tool.lily]\nllm = false\n");
+        assert_eq!(world(d).expect("world"), WORLD);
+        pyproject("\n[tool.lily]\nllm = true  # model-backed\n");
+        assert_eq!(world(d).expect("world"), WORLD_LLM);
+        // `llm` under another table is not Lily's.
+        pyproject("\n[tool.other]\nllm = true\n");
+        assert_eq!(world(d).expect("world"), WORLD);
+        pyproject("\n[tool.lily]\nllm = \"yes\"\n");
+        assert!(world(d).unwrap_err().to_string().contains("llm must be true or false"));
+        assert_eq!(pyproject_value(d, "project", "name").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn the_python_worlds_export_what_the_runnable_world_exports() {
+        for w in [WORLD, WORLD_LLM] {
+            assert!(PYTHON_WIT.contains(&format!("world {w} {{")), "{w}");
+        }
+        for export in [
+            "export describe: func() -> descriptor;",
+            "export run: func(input: string) -> result<envelope, run-error>;",
+        ] {
+            assert!(RUNNABLE_WIT.contains(export) && PYTHON_WIT.contains(export), "{export}");
+        }
+        assert_eq!(PYTHON_WIT.matches("import llm;").count(), 1, "only python-llm imports llm");
+    }
 }
