@@ -325,6 +325,33 @@ impl Sandbox {
             return Ok(l.clone());
         }
         let component = self.compile(bytes, &digest).await?;
+        self.prepare(digest, bytes.len(), component).await
+    }
+
+    /// [`Sandbox::load`] of a component the caller knows by its `digest`
+    /// and `size` (an installed runnable whose file is unchanged since it
+    /// was hashed): prepared in memory or held by the compile cache, it is
+    /// neither read nor hashed; otherwise `read` gives its bytes, loaded
+    /// (and hashed) as [`Sandbox::load`] would.
+    pub async fn load_known(&self, digest: &str, size: u64, read: impl FnOnce() -> std::io::Result<Vec<u8>>) -> Result<Arc<Loaded>, LoadError> {
+        if let Some(l) = self.loaded.lock().expect("loaded lock").get(digest) {
+            return Ok(l.clone());
+        }
+        let max = self.max_component_bytes.load(Ordering::Relaxed);
+        if size <= max
+            && let Some(cache) = &self.cache
+            && let Some(c) = cache.load(&self.engine, digest)
+        {
+            return self.prepare(digest.to_string(), usize::try_from(size).unwrap_or(usize::MAX), c).await;
+        }
+        // Read and hashed like any bytes: what is loaded (and recorded in a
+        // receipt) is always what the file holds.
+        let bytes = read().map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("cannot read the component: {e}")))?;
+        self.load(&bytes).await
+    }
+
+    /// Link and describe a compiled component, then keep it in memory.
+    async fn prepare(&self, digest: String, size: usize, component: Component) -> Result<Arc<Loaded>, LoadError> {
         let imports = component_imports(&self.engine, &component);
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
@@ -351,7 +378,7 @@ impl Sandbox {
             digest: digest.clone(),
             descriptor,
             imports,
-            size: bytes.len(),
+            size,
             pre,
             output_schema: Arc::new(output_schema),
             input_schema: Arc::new(input_schema),
