@@ -113,6 +113,7 @@ fn built(rel: &'static str, cell: &'static OnceLock<PathBuf>) -> Option<PathBuf>
             std::fs::create_dir_all(dir.join("wit")).expect("wit");
             std::fs::copy(Path::new(REPO).join("wit/runnable.wit"), dir.join("wit/runnable.wit")).expect("wit");
             std::fs::copy(Path::new(REPO).join("guests/sdk-python/wit/python.wit"), dir.join("wit/python.wit")).expect("wit");
+            copy_dir(&Path::new(REPO).join("guests/sdk/wit-http/deps"), &dir.join("wit/deps"));
             let o = out(Command::new(LILY)
                 .args(["--json", "runnables", "build"])
                 .arg(&dir)
@@ -340,14 +341,29 @@ fn python_guests_are_contained_like_rust_ones() {
     let heavy = heavy();
     lily(&env, &tool, &["runnables", "install", &component.display().to_string()]).expect_code(0);
     drop(heavy);
-    // hostile-py.v1 is built against `python-llm` (its pyproject.toml), so
-    // its grant names a model too.
-    env.add_policy_runnables(
-        "  \"hostile-py.v1\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n    llm: {models: [reviewer], max_calls: 1, max_input_tokens: 1000, max_output_tokens: 1000}\n",
-    );
-    let (_, r) = hostile(&env, &tool, "llm_models", "", RUNTIME);
-    let seen = hostile_report(&r)["findings"][0]["recommendation"].as_str().expect("observed").to_string();
-    assert_eq!(seen, "models: reviewer");
+    // hostile-py.v1 is built against `python-llm-http` (its pyproject.toml):
+    // its grant names a model and one HTTP origin + path prefix too.
+    let server = crate::http_server::TestServer::start(|seen| {
+        let mut a = crate::http_server::answer(200, &format!("{} {}", seen.method, String::from_utf8_lossy(&seen.body)));
+        a.headers.push(("x-test".into(), "seen".into()));
+        a
+    });
+    env.add_policy_runnables(&format!(
+        "  \"hostile-py.v1\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n    llm: {{models: [reviewer], max_calls: 1, max_input_tokens: 1000, max_output_tokens: 1000}}\n    http: [\"{}\"]\n",
+        server.url("/ok")
+    ));
+    let observed = |op: &str, arg: &str| {
+        let (_, r) = hostile(&env, &tool, op, arg, RUNTIME);
+        hostile_report(&r)["findings"][0]["recommendation"].as_str().expect("observed").to_string()
+    };
+    assert_eq!(observed("llm_models", ""), "models: reviewer");
+    // HTTP: the granted prefix answers (GET, and a JSON POST with its body);
+    // another path on the same origin is refused by the host, unsent.
+    assert_eq!(observed("http", &server.url("/ok/get")), "status 200: GET  (seen)");
+    assert_eq!(observed("http", &server.url("/ok/post")), "status 200: POST {\"from\": \"hostile-py\"} (seen)");
+    assert_eq!(observed("http", &server.url("/elsewhere")), "refused: HTTP-request-denied");
+    let paths: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/ok/get", "/ok/post"], "the refused request never reached the server");
     let secret = env.root.join("secret.txt");
     std::fs::write(&secret, "TOP-SECRET-PY").expect("secret");
 

@@ -34,9 +34,11 @@ _proposed = []
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def _bindings():
+def _load_bindings():
     """`(events, effects, llm)` inside a component, else None; `llm` is None
-    in a component built against `python-runnable` (no `llm` import)."""
+    in a component built against `python-runnable` (no `llm` import).
+    Imported when the SDK is: componentize-py keeps in the component only the
+    modules imported while it pre-initialises the app."""
     try:
         from wit_world.imports import effects, events  # noqa: F401
     except ImportError:
@@ -46,6 +48,13 @@ def _bindings():
     except ImportError:
         llm = None
     return events, effects, llm
+
+
+_BINDINGS = _load_bindings()
+
+
+def _bindings():
+    return _BINDINGS
 
 
 class RunError(Exception):
@@ -224,20 +233,38 @@ def run_native(cls, text: str):
     return ("ok", payload, approvals)
 
 
+def _load_contract_types():
+    """The bindings of `lily:runnable/types`: `types`, or
+    `lily_runnable_types` in a world that also imports `wasi:http/types`
+    (componentize-py names clashing interfaces by package); None outside a
+    component. Imported when the SDK is (see :func:`_load_bindings`)."""
+    try:
+        from wit_world.imports import lily_runnable_types as types
+    except ImportError:
+        try:
+            from wit_world.imports import types
+        except ImportError:
+            return None
+    return types
+
+
+_TYPES = _load_contract_types()
+
+
 def export(cls):
     """The class componentize-py exports for the `runnable` world: put
     `WitWorld = lily_guest.export(MyRunnable)` in `app.py`."""
 
     class WitWorld:
         def describe(self):
-            from wit_world.imports import types
-
+            types = _TYPES
             id_, version, summary, kind, ins, outs = cls()._descriptor()
             return types.Descriptor(id_, version, summary, getattr(types.Kind, kind.upper()), ins, outs)
 
         def run(self, input):
             from componentize_py_types import Err
-            from wit_world.imports import types
+
+            types = _TYPES
 
             _proposed.clear()
             res = _run_caught(cls, input)

@@ -83,15 +83,22 @@ pub fn lily_bin() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_lily")))
 }
 
-/// `lily --root <root> <args>`; stdout on success, else stderr in the error.
-pub fn lily_at(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = std::process::Command::new(bin)
-        .arg("--root")
+/// `lily --root <root> <args>` with no stdin and no root from the
+/// environment.
+pub fn lily_command(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--root")
         .arg(root)
         .args(args)
         .env_remove("LILY_ROOT")
         .env_remove("LILY_JOBS_DIR")
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// `lily --root <root> <args>`; stdout on success, else stderr in the error.
+pub fn lily_at(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = lily_command(bin, root, args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .output()
@@ -117,13 +124,7 @@ pub fn init_root(bin: &std::path::Path, dir: &std::path::Path) -> std::path::Pat
 #[allow(clippy::zombie_processes)]
 pub fn timed_process(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> (Duration, u64) {
     let t = std::time::Instant::now();
-    let child = std::process::Command::new(bin)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("LILY_ROOT")
-        .env_remove("LILY_JOBS_DIR")
-        .stdin(std::process::Stdio::null())
+    let child = lily_command(bin, root, args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

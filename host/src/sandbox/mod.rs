@@ -792,9 +792,19 @@ fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
 }
 
 /// Interfaces the host links: WASI 0.2 (cli, clocks, filesystem, io,
-/// random, sockets) plus the Run Contract imports.
+/// random, sockets; of `wasi:http` the client side, `types` and
+/// `outgoing-handler`) plus the Run Contract imports.
 pub fn host_provides(import: &str) -> bool {
-    const WASI: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+    const WASI: [&str; 8] = [
+        "wasi:cli/",
+        "wasi:clocks/",
+        "wasi:filesystem/",
+        "wasi:io/",
+        "wasi:random/",
+        "wasi:sockets/",
+        "wasi:http/types",
+        "wasi:http/outgoing-handler",
+    ];
     let (name, version) = import.split_once('@').unwrap_or((import, ""));
     if name.starts_with("lily:runnable/") {
         return version.is_empty() || version.starts_with("0.1.");

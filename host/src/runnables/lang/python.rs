@@ -22,11 +22,26 @@ pub const COMPONENTIZE_PY_ENV: &str = "LILY_COMPONENTIZE_PY";
 pub(in crate::runnables) const PYTHON_WIT: &str = include_str!("../../../../guests/sdk-python/wit/python.wit");
 const WORLD: &str = "python-runnable";
 const WORLD_LLM: &str = "python-llm";
+const WORLD_HTTP: &str = "python-http";
+const WORLD_LLM_HTTP: &str = "python-llm-http";
+
+/// The WASI 0.2.12 WIT the `python-http` worlds refer to (`wit/deps/`; the
+/// Rust SDK's `wit-http/deps`, as wasmtime-wasi-http 48 ships it).
+pub(in crate::runnables) const WIT_DEPS: &[(&str, &str)] = &[
+    ("wit/deps/cli.wit", include_str!("../../../../guests/sdk/wit-http/deps/cli.wit")),
+    ("wit/deps/clocks.wit", include_str!("../../../../guests/sdk/wit-http/deps/clocks.wit")),
+    ("wit/deps/filesystem.wit", include_str!("../../../../guests/sdk/wit-http/deps/filesystem.wit")),
+    ("wit/deps/http.wit", include_str!("../../../../guests/sdk/wit-http/deps/http.wit")),
+    ("wit/deps/io.wit", include_str!("../../../../guests/sdk/wit-http/deps/io.wit")),
+    ("wit/deps/random.wit", include_str!("../../../../guests/sdk/wit-http/deps/random.wit")),
+    ("wit/deps/sockets.wit", include_str!("../../../../guests/sdk/wit-http/deps/sockets.wit")),
+];
 
 pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
     ("lily_guest/__init__.py", include_str!("../../../../guests/sdk-python/lily_guest/__init__.py")),
     ("lily_guest/council.py", include_str!("../../../../guests/sdk-python/lily_guest/council.py")),
     ("lily_guest/runtime.py", include_str!("../../../../guests/sdk-python/lily_guest/runtime.py")),
+    ("lily_guest/http.py", include_str!("../../../../guests/sdk-python/lily_guest/http.py")),
 ];
 const T_PYPROJECT: &str = include_str!("../../../assets/scaffold/python/pyproject.toml.tmpl");
 const T_SPECIALIST: &str = include_str!("../../../assets/scaffold/python/specialist.py.tmpl");
@@ -56,7 +71,7 @@ pub(in crate::runnables) fn scaffold_files(name: &str, kind: ScaffoldKind) -> Re
         ("wit/runnable.wit".into(), RUNNABLE_WIT.to_string()),
         ("wit/python.wit".into(), PYTHON_WIT.to_string()),
     ];
-    files.extend(SDK_FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())));
+    files.extend(SDK_FILES.iter().chain(WIT_DEPS).map(|(p, t)| (p.to_string(), t.to_string())));
     Ok(files)
 }
 
@@ -80,22 +95,38 @@ fn pyproject_value(dir: &Path, section: &str, key: &str) -> Option<String> {
     None
 }
 
-/// The world to build against: `python-llm` when `[tool.lily]` says
-/// `llm = true`, else `python-runnable`; `runnable` (which imports `llm`)
-/// for a project scaffolded before `wit/python.wit` existed.
-fn world(dir: &Path) -> Result<&'static str, LilyError> {
-    let llm = match pyproject_value(dir, "tool.lily", "llm").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(tool_error(format!("pyproject.toml: [tool.lily] llm must be true or false, got {other:?}")));
-        }
-    };
-    if dir.join("wit/python.wit").is_file() {
-        Ok(if llm { WORLD_LLM } else { WORLD })
-    } else {
-        Ok("runnable")
+/// A `true` / `false` flag under `[tool.lily]` (absent: false).
+fn flag(dir: &Path, key: &str) -> Result<bool, LilyError> {
+    match pyproject_value(dir, "tool.lily", key).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(tool_error(format!("pyproject.toml: [tool.lily] {key} must be true or false, got {other:?}"))),
     }
+}
+
+/// The world to build against, from `llm` / `http` under `[tool.lily]`:
+/// `python-runnable`, `python-llm`, `python-http` or `python-llm-http`;
+/// `runnable` (which imports `llm`) for a project scaffolded before
+/// `wit/python.wit` existed.
+fn world(dir: &Path) -> Result<&'static str, LilyError> {
+    let (llm, http) = (flag(dir, "llm")?, flag(dir, "http")?);
+    if !dir.join("wit/python.wit").is_file() {
+        if http {
+            return Err(tool_error("pyproject.toml asks for http, but wit/python.wit is missing")
+                .with_hint("copy wit/python.wit and wit/deps/ from a `lily runnables new <name> --lang python` project"));
+        }
+        return Ok("runnable");
+    }
+    if http && !dir.join("wit/deps/http.wit").is_file() {
+        return Err(tool_error("pyproject.toml asks for http, but wit/deps/http.wit (the WASI HTTP WIT) is missing")
+            .with_hint("copy wit/deps/ from a `lily runnables new <name> --lang python` project"));
+    }
+    Ok(match (llm, http) {
+        (false, false) => WORLD,
+        (true, false) => WORLD_LLM,
+        (false, true) => WORLD_HTTP,
+        (true, true) => WORLD_LLM_HTTP,
+    })
 }
 
 pub(in crate::runnables) fn compile(opts: &BuildOptions, dir: &Path) -> Result<Built, LilyError> {
@@ -186,12 +217,20 @@ mod tests {
         assert_eq!(world(d).expect("world"), WORLD);
         pyproject("\n[tool.lily]\nllm = \"yes\"\n");
         assert!(world(d).unwrap_err().to_string().contains("llm must be true or false"));
+        // http needs the WASI WIT in wit/deps/.
+        pyproject("\n[tool.lily]\nhttp = true\n");
+        assert!(world(d).unwrap_err().to_string().contains("wit/deps/http.wit"));
+        std::fs::create_dir_all(d.join("wit/deps")).expect("deps");
+        std::fs::write(d.join("wit/deps/http.wit"), "").expect("write");
+        assert_eq!(world(d).expect("world"), WORLD_HTTP);
+        pyproject("\n[tool.lily]\nhttp = true\nllm = true\n");
+        assert_eq!(world(d).expect("world"), WORLD_LLM_HTTP);
         assert_eq!(pyproject_value(d, "project", "name").as_deref(), Some("x"));
     }
 
     #[test]
     fn the_python_worlds_export_what_the_runnable_world_exports() {
-        for w in [WORLD, WORLD_LLM] {
+        for w in [WORLD, WORLD_LLM, WORLD_HTTP, WORLD_LLM_HTTP] {
             assert!(PYTHON_WIT.contains(&format!("world {w} {{")), "{w}");
         }
         for export in [
@@ -201,5 +240,12 @@ mod tests {
             assert!(RUNNABLE_WIT.contains(export) && PYTHON_WIT.contains(export), "{export}");
         }
         assert_eq!(PYTHON_WIT.matches("import llm;").count(), 1, "only python-llm imports llm");
+        assert_eq!(PYTHON_WIT.matches("import wasi:http/outgoing-handler@0.2.12;").count(), 2);
+        // The WASI WIT the http worlds use is vendored whole.
+        assert!(
+            WIT_DEPS
+                .iter()
+                .any(|(p, t)| *p == "wit/deps/http.wit" && t.contains("package wasi:http@0.2.12;"))
+        );
     }
 }
