@@ -216,10 +216,10 @@ mod tests {
         pyproject("\n[tool.other]\nllm = true\n");
         assert_eq!(world(d).expect("world"), WORLD);
         pyproject("\n[tool.lily]\nllm = \"yes\"\n");
-        assert!(world(d).unwrap_err().to_string().contains("llm must be true or false"));
+        assert!(world(d).expect_err("refused").to_string().contains("llm must be true or false"));
         // http needs the WASI WIT in wit/deps/.
         pyproject("\n[tool.lily]\nhttp = true\n");
-        assert!(world(d).unwrap_err().to_string().contains("wit/deps/http.wit"));
+        assert!(world(d).expect_err("refused").to_string().contains("wit/deps/http.wit"));
         std::fs::create_dir_all(d.join("wit/deps")).expect("deps");
         std::fs::write(d.join("wit/deps/http.wit"), "").expect("write");
         assert_eq!(world(d).expect("world"), WORLD_HTTP);
