@@ -346,11 +346,23 @@ fn claim_or_skip(
 }
 
 /// Write the run's lease now, then renew it every third of its length on
-/// a thread of its own while `on` holds. A failed renewal is logged; the
-/// run goes on (it is published at its end).
-fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+/// a thread of its own while `on` holds; on the same thread, every
+/// [`runs::store::segment_seconds`], upload the event log's new lines as a
+/// segment (and the spool's `running` receipt and spec snapshot), so a
+/// reader of a run that died sees its events up to the last upload. A
+/// failed renewal or upload is logged; the run goes on (it is published
+/// at its end). The caller joins the thread before it publishes, so the
+/// receipt stays the last object written.
+fn start_lease(
+    st: runs::store::RunStore,
+    job: String,
+    run_id: String,
+    dir: std::path::PathBuf,
+    on: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
     let ttl = runs::store::lease_seconds();
     let started = chrono::Utc::now();
+    let mut live = runs::store::LiveUpload::new(st.clone(), &job, &run_id, &dir);
     let body = move || {
         json!({
             "job_id": job,
@@ -371,18 +383,37 @@ fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::
         }
     };
     renew(body());
-    let _ = std::thread::Builder::new().name("lily-lease".into()).spawn(move || {
-        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
-        let tick = std::time::Duration::from_millis(100);
-        let mut last = std::time::Instant::now();
-        while on.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(tick);
-            if last.elapsed() >= step && on.load(std::sync::atomic::Ordering::SeqCst) {
-                renew(body());
-                last = std::time::Instant::now();
+    std::thread::Builder::new()
+        .name("lily-lease".into())
+        .spawn(move || {
+            let step = std::time::Duration::from_millis(ttl * 1000 / 3);
+            let every = std::time::Duration::from_secs(runs::store::segment_seconds());
+            let tick = std::time::Duration::from_millis(100);
+            let mut last = std::time::Instant::now();
+            let mut uploaded = std::time::Instant::now();
+            let mut capped = false;
+            while on.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(tick);
+                if !on.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if uploaded.elapsed() >= every {
+                    if let Err(e) = live.sync() {
+                        tracing::warn!(error = %e.message, "cannot upload the run's events to the store");
+                    }
+                    if !capped && live.segments() >= runs::store::MAX_SEGMENTS {
+                        capped = true;
+                        tracing::warn!("the run has {} event segments in the store: the rest is uploaded when it finishes", runs::store::MAX_SEGMENTS);
+                    }
+                    uploaded = std::time::Instant::now();
+                }
+                if last.elapsed() >= step {
+                    renew(body());
+                    last = std::time::Instant::now();
+                }
             }
-        }
-    });
+        })
+        .ok()
 }
 
 /// The body of a run slot's generation: holder, expiry, or released.
@@ -654,10 +685,13 @@ async fn run_job(
     let leasing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let lease_store = store.cloned();
     let lease_on = leasing.clone();
+    let lease_thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>> = Default::default();
+    let lease_slot = lease_thread.clone();
     let on_started: lily::jobs::OnStarted = Box::new(move |run_id: &str, dir: &std::path::Path| {
         errln!("run {run_id} started: {} (follow: lily jobs tail {job} --run {run_id} -f)", dir.display());
         if let Some(st) = lease_store {
-            start_lease(st, job, run_id.to_string(), lease_on);
+            let h = start_lease(st, job, run_id.to_string(), dir.to_path_buf(), lease_on);
+            *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = h;
         }
     });
     let res = lily
@@ -677,6 +711,11 @@ async fn run_job(
         p.finish();
     }
     leasing.store(false, std::sync::atomic::Ordering::SeqCst);
+    // An upload in flight ends before the run is published (receipt last).
+    let lease_handle = lease_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(h) = lease_handle {
+        let _ = h.join();
+    }
     slot_on.store(false, std::sync::atomic::Ordering::SeqCst);
     if let Some((st, lease)) = &slot {
         let _ = st.renew_slot(lease, &slot_body(id, true));
