@@ -256,7 +256,9 @@ fn twenty_processes_claiming_one_slot_run_exactly_once() {
 /// A pod killed mid-run (`kill -9` of `lily jobs run`): its run never
 /// publishes a receipt, its lease stops being renewed and expires, and the
 /// store then reads the run as `interrupted`. While the lease is live the
-/// run is not listed as anything.
+/// run is not listed as anything. The events it had uploaded as segments
+/// before the kill are read back by another root (`tail`, `show
+/// --timeline`): a prefix of the dead pod's own event log.
 #[test]
 fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
     for (url, endpoint, keep) in stores() {
@@ -269,6 +271,7 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
         let mut c = env.cmd();
         c.args(["jobs", "run", "victim", "--store", &url])
             .env("LILY_STORE_LEASE_SECONDS", "3")
+            .env("LILY_STORE_SEGMENT_SECONDS", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         with_aws(&mut c, endpoint.as_deref());
@@ -293,8 +296,26 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
                     .is_some_and(|e| e.is_ok_and(|e| e.path().join("lease.json").is_file()))
             });
         }
+        // The first event segment (events since the run started, uploaded
+        // by the lease thread within a second) — the step is still asleep.
+        let has_segment = || match (&endpoint, &keep) {
+            (Some(ep), None) => {
+                let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or("").to_string();
+                String::from_utf8_lossy(&s3_helper(ep, "dump", &bucket)).contains("/events/000000.jsonl")
+            }
+            (_, Some(dir)) => std::fs::read_dir(dir.path().join("runs").join("victim"))
+                .ok()
+                .and_then(|mut rd| rd.next())
+                .is_some_and(|e| e.is_ok_and(|e| e.path().join("events").join("000000.jsonl").is_file())),
+            (None, None) => false,
+        };
+        crate::harness::wait_until(std::time::Duration::from_secs(20), "the first event segment", has_segment);
         child.kill().expect("kill -9");
         child.wait().expect("reap");
+        let spool: Vec<u64> = crate::harness::events(&env.run_dirs("victim")[0])
+            .iter()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
         let reader = Env::new();
         let mut seen = String::new();
         crate::harness::wait_until(std::time::Duration::from_secs(30), "the lease to expire", || {
@@ -305,6 +326,19 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
         let shown = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "show", "victim/latest"]).json();
         assert_eq!(shown["status"], "interrupted", "{url}: {seen}");
         assert!(shown["error"]["message"].as_str().is_some_and(|m| m.contains("lease expired")), "{shown}");
+        // What the dead run was, from its `running` receipt uploaded under live/.
+        assert_eq!(shown["trigger"]["type"], "manual", "{shown}");
+        assert_eq!(shown["components"][0]["runnable"], "probe.v1", "{shown}");
+        // Its events up to the last upload, from the segments: job_started
+        // at least, and a prefix of the dead pod's own log.
+        let tailed = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "tail", "victim", "-n", "1000"]);
+        tailed.expect_code(0);
+        let seen: Vec<serde_json::Value> = tailed.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert!(seen.iter().any(|e| e["type"] == "job_started"), "{url}: {}", tailed.stdout);
+        let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
+        assert!(!seqs.is_empty() && spool.starts_with(&seqs), "{url}: store {seqs:?}, spool {spool:?}");
+        let timeline = run_in(&reader, &url, endpoint.as_deref(), &["jobs", "show", "victim/latest", "--timeline"]);
+        timeline.expect_code(0);
     }
 }
 

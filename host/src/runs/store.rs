@@ -9,6 +9,10 @@
 //! `<prefix>/runs/<job_id>/<run_id>/<name>`, and the receipt is uploaded
 //! **last**, so a run directory in the store without `run_receipt.json` is
 //! never read as a run (the receipt object is the single commit point).
+//! While it goes, [`LiveUpload`] (driven by the thread renewing the run's
+//! lease) uploads the event log's new lines as numbered create-only
+//! segments, so a reader of a run that died sees its events up to the
+//! last upload.
 //!
 //! Reading (`lily jobs runs|show|tail|replay --store URL`) mirrors the
 //! job's committed runs from the store into a local cache directory and
