@@ -384,3 +384,88 @@ fn max_parallel_runs_holds_across_pods_sharing_a_store() {
         run_in(&pods[0], &url, endpoint.as_deref(), &["jobs", "run", "wide"]).expect_code(0);
     }
 }
+
+/// Two `lily jobs serve` on two machines (two roots) over one store, both
+/// firing a job every second: each fire claims its wall-clock slot in the
+/// store first, so each scheduled time has exactly one run (or one record
+/// saying why it did not run) in the store, and the loser of each claim
+/// records `duplicate_skipped`. Every run and record is published.
+#[test]
+fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
+    for (url, endpoint, _keep) in stores() {
+        let job = step_job("tick", "echo.v1", "{ n: 1 }", "", "{}").replace(
+            "trigger:\n  type: manual\n",
+            "trigger:\n  type: cron\n  cron: \"*/1 * * * * *\"\n  timezone: UTC\n",
+        );
+        let machines: Vec<Env> = (0..2)
+            .map(|_| {
+                let e = Env::new();
+                e.write_job("tick", &job);
+                e
+            })
+            .collect();
+        let mut serves: Vec<(std::process::Child, std::path::PathBuf)> = machines
+            .iter()
+            .map(|m| {
+                let log = m.root.join("serve.log");
+                let out = std::fs::File::create(&log).expect("log");
+                let err = out.try_clone().expect("log");
+                let mut c = m.cmd();
+                c.args(["jobs", "serve", "--grace-seconds", "20", "--store", &url])
+                    .env("LILY_LOG", "info")
+                    .stdout(std::process::Stdio::from(out))
+                    .stderr(std::process::Stdio::from(err));
+                with_aws(&mut c, endpoint.as_deref());
+                (c.spawn().expect("spawn jobs serve"), log)
+            })
+            .collect();
+        let records = |env: &Env| -> Vec<serde_json::Value> { env.run_dirs("tick").iter().filter_map(|d| std::fs::read_to_string(d.join("run_receipt.json")).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect() };
+        let count = |status: &str| machines.iter().map(|m| records(m).iter().filter(|r| r["status"] == status).count()).sum::<usize>();
+        crate::harness::wait_until(std::time::Duration::from_secs(120), "3 runs and 3 duplicates across both schedulers", || {
+            count("succeeded") >= 3 && count("duplicate_skipped") >= 3
+        });
+        for (c, _) in &serves {
+            assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill").success());
+        }
+        for (c, log) in &mut serves {
+            let status = c.wait().expect("wait serve");
+            let log = std::fs::read_to_string(&*log).unwrap_or_default();
+            assert!(status.success(), "{url}: {status:?}\n{log}");
+            assert!(log.contains("run store"), "{url}: the serving line names the store\n{log}");
+        }
+        // Locally: both machines together never ran one scheduled time twice.
+        let mut local: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for m in &machines {
+            for r in records(m) {
+                let at = r["trigger"]["scheduled_for"].as_str().expect("a cron trigger").to_string();
+                local.entry(at).or_default().push(r["status"].as_str().unwrap_or("").to_string());
+            }
+        }
+        for (at, statuses) in &local {
+            assert_eq!(statuses.iter().filter(|s| *s != "duplicate_skipped").count(), 1, "{url}: {at} ran {statuses:?}");
+        }
+        // The store, read from a third root: every local run and record is
+        // there, and each scheduled time has exactly one that is not a
+        // duplicate.
+        let reader = Env::new();
+        let listed = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "runs", "tick", "--limit", "10000"]).json();
+        let stored = listed.as_array().expect("runs");
+        let in_store: usize = local.values().map(Vec::len).sum();
+        assert_eq!(stored.len(), in_store, "{url}: every run and record was published: local {local:?} store {listed}");
+        let mut by_time: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in stored {
+            let at = r["scheduled_for"].as_str().expect("a cron trigger").to_string();
+            by_time.entry(at).or_default().push(r["status"].as_str().unwrap_or("").to_string());
+        }
+        assert_eq!(by_time.len(), local.len(), "{url}");
+        for (at, statuses) in &by_time {
+            let ran: Vec<&String> = statuses.iter().filter(|s| *s != "duplicate_skipped").collect();
+            assert_eq!(ran.len(), 1, "{url}: {at} has {statuses:?}");
+            assert!(
+                ["succeeded", "cancelled", "missed", "skipped_overlap"].contains(&ran[0].as_str()),
+                "{url}: {at}: {statuses:?}"
+            );
+            assert!(statuses.len() <= 2, "{url}: {at}: {statuses:?} (two schedulers)");
+        }
+    }
+}
