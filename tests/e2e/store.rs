@@ -469,3 +469,47 @@ fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
         }
     }
 }
+
+/// A scheduled time claimed while every run slot of the job is held in the
+/// store (another pod runs it): `job_busy` (exit 15), and the store gets a
+/// `missed` record saying so — the claim stays taken, so without it the
+/// time would have nothing in the store.
+#[test]
+fn a_scheduled_time_refused_for_busy_slots_is_published_as_a_missed_record() {
+    for (url, endpoint, _keep) in stores() {
+        let job = step_job("wide", "probe.v1", "{ op: sleep, ms: 8000 }", "", "{ timeout_seconds: 120 }").replace(
+            "trigger:\n  type: manual\n",
+            "trigger:\n  type: cron\n  cron: \"0 * * * *\"\n  timezone: UTC\n",
+        );
+        let (a, b) = (Env::new(), Env::new());
+        for e in [&a, &b] {
+            e.install("probe");
+            e.write_job("wide", &job);
+        }
+        let mut c = a.cmd();
+        c.args(["jobs", "run", "wide", "--store", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        with_aws(&mut c, endpoint.as_deref());
+        let mut holder = c.spawn().expect("spawn");
+        crate::harness::wait_until(std::time::Duration::from_secs(60), "the first run started", || {
+            a.run_dirs("wide").first().is_some_and(|d| d.join("events.jsonl").exists())
+        });
+        let refused = run_in(&b, &url, endpoint.as_deref(), &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"]);
+        refused.expect_code(15);
+        assert!(refused.stderr.contains("job_busy") && refused.stderr.contains("recorded the scheduled time as missed"), "{}", refused.stderr);
+        assert_eq!(holder.wait().expect("wait").code(), Some(0), "{url}");
+        let v = run_in(&Env::new(), &url, endpoint.as_deref(), &["--json", "jobs", "runs", "wide"]).json();
+        let missed: Vec<&serde_json::Value> = v.as_array().expect("runs").iter().filter(|r| r["status"] == "missed").collect();
+        assert_eq!(missed.len(), 1, "{url}: {v}");
+        assert_eq!(missed[0]["scheduled_for"], "2027-03-15T10:00:00.000Z", "{v}");
+        let reader = Env::new();
+        let shown = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "show", &format!("wide/{}", missed[0]["run_id"].as_str().unwrap_or(""))]).json();
+        assert_eq!(shown["payload"]["reason"], "not_started", "{shown}");
+        assert_eq!(shown["payload"]["error_code"], "job_busy", "{shown}");
+        // The time stays claimed: trying it again records a duplicate, not a run.
+        let again = run_in(&b, &url, endpoint.as_deref(), &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"]);
+        again.expect_code(0);
+        assert!(again.stdout.contains("duplicate_skipped"), "{}", again.stdout);
+    }
+}

@@ -505,7 +505,19 @@ async fn run_job(
                     Some(l) => break l,
                     None if wait && !cancel.is_cancelled() => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
                     None => {
-                        return Err(lily::triggers::store::busy_error(st, id, n).with_hint(format!(
+                        let e = lily::triggers::store::busy_error(st, id, n);
+                        // A scheduled time claimed but not run: the store says why.
+                        if let lily::jobs::TriggerInfo::Cron {
+                            scheduled_for,
+                            local,
+                            timezone,
+                        } = &trigger
+                        {
+                            let file = lily.load_spec(id)?;
+                            let dir = lily::triggers::store::record_not_started(st, &lily.root.runs_dir(), &file, *scheduled_for, local, timezone, &e)?;
+                            errln!("recorded the scheduled time as missed (job_busy) in {}: {}", st.url(), dir.display());
+                        }
+                        return Err(e.with_hint(format!(
                             "wait for a run to finish, or `lily jobs run {id} --wait`; a dead holder's slot frees when its lease expires"
                         )));
                     }

@@ -561,13 +561,13 @@ impl RunStore {
             let dir = self.key(&format!("claims/{job_id}/slots/{n}"));
             let store = self.store.clone();
             let url = self.url.clone();
-            let latest: Option<(u64, serde_json::Value)> = block_on(async move {
+            let latest: Option<(u64, serde_json::Value, Vec<(u64, ObjPath)>)> = block_on(async move {
                 let objects: Vec<object_store::ObjectMeta> = store
                     .list(Some(&dir))
                     .try_collect()
                     .await
                     .map_err(|e| store_error(&url, "cannot list slots", e))?;
-                let Some((g, key)) = objects
+                let mut gens: Vec<(u64, ObjPath)> = objects
                     .iter()
                     .filter_map(|o| {
                         o.location
@@ -577,19 +577,22 @@ impl RunStore {
                             .ok()
                             .map(|g| (g, o.location.clone()))
                     })
-                    .max_by_key(|(g, _)| *g)
-                else {
+                    .collect();
+                gens.sort_by_key(|(g, _)| *g);
+                let Some((g, key)) = gens.last().cloned() else {
                     return Ok::<_, LilyError>(None);
                 };
                 let body = match store.get(&key).await {
                     Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
                     Err(_) => serde_json::Value::Null,
                 };
-                Ok(Some((g, body)))
+                Ok(Some((g, body, gens)))
             })?;
+            let mut old = Vec::new();
             let generation = match latest {
                 None => 0,
-                Some((g, b)) => {
+                Some((g, b, gens)) => {
+                    old = gens;
                     let free = b["released"] == true
                         || b["expires_at"]
                             .as_str()
@@ -607,10 +610,33 @@ impl RunStore {
                 generation,
             };
             if self.create_only(self.slot_key(&lease, generation), body)? == Claim::Won {
+                self.prune_generations(old, generation);
                 return Ok(Some(lease));
             }
         }
         Ok(None)
+    }
+
+    /// Best effort, after creating generation `g` of a slot: delete its
+    /// generations `<= g - 2`, oldest first (generation `g - 1` stays: its
+    /// holder finds `g` and knows it lost the slot). A holder of a pruned
+    /// generation sees it lost too: [`RunStore::renew_slot`] checks the
+    /// next generation, then its own, and the next one is deleted after its
+    /// own, so it never writes its pruned generation back.
+    fn prune_generations(&self, gens: Vec<(u64, ObjPath)>, g: u64) {
+        let doomed: Vec<ObjPath> = gens.into_iter().filter(|(n, _)| n + 2 <= g).map(|(_, k)| k).collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        block_on(async move {
+            for key in doomed {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::debug!(error = %e, "cannot prune an old slot generation");
+                    return;
+                }
+            }
+        });
     }
 
     fn slot_key(&self, l: &SlotLease, generation: u64) -> ObjPath {
@@ -630,6 +656,12 @@ impl RunStore {
             match store.head(&next).await {
                 Ok(_) => return Ok(false),
                 Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
+            }
+            // Pruned (two generations newer exist): lost as well.
+            match store.head(&own).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
                 Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
             }
             store
@@ -890,7 +922,32 @@ mod tests {
             assert!(!s.renew_slot(&a, &live).expect("ok"), "the old holder sees it lost the slot");
             // A released slot is free again.
             assert!(s.renew_slot(&b, &serde_json::json!({"released": true})).expect("ok"));
-            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok").map(|l| l.generation), Some(b.generation + 1));
+            let c = s.acquire_slot("wide", 2, &live).expect("ok").expect("free again");
+            assert_eq!((c.slot, c.generation), (b.slot, b.generation + 1));
+            // Generation 2 was created: generation 0 is pruned, 1 stays; the
+            // holder of 0 sees it lost and does not write it back.
+            let gens = |slot: u32| -> Vec<String> {
+                let mut v: Vec<String> = s
+                    .all_keys()
+                    .expect("ok")
+                    .into_iter()
+                    .filter(|k| k.contains(&format!("claims/wide/slots/{slot}/")))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(gens(c.slot).len(), 2, "{:?}", gens(c.slot));
+            assert!(gens(c.slot)[0].ends_with(&format!("{:020}.json", a.generation + 1)), "{:?}", gens(c.slot));
+            assert!(!s.renew_slot(&a, &live).expect("ok"));
+            assert_eq!(gens(c.slot).len(), 2, "the pruned generation stays gone");
+            // Many takeovers later, a slot holds at most its last two generations.
+            let mut held = c;
+            for _ in 0..5 {
+                assert!(s.renew_slot(&held, &serde_json::json!({"released": true})).expect("ok"));
+                held = s.acquire_slot("wide", 2, &live).expect("ok").expect("free");
+            }
+            assert_eq!(held.generation, a.generation + 7);
+            assert_eq!(gens(held.slot).len(), 2, "{:?}", gens(held.slot));
         }
     }
 }

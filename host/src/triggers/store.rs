@@ -86,6 +86,37 @@ pub fn claim_or_record(st: &RunStore, runs_dir: &Path, file: &SpecFile, at: Date
     Ok(Some(Duplicate { run_dir: dir, receipt, slot }))
 }
 
+/// A scheduled time this process claimed but could not run (every run slot
+/// held in the store: `job_busy`): a `missed` record (reason
+/// `not_started`, the error's code and message) written under `runs_dir`
+/// and published, so the store says why the time has no run — the claim
+/// stays taken, so no other process runs it either.
+pub fn record_not_started(st: &RunStore, runs_dir: &Path, file: &SpecFile, at: DateTime<Utc>, local: &str, zone: &str, error: &LilyError) -> Result<PathBuf, LilyError> {
+    let s = file.spec.as_ref().map_err(Clone::clone)?;
+    let record = super::records::Record {
+        job_id: s.id.clone(),
+        status: RunStatus::Missed,
+        scheduled_for: at,
+        scheduled_for_local: local.to_string(),
+        timezone: zone.to_string(),
+        reason: super::scheduler::MISSED_NOT_STARTED.to_string(),
+        details: json!({"error_code": error.code.as_str(), "message": error.message}),
+        spec_sha256: file.sha256.clone().unwrap_or_default(),
+        spec_path: file.path.display().to_string(),
+        target: TargetRecord {
+            kind: s.target.kind.clone(),
+            id: s.target.id.clone(),
+            requirement: s.target.version.clone(),
+            ..Default::default()
+        },
+    };
+    let dir = super::records::write_record(runs_dir, &record)
+        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the missed record: {e}")))?;
+    let receipt = crate::runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, "missed record unreadable"))?;
+    st.publish_run(&dir, &receipt.job_id, &receipt.run_id)?;
+    Ok(dir)
+}
+
 /// The body of a run slot's generation: holder, expiry, or released.
 pub fn slot_body(job: &str, released: bool) -> Value {
     let ttl = crate::runs::store::lease_seconds();
