@@ -419,8 +419,19 @@ fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
                 (c.spawn().expect("spawn jobs serve"), log)
             })
             .collect();
-        let records = |env: &Env| -> Vec<serde_json::Value> { env.run_dirs("tick").iter().filter_map(|d| std::fs::read_to_string(d.join("run_receipt.json")).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect() };
-        let count = |status: &str| machines.iter().map(|m| records(m).iter().filter(|r| r["status"] == status).count()).sum::<usize>();
+        let records = |env: &Env| -> Vec<serde_json::Value> {
+            env.run_dirs("tick")
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join("run_receipt.json")).ok())
+                .filter_map(|t| serde_json::from_str(&t).ok())
+                .collect()
+        };
+        let count = |status: &str| {
+            machines
+                .iter()
+                .map(|m| records(m).iter().filter(|r| r["status"] == status).count())
+                .sum::<usize>()
+        };
         crate::harness::wait_until(std::time::Duration::from_secs(120), "3 runs and 3 duplicates across both schedulers", || {
             count("succeeded") >= 3 && count("duplicate_skipped") >= 3
         });
@@ -451,7 +462,11 @@ fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
         let listed = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "runs", "tick", "--limit", "10000"]).json();
         let stored = listed.as_array().expect("runs");
         let in_store: usize = local.values().map(Vec::len).sum();
-        assert_eq!(stored.len(), in_store, "{url}: every run and record was published: local {local:?} store {listed}");
+        assert_eq!(
+            stored.len(),
+            in_store,
+            "{url}: every run and record was published: local {local:?} store {listed}"
+        );
         let mut by_time: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for r in stored {
             let at = r["scheduled_for"].as_str().expect("a cron trigger").to_string();
@@ -477,10 +492,8 @@ fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
 #[test]
 fn a_scheduled_time_refused_for_busy_slots_is_published_as_a_missed_record() {
     for (url, endpoint, _keep) in stores() {
-        let job = step_job("wide", "probe.v1", "{ op: sleep, ms: 8000 }", "", "{ timeout_seconds: 120 }").replace(
-            "trigger:\n  type: manual\n",
-            "trigger:\n  type: cron\n  cron: \"0 * * * *\"\n  timezone: UTC\n",
-        );
+        let job = step_job("wide", "probe.v1", "{ op: sleep, ms: 8000 }", "", "{ timeout_seconds: 120 }")
+            .replace("trigger:\n  type: manual\n", "trigger:\n  type: cron\n  cron: \"0 * * * *\"\n  timezone: UTC\n");
         let (a, b) = (Env::new(), Env::new());
         for e in [&a, &b] {
             e.install("probe");
@@ -495,20 +508,40 @@ fn a_scheduled_time_refused_for_busy_slots_is_published_as_a_missed_record() {
         crate::harness::wait_until(std::time::Duration::from_secs(60), "the first run started", || {
             a.run_dirs("wide").first().is_some_and(|d| d.join("events.jsonl").exists())
         });
-        let refused = run_in(&b, &url, endpoint.as_deref(), &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"]);
+        let refused = run_in(
+            &b,
+            &url,
+            endpoint.as_deref(),
+            &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"],
+        );
         refused.expect_code(15);
-        assert!(refused.stderr.contains("job_busy") && refused.stderr.contains("recorded the scheduled time as missed"), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("job_busy") && refused.stderr.contains("recorded the scheduled time as missed"),
+            "{}",
+            refused.stderr
+        );
         assert_eq!(holder.wait().expect("wait").code(), Some(0), "{url}");
         let v = run_in(&Env::new(), &url, endpoint.as_deref(), &["--json", "jobs", "runs", "wide"]).json();
         let missed: Vec<&serde_json::Value> = v.as_array().expect("runs").iter().filter(|r| r["status"] == "missed").collect();
         assert_eq!(missed.len(), 1, "{url}: {v}");
         assert_eq!(missed[0]["scheduled_for"], "2027-03-15T10:00:00.000Z", "{v}");
         let reader = Env::new();
-        let shown = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "show", &format!("wide/{}", missed[0]["run_id"].as_str().unwrap_or(""))]).json();
+        let shown = run_in(
+            &reader,
+            &url,
+            endpoint.as_deref(),
+            &["--json", "jobs", "show", &format!("wide/{}", missed[0]["run_id"].as_str().unwrap_or(""))],
+        )
+        .json();
         assert_eq!(shown["payload"]["reason"], "not_started", "{shown}");
         assert_eq!(shown["payload"]["error_code"], "job_busy", "{shown}");
         // The time stays claimed: trying it again records a duplicate, not a run.
-        let again = run_in(&b, &url, endpoint.as_deref(), &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"]);
+        let again = run_in(
+            &b,
+            &url,
+            endpoint.as_deref(),
+            &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"],
+        );
         again.expect_code(0);
         assert!(again.stdout.contains("duplicate_skipped"), "{}", again.stdout);
     }

@@ -285,7 +285,15 @@ fn mirrored(root: &lily::workspace::Root, store: &runs::store::RunStore, job: Op
 /// Claim `at` for the job in the store; `Some(exit)` when another process
 /// holds the claim (a `duplicate_skipped` record was written and
 /// published), `None` when this process won and runs.
-fn claim_or_skip(g: &Global, lily: &Lily, s: &spec::JobSpec, st: &runs::store::RunStore, at: chrono::DateTime<chrono::Utc>, local: &str, zone: &str) -> Result<Option<i32>, LilyError> {
+fn claim_or_skip(
+    g: &Global,
+    lily: &Lily,
+    s: &spec::JobSpec,
+    st: &runs::store::RunStore,
+    at: chrono::DateTime<chrono::Utc>,
+    local: &str,
+    zone: &str,
+) -> Result<Option<i32>, LilyError> {
     let file = lily.load_spec(&s.id)?;
     let Some(dup) = lily::triggers::store::claim_or_record(st, &lily.root.runs_dir(), &file, at, local, zone)? else {
         return Ok(None);

@@ -91,7 +91,15 @@ pub fn claim_or_record(st: &RunStore, runs_dir: &Path, file: &SpecFile, at: Date
 /// `not_started`, the error's code and message) written under `runs_dir`
 /// and published, so the store says why the time has no run — the claim
 /// stays taken, so no other process runs it either.
-pub fn record_not_started(st: &RunStore, runs_dir: &Path, file: &SpecFile, at: DateTime<Utc>, local: &str, zone: &str, error: &LilyError) -> Result<PathBuf, LilyError> {
+pub fn record_not_started(
+    st: &RunStore,
+    runs_dir: &Path,
+    file: &SpecFile,
+    at: DateTime<Utc>,
+    local: &str,
+    zone: &str,
+    error: &LilyError,
+) -> Result<PathBuf, LilyError> {
     let s = file.spec.as_ref().map_err(Clone::clone)?;
     let record = super::records::Record {
         job_id: s.id.clone(),
