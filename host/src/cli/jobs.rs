@@ -190,7 +190,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
                 Some(_) if follow => {
                     return Err(LilyError::new(
                         ErrorCode::JobInvalidSpec,
-                        "--follow reads a run as it is written; a run store holds finished runs only",
+                        "--follow reads a run as it is written; readers of a run store see finished runs only (and dead ones as interrupted)",
                     )
                     .with_hint(format!(
                         "follow the run on the machine that runs it, or drop --follow to see the latest finished run of {id}"
