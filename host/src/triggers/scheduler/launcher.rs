@@ -326,11 +326,11 @@ impl Shared {
         let signal = start.clone();
         let (lease_store, lease_slot, lease_job) = (store.clone(), lease.clone(), fire.job_id.clone());
         let on_started: crate::jobs::OnStarted = Box::new(move |run_id, dir| {
+            signal.started();
             if let Some(st) = lease_store {
                 let l = crate::triggers::store::RunLease::start(st, &lease_job, run_id, dir);
                 *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
             }
-            signal.started();
             if let Some(seat) = &seat {
                 seat.started(true);
             }
