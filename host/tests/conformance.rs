@@ -61,6 +61,35 @@ fn every_builtin_has_a_valid_descriptor_and_imports_only_what_the_host_provides(
     }
 }
 
+/// What the contract check accepts is what the linker links: a guest using
+/// outbound HTTP (`wasi:http/types`, `outgoing-handler`) or a model passes;
+/// the server side of `wasi:http` and other packages do not.
+#[test]
+fn the_contract_check_accepts_every_import_the_linker_provides() {
+    let sb = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+    let rt = rt();
+    for guest in ["http_caller", "llm_caller"] {
+        let p = std::path::PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{guest}.wasm"));
+        let l = rt.block_on(sb.load(&std::fs::read(&p).expect("guest"))).expect("load");
+        assert!(
+            l.imports.iter().any(|i| i.starts_with("wasi:http/") || i.starts_with("lily:runnable/llm")),
+            "{guest}: {:?}",
+            l.imports
+        );
+        for i in &l.imports {
+            assert!(host_provides(i), "{guest} imports {i}, which the linker provides but the check refuses");
+        }
+    }
+    for i in [
+        "wasi:http/incoming-handler@0.2.12",
+        "wasi:keyvalue/store@0.2.0",
+        "wasi:http/types@0.3.0",
+        "lily:runnable/llm@0.2.0",
+    ] {
+        assert!(!host_provides(i), "{i}");
+    }
+}
+
 #[test]
 fn builtin_envelopes_match_their_declared_output_schemas() {
     let sb = Sandbox::new(SandboxOptions::default()).expect("sandbox");

@@ -363,3 +363,47 @@ fn building_a_js_project_without_the_toolchain_names_the_install_command() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_js_guest_reaches_only_the_granted_http_origin() {
+    let Some(g) = js_guests("a_js_guest_reaches_only_the_granted_http_origin") else {
+        return;
+    };
+    let server = crate::http_server::TestServer::start(|seen| {
+        let mut a = crate::http_server::answer(200, &format!("{} {}", seen.method, String::from_utf8_lossy(&seen.body)));
+        a.headers.push(("x-test".into(), "seen".into()));
+        a
+    });
+    let env = Env::new();
+    workspace(&env);
+    install(&env, &g.hostile);
+    env.write_policy(&format!(
+        "version: 1\nrunnables:\n  \"security.v1\":\n{WS_GRANT}  \"js-hostile.v1\":\n{WS_GRANT}    http: [\"{}\"]\n",
+        server.url("/ok")
+    ));
+    let observed = |job: &str, url: &str| -> String {
+        let run = run_council(&env, job, &["security.v1", "js-hostile.v1"], &format!("http {url}"), 60);
+        let r = receipt(&run);
+        let hostile = r["payload"]["reports"]
+            .as_array()
+            .expect("reports")
+            .iter()
+            .find(|x| x["specialist"] == "js-hostile.v1")
+            .cloned()
+            .unwrap_or_else(|| panic!("{r:#}"));
+        hostile["findings"][0]["evidence"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{hostile:#}"))
+            .to_string()
+    };
+    // The granted prefix answers (GET, and a JSON POST with its body);
+    // another path of the same origin is refused by the host, unsent.
+    assert_eq!(observed("js-http-get", &server.url("/ok/get")), "status 200: GET  (seen)");
+    assert_eq!(
+        observed("js-http-post", &server.url("/ok/post")),
+        r#"status 200: POST {"from":"js-hostile"} (seen)"#
+    );
+    assert_eq!(observed("js-http-denied", &server.url("/elsewhere")), "refused: HTTP-request-denied");
+    let paths: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/ok/get", "/ok/post"], "the refused request never reached the server");
+}

@@ -3,6 +3,8 @@
 #[path = "../support/fake_llm.rs"]
 mod fake_llm;
 mod harness;
+#[path = "../support/http_server.rs"]
+mod http_server;
 
 mod authoring;
 mod cli;

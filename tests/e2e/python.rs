@@ -112,6 +112,8 @@ fn built(rel: &'static str, cell: &'static OnceLock<PathBuf>) -> Option<PathBuf>
             copy_dir(&Path::new(REPO).join("guests/sdk-python/lily_guest"), &dir.join("lily_guest"));
             std::fs::create_dir_all(dir.join("wit")).expect("wit");
             std::fs::copy(Path::new(REPO).join("wit/runnable.wit"), dir.join("wit/runnable.wit")).expect("wit");
+            std::fs::copy(Path::new(REPO).join("guests/sdk-python/wit/python.wit"), dir.join("wit/python.wit")).expect("wit");
+            copy_dir(&Path::new(REPO).join("guests/sdk/wit-http/deps"), &dir.join("wit/deps"));
             let o = out(Command::new(LILY)
                 .args(["--json", "runnables", "build"])
                 .arg(&dir)
@@ -143,13 +145,10 @@ fn hostile_component() -> Option<PathBuf> {
 const WORKSPACE_BINDING: &str = "  workspace: .lily/examples/workspace\n";
 const RUNTIME: &str = "{ timeout_seconds: 120 }";
 
-/// Grant the example workspace (read-only) to `id`, and a small model
-/// budget: componentize-py components import every import of the world,
-/// `lily:runnable/llm` included, and the policy refuses an ungranted one.
+/// Grant the example workspace (read-only) to `id` — and no model: a
+/// component built against `python-runnable` does not import `llm`.
 fn grant_workspace(env: &Env, id: &str) {
-    env.add_policy_runnables(&format!(
-        "  \"{id}\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n    llm: {{models: [reviewer], max_calls: 1, max_input_tokens: 1000, max_output_tokens: 1000}}\n"
-    ));
+    env.add_policy_runnables(&format!("  \"{id}\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n"));
 }
 
 fn read(p: &Path) -> String {
@@ -165,7 +164,14 @@ fn python_scaffold_tests_natively_builds_installs_and_reports_in_a_council() {
         .json();
     assert_eq!((created["id"].as_str(), created["lang"].as_str()), (Some("py-check.v1"), Some("python")));
     let dir = env.root.join("py-check");
-    for f in ["app.py", "test_app.py", "pyproject.toml", "lily_guest/__init__.py", "wit/runnable.wit"] {
+    for f in [
+        "app.py",
+        "test_app.py",
+        "pyproject.toml",
+        "lily_guest/__init__.py",
+        "wit/runnable.wit",
+        "wit/python.wit",
+    ] {
         assert!(dir.join(f).is_file(), "{f} was scaffolded");
     }
     // Its native test passes without WebAssembly.
@@ -186,6 +192,11 @@ fn python_scaffold_tests_natively_builds_installs_and_reports_in_a_council() {
     let b = lily(&env, &tool, &["--json", "runnables", "build", "py-check"]).expect_code(0).json();
     assert_eq!((b["ok"].as_bool(), b["tool"].as_str()), (Some(true), Some("componentize-py")), "{b:#}");
     assert_eq!(b["check"]["descriptor"]["id"], "py-check.v1");
+    // Built against `python-runnable`: the host imports are events and
+    // effects (and types), never `llm`, so no model grant is needed.
+    let imports: Vec<&str> = b["check"]["imports"].as_array().expect("imports").iter().filter_map(|i| i.as_str()).collect();
+    assert!(imports.iter().any(|i| i.starts_with("lily:runnable/events")), "{imports:?}");
+    assert!(!imports.iter().any(|i| i.starts_with("lily:runnable/llm")), "{imports:?}");
     let component = b["component"].as_str().expect("component").to_string();
     assert!(component.ends_with("py-check/build/py-check.wasm"), "{component}");
     lily(&env, &tool, &["runnables", "install", &component]).expect_code(0);
@@ -330,7 +341,29 @@ fn python_guests_are_contained_like_rust_ones() {
     let heavy = heavy();
     lily(&env, &tool, &["runnables", "install", &component.display().to_string()]).expect_code(0);
     drop(heavy);
-    grant_workspace(&env, "hostile-py.v1");
+    // hostile-py.v1 is built against `python-llm-http` (its pyproject.toml):
+    // its grant names a model and one HTTP origin + path prefix too.
+    let server = crate::http_server::TestServer::start(|seen| {
+        let mut a = crate::http_server::answer(200, &format!("{} {}", seen.method, String::from_utf8_lossy(&seen.body)));
+        a.headers.push(("x-test".into(), "seen".into()));
+        a
+    });
+    env.add_policy_runnables(&format!(
+        "  \"hostile-py.v1\":\n    fs:\n      - path: .lily/examples/workspace\n        mode: ro\n    llm: {{models: [reviewer], max_calls: 1, max_input_tokens: 1000, max_output_tokens: 1000}}\n    http: [\"{}\"]\n",
+        server.url("/ok")
+    ));
+    let observed = |op: &str, arg: &str| {
+        let (_, r) = hostile(&env, &tool, op, arg, RUNTIME);
+        hostile_report(&r)["findings"][0]["recommendation"].as_str().expect("observed").to_string()
+    };
+    assert_eq!(observed("llm_models", ""), "models: reviewer");
+    // HTTP: the granted prefix answers (GET, and a JSON POST with its body);
+    // another path on the same origin is refused by the host, unsent.
+    assert_eq!(observed("http", &server.url("/ok/get")), "status 200: GET  (seen)");
+    assert_eq!(observed("http", &server.url("/ok/post")), "status 200: POST {\"from\": \"hostile-py\"} (seen)");
+    assert_eq!(observed("http", &server.url("/elsewhere")), "refused: HTTP-request-denied");
+    let paths: Vec<String> = server.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/ok/get", "/ok/post"], "the refused request never reached the server");
     let secret = env.root.join("secret.txt");
     std::fs::write(&secret, "TOP-SECRET-PY").expect("secret");
 

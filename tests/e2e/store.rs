@@ -256,7 +256,9 @@ fn twenty_processes_claiming_one_slot_run_exactly_once() {
 /// A pod killed mid-run (`kill -9` of `lily jobs run`): its run never
 /// publishes a receipt, its lease stops being renewed and expires, and the
 /// store then reads the run as `interrupted`. While the lease is live the
-/// run is not listed as anything.
+/// run is not listed as anything. The events it had uploaded as segments
+/// before the kill are read back by another root (`tail`, `show
+/// --timeline`): a prefix of the dead pod's own event log.
 #[test]
 fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
     for (url, endpoint, keep) in stores() {
@@ -269,6 +271,7 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
         let mut c = env.cmd();
         c.args(["jobs", "run", "victim", "--store", &url])
             .env("LILY_STORE_LEASE_SECONDS", "3")
+            .env("LILY_STORE_SEGMENT_SECONDS", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         with_aws(&mut c, endpoint.as_deref());
@@ -293,8 +296,26 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
                     .is_some_and(|e| e.is_ok_and(|e| e.path().join("lease.json").is_file()))
             });
         }
+        // The first event segment (events since the run started, uploaded
+        // by the lease thread within a second) — the step is still asleep.
+        let has_segment = || match (&endpoint, &keep) {
+            (Some(ep), None) => {
+                let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or("").to_string();
+                String::from_utf8_lossy(&s3_helper(ep, "dump", &bucket)).contains("/events/000000.jsonl")
+            }
+            (_, Some(dir)) => std::fs::read_dir(dir.path().join("runs").join("victim"))
+                .ok()
+                .and_then(|mut rd| rd.next())
+                .is_some_and(|e| e.is_ok_and(|e| e.path().join("events").join("000000.jsonl").is_file())),
+            (None, None) => false,
+        };
+        crate::harness::wait_until(std::time::Duration::from_secs(20), "the first event segment", has_segment);
         child.kill().expect("kill -9");
         child.wait().expect("reap");
+        let spool: Vec<u64> = crate::harness::events(&env.run_dirs("victim")[0])
+            .iter()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect();
         let reader = Env::new();
         let mut seen = String::new();
         crate::harness::wait_until(std::time::Duration::from_secs(30), "the lease to expire", || {
@@ -305,6 +326,37 @@ fn a_run_killed_mid_run_reads_interrupted_once_its_lease_expired() {
         let shown = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "show", "victim/latest"]).json();
         assert_eq!(shown["status"], "interrupted", "{url}: {seen}");
         assert!(shown["error"]["message"].as_str().is_some_and(|m| m.contains("lease expired")), "{shown}");
+        // What the dead run was, from its `running` receipt uploaded under live/.
+        assert_eq!(shown["trigger"]["type"], "manual", "{shown}");
+        assert_eq!(shown["components"][0]["runnable"], "probe.v1", "{shown}");
+        // Its events up to the last upload, from the segments: job_started
+        // at least, and a prefix of the dead pod's own log.
+        let tailed = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "tail", "victim", "-n", "1000"]);
+        tailed.expect_code(0);
+        let seen: Vec<serde_json::Value> = tailed.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert!(seen.iter().any(|e| e["type"] == "job_started"), "{url}: {}", tailed.stdout);
+        let seqs: Vec<u64> = seen.iter().filter_map(|e| e["seq"].as_u64()).collect();
+        assert!(!seqs.is_empty() && spool.starts_with(&seqs), "{url}: store {seqs:?}, spool {spool:?}");
+        let timeline = run_in(&reader, &url, endpoint.as_deref(), &["jobs", "show", "victim/latest", "--timeline"]);
+        timeline.expect_code(0);
+        // Segments and live/ hold no credential either.
+        let bodies: Vec<Vec<u8>> = match (&endpoint, &keep) {
+            (_, Some(dir)) => files_under(dir.path()),
+            (Some(ep), None) => {
+                let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or("").to_string();
+                let v: serde_json::Value = serde_json::from_slice(&s3_helper(ep, "dump", &bucket)).expect("dump json");
+                v.as_array()
+                    .expect("objects")
+                    .iter()
+                    .map(|o| hex::decode(o["body_hex"].as_str().unwrap_or("")).expect("hex"))
+                    .collect()
+            }
+            (None, None) => Vec::new(),
+        };
+        assert!(bodies.len() >= 3, "{url}: lease, a segment, live/ at least");
+        for b in bodies {
+            assert!(!String::from_utf8_lossy(&b).contains(SECRET), "{url}: a credential reached the store");
+        }
     }
 }
 
@@ -348,5 +400,174 @@ fn max_parallel_runs_holds_across_pods_sharing_a_store() {
         assert_eq!(codes, [0, 0, 15], "{url}");
         // The slots were released: a fourth run goes.
         run_in(&pods[0], &url, endpoint.as_deref(), &["jobs", "run", "wide"]).expect_code(0);
+    }
+}
+
+/// Two `lily jobs serve` on two machines (two roots) over one store, both
+/// firing a job every second: each fire claims its wall-clock slot in the
+/// store first, so each scheduled time has exactly one run (or one record
+/// saying why it did not run) in the store, and the loser of each claim
+/// records `duplicate_skipped`. Every run and record is published.
+#[test]
+fn two_schedulers_over_one_store_run_each_scheduled_time_once() {
+    for (url, endpoint, _keep) in stores() {
+        let job = step_job("tick", "echo.v1", "{ n: 1 }", "", "{}").replace(
+            "trigger:\n  type: manual\n",
+            "trigger:\n  type: cron\n  cron: \"*/1 * * * * *\"\n  timezone: UTC\n",
+        );
+        let machines: Vec<Env> = (0..2)
+            .map(|_| {
+                let e = Env::new();
+                e.write_job("tick", &job);
+                e
+            })
+            .collect();
+        let mut serves: Vec<(std::process::Child, std::path::PathBuf)> = machines
+            .iter()
+            .map(|m| {
+                let log = m.root.join("serve.log");
+                let out = std::fs::File::create(&log).expect("log");
+                let err = out.try_clone().expect("log");
+                let mut c = m.cmd();
+                c.args(["jobs", "serve", "--grace-seconds", "20", "--store", &url])
+                    .env("LILY_LOG", "info")
+                    .stdout(std::process::Stdio::from(out))
+                    .stderr(std::process::Stdio::from(err));
+                with_aws(&mut c, endpoint.as_deref());
+                (c.spawn().expect("spawn jobs serve"), log)
+            })
+            .collect();
+        let records = |env: &Env| -> Vec<serde_json::Value> {
+            env.run_dirs("tick")
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join("run_receipt.json")).ok())
+                .filter_map(|t| serde_json::from_str(&t).ok())
+                .collect()
+        };
+        let count = |status: &str| {
+            machines
+                .iter()
+                .map(|m| records(m).iter().filter(|r| r["status"] == status).count())
+                .sum::<usize>()
+        };
+        crate::harness::wait_until(std::time::Duration::from_secs(120), "3 runs and 3 duplicates across both schedulers", || {
+            count("succeeded") >= 3 && count("duplicate_skipped") >= 3
+        });
+        for (c, _) in &serves {
+            assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill").success());
+        }
+        for (c, log) in &mut serves {
+            let status = c.wait().expect("wait serve");
+            let log = std::fs::read_to_string(&*log).unwrap_or_default();
+            assert!(status.success(), "{url}: {status:?}\n{log}");
+            assert!(log.contains("run store"), "{url}: the serving line names the store\n{log}");
+        }
+        // Locally: both machines together never ran one scheduled time
+        // twice. What each published: its runs and the records of its
+        // fires (not the records a scheduler writes on its own:
+        // `skipped_overlap` — a run of the second before still going on a
+        // slow machine — and `missed` for other reasons than `not_started`).
+        let mut ran: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut published: std::collections::BTreeSet<String> = Default::default();
+        for m in &machines {
+            for r in records(m) {
+                let at = r["trigger"]["scheduled_for"].as_str().expect("a cron trigger").to_string();
+                let status = r["status"].as_str().unwrap_or("");
+                if !["duplicate_skipped", "missed", "skipped_overlap"].contains(&status) {
+                    *ran.entry(at.clone()).or_default() += 1;
+                }
+                if status != "skipped_overlap" && (status != "missed" || r["payload"]["reason"] == "not_started") {
+                    published.insert(r["run_id"].as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+        for (at, n) in &ran {
+            assert_eq!(*n, 1, "{url}: {at} ran {n} times");
+        }
+        // The store, read from a third root: every published run and record
+        // is there, and each scheduled time has exactly one that is not a
+        // duplicate.
+        let reader = Env::new();
+        let listed = run_in(&reader, &url, endpoint.as_deref(), &["--json", "jobs", "runs", "tick", "--limit", "10000"]).json();
+        let stored = listed.as_array().expect("runs");
+        let ids: std::collections::BTreeSet<String> = stored.iter().map(|r| r["run_id"].as_str().unwrap_or("").to_string()).collect();
+        assert_eq!(ids, published, "{url}: every run and record of a fire was published: {listed}");
+        let mut by_time: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in stored {
+            let at = r["scheduled_for"].as_str().expect("a cron trigger").to_string();
+            by_time.entry(at).or_default().push(r["status"].as_str().unwrap_or("").to_string());
+        }
+        assert!(ran.keys().all(|at| by_time.contains_key(at)), "{url}: {ran:?} {by_time:?}");
+        for (at, statuses) in &by_time {
+            let ran: Vec<&String> = statuses.iter().filter(|s| *s != "duplicate_skipped").collect();
+            assert_eq!(ran.len(), 1, "{url}: {at} has {statuses:?}");
+            assert!(
+                ["succeeded", "cancelled", "missed", "skipped_overlap"].contains(&ran[0].as_str()),
+                "{url}: {at}: {statuses:?}"
+            );
+            assert!(statuses.len() <= 2, "{url}: {at}: {statuses:?} (two schedulers)");
+        }
+    }
+}
+
+/// A scheduled time claimed while every run slot of the job is held in the
+/// store (another pod runs it): `job_busy` (exit 15), and the store gets a
+/// `missed` record saying so — the claim stays taken, so without it the
+/// time would have nothing in the store.
+#[test]
+fn a_scheduled_time_refused_for_busy_slots_is_published_as_a_missed_record() {
+    for (url, endpoint, _keep) in stores() {
+        let job = step_job("wide", "probe.v1", "{ op: sleep, ms: 8000 }", "", "{ timeout_seconds: 120 }")
+            .replace("trigger:\n  type: manual\n", "trigger:\n  type: cron\n  cron: \"0 * * * *\"\n  timezone: UTC\n");
+        let (a, b) = (Env::new(), Env::new());
+        for e in [&a, &b] {
+            e.install("probe");
+            e.write_job("wide", &job);
+        }
+        let mut c = a.cmd();
+        c.args(["jobs", "run", "wide", "--store", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        with_aws(&mut c, endpoint.as_deref());
+        let mut holder = c.spawn().expect("spawn");
+        crate::harness::wait_until(std::time::Duration::from_secs(60), "the first run started", || {
+            a.run_dirs("wide").first().is_some_and(|d| d.join("events.jsonl").exists())
+        });
+        let refused = run_in(
+            &b,
+            &url,
+            endpoint.as_deref(),
+            &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"],
+        );
+        refused.expect_code(15);
+        assert!(
+            refused.stderr.contains("job_busy") && refused.stderr.contains("recorded the scheduled time as missed"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(holder.wait().expect("wait").code(), Some(0), "{url}");
+        let v = run_in(&Env::new(), &url, endpoint.as_deref(), &["--json", "jobs", "runs", "wide"]).json();
+        let missed: Vec<&serde_json::Value> = v.as_array().expect("runs").iter().filter(|r| r["status"] == "missed").collect();
+        assert_eq!(missed.len(), 1, "{url}: {v}");
+        assert_eq!(missed[0]["scheduled_for"], "2027-03-15T10:00:00.000Z", "{v}");
+        let reader = Env::new();
+        let shown = run_in(
+            &reader,
+            &url,
+            endpoint.as_deref(),
+            &["--json", "jobs", "show", &format!("wide/{}", missed[0]["run_id"].as_str().unwrap_or(""))],
+        )
+        .json();
+        assert_eq!(shown["payload"]["reason"], "not_started", "{shown}");
+        assert_eq!(shown["payload"]["error_code"], "job_busy", "{shown}");
+        // The time stays claimed: trying it again records a duplicate, not a run.
+        let again = run_in(
+            &b,
+            &url,
+            endpoint.as_deref(),
+            &["jobs", "run", "wide", "--scheduled-for", "2027-03-15T10:00:00Z"],
+        );
+        again.expect_code(0);
+        assert!(again.stdout.contains("duplicate_skipped"), "{}", again.stdout);
     }
 }

@@ -6,9 +6,11 @@ import { getEnvironment } from 'wasi:cli/environment@0.2.12';
 import { instanceNetwork } from 'wasi:sockets/instance-network@0.2.12';
 import { resolveAddresses } from 'wasi:sockets/ip-name-lookup@0.2.12';
 import { createTcpSocket } from 'wasi:sockets/tcp-create-socket@0.2.12';
-import { bindHost, exportSpecialist, Specialist } from 'lily-guest';
+import { handle } from 'wasi:http/outgoing-handler@0.2.12';
+import { Fields, OutgoingRequest, OutgoingBody } from 'wasi:http/types@0.2.12';
+import { bindHost, exportSpecialist, http, Specialist } from 'lily-guest';
 
-bindHost({ emit, propose, preopens: { getDirectories } });
+bindHost({ emit, propose, preopens: { getDirectories }, http: { handle, Fields, OutgoingRequest, OutgoingBody } });
 
 function attempt(what, f) {
   try {
@@ -63,6 +65,15 @@ class Hostile extends Specialist {
           return s.finishConnect();
         }));
         return finding('socket probe', ev);
+      }
+      case 'http': {
+        const url = input.topic.split(/\s+/)[1];
+        try {
+          const r = url.includes('/post') ? http.postJson(url, { from: 'js-hostile' }) : http.get(url);
+          return finding('http probe', [`status ${r.status}: ${r.text()} (${r.header('x-test')})`]);
+        } catch (e) {
+          return finding('http probe', [e instanceof http.HttpError ? `refused: ${e.code}` : `threw: ${e}`]);
+        }
       }
       case 'loop':
         for (;;) {

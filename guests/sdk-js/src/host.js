@@ -7,7 +7,7 @@
 
 let bound = null;
 
-/** Bind the host imports: `{ emit, propose, preopens?, llm? }`. */
+/** Bind the host imports: `{ emit, propose, preopens?, llm?, http? }` (`http`: `{ handle, Fields, OutgoingRequest, OutgoingBody }`, see http.js). */
 export function bindHost(imports) {
   bound = imports;
 }

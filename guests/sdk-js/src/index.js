@@ -12,6 +12,7 @@
 import { host } from './host.js';
 export { bindHost } from './host.js';
 export * from './council.js';
+export * as http from './http.js';
 import * as council from './council.js';
 
 const ID_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -94,3 +94,21 @@ test('the default synthesizer ranks like default.v1', () => {
   assert.equal(out.summary, "Council reviewed 't' with 3 specialists; 3 ranked findings generated.");
   assert.deepEqual(env.references, ['b', 'a', 'c']);
 });
+
+test('http: URLs split like the Rust SDK, error codes keep their WIT names, no host means no-host', async () => {
+  const { http } = await import('../src/index.js');
+  assert.deepEqual(http.splitUrl('https://api.example/v1/x?y=1'), ['https', 'api.example', '/v1/x?y=1']);
+  assert.deepEqual(http.splitUrl('http://127.0.0.1:8080'), ['http', '127.0.0.1:8080', '/']);
+  assert.deepEqual(http.splitUrl('http://h?q'), ['http', 'h', '/?q']);
+  assert.throws(() => http.splitUrl('no-scheme'), (e) => e instanceof http.HttpError && e.code === 'HTTP-request-URI-invalid');
+  assert.throws(() => http.splitUrl('http:///path'), /has no host/);
+  assert.equal(http.errorOf({ tag: 'HTTP-request-denied' }).code, 'HTTP-request-denied');
+  assert.equal(http.errorOf({ tag: 'internal-error', val: 'boom' }).message, 'internal-error: boom');
+  assert.equal(http.errorOf({ tag: 'HTTP-response-body-size', val: 10n }).detail, '"10"');
+  bindHost(null);
+  assert.throws(() => http.get('http://127.0.0.1:9/x'), (e) => e.code === 'no-host');
+  const r = new http.Response(200, [['X-Test', new TextEncoder().encode('v')]], new TextEncoder().encode('{"a":1}'));
+  assert.equal(r.header('x-test'), 'v');
+  assert.equal(r.header('missing'), undefined);
+  assert.deepEqual(r.json(), { a: 1 });
+});

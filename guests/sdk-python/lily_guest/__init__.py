@@ -16,7 +16,8 @@ your `app.py` as the world's class::
     WitWorld = lily.export(MyCheck)
 
 `describe`, input parsing and validation, the JSON Schemas, the envelope,
-and turning exceptions into the contract's `run-error` come for free.
+and turning exceptions into the contract's `run-error` come for free;
+`lily.http` makes outbound requests (`http = true` under `[tool.lily]`).
 Everything here is pure Python: without WebAssembly (in unit tests) the
 host imports are replaced by recorders (see :data:`recorded`).
 It mirrors the Rust SDK (`guests/sdk`) and the council model (`contract/`).
@@ -35,6 +36,7 @@ from .council import (
     council_output_schema,
     WORKSPACE_GUEST_PATH,
 )
+from . import http
 from .runtime import (
     RunError,
     Specialist,
@@ -52,6 +54,7 @@ from .runtime import (
 )
 
 __all__ = [
+    "http",
     "Finding",
     "Report",
     "SpecialistInput",

@@ -34,12 +34,27 @@ _proposed = []
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def _bindings():
+def _load_bindings():
+    """`(events, effects, llm)` inside a component, else None; `llm` is None
+    in a component built against `python-runnable` (no `llm` import).
+    Imported when the SDK is: componentize-py keeps in the component only the
+    modules imported while it pre-initialises the app."""
     try:
-        from wit_world.imports import effects, events, llm  # noqa: F401
+        from wit_world.imports import effects, events  # noqa: F401
     except ImportError:
         return None
+    try:
+        from wit_world.imports import llm
+    except ImportError:
+        llm = None
     return events, effects, llm
+
+
+_BINDINGS = _load_bindings()
+
+
+def _bindings():
+    return _BINDINGS
 
 
 class RunError(Exception):
@@ -116,7 +131,7 @@ def propose_send(channel: str, message: str, reason: str) -> str:
 def llm_models():
     """The models this step may call (empty without an `llm` grant)."""
     b = _bindings()
-    return [] if b is None else list(b[2].models())
+    return [] if b is None or b[2] is None else list(b[2].models())
 
 
 def llm_complete(model: str, messages, max_output_tokens: int = 512, temperature=None, seed=None, stop=(), response_format=None) -> str:
@@ -127,6 +142,8 @@ def llm_complete(model: str, messages, max_output_tokens: int = 512, temperature
     if b is None:
         raise RunError("llm_unavailable", "no LLM outside a component")
     llm = b[2]
+    if llm is None:
+        raise RunError("llm_unavailable", "built without `llm`: set `llm = true` under [tool.lily] in pyproject.toml and rebuild")
     msgs = [llm.Message(getattr(llm.Role, r.upper()), c) for r, c in messages]
     req = llm.Request(model, msgs, max_output_tokens, temperature, seed, list(stop), response_format)
     try:
@@ -216,20 +233,38 @@ def run_native(cls, text: str):
     return ("ok", payload, approvals)
 
 
+def _load_contract_types():
+    """The bindings of `lily:runnable/types`: `types`, or
+    `lily_runnable_types` in a world that also imports `wasi:http/types`
+    (componentize-py names clashing interfaces by package); None outside a
+    component. Imported when the SDK is (see :func:`_load_bindings`)."""
+    try:
+        from wit_world.imports import lily_runnable_types as types
+    except ImportError:
+        try:
+            from wit_world.imports import types
+        except ImportError:
+            return None
+    return types
+
+
+_TYPES = _load_contract_types()
+
+
 def export(cls):
     """The class componentize-py exports for the `runnable` world: put
     `WitWorld = lily_guest.export(MyRunnable)` in `app.py`."""
 
     class WitWorld:
         def describe(self):
-            from wit_world.imports import types
-
+            types = _TYPES
             id_, version, summary, kind, ins, outs = cls()._descriptor()
             return types.Descriptor(id_, version, summary, getattr(types.Kind, kind.upper()), ins, outs)
 
         def run(self, input):
             from componentize_py_types import Err
-            from wit_world.imports import types
+
+            types = _TYPES
 
             _proposed.clear()
             res = _run_caught(cls, input)

@@ -74,3 +74,82 @@ pub fn process_cpu() -> Duration {
         .sum();
     Duration::from_nanos(ns)
 }
+
+/// The `lily` binary under test: `$LILY_BIN`, else the one cargo built for
+/// this bench's profile.
+pub fn lily_bin() -> std::path::PathBuf {
+    std::env::var_os("LILY_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_lily")))
+}
+
+/// `lily --root <root> <args>` with no stdin and no root from the
+/// environment.
+pub fn lily_command(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("LILY_ROOT")
+        .env_remove("LILY_JOBS_DIR")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// `lily --root <root> <args>`; stdout on success, else stderr in the error.
+pub fn lily_at(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = lily_command(bin, root, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("{args:?} exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `lily init` in a fresh directory; the canonical root.
+pub fn init_root(bin: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("root dir");
+    let root = dir.canonicalize().expect("canonical root");
+    lily_at(bin, &root, &["init"]).expect("lily init");
+    root
+}
+
+/// One `lily --root <root> <args>` child process: wall time and its peak
+/// RSS in KiB (`wait4`'s `ru_maxrss`).
+// The child is reaped by `wait4` (which `Child::wait` would not report).
+#[allow(clippy::zombie_processes)]
+pub fn timed_process(bin: &std::path::Path, root: &std::path::Path, args: &[&str]) -> (Duration, u64) {
+    let t = std::time::Instant::now();
+    let child = lily_command(bin, root, args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn lily");
+    let (ok, maxrss) = wait4(child.id());
+    let wall = t.elapsed();
+    assert!(ok, "lily {args:?} failed");
+    (wall, maxrss)
+}
+
+/// Reap `pid` with `wait4`: (exited with 0, `ru_maxrss` in KiB).
+#[allow(unsafe_code)]
+pub fn wait4(pid: u32) -> (bool, u64) {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain old data that `wait4` fills; all-zero is a
+    // valid value of it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to locals; `pid` is our own unreaped child
+    // (the `Child` handle is dropped without waiting, which does not reap).
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
+    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss.max(0) as u64)
+}
+
+/// KiB as MiB with one decimal.
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}

@@ -113,6 +113,9 @@ pub enum JobsCmd {
         /// On SIGINT / SIGTERM, how long running runs may take to finish before they are cancelled
         #[arg(long, default_value_t = 30)]
         grace_seconds: u64,
+        /// Run store every fire claims its scheduled time in and publishes to: s3://bucket/prefix, file:///path (default: `store:` of .lily/config.yaml, else none)
+        #[arg(long, value_name = "URL", env = "LILY_STORE")]
+        store: Option<String>,
     },
     /// Remove old run directories of a job (or of every job) by --keep-last / --older-than, else by the configured retention
     Prune {
@@ -187,7 +190,7 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
                 Some(_) if follow => {
                     return Err(LilyError::new(
                         ErrorCode::JobInvalidSpec,
-                        "--follow reads a run as it is written; a run store holds finished runs only",
+                        "--follow reads a run as it is written; readers of a run store see finished runs only (and dead ones as interrupted)",
                     )
                     .with_hint(format!(
                         "follow the run on the machine that runs it, or drop --follow to see the latest finished run of {id}"
@@ -218,7 +221,10 @@ pub async fn run(g: &Global, cmd: JobsCmd) -> Result<i32, LilyError> {
         JobsCmd::Disable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Disable),
         JobsCmd::Enable { id } => super::schedule::set_state(g, &root, &id, super::schedule::StateCmd::Enable),
         JobsCmd::Status => super::schedule::status(g, &root),
-        JobsCmd::Serve { grace_seconds } => super::schedule::serve(g, root, grace_seconds).await,
+        JobsCmd::Serve { grace_seconds, store } => {
+            let store = open_store(&root, store)?;
+            super::schedule::serve(g, root, grace_seconds, store).await
+        }
         JobsCmd::Prune {
             id,
             keep_last,
@@ -276,13 +282,6 @@ fn mirrored(root: &lily::workspace::Root, store: &runs::store::RunStore, job: Op
     Ok(r)
 }
 
-/// The store slot of a scheduled time: its local wall-clock time in the
-/// job's zone, without offset (both passes of a fall-back hour share it).
-pub fn wall_clock_slot(at: chrono::DateTime<chrono::Utc>, zone: &str) -> String {
-    let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
-    at.with_timezone(&tz).naive_local().format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
 /// Claim `at` for the job in the store; `Some(exit)` when another process
 /// holds the claim (a `duplicate_skipped` record was written and
 /// published), `None` when this process won and runs.
@@ -295,133 +294,22 @@ fn claim_or_skip(
     local: &str,
     zone: &str,
 ) -> Result<Option<i32>, LilyError> {
-    let slot = wall_clock_slot(at, zone);
-    let runner = runs::RunnerRecord::current();
-    let body = json!({
-        "job_id": s.id,
-        "slot": slot,
-        "scheduled_for": lily::util::rfc3339(at),
-        "scheduled_for_local": local,
-        "timezone": zone,
-        "claimed_at": lily::util::rfc3339(chrono::Utc::now()),
-        "runner": runner,
-        "pid": std::process::id(),
-    });
-    let by = match st.claim_scheduled(&s.id, &slot, &body)? {
-        runs::store::Claim::Won => return Ok(None),
-        runs::store::Claim::Taken { by } => by,
-    };
     let file = lily.load_spec(&s.id)?;
-    let record = lily::triggers::records::Record {
-        job_id: s.id.clone(),
-        status: RunStatus::DuplicateSkipped,
-        scheduled_for: at,
-        scheduled_for_local: local.to_string(),
-        timezone: zone.to_string(),
-        reason: "duplicate".into(),
-        details: json!({"slot": slot, "claimed_by": by}),
-        spec_sha256: file.sha256.clone().unwrap_or_default(),
-        spec_path: file.path.display().to_string(),
-        target: runs::TargetRecord {
-            kind: s.target.kind.clone(),
-            id: s.target.id.clone(),
-            requirement: s.target.version.clone(),
-            ..Default::default()
-        },
+    let Some(dup) = lily::triggers::store::claim_or_record(st, &lily.root.runs_dir(), &file, at, local, zone)? else {
+        return Ok(None);
     };
-    let dir = lily::triggers::records::write_record(&lily.root.runs_dir(), &record)
-        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the duplicate_skipped record: {e}")))?;
-    let receipt = runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, "duplicate_skipped record unreadable"))?;
-    publish(Some(st), &dir, &receipt)?;
+    errln!("published run {} to {}", dup.receipt.run_id, st.url());
     if g.json {
-        render::json(&json!({"run_dir": dir, "receipt": receipt}));
+        render::json(&json!({"run_dir": dup.run_dir, "receipt": dup.receipt}));
     } else {
         outln!(
-            "{} at {local} ({slot} {zone}) was already claimed in {}: recorded duplicate_skipped, not run again",
+            "{} at {local} ({} {zone}) was already claimed in {}: recorded duplicate_skipped, not run again",
             s.id,
+            dup.slot,
             st.url()
         );
     }
     Ok(Some(EXIT_OK))
-}
-
-/// Write the run's lease now, then renew it every third of its length on
-/// a thread of its own while `on` holds. A failed renewal is logged; the
-/// run goes on (it is published at its end).
-fn start_lease(st: runs::store::RunStore, job: String, run_id: String, on: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let ttl = runs::store::lease_seconds();
-    let started = chrono::Utc::now();
-    let body = move || {
-        json!({
-            "job_id": job,
-            "run_id": run_id,
-            "started_at": lily::util::rfc3339(started),
-            "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
-            "runner": runs::RunnerRecord::current(),
-            "pid": std::process::id(),
-        })
-    };
-    let renew = {
-        let st = st.clone();
-        move |b: serde_json::Value| {
-            let (j, r) = (b["job_id"].as_str().unwrap_or("").to_string(), b["run_id"].as_str().unwrap_or("").to_string());
-            if let Err(e) = st.renew_lease(&j, &r, &b) {
-                tracing::warn!(error = %e.message, "cannot renew the run's lease");
-            }
-        }
-    };
-    renew(body());
-    let _ = std::thread::Builder::new().name("lily-lease".into()).spawn(move || {
-        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
-        let tick = std::time::Duration::from_millis(100);
-        let mut last = std::time::Instant::now();
-        while on.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(tick);
-            if last.elapsed() >= step && on.load(std::sync::atomic::Ordering::SeqCst) {
-                renew(body());
-                last = std::time::Instant::now();
-            }
-        }
-    });
-}
-
-/// The body of a run slot's generation: holder, expiry, or released.
-fn slot_body(job: &str, released: bool) -> Value {
-    let ttl = runs::store::lease_seconds();
-    json!({
-        "job_id": job,
-        "expires_at": lily::util::rfc3339(chrono::Utc::now() + chrono::Duration::seconds(ttl as i64)),
-        "released": released,
-        "runner": runs::RunnerRecord::current(),
-        "pid": std::process::id(),
-    })
-}
-
-/// Renew a held run slot every third of its lease while `on` holds; a
-/// holder that finds its slot taken over (it failed to renew for a whole
-/// lease) cancels its run.
-fn start_slot_heartbeat(st: runs::store::RunStore, lease: runs::store::SlotLease, on: std::sync::Arc<std::sync::atomic::AtomicBool>, cancel: Cancel) {
-    let ttl = runs::store::lease_seconds();
-    let _ = std::thread::Builder::new().name("lily-slot".into()).spawn(move || {
-        let step = std::time::Duration::from_millis(ttl * 1000 / 3);
-        let tick = std::time::Duration::from_millis(100);
-        let mut last = std::time::Instant::now();
-        while on.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(tick);
-            if last.elapsed() < step || !on.load(std::sync::atomic::Ordering::SeqCst) {
-                continue;
-            }
-            match st.renew_slot(&lease, &slot_body(&lease.job_id, false)) {
-                Ok(true) => last = std::time::Instant::now(),
-                Ok(false) => {
-                    tracing::warn!(job = %lease.job_id, slot = lease.slot, "the run's slot was taken over in the store: cancelling the run");
-                    cancel.cancel();
-                    return;
-                }
-                Err(e) => tracing::warn!(error = %e.message, "cannot renew the run's slot"),
-            }
-        }
-    });
 }
 
 /// Publish a finished run to the store (receipt last); a failure is
@@ -617,27 +505,34 @@ async fn run_job(
     }
     // With a store, `max_parallel_runs` holds across every process sharing
     // it: a run slot with an expiring lease, renewed while the run goes.
-    let slot_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let slot = match store {
         Some(st) => {
             let n = lily.load_spec(id)?.spec?.runtime.max_parallel_runs;
             let lease = loop {
-                match st.acquire_slot(id, n, &slot_body(id, false))? {
+                match st.acquire_slot(id, n, &lily::triggers::store::slot_body(id, false))? {
                     Some(l) => break l,
                     None if wait && !cancel.is_cancelled() => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
                     None => {
-                        return Err(LilyError::new(
-                            ErrorCode::JobBusy,
-                            format!("{id}: all {n} run slot(s) (max_parallel_runs) are held in the run store {}", st.url()),
-                        )
-                        .with_hint(format!(
+                        let e = lily::triggers::store::busy_error(st, id, n);
+                        // A scheduled time claimed but not run: the store says why.
+                        if let lily::jobs::TriggerInfo::Cron {
+                            scheduled_for,
+                            local,
+                            timezone,
+                        } = &trigger
+                        {
+                            let file = lily.load_spec(id)?;
+                            let dir = lily::triggers::store::record_not_started(st, &lily.root.runs_dir(), &file, *scheduled_for, local, timezone, &e)?;
+                            errln!("recorded the scheduled time as missed (job_busy) in {}: {}", st.url(), dir.display());
+                        }
+                        return Err(e.with_hint(format!(
                             "wait for a run to finish, or `lily jobs run {id} --wait`; a dead holder's slot frees when its lease expires"
                         )));
                     }
                 }
             };
-            start_slot_heartbeat(st.clone(), lease.clone(), slot_on.clone(), cancel.clone());
-            Some((st, lease))
+            let lost = cancel.clone();
+            Some(lily::triggers::store::SlotHold::start(st.clone(), lease, move || lost.cancel()))
         }
         None => None,
     };
@@ -649,15 +544,17 @@ async fn run_job(
     });
     // Where the run is, as soon as it exists, so another terminal can follow it.
     let job = id.to_string();
-    // With a store: the run's lease, renewed until the run has finished,
-    // so a pod killed mid-run reads `interrupted` in the store.
-    let leasing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // With a store: the run's lease and its event segments, until the run
+    // has finished, so a pod killed mid-run reads `interrupted` in the store
+    // with its events up to the last upload.
     let lease_store = store.cloned();
-    let lease_on = leasing.clone();
+    let lease: std::sync::Arc<std::sync::Mutex<Option<lily::triggers::store::RunLease>>> = Default::default();
+    let lease_slot = lease.clone();
     let on_started: lily::jobs::OnStarted = Box::new(move |run_id: &str, dir: &std::path::Path| {
         errln!("run {run_id} started: {} (follow: lily jobs tail {job} --run {run_id} -f)", dir.display());
         if let Some(st) = lease_store {
-            start_lease(st, job, run_id.to_string(), lease_on);
+            let l = lily::triggers::store::RunLease::start(st, &job, run_id, dir);
+            *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
         }
     });
     let res = lily
@@ -676,10 +573,13 @@ async fn run_job(
     if let Some(p) = &progress {
         p.finish();
     }
-    leasing.store(false, std::sync::atomic::Ordering::SeqCst);
-    slot_on.store(false, std::sync::atomic::Ordering::SeqCst);
-    if let Some((st, lease)) = &slot {
-        let _ = st.renew_slot(lease, &slot_body(id, true));
+    // An upload in flight ends before the run is published (receipt last).
+    let held = lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(l) = held {
+        l.finish();
+    }
+    if let Some(h) = slot {
+        h.release();
     }
     let res = res?;
     publish(store, &res.run_dir, &res.receipt)?;

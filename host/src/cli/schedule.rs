@@ -330,7 +330,7 @@ pub fn status(g: &Global, root: &Root) -> Result<i32, LilyError> {
 }
 
 /// `lily jobs serve [--grace-seconds N]`.
-pub async fn serve(g: &Global, root: Root, grace_seconds: u64) -> Result<i32, LilyError> {
+pub async fn serve(g: &Global, root: Root, grace_seconds: u64, store: Option<lily::runs::store::RunStore>) -> Result<i32, LilyError> {
     // Handlers first: a signal from now on stops the scheduler cleanly.
     let (tx, rx) = tokio::sync::watch::channel(0u32);
     count_signals(tx)?;
@@ -342,6 +342,7 @@ pub async fn serve(g: &Global, root: Root, grace_seconds: u64) -> Result<i32, Li
         ServeOptions {
             grace,
             observer: Some(observer),
+            store,
         },
         rx,
     )
@@ -402,9 +403,11 @@ fn render_event(e: &SchedulerEvent, json_out: bool) {
             pid,
             jobs,
             grace_seconds,
+            store,
         } => format!(
-            "serving {} (pid {pid}, {jobs} cron job(s), grace {grace_seconds} s); SIGINT / SIGTERM to stop",
-            root.display()
+            "serving {} (pid {pid}, {jobs} cron job(s), grace {grace_seconds} s{}); SIGINT / SIGTERM to stop",
+            root.display(),
+            store.as_ref().map(|u| format!(", run store {u}")).unwrap_or_default()
         ),
         SchedulerEvent::JobLoaded {
             job_id,

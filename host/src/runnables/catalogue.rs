@@ -199,7 +199,33 @@ impl RunnableRegistry {
     }
 
     /// Resolve and load `id` into the sandbox (`None`: no such runnable).
+    ///
+    /// An installed component whose file has the identity recorded when it
+    /// was last hashed ([`IdentityRecord`]) is loaded by its manifest's
+    /// digest: from memory or the compile cache it is neither read nor
+    /// hashed (18 MB of a Python component cost ~40 ms of CPU per run to
+    /// read and hash). Any other file is read and hashed as before, and its
+    /// identity recorded when it hashes to the manifest's digest.
     pub async fn load(&self, sandbox: &Sandbox, id: &str) -> Result<Option<Arc<Loaded>>, LoadError> {
+        if !self.pins.contains_key(id)
+            && builtin_bytes(id).is_none()
+            && let Some((m, path)) = self.installed().into_iter().rev().find(|(m, _)| m.id == id)
+        {
+            // Taken before reading: a change during the read shows next time.
+            let Some(now) = crate::util::FileIdentity::of_regular_file(&path) else {
+                return Ok(None);
+            };
+            let record = IdentityRecord::path_for(&path);
+            if IdentityRecord::read(&record).is_some_and(|r| r.vouches_for(&now, &m.digest)) {
+                return sandbox.load_known(&m.digest, now.len, || std::fs::read(&path)).await.map(Some);
+            }
+            let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
+            let loaded = sandbox.load(&bytes).await?;
+            if loaded.digest == m.digest {
+                IdentityRecord::new(now, &m.digest).write(&record);
+            }
+            return Ok(Some(loaded));
+        }
         let Some((bytes, _)) = self.bytes(id) else { return Ok(None) };
         sandbox.load(&bytes).await.map(Some)
     }
@@ -264,7 +290,11 @@ impl RunnableRegistry {
             crate::util::ensure_dir(&objects).map_err(io)?;
             crate::util::atomic_write(&objects.join(&name), bytes).map_err(io)?;
         }
-        crate::util::atomic_write(&target.join("component.wasm"), bytes).map_err(io)?;
+        let component = target.join("component.wasm");
+        crate::util::atomic_write(&component, bytes).map_err(io)?;
+        if let Some(now) = crate::util::FileIdentity::of_regular_file(&component) {
+            IdentityRecord::new(now, &loaded.digest).write(&IdentityRecord::path_for(&component));
+        }
         let manifest = Manifest {
             id: d.id.clone(),
             version: d.version.clone(),
@@ -386,4 +416,145 @@ pub enum InstallStage {
     Compiling { bytes: u64 },
     /// Done with that after `ms` milliseconds; `ok: false` when refused.
     Compiled { ms: u64, ok: bool },
+}
+
+/// `component.identity.json` beside an installed `component.wasm`: the
+/// file's identity when its bytes last hashed to `digest`, and when that was
+/// recorded. It lets a load skip reading and hashing the file. The argument
+/// (docs/sandbox.md): `.lily/runnables/` is the operator's (no grant reaches
+/// `.lily/`); any write, rename or `utimes` of the file changes its change
+/// time, which cannot be set back; and a record made less than
+/// [`SETTLE_NS`] after the file last changed does not vouch for it (a
+/// same-length write in the same timestamp tick would keep the identity), so
+/// such a file is hashed once more and the record renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    identity: crate::util::FileIdentity,
+    digest: String,
+    recorded_ns: i64,
+}
+
+/// See [`IdentityRecord`].
+const SETTLE_NS: i64 = 2_000_000_000;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl IdentityRecord {
+    fn new(identity: crate::util::FileIdentity, digest: &str) -> Self {
+        IdentityRecord {
+            identity,
+            digest: digest.to_string(),
+            recorded_ns: now_ns(),
+        }
+    }
+
+    fn path_for(component: &Path) -> PathBuf {
+        component.with_file_name("component.identity.json")
+    }
+
+    /// A record under 4 KiB in a regular file (never through a symlink).
+    fn read(path: &Path) -> Option<IdentityRecord> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if !m.file_type().is_file() || m.len() > 4096 {
+            return None;
+        }
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Whether this record says a file of identity `now` holds `digest`.
+    fn vouches_for(&self, now: &crate::util::FileIdentity, digest: &str) -> bool {
+        self.identity == *now && self.digest == digest && self.recorded_ns.saturating_sub(now.changed_ns()) >= SETTLE_NS
+    }
+
+    /// Best effort: without a record the next load reads and hashes.
+    fn write(&self, path: &Path) {
+        if let Ok(text) = serde_json::to_vec(self) {
+            let _ = crate::util::write_atomic(path, &text, crate::util::Durability::Rename);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::SandboxOptions;
+
+    fn guest(name: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("LILY_GUESTS_DIR")).join(format!("{name}.wasm"));
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A root with `probe.v1` installed, and a runtime.
+    fn installed() -> (tempfile::TempDir, RunnableRegistry, PathBuf, Manifest, tokio::runtime::Runtime) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = Root::at(tmp.path().to_path_buf(), None).expect("root");
+        let reg = RunnableRegistry::new(Some(&root));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+        let m = rt.block_on(reg.install(&sandbox, &guest("probe"), None, false)).expect("install");
+        let (_, path) = reg.installed().into_iter().find(|(x, _)| x.id == m.id).expect("installed");
+        (tmp, reg, path, m, rt)
+    }
+
+    fn load(reg: &RunnableRegistry, rt: &tokio::runtime::Runtime, id: &str) -> Arc<Loaded> {
+        // A fresh sandbox each time: nothing prepared in memory.
+        let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+        rt.block_on(reg.load(&sandbox, id)).expect("load").expect("known")
+    }
+
+    fn settle(record: &Path) {
+        let mut r = IdentityRecord::read(record).expect("record");
+        r.recorded_ns = r.identity.changed_ns() + SETTLE_NS;
+        r.write(record);
+    }
+
+    #[test]
+    fn an_installed_component_is_hashed_until_its_identity_record_vouches_for_it() {
+        let (_tmp, reg, path, m, rt) = installed();
+        let record = IdentityRecord::path_for(&path);
+        // Install records the file's identity; made in the same instant as
+        // the file, it does not vouch for it yet: the load hashes.
+        let r = IdentityRecord::read(&record).expect("install wrote a record");
+        assert_eq!(
+            (r.digest.as_str(), r.identity),
+            (m.digest.as_str(), crate::util::FileIdentity::of_regular_file(&path).expect("id"))
+        );
+        assert!(!r.vouches_for(&r.identity, &m.digest), "too fresh to vouch");
+        assert_eq!(load(&reg, &rt, &m.id).digest, m.digest);
+
+        // Other bytes in the file: a new identity, so they are read and
+        // hashed — what is loaded is what the file holds.
+        std::fs::write(&path, guest("echo")).expect("rewrite");
+        settle(&record);
+        let other = load(&reg, &rt, &m.id);
+        assert_eq!(other.digest, Sandbox::digest(&guest("echo")));
+        assert_ne!(other.digest, m.digest);
+
+        // A vouching record is taken at its word (the proof that nothing was
+        // read or hashed: it names probe's digest for a file holding echo,
+        // and the load serves probe from the compile-less in-memory path).
+        let now = crate::util::FileIdentity::of_regular_file(&path).expect("id");
+        let mut forged = IdentityRecord::new(now, &m.digest);
+        forged.recorded_ns = now.changed_ns() + SETTLE_NS;
+        forged.write(&record);
+        let sandbox = Sandbox::new(SandboxOptions::default()).expect("sandbox");
+        rt.block_on(sandbox.load(&guest("probe"))).expect("probe prepared in memory");
+        let vouched = rt.block_on(reg.load(&sandbox, &m.id)).expect("load").expect("known");
+        assert_eq!(vouched.digest, m.digest, "the record vouched: the file was not read");
+
+        // The same record with its file touched: hashed again.
+        let f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        f.set_modified(std::time::SystemTime::now()).expect("touch");
+        drop(f);
+        assert_eq!(load(&reg, &rt, &m.id).digest, other.digest);
+        // A record that is not one (garbage, or a link) is ignored.
+        std::fs::write(&record, "not json").expect("garbage");
+        assert!(IdentityRecord::read(&record).is_none());
+        assert_eq!(load(&reg, &rt, &m.id).digest, other.digest);
+    }
 }

@@ -132,7 +132,7 @@ pub(super) fn load_problem(e: &LoadError) -> (Problem, Vec<String>) {
                     "it imports {}, which the Lily host does not provide, so no job could ever run it",
                     missing.join(", ")
                 ),
-                hint: "A runnable may import only WASI 0.2 interfaces (wasi:*) and lily:runnable/events and lily:runnable/effects. \
+                hint: "A runnable may import only WASI 0.2 interfaces (wasi:*, of wasi:http the client side) and lily:runnable/events, effects and llm. \
                        Remove the code or dependency that uses the other interfaces (check your WIT world's `import` lines)."
                     .into(),
             };
@@ -216,7 +216,7 @@ pub async fn check_component(sandbox: &Sandbox, bytes: &[u8]) -> ContractCheck {
         check.problems.push(Problem {
             area: "imports",
             message: format!("it imports {i}, which the Lily host does not provide"),
-            hint: "A runnable may import only WASI 0.2 interfaces and lily:runnable/events and lily:runnable/effects.".into(),
+            hint: "A runnable may import only WASI 0.2 interfaces (of wasi:http the client side) and lily:runnable/events, effects and llm.".into(),
         });
     }
     for (what, schema) in [("input", &d.input_schema), ("output", &d.output_schema)] {

@@ -164,6 +164,7 @@ mod tests {
             assert!(get("app.py").contains("id = \"my-check.v1\""));
             assert!(get("test_app.py").contains("from app import MyCheck"));
             assert_eq!(get("wit/runnable.wit"), RUNNABLE_WIT);
+            assert_eq!(get("wit/python.wit"), lang::python::PYTHON_WIT);
             for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily_guest/") && !r.starts_with("wit/")) {
                 assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
             }

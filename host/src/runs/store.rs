@@ -9,6 +9,10 @@
 //! `<prefix>/runs/<job_id>/<run_id>/<name>`, and the receipt is uploaded
 //! **last**, so a run directory in the store without `run_receipt.json` is
 //! never read as a run (the receipt object is the single commit point).
+//! While it goes, [`LiveUpload`] (driven by the thread renewing the run's
+//! lease) uploads the event log's new lines as numbered create-only
+//! segments, so a reader of a run that died sees its events up to the
+//! last upload.
 //!
 //! Reading (`lily jobs runs|show|tail|replay --store URL`) mirrors the
 //! job's committed runs from the store into a local cache directory and
@@ -49,6 +53,152 @@ pub fn lease_seconds() -> u64 {
 /// Largest object Lily reads back from a store (a receipt, an events file,
 /// an artifact): bounded so a hostile store cannot exhaust memory.
 pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The folder of a run's event segments in the store:
+/// `runs/<job_id>/<run_id>/events/<seq>.jsonl` (see [`LiveUpload`]).
+pub const SEGMENTS: &str = "events";
+
+/// The folder of a run's spool snapshots while it goes:
+/// `runs/<job_id>/<run_id>/live/{run_receipt.json,job_spec.yaml}` — the
+/// local `running` receipt and the spec snapshot, so a reader of a run
+/// that died knows its target, trigger, components and seeds (and can
+/// replay it). Never read as the run's receipt: only an `interrupted`
+/// receipt is derived from it, once the lease expired.
+pub const LIVE: &str = "live";
+
+/// Largest event segment (bytes): a segment holds whole lines, except a
+/// single line longer than this, which is cut.
+pub const SEGMENT_MAX_BYTES: u64 = 1 << 20;
+
+/// Most event segments of one run: the writer stops uploading segments
+/// after this many (the rest reaches the store with the finished run's
+/// `events.jsonl`), and a reader reassembles at most this many.
+pub const MAX_SEGMENTS: u64 = 256;
+
+/// How often a running run's new events are uploaded as a segment:
+/// `$LILY_STORE_SEGMENT_SECONDS` (1..=600), default 5 — and never less
+/// often than every third of the lease ([`lease_seconds`]).
+pub fn segment_seconds() -> u64 {
+    let want = std::env::var("LILY_STORE_SEGMENT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .unwrap_or(5);
+    want.min((lease_seconds() / 3).max(1))
+}
+
+fn segment_key_name(seq: u64) -> String {
+    format!("{SEGMENTS}/{seq:06}.jsonl")
+}
+
+/// A segment's sequence number from its object name (`000042.jsonl`).
+fn segment_seq(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".jsonl")?;
+    (digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+}
+
+/// Uploads a running run's progress while it goes (called off the step
+/// path, by the thread that renews the run's lease): the bytes the event
+/// log gained since the last call as numbered **create-only** segments
+/// `runs/<job>/<run>/events/<seq>.jsonl` (whole lines, at most
+/// [`SEGMENT_MAX_BYTES`] each, at most [`MAX_SEGMENTS`] per run), and the
+/// spool's `running` receipt and spec snapshot under `live/` when they
+/// changed. A reader of a run that died (lease expired, no receipt)
+/// reassembles the segments: it sees the events up to the last upload.
+pub struct LiveUpload {
+    store: RunStore,
+    job_id: String,
+    run_id: String,
+    dir: std::path::PathBuf,
+    /// Bytes of `events.jsonl` already in segments.
+    offset: u64,
+    /// The next segment's number.
+    seq: u64,
+    /// (length, modified) of each `live/` file as last uploaded.
+    live: std::collections::BTreeMap<&'static str, (u64, std::time::SystemTime)>,
+}
+
+impl LiveUpload {
+    pub fn new(store: RunStore, job_id: &str, run_id: &str, run_dir: &Path) -> LiveUpload {
+        LiveUpload {
+            store,
+            job_id: job_id.to_string(),
+            run_id: run_id.to_string(),
+            dir: run_dir.to_path_buf(),
+            offset: 0,
+            seq: 0,
+            live: Default::default(),
+        }
+    }
+
+    /// Segments uploaded so far.
+    pub fn segments(&self) -> u64 {
+        self.seq
+    }
+
+    /// Upload what is new; returns how many segments were written.
+    pub fn sync(&mut self) -> Result<u64, LilyError> {
+        self.sync_live()?;
+        let before = self.seq;
+        while self.seq < MAX_SEGMENTS {
+            let Some(chunk) = self.next_chunk()? else { break };
+            let key = self.store.key(&format!("runs/{}/{}/{}", self.job_id, self.run_id, segment_key_name(self.seq)));
+            let n = self.store.put_create_or_size(key, chunk)?;
+            self.offset += n;
+            self.seq += 1;
+        }
+        Ok(self.seq - before)
+    }
+
+    /// The next segment's bytes: whole lines from `offset`, at most
+    /// [`SEGMENT_MAX_BYTES`] (a longer single line is cut). `None`: nothing
+    /// complete to upload yet.
+    fn next_chunk(&self) -> Result<Option<Vec<u8>>, LilyError> {
+        use std::io::{Read, Seek};
+        let path = self.dir.join(super::EVENTS);
+        let Ok(mut f) = std::fs::File::open(&path) else { return Ok(None) };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= self.offset {
+            return Ok(None);
+        }
+        let want = (len - self.offset).min(SEGMENT_MAX_BYTES);
+        let mut buf = vec![0u8; want as usize];
+        f.seek(std::io::SeekFrom::Start(self.offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| store_error(&self.store.url, "cannot read the event log", e))?;
+        match buf.iter().rposition(|b| *b == b'\n') {
+            Some(i) => buf.truncate(i + 1),
+            // A partial last line: wait for its end, unless one line fills a segment.
+            None if want < SEGMENT_MAX_BYTES => return Ok(None),
+            None => {}
+        }
+        Ok(Some(buf))
+    }
+
+    fn sync_live(&mut self) -> Result<(), LilyError> {
+        for name in [super::RECEIPT, super::SPEC_SNAPSHOT] {
+            let path = self.dir.join(name);
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
+            if meta.len() > MAX_OBJECT_BYTES || self.live.get(name) == Some(&stamp) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let key = self.store.key(&format!("runs/{}/{}/{LIVE}/{name}", self.job_id, self.run_id));
+            let store = self.store.store.clone();
+            let url = self.store.url.clone();
+            block_on(async move {
+                store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| store_error(&url, &format!("cannot upload live/{name}"), e))
+            })?;
+            self.live.insert(name, stamp);
+        }
+        Ok(())
+    }
+}
 
 /// An opened run store.
 #[derive(Clone)]
@@ -152,6 +302,30 @@ impl RunStore {
         })
     }
 
+    /// Create `key` **create-only**; if it exists already (an earlier
+    /// attempt whose answer was lost), its size instead. Returns the size
+    /// of the object now in the store.
+    fn put_create_or_size(&self, key: ObjPath, bytes: Vec<u8>) -> Result<u64, LilyError> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        let n = bytes.len() as u64;
+        block_on(async move {
+            let opts = object_store::PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            match store.put_opts(&key, PutPayload::from(bytes), opts).await {
+                Ok(_) => Ok(n),
+                Err(object_store::Error::AlreadyExists { .. }) => store
+                    .head(&key)
+                    .await
+                    .map(|m| m.size)
+                    .map_err(|e| store_error(&url, &format!("cannot read {key}"), e)),
+                Err(e) => Err(store_error(&url, &format!("cannot upload {key}"), e)),
+            }
+        })
+    }
+
     /// Job ids with runs in the store.
     pub fn jobs(&self) -> Result<Vec<String>, LilyError> {
         let store = self.store.clone();
@@ -189,16 +363,25 @@ impl RunStore {
                 .map_err(|e| store_error(&url, "cannot list runs", e))?;
             // run id -> [(name, key, size)]
             let mut runs: std::collections::BTreeMap<String, Vec<(String, ObjPath, u64)>> = Default::default();
+            // run id -> the run's event segments and live snapshots: [(dir, name, key, size)]
+            let mut below: std::collections::BTreeMap<String, Vec<(String, String, ObjPath, u64)>> = Default::default();
+            let depth = base.parts().count();
             for o in objects {
                 let parts: Vec<String> = o.location.parts().map(|p| p.as_ref().to_string()).collect();
                 let n = parts.len();
-                if n < 2 {
+                if n == depth + 3 && valid_run_id(&parts[n - 3]) && [SEGMENTS, LIVE].contains(&parts[n - 2].as_str()) {
+                    below
+                        .entry(parts[n - 3].clone())
+                        .or_default()
+                        .push((parts[n - 2].clone(), parts[n - 1].clone(), o.location.clone(), o.size));
+                    continue;
+                }
+                // Otherwise only `<base>/<run_id>/<name>`: one level below the job.
+                if n != depth + 2 {
                     continue;
                 }
                 let (run_id, name) = (parts[n - 2].as_str(), parts[n - 1].as_str());
-                // Only `<base>/<run_id>/<name>`: one level below the job.
-                let depth = base.parts().count();
-                if n != depth + 2 || !valid_run_id(run_id) || !publishable(name) || name.contains('/') {
+                if !valid_run_id(run_id) || !publishable(name) || name.contains('/') {
                     continue;
                 }
                 runs.entry(run_id.to_string()).or_default().push((name.to_string(), o.location.clone(), o.size));
@@ -225,23 +408,46 @@ impl RunStore {
                     if !expired {
                         continue;
                     }
-                    let mut r = super::Receipt::start(job_id_of(&job_dir), &run_id, super::TriggerRecord::Unknown, "", "");
-                    if let Ok(t) = serde_json::from_value::<super::TriggerRecord>(lease["trigger"].clone()) {
-                        r.trigger = t;
+                    mirror_dir(&job_dir, &run_id).map_err(|e| store_error(&url, "cannot create the cache", e))?;
+                    let extra = below.remove(&run_id).unwrap_or_default();
+                    let (segments, events_bytes) = mirror_segments(&*store, &url, &extra, &dir).await?;
+                    // The spool's `running` receipt (target, trigger,
+                    // components, seeds) when it reached the store, and the
+                    // spec snapshot: what the run was.
+                    let mut live_receipt = None;
+                    for (sub, name, key, size) in &extra {
+                        if sub != LIVE || *size > MAX_OBJECT_BYTES || ![super::RECEIPT, super::SPEC_SNAPSHOT].contains(&name.as_str()) {
+                            continue;
+                        }
+                        let Ok(bytes) = fetch(&*store, &url, key).await else { continue };
+                        if name == super::RECEIPT {
+                            live_receipt = serde_json::from_slice::<super::Receipt>(&bytes)
+                                .ok()
+                                .filter(|r| r.run_id == run_id && r.job_id == job_id_of(&job_dir));
+                        } else {
+                            crate::util::write_atomic(&dir.join(name), &bytes, crate::util::Durability::Rename)
+                                .map_err(|e| store_error(&url, "cannot write the cache", e))?;
+                        }
                     }
+                    let mut r = match live_receipt {
+                        Some(r) => r,
+                        None => {
+                            let mut r = super::Receipt::start(job_id_of(&job_dir), &run_id, super::TriggerRecord::Unknown, "", "");
+                            r.started_at = lease["started_at"].as_str().unwrap_or(&r.started_at).to_string();
+                            r
+                        }
+                    };
                     r.status = super::RunStatus::Interrupted;
-                    r.started_at = lease["started_at"].as_str().unwrap_or(&r.started_at).to_string();
                     r.pid = 0;
                     r.error = Some(super::ReceiptError {
                         code: ErrorCode::JobExecutionFailed,
                         message: format!(
-                            "the run's lease expired at {} without a receipt: its process died",
+                            "the run's lease expired at {} without a receipt: its process died; the store holds its events up to its last upload ({segments} segment(s), {events_bytes} bytes)",
                             lease["expires_at"].as_str().unwrap_or("?")
                         ),
-                        cause: serde_json::json!({"kind": "interrupted", "lease": lease}),
+                        cause: serde_json::json!({"kind": "interrupted", "lease": lease, "segments": segments, "events_bytes": events_bytes}),
                         first_event_seq: None,
                     });
-                    mirror_dir(&job_dir, &run_id).map_err(|e| store_error(&url, "cannot create the cache", e))?;
                     let mut bytes = serde_json::to_vec_pretty(&r).map_err(|e| store_error(&url, "receipt", e))?;
                     bytes.push(b'\n');
                     crate::util::write_atomic(&dir.join(super::RECEIPT), &bytes, crate::util::Durability::Rename)
@@ -355,13 +561,13 @@ impl RunStore {
             let dir = self.key(&format!("claims/{job_id}/slots/{n}"));
             let store = self.store.clone();
             let url = self.url.clone();
-            let latest: Option<(u64, serde_json::Value)> = block_on(async move {
+            let latest: Option<(u64, serde_json::Value, Vec<(u64, ObjPath)>)> = block_on(async move {
                 let objects: Vec<object_store::ObjectMeta> = store
                     .list(Some(&dir))
                     .try_collect()
                     .await
                     .map_err(|e| store_error(&url, "cannot list slots", e))?;
-                let Some((g, key)) = objects
+                let mut gens: Vec<(u64, ObjPath)> = objects
                     .iter()
                     .filter_map(|o| {
                         o.location
@@ -371,19 +577,22 @@ impl RunStore {
                             .ok()
                             .map(|g| (g, o.location.clone()))
                     })
-                    .max_by_key(|(g, _)| *g)
-                else {
+                    .collect();
+                gens.sort_by_key(|(g, _)| *g);
+                let Some((g, key)) = gens.last().cloned() else {
                     return Ok::<_, LilyError>(None);
                 };
                 let body = match store.get(&key).await {
                     Ok(r) => r.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default(),
                     Err(_) => serde_json::Value::Null,
                 };
-                Ok(Some((g, body)))
+                Ok(Some((g, body, gens)))
             })?;
+            let mut old = Vec::new();
             let generation = match latest {
                 None => 0,
-                Some((g, b)) => {
+                Some((g, b, gens)) => {
+                    old = gens;
                     let free = b["released"] == true
                         || b["expires_at"]
                             .as_str()
@@ -401,10 +610,33 @@ impl RunStore {
                 generation,
             };
             if self.create_only(self.slot_key(&lease, generation), body)? == Claim::Won {
+                self.prune_generations(old, generation);
                 return Ok(Some(lease));
             }
         }
         Ok(None)
+    }
+
+    /// Best effort, after creating generation `g` of a slot: delete its
+    /// generations `<= g - 2`, oldest first (generation `g - 1` stays: its
+    /// holder finds `g` and knows it lost the slot). A holder of a pruned
+    /// generation sees it lost too: [`RunStore::renew_slot`] checks the
+    /// next generation, then its own, and the next one is deleted after its
+    /// own, so it never writes its pruned generation back.
+    fn prune_generations(&self, gens: Vec<(u64, ObjPath)>, g: u64) {
+        let doomed: Vec<ObjPath> = gens.into_iter().filter(|(n, _)| n + 2 <= g).map(|(_, k)| k).collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        block_on(async move {
+            for key in doomed {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::debug!(error = %e, "cannot prune an old slot generation");
+                    return;
+                }
+            }
+        });
     }
 
     fn slot_key(&self, l: &SlotLease, generation: u64) -> ObjPath {
@@ -424,6 +656,12 @@ impl RunStore {
             match store.head(&next).await {
                 Ok(_) => return Ok(false),
                 Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
+            }
+            // Pruned (two generations newer exist): lost as well.
+            match store.head(&own).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
                 Err(e) => return Err(store_error(&url, "cannot check the slot", e)),
             }
             store
@@ -489,6 +727,54 @@ pub enum Claim {
     Taken { by: serde_json::Value },
 }
 
+/// One object's bytes.
+async fn fetch(store: &dyn ObjectStore, url: &StoreUrl, key: &ObjPath) -> Result<bytes::Bytes, LilyError> {
+    store
+        .get(key)
+        .await
+        .map_err(|e| store_error(url, &format!("cannot read {key}"), e))?
+        .bytes()
+        .await
+        .map_err(|e| store_error(url, &format!("cannot read {key}"), e))
+}
+
+/// Reassemble a dead run's event segments into `dir/events.jsonl`: the
+/// segments numbered 0, 1, 2, … up to the first gap, at most
+/// [`MAX_SEGMENTS`] of at most [`SEGMENT_MAX_BYTES`] each and
+/// [`MAX_OBJECT_BYTES`] in all. A mirror already of that length is kept.
+/// Returns (segments, bytes).
+async fn mirror_segments(store: &dyn ObjectStore, url: &StoreUrl, objects: &[(String, String, ObjPath, u64)], dir: &Path) -> Result<(u64, u64), LilyError> {
+    let mut segs: Vec<(u64, &ObjPath, u64)> = objects
+        .iter()
+        .filter(|(sub, ..)| sub == SEGMENTS)
+        .filter_map(|(_, name, key, size)| segment_seq(name).map(|n| (n, key, *size)))
+        .collect();
+    segs.sort_by_key(|(n, ..)| *n);
+    let mut take = Vec::new();
+    let mut total = 0u64;
+    for (i, (n, key, size)) in segs.into_iter().enumerate() {
+        if n != i as u64 || n >= MAX_SEGMENTS || size > SEGMENT_MAX_BYTES || total + size > MAX_OBJECT_BYTES {
+            break;
+        }
+        total += size;
+        take.push(key);
+    }
+    let local = dir.join(super::EVENTS);
+    if take.is_empty() || std::fs::metadata(&local).is_ok_and(|m| m.len() == total) {
+        return Ok((take.len() as u64, total));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for key in &take {
+        let b = fetch(store, url, key).await?;
+        if all.len() as u64 + b.len() as u64 > MAX_OBJECT_BYTES {
+            break;
+        }
+        all.extend_from_slice(&b);
+    }
+    crate::util::write_atomic(&local, &all, crate::util::Durability::Rename).map_err(|e| store_error(url, "cannot write the cache", e))?;
+    Ok((take.len() as u64, all.len() as u64))
+}
+
 /// A run id as [`super::new_run_id`] makes them (no path tricks).
 fn valid_run_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') && !s.starts_with('.')
@@ -525,6 +811,68 @@ mod tests {
                 b"{\"r\":1}"
             );
             assert_eq!(s.jobs().expect("ok"), vec!["j".to_string()]);
+            std::fs::remove_dir_all(tmp.path().join("spool")).expect("ok");
+        }
+    }
+
+    #[test]
+    fn a_dead_runs_event_segments_are_reassembled_up_to_the_last_upload() {
+        let tmp = tempfile::tempdir().expect("ok");
+        let file_url = StoreUrl::parse(&format!("file://{}", tmp.path().join("store").display())).expect("ok");
+        for url in [StoreUrl::Memory, file_url] {
+            let s = RunStore::open(&url).expect("ok");
+            let run_id = "20270101T000000.000Z-abcdef01";
+            let run = tmp.path().join("spool").join("j").join(run_id);
+            std::fs::create_dir_all(&run).expect("ok");
+            let events = run.join(super::super::EVENTS);
+            let mut running = super::super::Receipt::start("j", run_id, super::super::TriggerRecord::Manual, "", "");
+            running.status = super::super::RunStatus::Running;
+            std::fs::write(run.join(super::super::RECEIPT), serde_json::to_vec(&running).expect("ok")).expect("ok");
+            std::fs::write(run.join(super::super::SPEC_SNAPSHOT), b"id: j\n").expect("ok");
+            std::fs::write(&events, b"{\"seq\":1,\"type\":\"job_started\"}\n").expect("ok");
+            let mut live = LiveUpload::new(s.clone(), "j", run_id, &run);
+            assert_eq!(live.sync().expect("ok"), 1);
+            assert_eq!(live.sync().expect("ok"), 0, "nothing new");
+            // A partial last line waits for its end.
+            let mut f = std::fs::OpenOptions::new().append(true).open(&events).expect("ok");
+            std::io::Write::write_all(&mut f, b"{\"seq\":2,\"type\":\"step_started\"}\n{\"seq\":3,").expect("ok");
+            assert_eq!(live.sync().expect("ok"), 1);
+            // One line longer than a segment is cut into full segments.
+            let long = vec![b'x'; SEGMENT_MAX_BYTES as usize + 10];
+            std::io::Write::write_all(&mut f, &long).expect("ok");
+            assert_eq!(live.sync().expect("ok"), 1, "one full segment; the 19 bytes left wait for the line's end");
+            let keys = s.all_keys().expect("ok");
+            for n in 0..3 {
+                assert!(keys.iter().any(|k| k.ends_with(&format!("runs/j/{run_id}/events/{n:06}.jsonl"))), "{keys:?}");
+            }
+            assert!(keys.iter().any(|k| k.ends_with(&format!("runs/j/{run_id}/live/run_receipt.json"))), "{keys:?}");
+            // Live lease: not listed. Expired: interrupted, with the events
+            // of every segment, the live receipt's trigger and the spec.
+            let lease = |at: &str| serde_json::json!({"job_id": "j", "run_id": run_id, "started_at": "2027-01-01T00:00:00Z", "expires_at": at});
+            s.renew_lease("j", run_id, &lease("2999-01-01T00:00:00Z")).expect("ok");
+            let cache = tmp.path().join(format!("cache-{}", url.scheme()));
+            assert_eq!(s.mirror_job("j", &cache).expect("ok"), 0);
+            s.renew_lease("j", run_id, &lease("2000-01-01T00:00:00Z")).expect("ok");
+            assert_eq!(s.mirror_job("j", &cache).expect("ok"), 1);
+            let dir = cache.join("j").join(run_id);
+            let r = super::super::read_receipt(&dir).expect("receipt");
+            assert_eq!(r.status, super::super::RunStatus::Interrupted);
+            assert_eq!(r.trigger, super::super::TriggerRecord::Manual);
+            assert!(r.error.as_ref().is_some_and(|e| e.message.contains("3 segment(s)")), "{:?}", r.error);
+            let mirrored = std::fs::read(dir.join(super::super::EVENTS)).expect("ok");
+            let spool = std::fs::read(&events).expect("ok");
+            // Not yet uploaded: the last 19 bytes (`{"seq":3,` and the long
+            // line's 9 + 1 MiB + 10 bytes, less the full segment's 1 MiB).
+            assert_eq!(mirrored.len() as u64, spool.len() as u64 - 19);
+            assert_eq!(&mirrored[..], &spool[..mirrored.len()]);
+            assert_eq!(super::super::read_events(&dir).len(), 2, "the two whole events");
+            assert_eq!(std::fs::read(dir.join(super::super::SPEC_SNAPSHOT)).expect("ok"), b"id: j\n");
+            // A gap ends the reassembly: only the segments before it.
+            let gap = s.key(&format!("runs/j/{run_id}/events/000001.jsonl"));
+            let st = s.store.clone();
+            block_on(async move { st.delete(&gap).await }).expect("ok");
+            assert_eq!(s.mirror_job("j", &cache).expect("ok"), 1);
+            assert_eq!(super::super::read_events(&dir).len(), 1);
             std::fs::remove_dir_all(tmp.path().join("spool")).expect("ok");
         }
     }
@@ -585,7 +933,32 @@ mod tests {
             assert!(!s.renew_slot(&a, &live).expect("ok"), "the old holder sees it lost the slot");
             // A released slot is free again.
             assert!(s.renew_slot(&b, &serde_json::json!({"released": true})).expect("ok"));
-            assert_eq!(s.acquire_slot("wide", 2, &live).expect("ok").map(|l| l.generation), Some(b.generation + 1));
+            let c = s.acquire_slot("wide", 2, &live).expect("ok").expect("free again");
+            assert_eq!((c.slot, c.generation), (b.slot, b.generation + 1));
+            // Generation 2 was created: generation 0 is pruned, 1 stays; the
+            // holder of 0 sees it lost and does not write it back.
+            let gens = |slot: u32| -> Vec<String> {
+                let mut v: Vec<String> = s
+                    .all_keys()
+                    .expect("ok")
+                    .into_iter()
+                    .filter(|k| k.contains(&format!("claims/wide/slots/{slot}/")))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(gens(c.slot).len(), 2, "{:?}", gens(c.slot));
+            assert!(gens(c.slot)[0].ends_with(&format!("{:020}.json", a.generation + 1)), "{:?}", gens(c.slot));
+            assert!(!s.renew_slot(&a, &live).expect("ok"));
+            assert_eq!(gens(c.slot).len(), 2, "the pruned generation stays gone");
+            // Many takeovers later, a slot holds at most its last two generations.
+            let mut held = c;
+            for _ in 0..5 {
+                assert!(s.renew_slot(&held, &serde_json::json!({"released": true})).expect("ok"));
+                held = s.acquire_slot("wide", 2, &live).expect("ok").expect("free");
+            }
+            assert_eq!(held.generation, a.generation + 7);
+            assert_eq!(gens(held.slot).len(), 2, "{:?}", gens(held.slot));
         }
     }
 }

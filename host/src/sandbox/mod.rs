@@ -325,6 +325,33 @@ impl Sandbox {
             return Ok(l.clone());
         }
         let component = self.compile(bytes, &digest).await?;
+        self.prepare(digest, bytes.len(), component).await
+    }
+
+    /// [`Sandbox::load`] of a component the caller knows by its `digest`
+    /// and `size` (an installed runnable whose file is unchanged since it
+    /// was hashed): prepared in memory or held by the compile cache, it is
+    /// neither read nor hashed; otherwise `read` gives its bytes, loaded
+    /// (and hashed) as [`Sandbox::load`] would.
+    pub async fn load_known(&self, digest: &str, size: u64, read: impl FnOnce() -> std::io::Result<Vec<u8>>) -> Result<Arc<Loaded>, LoadError> {
+        if let Some(l) = self.loaded.lock().expect("loaded lock").get(digest) {
+            return Ok(l.clone());
+        }
+        let max = self.max_component_bytes.load(Ordering::Relaxed);
+        if size <= max
+            && let Some(cache) = &self.cache
+            && let Some(c) = cache.load(&self.engine, digest)
+        {
+            return self.prepare(digest.to_string(), usize::try_from(size).unwrap_or(usize::MAX), c).await;
+        }
+        // Read and hashed like any bytes: what is loaded (and recorded in a
+        // receipt) is always what the file holds.
+        let bytes = read().map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("cannot read the component: {e}")))?;
+        self.load(&bytes).await
+    }
+
+    /// Link and describe a compiled component, then keep it in memory.
+    async fn prepare(&self, digest: String, size: usize, component: Component) -> Result<Arc<Loaded>, LoadError> {
         let imports = component_imports(&self.engine, &component);
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
@@ -351,7 +378,7 @@ impl Sandbox {
             digest: digest.clone(),
             descriptor,
             imports,
-            size: bytes.len(),
+            size,
             pre,
             output_schema: Arc::new(output_schema),
             input_schema: Arc::new(input_schema),
@@ -362,8 +389,9 @@ impl Sandbox {
 
     /// Compile `bytes` (or take them from the cache), within bounds: the
     /// size limit, the linear nesting pre-check, and a compile time budget
-    /// ([`complexity`]). A compile over budget is abandoned to finish on its
-    /// own thread and reported as `component_too_complex`.
+    /// ([`complexity`], CPU time with a wall-clock backstop). A compile over
+    /// budget is abandoned to finish on its own thread and reported as
+    /// `component_too_complex`.
     async fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
         let max = self.max_component_bytes.load(Ordering::Relaxed);
         if bytes.len() as u64 > max {
@@ -381,10 +409,17 @@ impl Sandbox {
             return Ok(c);
         }
         complexity::precheck(bytes).map_err(|e| LoadError::new(LoadErrorKind::TooComplex, format!("component_too_complex: {e}")))?;
-        let budget = complexity::compile_budget(bytes.len());
-        // Waited for asynchronously: a long compile holds no runtime worker
-        // (the scheduler keeps firing other jobs meanwhile).
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // One compile at a time in a process: Cranelift's pool already uses
+        // every core, and the budget charges the process's CPU time. Waited
+        // for asynchronously: a long compile holds no runtime worker (the
+        // scheduler keeps firing other jobs meanwhile).
+        static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let _turn = ONE_AT_A_TIME
+            .acquire()
+            .await
+            .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not wait for a compile: {e}")))?;
+        let clock = complexity::CompileClock::start(bytes.len());
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let (engine, owned) = (self.engine.clone(), bytes.to_vec());
         std::thread::Builder::new()
             .name("lily-compile".into())
@@ -392,15 +427,19 @@ impl Sandbox {
                 let _ = tx.send(Component::new(&engine, &owned));
             })
             .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not start a compile: {e}")))?;
-        let component = match tokio::time::timeout(budget, rx).await {
-            Ok(Ok(r)) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
-            Ok(Err(_)) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
-            Err(_) => {
-                return Err(LoadError::new(
-                    LoadErrorKind::TooComplex,
-                    format!("component_too_complex: compiling it exceeded the budget of {} s", budget.as_secs()),
-                ));
+        let result = loop {
+            match tokio::time::timeout(Duration::from_millis(100), &mut rx).await {
+                Ok(r) => break r,
+                Err(_) => {
+                    if let Err(over) = clock.check() {
+                        return Err(LoadError::new(LoadErrorKind::TooComplex, format!("component_too_complex: {over}")));
+                    }
+                }
             }
+        };
+        let component = match result {
+            Ok(r) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
+            Err(_) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
         };
         if let Some(cache) = &self.cache {
             cache.store(digest, &component);
@@ -767,9 +806,19 @@ fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
 }
 
 /// Interfaces the host links: WASI 0.2 (cli, clocks, filesystem, io,
-/// random, sockets) plus the Run Contract imports.
+/// random, sockets; of `wasi:http` the client side, `types` and
+/// `outgoing-handler`) plus the Run Contract imports.
 pub fn host_provides(import: &str) -> bool {
-    const WASI: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+    const WASI: [&str; 8] = [
+        "wasi:cli/",
+        "wasi:clocks/",
+        "wasi:filesystem/",
+        "wasi:io/",
+        "wasi:random/",
+        "wasi:sockets/",
+        "wasi:http/types",
+        "wasi:http/outgoing-handler",
+    ];
     let (name, version) = import.split_once('@').unwrap_or((import, ""));
     if name.starts_with("lily:runnable/") {
         return version.is_empty() || version.starts_with("0.1.");

@@ -661,48 +661,7 @@ fn scan_for(paths: &[PathBuf], id: &str) -> Option<PathBuf> {
     hit
 }
 
-/// What identifies one version of a spec file: length, modification and
-/// change times (ns), inode and device. The change time is set by the
-/// kernel on every write, rename or `utimes` and cannot be set back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct FileStamp {
-    len: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-    dev: u64,
-}
-
-impl FileStamp {
-    #[cfg(unix)]
-    fn of(m: &std::fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            len: m.len(),
-            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
-            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
-            ino: m.ino(),
-            dev: m.dev(),
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn of(m: &std::fs::Metadata) -> FileStamp {
-        let ns = |t: std::io::Result<std::time::SystemTime>| {
-            t.ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(-1)
-        };
-        FileStamp {
-            len: m.len(),
-            mtime_ns: ns(m.modified()),
-            ctime_ns: ns(m.modified()),
-            ino: 0,
-            dev: 0,
-        }
-    }
-}
+use crate::util::FileIdentity as FileStamp;
 
 /// A file changed less than this long before it was scanned is not
 /// recorded (scanned again next time): a write in the same timestamp tick
@@ -772,7 +731,7 @@ fn scan_for_indexed(dir: &Path, paths: &[PathBuf], id: &str, index_path: &Path, 
                     ScannedId::Id(s) => Some(s),
                     ScannedId::Unsure => None,
                 };
-                if now_ns.saturating_sub(stamp.ctime_ns.max(stamp.mtime_ns)) < settle_ns {
+                if now_ns.saturating_sub(stamp.changed_ns()) < settle_ns {
                     // Too fresh to trust the stamp: not recorded.
                     match &scanned {
                         Some(s) if s == id => {

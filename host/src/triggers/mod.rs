@@ -4,3 +4,4 @@ pub mod pool;
 pub mod records;
 pub mod scheduler;
 pub mod state;
+pub mod store;

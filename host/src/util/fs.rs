@@ -116,3 +116,62 @@ impl Stamp {
         std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
     }
 }
+
+/// What identifies one version of a file: length, modification and change
+/// times (ns), inode and device. The change time is set by the kernel on
+/// every write, rename or `utimes` and cannot be set back (short of root
+/// setting the clock back), so an unchanged identity means unchanged bytes.
+/// Kept by the spec scan index and beside installed runnables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub len: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    dev: u64,
+}
+
+impl FileIdentity {
+    #[cfg(unix)]
+    pub fn of(m: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            len: m.len(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(m: &std::fs::Metadata) -> FileIdentity {
+        let ns = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(-1)
+        };
+        FileIdentity {
+            len: m.len(),
+            mtime_ns: ns(m.modified()),
+            ctime_ns: ns(m.modified()),
+            ino: 0,
+            dev: 0,
+        }
+    }
+}
+
+impl FileIdentity {
+    /// The later of the modification and change times (ns since the epoch).
+    pub fn changed_ns(&self) -> i64 {
+        self.ctime_ns.max(self.mtime_ns)
+    }
+
+    /// The identity of `path` if it is a regular file (never through a
+    /// symlink).
+    pub fn of_regular_file(path: &Path) -> Option<FileIdentity> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        m.file_type().is_file().then(|| FileIdentity::of(&m))
+    }
+}

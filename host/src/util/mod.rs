@@ -11,7 +11,8 @@ mod yaml;
 
 pub use digest::sha256;
 pub use fs::{
-    Durability, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Stamp, atomic_write, create_dir_private, ensure_dir, private_open_options, sync_dir, write_atomic,
+    Durability, FileIdentity, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Stamp, atomic_write, create_dir_private, ensure_dir, private_open_options, sync_dir,
+    write_atomic,
 };
 pub use rand::{random_hex, random_u64};
 pub use retention::{Age, Retention};

@@ -35,6 +35,14 @@ def attempt(op, arg):
         chunks = []
         while True:
             chunks.append(bytearray(16 * 1024 * 1024))
+    if op == "http":
+        try:
+            r = lily.http.post_json(arg, {"from": "hostile-py"}) if "/post" in arg else lily.http.get(arg)
+            return f"status {r.status}: {r.text()} ({r.header('x-test')})"
+        except lily.http.HttpError as e:
+            return "refused: " + e.code + ("" if e.code != "no-host" else " " + e.message)
+    if op == "llm_models":
+        return "models: " + ",".join(lily.llm_models())
     if op == "raise":
         raise ValueError("python guest broke on purpose: " + arg)
     return "unknown op " + op

@@ -27,6 +27,7 @@ pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
     ("lily-guest/src/host.js", include_str!("../../../../guests/sdk-js/src/host.js")),
     ("lily-guest/src/council.js", include_str!("../../../../guests/sdk-js/src/council.js")),
     ("lily-guest/src/workspace.js", include_str!("../../../../guests/sdk-js/src/workspace.js")),
+    ("lily-guest/src/http.js", include_str!("../../../../guests/sdk-js/src/http.js")),
     ("lily-guest/wit/js.wit", include_str!("../../../../guests/sdk-js/wit/js.wit")),
     ("lily-guest/wit/deps/cli.wit", include_str!("../../../../guests/sdk-js/wit/deps/cli.wit")),
     ("lily-guest/wit/deps/clocks.wit", include_str!("../../../../guests/sdk-js/wit/deps/clocks.wit")),
@@ -35,6 +36,7 @@ pub(in crate::runnables) const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../../guests/sdk-js/wit/deps/filesystem.wit"),
     ),
     ("lily-guest/wit/deps/io.wit", include_str!("../../../../guests/sdk-js/wit/deps/io.wit")),
+    ("lily-guest/wit/deps/http.wit", include_str!("../../../../guests/sdk-js/wit/deps/http.wit")),
     ("lily-guest/wit/deps/random.wit", include_str!("../../../../guests/sdk-js/wit/deps/random.wit")),
     (
         "lily-guest/wit/deps/sockets.wit",
@@ -57,6 +59,8 @@ const EXTERNALS: &[&str] = &[
     "lily:runnable/effects@0.1.1",
     "lily:runnable/llm@0.1.1",
     "lily:runnable/types@0.1.1",
+    "wasi:http/outgoing-handler@0.2.12",
+    "wasi:http/types@0.2.12",
     "wasi:filesystem/preopens@0.2.12",
     "wasi:filesystem/types@0.2.12",
     "wasi:cli/environment@0.2.12",
@@ -139,7 +143,13 @@ fn manifest(dir: &Path) -> Result<Manifest, LilyError> {
         .and_then(|n| n.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "app".into()));
-    let uses_llm = lily.get("llm").and_then(|x| x.as_bool()).unwrap_or(false);
+    let flag = |k: &str| lily.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    let default_world = match (flag("llm"), flag("http")) {
+        (false, false) => "js-runnable",
+        (true, false) => "js-llm",
+        (false, true) => "js-http",
+        (true, true) => "js-llm-http",
+    };
     let wit = field("wit").unwrap_or_else(|| {
         if dir.join("lily-guest/wit").is_dir() {
             "lily-guest/wit"
@@ -152,7 +162,7 @@ fn manifest(dir: &Path) -> Result<Manifest, LilyError> {
         name,
         entry: field("entry").unwrap_or_else(|| "component.js".into()),
         wit,
-        world: field("world").unwrap_or_else(|| if uses_llm { "js-llm" } else { "js-runnable" }.into()),
+        world: field("world").unwrap_or_else(|| default_world.into()),
     };
     // Paths stay inside the project (they are joined to it and handed to tools).
     for (what, p) in [("lily.entry", &m.entry), ("lily.wit", &m.wit)] {

@@ -11,6 +11,9 @@ pub enum SchedulerEvent {
         pid: u32,
         jobs: usize,
         grace_seconds: u64,
+        /// The run store every fire claims in and publishes to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        store: Option<String>,
     },
     JobLoaded {
         job_id: String,

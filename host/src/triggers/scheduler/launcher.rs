@@ -19,6 +19,9 @@ pub struct ExecutorLauncher {
     pub(super) observer: Option<Observer>,
     pub(super) on_invoke: Option<InvokeHook>,
     pub(super) pool: RunPool,
+    /// The run store every fire claims its scheduled time in, takes a run
+    /// slot of, and publishes to (`lily jobs serve` with a store).
+    pub(super) store: Option<crate::runs::store::RunStore>,
 }
 
 /// How long a run of a batch waits, after its `job_started`, for the other
@@ -109,7 +112,14 @@ impl ExecutorLauncher {
             observer,
             on_invoke: None,
             pool: RunPool::new(),
+            store: None,
         }
+    }
+
+    /// Claim, hold slots and publish in `store` (see [`crate::triggers::store`]).
+    pub fn with_store(mut self, store: Option<crate::runs::store::RunStore>) -> ExecutorLauncher {
+        self.store = store;
+        self
     }
 
     /// Call `hook` right before each run is handed to the executor.
@@ -125,6 +135,7 @@ impl ExecutorLauncher {
             handle: self.handle.clone(),
             observer: self.observer.clone(),
             on_invoke: self.on_invoke.clone(),
+            store: self.store.clone(),
         };
         Box::new(move || {
             let seat = batch.map(|batch| {
@@ -244,6 +255,7 @@ struct Shared {
     handle: tokio::runtime::Handle,
     observer: Option<Observer>,
     on_invoke: Option<InvokeHook>,
+    store: Option<crate::runs::store::RunStore>,
 }
 
 impl Shared {
@@ -255,16 +267,23 @@ impl Shared {
             handle,
             observer,
             on_invoke,
+            store,
         } = self;
         let (observer, on_invoke) = (observer.as_ref(), on_invoke.as_ref());
         let start = guard.start_signal();
         let _guard = guard;
         let scheduled_for = rfc3339(fire.scheduled_for);
-        // A run that cannot start leaves a `missed` record saying why.
+        // A run that cannot start leaves a `missed` record saying why (with
+        // a store, published there too).
         let not_started = |code: ErrorCode, message: String| {
             info!(job = %fire.job_id, scheduled_for = %scheduled_for, code = %code, error = %message, "cron run did not start");
             match records::write_record(&lily.root.runs_dir(), &fire.not_started_record(code, &message)) {
-                Ok(_) => start.started(),
+                Ok(dir) => {
+                    start.started();
+                    if let (Some(st), Some(r)) = (&store, crate::runs::read_receipt(&dir)) {
+                        publish(st, &dir, &r);
+                    }
+                }
                 Err(e) => error!(job = %fire.job_id, error = %e, "cannot write the missed record"),
             }
             if let Some(o) = observer {
@@ -289,11 +308,65 @@ impl Shared {
             }
             Err(e) => return not_started(e.code, e.message.clone()),
         }
+        // With a store: the scheduled time is claimed (another scheduler
+        // over the same store may have fired it: then a `duplicate_skipped`
+        // record, not a run), then one of the job's run slots is taken.
+        let mut slot = None;
+        let mut cancel = cancel;
+        if let (Some(st), Ok(s)) = (&store, &spec_file.spec) {
+            match crate::triggers::store::claim_or_record(st, &lily.root.runs_dir(), &spec_file, fire.scheduled_for, &fire.local, &fire.timezone) {
+                Err(e) => return not_started(e.code, e.message),
+                Ok(Some(dup)) => {
+                    start.started();
+                    info!(job = %fire.job_id, run_id = %dup.receipt.run_id, scheduled_for = %scheduled_for, slot = %dup.slot, "scheduled time already claimed in the run store: recorded duplicate_skipped");
+                    if let Some(o) = observer {
+                        o(&SchedulerEvent::RunFinished {
+                            job_id: fire.job_id.clone(),
+                            run_id: dup.receipt.run_id.clone(),
+                            status: dup.receipt.status,
+                            scheduled_for: scheduled_for.clone(),
+                            run_dir: dup.run_dir.clone(),
+                            error: None,
+                        });
+                    }
+                    return;
+                }
+                Ok(None) => {}
+            }
+            let n = s.runtime.max_parallel_runs;
+            match st.acquire_slot(&fire.job_id, n, &crate::triggers::store::slot_body(&fire.job_id, false)) {
+                Err(e) => return not_started(e.code, e.message),
+                Ok(None) => {
+                    let e = crate::triggers::store::busy_error(st, &fire.job_id, n);
+                    return not_started(e.code, e.message);
+                }
+                Ok(Some(lease)) => {
+                    // This run's own cancel: the scheduler's, or the slot lost.
+                    let own = Cancel::new();
+                    let (shared, fwd) = (cancel.clone(), own.clone());
+                    handle.spawn(async move {
+                        tokio::select! {
+                            _ = shared.cancelled() => fwd.cancel(),
+                            _ = fwd.cancelled() => {}
+                        }
+                    });
+                    let lost = own.clone();
+                    slot = Some((crate::triggers::store::SlotHold::start(st.clone(), lease, move || lost.cancel()), own.clone()));
+                    cancel = own;
+                }
+            }
+        }
+        let lease: Arc<Mutex<Option<crate::triggers::store::RunLease>>> = Default::default();
         // Called by the executor once the run's first receipt and `job_started`
         // are on disk.
         let signal = start.clone();
-        let on_started: crate::jobs::OnStarted = Box::new(move |_run_id, _dir| {
+        let (lease_store, lease_slot, lease_job) = (store.clone(), lease.clone(), fire.job_id.clone());
+        let on_started: crate::jobs::OnStarted = Box::new(move |run_id, dir| {
             signal.started();
+            if let Some(st) = lease_store {
+                let l = crate::triggers::store::RunLease::start(st, &lease_job, run_id, dir);
+                *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+            }
             if let Some(seat) = &seat {
                 seat.started(true);
             }
@@ -319,9 +392,22 @@ impl Shared {
         if let Some(hook) = on_invoke {
             hook(&fire);
         }
-        match handle.block_on(lily.run_job(&fire.job_id, opts)) {
+        let ran = handle.block_on(lily.run_job(&fire.job_id, opts));
+        // Nothing of the run is written to the store after this (receipt last).
+        let held = lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(l) = held {
+            l.finish();
+        }
+        if let Some((hold, own)) = slot {
+            hold.release();
+            own.cancel(); // ends the forwarding task; the run is over
+        }
+        match ran {
             Ok(res) => {
                 start.started();
+                if let Some(st) = &store {
+                    publish(st, &res.run_dir, &res.receipt);
+                }
                 let r = &res.receipt;
                 let error = r.error.as_ref().map(|e| RunError {
                     code: e.code,
@@ -355,5 +441,14 @@ impl Shared {
             }
             Err(e) => not_started(e.code, e.message),
         }
+    }
+}
+
+/// Publish a finished run (or record) to the store; a failure is logged
+/// and the run stays in the local spool.
+fn publish(st: &crate::runs::store::RunStore, dir: &Path, r: &crate::runs::Receipt) {
+    match st.publish_run(dir, &r.job_id, &r.run_id) {
+        Ok(()) => info!(job = %r.job_id, run_id = %r.run_id, store = %st.url(), "published the run to the store"),
+        Err(e) => warn!(job = %r.job_id, run_id = %r.run_id, error = %e.message, "cannot publish the run to the store"),
     }
 }

@@ -90,6 +90,10 @@ async fn second_signal(shutdown: &mut tokio::sync::watch::Receiver<u32>) {
 pub struct ServeOptions {
     pub grace: TimeDelta,
     pub observer: Option<Observer>,
+    /// A run store: every fire claims its scheduled time there (so two
+    /// schedulers over one store run each scheduled time once), takes one
+    /// of the job's run slots, and publishes the run.
+    pub store: Option<crate::runs::store::RunStore>,
 }
 
 /// `lily jobs serve`: take the root's scheduler lock, open the executor and
@@ -117,7 +121,7 @@ pub async fn serve(root: Root, opts: ServeOptions, shutdown: tokio::sync::watch:
     })?;
     let lily = Lily::open(root.clone()).map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot open the executor: {e:#}")))?;
     let cancel = Cancel::new();
-    let launcher = Arc::new(ExecutorLauncher::new(Arc::new(lily), cancel.clone(), opts.observer.clone()));
+    let launcher = Arc::new(ExecutorLauncher::new(Arc::new(lily), cancel.clone(), opts.observer.clone()).with_store(opts.store.clone()));
     let sched_opts = SchedulerOptions {
         observer: opts.observer.clone(),
         ..SchedulerOptions::default()
@@ -129,6 +133,7 @@ pub async fn serve(root: Root, opts: ServeOptions, shutdown: tokio::sync::watch:
         pid: std::process::id(),
         jobs: sched.loaded(),
         grace_seconds: opts.grace.num_seconds().max(0) as u64,
+        store: opts.store.as_ref().map(|st| st.url().to_string()),
     });
     let report = run_loop(&mut sched, &clock, shutdown, opts.grace, &cancel).await;
     drop(sched);
