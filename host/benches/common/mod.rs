@@ -6,7 +6,7 @@ use std::time::Duration;
 
 pub fn print_machine(cores: usize) {
     println!(
-        "machine: {cores} cores (available_parallelism), {} RAM, {}; profile: {} (lily at opt-level {}, dependencies at opt-level 2)\n",
+        "machine: {cores} cores (available_parallelism), {} RAM, {}; profile: {}\n",
         proc_meminfo("MemTotal").unwrap_or_else(|| "? kB".into()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -15,8 +15,11 @@ pub fn print_machine(cores: usize) {
                 .find(|l| l.starts_with("model name"))
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
             .unwrap_or_else(|| "unknown cpu".into()),
-        if cfg!(debug_assertions) { "dev" } else { "release/bench" },
-        if cfg!(debug_assertions) { 0 } else { 3 },
+        if cfg!(debug_assertions) {
+            "dev (lily at opt-level 0, dependencies at opt-level 2)"
+        } else {
+            "release/bench (opt-level 3)"
+        },
     );
 }
 
