@@ -62,27 +62,16 @@ pub fn claim_or_record(st: &RunStore, runs_dir: &Path, file: &SpecFile, at: Date
         Claim::Won => return Ok(None),
         Claim::Taken { by } => by,
     };
-    let record = super::records::Record {
-        job_id: s.id.clone(),
-        status: RunStatus::DuplicateSkipped,
-        scheduled_for: at,
-        scheduled_for_local: local.to_string(),
-        timezone: zone.to_string(),
-        reason: "duplicate".into(),
-        details: json!({"slot": slot, "claimed_by": by}),
-        spec_sha256: file.sha256.clone().unwrap_or_default(),
-        spec_path: file.path.display().to_string(),
-        target: TargetRecord {
-            kind: s.target.kind.clone(),
-            id: s.target.id.clone(),
-            requirement: s.target.version.clone(),
-            ..Default::default()
-        },
-    };
-    let dir = super::records::write_record(runs_dir, &record)
-        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the duplicate_skipped record: {e}")))?;
-    let receipt = crate::runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, "duplicate_skipped record unreadable"))?;
-    st.publish_run(&dir, &receipt.job_id, &receipt.run_id)?;
+    let when = Scheduled { at, local, zone };
+    let (dir, receipt) = publish_record(
+        st,
+        runs_dir,
+        file,
+        &when,
+        RunStatus::DuplicateSkipped,
+        "duplicate",
+        json!({"slot": slot, "claimed_by": by}),
+    )?;
     Ok(Some(Duplicate { run_dir: dir, receipt, slot }))
 }
 
@@ -100,15 +89,40 @@ pub fn record_not_started(
     zone: &str,
     error: &LilyError,
 ) -> Result<PathBuf, LilyError> {
+    let when = Scheduled { at, local, zone };
+    let details = json!({"error_code": error.code.as_str(), "message": error.message});
+    let (dir, _) = publish_record(st, runs_dir, file, &when, RunStatus::Missed, super::scheduler::MISSED_NOT_STARTED, details)?;
+    Ok(dir)
+}
+
+/// A scheduled instant as a record names it.
+struct Scheduled<'a> {
+    at: DateTime<Utc>,
+    local: &'a str,
+    zone: &'a str,
+}
+
+/// Write a record of `status` for a scheduled time of `file`'s job under
+/// `runs_dir` and publish it to the store.
+fn publish_record(
+    st: &RunStore,
+    runs_dir: &Path,
+    file: &SpecFile,
+    when: &Scheduled<'_>,
+    status: RunStatus,
+    reason: &str,
+    details: Value,
+) -> Result<(PathBuf, crate::runs::Receipt), LilyError> {
     let s = file.spec.as_ref().map_err(Clone::clone)?;
+    let what = status.as_str();
     let record = super::records::Record {
         job_id: s.id.clone(),
-        status: RunStatus::Missed,
-        scheduled_for: at,
-        scheduled_for_local: local.to_string(),
-        timezone: zone.to_string(),
-        reason: super::scheduler::MISSED_NOT_STARTED.to_string(),
-        details: json!({"error_code": error.code.as_str(), "message": error.message}),
+        status,
+        scheduled_for: when.at,
+        scheduled_for_local: when.local.to_string(),
+        timezone: when.zone.to_string(),
+        reason: reason.to_string(),
+        details,
         spec_sha256: file.sha256.clone().unwrap_or_default(),
         spec_path: file.path.display().to_string(),
         target: TargetRecord {
@@ -119,10 +133,10 @@ pub fn record_not_started(
         },
     };
     let dir = super::records::write_record(runs_dir, &record)
-        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the missed record: {e}")))?;
-    let receipt = crate::runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, "missed record unreadable"))?;
+        .map_err(|e| LilyError::new(ErrorCode::JobExecutionFailed, format!("cannot write the {what} record: {e}")))?;
+    let receipt = crate::runs::read_receipt(&dir).ok_or_else(|| LilyError::new(ErrorCode::JobExecutionFailed, format!("{what} record unreadable")))?;
     st.publish_run(&dir, &receipt.job_id, &receipt.run_id)?;
-    Ok(dir)
+    Ok((dir, receipt))
 }
 
 /// The body of a run slot's generation: holder, expiry, or released.
