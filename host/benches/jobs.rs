@@ -12,7 +12,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Timed `lily jobs run` processes (after one warm-up run).
@@ -73,10 +72,10 @@ fn main() {
 /// compile cache (`.lily/cache/`).
 fn setup_root(bin: &Path, dir: &Path) -> PathBuf {
     let root = dir.canonicalize().expect("canonical temp dir");
-    lily(bin, &root, &["init"]).expect("lily init");
+    lily_at(bin, &root, &["init"]).expect("lily init");
     std::fs::write(root.join(".lily/jobs/bench.job.yaml"), JOB_SPEC).expect("write job spec");
     let t = Instant::now();
-    lily(bin, &root, &["jobs", "run", "bench"]).expect("warm-up run");
+    lily_at(bin, &root, &["jobs", "run", "bench"]).expect("warm-up run");
     let cached = std::fs::read_dir(root.join(".lily/cache")).map(|d| d.count()).unwrap_or(0);
     println!(
         "root {}: warm-up run (cold compile cache) {}; cache entries: {cached}",
@@ -90,7 +89,7 @@ fn time_runs(bin: &Path, root: &Path, args: &[&str]) -> Vec<Duration> {
     let mut v: Vec<Duration> = (0..JOB_RUNS)
         .map(|_| {
             let t = Instant::now();
-            lily(bin, root, args).expect("lily");
+            lily_at(bin, root, args).expect("lily");
             t.elapsed()
         })
         .collect();
@@ -208,7 +207,7 @@ fn list_table(bin: &Path, root: &Path) {
             HISTORY,
         ),
     ] {
-        let out = lily(bin, root, &args).expect("list runs");
+        let out = lily_at(bin, root, &args).expect("list runs");
         let listed = if args.contains(&"--json") {
             serde_json::from_slice::<Vec<Value>>(&out).map(|v| v.len()).unwrap_or(0)
         } else {
@@ -218,7 +217,7 @@ fn list_table(bin: &Path, root: &Path) {
         let mut walls: Vec<Duration> = (0..reps)
             .map(|_| {
                 let t = Instant::now();
-                lily(bin, root, &args).expect("list runs");
+                lily_at(bin, root, &args).expect("list runs");
                 t.elapsed()
             })
             .collect();
@@ -376,34 +375,7 @@ fn generate_history(root: &Path) {
         }
     }
     // Warm the page cache and check the listing once.
-    lily(&lily_bin(), root, &["jobs", "runs", "hist", "--limit", "10000"]).expect("list runs");
-}
-
-/// The `lily` binary: `LILY_BIN`, else the one Cargo built for this bench.
-fn lily_bin() -> PathBuf {
-    std::env::var_os("LILY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lily")))
-}
-
-/// Run `lily --root <root> <args>`; stdout on success, else an error with stderr.
-fn lily(bin: &Path, root: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new(bin)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("LILY_ROOT")
-        .env_remove("LILY_JOBS_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!("{args:?} exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))
-    }
+    lily_at(&lily_bin(), root, &["jobs", "runs", "hist", "--limit", "10000"]).expect("list runs");
 }
 
 // ---- helpers (each bench is its own crate, so they are repeated) ----

@@ -30,8 +30,7 @@ use lily::triggers::scheduler::{Fire, Launcher, PrepareJob, RunGuard, RunTracker
 use lily::workspace::Root;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,9 +112,9 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut rows: Vec<Vec<String>> = Vec::new();
 
-    let demo_root = mkroot(&bin, &tmp.path().join("demo"));
+    let demo_root = init_root(&bin, &tmp.path().join("demo"));
     if wanted("demo") || wanted("runs") {
-        lily(&bin, &demo_root, &["jobs", "run", "demo"]).expect("warm-up run of demo");
+        lily_at(&bin, &demo_root, &["jobs", "run", "demo"]).expect("warm-up run of demo");
     }
     if wanted("demo") {
         rows.extend(demo_rows(&bin, &demo_root));
@@ -147,10 +146,10 @@ fn demo_rows(bin: &Path, demo_root: &Path) -> Vec<Vec<String>> {
     // `--version` and the demo run alternate, so load moves both alike.
     let (mut v, mut v_rss, mut d, mut d_rss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..PROCESS_RUNS {
-        let (t, rss) = timed(bin, demo_root, &["--version"]);
+        let (t, rss) = timed_process(bin, demo_root, &["--version"]);
         v.push(t);
         v_rss.push(rss);
-        let (t, rss) = timed(bin, demo_root, &["jobs", "run", "demo"]);
+        let (t, rss) = timed_process(bin, demo_root, &["jobs", "run", "demo"]);
         d.push(t);
         d_rss.push(rss);
     }
@@ -187,54 +186,6 @@ fn demo_rows(bin: &Path, demo_root: &Path) -> Vec<Vec<String>> {
     ]);
 
     rows
-}
-
-/// `lily init` in a fresh directory; the canonical root.
-fn mkroot(bin: &Path, dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("root dir");
-    let root = dir.canonicalize().expect("canonical root");
-    lily(bin, &root, &["init"]).expect("lily init");
-    root
-}
-
-/// One child process: wall time and its peak RSS in KiB (`wait4`).
-// The child is reaped by `wait4` (which `Child::wait` would not report).
-#[allow(clippy::zombie_processes)]
-fn timed(bin: &Path, root: &Path, args: &[&str]) -> (Duration, u64) {
-    let t = Instant::now();
-    let child = Command::new(bin)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("LILY_ROOT")
-        .env_remove("LILY_JOBS_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn lily");
-    let (ok, maxrss) = wait4(child.id());
-    let wall = t.elapsed();
-    assert!(ok, "lily {args:?} failed");
-    (wall, maxrss)
-}
-
-/// Reap `pid` with `wait4`: (exited with 0, `ru_maxrss` in KiB).
-#[allow(unsafe_code)]
-fn wait4(pid: u32) -> (bool, u64) {
-    let mut status: libc::c_int = 0;
-    // SAFETY: `rusage` is plain old data that `wait4` fills; all-zero is a
-    // valid value of it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers to locals; `pid` is our own unreaped child
-    // (the `Child` handle is dropped without waiting, which does not reap).
-    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, ru.ru_maxrss.max(0) as u64)
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 /// Cached load of every built-in on a fresh `Sandbox` whose on-disk cache is
@@ -284,8 +235,8 @@ bindings:\n  runnable: echo.v1\ntrigger:\n  type: manual\nruntime:\n  timeout_se
 
 /// `lily jobs run echo-step` with the `init` specs + 1 vs + 1,000 more.
 fn many_specs(bin: &Path, dir: &Path) -> Vec<String> {
-    let one = mkroot(bin, &dir.join("one-spec"));
-    let many = mkroot(bin, &dir.join("many-specs"));
+    let one = init_root(bin, &dir.join("one-spec"));
+    let many = init_root(bin, &dir.join("many-specs"));
     for root in [&one, &many] {
         std::fs::write(root.join(".lily/jobs/echo-step.job.yaml"), ECHO_SPEC).expect("spec");
     }
@@ -300,12 +251,12 @@ fn many_specs(bin: &Path, dir: &Path) -> Vec<String> {
     let specs = |r: &Path| std::fs::read_dir(r.join(".lily/jobs")).map(|d| d.count()).unwrap_or(0);
     let (n1, n2) = (specs(&one), specs(&many));
     let args = ["jobs", "run", "echo-step"];
-    lily(bin, &one, &args).expect("warm-up");
-    lily(bin, &many, &args).expect("warm-up");
+    lily_at(bin, &one, &args).expect("warm-up");
+    lily_at(bin, &many, &args).expect("warm-up");
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..PROCESS_RUNS {
-        a.push(timed(bin, &one, &args).0);
-        b.push(timed(bin, &many, &args).0);
+        a.push(timed_process(bin, &one, &args).0);
+        b.push(timed_process(bin, &many, &args).0);
     }
     a.sort();
     b.sort();
@@ -573,7 +524,7 @@ fn prepared(n: usize, specialist: &Arc<Loaded>, synth: &Arc<Loaded>) -> Prepared
 /// reads the index and the directory names, and a receipt only for a run
 /// missing from the index.
 fn stored_runs(bin: &Path, demo_root: &Path, dir: &Path) -> Vec<String> {
-    let root = mkroot(bin, &dir.join("history"));
+    let root = init_root(bin, &dir.join("history"));
     let runs_dir = root.join(".lily/runs");
     let src = std::fs::read_dir(demo_root.join(".lily/runs/demo"))
         .expect("demo runs")
@@ -607,11 +558,11 @@ fn stored_runs(bin: &Path, demo_root: &Path, dir: &Path) -> Vec<String> {
     }
     let generated = t.elapsed();
     let args = ["jobs", "runs", "hist"];
-    lily(bin, &root, &args).expect("warm the page cache");
+    lily_at(bin, &root, &args).expect("warm the page cache");
     let (mut l, mut v) = (Vec::new(), Vec::new());
     for _ in 0..PROCESS_RUNS {
-        l.push(timed(bin, &root, &args).0);
-        v.push(timed(bin, &root, &["--version"]).0);
+        l.push(timed_process(bin, &root, &args).0);
+        v.push(timed_process(bin, &root, &["--version"]).0);
     }
     l.sort();
     v.sort();
@@ -629,30 +580,4 @@ fn stored_runs(bin: &Path, demo_root: &Path, dir: &Path) -> Vec<String> {
         ),
         met(l50 <= Duration::from_millis(50)),
     ]
-}
-
-fn lily_bin() -> PathBuf {
-    std::env::var_os("LILY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lily")))
-}
-
-/// `lily --root <root> <args>`; stdout on success, else stderr in the error.
-fn lily(bin: &Path, root: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
-    let out = Command::new(bin)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("LILY_ROOT")
-        .env_remove("LILY_JOBS_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(format!("{args:?} exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)))
-    }
 }
