@@ -232,13 +232,14 @@ fn twenty_processes_claiming_one_slot_run_exactly_once() {
                 let mut c = env.cmd();
                 c.args(["jobs", "run", "nightly", "--scheduled-for", "2027-03-15T05:30:00Z", "--store", &url])
                     .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null());
+                    .stderr(std::process::Stdio::piped());
                 with_aws(&mut c, endpoint.as_deref());
                 c.spawn().expect("spawn")
             })
             .collect();
-        for mut c in children {
-            assert_eq!(c.wait().expect("wait").code(), Some(0), "{url}");
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert_eq!(out.status.code(), Some(0), "{url}: {}", String::from_utf8_lossy(&out.stderr));
         }
         let mut succeeded = 0;
         let mut duplicates = 0;

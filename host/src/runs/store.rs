@@ -494,10 +494,23 @@ impl RunStore {
         self.create_only(key, body)
     }
 
+    /// Create `key` only if it does not exist. The body carries a fresh
+    /// `claim_token`, so a create whose answer was lost is still won: the
+    /// client retries a create-only PUT on a 5xx or a dropped connection
+    /// (object_store does), and when the first try had landed the retry
+    /// finds the object — ours, by its token — and reads `AlreadyExists`.
+    /// Without the token the only claimant of a scheduled time would
+    /// think it lost (no run at all), or fail to take a free run slot
+    /// (`job_busy`).
     fn create_only(&self, key: ObjPath, body: &serde_json::Value) -> Result<Claim, LilyError> {
         let store = self.store.clone();
         let url = self.url.clone();
-        let mut bytes = serde_json::to_vec_pretty(body).map_err(|e| store_error(&url, "claim", e))?;
+        let token = crate::util::random_hex(16);
+        let mut body = body.clone();
+        if let Some(o) = body.as_object_mut() {
+            o.insert(CLAIM_TOKEN.into(), serde_json::Value::String(token.clone()));
+        }
+        let mut bytes = serde_json::to_vec_pretty(&body).map_err(|e| store_error(&url, "claim", e))?;
         bytes.push(b'\n');
         block_on(async move {
             let opts = object_store::PutOptions {
@@ -516,6 +529,9 @@ impl RunStore {
                             .unwrap_or(serde_json::Value::Null),
                         Err(_) => serde_json::Value::Null,
                     };
+                    if by[CLAIM_TOKEN].as_str() == Some(token.as_str()) {
+                        return Ok(Claim::Won);
+                    }
                     Ok(Claim::Taken { by })
                 }
                 Err(e) => Err(store_error(&url, &format!("cannot create the claim {key}"), e)),
@@ -717,6 +733,9 @@ pub struct SlotLease {
     pub slot: u32,
     pub generation: u64,
 }
+
+/// The field of a create-only object that says which create made it.
+const CLAIM_TOKEN: &str = "claim_token";
 
 /// The outcome of a create-only claim.
 #[derive(Debug, Clone, PartialEq)]
@@ -960,5 +979,75 @@ mod tests {
             assert_eq!(held.generation, a.generation + 7);
             assert_eq!(gens(held.slot).len(), 2, "{:?}", gens(held.slot));
         }
+    }
+
+    /// A store whose create-only PUTs land but whose answer is lost, and
+    /// whose client's retry then finds the object: what an S3 client that
+    /// retries a create on a 5xx or a dropped connection sees.
+    #[derive(Debug)]
+    struct LostAnswers(object_store::memory::InMemory);
+
+    impl std::fmt::Display for LostAnswers {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "LostAnswers")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for LostAnswers {
+        async fn put_opts(&self, location: &ObjPath, payload: PutPayload, opts: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+            let create = opts.mode == object_store::PutMode::Create;
+            let landed = self.0.put_opts(location, payload, opts).await?;
+            if create {
+                return Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "the retry found the object".into(),
+                });
+            }
+            Ok(landed)
+        }
+        async fn put_multipart_opts(&self, location: &ObjPath, opts: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &ObjPath, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        async fn delete(&self, location: &ObjPath) -> object_store::Result<()> {
+            self.0.delete(location).await
+        }
+        fn list(&self, prefix: Option<&ObjPath>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&ObjPath>) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &ObjPath, to: &ObjPath) -> object_store::Result<()> {
+            self.0.copy(from, to).await
+        }
+        async fn copy_if_not_exists(&self, from: &ObjPath, to: &ObjPath) -> object_store::Result<()> {
+            self.0.copy_if_not_exists(from, to).await
+        }
+    }
+
+    #[test]
+    fn a_create_whose_answer_was_lost_is_still_won() {
+        let s = RunStore {
+            store: Arc::new(LostAnswers(object_store::memory::InMemory::new())),
+            prefix: String::new(),
+            url: StoreUrl::Memory,
+        };
+        // The only claimant of a scheduled time runs it…
+        let body = serde_json::json!({"pid": 1});
+        assert_eq!(s.claim_scheduled("nightly", "2027-03-15T01:30:00", &body).expect("ok"), Claim::Won);
+        // …and a second claimant (same body, another create) loses.
+        match s.claim_scheduled("nightly", "2027-03-15T01:30:00", &body).expect("ok") {
+            Claim::Taken { by } => assert_eq!(by["pid"], 1, "{by}"),
+            Claim::Won => panic!("two claimants won one scheduled time"),
+        }
+        // The only taker of a free run slot holds it; the next finds it held.
+        let live = serde_json::json!({"expires_at": "2999-01-01T00:00:00Z"});
+        let l = s.acquire_slot("nightly", 1, &live).expect("ok").expect("the free slot");
+        assert_eq!((l.slot, l.generation), (0, 0));
+        assert_eq!(s.acquire_slot("nightly", 1, &live).expect("ok"), None);
     }
 }
