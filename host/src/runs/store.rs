@@ -1006,7 +1006,11 @@ mod tests {
             }
             Ok(landed)
         }
-        async fn put_multipart_opts(&self, location: &ObjPath, opts: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjPath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
             self.0.put_multipart_opts(location, opts).await
         }
         async fn get_opts(&self, location: &ObjPath, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
