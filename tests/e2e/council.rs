@@ -621,13 +621,10 @@ fn allow_fixtures(env: &Env) {
 }
 
 fn findings_of(r: &Value, specialist: &str) -> Vec<Value> {
-    r["payload"]["reports"]
+    crate::harness::report_of(r, specialist)["findings"]
         .as_array()
-        .expect("reports")
-        .iter()
-        .find(|x| x["specialist"] == specialist)
-        .and_then(|x| x["findings"].as_array().cloned())
-        .unwrap_or_else(|| panic!("no report of {specialist}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no findings of {specialist}"))
 }
 
 fn evidence_of(findings: &[Value], title: &str) -> Vec<String> {

@@ -177,6 +177,16 @@ pub fn receipt(run: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("receipt of {} is not JSON: {e}", run.display()))
 }
 
+/// One specialist's report in a council receipt (the test fails, showing
+/// the receipt, if there is none).
+pub fn report_of(receipt: &Value, specialist: &str) -> Value {
+    receipt["payload"]["reports"]
+        .as_array()
+        .and_then(|reports| reports.iter().find(|x| x["specialist"] == specialist))
+        .cloned()
+        .unwrap_or_else(|| panic!("no report of {specialist} in {receipt:#}"))
+}
+
 /// Every line of `events.jsonl`, each parsed (a line that does not parse fails the test).
 pub fn events(run: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();

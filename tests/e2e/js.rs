@@ -384,13 +384,7 @@ fn a_js_guest_reaches_only_the_granted_http_origin() {
     let observed = |job: &str, url: &str| -> String {
         let run = run_council(&env, job, &["security.v1", "js-hostile.v1"], &format!("http {url}"), 60);
         let r = receipt(&run);
-        let hostile = r["payload"]["reports"]
-            .as_array()
-            .expect("reports")
-            .iter()
-            .find(|x| x["specialist"] == "js-hostile.v1")
-            .cloned()
-            .unwrap_or_else(|| panic!("{r:#}"));
+        let hostile = crate::harness::report_of(&r, "js-hostile.v1");
         hostile["findings"][0]["evidence"][0]
             .as_str()
             .unwrap_or_else(|| panic!("{hostile:#}"))

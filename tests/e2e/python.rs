@@ -314,13 +314,7 @@ fn hostile(env: &Env, tool: &Path, op: &str, arg: &str, runtime: &str) -> (PathB
 }
 
 fn hostile_report(r: &Value) -> Value {
-    r["payload"]["reports"]
-        .as_array()
-        .expect("reports")
-        .iter()
-        .find(|x| x["specialist"] == "hostile-py.v1")
-        .cloned()
-        .unwrap_or_else(|| panic!("{r:#}"))
+    crate::harness::report_of(r, "hostile-py.v1")
 }
 
 fn step_outcome(run: &Path) -> String {

@@ -50,6 +50,15 @@ mod tests {
         assert!(crate::paths::valid_id(&scaffold_id(&"a".repeat(50))));
     }
 
+    /// The text of one scaffolded file (a test fails if it is missing).
+    fn file_text<'a>(files: &'a [(String, String)], path: &str) -> &'a str {
+        files
+            .iter()
+            .find(|(r, _)| r == path)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("{path} missing"))
+    }
+
     #[test]
     fn scaffold_files_are_complete_and_filled_in() {
         for kind in [ScaffoldKind::Specialist, ScaffoldKind::Synthesizer] {
@@ -57,13 +66,7 @@ mod tests {
             for (rel, text) in files.iter().filter(|(r, _)| !r.starts_with("lily-guest/")) {
                 assert!(!text.contains("{{"), "{rel} has an unfilled placeholder");
             }
-            let get = |p: &str| {
-                files
-                    .iter()
-                    .find(|(r, _)| r == p)
-                    .map(|(_, t)| t.as_str())
-                    .unwrap_or_else(|| panic!("{p} missing"))
-            };
+            let get = |p: &str| file_text(&files, p);
             assert!(get("Cargo.toml").contains("name = \"my-check\""));
             assert!(get("src/lib.rs").contains("\"my-check.v1\"") && get("src/lib.rs").contains("pub struct MyCheck;"));
             assert!(get("src/lib.rs").contains(if kind == ScaffoldKind::Specialist {
@@ -153,13 +156,7 @@ mod tests {
     fn python_scaffold_vendors_the_sdk_and_the_wit() {
         for kind in [ScaffoldKind::Specialist, ScaffoldKind::Synthesizer] {
             let files = scaffold_files_in(Lang::Python, "my-check", kind).expect("files");
-            let get = |p: &str| {
-                files
-                    .iter()
-                    .find(|(r, _)| r == p)
-                    .map(|(_, t)| t.as_str())
-                    .unwrap_or_else(|| panic!("{p} missing"))
-            };
+            let get = |p: &str| file_text(&files, p);
             assert!(get("app.py").contains("class MyCheck(lily.") && get("app.py").contains("WitWorld = lily.export(MyCheck)"));
             assert!(get("app.py").contains("id = \"my-check.v1\""));
             assert!(get("test_app.py").contains("from app import MyCheck"));

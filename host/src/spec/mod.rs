@@ -585,11 +585,16 @@ fn spec_paths(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                (n.ends_with(".job.yaml") || n.ends_with(".job.yml")) && p.is_file()
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.as_encoded_bytes();
+                n.ends_with(b".job.yaml") || n.ends_with(b".job.yml")
             })
+            // The listing's file type (no `stat` for a regular file); a
+            // link (or a file system without types) is followed to see
+            // whether it names a file, as before.
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) || e.path().is_file())
+            .map(|e| e.path())
             .collect(),
         Err(_) => Vec::new(),
     };
