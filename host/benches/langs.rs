@@ -57,7 +57,7 @@ fn measure(rt: &tokio::runtime::Runtime, name: &str, bytes: &[u8], cache: &Path)
     let t = Instant::now();
     compiler.compile_uncached(bytes).expect("compile");
     let cold = t.elapsed();
-    let cwasm = compiler.engine().precompile_component(bytes).expect("precompile").len();
+    let cwasm = compiler.engine().expect("engine").precompile_component(bytes).expect("precompile").len();
     drop(compiler);
     // Fill the cache, then time loads on fresh sandboxes (nothing in memory).
     rt.block_on(sandbox(cache).load(bytes)).expect("load");

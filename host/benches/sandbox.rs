@@ -134,7 +134,7 @@ fn compile_table(rt: &tokio::runtime::Runtime, cache_dir: &Path) {
             })
             .collect();
         cold.sort();
-        let serialized = compiler.engine().precompile_component(bytes).expect("precompile");
+        let serialized = compiler.engine().expect("engine").precompile_component(bytes).expect("precompile");
         drop(compiler);
 
         let entry = cache_entry(cache_dir, &Sandbox::digest(bytes)).expect("the cache holds an entry for every built-in");
@@ -172,12 +172,12 @@ fn compile_table(rt: &tokio::runtime::Runtime, cache_dir: &Path) {
 
             let engine_holder = Sandbox::new(SandboxOptions::default()).expect("sandbox");
             let t = Instant::now();
-            deserialize_file(engine_holder.engine(), &entry);
+            deserialize_file(engine_holder.engine().expect("engine"), &entry);
             deser.push(t.elapsed());
 
             let t = Instant::now();
             let data = std::fs::read(&entry).expect("read cache entry");
-            deserialize(engine_holder.engine(), &data);
+            deserialize(engine_holder.engine().expect("engine"), &data);
             deser_copy.push(t.elapsed());
         }
         let _ = &serialized;

@@ -1388,7 +1388,7 @@ fn lower_budget(g: &mut crate::sandbox::LlmGrant, low: &crate::spec::LlmRuntime,
 /// `job_invalid_spec` — the spec asks for something its target cannot do.
 fn check_target_io(blueprint: &Blueprint, spec: &JobSpec) -> Result<(), LilyError> {
     let meta = &blueprint.meta;
-    let errors = crate::blueprints::schema_errors(&meta.input_schema, &spec.target.input);
+    let errors = blueprint.input_errors(&spec.target.input);
     if !errors.is_empty() {
         return Err(LilyError::new(
             ErrorCode::JobInvalidSpec,

@@ -195,15 +195,60 @@ pub struct SandboxOptions {
 
 /// The one shared engine plus everything loaded into it.
 pub struct Sandbox {
+    /// Engine, linker, cache and store slots: built on a thread of their
+    /// own (see [`Core`]); the first use waits for them.
+    core: Arc<std::sync::OnceLock<Result<Core, String>>>,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    stop_ticker: Arc<AtomicBool>,
+    /// Largest component accepted (policy `limits.max_component_bytes`).
+    max_component_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// What every load and step needs and nothing guest-chosen goes into:
+/// the engine (Cranelift's flags, the pooling allocator's reservations —
+/// a `mprotect` per fiber stack), the linker (~1,000 WASI and HTTP host
+/// functions named and type-checked) and the compile cache's key. A few
+/// milliseconds of CPU that depend on nothing a command reads, so
+/// [`Sandbox::new`] builds them on a thread while the command reads its
+/// root, policy and spec (`docs/performance.md`, "Start-up in parallel").
+struct Core {
     engine: Engine,
     linker: Linker<StepState>,
     cache: Option<cache::CompileCache>,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
-    stop_ticker: Arc<AtomicBool>,
     /// One permit per live store when the pooling allocator (finite slots) is in use.
     store_slots: Option<tokio::sync::Semaphore>,
-    /// Largest component accepted (policy `limits.max_component_mb`).
-    max_component_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Core {
+    fn build(cache_dir: Option<PathBuf>, stop_ticker: Arc<AtomicBool>) -> anyhow::Result<Core> {
+        let (engine, pooled) = new_engine()?;
+        let mut linker: Linker<StepState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // `wasi:http` for every component; a request goes out only under the
+        // step's allow-list (`http.rs`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        shadow::install(&mut linker)?;
+        {
+            let engine = engine.weak();
+            std::thread::Builder::new().name("lily-epoch".into()).spawn(move || {
+                while !stop_ticker.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        }
+        let cache = cache_dir.map(|dir| cache::CompileCache::new(dir, &engine));
+        Ok(Core {
+            engine,
+            linker,
+            cache,
+            store_slots: pooled.then(|| tokio::sync::Semaphore::new(POOL_STORES as usize)),
+        })
+    }
 }
 
 impl Drop for Sandbox {
@@ -257,44 +302,47 @@ impl LoadError {
 }
 
 impl Sandbox {
+    /// Start a sandbox: its [`Core`] is built on a thread of its own, and
+    /// then the JSON Schema meta-schema every guest schema is checked
+    /// against is compiled there too ([`schema::prewarm`]); a load or step
+    /// waits for the core only if it comes first. Fails only if the thread
+    /// cannot be started; a core that cannot be built fails every load
+    /// with that cause.
     pub fn new(options: SandboxOptions) -> anyhow::Result<Sandbox> {
-        let (engine, pooled) = new_engine()?;
-        let mut linker: Linker<StepState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // `wasi:http` for every component; a request goes out only under the
-        // step's allow-list (`http.rs`).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Runnable::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
-        shadow::install(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let core = Arc::new(std::sync::OnceLock::new());
         {
-            let engine = engine.weak();
-            let stop = stop_ticker.clone();
-            std::thread::Builder::new().name("lily-epoch".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match engine.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => break,
-                    }
-                }
+            let (core, stop, dir) = (core.clone(), stop_ticker.clone(), options.cache_dir);
+            std::thread::Builder::new().name("lily-sandbox".into()).spawn(move || {
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Core::build(dir, stop)));
+                let _ = core.set(match built {
+                    Ok(Ok(c)) => Ok(c),
+                    Ok(Err(e)) => Err(format!("{e:#}")),
+                    Err(_) => Err("the sandbox's start-up thread panicked".to_string()),
+                });
+                schema::prewarm();
             })?;
         }
-        let cache = options.cache_dir.map(|dir| cache::CompileCache::new(dir, &engine));
         Ok(Sandbox {
-            engine,
-            linker,
-            cache,
+            core,
             loaded: Mutex::new(HashMap::new()),
             stop_ticker,
-            store_slots: pooled.then(|| tokio::sync::Semaphore::new(POOL_STORES as usize)),
             max_component_bytes: std::sync::atomic::AtomicU64::new(complexity::DEFAULT_MAX_COMPONENT_BYTES),
         })
     }
 
+    /// The core, once built (blocks the caller until then: a few ms, once
+    /// per process, and only when nothing else was left to do).
+    fn core(&self) -> Result<&Core, LoadError> {
+        self.core
+            .wait()
+            .as_ref()
+            .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("the sandbox could not start: {e}")))
+    }
+
     /// Wait for a store slot (pooling allocator only; never closed).
     async fn store_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        match &self.store_slots {
+        match self.core().ok().and_then(|c| c.store_slots.as_ref()) {
             Some(s) => s.acquire().await.ok(),
             None => None,
         }
@@ -305,8 +353,8 @@ impl Sandbox {
         self.max_component_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn engine(&self) -> Result<&Engine, LoadError> {
+        Ok(&self.core()?.engine)
     }
 
     /// `sha256:<hex>` of component bytes.
@@ -338,9 +386,10 @@ impl Sandbox {
             return Ok(l.clone());
         }
         let max = self.max_component_bytes.load(Ordering::Relaxed);
+        let core = self.core()?;
         if size <= max
-            && let Some(cache) = &self.cache
-            && let Some(c) = cache.load(&self.engine, digest)
+            && let Some(cache) = &core.cache
+            && let Some(c) = cache.load(&core.engine, digest)
         {
             return self.prepare(digest.to_string(), usize::try_from(size).unwrap_or(usize::MAX), c).await;
         }
@@ -352,8 +401,9 @@ impl Sandbox {
 
     /// Link and describe a compiled component, then keep it in memory.
     async fn prepare(&self, digest: String, size: usize, component: Component) -> Result<Arc<Loaded>, LoadError> {
-        let imports = component_imports(&self.engine, &component);
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let core = self.core()?;
+        let imports = component_imports(&core.engine, &component);
+        let instance_pre = core.linker.instantiate_pre(&component).map_err(|e| {
             let missing: Vec<&String> = imports.iter().filter(|i| !host_provides(i)).collect();
             if missing.is_empty() {
                 LoadError::new(LoadErrorKind::LinkFailed, format!("component cannot be linked: {e:#}"))
@@ -403,8 +453,9 @@ impl Sandbox {
                 ),
             ));
         }
-        if let Some(cache) = &self.cache
-            && let Some(c) = cache.load(&self.engine, digest)
+        let core = self.core()?;
+        if let Some(cache) = &core.cache
+            && let Some(c) = cache.load(&core.engine, digest)
         {
             return Ok(c);
         }
@@ -420,7 +471,7 @@ impl Sandbox {
             .map_err(|e| LoadError::new(LoadErrorKind::Internal, format!("could not wait for a compile: {e}")))?;
         let clock = complexity::CompileClock::start(bytes.len());
         let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let (engine, owned) = (self.engine.clone(), bytes.to_vec());
+        let (engine, owned) = (core.engine.clone(), bytes.to_vec());
         std::thread::Builder::new()
             .name("lily-compile".into())
             .spawn(move || {
@@ -441,7 +492,7 @@ impl Sandbox {
             Ok(r) => r.map_err(|e| LoadError::new(LoadErrorKind::NotAComponent, format!("not a valid WebAssembly component: {e:#}")))?,
             Err(_) => return Err(LoadError::new(LoadErrorKind::Internal, "the compile thread ended without a result")),
         };
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = &core.cache {
             cache.store(digest, &component);
         }
         Ok(component)
@@ -449,7 +500,7 @@ impl Sandbox {
 
     /// Compile without using or filling any cache (benchmarks).
     pub fn compile_uncached(&self, bytes: &[u8]) -> anyhow::Result<()> {
-        Component::new(&self.engine, bytes)?;
+        Component::new(&self.core()?.engine, bytes)?;
         Ok(())
     }
 
@@ -457,12 +508,13 @@ impl Sandbox {
     /// compile cache entry was written (kept beside the entry, see
     /// [`cache`]), else a fresh instance calling `describe` (then kept).
     async fn describe(&self, pre: &RunnablePre<StepState>, digest: &str) -> Result<(Descriptor, schema::GuestSchema, schema::GuestSchema), LoadError> {
-        let raw = match self.cache.as_ref().and_then(|c| c.load_descriptor(digest)) {
+        let cache = self.core()?.cache.as_ref();
+        let raw = match cache.and_then(|c| c.load_descriptor(digest)) {
             Some(raw) => raw,
             None => {
                 let raw = self.call_describe(pre).await?;
                 let parsed = Self::descriptor_of(raw.clone(), false)?;
-                if let Some(c) = &self.cache {
+                if let Some(c) = cache {
                     c.store_descriptor(digest, &raw);
                 }
                 return Ok(parsed);
@@ -551,7 +603,8 @@ impl Sandbox {
 
     fn new_store(&self, req: &StepRequest) -> wasmtime::Result<Store<StepState>> {
         let state = StepState::new(req)?;
-        let mut store = Store::new(&self.engine, state);
+        let core = self.core().map_err(|e| wasmtime::format_err!("{e}"))?;
+        let mut store = Store::new(&core.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_fuel(req.limits.fuel.unwrap_or(u64::MAX))?;
         store.fuel_async_yield_interval(Some(10_000_000))?;
