@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of two lily binaries, alternated in one run (issue 19 changes):
-`jobs run echo-step` with 1 vs 1,000 specs, `jobs runs hist` over 100,000
-runs (one copy of the store per binary, so neither reads an index the other
+`jobs run demo` (the two-specialist council), `jobs run echo-step` with 1
+vs 1,000 specs, `jobs runs hist` over 100,000 runs (one copy of the store per binary, so neither reads an index the other
 rewrote), `--version` as the floor. Usage: perf-ab.py BEFORE AFTER [N]"""
 import json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
 before, after = sys.argv[1], sys.argv[2]
@@ -34,6 +34,7 @@ def mk(name, fillers):
         open(os.path.join(root, f".lily/jobs/filler-{i:04}.job.yaml"), "w").write(ECHO.replace("id: echo-step", f"id: filler-{i:04}"))
     return root
 one, many = mk("one", 0), mk("many", 999)
+demo = mk("demo", 0)
 hist = mk("hist", 0)
 hist_b = mk("hist-before", 0)
 lily(after, hist, "jobs", "run", "echo-step")
@@ -58,7 +59,7 @@ for i in range(100_000):
         ix.write(json.dumps(line, separators=(",", ":")) + "\n")
 for ix in ixs: ix.close()
 print(f"generated 100,000 runs in {time.time()-t:.1f} s", flush=True)
-cases = [("version", one, ["--version"]), ("1 spec", one, ["jobs", "run", "echo-step"]), ("1,000 specs", many, ["jobs", "run", "echo-step"]), ("jobs runs 100k", hist, ["jobs", "runs", "hist"])]
+cases = [("version", one, ["--version"]), ("jobs run demo", demo, ["jobs", "run", "demo"]), ("1 spec", one, ["jobs", "run", "echo-step"]), ("1,000 specs", many, ["jobs", "run", "echo-step"]), ("jobs runs 100k", hist, ["jobs", "runs", "hist"])]
 own_root = {(before, hist): hist_b}  # BEFORE lists its own copy of the store
 R = lambda b, root: own_root.get((b, root), root)
 for b in (before, after):
@@ -68,13 +69,20 @@ for b in (before, after):
     for _, root, a in cases: lily(b, R(b, root), *a)
 res = {(b, c[0]): [] for b in (before, after) for c in cases}
 cpu = {(b, c[0]): [] for b in (before, after) for c in cases}
-def child_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
+rss = {(b, c[0]): [] for b in (before, after) for c in cases}
+flt = {(b, c[0]): [] for b in (before, after) for c in cases}
+def timed(b, root, a):
+    t = time.perf_counter()
+    p = subprocess.Popen([b, "--root", root, *a], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    assert status == 0, (b, a, status)
+    return time.perf_counter() - t, ru
 for _ in range(N):
     for name, root, a in cases:
         for b in (before, after):
-            c = child_cpu(); t = time.perf_counter(); lily(b, R(b, root), *a)
-            res[(b, name)].append(time.perf_counter() - t); cpu[(b, name)].append(child_cpu() - c)
+            wall, ru = timed(b, R(b, root), a)
+            res[(b, name)].append(wall); cpu[(b, name)].append(ru.ru_utime + ru.ru_stime)
+            rss[(b, name)].append(ru.ru_maxrss / 1024); flt[(b, name)].append(ru.ru_minflt)
 print(f"load average {open('/proc/loadavg').read().split()[:3]}; medians of {N}, alternated")
 print("| measurement | before | after | after/before |\n| --- | --- | --- | --- |")
 med = {k: statistics.median(v) * 1e3 for k, v in res.items()}
@@ -85,6 +93,11 @@ print("| measurement | before | after | after/before |\n| --- | --- | --- | --- 
 cmed = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
 for name, _, _ in cases:
     print(f"| {name} | {cmed[(before,name)]:.1f} ms | {cmed[(after,name)]:.1f} ms | {cmed[(after,name)]/max(cmed[(before,name)],1e-9):.2f} |")
+print("Peak RSS (ru_maxrss) and minor page faults of the child, medians:")
+print("| measurement | RSS before | RSS after | faults before | faults after |\n| --- | --- | --- | --- | --- |")
+for name, _, _ in cases:
+    m = lambda d, b: statistics.median(d[(b, name)])
+    print(f"| {name} | {m(rss, before):.1f} MiB | {m(rss, after):.1f} MiB | {m(flt, before):.0f} | {m(flt, after):.0f} |")
 for b, lab in ((before, "before"), (after, "after")):
-    print(f"{lab}: 1,000 specs − 1 spec = {med[(b,'1,000 specs')]-med[(b,'1 spec')]:+.2f} ms; jobs runs / --version = {med[(b,'jobs runs 100k')]/med[(b,'version')]:.2f}")
+    print(f"{lab}: 1,000 specs − 1 spec = {med[(b,'1,000 specs')]-med[(b,'1 spec')]:+.2f} ms; jobs runs / --version = {med[(b,'jobs runs 100k')]/med[(b,'version')]:.2f}; jobs run demo / --version = {med[(b,'jobs run demo')]/med[(b,'version')]:.2f}")
 shutil.rmtree(tmp)

@@ -6,7 +6,6 @@ use clap::Parser;
 
 fn main() {
     restore_sigpipe();
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LILY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
@@ -40,22 +39,3 @@ fn restore_sigpipe() {
 
 #[cfg(not(unix))]
 fn restore_sigpipe() {}
-
-/// At most two glibc malloc arenas (this machine's cores), not 8 per core:
-/// every thread that allocates (runtime workers, blocking-pool threads for
-/// WASI file calls, fsync threads, the sandbox's start-up thread) otherwise
-/// gets an arena of its own and faults in fresh heap pages for it — ~25 %
-/// of `lily jobs run`'s page faults, and part of its peak RSS
-/// (`docs/performance.md`, "Start-up in parallel").
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    // SAFETY: runs first thing in `main`, before any other thread exists;
-    // `mallopt` only sets an allocator tunable (an unknown one is ignored).
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
