@@ -358,7 +358,7 @@ fn building_a_js_project_without_the_toolchain_names_the_install_command() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("blueprint_compile_failed") || err.contains("toolchain"), "{err}");
     assert!(
-        err.contains("npm install --prefix ~/.cache/lily-tools/jco-1.35.0 @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.22.0"),
+        err.contains("npm install --prefix ~/.cache/lily-tools/jco-1.35.0 @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.22.0 @bytecodealliance/preview2-shim@0.25.0"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

@@ -18,6 +18,9 @@ use std::process::{Command, Stdio};
 pub const JCO_VERSION: &str = "1.35.0";
 /// The componentize-js release jco 1.35.0 depends on (`^0.22.0`).
 pub const COMPONENTIZE_JS_VERSION: &str = "0.22.0";
+/// The preview2-shim componentize-js 0.22.0 imports when it runs (it lists
+/// it only as a dev dependency, so a plain install leaves it out).
+pub const PREVIEW2_SHIM_VERSION: &str = "0.25.0";
 /// Names the JS tools directory when it is not the default.
 pub const JS_TOOLS_ENV: &str = "LILY_JS_TOOLS";
 
@@ -73,7 +76,7 @@ const EXTERNALS: &[&str] = &[
 /// The command that installs the pinned toolchain into the default tools directory.
 pub fn install_command() -> String {
     format!(
-        "npm install --prefix ~/.cache/lily-tools/jco-{JCO_VERSION} @bytecodealliance/jco@{JCO_VERSION} @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
+        "npm install --prefix ~/.cache/lily-tools/jco-{JCO_VERSION} @bytecodealliance/jco@{JCO_VERSION} @bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION} @bytecodealliance/preview2-shim@{PREVIEW2_SHIM_VERSION}"
     )
 }
 
@@ -96,9 +99,14 @@ pub(in crate::runnables) fn scaffold_files(name: &str, kind: ScaffoldKind) -> Re
     Ok(files)
 }
 
-/// The tools directory holding `node_modules/.bin/{rolldown,componentize-js}`.
+/// The tools directory holding `node_modules/.bin/{rolldown,componentize-js}`
+/// and the preview2-shim componentize-js needs to run.
 fn tools_dir(project: &Path) -> Option<PathBuf> {
-    let has = |d: &Path| d.join("node_modules/.bin/componentize-js").is_file() && d.join("node_modules/.bin/rolldown").is_file();
+    let has = |d: &Path| {
+        d.join("node_modules/.bin/componentize-js").is_file()
+            && d.join("node_modules/.bin/rolldown").is_file()
+            && d.join("node_modules/@bytecodealliance/preview2-shim/package.json").is_file()
+    };
     if let Some(d) = std::env::var_os(JS_TOOLS_ENV).filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(d)).filter(|d| has(d));
     }
