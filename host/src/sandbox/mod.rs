@@ -200,7 +200,7 @@ pub struct Sandbox {
     core: Arc<std::sync::OnceLock<Result<Core, String>>>,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     stop_ticker: Arc<AtomicBool>,
-    /// Largest component accepted (policy `limits.max_component_bytes`).
+    /// Largest component accepted (policy `limits.max_component_mb`).
     max_component_bytes: std::sync::atomic::AtomicU64,
 }
 
